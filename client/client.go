@@ -1,0 +1,187 @@
+// Package client is the Go client for agent workers: preflight before a
+// run, record after it, or wrap the run in Gate. It speaks NATS
+// request/reply to the AgentBill writer, encodes customer IDs into subject
+// tokens as DESIGN.md says, gives every mutating request an idempotency key,
+// and retries "unavailable" with the same key, so a retry never charges
+// twice.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/ledger"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+)
+
+// Retry bounds.
+const (
+	// RequestTimeout bounds one attempt.
+	RequestTimeout = 5 * time.Second
+	// AttemptsMax bounds the attempts of one call (first try included).
+	AttemptsMax = 8
+	// BackoffMin and BackoffMax bound the wait between attempts.
+	BackoffMin = 20 * time.Millisecond
+	BackoffMax = 2 * time.Second
+)
+
+// Client sends requests to AgentBill. It is safe for concurrent use.
+type Client struct {
+	nc       *nats.Conn
+	timeout  time.Duration
+	attempts int
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithTimeout sets the per-attempt timeout.
+func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
+
+// WithAttempts sets how many times a call is tried (at least 1).
+func WithAttempts(n int) Option { return func(c *Client) { c.attempts = max(1, n) } }
+
+// New returns a client over an existing connection.
+func New(nc *nats.Conn, opts ...Option) *Client {
+	c := &Client{nc: nc, timeout: RequestTimeout, attempts: AttemptsMax}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Conn returns the client's NATS connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// NewIdempotencyKey returns a fresh random key.
+func NewIdempotencyKey() string { return uuid.Must(uuid.NewV7()).String() }
+
+// Preflight asks to reserve req.EstimatedUnits for the customer. A refusal
+// is not an error: check reply.Approved.
+func (c *Client) Preflight(ctx context.Context, customerID string, req ledger.PreflightRequest) (*ledger.PreflightReply, error) {
+	if req.IdempotencyKey == "" {
+		req.IdempotencyKey = NewIdempotencyKey()
+	}
+	var out ledger.PreflightReply
+	return &out, c.call(ctx, events.OpPreflight, customerID, &req, &out)
+}
+
+// Record reports actual usage, settling the named (or oldest) reservation.
+func (c *Client) Record(ctx context.Context, customerID string, req ledger.RecordRequest) (*ledger.RecordReply, error) {
+	if req.IdempotencyKey == "" {
+		req.IdempotencyKey = NewIdempotencyKey()
+	}
+	var out ledger.RecordReply
+	return &out, c.call(ctx, events.OpRecord, customerID, &req, &out)
+}
+
+// Release gives a reservation's hold back.
+func (c *Client) Release(ctx context.Context, customerID, reservationID string) (*ledger.ReleaseReply, error) {
+	req := ledger.ReleaseRequest{ReservationID: reservationID, IdempotencyKey: NewIdempotencyKey()}
+	var out ledger.ReleaseReply
+	return &out, c.call(ctx, events.OpRelease, customerID, &req, &out)
+}
+
+// Extend pushes a reservation's deadline to now + ttl.
+func (c *Client) Extend(ctx context.Context, customerID, reservationID string, ttl time.Duration) (*ledger.ExtendReply, error) {
+	req := ledger.ExtendRequest{ReservationID: reservationID, TTL: ttl.String(), IdempotencyKey: NewIdempotencyKey()}
+	var out ledger.ExtendReply
+	return &out, c.call(ctx, events.OpExtend, customerID, &req, &out)
+}
+
+// Status returns the customer's position.
+func (c *Client) Status(ctx context.Context, customerID string) (*ledger.StatusReply, error) {
+	var out ledger.StatusReply
+	return &out, c.call(ctx, events.OpStatus, customerID, &ledger.StatusRequest{}, &out)
+}
+
+// SetBudget sets or changes the customer's budget (admin).
+func (c *Client) SetBudget(ctx context.Context, customerID string, req ledger.BudgetRequest) (*ledger.StatusReply, error) {
+	if req.IdempotencyKey == "" {
+		req.IdempotencyKey = NewIdempotencyKey()
+	}
+	var out ledger.StatusReply
+	return &out, c.call(ctx, events.OpBudget, customerID, &req, &out)
+}
+
+// TopUp adds units to the customer's current period (admin).
+func (c *Client) TopUp(ctx context.Context, customerID string, req ledger.TopUpRequest) (*ledger.StatusReply, error) {
+	if req.IdempotencyKey == "" {
+		req.IdempotencyKey = NewIdempotencyKey()
+	}
+	var out ledger.StatusReply
+	return &out, c.call(ctx, events.OpTopUp, customerID, &req, &out)
+}
+
+// call sends one request, retrying unavailable replies, timeouts and
+// missing responders (a writer restarting) with the same body, so the same
+// idempotency key, until AttemptsMax or ctx ends.
+func (c *Client) call(ctx context.Context, op events.Op, customerID string, req, out any) error {
+	if err := events.ValidateCustomerID(customerID); err != nil {
+		return ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("agentbill: encode %s request: %w", op, err)
+	}
+	subject := events.RequestSubject(op, customerID)
+	backoff := BackoffMin
+	var last error
+	for attempt := 0; attempt < c.attempts; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return errors.Join(ctx.Err(), last)
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, BackoffMax)
+		}
+		last = c.once(ctx, subject, body, out)
+		if last == nil || !retryable(last) {
+			return last
+		}
+	}
+	return last
+}
+
+func (c *Client) once(ctx context.Context, subject string, body []byte, out any) error {
+	actx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	msg, err := c.nc.RequestWithContext(actx, subject, body)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return ledger.Errorf(ledger.CodeUnavailable, "no answer from AgentBill on %s: %v", subject, err)
+		}
+		return err
+	}
+	return decodeReply(msg.Data, out)
+}
+
+// decodeReply decodes a reply, turning {"error": ...} into *ledger.Error.
+func decodeReply(data []byte, out any) error {
+	var er struct {
+		Error *ledger.Error `json:"error"`
+	}
+	if err := json.Unmarshal(data, &er); err != nil {
+		return fmt.Errorf("agentbill: malformed reply: %w", err)
+	}
+	if er.Error != nil {
+		return er.Error
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("agentbill: malformed reply: %w", err)
+	}
+	return nil
+}
+
+func retryable(err error) bool {
+	return ledger.ErrorCode(err) == ledger.CodeUnavailable
+}

@@ -1,0 +1,300 @@
+// Package events is AgentBill's event contract: the past-tense, versioned
+// facts the ledger appends to the AGENTBILL stream, their JSON encoding, the
+// subjects they live under, and the exact decimal Units every amount uses.
+//
+// It imports the standard library and apd only. See README.md.
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Version is the envelope version written in every event's "v".
+const Version = 1
+
+// Type is an event type; it is also the last token of the event's subject.
+type Type string
+
+// Every event type (DESIGN.md).
+const (
+	TypeBudgetSet        Type = "budget_set"
+	TypeToppedUp         Type = "topped_up"
+	TypeReserved         Type = "reserved"
+	TypeDenied           Type = "denied"
+	TypeRecorded         Type = "recorded"
+	TypeReleased         Type = "released"
+	TypeExpired          Type = "expired"
+	TypeExtended         Type = "extended"
+	TypeThresholdCrossed Type = "threshold_crossed"
+	TypeBudgetExhausted  Type = "budget_exhausted"
+)
+
+// Types lists every event type, in a stable order.
+var Types = []Type{
+	TypeBudgetSet, TypeToppedUp, TypeReserved, TypeDenied, TypeRecorded,
+	TypeReleased, TypeExpired, TypeExtended, TypeThresholdCrossed, TypeBudgetExhausted,
+}
+
+// ErrInvalidEvent is wrapped by every decoding error.
+var ErrInvalidEvent = errors.New("invalid event")
+
+// Envelope is one event as stored: the JSON body of one stream message.
+type Envelope struct {
+	ID         string    `json:"id"` // UUID v7; also the Nats-Msg-Id header
+	Type       Type      `json:"type"`
+	V          int       `json:"v"`
+	At         time.Time `json:"at"` // the writer's decision time, UTC
+	CustomerID string    `json:"customer_id"`
+	Data       Data      `json:"data"`
+}
+
+// Data is the type-specific body of an event.
+type Data interface{ EventType() Type }
+
+// Request identifies the request that caused an event, for idempotency: the
+// key the client sent and a hash of the request's canonical form.
+type Request struct {
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	RequestHash    string `json:"request_hash,omitempty"`
+}
+
+// Balance is a customer's position right after the event, so that an
+// auditor can read any event alone. Limit includes the period's top-ups.
+type Balance struct {
+	PeriodStart time.Time `json:"period_start"`
+	Limit       Units     `json:"limit"`
+	TopUps      Units     `json:"top_ups"`
+	Used        Units     `json:"used"`
+	Reserved    Units     `json:"reserved"`
+	Remaining   Units     `json:"remaining"`
+}
+
+// BudgetSet: a customer's budget was set or changed (by an admin, or
+// implicitly from the default budget on first use).
+type BudgetSet struct {
+	Limit       Units            `json:"limit"`
+	Period      string           `json:"period"`
+	Thresholds  []Units          `json:"thresholds,omitempty"`
+	UpgradeURL  string           `json:"upgrade_url,omitempty"`
+	AgentLimits map[string]Units `json:"agent_limits,omitempty"`
+	Source      string           `json:"source"` // "admin" or "default"
+	Request
+	Balance Balance `json:"balance"`
+}
+
+// ToppedUp: units were added to the customer's current period.
+type ToppedUp struct {
+	Units Units  `json:"units"`
+	Note  string `json:"note,omitempty"`
+	Request
+	Balance Balance `json:"balance"`
+}
+
+// Reserved: a preflight was approved and its units are held.
+type Reserved struct {
+	ReservationID string          `json:"reservation_id"`
+	AgentID       string          `json:"agent_id"`
+	Units         Units           `json:"units"`
+	TaskRef       string          `json:"task_ref,omitempty"`
+	TaskCeiling   *Units          `json:"task_ceiling,omitempty"`
+	ExpiresAt     time.Time       `json:"expires_at"`
+	Metadata      json.RawMessage `json:"metadata,omitempty"`
+	Request
+	Balance Balance `json:"balance"`
+}
+
+// Denied: a preflight was refused; nothing is held.
+type Denied struct {
+	AgentID    string `json:"agent_id"`
+	Requested  Units  `json:"requested"`
+	Reason     string `json:"reason"`
+	Message    string `json:"message"`
+	TaskRef    string `json:"task_ref,omitempty"`
+	UpgradeURL string `json:"upgrade_url,omitempty"`
+	Request
+	Balance Balance `json:"balance"`
+}
+
+// Recorded: actual usage was charged, settling a reservation if one is
+// named (the unreserved rest released, any excess reported as overage).
+type Recorded struct {
+	AgentID       string          `json:"agent_id"`
+	ReservationID string          `json:"reservation_id,omitempty"`
+	HeldUnits     Units           `json:"held_units"` // what the reservation held
+	Units         Units           `json:"units"`      // charged
+	Released      Units           `json:"released"`
+	Overage       Units           `json:"overage"`
+	TaskRef       string          `json:"task_ref,omitempty"`
+	Metadata      json.RawMessage `json:"metadata,omitempty"`
+	Request
+	Balance Balance `json:"balance"`
+}
+
+// Release causes.
+const (
+	CauseReleased  = "released"   // the worker released it
+	CauseRunFailed = "run_failed" // record with success=false
+)
+
+// Released: a reservation's hold was given back without charge.
+type Released struct {
+	ReservationID string `json:"reservation_id"`
+	AgentID       string `json:"agent_id"`
+	Units         Units  `json:"units"`
+	Cause         string `json:"cause"`
+	Request
+	Balance Balance `json:"balance"`
+}
+
+// Expired: a reservation passed its deadline unsettled; its hold is released.
+type Expired struct {
+	ReservationID string    `json:"reservation_id"`
+	AgentID       string    `json:"agent_id"`
+	Units         Units     `json:"units"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	Balance       Balance   `json:"balance"`
+}
+
+// Extended: a reservation's deadline was pushed back.
+type Extended struct {
+	ReservationID string    `json:"reservation_id"`
+	AgentID       string    `json:"agent_id"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	Request
+	Balance Balance `json:"balance"`
+}
+
+// ThresholdCrossed: used plus reserved reached a configured fraction of the
+// limit for the first time this period.
+type ThresholdCrossed struct {
+	Fraction Units   `json:"fraction"`
+	Balance  Balance `json:"balance"`
+}
+
+// Exhaustion triggers.
+const (
+	TriggerRemainingZero = "remaining_zero"
+	TriggerRefused       = "refused"
+)
+
+// BudgetExhausted: the customer's remaining budget reached zero, or a
+// preflight was refused for budget; once per period until re-armed.
+type BudgetExhausted struct {
+	Trigger    string  `json:"trigger"`
+	AgentID    string  `json:"agent_id,omitempty"`
+	UpgradeURL string  `json:"upgrade_url,omitempty"`
+	Balance    Balance `json:"balance"`
+}
+
+// EventType implementations.
+func (BudgetSet) EventType() Type        { return TypeBudgetSet }
+func (ToppedUp) EventType() Type         { return TypeToppedUp }
+func (Reserved) EventType() Type         { return TypeReserved }
+func (Denied) EventType() Type           { return TypeDenied }
+func (Recorded) EventType() Type         { return TypeRecorded }
+func (Released) EventType() Type         { return TypeReleased }
+func (Expired) EventType() Type          { return TypeExpired }
+func (Extended) EventType() Type         { return TypeExtended }
+func (ThresholdCrossed) EventType() Type { return TypeThresholdCrossed }
+func (BudgetExhausted) EventType() Type  { return TypeBudgetExhausted }
+
+// BalanceOf returns the balance an event carries.
+func BalanceOf(d Data) Balance {
+	if b := BalanceRef(d); b != nil {
+		return *b
+	}
+	return Balance{}
+}
+
+// BalanceRef returns a pointer to the balance inside an event's data, for
+// the writer to fill in; nil for unknown data.
+func BalanceRef(d Data) *Balance {
+	switch e := d.(type) {
+	case *BudgetSet:
+		return &e.Balance
+	case *ToppedUp:
+		return &e.Balance
+	case *Reserved:
+		return &e.Balance
+	case *Denied:
+		return &e.Balance
+	case *Recorded:
+		return &e.Balance
+	case *Released:
+		return &e.Balance
+	case *Expired:
+		return &e.Balance
+	case *Extended:
+		return &e.Balance
+	case *ThresholdCrossed:
+		return &e.Balance
+	case *BudgetExhausted:
+		return &e.Balance
+	}
+	return nil
+}
+
+// Encode returns the JSON body of an event.
+func Encode(e *Envelope) ([]byte, error) {
+	if e.Data == nil || e.Data.EventType() != e.Type {
+		return nil, fmt.Errorf("%w: data does not match type %q", ErrInvalidEvent, e.Type)
+	}
+	return json.Marshal(e)
+}
+
+type rawEnvelope struct {
+	ID         string          `json:"id"`
+	Type       Type            `json:"type"`
+	V          int             `json:"v"`
+	At         time.Time       `json:"at"`
+	CustomerID string          `json:"customer_id"`
+	Data       json.RawMessage `json:"data"`
+}
+
+// Decode parses an event body. Unknown versions and types are errors.
+func Decode(b []byte) (*Envelope, error) {
+	var r rawEnvelope
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	}
+	if r.V != Version {
+		return nil, fmt.Errorf("%w: version %d, want %d", ErrInvalidEvent, r.V, Version)
+	}
+	d := newData(r.Type)
+	if d == nil {
+		return nil, fmt.Errorf("%w: unknown type %q", ErrInvalidEvent, r.Type)
+	}
+	if err := json.Unmarshal(r.Data, d); err != nil {
+		return nil, fmt.Errorf("%w: %s data: %v", ErrInvalidEvent, r.Type, err)
+	}
+	return &Envelope{ID: r.ID, Type: r.Type, V: r.V, At: r.At, CustomerID: r.CustomerID, Data: d}, nil
+}
+
+func newData(t Type) Data {
+	switch t {
+	case TypeBudgetSet:
+		return &BudgetSet{}
+	case TypeToppedUp:
+		return &ToppedUp{}
+	case TypeReserved:
+		return &Reserved{}
+	case TypeDenied:
+		return &Denied{}
+	case TypeRecorded:
+		return &Recorded{}
+	case TypeReleased:
+		return &Released{}
+	case TypeExpired:
+		return &Expired{}
+	case TypeExtended:
+		return &Extended{}
+	case TypeThresholdCrossed:
+		return &ThresholdCrossed{}
+	case TypeBudgetExhausted:
+		return &BudgetExhausted{}
+	}
+	return nil
+}

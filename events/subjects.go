@@ -1,0 +1,85 @@
+package events
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Subject layout (DESIGN.md).
+const (
+	// StreamName is the one JetStream stream that is the ledger.
+	StreamName = "AGENTBILL"
+	// EventSubjectPrefix prefixes every event subject.
+	EventSubjectPrefix = "agentbill.events."
+	// EventSubjects is the stream's subject filter.
+	EventSubjects = "agentbill.events.>"
+	// RequestPrefix prefixes agent operations: agentbill.v1.<op>.<ctok>.
+	RequestPrefix = "agentbill.v1."
+	// AdminPrefix prefixes admin operations: agentbill.admin.v1.<op>.<ctok>.
+	AdminPrefix = "agentbill.admin.v1."
+	// RequestWildcard and AdminWildcard are what the writer subscribes to.
+	RequestWildcard = "agentbill.v1.*.*"
+	AdminWildcard   = "agentbill.admin.v1.*.*"
+)
+
+// Op names an operation in a request subject.
+type Op string
+
+// Agent and admin operations.
+const (
+	OpPreflight Op = "preflight"
+	OpRecord    Op = "record"
+	OpRelease   Op = "release"
+	OpExtend    Op = "extend"
+	OpStatus    Op = "status"
+	OpBudget    Op = "budget"
+	OpTopUp     Op = "topup"
+)
+
+// IsAdmin reports whether op is served under AdminPrefix.
+func (op Op) IsAdmin() bool { return op == OpBudget || op == OpTopUp }
+
+// RequestSubject returns the subject for op on a customer.
+func RequestSubject(op Op, customerID string) string {
+	if op.IsAdmin() {
+		return AdminPrefix + string(op) + "." + Token(customerID)
+	}
+	return RequestPrefix + string(op) + "." + Token(customerID)
+}
+
+// EventSubject returns the subject an event of type t for a customer is
+// stored under.
+func EventSubject(customerID string, t Type) string {
+	return EventSubjectPrefix + Token(customerID) + "." + string(t)
+}
+
+// EventFilter returns the subject filter for events of type t (every type
+// if empty) of one customer (every customer if empty).
+func EventFilter(customerID string, t Type) string {
+	c, ty := "*", "*"
+	if customerID != "" {
+		c = Token(customerID)
+	}
+	if t != "" {
+		ty = string(t)
+	}
+	return EventSubjectPrefix + c + "." + ty
+}
+
+// ParseRequestSubject splits a request subject into its operation and the
+// raw customer token. It does not decode the token.
+func ParseRequestSubject(subject string) (op Op, token string, admin bool, err error) {
+	rest, admin := strings.CutPrefix(subject, AdminPrefix)
+	if !admin {
+		var ok bool
+		rest, ok = strings.CutPrefix(subject, RequestPrefix)
+		if !ok {
+			return "", "", false, fmt.Errorf("%w: subject %q is not a request subject", ErrInvalidID, truncate(subject))
+		}
+	}
+	o, tok, ok := strings.Cut(rest, ".")
+	if !ok || o == "" || tok == "" || strings.Contains(tok, ".") {
+		return "", "", false, fmt.Errorf("%w: subject %q is not <op>.<customer>", ErrInvalidID, truncate(subject))
+	}
+	return Op(o), tok, admin, nil
+}

@@ -1,0 +1,284 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/cockroachdb/apd/v3"
+)
+
+// Bounds on amounts accepted from outside. Internal sums (a customer's used
+// units over a period) may grow past UnitsMax; the arithmetic context below
+// has room for that and traps any rounding.
+const (
+	// UnitsMaxExponent: the largest amount a request may carry is 10^15.
+	UnitsMaxExponent = 15
+	// UnitsFractionDigitsMax is the finest resolution an amount may have.
+	UnitsFractionDigitsMax = 18
+	// unitsTextMax bounds the text we are willing to parse as an amount.
+	unitsTextMax = 64
+	// unitsPrecision is the number of significant digits the shared context
+	// keeps: 10^15 with 18 fractional digits needs 34, and sums of many such
+	// amounts need a few more. 60 digits cannot be exhausted by any sequence
+	// of bounded amounts this service could ever log.
+	unitsPrecision = 60
+)
+
+// ErrInvalidUnits is the sentinel wrapped by every amount parsing error.
+var ErrInvalidUnits = errors.New("invalid amount")
+
+// arith is the one decimal context for all money arithmetic. Inexact results
+// trap: an amount that would be rounded is a bug, never a silent loss.
+var arith = func() *apd.Context {
+	c := apd.BaseContext.WithPrecision(unitsPrecision)
+	c.Traps = apd.DefaultTraps | apd.Inexact | apd.Rounded
+	return c
+}()
+
+// totalMaxExponent bounds running totals read back from the log (10^30):
+// far above anything bounded requests can sum to, far below unitsPrecision.
+const totalMaxExponent = 30
+
+var (
+	unitsMax = apd.New(1, UnitsMaxExponent)
+	totalMax = apd.New(1, totalMaxExponent)
+)
+
+// Units is an exact, non-negative-by-construction-at-the-edge decimal amount.
+// The zero value is 0. Values are immutable: every operation returns a new
+// Units, so copies never alias.
+type Units struct{ d apd.Decimal }
+
+// Zero is 0 units.
+var Zero Units
+
+// NewUnits returns coeff * 10^exp.
+func NewUnits(coeff int64, exp int32) Units {
+	var u Units
+	u.d.SetFinite(coeff, exp)
+	return u
+}
+
+// ParseUnits parses an amount from its decimal text, exactly. It accepts the
+// JSON number grammar only (no NaN, Infinity, hex or leading '+') and
+// enforces the request bounds: non-negative, at most 10^15, at most 18
+// fractional digits. "-0" is rejected as negative.
+func ParseUnits(s string) (Units, error) {
+	u, err := parseTotal(s)
+	if err != nil {
+		return Units{}, err
+	}
+	if err := u.CheckRequestBound(); err != nil {
+		return Units{}, err
+	}
+	return u, nil
+}
+
+// CheckRequestBound reports whether u is an amount a request may carry
+// (at most 10^15).
+func (u Units) CheckRequestBound() error {
+	if u.d.Cmp(unitsMax) > 0 {
+		return fmt.Errorf("%w: %s is above the maximum of 10^%d", ErrInvalidUnits, u, UnitsMaxExponent)
+	}
+	return nil
+}
+
+// parseTotal parses a non-negative exact amount with at most 18 fractional
+// digits and at most totalMax in magnitude: the bounds of any amount in the
+// log, running totals included.
+func parseTotal(s string) (Units, error) {
+	if err := checkNumberText(s); err != nil {
+		return Units{}, err
+	}
+	var u Units
+	if _, _, err := u.d.SetString(s); err != nil {
+		return Units{}, fmt.Errorf("%w: %q is not a number", ErrInvalidUnits, s)
+	}
+	if u.d.Negative {
+		return Units{}, fmt.Errorf("%w: %s is negative", ErrInvalidUnits, s)
+	}
+	u.d.Reduce(&u.d)
+	if u.d.Cmp(totalMax) > 0 {
+		return Units{}, fmt.Errorf("%w: %s is above the maximum total of 10^%d", ErrInvalidUnits, s, totalMaxExponent)
+	}
+	if -u.d.Exponent > UnitsFractionDigitsMax {
+		return Units{}, fmt.Errorf("%w: %s has more than %d fractional digits", ErrInvalidUnits, s, UnitsFractionDigitsMax)
+	}
+	if u.d.IsZero() {
+		u.d = apd.Decimal{} // canonical zero, exponent 0
+	}
+	return u, nil
+}
+
+// checkNumberText accepts exactly RFC 8259's number grammar, bounded in
+// length, so that apd never sees "NaN", "Inf" or other spellings it would
+// otherwise accept.
+func checkNumberText(s string) error {
+	bad := func() error { return fmt.Errorf("%w: %q is not a decimal number", ErrInvalidUnits, truncate(s)) }
+	if len(s) == 0 || len(s) > unitsTextMax {
+		return bad()
+	}
+	i := 0
+	if s[i] == '-' {
+		i++
+	}
+	start := i
+	for i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	if i == start || (s[start] == '0' && i-start > 1) {
+		return bad()
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		fs := i
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+		if i == fs {
+			return bad()
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		es := i
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+		// Exponents beyond a few digits can only produce values outside the
+		// bounds; refuse them before apd spends time on them.
+		if i == es || i-es > 4 {
+			return bad()
+		}
+	}
+	if i != len(s) {
+		return bad()
+	}
+	return nil
+}
+
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+
+func truncate(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "..."
+	}
+	return s
+}
+
+// MustParseUnits parses s or panics; for constants and tests.
+func MustParseUnits(s string) Units {
+	u, err := ParseUnits(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+// must stops the process on an arithmetic condition: rounding money is
+// never acceptable, and carrying on with a wrong balance is worse than
+// stopping (the log is intact; a restart replays it).
+func must(_ apd.Condition, err error) {
+	if err != nil {
+		panic(fmt.Sprintf("agentbill: exact decimal arithmetic failed: %v", err))
+	}
+}
+
+// Add returns u + v.
+func (u Units) Add(v Units) Units {
+	var r Units
+	must(arith.Add(&r.d, &u.d, &v.d))
+	return r
+}
+
+// Sub returns u - v (which may be negative).
+func (u Units) Sub(v Units) Units {
+	var r Units
+	must(arith.Sub(&r.d, &u.d, &v.d))
+	return r
+}
+
+// Mul returns u * v.
+func (u Units) Mul(v Units) Units {
+	var r Units
+	must(arith.Mul(&r.d, &u.d, &v.d))
+	return r
+}
+
+// Cmp compares u and v: -1, 0 or +1.
+func (u Units) Cmp(v Units) int { return u.d.Cmp(&v.d) }
+
+// Sign returns -1, 0 or +1.
+func (u Units) Sign() int { return u.d.Sign() }
+
+// IsZero reports whether u == 0.
+func (u Units) IsZero() bool { return u.d.IsZero() }
+
+// Max returns the larger of u and v.
+func (u Units) Max(v Units) Units {
+	if u.Cmp(v) >= 0 {
+		return u
+	}
+	return v
+}
+
+// Min returns the smaller of u and v.
+func (u Units) Min(v Units) Units {
+	if u.Cmp(v) <= 0 {
+		return u
+	}
+	return v
+}
+
+// NonNegative returns u, or 0 if u is negative.
+func (u Units) NonNegative() Units {
+	if u.Sign() < 0 {
+		return Zero
+	}
+	return u
+}
+
+// String returns the canonical decimal text: no exponent, no trailing
+// fractional zeros ("10", "0.5", "-3").
+func (u Units) String() string {
+	var r apd.Decimal
+	r.Reduce(&u.d)
+	if r.IsZero() {
+		return "0"
+	}
+	return r.Text('f')
+}
+
+// AppendJSON appends u as a JSON number in canonical form.
+func (u Units) AppendJSON(b []byte) []byte { return append(b, u.String()...) }
+
+// MarshalJSON writes u as a JSON number in canonical form.
+func (u Units) MarshalJSON() ([]byte, error) { return u.AppendJSON(nil), nil }
+
+// UnmarshalJSON reads a JSON number or a JSON string holding a decimal,
+// exactly, never through float64. It enforces the bounds of any amount in
+// the log (non-negative, 18 fractional digits, 10^30); request decoding adds
+// the 10^15 bound with CheckRequestBound.
+func (u *Units) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		uq, err := strconv.Unquote(s)
+		if err != nil {
+			return fmt.Errorf("%w: bad string", ErrInvalidUnits)
+		}
+		s = uq
+	}
+	if s == "null" {
+		return fmt.Errorf("%w: null", ErrInvalidUnits)
+	}
+	v, err := parseTotal(s)
+	if err != nil {
+		return err
+	}
+	*u = v
+	return nil
+}

@@ -1,0 +1,227 @@
+package ledger
+
+import (
+	"container/heap"
+	"fmt"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+)
+
+// Decide answers one command at time now. It validates the command, checks
+// its idempotency key, decides, and returns the reply with the events that
+// record the decision. It changes the state only by applying those events
+// (so replaying them reproduces it exactly); a command that is refused with
+// an error produces no events and changes nothing.
+//
+// Errors are *Error: invalid_argument (bad request), not_found (unknown
+// customer or reservation), conflict (idempotency key reused for a different
+// request, or a reservation already settled).
+func (s *State) Decide(cmd Command, now time.Time) (Reply, []*events.Envelope, error) {
+	if err := cmd.Validate(); err != nil {
+		return nil, nil, err
+	}
+	d := &decision{s: s, now: now.UTC(), cid: cmd.Customer()}
+	if err := events.ValidateCustomerID(d.cid); err != nil {
+		return nil, nil, invalid("%v", err)
+	}
+	if key := cmd.key(); key != "" {
+		d.req = events.Request{IdempotencyKey: key, RequestHash: requestHash(cmd)}
+		if e, ok := s.idem.get(idemKey(d.cid, key)); ok {
+			if e.hash != d.req.RequestHash || e.op != cmd.Op() {
+				return nil, nil, Errorf(CodeConflict,
+					"idempotency_key %q was already used with a different request", truncate(key, 64))
+			}
+			return s.duplicateReply(e, d.cid, d.now), nil, nil
+		}
+	}
+	var (
+		reply Reply
+		err   error
+	)
+	switch c := cmd.(type) {
+	case *PreflightRequest:
+		reply, err = d.preflight(c)
+	case *RecordRequest:
+		reply, err = d.record(c)
+	case *ReleaseRequest:
+		reply, err = d.release(c)
+	case *ExtendRequest:
+		reply, err = d.extend(c)
+	case *StatusRequest:
+		reply, err = s.Status(d.cid, d.now)
+	case *BudgetRequest:
+		reply, err = d.budget(c)
+	case *TopUpRequest:
+		reply, err = d.topUp(c)
+	default:
+		err = invalid("unknown command %T", cmd)
+	}
+	if err != nil {
+		if len(d.out) > 0 {
+			// Every refusal is decided before the first event; an error
+			// after events were applied would leave state the log lacks.
+			panic(fmt.Sprintf("agentbill: %T failed after emitting %d events: %v", cmd, len(d.out), err))
+		}
+		return nil, nil, err
+	}
+	return reply, d.out, nil
+}
+
+// decision is the scratch space of one Decide call.
+type decision struct {
+	s   *State
+	now time.Time
+	cid string
+	req events.Request
+	out []*events.Envelope
+}
+
+// emit applies an event and appends it to the decision's output. The
+// balance inside data is filled in: its period start before applying (it
+// drives rollover), the rest after.
+func (d *decision) emit(id string, data events.Data) *events.Envelope {
+	if id == "" {
+		id = d.s.NewID()
+	}
+	e := &events.Envelope{ID: id, Type: data.EventType(), V: events.Version, At: d.now, CustomerID: d.cid, Data: data}
+	b := events.BalanceRef(data)
+	c := d.s.customers[d.cid]
+	if c != nil {
+		b.PeriodStart = c.Period.Start(d.now, c.PeriodStart)
+	}
+	d.s.applyState(e)
+	if c = d.s.customers[d.cid]; c != nil {
+		*b = c.balance()
+	}
+	d.s.remember(e)
+	d.out = append(d.out, e)
+	return e
+}
+
+// customer returns the customer, creating it from the default budget (with
+// a budget_set event) if it is unknown; nil if there is no default.
+func (d *decision) customer() *Customer {
+	if c := d.s.customers[d.cid]; c != nil {
+		return c
+	}
+	def := d.s.Default
+	if def == nil {
+		return nil
+	}
+	start := def.Period.Start(d.now, d.now)
+	d.emit("", &events.BudgetSet{
+		Limit: def.Limit, Period: string(def.Period), Source: "default",
+		Balance: events.Balance{PeriodStart: start},
+	})
+	return d.s.customers[d.cid]
+}
+
+// expireDue expires the customer's overdue holds before a decision, so a
+// hold past its deadline never blocks a run while waiting for the sweep.
+func (d *decision) expireDue(c *Customer) {
+	n := 0
+	for i := 0; i < len(c.Open) && n < ExpiriesPerCommandMax; {
+		r := c.Open[i]
+		if r.ExpiresAt.After(d.now) {
+			i++
+			continue
+		}
+		d.emit("", &events.Expired{ReservationID: r.ID, AgentID: r.AgentID, Units: r.Units, ExpiresAt: r.ExpiresAt})
+		n++ // r left c.Open; i now points at its successor
+	}
+}
+
+// view is a customer's period numbers as of now: if the period has rolled
+// over but no event has applied the rollover yet, usage reads as zero.
+type view struct {
+	c      *Customer
+	rolled bool
+}
+
+func (d *decision) view(c *Customer) view {
+	return view{c: c, rolled: c.Period.Start(d.now, c.PeriodStart).After(c.PeriodStart)}
+}
+
+func (v view) used() events.Units {
+	if v.rolled {
+		return events.Zero
+	}
+	return v.c.Used
+}
+
+func (v view) topUps() events.Units {
+	if v.rolled {
+		return events.Zero
+	}
+	return v.c.TopUps
+}
+
+func (v view) remaining() events.Units {
+	return v.c.Limit.Add(v.topUps()).Sub(v.used()).Sub(v.c.Reserved)
+}
+
+func (v view) agentSpent(id string) events.Units {
+	a := v.c.Agents[id]
+	if a == nil {
+		return events.Zero
+	}
+	if v.rolled {
+		return a.Reserved
+	}
+	return a.Used.Add(a.Reserved)
+}
+
+func (v view) taskSpent(t *Task) events.Units {
+	if v.rolled {
+		return t.Reserved
+	}
+	return t.Used.Add(t.Reserved)
+}
+
+// alerts appends threshold_crossed and budget_exhausted events that the
+// customer's new position calls for.
+func (d *decision) alerts(c *Customer, agentID string) {
+	denom := c.Limit.Add(c.TopUps)
+	if denom.Sign() > 0 {
+		consumed := c.Used.Add(c.Reserved)
+		for i, f := range c.Thresholds {
+			if c.Fired&(1<<i) == 0 && consumed.Cmp(f.Mul(denom)) >= 0 {
+				d.emit("", &events.ThresholdCrossed{Fraction: f})
+			}
+		}
+	}
+	if !c.Exhausted && c.Remaining().Sign() <= 0 {
+		d.emit("", &events.BudgetExhausted{Trigger: events.TriggerRemainingZero, AgentID: agentID, UpgradeURL: c.UpgradeURL})
+	}
+}
+
+// Sweep expires up to max holds whose deadline has passed, returning the
+// events (already applied).
+func (s *State) Sweep(now time.Time, max int) []*events.Envelope {
+	now = now.UTC()
+	var out []*events.Envelope
+	for len(s.expiries) > 0 && len(out) < max {
+		top := s.expiries[0]
+		if top.at.After(now) {
+			break
+		}
+		heap.Pop(&s.expiries)
+		r := s.reservations[top.id]
+		if r == nil || !r.ExpiresAt.Equal(top.at) {
+			continue // settled or extended since
+		}
+		d := &decision{s: s, now: now, cid: r.CustomerID}
+		d.emit("", &events.Expired{ReservationID: r.ID, AgentID: r.AgentID, Units: r.Units, ExpiresAt: r.ExpiresAt})
+		out = append(out, d.out...)
+	}
+	return out
+}
+
+// NextExpiry returns the earliest hold deadline, if any (possibly stale).
+func (s *State) NextExpiry() (time.Time, bool) {
+	if len(s.expiries) == 0 {
+		return time.Time{}, false
+	}
+	return s.expiries[0].at, true
+}

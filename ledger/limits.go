@@ -1,0 +1,51 @@
+package ledger
+
+import "time"
+
+// Every bound the ledger enforces. Requests beyond them are refused with
+// invalid_argument; state never grows past them.
+const (
+	// AgentIDBytesMax, TaskRefBytesMax, IdempotencyKeyBytesMax,
+	// ReservationIDBytesMax bound identifiers in requests.
+	AgentIDBytesMax        = 128
+	TaskRefBytesMax        = 128
+	IdempotencyKeyBytesMax = 128
+	ReservationIDBytesMax  = 64
+	// NoteBytesMax bounds a top-up note; UpgradeURLBytesMax an upgrade URL.
+	NoteBytesMax       = 512
+	UpgradeURLBytesMax = 2048
+	// MetadataBytesMax and MetadataKeysMax bound a request's metadata object.
+	MetadataBytesMax = 4096
+	MetadataKeysMax  = 32
+	// ThresholdsMax bounds alert fractions per customer (a bitmask holds them).
+	ThresholdsMax = 16
+	// AgentLimitsMax bounds per-agent limits in one budget.
+	AgentLimitsMax = 256
+	// AgentsPerCustomerMax bounds the agents tracked per customer per period.
+	AgentsPerCustomerMax = 4096
+	// TasksPerCustomerMax bounds the tasks tracked per customer per period;
+	// the oldest task with nothing held is forgotten to make room.
+	TasksPerCustomerMax = 1024
+	// OpenReservationsPerCustomerMax bounds holds per customer.
+	OpenReservationsPerCustomerMax = 10_000
+	// TTLDefault, TTLMin and TTLMax bound a reservation's lifetime; long
+	// runs extend.
+	TTLDefault = 15 * time.Minute
+	TTLMin     = time.Second
+	TTLMax     = 24 * time.Hour
+	// IdempotencyWindow is how long keys (and closed reservation IDs) are
+	// remembered, measured in event time, so replay forgets exactly what the
+	// live writer forgot.
+	IdempotencyWindow = 24 * time.Hour
+	// IdempotencyKeysMax bounds remembered keys; past it the oldest are
+	// forgotten before their window ends (see README: sizing).
+	IdempotencyKeysMax = 20_000_000
+	// ClosedReservationsMax bounds remembered closed reservation IDs.
+	ClosedReservationsMax = 5_000_000
+	// ExpiriesPerCommandMax bounds the overdue holds of one customer that a
+	// command expires before it is decided.
+	ExpiriesPerCommandMax = 16
+	// EventsPerCommandMax bounds the events one command can produce:
+	// expiries, an implicit budget, the decision, thresholds, exhaustion.
+	EventsPerCommandMax = ExpiriesPerCommandMax + 1 + 1 + ThresholdsMax + 1
+)

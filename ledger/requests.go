@@ -1,0 +1,377 @@
+package ledger
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+)
+
+// Command is one request addressed to the ledger: one of the *Request types
+// below, already decoded and validated (Validate) by the transport.
+type Command interface {
+	// Op is the operation, as in the request subject.
+	Op() events.Op
+	// Customer is the customer the command is for.
+	Customer() string
+	// Validate reports the first problem with the request, as an
+	// invalid_argument *Error.
+	Validate() error
+	key() string
+}
+
+// PreflightRequest asks to reserve estimated units for an agent run.
+type PreflightRequest struct {
+	CustomerID     string          `json:"customer_id,omitempty"`
+	AgentID        string          `json:"agent_id"`
+	EstimatedUnits *events.Units   `json:"estimated_units"`
+	TaskRef        string          `json:"task_ref,omitempty"`
+	TaskCeiling    *events.Units   `json:"task_ceiling,omitempty"`
+	Ceiling        *events.Units   `json:"ceiling,omitempty"`
+	TTL            string          `json:"ttl,omitempty"` // Go duration; default 15m
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	Metadata       json.RawMessage `json:"metadata,omitempty"`
+}
+
+// RecordRequest reports actual usage, settling a reservation.
+type RecordRequest struct {
+	CustomerID     string          `json:"customer_id,omitempty"`
+	AgentID        string          `json:"agent_id"`
+	Units          *events.Units   `json:"units"`
+	ReservationID  string          `json:"reservation_id,omitempty"`
+	Success        *bool           `json:"success,omitempty"` // default true
+	TaskRef        string          `json:"task_ref,omitempty"`
+	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+	Metadata       json.RawMessage `json:"metadata,omitempty"`
+}
+
+// ReleaseRequest gives a reservation's hold back without charge.
+type ReleaseRequest struct {
+	CustomerID     string `json:"customer_id,omitempty"`
+	ReservationID  string `json:"reservation_id"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// ExtendRequest pushes a reservation's deadline to now + TTL.
+type ExtendRequest struct {
+	CustomerID     string `json:"customer_id,omitempty"`
+	ReservationID  string `json:"reservation_id"`
+	TTL            string `json:"ttl"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// StatusRequest asks for a customer's position. It changes nothing.
+type StatusRequest struct {
+	CustomerID string `json:"customer_id,omitempty"`
+}
+
+// BudgetRequest sets or changes a customer's budget (admin).
+type BudgetRequest struct {
+	CustomerID     string                  `json:"customer_id,omitempty"`
+	Limit          *events.Units           `json:"limit"`
+	Period         string                  `json:"period"`
+	Thresholds     []events.Units          `json:"thresholds,omitempty"`
+	UpgradeURL     string                  `json:"upgrade_url,omitempty"`
+	AgentLimits    map[string]events.Units `json:"agent_limits,omitempty"`
+	IdempotencyKey string                  `json:"idempotency_key,omitempty"`
+}
+
+// TopUpRequest adds units to the customer's current period (admin).
+type TopUpRequest struct {
+	CustomerID     string        `json:"customer_id,omitempty"`
+	Units          *events.Units `json:"units"`
+	IdempotencyKey string        `json:"idempotency_key,omitempty"`
+	Note           string        `json:"note,omitempty"`
+}
+
+func (r *PreflightRequest) Op() events.Op { return events.OpPreflight }
+func (r *RecordRequest) Op() events.Op    { return events.OpRecord }
+func (r *ReleaseRequest) Op() events.Op   { return events.OpRelease }
+func (r *ExtendRequest) Op() events.Op    { return events.OpExtend }
+func (r *StatusRequest) Op() events.Op    { return events.OpStatus }
+func (r *BudgetRequest) Op() events.Op    { return events.OpBudget }
+func (r *TopUpRequest) Op() events.Op     { return events.OpTopUp }
+
+func (r *PreflightRequest) Customer() string { return r.CustomerID }
+func (r *RecordRequest) Customer() string    { return r.CustomerID }
+func (r *ReleaseRequest) Customer() string   { return r.CustomerID }
+func (r *ExtendRequest) Customer() string    { return r.CustomerID }
+func (r *StatusRequest) Customer() string    { return r.CustomerID }
+func (r *BudgetRequest) Customer() string    { return r.CustomerID }
+func (r *TopUpRequest) Customer() string     { return r.CustomerID }
+
+func (r *PreflightRequest) key() string { return r.IdempotencyKey }
+func (r *RecordRequest) key() string    { return r.IdempotencyKey }
+func (r *ReleaseRequest) key() string   { return r.IdempotencyKey }
+func (r *ExtendRequest) key() string    { return r.IdempotencyKey }
+func (r *StatusRequest) key() string    { return "" }
+func (r *BudgetRequest) key() string    { return r.IdempotencyKey }
+func (r *TopUpRequest) key() string     { return r.IdempotencyKey }
+
+// NewCommand returns an empty request for op, to decode into, or nil for an
+// unknown op.
+func NewCommand(op events.Op) Command {
+	switch op {
+	case events.OpPreflight:
+		return &PreflightRequest{}
+	case events.OpRecord:
+		return &RecordRequest{}
+	case events.OpRelease:
+		return &ReleaseRequest{}
+	case events.OpExtend:
+		return &ExtendRequest{}
+	case events.OpStatus:
+		return &StatusRequest{}
+	case events.OpBudget:
+		return &BudgetRequest{}
+	case events.OpTopUp:
+		return &TopUpRequest{}
+	}
+	return nil
+}
+
+func invalid(format string, args ...any) *Error {
+	return Errorf(CodeInvalidArgument, format, args...)
+}
+
+func checkID(what, id string, maxBytes int, required bool) error {
+	if id == "" && !required {
+		return nil
+	}
+	if err := events.ValidateID(what, id, maxBytes); err != nil {
+		return invalid("%v", err)
+	}
+	return nil
+}
+
+func checkAmount(what string, u *events.Units, required, positive bool) error {
+	if u == nil {
+		if required {
+			return invalid("%s is required", what)
+		}
+		return nil
+	}
+	if err := u.CheckRequestBound(); err != nil {
+		return invalid("%s: %v", what, err)
+	}
+	if positive && u.Sign() <= 0 {
+		return invalid("%s must be greater than 0", what)
+	}
+	return nil
+}
+
+// ParseTTL parses a reservation TTL ("" is the default) within bounds.
+func ParseTTL(s string) (time.Duration, error) {
+	if s == "" {
+		return TTLDefault, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, invalid("ttl %q is not a Go duration (like 90s or 15m)", truncate(s, 32))
+	}
+	if d < TTLMin || d > TTLMax {
+		return 0, invalid("ttl %s is outside %s..%s", d, TTLMin, TTLMax)
+	}
+	return d, nil
+}
+
+func checkMetadata(m json.RawMessage) error {
+	if len(m) == 0 {
+		return nil
+	}
+	if len(m) > MetadataBytesMax {
+		return invalid("metadata is %d bytes, more than %d", len(m), MetadataBytesMax)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(m, &obj); err != nil || obj == nil {
+		return invalid("metadata must be a JSON object")
+	}
+	if len(obj) > MetadataKeysMax {
+		return invalid("metadata has %d keys, more than %d", len(obj), MetadataKeysMax)
+	}
+	return nil
+}
+
+func (r *PreflightRequest) Validate() error {
+	return firstErr(
+		checkID("agent_id", r.AgentID, AgentIDBytesMax, true),
+		checkAmount("estimated_units", r.EstimatedUnits, true, true),
+		checkID("task_ref", r.TaskRef, TaskRefBytesMax, false),
+		checkAmount("task_ceiling", r.TaskCeiling, false, false),
+		checkAmount("ceiling", r.Ceiling, false, false),
+		func() error { _, err := ParseTTL(r.TTL); return err }(),
+		checkID("idempotency_key", r.IdempotencyKey, IdempotencyKeyBytesMax, false),
+		checkMetadata(r.Metadata),
+		func() error {
+			if r.TaskCeiling != nil && r.TaskRef == "" {
+				return invalid("task_ceiling needs a task_ref")
+			}
+			return nil
+		}(),
+	)
+}
+
+func (r *RecordRequest) Validate() error {
+	return firstErr(
+		checkID("agent_id", r.AgentID, AgentIDBytesMax, true),
+		checkAmount("units", r.Units, true, false),
+		checkID("reservation_id", r.ReservationID, ReservationIDBytesMax, false),
+		checkID("task_ref", r.TaskRef, TaskRefBytesMax, false),
+		checkID("idempotency_key", r.IdempotencyKey, IdempotencyKeyBytesMax, false),
+		checkMetadata(r.Metadata),
+	)
+}
+
+func (r *ReleaseRequest) Validate() error {
+	return firstErr(
+		checkID("reservation_id", r.ReservationID, ReservationIDBytesMax, true),
+		checkID("idempotency_key", r.IdempotencyKey, IdempotencyKeyBytesMax, false),
+	)
+}
+
+func (r *ExtendRequest) Validate() error {
+	return firstErr(
+		checkID("reservation_id", r.ReservationID, ReservationIDBytesMax, true),
+		func() error {
+			if r.TTL == "" {
+				return invalid("ttl is required")
+			}
+			_, err := ParseTTL(r.TTL)
+			return err
+		}(),
+		checkID("idempotency_key", r.IdempotencyKey, IdempotencyKeyBytesMax, false),
+	)
+}
+
+func (r *StatusRequest) Validate() error { return nil }
+
+func (r *BudgetRequest) Validate() error {
+	errs := []error{
+		checkAmount("limit", r.Limit, true, false),
+		func() error { _, err := ParsePeriod(r.Period); return err }(),
+		checkID("idempotency_key", r.IdempotencyKey, IdempotencyKeyBytesMax, false),
+		checkUpgradeURL(r.UpgradeURL),
+	}
+	if len(r.Thresholds) > ThresholdsMax {
+		errs = append(errs, invalid("%d thresholds, more than %d", len(r.Thresholds), ThresholdsMax))
+	}
+	one := events.NewUnits(1, 0)
+	for i, t := range r.Thresholds {
+		if t.Sign() <= 0 || t.Cmp(one) > 0 {
+			errs = append(errs, invalid("threshold %s is not a fraction in (0, 1]", t))
+		}
+		for _, u := range r.Thresholds[:i] {
+			if u.Cmp(t) == 0 {
+				errs = append(errs, invalid("threshold %s is listed twice", t))
+			}
+		}
+	}
+	if len(r.AgentLimits) > AgentLimitsMax {
+		errs = append(errs, invalid("%d agent limits, more than %d", len(r.AgentLimits), AgentLimitsMax))
+	}
+	for a, l := range r.AgentLimits {
+		errs = append(errs, checkID("agent_limits key", a, AgentIDBytesMax, true))
+		errs = append(errs, checkAmount("agent limit of "+a, &l, true, false))
+	}
+	return firstErr(errs...)
+}
+
+func checkUpgradeURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	if len(s) > UpgradeURLBytesMax {
+		return invalid("upgrade_url is longer than %d bytes", UpgradeURLBytesMax)
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return invalid("upgrade_url %q is not an http(s) URL", truncate(s, 64))
+	}
+	return nil
+}
+
+func (r *TopUpRequest) Validate() error {
+	return firstErr(
+		checkAmount("units", r.Units, true, true),
+		checkID("idempotency_key", r.IdempotencyKey, IdempotencyKeyBytesMax, false),
+		func() error {
+			if len(r.Note) > NoteBytesMax {
+				return invalid("note is longer than %d bytes", NoteBytesMax)
+			}
+			return checkID("note", r.Note, NoteBytesMax, false)
+		}(),
+	)
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// requestHash is the hash stored with an idempotency key: SHA-256 (first 16
+// bytes, hex) over the op and the request's canonical JSON (fields in a fixed
+// order, amounts canonical, metadata compacted), so a retry matches however
+// its JSON was spaced, and any change of meaning does not.
+func requestHash(c Command) string {
+	var buf bytes.Buffer
+	buf.WriteString(string(c.Op()))
+	buf.WriteByte('\n')
+	// json.Marshal of these structs is deterministic: declared field order,
+	// sorted map keys, canonical Units, compacted RawMessage.
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("agentbill: cannot encode a validated request: %v", err))
+	}
+	buf.Write(b)
+	sum := sha256.Sum256(buf.Bytes())
+	return hex.EncodeToString(sum[:16])
+}
+
+// normalizeCustomer checks the body's optional customer_id against the
+// subject's and fills it in.
+func normalizeCustomer(bodyID *string, subjectID string) error {
+	if *bodyID != "" && *bodyID != subjectID {
+		return invalid("customer_id %q in the body disagrees with the subject's customer %q",
+			truncate(*bodyID, 64), truncate(subjectID, 64))
+	}
+	*bodyID = subjectID
+	return nil
+}
+
+// BindCustomer sets the command's customer from the request subject, and
+// refuses a body whose customer_id says otherwise.
+func BindCustomer(c Command, subjectID string) error {
+	switch r := c.(type) {
+	case *PreflightRequest:
+		return normalizeCustomer(&r.CustomerID, subjectID)
+	case *RecordRequest:
+		return normalizeCustomer(&r.CustomerID, subjectID)
+	case *ReleaseRequest:
+		return normalizeCustomer(&r.CustomerID, subjectID)
+	case *ExtendRequest:
+		return normalizeCustomer(&r.CustomerID, subjectID)
+	case *StatusRequest:
+		return normalizeCustomer(&r.CustomerID, subjectID)
+	case *BudgetRequest:
+		return normalizeCustomer(&r.CustomerID, subjectID)
+	case *TopUpRequest:
+		return normalizeCustomer(&r.CustomerID, subjectID)
+	}
+	return invalid("unknown command %T", c)
+}

@@ -1,0 +1,301 @@
+package ledger
+
+import (
+	"container/heap"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+)
+
+// DefaultBudget is the budget an unknown customer gets on first use.
+type DefaultBudget struct {
+	Limit  events.Units
+	Period Period
+}
+
+// State is every balance the writer owns, in memory. Only Apply changes it
+// (Decide and Sweep call Apply for every event they produce).
+type State struct {
+	customers    map[string]*Customer
+	reservations map[string]*Reservation // open only
+	expiries     expiryHeap
+	idem         window[idemEntry]
+	closed       window[closedEntry]
+
+	// Default is the budget given to unknown customers; nil refuses them
+	// with no_budget. It is configuration, not state: the budget_set event
+	// that applies it records it, so replay does not depend on it.
+	Default *DefaultBudget
+	// NewID returns a fresh event ID (UUID v7); reservation IDs are the IDs
+	// of their reserved events.
+	NewID func() string
+
+	events uint64 // events applied, for assertions and progress
+}
+
+// NewState returns an empty ledger.
+func NewState() *State {
+	return &State{
+		customers:    make(map[string]*Customer),
+		reservations: make(map[string]*Reservation),
+		idem:         newWindow[idemEntry](IdempotencyKeysMax),
+		closed:       newWindow[closedEntry](ClosedReservationsMax),
+	}
+}
+
+// Customer is one customer's budget and position in its current period.
+type Customer struct {
+	ID          string
+	Limit       events.Units
+	Period      Period
+	Thresholds  []events.Units
+	UpgradeURL  string
+	AgentLimits map[string]events.Units
+
+	PeriodStart time.Time
+	TopUps      events.Units // this period's
+	Used        events.Units // this period's
+	Reserved    events.Units // every open hold, whatever period it began in
+	Agents      map[string]*AgentUsage
+	Tasks       map[string]*Task
+	taskOrder   []string       // tasks in first-use order, for eviction
+	Open        []*Reservation // open holds, oldest first
+
+	Exhausted bool   // budget_exhausted appended this period and not re-armed
+	Fired     uint32 // bit i: Thresholds[i] crossed this period
+}
+
+// AgentUsage is one agent's position within its customer.
+type AgentUsage struct {
+	Used     events.Units // this period's
+	Reserved events.Units
+}
+
+// Task is one task_ref's position within its customer's period.
+type Task struct {
+	Ceiling  *events.Units
+	Used     events.Units
+	Reserved events.Units
+}
+
+// Reservation is an open hold.
+type Reservation struct {
+	ID         string
+	CustomerID string
+	AgentID    string
+	TaskRef    string
+	Units      events.Units
+	ExpiresAt  time.Time
+}
+
+type idemEntry struct {
+	hash  string
+	op    events.Op
+	reply Reply
+}
+
+type closedEntry struct {
+	customerID string
+	status     string // StatusRecorded, StatusReleased or StatusExpired
+}
+
+// Customers returns how many customers the ledger holds.
+func (s *State) Customers() int { return len(s.customers) }
+
+// EventsApplied returns how many events have been applied.
+func (s *State) EventsApplied() uint64 { return s.events }
+
+// Customer returns a customer's state, or nil. Callers must not modify it.
+func (s *State) Customer(id string) *Customer { return s.customers[id] }
+
+// CustomerIDs calls fn for every customer ID, in no particular order.
+func (s *State) CustomerIDs(fn func(id string)) {
+	for id := range s.customers {
+		fn(id)
+	}
+}
+
+// Remaining is limit + top-ups - used - reserved (negative after overage).
+func (c *Customer) Remaining() events.Units {
+	return c.Limit.Add(c.TopUps).Sub(c.Used).Sub(c.Reserved)
+}
+
+func (c *Customer) agent(id string) *AgentUsage {
+	a := c.Agents[id]
+	if a == nil {
+		if c.Agents == nil {
+			c.Agents = make(map[string]*AgentUsage)
+		}
+		a = &AgentUsage{}
+		c.Agents[id] = a
+	}
+	return a
+}
+
+// task returns the task, creating it (and forgetting the oldest idle task
+// if the customer is at TasksPerCustomerMax). Decide refuses a new task
+// when no task is idle, so creation here always has room.
+func (c *Customer) task(ref string) *Task {
+	t := c.Tasks[ref]
+	if t != nil {
+		return t
+	}
+	if c.Tasks == nil {
+		c.Tasks = make(map[string]*Task)
+	}
+	if len(c.Tasks) >= TasksPerCustomerMax {
+		c.evictIdleTask()
+	}
+	t = &Task{}
+	c.Tasks[ref] = t
+	c.taskOrder = append(c.taskOrder, ref)
+	return t
+}
+
+func (c *Customer) idleTask() int {
+	for i, ref := range c.taskOrder {
+		if c.Tasks[ref].Reserved.IsZero() {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *Customer) evictIdleTask() {
+	i := c.idleTask()
+	if i < 0 {
+		panic("agentbill: task table full with no idle task; Decide must refuse first")
+	}
+	delete(c.Tasks, c.taskOrder[i])
+	c.taskOrder = append(c.taskOrder[:i], c.taskOrder[i+1:]...)
+}
+
+// rollTo starts a new period: usage, top-ups and alerts reset; open holds
+// keep their hold.
+func (c *Customer) rollTo(start time.Time) {
+	c.PeriodStart = start
+	c.Used, c.TopUps = events.Zero, events.Zero
+	c.Exhausted, c.Fired = false, 0
+	for id, a := range c.Agents {
+		a.Used = events.Zero
+		if a.Reserved.IsZero() {
+			delete(c.Agents, id)
+		}
+	}
+	order := c.taskOrder[:0]
+	for _, ref := range c.taskOrder {
+		t := c.Tasks[ref]
+		t.Used = events.Zero
+		if t.Reserved.IsZero() {
+			delete(c.Tasks, ref)
+			continue
+		}
+		order = append(order, ref)
+	}
+	c.taskOrder = order
+}
+
+// balance is the customer's position as events record it.
+func (c *Customer) balance() events.Balance {
+	return events.Balance{
+		PeriodStart: c.PeriodStart,
+		Limit:       c.Limit.Add(c.TopUps),
+		TopUps:      c.TopUps,
+		Used:        c.Used,
+		Reserved:    c.Reserved,
+		Remaining:   c.Remaining().NonNegative(),
+	}
+}
+
+// expiryHeap orders open holds by deadline. Entries go stale when a hold
+// is settled or extended; they are skipped when popped.
+type expiryHeap []expiryItem
+
+type expiryItem struct {
+	at time.Time
+	id string
+}
+
+func (h expiryHeap) Len() int { return len(h) }
+func (h expiryHeap) Less(i, j int) bool {
+	if h[i].at.Equal(h[j].at) {
+		return h[i].id < h[j].id
+	}
+	return h[i].at.Before(h[j].at)
+}
+func (h expiryHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)   { *h = append(*h, x.(expiryItem)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+func (s *State) pushExpiry(r *Reservation) {
+	heap.Push(&s.expiries, expiryItem{at: r.ExpiresAt, id: r.ID})
+}
+
+// window remembers keys for IdempotencyWindow of event time, and at most
+// max of them, forgetting the oldest first. Insertion order is event order,
+// so the live writer and a replay forget the same keys.
+type window[V any] struct {
+	m     map[string]windowEntry[V]
+	order []windowKey // FIFO; head is order[head]
+	head  int
+	max   int
+}
+
+type windowEntry[V any] struct {
+	v  V
+	at time.Time
+}
+
+type windowKey struct {
+	key string
+	at  time.Time
+}
+
+func newWindow[V any](max int) window[V] {
+	return window[V]{m: make(map[string]windowEntry[V]), max: max}
+}
+
+func (w *window[V]) get(key string) (V, bool) {
+	e, ok := w.m[key]
+	return e.v, ok
+}
+
+func (w *window[V]) put(key string, v V, at time.Time) {
+	w.forget(at)
+	if _, ok := w.m[key]; !ok {
+		w.order = append(w.order, windowKey{key: key, at: at})
+	}
+	w.m[key] = windowEntry[V]{v: v, at: at}
+	for len(w.m) > w.max {
+		w.pop()
+	}
+}
+
+// forget drops entries older than IdempotencyWindow before now.
+func (w *window[V]) forget(now time.Time) {
+	cut := now.Add(-IdempotencyWindow)
+	for w.head < len(w.order) && w.order[w.head].at.Before(cut) {
+		w.pop()
+	}
+}
+
+func (w *window[V]) pop() {
+	k := w.order[w.head]
+	w.order[w.head] = windowKey{}
+	w.head++
+	if e, ok := w.m[k.key]; ok && e.at.Equal(k.at) {
+		delete(w.m, k.key)
+	}
+	// Compact once the dead prefix dominates, so memory stays bounded.
+	if w.head > 1024 && w.head*2 > len(w.order) {
+		w.order = append([]windowKey(nil), w.order[w.head:]...)
+		w.head = 0
+	}
+}
+
+func (w *window[V]) len() int { return len(w.m) }

@@ -1,0 +1,75 @@
+package projections
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/ledger"
+)
+
+// DecodeRequest turns a request subject and body into a validated command
+// bound to the subject's customer. Every failure is an *ledger.Error:
+// not_found for an unknown op, invalid_argument for everything else.
+func DecodeRequest(subject string, body []byte) (ledger.Command, error) {
+	op, tok, admin, err := events.ParseRequestSubject(subject)
+	if err != nil {
+		return nil, ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
+	}
+	cmd := ledger.NewCommand(op)
+	if cmd == nil || op.IsAdmin() != admin {
+		return nil, ledger.Errorf(ledger.CodeNotFound, "unknown operation %q", truncate(string(op), 32))
+	}
+	customer, err := events.ParseToken(tok)
+	if err != nil {
+		return nil, ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
+	}
+	if len(body) > RequestBytesMax {
+		return nil, ledger.Errorf(ledger.CodeInvalidArgument, "request body is %d bytes, more than %d", len(body), RequestBytesMax)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	if err := decodeStrict(body, cmd); err != nil {
+		return nil, err
+	}
+	if err := ledger.BindCustomer(cmd, customer); err != nil {
+		return nil, err
+	}
+	if err := cmd.Validate(); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// decodeStrict decodes one JSON object: unknown fields, trailing data and
+// wrong types are invalid_argument. Amounts decode exactly (events.Units).
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return ledger.Errorf(ledger.CodeInvalidArgument, "malformed request: %s", jsonProblem(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return ledger.Errorf(ledger.CodeInvalidArgument, "malformed request: data after the JSON object")
+	}
+	return nil
+}
+
+func jsonProblem(err error) string {
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) {
+		return fmt.Sprintf("field %q has the wrong type (%s)", ute.Field, ute.Value)
+	}
+	return truncate(err.Error(), 200)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
