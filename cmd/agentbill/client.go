@@ -1,0 +1,350 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/agentbill/agentbill/client"
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/ledger"
+	"github.com/nats-io/nats.go"
+)
+
+// DefaultNATSURL is where client subcommands connect unless told otherwise.
+const DefaultNATSURL = "nats://127.0.0.1:4222"
+
+// clientFlags are the flags every client subcommand takes.
+type clientFlags struct {
+	fs            *flag.FlagSet
+	natsURL       string
+	jsonOut       bool
+	customer      string
+	agent         string
+	units         string
+	reservation   string
+	task          string
+	taskCeiling   string
+	ceiling       string
+	ttl           string
+	key           string
+	failed        bool
+	note          string
+	limit         string
+	period        string
+	upgradeURL    string
+	thresholds    listFlag
+	agentLimits   listFlag
+	customerOptIn bool // watch: --customer is optional
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func newClientFlags(cmd string, stderr io.Writer) *clientFlags {
+	f := &clientFlags{fs: flag.NewFlagSet(cmd, flag.ContinueOnError)}
+	fs := f.fs
+	fs.SetOutput(stderr)
+	url := os.Getenv("AGENTBILL_NATS_URL")
+	if url == "" {
+		url = DefaultNATSURL
+	}
+	fs.StringVar(&f.natsURL, "nats-url", url, "NATS server URL (env AGENTBILL_NATS_URL)")
+	fs.BoolVar(&f.jsonOut, "json", false, "print the raw JSON reply")
+	fs.StringVar(&f.customer, "customer", "", "customer ID")
+	switch cmd {
+	case "preflight":
+		fs.StringVar(&f.agent, "agent", "", "agent ID")
+		fs.StringVar(&f.units, "units", "", "estimated units")
+		fs.StringVar(&f.task, "task", "", "task reference")
+		fs.StringVar(&f.taskCeiling, "task-ceiling", "", "ceiling for the whole task")
+		fs.StringVar(&f.ceiling, "ceiling", "", "ceiling for this call")
+		fs.StringVar(&f.ttl, "ttl", "", "reservation lifetime (Go duration, default 15m)")
+		fs.StringVar(&f.key, "idempotency-key", "", "idempotency key (generated if empty)")
+	case "record":
+		fs.StringVar(&f.agent, "agent", "", "agent ID")
+		fs.StringVar(&f.units, "units", "", "units actually used")
+		fs.StringVar(&f.reservation, "reservation", "", "reservation to settle (default: the agent's oldest)")
+		fs.StringVar(&f.task, "task", "", "task reference")
+		fs.BoolVar(&f.failed, "failed", false, "the run failed: release the reservation instead of charging")
+		fs.StringVar(&f.key, "idempotency-key", "", "idempotency key (generated if empty)")
+	case "release":
+		fs.StringVar(&f.reservation, "reservation", "", "reservation to release")
+	case "extend":
+		fs.StringVar(&f.reservation, "reservation", "", "reservation to extend")
+		fs.StringVar(&f.ttl, "ttl", "", "new lifetime from now (Go duration)")
+	case "topup":
+		fs.StringVar(&f.units, "units", "", "units to add to this period")
+		fs.StringVar(&f.note, "note", "", "note for the audit trail")
+		fs.StringVar(&f.key, "idempotency-key", "", "idempotency key (generated if empty)")
+	case "budget set":
+		fs.StringVar(&f.limit, "limit", "", "units per period")
+		fs.StringVar(&f.period, "period", "", "day, week, month or none")
+		fs.StringVar(&f.upgradeURL, "upgrade-url", "", "where a refused customer can upgrade")
+		fs.Var(&f.thresholds, "threshold", "alert fraction, e.g. 0.8 (repeatable)")
+		fs.Var(&f.agentLimits, "agent-limit", "per-agent limit AGENT=UNITS (repeatable)")
+	case "watch":
+		f.customerOptIn = true
+	}
+	return f
+}
+
+func (f *clientFlags) parse(args []string) error {
+	if err := f.fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if f.fs.NArg() > 0 {
+		fmt.Fprintf(f.fs.Output(), "agentbill %s: unexpected argument %q\n", f.fs.Name(), f.fs.Arg(0))
+		return errUsage
+	}
+	if f.customer == "" && !f.customerOptIn {
+		fmt.Fprintf(f.fs.Output(), "agentbill %s: --customer is required\n", f.fs.Name())
+		return errUsage
+	}
+	return nil
+}
+
+// amount parses an optional amount flag.
+func amount(name, v string) (*events.Units, error) {
+	if v == "" {
+		return nil, nil
+	}
+	u, err := events.ParseUnits(v)
+	if err != nil {
+		return nil, ledger.Errorf(ledger.CodeInvalidArgument, "--%s: %v", name, err)
+	}
+	return &u, nil
+}
+
+func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	f := newClientFlags(cmd, stderr)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	nc, err := nats.Connect(f.natsURL, nats.Name("agentbill-cli"))
+	if err != nil {
+		return fmt.Errorf("connect %s: %w (is `agentbill serve` running?)", f.natsURL, err)
+	}
+	defer nc.Close()
+	c := client.New(nc)
+	out := &printer{w: stdout, json: f.jsonOut}
+	switch cmd {
+	case "preflight":
+		return preflightCmd(ctx, c, f, out)
+	case "record":
+		return recordCmd(ctx, c, f, out)
+	case "release":
+		r, err := c.Release(ctx, f.customer, f.reservation)
+		if err != nil {
+			return err
+		}
+		return out.print(r, fmt.Sprintf("%s: %s units released; %s left", r.Status, r.ReleasedUnits, r.RemainingUnits))
+	case "extend":
+		d, err := time.ParseDuration(f.ttl)
+		if err != nil {
+			return ledger.Errorf(ledger.CodeInvalidArgument, "--ttl %q is not a Go duration", f.ttl)
+		}
+		r, err := c.Extend(ctx, f.customer, f.reservation, d)
+		if err != nil {
+			return err
+		}
+		return out.print(r, fmt.Sprintf("reservation %s now expires at %s", r.ReservationID, r.ExpiresAt.Format(time.RFC3339)))
+	case "status":
+		st, err := c.Status(ctx, f.customer)
+		if err != nil {
+			return err
+		}
+		return out.print(st, statusText(st))
+	case "topup":
+		units, err := amount("units", f.units)
+		if err != nil {
+			return err
+		}
+		st, err := c.TopUp(ctx, f.customer, ledger.TopUpRequest{Units: units, Note: f.note, IdempotencyKey: f.key})
+		if err != nil {
+			return err
+		}
+		return out.print(st, statusText(st))
+	case "budget set":
+		return budgetCmd(ctx, c, f, out)
+	case "watch":
+		return watchCmd(ctx, c, f, out)
+	}
+	return errUsage
+}
+
+func preflightCmd(ctx context.Context, c *client.Client, f *clientFlags, out *printer) error {
+	req := ledger.PreflightRequest{AgentID: f.agent, TaskRef: f.task, TTL: f.ttl, IdempotencyKey: f.key}
+	var err error
+	if req.EstimatedUnits, err = amount("units", f.units); err != nil {
+		return err
+	}
+	if req.TaskCeiling, err = amount("task-ceiling", f.taskCeiling); err != nil {
+		return err
+	}
+	if req.Ceiling, err = amount("ceiling", f.ceiling); err != nil {
+		return err
+	}
+	r, err := c.Preflight(ctx, f.customer, req)
+	if err != nil {
+		return err
+	}
+	if !r.Approved {
+		text := fmt.Sprintf("refused (%s): %s", r.Reason, r.Message)
+		if r.UpgradeURL != "" {
+			text += "\nupgrade: " + r.UpgradeURL
+		}
+		if err := out.print(r, text); err != nil {
+			return err
+		}
+		return errRefused
+	}
+	return out.print(r, fmt.Sprintf("approved: reservation %s holds %s units until %s; %s left",
+		r.ReservationID, r.ReservedUnits, r.ExpiresAt.Format(time.RFC3339), r.RemainingUnits))
+}
+
+func recordCmd(ctx context.Context, c *client.Client, f *clientFlags, out *printer) error {
+	req := ledger.RecordRequest{AgentID: f.agent, ReservationID: f.reservation, TaskRef: f.task, IdempotencyKey: f.key}
+	var err error
+	if req.Units, err = amount("units", f.units); err != nil {
+		return err
+	}
+	if f.failed {
+		no := false
+		req.Success = &no
+	}
+	r, err := c.Record(ctx, f.customer, req)
+	if err != nil {
+		return err
+	}
+	text := fmt.Sprintf("%s: charged %s, released %s, overage %s; %s left",
+		r.Status, r.ChargedUnits, r.ReleasedUnits, r.OverageUnits, r.RemainingUnits)
+	if r.Exhausted {
+		text += " (budget exhausted)"
+	}
+	return out.print(r, text)
+}
+
+func budgetCmd(ctx context.Context, c *client.Client, f *clientFlags, out *printer) error {
+	req := ledger.BudgetRequest{Period: f.period, UpgradeURL: f.upgradeURL}
+	var err error
+	if req.Limit, err = amount("limit", f.limit); err != nil {
+		return err
+	}
+	for _, t := range f.thresholds {
+		u, err := amount("threshold", t)
+		if err != nil {
+			return err
+		}
+		req.Thresholds = append(req.Thresholds, *u)
+	}
+	for _, al := range f.agentLimits {
+		agent, units, ok := strings.Cut(al, "=")
+		if !ok {
+			return ledger.Errorf(ledger.CodeInvalidArgument, "--agent-limit %q: want AGENT=UNITS", al)
+		}
+		u, err := amount("agent-limit", units)
+		if err != nil {
+			return err
+		}
+		if req.AgentLimits == nil {
+			req.AgentLimits = map[string]events.Units{}
+		}
+		req.AgentLimits[agent] = *u
+	}
+	st, err := c.SetBudget(ctx, f.customer, req)
+	if err != nil {
+		return err
+	}
+	return out.print(st, statusText(st))
+}
+
+func statusText(st *ledger.StatusReply) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "customer   %s\n", st.CustomerID)
+	fmt.Fprintf(&b, "period     %s (%s", st.Period, st.PeriodStart.Format(time.RFC3339))
+	if st.PeriodEnd != nil {
+		fmt.Fprintf(&b, " to %s", st.PeriodEnd.Format(time.RFC3339))
+	}
+	b.WriteString(")\n")
+	fmt.Fprintf(&b, "limit      %s (top-ups %s)\n", st.Limit, st.TopUps)
+	fmt.Fprintf(&b, "used       %s\n", st.Used)
+	fmt.Fprintf(&b, "reserved   %s in %d open reservations\n", st.Reserved, st.OpenReservations)
+	fmt.Fprintf(&b, "remaining  %s", st.Remaining)
+	if st.Exhausted {
+		b.WriteString(" (exhausted)")
+	}
+	agents := make([]string, 0, len(st.Agents))
+	for a := range st.Agents {
+		agents = append(agents, a)
+	}
+	sort.Strings(agents)
+	for _, a := range agents {
+		as := st.Agents[a]
+		fmt.Fprintf(&b, "\nagent      %s: used %s, reserved %s", a, as.Used, as.Reserved)
+		if as.Limit != nil {
+			fmt.Fprintf(&b, ", limit %s", *as.Limit)
+		}
+	}
+	return b.String()
+}
+
+func watchCmd(ctx context.Context, c *client.Client, f *clientFlags, out *printer) error {
+	if f.customer != "" {
+		if err := events.ValidateCustomerID(f.customer); err != nil {
+			return ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
+		}
+	}
+	types := []events.Type{events.TypeBudgetExhausted, events.TypeThresholdCrossed}
+	if !f.jsonOut {
+		fmt.Fprintln(out.w, "watching for budget_exhausted and threshold_crossed; Ctrl-C to stop")
+	}
+	return c.Watch(ctx, f.customer, types, func(_ uint64, e *events.Envelope) error {
+		return out.print(e, alertText(e))
+	})
+}
+
+func alertText(e *events.Envelope) string {
+	b := events.BalanceOf(e.Data)
+	at := e.At.Format(time.RFC3339)
+	switch d := e.Data.(type) {
+	case *events.BudgetExhausted:
+		s := fmt.Sprintf("%s  budget_exhausted   customer %s: %s used, %s reserved of %s (%s)",
+			at, e.CustomerID, b.Used, b.Reserved, b.Limit, d.Trigger)
+		if d.UpgradeURL != "" {
+			s += "; upgrade: " + d.UpgradeURL
+		}
+		return s
+	case *events.ThresholdCrossed:
+		return fmt.Sprintf("%s  threshold_crossed  customer %s: passed %s of %s (%s used, %s reserved)",
+			at, e.CustomerID, d.Fraction, b.Limit, b.Used, b.Reserved)
+	}
+	return fmt.Sprintf("%s  %s  customer %s", at, e.Type, e.CustomerID)
+}
+
+// printer writes either the raw JSON reply or a line of text.
+type printer struct {
+	w    io.Writer
+	json bool
+}
+
+func (p *printer) print(v any, text string) error {
+	if p.json {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(p.w, "%s\n", b)
+		return err
+	}
+	_, err := fmt.Fprintln(p.w, text)
+	return err
+}

@@ -1,0 +1,105 @@
+// Command agentbill is the AgentBill binary: `serve` runs the ledger, the
+// other subcommands talk to it over NATS. Wiring only: the logic lives in
+// the packages it imports.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/agentbill/agentbill/ledger"
+)
+
+// Exit codes.
+const (
+	ExitOK      = 0 // success; a preflight was approved
+	ExitError   = 1 // an error: bad input, not found, unavailable, ...
+	ExitUsage   = 2 // the command line is wrong
+	ExitRefused = 3 // a preflight was refused
+)
+
+// errRefused marks a refusal: the command worked, the answer was no.
+var errRefused = errors.New("refused")
+
+// errUsage marks a command-line mistake (already reported).
+var errUsage = errors.New("usage")
+
+const usage = `agentbill: preflight budgets for AI agents
+
+Usage:
+  agentbill serve     [--data DIR] [--nats-listen HOST:PORT] [--nats-url URL]
+                      [--nats-config FILE] [--default-budget UNITS/PERIOD | none]
+  agentbill preflight --customer C --agent A --units N [--task T] [--task-ceiling N]
+                      [--ceiling N] [--ttl D] [--idempotency-key K] [--json]
+  agentbill record    --customer C --agent A --units N [--reservation ID] [--failed] [--json]
+  agentbill release   --customer C --reservation ID [--json]
+  agentbill extend    --customer C --reservation ID --ttl D [--json]
+  agentbill status    --customer C [--json]
+  agentbill budget set --customer C --limit N --period day|week|month|none
+                      [--threshold 0.8 ...] [--upgrade-url URL] [--agent-limit A=N ...] [--json]
+  agentbill topup     --customer C --units N [--note TEXT] [--json]
+  agentbill watch     [--customer C] [--json]
+
+Client subcommands connect to --nats-url (default $AGENTBILL_NATS_URL or
+nats://127.0.0.1:4222). Exit codes: 0 ok or approved, 3 refused, 1 error,
+2 bad command line.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	var err error
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		err = runServe(ctx, rest, stderr)
+	case "preflight", "record", "release", "extend", "status", "topup", "watch":
+		err = runClient(ctx, cmd, rest, stdout, stderr)
+	case "budget":
+		if len(rest) == 0 || rest[0] != "set" {
+			fmt.Fprintln(stderr, "agentbill budget: the only subcommand is `budget set`")
+			return ExitUsage
+		}
+		err = runClient(ctx, "budget set", rest[1:], stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "agentbill: unknown command %q\n\n%s", cmd, usage)
+		return ExitUsage
+	}
+	return exitCode(err, stderr)
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, errRefused):
+		return ExitRefused
+	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+		return ExitUsage
+	}
+	var le *ledger.Error
+	if errors.As(err, &le) {
+		fmt.Fprintf(stderr, "agentbill: %s: %s\n", le.Code, le.Message)
+	} else {
+		fmt.Fprintf(stderr, "agentbill: %v\n", err)
+	}
+	return ExitError
+}

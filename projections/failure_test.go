@@ -1,0 +1,73 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/ledger"
+)
+
+// An append that fails (here: another writer moved the stream's last
+// sequence, so the fence rejects the batch) must not approve anything: the
+// request gets unavailable, the writer rebuilds from the log (now including
+// the foreign event), and later requests succeed against the rebuilt state.
+func TestFailedAppendApprovesNothingAndRebuilds(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	w := testenv.StartWriter(t, s, nil, nil)
+	c := testenv.Client(t, s)
+	ctx := context.Background()
+	setBudget(t, c, "u", "100", ledger.PeriodMonth)
+	before := len(testenv.StreamEvents(t, c.Conn()))
+
+	// A second, rogue writer appends a valid top-up behind the writer's back.
+	js := testenv.JetStream(t, testenv.Connect(t, s))
+	forged := &events.Envelope{ID: "forged-1", Type: events.TypeToppedUp, V: events.Version, At: time.Now().UTC(),
+		CustomerID: "u", Data: &events.ToppedUp{Units: events.NewUnits(50, 0)}}
+	body, err := events.Encode(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, events.EventSubject("u", events.TypeToppedUp), body); err != nil {
+		t.Fatal(err)
+	}
+
+	// The writer's next append is fenced off: a raw request (no client
+	// retry) must get unavailable, never an approval.
+	msg, err := c.Conn().Request(events.RequestSubject(events.OpPreflight, "u"),
+		[]byte(`{"agent_id":"a","estimated_units":10,"idempotency_key":"k1"}`), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var er ledger.ErrorReply
+	if err := json.Unmarshal(msg.Data, &er); err != nil || er.Error == nil || er.Error.Code != ledger.CodeUnavailable {
+		t.Fatalf("reply %s, want an unavailable error", msg.Data)
+	}
+	evs := testenv.StreamEvents(t, c.Conn())
+	if len(evs) != before+1 || testenv.CountType(evs, "u", events.TypeReserved) != 0 {
+		t.Fatalf("stream has %d events (%d reserved), want only the forged one added", len(evs), testenv.CountType(evs, "u", events.TypeReserved))
+	}
+
+	// The client retries unavailable with the same key; after the rebuild
+	// the retry is decided once, against a state that has the top-up.
+	r, err := c.Preflight(ctx, "u", ledger.PreflightRequest{AgentID: "a", EstimatedUnits: testenv.Ptr(t, "10"), IdempotencyKey: "k1"})
+	if err != nil || !r.Approved {
+		t.Fatalf("retry: %v %+v", err, r)
+	}
+	if got := r.RemainingUnits.String(); got != "140" {
+		t.Errorf("remaining %s, want 140 (100 + 50 forged top-up - 10)", got)
+	}
+	if n := w.Stats().Rebuilds.Load(); n != 1 {
+		t.Errorf("rebuilds = %d, want 1", n)
+	}
+	if n := testenv.CountType(testenv.StreamEvents(t, c.Conn()), "u", events.TypeReserved); n != 1 {
+		t.Errorf("reserved events = %d, want exactly 1", n)
+	}
+	if !strings.Contains(r.Message, "140") {
+		t.Errorf("message %q does not give the remaining units", r.Message)
+	}
+}
