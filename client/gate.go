@@ -83,4 +83,3 @@ func (c *Client) Gate(ctx context.Context, o GateOptions, fn func(ctx context.Co
 	res.Record = rec
 	return res, nil
 }
-
