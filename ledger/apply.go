@@ -73,6 +73,7 @@ func (s *State) applyBudgetSet(c *Customer, d *events.BudgetSet) {
 	// follows, usage is kept (rollTo above handles moving forward).
 	c.PeriodStart = d.Balance.PeriodStart
 	fired := firedFractions(c)
+	raised := d.Limit.Cmp(c.Limit) > 0
 	c.Limit = d.Limit
 	c.Period = Period(d.Period)
 	c.Thresholds = append([]events.Units(nil), d.Thresholds...)
@@ -93,7 +94,9 @@ func (s *State) applyBudgetSet(c *Customer, d *events.BudgetSet) {
 			}
 		}
 	}
-	if c.Remaining().Sign() > 0 {
+	// Only a raised limit re-arms budget_exhausted (so do a top-up and a
+	// new period); restating or lowering the limit does not.
+	if raised && c.Remaining().Sign() > 0 {
 		c.Exhausted = false
 	}
 }
@@ -136,6 +139,10 @@ func (s *State) applyRecorded(c *Customer, d *events.Recorded, e *events.Envelop
 			taskRef = r.TaskRef
 		}
 		s.close(c, r.ID, StatusRecorded, e)
+	} else if d.ReservationID != "" {
+		// A late record of an expired or released hold charges it once; it
+		// is settled from now on, so a repeat is a conflict, not a charge.
+		s.closed.put(d.ReservationID, closedEntry{customerID: c.ID, status: StatusRecorded}, e.At)
 	}
 	c.Used = c.Used.Add(d.Units)
 	a := c.agent(d.AgentID)

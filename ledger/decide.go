@@ -87,7 +87,8 @@ func (d *decision) emit(id string, data events.Data) *events.Envelope {
 	e := &events.Envelope{ID: id, Type: data.EventType(), V: events.Version, At: d.now, CustomerID: d.cid, Data: data}
 	b := events.BalanceRef(data)
 	c := d.s.customers[d.cid]
-	if c != nil {
+	if c != nil && b.PeriodStart.IsZero() {
+		// budget_set computes the start of its new period itself.
 		b.PeriodStart = c.Period.Start(d.now, c.PeriodStart)
 	}
 	d.s.applyState(e)
