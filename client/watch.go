@@ -8,24 +8,24 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Watch calls fn for every new event of the given types (all customers if
-// customerID is ""), as it is committed to the stream, until ctx ends or fn
-// returns an error. It reads through a JetStream ordered consumer, so it
-// sees only durable events, in log order.
+// Watch calls fn for every new event of the given types (every type if
+// none) of one customer (every customer if customerID is ""), as it is
+// committed, until ctx ends or fn returns an error. It reads the log through
+// a JetStream ordered consumer, so it sees only durable events, in log
+// order. (For lower latency, a core subscription on
+// events.EventFilter(customerID, type) receives alerts as they are
+// announced after each commit.)
 func (c *Client) Watch(ctx context.Context, customerID string, types []events.Type, fn func(seq uint64, e *events.Envelope) error) error {
 	js, err := jetstream.New(c.nc)
 	if err != nil {
 		return err
 	}
-	filters := make([]string, 0, len(types))
+	want := make(map[events.Type]bool, len(types))
 	for _, t := range types {
-		filters = append(filters, events.EventFilter(customerID, t))
-	}
-	if len(filters) == 0 {
-		filters = append(filters, events.EventFilter(customerID, ""))
+		want[t] = true
 	}
 	cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: filters,
+		FilterSubjects: []string{events.LogSubjects},
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 	})
 	if err != nil {
@@ -51,12 +51,17 @@ func (c *Client) Watch(ctx context.Context, customerID string, types []events.Ty
 		if err != nil {
 			return err
 		}
-		e, err := events.Decode(msg.Data())
+		commit, err := events.DecodeCommit(msg.Data())
 		if err != nil {
-			return fmt.Errorf("agentbill: watch: event %d: %w", md.Sequence.Stream, err)
+			return fmt.Errorf("agentbill: watch: commit %d: %w", md.Sequence.Stream, err)
 		}
-		if err := fn(md.Sequence.Stream, e); err != nil {
-			return err
+		for _, e := range commit.Events {
+			if (len(want) > 0 && !want[e.Type]) || (customerID != "" && e.CustomerID != customerID) {
+				continue
+			}
+			if err := fn(md.Sequence.Stream, e); err != nil {
+				return err
+			}
 		}
 	}
 }

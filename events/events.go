@@ -6,6 +6,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -237,12 +238,19 @@ func BalanceRef(d Data) *Balance {
 	return nil
 }
 
-// Encode returns the JSON body of an event.
+// Encode returns the JSON body of an event. HTML characters are not
+// escaped: events are data, never embedded in a page as they are.
 func Encode(e *Envelope) ([]byte, error) {
 	if e.Data == nil || e.Data.EventType() != e.Type {
 		return nil, fmt.Errorf("%w: data does not match type %q", ErrInvalidEvent, e.Type)
 	}
-	return json.Marshal(e)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 type rawEnvelope struct {

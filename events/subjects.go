@@ -9,10 +9,9 @@ import (
 const (
 	// StreamName is the one JetStream stream that is the ledger.
 	StreamName = "AGENTBILL"
-	// EventSubjectPrefix prefixes every event subject.
+	// EventSubjectPrefix prefixes the subjects on which committed events
+	// are announced one by one (core NATS): agentbill.events.<ctok>.<type>.
 	EventSubjectPrefix = "agentbill.events."
-	// EventSubjects is the stream's subject filter.
-	EventSubjects = "agentbill.events.>"
 	// RequestPrefix prefixes agent operations: agentbill.v1.<op>.<ctok>.
 	RequestPrefix = "agentbill.v1."
 	// AdminPrefix prefixes admin operations: agentbill.admin.v1.<op>.<ctok>.
@@ -48,7 +47,7 @@ func RequestSubject(op Op, customerID string) string {
 }
 
 // EventSubject returns the subject an event of type t for a customer is
-// stored under.
+// announced on after it is committed.
 func EventSubject(customerID string, t Type) string {
 	return EventSubjectPrefix + Token(customerID) + "." + string(t)
 }

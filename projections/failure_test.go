@@ -32,7 +32,10 @@ func TestFailedAppendApprovesNothingAndRebuilds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, events.EventSubject("u", events.TypeToppedUp), body); err != nil {
+	var enc events.CommitEncoder
+	enc.Reset("forged-commit", "rogue", time.Now())
+	enc.Add(body)
+	if _, err := js.Publish(ctx, events.LogSubject("rogue"), enc.Bytes()); err != nil {
 		t.Fatal(err)
 	}
 

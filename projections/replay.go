@@ -18,9 +18,10 @@ type ReplayStop struct {
 	UntilSeq uint64
 }
 
-// Replay reads the stream from its first event up to stop.UntilSeq (or the
+// Replay reads the stream from its first commit up to stop.UntilSeq (or the
 // last sequence when the replay starts) and calls fn with each event in
-// order. It returns the last sequence read.
+// order, with the sequence of the commit holding it. It returns the last
+// sequence read.
 func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn func(seq uint64, e *events.Envelope) error) (uint64, error) {
 	last, err := LastSequence(ctx, js)
 	if err != nil {
@@ -33,7 +34,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 		return 0, nil
 	}
 	cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.EventSubjects},
+		FilterSubjects: []string{events.LogSubjects},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
@@ -70,12 +71,14 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 		if seq > last {
 			break
 		}
-		e, err := events.Decode(msg.Data())
+		c, err := events.DecodeCommit(msg.Data())
 		if err != nil {
-			return seq, fmt.Errorf("replay: event at sequence %d: %w", seq, err)
+			return seq, fmt.Errorf("replay: commit at sequence %d: %w", seq, err)
 		}
-		if err := fn(seq, e); err != nil {
-			return seq, err
+		for _, e := range c.Events {
+			if err := fn(seq, e); err != nil {
+				return seq, err
+			}
 		}
 	}
 	return last, nil

@@ -14,10 +14,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// StreamDuplicateWindow is the stream's Nats-Msg-Id window. Fencing with
-// the expected last sequence already rules out double appends by the
-// writer; the window only catches a retried publish, so it is kept short
-// to bound the server's memory at high rates.
+// StreamDuplicateWindow is the stream's Nats-Msg-Id window (commit IDs).
+// Fencing with the expected last sequence already rules out double appends
+// by the writer; the window only catches a retried publish, so it is kept
+// short to bound the server's memory at high rates.
 const StreamDuplicateWindow = 30 * time.Second
 
 // StreamConfig returns the AGENTBILL stream's configuration.
@@ -26,17 +26,16 @@ func StreamConfig(replicas int) jetstream.StreamConfig {
 		replicas = 1
 	}
 	return jetstream.StreamConfig{
-		Name:               events.StreamName,
-		Description:        "AgentBill ledger: every budget decision, append-only",
-		Subjects:           []string{events.EventSubjects},
-		Storage:            jetstream.FileStorage,
-		Retention:          jetstream.LimitsPolicy,
-		Replicas:           replicas,
-		Duplicates:         StreamDuplicateWindow,
-		DenyDelete:         true,
-		DenyPurge:          true,
-		AllowAtomicPublish: true,
-		AllowDirect:        true,
+		Name:        events.StreamName,
+		Description: "AgentBill ledger: every budget decision, append-only",
+		Subjects:    []string{events.LogSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    replicas,
+		Duplicates:  StreamDuplicateWindow,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -26,8 +27,15 @@ const (
 	RequestBytesMax = 64 * 1024
 	// SweepIntervalDefault is how often expired holds are swept.
 	SweepIntervalDefault = time.Second
-	// SweepEventsMax bounds the expiries appended in one batch.
-	SweepEventsMax = BatchMessagesMax / 2
+	// SweepEventsMax bounds the expiries appended in one commit.
+	SweepEventsMax = CommitEventsMax / 2
+	// commandBytesMax bounds the encoded events of one command (the largest
+	// is a budget_set with every agent limit); the writer stops adding
+	// commands to a commit while one more could push it past CommitBytesMax.
+	commandBytesMax = 192 * 1024
+	// CommitsInFlightMax bounds commits sent and not yet acknowledged: the
+	// writer decides the next batch while earlier ones are being fsynced.
+	CommitsInFlightMax = 4
 	// RebuildBackoffMax bounds the wait between failed rebuild attempts.
 	RebuildBackoffMax = 5 * time.Second
 )
@@ -40,6 +48,9 @@ type Config struct {
 	Now      func() time.Time      // the clock; time.Now if nil
 	Sweep    time.Duration         // expiry sweep interval; SweepIntervalDefault if 0
 	Logger   *slog.Logger
+	// Name identifies this writer's commits (agentbill.log.<Name>);
+	// events.WriterDefault if empty.
+	Name string
 }
 
 // Writer is the single writer: it owns the ledger state, decides requests
@@ -54,9 +65,17 @@ type Writer struct {
 	ready atomic.Bool
 
 	// Owned by the run loop.
-	state   *ledger.State
-	lastSeq uint64
-	lastNow time.Time
+	state    *ledger.State
+	lastSeq  uint64
+	lastNow  time.Time
+	subject  string
+	enc      events.CommitEncoder
+	notify   []notice
+	inbox    string
+	queue    []*flight // decided batches, oldest first, awaiting answers
+	inflight int       // commits of queue sent and not acknowledged
+	nextNo   uint64
+	sentSeq  uint64 // the last sequence once every sent commit lands
 
 	stats Stats
 }
@@ -64,12 +83,25 @@ type Writer struct {
 // Stats are counters the writer keeps; read them with Writer.Stats.
 type Stats struct {
 	Batches     atomic.Uint64
+	AppendNanos atomic.Uint64 // total time spent waiting for append acks
 	Events      atomic.Uint64
 	Requests    atomic.Uint64
 	Rebuilds    atomic.Uint64
 	Overloaded  atomic.Uint64
 	LastSeq     atomic.Uint64
 	ReplayedSeq atomic.Uint64
+}
+
+// notice is a committed event to announce on its own subject.
+type notice struct {
+	subject string
+	body    []byte
+}
+
+// notifyTypes are announced one by one on agentbill.events.<ctok>.<type>
+// after they are committed, for core NATS subscribers.
+var notifyTypes = map[events.Type]bool{
+	events.TypeBudgetExhausted: true, events.TypeThresholdCrossed: true, events.TypeDenied: true,
 }
 
 type pending struct {
@@ -90,7 +122,11 @@ func New(cfg Config) *Writer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Writer{cfg: cfg, nc: cfg.Conn, log: cfg.Logger, in: make(chan *pending, RequestQueueMax)}
+	if cfg.Name == "" {
+		cfg.Name = events.WriterDefault
+	}
+	return &Writer{cfg: cfg, nc: cfg.Conn, log: cfg.Logger, in: make(chan *pending, RequestQueueMax),
+		subject: events.LogSubject(cfg.Name)}
 }
 
 // Stats returns the writer's counters.
@@ -175,47 +211,94 @@ func (w *Writer) receive(m *nats.Msg) {
 	}
 }
 
-// loop is the single writer: collect a batch, decide it, append it, reply.
+// flight is a decided batch waiting to be answered: its commit is sent and
+// not yet acknowledged, or it has no events and waits for the commits ahead
+// of it (its replies may depend on their undurable decisions).
+type flight struct {
+	no     uint64 // commit number, in the ack subject
+	expect uint64 // the last sequence this commit is fenced on
+	batch  []*pending
+	notify []notice
+	events int
+	sent   time.Time
+}
+
+// loop is the single writer: it decides a batch of queued requests, sends
+// their events as one commit, and goes on deciding the next batch while up
+// to CommitsInFlightMax commits await their acks. Batches are answered
+// strictly in order, each only once it and everything before it is durable;
+// the first failure fails every batch after it too (see fail).
 func (w *Writer) loop(ctx context.Context) error {
+	acks := make(chan *nats.Msg, CommitsInFlightMax*2)
+	w.inbox = w.nc.NewRespInbox()
+	sub, err := w.nc.ChanSubscribe(w.inbox+".*", acks)
+	if err != nil {
+		return fmt.Errorf("subscribe to acks: %w", err)
+	}
+	defer sub.Unsubscribe()
 	sweep := time.NewTicker(w.cfg.Sweep)
 	defer sweep.Stop()
-	batch := make([]*pending, 0, BatchMessagesMax)
+	deadline := time.NewTimer(AppendTimeout)
+	defer deadline.Stop()
+	w.sentSeq = w.lastSeq
+	sweepDue := false
 	for {
-		batch = batch[:0]
-		sweepDue := false
+		in := w.in
+		if w.inflight >= CommitsInFlightMax {
+			in = nil // wait for an ack; requests wait in w.in meanwhile
+		}
+		if len(w.queue) > 0 {
+			deadline.Reset(time.Until(w.queue[0].sent.Add(AppendTimeout)))
+		}
+		var failure error
 		select {
 		case <-ctx.Done():
 			return nil
-		case p := <-w.in:
-			batch = append(batch, p)
+		case p := <-in:
+			failure = w.send([]*pending{p}, sweepDue)
+			sweepDue = false
 		case <-sweep.C:
-			sweepDue = true
+			if w.inflight >= CommitsInFlightMax {
+				sweepDue = true
+				continue
+			}
+			failure = w.send(nil, true)
+			sweepDue = false
+		case m := <-acks:
+			failure = w.onAck(m)
+		case <-deadline.C:
+			if len(w.queue) > 0 && time.Since(w.queue[0].sent) >= AppendTimeout {
+				failure = fmt.Errorf("%w: no ack within %s", ErrAppend, AppendTimeout)
+			}
 		}
-		if err := w.commit(&batch, sweepDue); err != nil {
+		if failure != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			w.fail(ctx, batch, err)
+			w.fail(ctx, failure)
 		}
+		w.answerReady()
 	}
 }
 
-// commit decides the batch (draining the queue into it while the append has
-// room), appends its events, and replies. On error no request of *batch has
-// been answered.
-func (w *Writer) commit(batchp *[]*pending, sweepDue bool) error {
-	batch := *batchp
-	defer func() { *batchp = batch }()
+func (w *Writer) ackSubject(no uint64) string { return w.inbox + "." + strconv.FormatUint(no, 10) }
+
+// send decides batch (draining the request queue into it while the commit
+// has room) and, if it produced events, publishes them as one commit fenced
+// on the sequence the commits ahead of it will leave.
+func (w *Writer) send(batch []*pending, sweepDue bool) error {
 	now := w.now()
-	var out []*nats.Msg
+	id := newEventID()
+	w.enc.Reset(id, w.cfg.Name, now)
+	w.notify = w.notify[:0]
 	if sweepDue {
 		for _, e := range w.state.Sweep(now, SweepEventsMax) {
-			out = append(out, w.encode(e))
+			w.add(e)
 		}
 	}
 	for i := 0; ; i++ {
 		if i == len(batch) {
-			if len(out)+ledger.EventsPerCommandMax > BatchMessagesMax {
+			if w.enc.Len()+ledger.EventsPerCommandMax > CommitEventsMax || w.enc.Size()+commandBytesMax > CommitBytesMax {
 				break
 			}
 			select {
@@ -231,46 +314,105 @@ func (w *Writer) commit(batchp *[]*pending, sweepDue bool) error {
 		reply, evs, err := w.state.Decide(p.cmd, now)
 		p.reply, p.err = reply, err
 		for _, e := range evs {
-			out = append(out, w.encode(e))
+			w.add(e)
 		}
 	}
-	if len(out) > 0 {
-		seq, err := appendBatch(w.nc, out, w.lastSeq)
-		if err != nil {
-			return err
-		}
-		w.lastSeq = seq
-		w.stats.LastSeq.Store(seq)
-		w.stats.Batches.Add(1)
-		w.stats.Events.Add(uint64(len(out)))
+	w.nextNo++
+	f := &flight{no: w.nextNo, batch: batch, events: w.enc.Len(), sent: time.Now()}
+	if len(batch) == 0 && f.events == 0 {
+		return nil
 	}
-	w.stats.Requests.Add(uint64(len(batch)))
-	for _, p := range batch {
+	w.queue = append(w.queue, f)
+	if f.events == 0 {
+		return nil
+	}
+	f.notify = append([]notice(nil), w.notify...)
+	f.expect = w.sentSeq
+	w.sentSeq++
+	w.inflight++
+	if err := publishCommit(w.nc, w.subject, id, w.enc.Bytes(), f.expect, w.ackSubject(f.no)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// onAck takes the ack of the oldest commit in flight.
+func (w *Writer) onAck(m *nats.Msg) error {
+	if len(w.queue) == 0 || w.queue[0].events == 0 || m.Subject != w.ackSubject(w.queue[0].no) {
+		return nil // the ack of a commit already failed and answered
+	}
+	f := w.queue[0]
+	seq, err := checkAck(m.Data, f.expect)
+	if err != nil {
+		return err
+	}
+	w.lastSeq = seq
+	w.inflight--
+	w.stats.LastSeq.Store(seq)
+	w.stats.Batches.Add(1)
+	w.stats.Events.Add(uint64(f.events))
+	w.stats.AppendNanos.Add(uint64(time.Since(f.sent)))
+	for _, nt := range f.notify {
+		_ = w.nc.Publish(nt.subject, nt.body)
+	}
+	w.answer(f)
+	w.queue = w.queue[1:]
+	return nil
+}
+
+// answerReady answers batches without events that no commit precedes.
+func (w *Writer) answerReady() {
+	for len(w.queue) > 0 && w.queue[0].events == 0 {
+		w.answer(w.queue[0])
+		w.queue = w.queue[1:]
+	}
+}
+
+func (w *Writer) answer(f *flight) {
+	w.stats.Requests.Add(uint64(len(f.batch)))
+	for _, p := range f.batch {
 		if p.err != nil {
 			w.respondErr(p.msg, p.err)
 		} else {
 			w.respond(p.msg, p.reply)
 		}
 	}
-	return nil
 }
 
-// fail handles a failed append: no request of the batch is answered with a
-// decision (they get unavailable and retry with their idempotency keys),
-// the in-memory state, which already holds the undurable decisions, is
-// dropped, and the writer rebuilds from the log before serving again.
-func (w *Writer) fail(ctx context.Context, batch []*pending, cause error) {
+// add encodes an event into the commit being built.
+func (w *Writer) add(e *events.Envelope) {
+	b, err := events.Encode(e)
+	if err != nil {
+		panic(fmt.Sprintf("agentbill: cannot encode event %s: %v", e.ID, err))
+	}
+	w.enc.Add(b)
+	if notifyTypes[e.Type] {
+		w.notify = append(w.notify, notice{subject: events.EventSubject(e.CustomerID, e.Type), body: b})
+	}
+}
+
+// fail handles a failed append: no request of that batch or of any batch
+// after it is answered with a decision (they get unavailable and retry with
+// their idempotency keys), the in-memory state, which holds their undurable
+// decisions, is dropped and rebuilt from the log, and serving resumes. A
+// commit after the failed one that did land is in the log, so the retries
+// find it through their idempotency keys.
+func (w *Writer) fail(ctx context.Context, cause error) {
 	w.ready.Store(false)
 	w.stats.Rebuilds.Add(1)
-	w.log.Error("append failed; rebuilding state from the log", "err", cause, "last_seq", w.lastSeq)
+	w.log.Error("append failed; rebuilding state from the log", "err", cause, "last_seq", w.lastSeq, "in_flight", w.inflight)
 	unavailable := ledger.Errorf(ledger.CodeUnavailable, "the ledger could not make this decision durable; retry")
-	for _, p := range batch {
-		w.respondErr(p.msg, unavailable)
+	for _, f := range w.queue {
+		for _, p := range f.batch {
+			w.respondErr(p.msg, unavailable)
+		}
 	}
+	w.queue, w.inflight = w.queue[:0], 0
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		err := w.rebuild(ctx)
 		if err == nil {
+			w.sentSeq = w.lastSeq
 			w.ready.Store(true)
 			return
 		}
@@ -292,17 +434,6 @@ func (w *Writer) now() time.Time {
 	}
 	w.lastNow = t
 	return t
-}
-
-func (w *Writer) encode(e *events.Envelope) *nats.Msg {
-	b, err := events.Encode(e)
-	if err != nil {
-		panic(fmt.Sprintf("agentbill: cannot encode event %s: %v", e.ID, err))
-	}
-	m := nats.NewMsg(events.EventSubject(e.CustomerID, e.Type))
-	m.Data = b
-	m.Header.Set(jetstream.MsgIDHeader, e.ID)
-	return m
 }
 
 func (w *Writer) respond(m *nats.Msg, reply ledger.Reply) {
