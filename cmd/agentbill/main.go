@@ -45,6 +45,8 @@ Usage:
                       [--threshold 0.8 ...] [--upgrade-url URL] [--agent-limit A=N ...] [--json]
   agentbill topup     --customer C --units N [--note TEXT] [--json]
   agentbill watch     [--customer C] [--json]
+  agentbill bench     [--clients 64] [--customers 10000] [--duration 5s] [--rate CYCLES/S]
+                      [--nats-url URL] [--json] [--cpuprofile FILE]
 
 Client subcommands connect to --nats-url (default $AGENTBILL_NATS_URL or
 nats://127.0.0.1:4222). Exit codes: 0 ok or approved, 3 refused, 1 error,
@@ -73,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runServe(ctx, rest, stderr)
 	case "preflight", "record", "release", "extend", "status", "topup", "watch":
 		err = runClient(ctx, cmd, rest, stdout, stderr)
+	case "bench":
+		err = runBench(ctx, rest, stdout, stderr)
 	case "budget":
 		if len(rest) == 0 || rest[0] != "set" {
 			fmt.Fprintln(stderr, "agentbill budget: the only subcommand is `budget set`")

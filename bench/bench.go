@@ -1,0 +1,380 @@
+// Package bench measures AgentBill side by side with what NATS itself can
+// do on the same machine, in the same run: bare request/reply and bare
+// JetStream appends are the baselines every ledger figure is divided by.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/agentbill/agentbill/client"
+	"github.com/agentbill/agentbill/embedded"
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/projections"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Bounds and defaults.
+const (
+	ClientsDefault   = 64
+	CustomersDefault = 10_000
+	DurationDefault  = 5 * time.Second
+	// WarmupMax bounds the unmeasured warm-up before each scenario.
+	WarmupMax = time.Second
+	// ClientsMax bounds concurrent clients (each has its own connection).
+	ClientsMax = 1024
+	// CustomersMax bounds the spread scenario's customers.
+	CustomersMax = 10_000_000
+	// DurationMax bounds one scenario.
+	DurationMax = 10 * time.Minute
+	// RefusedShare is the share of preflights in the refused scenario that
+	// go to customers with nothing left.
+	RefusedShare = 0.9
+	// refusedCustomers is how many empty customers the refused scenario uses.
+	refusedCustomers = 1000
+)
+
+// Scenario names.
+const (
+	ScenarioRequestReply = "nats_request_reply"
+	ScenarioJSSingle     = "js_append_single"
+	ScenarioJSBatch100   = "js_append_batch_100"
+	ScenarioJSBatch1000  = "js_append_batch_1000"
+	ScenarioSpread       = "preflight_record_spread"
+	ScenarioHot          = "preflight_record_hot"
+	ScenarioRefused      = "preflight_mostly_refused"
+	ScenarioHalfLoad     = "preflight_at_half_load"
+	ScenarioReplay       = "replay"
+)
+
+// Config is what one bench run measures.
+type Config struct {
+	NATSURL   string        // external NATS with a running `agentbill serve`; "" embeds both
+	Clients   int           // concurrent clients
+	Customers int           // customers in the spread scenario
+	Duration  time.Duration // measured time per scenario
+	Rate      float64       // cycles/s over all clients (open loop); 0 = closed loop as fast as possible
+	DataDir   string        // embedded store; a temp dir if ""
+	Only      []string      // run only these scenarios (the request/reply baseline always runs)
+	Progress  io.Writer     // one line per scenario; nil for none
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Clients < 1 || c.Clients > ClientsMax {
+		errs = append(errs, fmt.Errorf("clients %d: want 1..%d", c.Clients, ClientsMax))
+	}
+	if c.Customers < 1 || c.Customers > CustomersMax {
+		errs = append(errs, fmt.Errorf("customers %d: want 1..%d", c.Customers, CustomersMax))
+	}
+	if c.Duration <= 0 || c.Duration > DurationMax {
+		errs = append(errs, fmt.Errorf("duration %s: want (0, %s]", c.Duration, DurationMax))
+	}
+	if c.Rate < 0 {
+		errs = append(errs, fmt.Errorf("rate %g: want >= 0", c.Rate))
+	}
+	return errors.Join(errs...)
+}
+
+// Result is one scenario's figures.
+type Result struct {
+	Scenario     string  `json:"scenario"`
+	Clients      int     `json:"clients"`
+	Seconds      float64 `json:"seconds"`
+	Ops          uint64  `json:"ops"`    // requests (or appended messages)
+	Cycles       uint64  `json:"cycles"` // preflight+record pairs, where that applies
+	OpsPerSec    float64 `json:"ops_per_sec"`
+	CyclesPerSec float64 `json:"cycles_per_sec,omitempty"`
+	P50us        float64 `json:"p50_us"`
+	P99us        float64 `json:"p99_us"`
+	P999us       float64 `json:"p999_us"`
+	Ratio        float64 `json:"ratio_to_request_reply"` // OpsPerSec / bare request/reply ops/s
+	Approved     uint64  `json:"approved,omitempty"`
+	Refused      uint64  `json:"refused,omitempty"`
+	Errors       uint64  `json:"errors"`
+	Note         string  `json:"note,omitempty"`
+}
+
+// Report is a whole run.
+type Report struct {
+	Started   time.Time `json:"started"`
+	GoMaxProc int       `json:"gomaxprocs"`
+	Clients   int       `json:"clients"`
+	Customers int       `json:"customers"`
+	Fsync     string    `json:"fsync"`
+	Results   []Result  `json:"results"`
+}
+
+// env is what the scenarios run against.
+type env struct {
+	cfg     Config
+	url     string
+	srv     *server.Server
+	stop    func()
+	writer  *projections.Writer
+	writeNC *nats.Conn
+	conns   []*nats.Conn
+	clients []*client.Client
+}
+
+// Run measures every scenario and returns the report.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e, err := start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	rep := &Report{Started: time.Now().UTC(), GoMaxProc: gomaxprocs(), Clients: cfg.Clients, Customers: cfg.Customers, Fsync: "always"}
+	if cfg.NATSURL != "" {
+		rep.Fsync = "the external server's setting"
+	}
+	add := func(r Result, err error) error {
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.Scenario, err)
+		}
+		if base := baseline(rep); base > 0 {
+			r.Ratio = r.OpsPerSec / base
+		}
+		rep.Results = append(rep.Results, r)
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "%-26s %10.0f ops/s  p50 %7.0fus  p99 %7.0fus  p99.9 %7.0fus  errors %d\n",
+				r.Scenario, r.OpsPerSec, r.P50us, r.P99us, r.P999us, r.Errors)
+		}
+		return nil
+	}
+	steps := []struct {
+		name string
+		run  func(context.Context) (Result, error)
+	}{
+		{ScenarioRequestReply, e.requestReply},
+		{ScenarioJSSingle, e.jsSingle},
+		{ScenarioJSBatch100, e.jsBatch(100)},
+		{ScenarioJSBatch1000, e.jsBatch(1000)},
+		{ScenarioSpread, e.ledgerRun(ScenarioSpread, e.spread)},
+		{ScenarioHot, e.ledgerRun(ScenarioHot, e.hot)},
+		{ScenarioRefused, e.ledgerRun(ScenarioRefused, e.refused)},
+		{ScenarioHalfLoad, e.ledgerRun(ScenarioHalfLoad, func(ctx context.Context) (Result, error) {
+			spread := find(rep, ScenarioSpread)
+			if spread == nil || cfg.Rate > 0 {
+				return Result{Scenario: ScenarioHalfLoad, Note: "skipped: needs a closed-loop spread run first"}, nil
+			}
+			return e.halfLoad(ctx, spread.CyclesPerSec/2)
+		})},
+		{ScenarioReplay, e.replay},
+	}
+	for _, step := range steps {
+		if !cfg.selected(step.name) {
+			continue
+		}
+		if err := add(step.run(ctx)); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+func (c *Config) selected(name string) bool {
+	if len(c.Only) == 0 || name == ScenarioRequestReply {
+		return true
+	}
+	for _, o := range c.Only {
+		if o == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ledgerRun wraps a ledger scenario to report how the writer grouped it:
+// commits appended and events per commit.
+func (e *env) ledgerRun(name string, run func(context.Context) (Result, error)) func(context.Context) (Result, error) {
+	return func(ctx context.Context) (Result, error) {
+		if e.writer == nil {
+			return run(ctx)
+		}
+		st := e.writer.Stats()
+		b0, ev0, rq0, ap0 := st.Batches.Load(), st.Events.Load(), st.Requests.Load(), st.AppendNanos.Load()
+		r, err := run(ctx)
+		b, ev, rq, ap := st.Batches.Load()-b0, st.Events.Load()-ev0, st.Requests.Load()-rq0, st.AppendNanos.Load()-ap0
+		if b > 0 {
+			r.Note += fmt.Sprintf("; writer: %d commits, %.1f events and %.1f requests per commit, %.2f ms per append (warm-up included)",
+				b, float64(ev)/float64(b), float64(rq)/float64(b), float64(ap)/float64(b)/1e6)
+		}
+		return r, err
+	}
+}
+
+func baseline(rep *Report) float64 {
+	if r := find(rep, ScenarioRequestReply); r != nil {
+		return r.OpsPerSec
+	}
+	return 0
+}
+
+func find(rep *Report, name string) *Result {
+	for i := range rep.Results {
+		if rep.Results[i].Scenario == name {
+			return &rep.Results[i]
+		}
+	}
+	return nil
+}
+
+// start embeds a server and a writer (unless cfg.NATSURL), and connects
+// the clients over TCP, as real agent workers would.
+func start(ctx context.Context, cfg Config) (*env, error) {
+	e := &env{cfg: cfg, url: cfg.NATSURL, stop: func() {}}
+	if e.url == "" {
+		dir := cfg.DataDir
+		if dir == "" {
+			tmp, err := os.MkdirTemp("", "agentbill-bench")
+			if err != nil {
+				return nil, err
+			}
+			dir = tmp
+			e.stop = func() { os.RemoveAll(tmp) }
+		}
+		srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:-1", StoreDir: dir})
+		if err != nil {
+			return nil, err
+		}
+		e.srv, e.url = srv, srv.ClientURL()
+		if e.writeNC, err = nats.Connect("", nats.InProcessServer(srv)); err != nil {
+			return nil, err
+		}
+		e.writer = projections.New(projections.Config{
+			Conn:    e.writeNC,
+			Default: &ledger.DefaultBudget{Limit: events.NewUnits(1, events.UnitsMaxExponent), Period: ledger.PeriodMonth},
+			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		go func() { _ = e.writer.Run(ctx) }()
+		deadline := time.Now().Add(30 * time.Second)
+		for !e.writer.Ready() {
+			if time.Now().After(deadline) {
+				return nil, errors.New("writer not ready")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for range cfg.Clients {
+		nc, err := nats.Connect(e.url, nats.Name("agentbill-bench"))
+		if err != nil {
+			e.close()
+			return nil, err
+		}
+		e.conns = append(e.conns, nc)
+		e.clients = append(e.clients, client.New(nc, client.WithAttempts(1)))
+	}
+	return e, nil
+}
+
+func (e *env) close() {
+	for _, nc := range e.conns {
+		nc.Close()
+	}
+	if e.writeNC != nil {
+		e.writeNC.Close()
+	}
+	if e.srv != nil {
+		e.srv.Shutdown()
+		e.srv.WaitForShutdown()
+	}
+	e.stop()
+}
+
+// loopStats are one client's counts.
+type loopStats struct {
+	hist              Histogram
+	second            Histogram // the second op of a cycle (record), if any
+	ops, cycles       uint64
+	approved, refused uint64
+	errors            uint64
+}
+
+// drive runs fn on every client for warm-up plus cfg.Duration (closed loop,
+// or open loop at rate cycles/s over all clients) and merges the counts.
+// fn gets the time its call was due: latency measured from there includes
+// any time the call waited behind a slow one (no coordinated omission).
+func (e *env) drive(ctx context.Context, rate float64, fn func(ctx context.Context, i int, st *loopStats, due time.Time) error) (loopStats, float64) {
+	warm := min(e.cfg.Duration/10, WarmupMax)
+	var measuring atomic.Bool
+	stats := make([]*loopStats, len(e.clients))
+	var wg sync.WaitGroup
+	start := time.Now()
+	measureFrom := start.Add(warm)
+	end := measureFrom.Add(e.cfg.Duration)
+	for i := range e.clients {
+		stats[i] = &loopStats{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var interval time.Duration
+			if rate > 0 {
+				interval = time.Duration(float64(len(e.clients)) / rate * float64(time.Second))
+			}
+			next := start.Add(time.Duration(rand.Int64N(int64(max(interval, 1)))))
+			scratch := &loopStats{}
+			for {
+				now := time.Now()
+				if now.After(end) || ctx.Err() != nil {
+					return
+				}
+				st := scratch
+				if now.After(measureFrom) {
+					measuring.Store(true)
+					st = stats[i]
+				}
+				due := now
+				if interval > 0 {
+					if d := time.Until(next); d > 0 {
+						time.Sleep(d)
+					}
+					due = next
+					next = next.Add(interval)
+				}
+				if err := fn(ctx, i, st, due); err != nil {
+					st.errors++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var total loopStats
+	for _, s := range stats {
+		total.hist.Merge(&s.hist)
+		total.second.Merge(&s.second)
+		total.ops += s.ops
+		total.cycles += s.cycles
+		total.approved += s.approved
+		total.refused += s.refused
+		total.errors += s.errors
+	}
+	return total, e.cfg.Duration.Seconds()
+}
+
+func result(name string, clients int, st loopStats, secs float64) Result {
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	r := Result{
+		Scenario: name, Clients: clients, Seconds: secs, Ops: st.ops, Cycles: st.cycles,
+		OpsPerSec: float64(st.ops) / secs, P50us: us(st.hist.Quantile(0.5)), P99us: us(st.hist.Quantile(0.99)),
+		P999us: us(st.hist.Quantile(0.999)), Approved: st.approved, Refused: st.refused, Errors: st.errors,
+	}
+	if st.cycles > 0 {
+		r.CyclesPerSec = float64(st.cycles) / secs
+	}
+	return r
+}

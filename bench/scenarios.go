@@ -1,0 +1,247 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/projections"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	noopSubject     = "agentbill_bench.noop"
+	benchStream     = "AGENTBILL_BENCH"
+	benchSubjects   = "agentbill_bench.js.>"
+	benchPayloadLen = 256 // about the size of one ledger event
+	requestTimeout  = 10 * time.Second
+)
+
+func gomaxprocs() int { return runtime.GOMAXPROCS(0) }
+
+// requestReply: every client sends requests to a responder that answers at
+// once. This is the ceiling for any request/reply service on this machine.
+func (e *env) requestReply(ctx context.Context) (Result, error) {
+	responder, err := nats.Connect(e.url)
+	if err != nil {
+		return Result{Scenario: ScenarioRequestReply}, err
+	}
+	defer responder.Close()
+	reply := []byte(`{"approved":true}`)
+	sub, err := responder.Subscribe(noopSubject, func(m *nats.Msg) { _ = m.Respond(reply) })
+	if err != nil {
+		return Result{Scenario: ScenarioRequestReply}, err
+	}
+	defer sub.Unsubscribe()
+	_ = responder.Flush()
+	body := []byte(`{"agent_id":"research_agent","estimated_units":1,"idempotency_key":"0192b1f4-0000-7000-8000-000000000000"}`)
+	st, secs := e.drive(ctx, 0, func(ctx context.Context, i int, st *loopStats, due time.Time) error {
+		_, err := e.conns[i].Request(noopSubject, body, requestTimeout)
+		st.hist.Record(time.Since(due))
+		st.ops++
+		return err
+	})
+	return result(ScenarioRequestReply, len(e.clients), st, secs), nil
+}
+
+// benchStreamFor creates a throwaway stream with the ledger's storage
+// settings (file, and the server's fsync setting) for bare appends.
+func (e *env) benchStreamFor(ctx context.Context) (func(), error) {
+	js, err := jetstream.New(e.conns[0])
+	if err != nil {
+		return nil, err
+	}
+	_ = js.DeleteStream(ctx, benchStream)
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: benchStream, Subjects: []string{benchSubjects}, Storage: jetstream.FileStorage,
+		AllowAtomicPublish: true, Duplicates: projections.StreamDuplicateWindow,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = js.DeleteStream(context.WithoutCancel(ctx), benchStream) }, nil
+}
+
+// jsSingle: every client appends one message at a time and waits for the
+// ack: the cost of one fsynced append per decision.
+func (e *env) jsSingle(ctx context.Context) (Result, error) {
+	cleanup, err := e.benchStreamFor(ctx)
+	if err != nil {
+		return Result{Scenario: ScenarioJSSingle}, err
+	}
+	defer cleanup()
+	streams := make([]jetstream.JetStream, len(e.conns))
+	for i, nc := range e.conns {
+		if streams[i], err = jetstream.New(nc); err != nil {
+			return Result{Scenario: ScenarioJSSingle}, err
+		}
+	}
+	payload := make([]byte, benchPayloadLen)
+	st, secs := e.drive(ctx, 0, func(ctx context.Context, i int, st *loopStats, due time.Time) error {
+		_, err := streams[i].Publish(ctx, "agentbill_bench.js.single", payload)
+		st.hist.Record(time.Since(due))
+		st.ops++
+		return err
+	})
+	return result(ScenarioJSSingle, len(e.clients), st, secs), nil
+}
+
+// jsBatch: one publisher appends atomic batches of n messages back to
+// back, fenced like the writer: the storage ceiling of group commit.
+func (e *env) jsBatch(n int) func(context.Context) (Result, error) {
+	name := ScenarioJSBatch100
+	if n == 1000 {
+		name = ScenarioJSBatch1000
+	}
+	return func(ctx context.Context) (Result, error) {
+		cleanup, err := e.benchStreamFor(ctx)
+		if err != nil {
+			return Result{Scenario: name}, err
+		}
+		defer cleanup()
+		nc := e.conns[0]
+		payload := make([]byte, benchPayloadLen)
+		var st loopStats
+		var seq uint64
+		warmEnd := time.Now().Add(min(e.cfg.Duration/10, WarmupMax))
+		var start time.Time
+		var end time.Time
+		for {
+			now := time.Now()
+			if start.IsZero() && now.After(warmEnd) {
+				start, end = now, now.Add(e.cfg.Duration)
+				st = loopStats{}
+			}
+			if !end.IsZero() && now.After(end) || ctx.Err() != nil {
+				break
+			}
+			msgs := make([]*nats.Msg, n)
+			for i := range msgs {
+				msgs[i] = nats.NewMsg("agentbill_bench.js.batch")
+				msgs[i].Data = payload
+			}
+			t0 := time.Now()
+			last, err := appendAtomicBatch(nc, msgs, seq)
+			if err != nil {
+				return Result{Scenario: name}, err
+			}
+			st.hist.Record(time.Since(t0))
+			seq = last
+			st.ops += uint64(n)
+		}
+		r := result(name, 1, st, time.Since(start).Seconds())
+		r.Note = fmt.Sprintf("latency is per batch of %d", n)
+		return r, nil
+	}
+}
+
+func units(s string) *events.Units {
+	u := events.MustParseUnits(s)
+	return &u
+}
+
+// cycle is one agent run: preflight, then record what was used.
+func (e *env) cycle(ctx context.Context, i int, st *loopStats, due time.Time, customer string) error {
+	c := e.clients[i]
+	pf, err := c.Preflight(ctx, customer, ledger.PreflightRequest{AgentID: "research_agent", EstimatedUnits: units("10")})
+	st.hist.Record(time.Since(due))
+	st.ops++
+	if err != nil {
+		return err
+	}
+	if !pf.Approved {
+		st.refused++
+		return nil
+	}
+	st.approved++
+	t1 := time.Now()
+	_, err = c.Record(ctx, customer, ledger.RecordRequest{AgentID: "research_agent", Units: units("7"), ReservationID: pf.ReservationID})
+	st.second.Record(time.Since(t1))
+	st.ops++
+	if err == nil {
+		st.cycles++
+	}
+	return err
+}
+
+func cycleResult(name string, clients int, st loopStats, secs float64) Result {
+	r := result(name, clients, st, secs)
+	r.Note = fmt.Sprintf("latency is the preflight's; record p50 %.0fus p99 %.0fus",
+		float64(st.second.Quantile(0.5))/1e3, float64(st.second.Quantile(0.99))/1e3)
+	return r
+}
+
+// spread: preflight+record cycles over many customers.
+func (e *env) spread(ctx context.Context) (Result, error) {
+	n := e.cfg.Customers
+	st, secs := e.drive(ctx, e.cfg.Rate, func(ctx context.Context, i int, st *loopStats, due time.Time) error {
+		return e.cycle(ctx, i, st, due, "cust-"+strconv.Itoa(rand.IntN(n)))
+	})
+	return cycleResult(ScenarioSpread, len(e.clients), st, secs), nil
+}
+
+// hot: every client on one customer, the row-lock killer.
+func (e *env) hot(ctx context.Context) (Result, error) {
+	if _, err := e.clients[0].SetBudget(ctx, "hot-customer", ledger.BudgetRequest{Limit: units("1e15"), Period: "month"}); err != nil {
+		return Result{Scenario: ScenarioHot}, err
+	}
+	st, secs := e.drive(ctx, e.cfg.Rate, func(ctx context.Context, i int, st *loopStats, due time.Time) error {
+		return e.cycle(ctx, i, st, due, "hot-customer")
+	})
+	return cycleResult(ScenarioHot, len(e.clients), st, secs), nil
+}
+
+// refused: 90% of preflights go to customers with nothing left; each
+// refusal is still a durable denied event.
+func (e *env) refused(ctx context.Context) (Result, error) {
+	for k := range refusedCustomers {
+		if _, err := e.clients[0].SetBudget(ctx, "empty-"+strconv.Itoa(k), ledger.BudgetRequest{Limit: units("0"), Period: "month"}); err != nil {
+			return Result{Scenario: ScenarioRefused}, err
+		}
+	}
+	n := e.cfg.Customers
+	st, secs := e.drive(ctx, e.cfg.Rate, func(ctx context.Context, i int, st *loopStats, due time.Time) error {
+		if rand.Float64() < RefusedShare {
+			return e.cycle(ctx, i, st, due, "empty-"+strconv.Itoa(rand.IntN(refusedCustomers)))
+		}
+		return e.cycle(ctx, i, st, due, "cust-"+strconv.Itoa(rand.IntN(n)))
+	})
+	return cycleResult(ScenarioRefused, len(e.clients), st, secs), nil
+}
+
+// halfLoad: the spread scenario open-loop at half its measured peak: the
+// latency an agent sees on a busy but not saturated ledger.
+func (e *env) halfLoad(ctx context.Context, rate float64) (Result, error) {
+	n := e.cfg.Customers
+	st, secs := e.drive(ctx, rate, func(ctx context.Context, i int, st *loopStats, due time.Time) error {
+		return e.cycle(ctx, i, st, due, "cust-"+strconv.Itoa(rand.IntN(n)))
+	})
+	r := cycleResult(ScenarioHalfLoad, len(e.clients), st, secs)
+	r.Note = fmt.Sprintf("open loop at %.0f cycles/s; ", rate) + r.Note
+	return r, nil
+}
+
+// replay: rebuild the state from everything this run appended.
+func (e *env) replay(ctx context.Context) (Result, error) {
+	js, err := jetstream.New(e.conns[0])
+	if err != nil {
+		return Result{Scenario: ScenarioReplay}, err
+	}
+	t0 := time.Now()
+	s, seq, err := projections.Rebuild(ctx, js, projections.ReplayStop{}, nil)
+	if err != nil {
+		return Result{Scenario: ScenarioReplay}, err
+	}
+	secs := time.Since(t0).Seconds()
+	n := s.EventsApplied()
+	return Result{
+		Scenario: ScenarioReplay, Clients: 1, Seconds: secs, Ops: n, OpsPerSec: float64(n) / secs,
+		Note: fmt.Sprintf("ops are events: %d events in %d commits, %d customers rebuilt", n, seq, s.Customers()),
+	}, nil
+}

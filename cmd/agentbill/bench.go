@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/agentbill/agentbill/bench"
+)
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := bench.Config{}
+	var jsonOut bool
+	var cpuProfile, only string
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&cfg.Clients, "clients", bench.ClientsDefault, "concurrent clients, each with its own connection")
+	fs.IntVar(&cfg.Customers, "customers", bench.CustomersDefault, "customers in the spread scenario")
+	fs.DurationVar(&cfg.Duration, "duration", bench.DurationDefault, "measured time per scenario")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "target preflight+record cycles/s over all clients (open loop); 0 = as fast as possible")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "measure an external NATS with `agentbill serve` running on it (default: embed both)")
+	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
+	fs.StringVar(&only, "only", "", "comma-separated scenarios to run (the request/reply baseline always runs)")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (writer included when embedded)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if only != "" {
+		cfg.Only = strings.Split(only, ",")
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "agentbill bench: %v\n", err)
+		return errUsage
+	}
+	if !jsonOut {
+		cfg.Progress = stderr
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	rep, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return printReport(stdout, rep)
+}
+
+func printReport(w io.Writer, rep *bench.Report) error {
+	fmt.Fprintf(w, "agentbill bench: %d clients, %d customers, GOMAXPROCS %d, fsync %s\n\n",
+		rep.Clients, rep.Customers, rep.GoMaxProc, rep.Fsync)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tclients\tops/s\tcycles/s\tp50 us\tp99 us\tp99.9 us\tx req/reply\terrors\t")
+	for _, r := range rep.Results {
+		cycles := "-"
+		if r.CyclesPerSec > 0 {
+			cycles = fmt.Sprintf("%.0f", r.CyclesPerSec)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%d\t\n",
+			r.Scenario, r.Clients, r.OpsPerSec, cycles, r.P50us, r.P99us, r.P999us, r.Ratio, r.Errors)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	for _, r := range rep.Results {
+		if r.Note != "" {
+			fmt.Fprintf(w, "%s: %s\n", r.Scenario, r.Note)
+		}
+	}
+	return nil
+}
