@@ -21,8 +21,10 @@ const (
 	ThresholdsMax = 16
 	// AgentLimitsMax bounds per-agent limits in one budget.
 	AgentLimitsMax = 256
-	// AgentsPerCustomerMax bounds the agents tracked per customer per period.
-	AgentsPerCustomerMax = 4096
+	// AgentsPerCustomerMax bounds the agents tracked per customer per period;
+	// it also keeps a status reply (which lists them) well under NATS's
+	// 1 MiB max_payload: at most ~350 bytes an agent.
+	AgentsPerCustomerMax = 1024
 	// TasksPerCustomerMax bounds the tasks tracked per customer per period;
 	// the oldest task with nothing held is forgotten to make room.
 	TasksPerCustomerMax = 1024

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -143,10 +144,10 @@ func (w *Writer) Run(ctx context.Context) error {
 		return err
 	}
 	w.js = js
-	if _, err := EnsureStream(ctx, js, w.cfg.Replicas); err != nil {
-		return err
-	}
-	if err := w.rebuild(ctx); err != nil {
+	if err := w.setup(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for NATS
+		}
 		return err
 	}
 	subs := make([]*nats.Subscription, 0, 2)
@@ -168,6 +169,30 @@ func (w *Writer) Run(ctx context.Context) error {
 	w.ready.Store(true)
 	w.log.Info("writer serving", "last_seq", w.lastSeq, "customers", w.state.Customers())
 	return w.loop(ctx)
+}
+
+// setup ensures the stream and rebuilds the state, retrying with backoff
+// while NATS is unreachable (a cluster still starting), until ctx ends.
+func (w *Writer) setup(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		_, err := EnsureStream(ctx, w.js, w.cfg.Replicas)
+		if err == nil {
+			if err = w.rebuild(ctx); err == nil {
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.log.Warn("cannot reach the ledger stream yet; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, RebuildBackoffMax)
+	}
 }
 
 // rebuild replaces the state with one replayed from the log.
@@ -437,12 +462,17 @@ func (w *Writer) now() time.Time {
 }
 
 func (w *Writer) respond(m *nats.Msg, reply ledger.Reply) {
-	b, err := json.Marshal(reply)
+	b, err := encodeReply(reply)
 	if err != nil {
 		w.respondErr(m, ledger.Errorf(ledger.CodeInternal, "cannot encode reply: %v", err))
 		return
 	}
-	_ = m.Respond(b)
+	if err := m.Respond(b); err != nil {
+		// Only a reply over max_payload fails here; say so rather than
+		// leave the client to time out.
+		w.log.Error("reply not sent", "subject", m.Subject, "bytes", len(b), "err", err)
+		w.respondErr(m, ledger.Errorf(ledger.CodeInternal, "reply of %d bytes could not be sent: %v", len(b), err))
+	}
 }
 
 func (w *Writer) respondErr(m *nats.Msg, err error) {
@@ -450,6 +480,18 @@ func (w *Writer) respondErr(m *nats.Msg, err error) {
 	if !errors.As(err, &le) {
 		le = ledger.Errorf(ledger.CodeInternal, "%v", err)
 	}
-	b, _ := json.Marshal(ledger.ErrorReply{Error: le})
+	b, _ := encodeReply(ledger.ErrorReply{Error: le})
 	_ = m.Respond(b)
+}
+
+// encodeReply encodes a reply as JSON without HTML escaping (IDs with < or
+// > would otherwise grow sixfold).
+func encodeReply(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }

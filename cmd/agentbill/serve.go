@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/agentbill/agentbill/embedded"
 	"github.com/agentbill/agentbill/events"
@@ -105,11 +106,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 // the writer's connection.
 func connectServe(cfg serveConfig, log *slog.Logger) (*nats.Conn, *server.Server, error) {
 	if cfg.NATSURL != "" {
-		nc, err := nats.Connect(cfg.NATSURL, nats.Name("agentbill-writer"), nats.MaxReconnects(-1))
+		// Keep trying if NATS is not up yet (a cluster starting beside us);
+		// the writer's first stream call waits for the connection.
+		nc, err := nats.Connect(cfg.NATSURL, nats.Name("agentbill-writer"), nats.MaxReconnects(-1),
+			nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect %s: %w", cfg.NATSURL, err)
 		}
-		log.Info("using external NATS", "url", nc.ConnectedUrlRedacted())
+		log.Info("using external NATS", "url", cfg.NATSURL, "connected", nc.IsConnected())
 		return nc, nil, nil
 	}
 	srv, err := embedded.Start(embedded.Options{Listen: cfg.NATSListen, StoreDir: cfg.DataDir, ConfigFile: cfg.NATSConfig})
@@ -121,6 +125,6 @@ func connectServe(cfg serveConfig, log *slog.Logger) (*nats.Conn, *server.Server
 		srv.Shutdown()
 		return nil, nil, err
 	}
-	log.Info("embedded nats-server started", "listen", srv.ClientURL(), "store", cfg.DataDir, "fsync", "always")
+	log.Info("embedded nats-server started", "listen", srv.ClientURL(), "store", srv.JetStreamConfig().StoreDir, "fsync", "always")
 	return nc, srv, nil
 }

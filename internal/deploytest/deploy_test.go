@@ -1,0 +1,674 @@
+// Package deploytest checks the deployment files at the repository root
+// (nats.conf, docker-compose.yml) against the real thing: the config is
+// parsed by the nats-server the module requires, then run by a standalone
+// nats-server built from that module, as a subprocess, with the writer and
+// the Go client talking to it over TCP on loopback.
+package deploytest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentbill/agentbill/client"
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/projections"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Files under test, relative to this package's directory (go test's cwd).
+const (
+	natsConfPath = "../../nats.conf"
+	composePath  = "../../docker-compose.yml"
+	// natsServerPkg is the main package of the nats-server go.mod requires.
+	natsServerPkg = "github.com/nats-io/nats-server/v2"
+)
+
+// Every wait is bounded.
+const (
+	buildTimeout       = 3 * time.Minute // a cold build cache compiles the server
+	serverReadyTimeout = 15 * time.Second
+	processExitTimeout = 10 * time.Second
+	writerReadyTimeout = 20 * time.Second
+	writerStopTimeout  = 10 * time.Second
+	callTimeout        = 15 * time.Second // one client call, retries included
+	attemptTimeout     = 3 * time.Second  // one client attempt
+	composeTimeout     = 60 * time.Second
+	pollInterval       = 20 * time.Millisecond
+)
+
+// t0 is the writer's clock: fixed, so the status before and after a
+// restart can be compared exactly.
+var t0 = time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// TestNATSConfigParses loads the repo's nats.conf the way nats-server and
+// `agentbill serve --nats-config` do, and checks what the service relies
+// on. ProcessConfigFile also fails on warnings (unknown fields).
+func TestNATSConfigParses(t *testing.T) {
+	opts, err := server.ProcessConfigFile(natsConfPath)
+	if err != nil {
+		t.Fatalf("ProcessConfigFile(%s): %v", natsConfPath, err)
+	}
+	if !opts.JetStream {
+		t.Error("JetStream is off")
+	}
+	if !opts.SyncAlways {
+		t.Error("SyncAlways is false: acks would not wait for fsync (want sync_interval: always)")
+	}
+	if opts.StoreDir == "" {
+		t.Error("store_dir is not set")
+	}
+	if opts.ServerName == "" {
+		t.Error("server_name is not set")
+	}
+	if got, want := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)), "127.0.0.1:4222"; got != want {
+		t.Errorf("listen = %s, want %s (the clients' default URL)", got, want)
+	}
+	// The service sizes its largest messages (a group commit, a status
+	// reply) for the server's default max_payload.
+	if opts.MaxPayload < server.MAX_PAYLOAD_SIZE {
+		t.Errorf("max_payload = %d, want at least the default %d", opts.MaxPayload, server.MAX_PAYLOAD_SIZE)
+	}
+}
+
+// TestStandaloneServerSurvivesKill9 runs the repo's nats.conf (only its
+// listen port and store_dir changed) in a standalone nats-server process,
+// drives the writer and the Go client against it over TCP, kills the
+// server with SIGKILL, restarts it on the same store, and shows a fresh
+// writer rebuilds exactly the same state.
+//
+// A SIGKILL leaves the OS page cache intact, so this proves the service
+// recovers from the log after a server crash; it cannot prove fsync (power
+// loss). That fsync is on in the running server is checked through /varz.
+func TestStandaloneServerSurvivesKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts nats-server subprocesses; skipped with -short")
+	}
+	bin := natsServerBinary(t)
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	port := freePort(t)
+	conf := writeConfig(t, filepath.Join(dir, "nats.conf"), port, store)
+	mon := freePort(t)
+
+	srv := startNATS(t, bin, dir, port, "-c", conf, "-m", strconv.Itoa(mon))
+	checkVarz(t, mon, port, dir, store)
+
+	w := startWriter(t, srv.url)
+	c := newClient(t, srv.url)
+	const cid = "user_123"
+	recordReq := drive(t, c, cid)
+	before := status(t, c, cid)
+	wantUnits(t, "used", before.Used, "25")
+	wantUnits(t, "reserved", before.Reserved, "10")
+	wantUnits(t, "remaining", before.Remaining, "65")
+	if before.OpenReservations != 1 {
+		t.Errorf("open_reservations = %d, want 1", before.OpenReservations)
+	}
+	lastSeq := w.Stats().LastSeq.Load()
+	if lastSeq == 0 {
+		t.Fatal("the writer appended nothing")
+	}
+
+	srv.kill9(t)
+	w.stop(t)
+	c.Conn().Close()
+
+	srv2 := startNATS(t, bin, dir, port, "-c", conf, "-m", strconv.Itoa(mon))
+	w2 := startWriter(t, srv2.url)
+	if got := w2.Stats().ReplayedSeq.Load(); got != lastSeq {
+		t.Errorf("fresh writer replayed up to sequence %d, want %d", got, lastSeq)
+	}
+	c2 := newClient(t, srv2.url)
+	after := status(t, c2, cid)
+	if got, want := jsonOf(t, after), jsonOf(t, before); got != want {
+		t.Errorf("status after kill -9 and restart:\n got %s\nwant %s", got, want)
+	}
+
+	// The idempotency key outlived the crash: a retry appends nothing.
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	dup, err := c2.Record(ctx, cid, recordReq)
+	if err != nil {
+		t.Fatalf("retried record: %v", err)
+	}
+	if dup.Status != ledger.StatusDuplicate {
+		t.Errorf("retried record status = %q, want %q", dup.Status, ledger.StatusDuplicate)
+	}
+	wantUnits(t, "retried record charged_units", dup.ChargedUnits, "25")
+	if got := w2.Stats().LastSeq.Load(); got != lastSeq {
+		t.Errorf("after the retry the stream's last sequence is %d, want %d", got, lastSeq)
+	}
+	if got, want := jsonOf(t, status(t, c2, cid)), jsonOf(t, before); got != want {
+		t.Errorf("status after the retried record:\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestComposeNATSCommandRuns runs the nats service's command line from
+// docker-compose.yml against the repo's nats.conf with the real server,
+// changed only where a test must: the mounted config path, the listen host
+// (loopback here, 0.0.0.0 in the container), and free ports. It checks the
+// flags and the file agree (nats-server refuses -sd next to store_dir), the
+// store lands where the compose volume is mounted, and fsync stays on.
+func TestComposeNATSCommandRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a nats-server subprocess; skipped with -short")
+	}
+	compose, err := os.ReadFile(composePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := parseComposeNATS(t, compose)
+	conf, err := server.ProcessConfigFile(natsConfPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := path.Join(spec.workDir, conf.StoreDir); got != spec.volume {
+		t.Errorf("in the container the store is %s, but the volume is mounted at %s", got, spec.volume)
+	}
+
+	bin := natsServerBinary(t)
+	root := t.TempDir() // stands in for the container's working directory
+	port, mon := freePort(t), freePort(t)
+	args := localArgs(t, spec.command, port, mon, t.TempDir())
+	srv := startNATS(t, bin, root, port, args...)
+	store := filepath.Join(root, filepath.FromSlash(conf.StoreDir))
+	checkVarz(t, mon, port, root, store)
+
+	startWriter(t, srv.url)
+	c := newClient(t, srv.url)
+	setBudget(t, c, "user_456", "10")
+	wantUnits(t, "remaining", status(t, c, "user_456").Remaining, "10")
+	if _, err := os.Stat(filepath.Join(store, "jetstream")); err != nil {
+		t.Errorf("JetStream store not where the volume would be: %v", err)
+	}
+}
+
+// composeNATS is what docker-compose.yml says about the nats service.
+type composeNATS struct {
+	command []string
+	workDir string
+	volume  string // where the nats-data volume is mounted
+}
+
+var (
+	composeCommand = regexp.MustCompile(`(?m)^\s*command:\s*(\[.*"-c".*\])\s*$`)
+	composeWorkDir = regexp.MustCompile(`(?m)^\s*working_dir:\s*(\S+)\s*$`)
+	composeVolume  = regexp.MustCompile(`(?m)^\s*-\s*nats-data:(/[^:\s]*)`)
+)
+
+// parseComposeNATS reads the nats service's settings from the compose
+// file's lines (no YAML parser in the module; the file is kept in a shape
+// these patterns read).
+func parseComposeNATS(t *testing.T, compose []byte) composeNATS {
+	t.Helper()
+	var spec composeNATS
+	m := composeCommand.FindSubmatch(compose)
+	if m == nil {
+		t.Fatalf("%s: no nats command line with -c", composePath)
+	}
+	if err := json.Unmarshal(m[1], &spec.command); err != nil {
+		t.Fatalf("%s: nats command %s: %v", composePath, m[1], err)
+	}
+	// nats.conf's store_dir is relative: the working directory must be
+	// explicit, not whatever the image sets.
+	if m := composeWorkDir.FindSubmatch(compose); m != nil {
+		spec.workDir = string(m[1])
+	} else {
+		t.Fatalf("%s: the nats service sets no working_dir", composePath)
+	}
+	if m := composeVolume.FindSubmatch(compose); m != nil {
+		spec.volume = string(m[1])
+	} else {
+		t.Fatalf("%s: the nats-data volume is not mounted", composePath)
+	}
+	return spec
+}
+
+// localArgs maps the container's nats-server arguments to this machine:
+// the repo's nats.conf for the mounted one, loopback for any listen host,
+// free ports, and a temp dir for a store given by flag.
+func localArgs(t *testing.T, command []string, port, mon int, storeDir string) []string {
+	t.Helper()
+	conf, err := filepath.Abs(natsConfPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := map[string]string{
+		"-c": conf, "--config": conf,
+		"-a": "127.0.0.1", "--addr": "127.0.0.1", "--net": "127.0.0.1",
+		"-p": strconv.Itoa(port), "--port": strconv.Itoa(port),
+		"-m": strconv.Itoa(mon), "--http_port": strconv.Itoa(mon),
+		"-sd": storeDir, "--store_dir": storeDir,
+	}
+	args := make([]string, 0, len(command)+2)
+	for i := 0; i < len(command); i++ {
+		args = append(args, command[i])
+		if v, ok := local[command[i]]; ok && i+1 < len(command) {
+			args = append(args, v)
+			i++
+		}
+	}
+	// The container publishes 4222 from its own namespace; here the port
+	// must be free.
+	return append(args, "-p", strconv.Itoa(port))
+}
+
+// TestComposeConfigValid validates docker-compose.yml with docker-compose,
+// when it is installed (no Docker engine is needed for `config`).
+func TestComposeConfigValid(t *testing.T) {
+	bin, err := exec.LookPath("docker-compose")
+	if err != nil {
+		t.Skip("docker-compose is not installed; cannot validate docker-compose.yml")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), composeTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-f", composePath, "config", "-q").CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker-compose config -q: %v\n%s", err, out)
+	}
+}
+
+// drive sets a budget of 100 for cid, reserves 30 and records 25 of it
+// (5 released), and leaves a reservation of 10 open. It returns the record
+// request, idempotency key included, for a retry.
+func drive(t *testing.T, c *client.Client, cid string) ledger.RecordRequest {
+	t.Helper()
+	setBudget(t, c, cid, "100")
+	pf := preflight(t, c, cid, "research_agent", "30")
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	req := ledger.RecordRequest{AgentID: "research_agent", Units: units(t, "25"),
+		ReservationID: pf.ReservationID, IdempotencyKey: "deploytest-record-1"}
+	rec, err := c.Record(ctx, cid, req)
+	if err != nil {
+		t.Fatalf("record: %v", err)
+	}
+	if rec.Status != ledger.StatusRecorded {
+		t.Fatalf("record status = %q, want %q", rec.Status, ledger.StatusRecorded)
+	}
+	wantUnits(t, "charged_units", rec.ChargedUnits, "25")
+	wantUnits(t, "released_units", rec.ReleasedUnits, "5")
+	preflight(t, c, cid, "writer_agent", "10")
+	return req
+}
+
+func setBudget(t *testing.T, c *client.Client, cid, limit string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	req := ledger.BudgetRequest{Limit: units(t, limit), Period: string(ledger.PeriodMonth)}
+	if _, err := c.SetBudget(ctx, cid, req); err != nil {
+		t.Fatalf("set budget: %v", err)
+	}
+}
+
+func preflight(t *testing.T, c *client.Client, cid, agent, est string) *ledger.PreflightReply {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	r, err := c.Preflight(ctx, cid, ledger.PreflightRequest{AgentID: agent, EstimatedUnits: units(t, est)})
+	if err != nil {
+		t.Fatalf("preflight: %v", err)
+	}
+	if !r.Approved {
+		t.Fatalf("preflight of %s for %s refused: %s (%s)", est, agent, r.Reason, r.Message)
+	}
+	return r
+}
+
+func status(t *testing.T, c *client.Client, cid string) *ledger.StatusReply {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	st, err := c.Status(ctx, cid)
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	return st
+}
+
+func units(t *testing.T, s string) *events.Units {
+	t.Helper()
+	u, err := events.ParseUnits(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &u
+}
+
+func wantUnits(t *testing.T, what string, got events.Units, want string) {
+	t.Helper()
+	if got.String() != want {
+		t.Errorf("%s = %s, want %s", what, got, want)
+	}
+}
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// built is the nats-server binary, built once for the whole package.
+var built struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// natsServerBinary builds the standalone nats-server from the module cache
+// (the version go.mod requires) on first use and returns its path.
+func natsServerBinary(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		built.dir, built.err = os.MkdirTemp("", "agentbill-deploytest-")
+		if built.err != nil {
+			return
+		}
+		name := "nats-server"
+		if runtime.GOOS == "windows" {
+			name += ".exe"
+		}
+		bin := filepath.Join(built.dir, name)
+		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+		defer cancel()
+		// go test puts its own GOROOT/bin first on PATH.
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, natsServerPkg).CombinedOutput()
+		if err != nil {
+			built.err = fmt.Errorf("go build %s: %v\n%s", natsServerPkg, err, out)
+			return
+		}
+		built.path = bin
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.path
+}
+
+var (
+	listenLine   = regexp.MustCompile(`(?m)^(\s*listen\s*:\s*)\S+[ \t]*$`)
+	storeDirLine = regexp.MustCompile(`(?m)^(\s*store_dir\s*:\s*)\S+[ \t]*$`)
+)
+
+// writeConfig writes a copy of the repo's nats.conf to dst with only the
+// listen port (still loopback) and store_dir changed, and checks the copy
+// still parses to what the original says otherwise.
+func writeConfig(t *testing.T, dst string, port int, storeDir string) string {
+	t.Helper()
+	src, err := os.ReadFile(natsConfPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, re := range []*regexp.Regexp{listenLine, storeDirLine} {
+		if n := len(re.FindAll(src, -1)); n != 1 {
+			t.Fatalf("nats.conf has %d lines matching %s, want 1: update writeConfig", n, re)
+		}
+	}
+	out := listenLine.ReplaceAll(src, []byte("${1}127.0.0.1:"+strconv.Itoa(port)))
+	out = storeDirLine.ReplaceAll(out, []byte("${1}"+strconv.Quote(storeDir)))
+	if err := os.WriteFile(dst, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := server.ProcessConfigFile(natsConfPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := server.ProcessConfigFile(dst)
+	if err != nil {
+		t.Fatalf("rewritten config: %v\n%s", err, out)
+	}
+	if cp.Host != "127.0.0.1" || cp.Port != port || cp.StoreDir != storeDir ||
+		cp.SyncAlways != orig.SyncAlways || cp.MaxPayload != orig.MaxPayload || cp.ServerName != orig.ServerName {
+		t.Fatalf("rewritten config parses to host %s port %d store %s sync_always %v; want 127.0.0.1, %d, %s and the rest as nats.conf",
+			cp.Host, cp.Port, cp.StoreDir, cp.SyncAlways, port, storeDir)
+	}
+	return dst
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// natsProc is a nats-server subprocess.
+type natsProc struct {
+	cmd  *exec.Cmd
+	url  string
+	log  string        // its stdout and stderr
+	done chan struct{} // closed once the process has exited and been reaped
+}
+
+// startNATS starts bin with args in workDir, kills it in t.Cleanup, and
+// waits until it accepts clients on 127.0.0.1:port with JetStream ready.
+func startNATS(t *testing.T, bin, workDir string, port int, args ...string) *natsProc {
+	t.Helper()
+	logf, err := os.CreateTemp(t.TempDir(), "nats-server-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &natsProc{cmd: exec.Command(bin, args...), log: logf.Name(), done: make(chan struct{}),
+		url: "nats://127.0.0.1:" + strconv.Itoa(port)}
+	p.cmd.Dir, p.cmd.Stdout, p.cmd.Stderr = workDir, logf, logf
+	if err := p.cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("start nats-server: %v", err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill(t)
+		if t.Failed() {
+			b, _ := os.ReadFile(p.log)
+			t.Logf("nats-server %v log:\n%s", args, b)
+		}
+	})
+	p.waitReady(t)
+	return p
+}
+
+// waitReady polls until the server accepts a client and answers a
+// JetStream API call.
+func (p *natsProc) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(serverReadyTimeout)
+	for ; time.Now().Before(deadline); time.Sleep(pollInterval) {
+		select {
+		case <-p.done:
+			t.Fatalf("nats-server exited: %v", p.cmd.ProcessState)
+		default:
+		}
+		if jetStreamReady(p.url) {
+			return
+		}
+	}
+	t.Fatalf("nats-server not ready within %s", serverReadyTimeout)
+}
+
+func jetStreamReady(url string) bool {
+	nc, err := nats.Connect(url, nats.Timeout(time.Second), nats.NoReconnect())
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = js.AccountInfo(ctx)
+	return err == nil
+}
+
+// kill9 kills the server with SIGKILL (no shutdown, no flush) and checks
+// it died of the signal.
+func (p *natsProc) kill9(t *testing.T) {
+	t.Helper()
+	p.kill(t)
+	if st := p.cmd.ProcessState; st == nil || st.Exited() {
+		t.Fatalf("nats-server was not killed by a signal: %v", st)
+	}
+}
+
+func (p *natsProc) kill(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Kill() // SIGKILL
+	select {
+	case <-p.done:
+	case <-time.After(processExitTimeout):
+		t.Errorf("nats-server pid %d did not exit within %s of SIGKILL", p.cmd.Process.Pid, processExitTimeout)
+	}
+}
+
+// checkVarz reads the running server's /varz and checks the settings the
+// service relies on are in force. A relative store is resolved in workDir,
+// the server's working directory.
+func checkVarz(t *testing.T, monPort, port int, workDir, storeDir string) {
+	t.Helper()
+	hc := &http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://127.0.0.1:" + strconv.Itoa(monPort) + "/varz")
+	if err != nil {
+		t.Fatalf("varz: %v", err)
+	}
+	defer resp.Body.Close()
+	var v server.Varz
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatalf("varz: %v", err)
+	}
+	if v.Host != "127.0.0.1" || v.Port != port {
+		t.Errorf("server listens on %s:%d, want 127.0.0.1:%d", v.Host, v.Port, port)
+	}
+	js := v.JetStream.Config
+	if js == nil {
+		t.Fatal("varz: JetStream is not enabled")
+	}
+	if !js.SyncAlways {
+		t.Error("varz: sync_always is false in the running server")
+	}
+	got := js.StoreDir
+	if !filepath.IsAbs(got) {
+		got = filepath.Join(workDir, got)
+	}
+	if !strings.HasPrefix(got, storeDir) {
+		t.Errorf("varz: store_dir = %s, want under %s", got, storeDir)
+	}
+	if v.MaxPayload < server.MAX_PAYLOAD_SIZE {
+		t.Errorf("varz: max_payload = %d, want at least %d", v.MaxPayload, server.MAX_PAYLOAD_SIZE)
+	}
+}
+
+// runningWriter is a projections.Writer running on its own TCP connection.
+type runningWriter struct {
+	*projections.Writer
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run returned; err is then set
+	err    error
+	nc     *nats.Conn
+}
+
+// startWriter connects to url, runs a writer with the fixed clock t0, and
+// waits until it serves. It is stopped in t.Cleanup if not before.
+func startWriter(t *testing.T, url string) *runningWriter {
+	t.Helper()
+	nc := connect(t, url, "agentbill-writer")
+	pw := projections.New(projections.Config{
+		Conn:   nc,
+		Now:    func() time.Time { return t0 },
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &runningWriter{Writer: pw, cancel: cancel, done: make(chan struct{}), nc: nc}
+	go func() {
+		w.err = pw.Run(ctx)
+		close(w.done)
+	}()
+	t.Cleanup(func() { w.stop(t) })
+	deadline := time.Now().Add(writerReadyTimeout)
+	for !pw.Ready() {
+		select {
+		case <-w.done:
+			t.Fatalf("writer stopped: %v", w.err)
+		case <-time.After(pollInterval):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writer not ready within %s", writerReadyTimeout)
+		}
+	}
+	return w
+}
+
+// stop ends the writer, waits for Run to return and closes its connection.
+func (w *runningWriter) stop(t *testing.T) {
+	t.Helper()
+	w.cancel()
+	select {
+	case <-w.done:
+		if w.err != nil {
+			t.Errorf("writer returned %v", w.err)
+			w.err = nil
+		}
+	case <-time.After(writerStopTimeout):
+		t.Errorf("writer did not stop within %s", writerStopTimeout)
+	}
+	w.nc.Close()
+}
+
+func newClient(t *testing.T, url string) *client.Client {
+	t.Helper()
+	return client.New(connect(t, url, "agentbill-deploytest"), client.WithTimeout(attemptTimeout))
+}
+
+func connect(t *testing.T, url, name string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.Name(name), nats.Timeout(2*time.Second))
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}

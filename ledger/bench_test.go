@@ -1,0 +1,94 @@
+package ledger_test
+
+import (
+	"fmt"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/ledger"
+)
+
+func benchState(b *testing.B, customers int) *ledger.State {
+	b.Helper()
+	s := ledger.NewState()
+	n := 0
+	s.NewID = func() string { n++; return "01900000-0000-7000-8000-" + fmt.Sprintf("%012d", n) }
+	s.Default = &ledger.DefaultBudget{Limit: events.NewUnits(1, 15), Period: ledger.PeriodMonth}
+	return s
+}
+
+// BenchmarkDecidePreflightRecord is the writer's hot path for one agent
+// run: decide a preflight, then the record that settles it (events applied,
+// replies built), spread over 10,000 customers.
+func BenchmarkDecidePreflightRecord(b *testing.B) {
+	s := benchState(b, 10_000)
+	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	est, used := events.NewUnits(10, 0), events.NewUnits(7, 0)
+	custs := make([]string, 10_000)
+	for i := range custs {
+		custs[i] = "cust-" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		cid := custs[i%len(custs)]
+		key := strconv.Itoa(i)
+		r, _, err := s.Decide(&ledger.PreflightRequest{CustomerID: cid, AgentID: "research_agent", EstimatedUnits: &est, IdempotencyKey: "p" + key}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pf := r.(*ledger.PreflightReply)
+		if _, _, err := s.Decide(&ledger.RecordRequest{CustomerID: cid, AgentID: "research_agent", Units: &used, ReservationID: pf.ReservationID, IdempotencyKey: "r" + key}, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkApply is replay's per-event cost once decoded.
+func BenchmarkApply(b *testing.B) {
+	s := benchState(b, 1000)
+	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	est, used := events.NewUnits(10, 0), events.NewUnits(7, 0)
+	var log []*events.Envelope
+	for i := range 20_000 {
+		cid := "cust-" + strconv.Itoa(i%1000)
+		r, evs, _ := s.Decide(&ledger.PreflightRequest{CustomerID: cid, AgentID: "a", EstimatedUnits: &est, IdempotencyKey: "p" + strconv.Itoa(i)}, now)
+		log = append(log, evs...)
+		_, evs, _ = s.Decide(&ledger.RecordRequest{CustomerID: cid, AgentID: "a", Units: &used, ReservationID: r.(*ledger.PreflightReply).ReservationID}, now)
+		log = append(log, evs...)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var r *ledger.State
+	for i := 0; b.Loop(); i++ {
+		if i%len(log) == 0 {
+			r = ledger.NewState()
+		}
+		r.Apply(log[i%len(log)])
+	}
+}
+
+// BenchmarkIdleCustomerHeap reports the heap one idle customer costs (a
+// budget and nothing else), with 1,000,000 customers loaded.
+func BenchmarkIdleCustomerHeap(b *testing.B) {
+	const customers = 1_000_000
+	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	limit := events.NewUnits(1000, 0)
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := ledger.NewState()
+		for i := range customers {
+			s.Apply(&events.Envelope{ID: "x", Type: events.TypeBudgetSet, V: 1, At: now, CustomerID: "customer-" + strconv.Itoa(i),
+				Data: &events.BudgetSet{Limit: limit, Period: "month", Source: "default", Balance: events.Balance{PeriodStart: now}}})
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/customers, "heap-bytes/customer")
+		runtime.KeepAlive(s)
+	}
+}
