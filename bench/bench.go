@@ -124,6 +124,7 @@ type env struct {
 	stop    func()
 	writer  *projections.Writer
 	writeNC *nats.Conn
+	logNC   *nats.Conn
 	conns   []*nats.Conn
 	clients []*client.Client
 }
@@ -256,8 +257,12 @@ func start(ctx context.Context, cfg Config) (*env, error) {
 		if e.writeNC, err = nats.Connect("", nats.InProcessServer(srv)); err != nil {
 			return nil, err
 		}
+		if e.logNC, err = nats.Connect("", nats.InProcessServer(srv)); err != nil {
+			return nil, err
+		}
 		e.writer = projections.New(projections.Config{
 			Conn:    e.writeNC,
+			LogConn: e.logNC,
 			Default: &ledger.DefaultBudget{Limit: events.NewUnits(1, events.UnitsMaxExponent), Period: ledger.PeriodMonth},
 			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		})
@@ -286,8 +291,10 @@ func (e *env) close() {
 	for _, nc := range e.conns {
 		nc.Close()
 	}
-	if e.writeNC != nil {
-		e.writeNC.Close()
+	for _, nc := range []*nats.Conn{e.writeNC, e.logNC} {
+		if nc != nil {
+			nc.Close()
+		}
 	}
 	if e.srv != nil {
 		e.srv.Shutdown()

@@ -3,7 +3,6 @@ package events
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"time"
 )
@@ -79,32 +78,4 @@ func (c *CommitEncoder) Bytes() []byte {
 func writeJSONString(b *bytes.Buffer, s string) {
 	q, _ := json.Marshal(s)
 	b.Write(q)
-}
-
-type rawCommit struct {
-	V      int               `json:"v"`
-	ID     string            `json:"id"`
-	Writer string            `json:"writer"`
-	At     time.Time         `json:"at"`
-	Events []json.RawMessage `json:"events"`
-}
-
-// DecodeCommit parses one stream message.
-func DecodeCommit(b []byte) (*Commit, error) {
-	var r rawCommit
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%w: commit: %v", ErrInvalidEvent, err)
-	}
-	if r.V != Version {
-		return nil, fmt.Errorf("%w: commit version %d, want %d", ErrInvalidEvent, r.V, Version)
-	}
-	c := &Commit{V: r.V, ID: r.ID, Writer: r.Writer, At: r.At, Events: make([]*Envelope, 0, len(r.Events))}
-	for i, raw := range r.Events {
-		e, err := Decode(raw)
-		if err != nil {
-			return nil, fmt.Errorf("commit %s event %d: %w", r.ID, i, err)
-		}
-		c.Events = append(c.Events, e)
-	}
-	return c, nil
 }

@@ -3,14 +3,18 @@ package projections
 import (
 	"context"
 	"fmt"
+	"runtime"
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ReplayFetchMax is how many messages the replay consumer asks for at once.
-const ReplayFetchMax = 4096
+// ReplayFetchBytesMax bounds the bytes the replay consumer asks for at once.
+// Commits are up to CommitBytesMax each, so a bound in messages could ask
+// for more than the client buffers (64 MiB by default) and stall on
+// slow-consumer drops; a bound in bytes cannot.
+const ReplayFetchBytesMax = 16 * 1024 * 1024
 
 // ReplayStop says where a replay ends: at a sequence (0: the stream's last
 // at the start of the replay), or when fn returns false.
@@ -18,9 +22,19 @@ type ReplayStop struct {
 	UntilSeq uint64
 }
 
+// Replay pipeline bounds.
+const (
+	// ReplayPipelineDepth bounds commits fetched and being decoded ahead of
+	// the one being applied.
+	ReplayPipelineDepth = 256
+	// ReplayDecodersMax bounds the goroutines decoding commits in parallel.
+	ReplayDecodersMax = 8
+)
+
 // Replay reads the stream from its first commit up to stop.UntilSeq (or the
 // last sequence when the replay starts) and calls fn with each event in
-// order, with the sequence of the commit holding it. It returns the last
+// order, with the sequence of the commit holding it. Commits are decoded in
+// parallel and handed to fn strictly in log order. It returns the last
 // sequence read.
 func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn func(seq uint64, e *events.Envelope) error) (uint64, error) {
 	last, err := LastSequence(ctx, js)
@@ -40,48 +54,99 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 	if err != nil {
 		return 0, fmt.Errorf("replay consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(ReplayFetchMax))
+	it, err := cons.Messages(jetstream.PullMaxBytes(ReplayFetchBytesMax))
 	if err != nil {
 		return 0, fmt.Errorf("replay consumer: %w", err)
 	}
 	defer it.Stop()
-	done := make(chan struct{})
-	defer close(done)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go func() {
-		select {
-		case <-ctx.Done():
-			it.Stop()
-		case <-done:
+		<-ctx.Done()
+		it.Stop()
+	}()
+
+	ordered := make(chan *replayJob, ReplayPipelineDepth)
+	work := make(chan *replayJob, ReplayPipelineDepth)
+	for range min(runtime.GOMAXPROCS(0), ReplayDecodersMax) {
+		go func() {
+			for j := range work {
+				j.commit, j.err = events.DecodeCommit(j.data)
+				close(j.done)
+			}
+		}()
+	}
+	go func() { // the reader: fetch commits in order, up to last
+		defer close(ordered)
+		defer close(work)
+		var seq uint64
+		for seq < last {
+			msg, err := it.Next()
+			j := &replayJob{done: make(chan struct{})}
+			if err == nil {
+				var md *jetstream.MsgMetadata
+				if md, err = msg.Metadata(); err == nil {
+					seq = md.Sequence.Stream
+					if seq > last {
+						return
+					}
+					j.seq, j.data = seq, msg.Data()
+				}
+			}
+			if err != nil {
+				j.seq, j.err = seq, fmt.Errorf("replay after sequence %d: %w", seq, err)
+				close(j.done)
+				select {
+				case ordered <- j:
+				case <-ctx.Done():
+				}
+				return
+			}
+			select {
+			case ordered <- j:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case work <- j:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	var seq uint64
-	for seq < last {
-		msg, err := it.Next()
-		if err != nil {
+	for j := range ordered {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return seq, ctx.Err()
+		}
+		if j.err != nil {
 			if ctx.Err() != nil {
 				return seq, ctx.Err()
 			}
-			return seq, fmt.Errorf("replay at sequence %d: %w", seq, err)
+			return seq, fmt.Errorf("replay: commit at sequence %d: %w", j.seq, j.err)
 		}
-		md, err := msg.Metadata()
-		if err != nil {
-			return seq, fmt.Errorf("replay at sequence %d: %w", seq, err)
-		}
-		seq = md.Sequence.Stream
-		if seq > last {
-			break
-		}
-		c, err := events.DecodeCommit(msg.Data())
-		if err != nil {
-			return seq, fmt.Errorf("replay: commit at sequence %d: %w", seq, err)
-		}
-		for _, e := range c.Events {
+		seq = j.seq
+		for _, e := range j.commit.Events {
 			if err := fn(seq, e); err != nil {
 				return seq, err
 			}
 		}
 	}
+	if seq != last {
+		return seq, fmt.Errorf("replay stopped at sequence %d of %d", seq, last)
+	}
 	return last, nil
+}
+
+// replayJob is one commit moving through the replay pipeline.
+type replayJob struct {
+	seq    uint64
+	data   []byte
+	commit *events.Commit
+	err    error
+	done   chan struct{} // closed when commit or err is set
 }
 
 // Rebuild returns a fresh state with every event up to stop applied, and

@@ -1,0 +1,84 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/projections"
+)
+
+// replayLogEvents is the size of the log BenchmarkRebuild replays.
+const replayLogEvents = 200_000
+
+// BenchmarkRebuild measures a full replay (fetch, decode, apply) of a log
+// of preflight/record events over 10,000 customers, in commits of about 100
+// events, as the writer would have written it.
+func BenchmarkRebuild(b *testing.B) {
+	s := testenv.StartServer(b, "")
+	nc := testenv.Connect(b, s)
+	js := testenv.JetStream(b, nc)
+	ctx := context.Background()
+	if _, err := projections.EnsureStream(ctx, js, 1); err != nil {
+		b.Fatal(err)
+	}
+	st := ledger.NewState()
+	n := 0
+	st.NewID = func() string { n++; return fmt.Sprintf("01900000-0000-7000-8000-%012d", n) }
+	st.Default = &ledger.DefaultBudget{Limit: events.NewUnits(1, 12), Period: ledger.PeriodMonth}
+	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	est, used := events.NewUnits(10, 0), events.NewUnits(7, 0)
+	var enc events.CommitEncoder
+	total, commits := 0, 0
+	flush := func() {
+		if _, err := js.Publish(ctx, events.LogSubject(events.WriterDefault), enc.Bytes()); err != nil {
+			b.Fatal(err)
+		}
+		commits++
+		enc.Reset(strconv.Itoa(commits), events.WriterDefault, now)
+	}
+	enc.Reset("0", events.WriterDefault, now)
+	for i := 0; total < replayLogEvents; i++ {
+		cid := "cust-" + strconv.Itoa(i%10_000)
+		key := strconv.Itoa(i)
+		r, evs, err := st.Decide(&ledger.PreflightRequest{CustomerID: cid, AgentID: "research_agent", EstimatedUnits: &est, IdempotencyKey: "p" + key}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, evs2, err := st.Decide(&ledger.RecordRequest{CustomerID: cid, AgentID: "research_agent", Units: &used,
+			ReservationID: r.(*ledger.PreflightReply).ReservationID, IdempotencyKey: "r" + key}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range append(evs, evs2...) {
+			body, err := events.Encode(e)
+			if err != nil {
+				b.Fatal(err)
+			}
+			enc.Add(body)
+			total++
+		}
+		if enc.Len() >= 100 {
+			flush()
+		}
+	}
+	if enc.Len() > 0 {
+		flush()
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		got, _, err := projections.Rebuild(ctx, js, projections.ReplayStop{}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got.EventsApplied() != uint64(total) {
+			b.Fatalf("replayed %d events, want %d", got.EventsApplied(), total)
+		}
+	}
+	b.ReportMetric(float64(total)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
