@@ -108,11 +108,14 @@ func (w *Writer) Stop(t testing.TB) {
 
 // StartWriter starts a writer on its own connection to s and waits until
 // it serves. Default budget nil means no default (no_budget).
-func StartWriter(t testing.TB, s *Server, clock *Clock, def *ledger.DefaultBudget) *Writer {
+func StartWriter(t testing.TB, s *Server, clock *Clock, def *ledger.DefaultBudget, opts ...func(*projections.Config)) *Writer {
 	t.Helper()
-	cfg := projections.Config{Conn: Connect(t, s), Default: def, Sweep: 20 * time.Millisecond}
+	cfg := projections.Config{Conn: Connect(t, s), LogConn: Connect(t, s), Default: def, Sweep: 20 * time.Millisecond}
 	if clock != nil {
 		cfg.Now = clock.Now
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	pw := projections.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
