@@ -86,45 +86,58 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	def, _ := parseDefaultBudget(cfg.DefaultBudget)
 
-	nc, srv, err := connectServe(cfg, log)
+	srv, err := startEmbedded(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		_ = nc.Drain()
 		if srv != nil {
 			srv.Shutdown()
 			srv.WaitForShutdown()
 		}
 		log.Info("stopped")
 	}()
-	w := projections.New(projections.Config{Conn: nc, Replicas: cfg.Replicas, Default: def, Logger: log})
+	// Requests and replies on one connection, commits and acks on another,
+	// so an append never queues behind request traffic.
+	nc, err := connectWriter(cfg, srv, "agentbill-writer")
+	if err != nil {
+		return err
+	}
+	defer nc.Drain()
+	lc, err := connectWriter(cfg, srv, "agentbill-writer-log")
+	if err != nil {
+		return err
+	}
+	defer lc.Drain()
+	w := projections.New(projections.Config{Conn: nc, LogConn: lc, Replicas: cfg.Replicas, Default: def, Logger: log})
 	return w.Run(ctx)
 }
 
-// connectServe starts the embedded server (unless --nats-url) and returns
-// the writer's connection.
-func connectServe(cfg serveConfig, log *slog.Logger) (*nats.Conn, *server.Server, error) {
+// startEmbedded starts the embedded server, unless --nats-url names one.
+func startEmbedded(cfg serveConfig, log *slog.Logger) (*server.Server, error) {
 	if cfg.NATSURL != "" {
-		// Keep trying if NATS is not up yet (a cluster starting beside us);
-		// the writer's first stream call waits for the connection.
-		nc, err := nats.Connect(cfg.NATSURL, nats.Name("agentbill-writer"), nats.MaxReconnects(-1),
-			nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
-		if err != nil {
-			return nil, nil, fmt.Errorf("connect %s: %w", cfg.NATSURL, err)
-		}
-		log.Info("using external NATS", "url", cfg.NATSURL, "connected", nc.IsConnected())
-		return nc, nil, nil
+		log.Info("using external NATS", "url", cfg.NATSURL)
+		return nil, nil
 	}
 	srv, err := embedded.Start(embedded.Options{Listen: cfg.NATSListen, StoreDir: cfg.DataDir, ConfigFile: cfg.NATSConfig})
 	if err != nil {
-		return nil, nil, err
-	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("agentbill-writer"))
-	if err != nil {
-		srv.Shutdown()
-		return nil, nil, err
+		return nil, err
 	}
 	log.Info("embedded nats-server started", "listen", srv.ClientURL(), "store", srv.JetStreamConfig().StoreDir, "fsync", "always")
-	return nc, srv, nil
+	return srv, nil
+}
+
+// connectWriter opens one of the writer's connections: in process to the
+// embedded server, or to the external NATS, retrying until it is up (a
+// cluster starting beside us).
+func connectWriter(cfg serveConfig, srv *server.Server, name string) (*nats.Conn, error) {
+	if srv != nil {
+		return nats.Connect("", nats.InProcessServer(srv), nats.Name(name))
+	}
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name(name), nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", cfg.NATSURL, err)
+	}
+	return nc, nil
 }
