@@ -87,6 +87,26 @@ func (c *Client) Release(ctx context.Context, customerID, reservationID string) 
 	return &out, c.call(ctx, events.OpRelease, customerID, &req, &out)
 }
 
+// ReleaseWith is Release with the caller's whole request, so a caller that
+// retries (the HTTP gateway, for its own clients) keeps its idempotency
+// key. A key is generated if the request has none.
+func (c *Client) ReleaseWith(ctx context.Context, customerID string, req ledger.ReleaseRequest) (*ledger.ReleaseReply, error) {
+	if req.IdempotencyKey == "" {
+		req.IdempotencyKey = NewIdempotencyKey()
+	}
+	var out ledger.ReleaseReply
+	return &out, c.call(ctx, events.OpRelease, customerID, &req, &out)
+}
+
+// ExtendWith is Extend with the caller's whole request (see ReleaseWith).
+func (c *Client) ExtendWith(ctx context.Context, customerID string, req ledger.ExtendRequest) (*ledger.ExtendReply, error) {
+	if req.IdempotencyKey == "" {
+		req.IdempotencyKey = NewIdempotencyKey()
+	}
+	var out ledger.ExtendReply
+	return &out, c.call(ctx, events.OpExtend, customerID, &req, &out)
+}
+
 // Extend pushes a reservation's deadline to now + ttl.
 func (c *Client) Extend(ctx context.Context, customerID, reservationID string, ttl time.Duration) (*ledger.ExtendReply, error) {
 	req := ledger.ExtendRequest{ReservationID: reservationID, TTL: ttl.String(), IdempotencyKey: NewIdempotencyKey()}
