@@ -1,0 +1,83 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/keys"
+	"github.com/agentbill/agentbill/ledger"
+)
+
+// decodeBody reads a JSON request body strictly: Content-Type must be
+// application/json, the body at most BodyBytesMax, one JSON object with
+// no unknown fields and nothing after it. Amounts decode exactly
+// (events.Units reads the number's text, never a float64). Every failure
+// is invalid_argument, before anything is sent to the writer.
+func decodeBody(r *http.Request, v any) error {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return invalid("Content-Type must be application/json, not %q", truncate(ct, 64))
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, BodyBytesMax))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return invalid("request body is larger than %d bytes", BodyBytesMax)
+		}
+		return invalid("cannot read the request body: %v", err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return invalid("request body is empty; send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return invalid("malformed JSON: %s", jsonProblem(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return invalid("malformed JSON: data after the JSON object")
+	}
+	return nil
+}
+
+func jsonProblem(err error) string {
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) {
+		if ute.Field == "" {
+			return "the body must be a JSON object"
+		}
+		return fmt.Sprintf("field %q has the wrong type (%s)", ute.Field, ute.Value)
+	}
+	return truncate(err.Error(), 200)
+}
+
+func invalid(format string, args ...any) *ledger.Error {
+	return ledger.Errorf(ledger.CodeInvalidArgument, format, args...)
+}
+
+// customerOf resolves the customer a request is for: the one it names, or
+// else the key's own customer, or else DefaultCustomer. It checks the ID,
+// and that the key may perform action on that customer.
+func customerOf(named string, k *keys.Key, action keys.Action) (string, error) {
+	cid := named
+	if cid == "" {
+		cid = k.CustomerID
+	}
+	if cid == "" {
+		cid = DefaultCustomer
+	}
+	if err := events.ValidateCustomerID(cid); err != nil {
+		return "", invalid("%v", err)
+	}
+	if err := k.Authorize(action, cid); err != nil {
+		return "", err
+	}
+	return cid, nil
+}

@@ -1,0 +1,258 @@
+// Package httpapi is the HTTP gateway of `agentbill serve --http`: the
+// AgentBill REST paths of DESIGN.md, for agents and SDKs that do not speak
+// NATS. It is a thin adapter. It authenticates the API key (keys.Store),
+// checks what the key's role and customer allow (keys.Key.Authorize),
+// decodes the body exactly (amounts as events.Units, never float64), and
+// sends the same NATS request any agent would through client.Client. Every
+// decision is the single writer's; the gateway decides nothing about money.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agentbill/agentbill/client"
+	"github.com/agentbill/agentbill/keys"
+	"github.com/agentbill/agentbill/ledger"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bounds on every request. See README.md.
+const (
+	// BodyBytesMax bounds a request body; it matches the writer's bound on
+	// a NATS request (projections.RequestBytesMax).
+	BodyBytesMax = 64 * 1024
+	// HeaderBytesMax bounds a request's headers.
+	HeaderBytesMax = 16 * 1024
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout bound
+	// each connection's phases (slow clients cannot hold a connection).
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 15 * time.Second
+	WriteTimeout      = 30 * time.Second
+	IdleTimeout       = 2 * time.Minute
+	// HandlerTimeout bounds the work of one request: key lookup and the
+	// NATS request with its retries. Past it the answer is unavailable.
+	HandlerTimeout = 15 * time.Second
+	// AttemptTimeout and Attempts bound the gateway's NATS calls to the
+	// writer (per attempt, and attempts per call, retried with the same
+	// idempotency key); HandlerTimeout bounds them all together.
+	AttemptTimeout = 5 * time.Second
+	Attempts       = 3
+	// ConcurrentRequestsMax bounds requests being handled at once; past it
+	// the answer is unavailable at once, and the client retries.
+	ConcurrentRequestsMax = 1024
+	// ShutdownTimeout bounds a graceful shutdown.
+	ShutdownTimeout = 10 * time.Second
+	// DefaultCustomer is the customer of a request that names none, when
+	// its key is not bound to one (DESIGN.md).
+	DefaultCustomer = "default"
+)
+
+// Authenticator returns the key record of a valid, unrevoked API key.
+// keys.Store implements it.
+type Authenticator interface {
+	Authenticate(ctx context.Context, secret string) (*keys.Key, error)
+}
+
+// Config configures a Server.
+type Config struct {
+	Conn   *nats.Conn    // the gateway's own connection to NATS
+	Keys   Authenticator // the API keys
+	Logger *slog.Logger  // slog.Default() if nil
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Conn == nil {
+		errs = append(errs, errors.New("httpapi: Conn is required"))
+	}
+	if c.Keys == nil {
+		errs = append(errs, errors.New("httpapi: Keys is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Server is the gateway: an http.Handler.
+type Server struct {
+	nc     *nats.Conn
+	client *client.Client
+	js     jetstream.JetStream
+	keys   Authenticator
+	log    *slog.Logger
+	mux    *http.ServeMux
+	slots  chan struct{} // ConcurrentRequestsMax
+	scans  chan struct{} // EventScansMax
+}
+
+// New returns a gateway.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		nc:     cfg.Conn,
+		client: client.New(cfg.Conn, client.WithTimeout(AttemptTimeout), client.WithAttempts(Attempts)),
+		js:     js,
+		keys:   cfg.Keys,
+		log:    cfg.Logger,
+		mux:    http.NewServeMux(),
+		slots:  make(chan struct{}, ConcurrentRequestsMax),
+		scans:  make(chan struct{}, EventScansMax),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.routes()
+	return s, nil
+}
+
+// HTTPServer returns an *http.Server for the gateway on addr, with every
+// timeout and size bound set.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    HeaderBytesMax,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// handlerFunc handles one authenticated, authorized-by-role request and
+// returns the reply to write with 200, or an error.
+type handlerFunc func(ctx context.Context, r *http.Request, k *keys.Key) (any, error)
+
+// method is one method of a path: the action its key needs, and the handler.
+type method struct {
+	action keys.Action
+	h      handlerFunc
+}
+
+func (s *Server) routes() {
+	s.handle("/v1/preflight", map[string]method{http.MethodPost: {keys.ActionSpend, s.preflight}})
+	s.handle("/v1/events", map[string]method{http.MethodPost: {keys.ActionSpend, s.record}})
+	s.handle("/v1/release", map[string]method{http.MethodPost: {keys.ActionSpend, s.release}})
+	s.handle("/v1/extend", map[string]method{http.MethodPost: {keys.ActionSpend, s.extend}})
+	s.handle("/v1/budget", map[string]method{
+		http.MethodGet: {keys.ActionRead, s.getBudget},
+		http.MethodPut: {keys.ActionAdmin, s.putBudget},
+	})
+	s.handle("/v1/topup", map[string]method{http.MethodPost: {keys.ActionAdmin, s.topUp}})
+	s.handle("/v1/customers/{id}", map[string]method{http.MethodGet: {keys.ActionRead, s.customer}})
+	s.handle("/v1/customers/{id}/events", map[string]method{http.MethodGet: {keys.ActionAudit, s.customerEvents}})
+	s.mux.HandleFunc("/healthz", s.healthz)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, ledger.Errorf(ledger.CodeNotFound, "no such path: %s", truncate(r.URL.Path, 128)))
+	})
+}
+
+// handle registers a path. Every request on it is, in order: matched to
+// a method, given a slot and a deadline, authenticated, checked against
+// the role, then handled. The handler checks the customer.
+func (s *Server) handle(path string, methods map[string]method) {
+	allowed := make([]string, 0, len(methods))
+	for m := range methods {
+		allowed = append(allowed, m)
+	}
+	slices.Sort(allowed)
+	allow := strings.Join(allowed, ", ")
+	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		m, ok := methods[r.Method]
+		if !ok {
+			w.Header().Set("Allow", allow)
+			writeError(w, ledger.Errorf(ledger.CodeInvalidArgument,
+				"method %s is not allowed on %s (allowed: %s)", truncate(r.Method, 16), path, allow))
+			return
+		}
+		select {
+		case s.slots <- struct{}{}:
+			defer func() { <-s.slots }()
+		default:
+			writeError(w, ledger.Errorf(ledger.CodeUnavailable, "too many requests in progress; retry"))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), HandlerTimeout)
+		defer cancel()
+		reply, err := s.serve(ctx, r, m)
+		if err != nil {
+			e := toError(err)
+			if e.Code == ledger.CodeInternal || e.Code == ledger.CodeUnavailable {
+				s.log.Warn("http request failed", "method", r.Method, "path", path, "code", e.Code, "err", err)
+			}
+			writeError(w, e)
+			return
+		}
+		writeJSON(w, http.StatusOK, reply)
+	})
+}
+
+func (s *Server) serve(ctx context.Context, r *http.Request, m method) (any, error) {
+	k, err := s.authenticate(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := k.AuthorizeAction(m.action); err != nil {
+		return nil, err
+	}
+	return m.h(ctx, r, k)
+}
+
+// authenticate reads "Authorization: Bearer agb_..." and looks the key up.
+// No header, a malformed one, an unknown or revoked key: unauthenticated.
+func (s *Server) authenticate(ctx context.Context, r *http.Request) (*keys.Key, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return nil, ledger.Errorf(ledger.CodeUnauthenticated, "missing API key: send Authorization: Bearer agb_...")
+	}
+	scheme, secret, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil, ledger.Errorf(ledger.CodeUnauthenticated, "the Authorization header must be Bearer agb_...")
+	}
+	return s.keys.Authenticate(ctx, strings.TrimSpace(secret))
+}
+
+// healthz answers 200 while the gateway's NATS connection is up. It needs
+// no key and reveals nothing.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, ledger.Errorf(ledger.CodeInvalidArgument, "method %s is not allowed on /healthz", truncate(r.Method, 16)))
+		return
+	}
+	if !s.nc.IsConnected() {
+		writeError(w, ledger.Errorf(ledger.CodeUnavailable, "not connected to NATS"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Shutdown stops hs gracefully within ShutdownTimeout.
+func Shutdown(hs *http.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	return hs.Shutdown(ctx)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
