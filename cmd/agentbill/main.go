@@ -35,6 +35,7 @@ const usage = `agentbill: preflight budgets for AI agents
 Usage:
   agentbill serve     [--data DIR] [--nats-listen HOST:PORT] [--nats-url URL]
                       [--nats-config FILE] [--default-budget UNITS/PERIOD | none]
+                      [--http HOST:PORT]
   agentbill preflight --customer C --agent A --units N [--task T] [--task-ceiling N]
                       [--ceiling N] [--ttl D] [--idempotency-key K] [--json]
   agentbill record    --customer C --agent A --units N [--reservation ID] [--failed] [--json]
@@ -45,6 +46,9 @@ Usage:
                       [--threshold 0.8 ...] [--upgrade-url URL] [--agent-limit A=N ...] [--json]
   agentbill topup     --customer C --units N [--note TEXT] [--json]
   agentbill watch     [--customer C] [--json]
+  agentbill keys create --role agent|admin|auditor [--customer C] [--name N] [--json]
+  agentbill keys list [--json]
+  agentbill keys revoke ID [--json]
   agentbill bench     [--clients 64] [--customers 10000] [--duration 5s] [--rate CYCLES/S]
                       [--nats-url URL] [--json] [--cpuprofile FILE]
 
@@ -77,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runClient(ctx, cmd, rest, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, rest, stdout, stderr)
+	case "keys":
+		err = runKeys(ctx, rest, stdout, stderr)
 	case "budget":
 		if len(rest) == 0 || rest[0] != "set" {
 			fmt.Fprintln(stderr, "agentbill budget: the only subcommand is `budget set`")

@@ -26,6 +26,7 @@ type serveConfig struct {
 	NATSConfig    string
 	DefaultBudget string
 	Replicas      int
+	HTTP          string // HOST:PORT of the HTTP gateway; "" for none
 }
 
 // Validate reports every problem at once.
@@ -41,6 +42,9 @@ func (c *serveConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("--replicas %d: use 1, or 3 on a cluster", c.Replicas))
 	}
 	if _, err := parseDefaultBudget(c.DefaultBudget); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkHTTPAddr(c.HTTP); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -76,6 +80,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.NATSConfig, "nats-config", "", "nats-server config file for the embedded server")
 	fs.StringVar(&cfg.DefaultBudget, "default-budget", "1000/month", "budget for unknown customers, UNITS/PERIOD, or none")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas: 1, or 3 on a JetStream cluster")
+	fs.StringVar(&cfg.HTTP, "http", "", "serve the HTTP gateway on HOST:PORT (off if empty)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -110,6 +115,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer lc.Drain()
 	w := projections.New(projections.Config{Conn: nc, LogConn: lc, Replicas: cfg.Replicas, Default: def, Logger: log})
+	if cfg.HTTP != "" {
+		return runWithGateway(ctx, cfg, srv, w, log)
+	}
 	return w.Run(ctx)
 }
 

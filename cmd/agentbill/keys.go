@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/agentbill/agentbill/keys"
+	"github.com/agentbill/agentbill/ledger"
+	"github.com/nats-io/nats.go"
+)
+
+// keysTimeout bounds one keys subcommand (connect and store calls).
+const keysTimeout = 15 * time.Second
+
+// createdKey is what `keys create --json` prints: the record and, this
+// once, the key itself.
+type createdKey struct {
+	Secret string `json:"key"`
+	*keys.Key
+}
+
+// runKeys dispatches `agentbill keys create|list|revoke`.
+func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "agentbill keys: want `keys create`, `keys list` or `keys revoke ID`")
+		return errUsage
+	}
+	sub, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := os.Getenv("AGENTBILL_NATS_URL")
+	if url == "" {
+		url = DefaultNATSURL
+	}
+	natsURL := fs.String("nats-url", url, "NATS server URL (env AGENTBILL_NATS_URL)")
+	jsonOut := fs.Bool("json", false, "print JSON")
+	var role, customer, name *string
+	switch sub {
+	case "create":
+		role = fs.String("role", "", "agent, admin or auditor")
+		customer = fs.String("customer", "", "bind the key to this customer (default: any customer)")
+		name = fs.String("name", "", "a label for the key, shown by `keys list`")
+	case "list", "revoke":
+	default:
+		fmt.Fprintf(stderr, "agentbill keys: unknown subcommand %q; want create, list or revoke\n", sub)
+		return errUsage
+	}
+	if err := fs.Parse(rest); err != nil {
+		return errUsage
+	}
+	wantArgs := 0
+	if sub == "revoke" {
+		wantArgs = 1
+	}
+	if fs.NArg() != wantArgs {
+		fmt.Fprintf(stderr, "agentbill keys %s: wrong arguments %q\n", sub, fs.Args())
+		return errUsage
+	}
+	if sub == "create" && *role == "" {
+		fmt.Fprintln(stderr, "agentbill keys create: --role agent|admin|auditor is required")
+		return errUsage
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, keysTimeout)
+	defer cancel()
+	nc, err := nats.Connect(*natsURL, nats.Name("agentbill-keys"), nats.Timeout(keysTimeout))
+	if err != nil {
+		return fmt.Errorf("connect %s: %w (is `agentbill serve` running?)", *natsURL, err)
+	}
+	defer nc.Close()
+	store, err := keys.Open(ctx, nc, keys.Options{})
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "create":
+		return keysCreate(ctx, store, keys.Role(*role), *customer, *name, *jsonOut, stdout)
+	case "list":
+		return keysList(ctx, store, *jsonOut, stdout)
+	default:
+		return keysRevoke(ctx, store, fs.Arg(0), *jsonOut, stdout)
+	}
+}
+
+func keysCreate(ctx context.Context, store *keys.Store, role keys.Role, customer, name string, jsonOut bool, stdout io.Writer) error {
+	secret, k, err := store.Create(ctx, role, customer, name)
+	if err != nil {
+		return keyError(err)
+	}
+	if jsonOut {
+		return printJSON(stdout, createdKey{Secret: secret, Key: k})
+	}
+	scope := "any customer"
+	if k.CustomerID != "" {
+		scope = "customer " + k.CustomerID
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n\nkey %s: role %s, %s. This is the only time the key is shown;\n"+
+		"only its SHA-256 is stored. Send it as: Authorization: Bearer <key>\n", secret, k.ID, k.Role, scope)
+	return err
+}
+
+func keysList(ctx context.Context, store *keys.Store, jsonOut bool, stdout io.Writer) error {
+	list, err := store.List(ctx)
+	if err != nil {
+		return err
+	}
+	if jsonOut {
+		if list == nil {
+			list = []*keys.Key{}
+		}
+		return printJSON(stdout, list)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPREFIX\tROLE\tCUSTOMER\tCREATED\tREVOKED\tNAME")
+	for _, k := range list {
+		cust, rev := k.CustomerID, ""
+		if cust == "" {
+			cust = "*"
+		}
+		if k.RevokedAt != nil {
+			rev = k.RevokedAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s...\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Prefix, k.Role, cust,
+			k.CreatedAt.Format(time.RFC3339), rev, k.Name)
+	}
+	return tw.Flush()
+}
+
+func keysRevoke(ctx context.Context, store *keys.Store, id string, jsonOut bool, stdout io.Writer) error {
+	k, err := store.Revoke(ctx, id)
+	if err != nil {
+		return keyError(err)
+	}
+	if jsonOut {
+		return printJSON(stdout, k)
+	}
+	_, err = fmt.Fprintf(stdout, "key %s revoked at %s\n", k.ID, k.RevokedAt.Format(time.RFC3339))
+	return err
+}
+
+// keyError gives store errors the code the CLI reports.
+func keyError(err error) error {
+	switch {
+	case errors.Is(err, keys.ErrInvalid):
+		return ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
+	case errors.Is(err, keys.ErrNotFound):
+		return ledger.Errorf(ledger.CodeNotFound, "%v", err)
+	}
+	return err
+}
+
+func printJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}

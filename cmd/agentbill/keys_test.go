@@ -1,0 +1,151 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// waitHTTP polls the gateway's /healthz until it answers 200.
+func waitHTTP(t *testing.T, s *service, base string) {
+	t.Helper()
+	deadline := time.Now().Add(ProcessTimeout)
+	hc := &http.Client{Timeout: time.Second}
+	for {
+		res, err := hc.Get(base + "/healthz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway did not answer on %s:\n%s", base, s.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func httpStatus(t *testing.T, method, url, key, body string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), ProcessTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
+func TestKeysAndHTTPGateway(t *testing.T) {
+	httpPort := freePort(t)
+	s := serve(t, t.TempDir(), freePort(t), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort))
+	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	waitHTTP(t, s, base)
+
+	// Deny by default: with no key at all, nothing is served.
+	if st := httpStatus(t, "GET", base+"/v1/budget?customer_id=c1", "", ""); st != 401 {
+		t.Fatalf("no key: %d, want 401", st)
+	}
+
+	s.must(t, 2, "keys", "create")
+	s.must(t, 2, "keys", "create", "--role")
+	s.must(t, 1, "keys", "create", "--role", "root")
+	s.must(t, 2, "keys", "rotate")
+	s.must(t, 2, "keys", "revoke")
+
+	var admin, agent struct {
+		Key, ID, Prefix, Role string
+		CustomerID            string `json:"customer_id"`
+	}
+	if err := json.Unmarshal([]byte(s.must(t, 0, "keys", "create", "--role", "admin", "--json")), &admin); err != nil {
+		t.Fatal(err)
+	}
+	out := s.must(t, 0, "keys", "create", "--role", "agent", "--customer", "c1", "--name", "worker", "--json")
+	if err := json.Unmarshal([]byte(out), &agent); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(agent.Key, "agb_") || agent.Role != "agent" || agent.CustomerID != "c1" || !strings.HasPrefix(agent.Key, agent.Prefix) {
+		t.Fatalf("keys create --json: %s", out)
+	}
+	text := s.must(t, 0, "keys", "create", "--role", "auditor")
+	if !strings.Contains(text, "agb_") || !strings.Contains(text, "only time") {
+		t.Fatalf("keys create: %s", text)
+	}
+
+	list := s.must(t, 0, "keys", "list", "--json")
+	var keys []map[string]any
+	if err := json.Unmarshal([]byte(list), &keys); err != nil || len(keys) != 3 {
+		t.Fatalf("keys list --json: %s (%v)", list, err)
+	}
+	table := s.must(t, 0, "keys", "list")
+	for _, secret := range []string{admin.Key, agent.Key} {
+		if strings.Contains(list, secret[4:]) || strings.Contains(table, secret[4:]) {
+			t.Fatal("keys list shows a key")
+		}
+	}
+	if !strings.Contains(table, agent.ID) || !strings.Contains(table, agent.Prefix) || !strings.Contains(table, "worker") {
+		t.Fatalf("keys list:\n%s", table)
+	}
+
+	budget := `{"customer_id":"c1","limit_units":100,"period":"month"}`
+	if st := httpStatus(t, "PUT", base+"/v1/budget", agent.Key, budget); st != 403 {
+		t.Fatalf("agent sets a budget: %d, want 403", st)
+	}
+	if st := httpStatus(t, "PUT", base+"/v1/budget", admin.Key, budget); st != 200 {
+		t.Fatalf("admin sets a budget: %d", st)
+	}
+	if st := httpStatus(t, "POST", base+"/v1/preflight", agent.Key, `{"agent_id":"a","estimated_units":5}`); st != 200 {
+		t.Fatalf("agent preflight: %d", st)
+	}
+	s.must(t, 0, "keys", "revoke", agent.ID)
+	if st := httpStatus(t, "POST", base+"/v1/preflight", agent.Key, `{"agent_id":"a","estimated_units":5}`); st != 401 {
+		t.Fatalf("revoked key: %d, want 401", st)
+	}
+	s.must(t, 1, "keys", "revoke", "0123456789abcdef")
+	s.must(t, 1, "keys", "revoke", "not-an-id")
+	if revoked := s.must(t, 0, "keys", "list"); !strings.Contains(revoked, time.Now().UTC().Format("2006-01-02")) {
+		t.Fatalf("keys list after revoke:\n%s", revoked)
+	}
+
+	// A clean stop takes the gateway down with the writer.
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve --http exited with %v after SIGTERM\n%s", err, s.stderr)
+		}
+	case <-time.After(ProcessTimeout):
+		t.Fatal("serve --http did not stop on SIGTERM")
+	}
+}
+
+func TestServeRejectsBadHTTPAddr(t *testing.T) {
+	for _, addr := range []string{"8080", "127.0.0.1:http-alt:1", "127.0.0.1:70000"} {
+		out, err := exec.Command(binary, "serve", "--http", addr).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--http") {
+			t.Errorf("serve --http %s: %v, want exit 2\n%s", addr, err, out)
+		}
+	}
+}
