@@ -33,7 +33,15 @@ func BenchmarkEncode(b *testing.B) {
 
 // BenchmarkDecodeCommit is replay's per-event decoding cost, on commits of
 // 100 events.
-func BenchmarkDecodeCommit(b *testing.B) {
+func BenchmarkDecodeCommit(b *testing.B) { benchmarkDecodeCommit(b, events.DecodeCommit) }
+
+// BenchmarkDecodeCommitEncodingJSON is the same with encoding/json alone:
+// the cost before the fast decoder, and of any commit it hands over.
+func BenchmarkDecodeCommitEncodingJSON(b *testing.B) {
+	benchmarkDecodeCommit(b, events.DecodeCommitEncodingJSON)
+}
+
+func benchmarkDecodeCommit(b *testing.B, decode func([]byte) (*events.Commit, error)) {
 	var enc events.CommitEncoder
 	enc.Reset("c", "0", time.Now())
 	ev, _ := events.Encode(sampleReserved())
@@ -44,7 +52,7 @@ func BenchmarkDecodeCommit(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if _, err := events.DecodeCommit(body); err != nil {
+		if _, err := decode(body); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -59,6 +59,15 @@ type wireData struct {
 
 // Decode parses one event. Unknown versions and types are errors.
 func Decode(b []byte) (*Envelope, error) {
+	if e, err := fastDecode(b); err == nil {
+		return e, nil
+	}
+	return decodeSlow(b) // errNotHandled: encoding/json decides
+}
+
+// decodeSlow is Decode with encoding/json alone: the definition of the
+// format that fastDecode must agree with.
+func decodeSlow(b []byte) (*Envelope, error) {
 	var w wireEnvelope
 	if err := json.Unmarshal(b, &w); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
@@ -68,6 +77,15 @@ func Decode(b []byte) (*Envelope, error) {
 
 // DecodeCommit parses one stream message.
 func DecodeCommit(b []byte) (*Commit, error) {
+	if c, err := fastDecodeCommit(b); err == nil {
+		return c, nil
+	}
+	return decodeCommitSlow(b) // errNotHandled: encoding/json decides
+}
+
+// decodeCommitSlow is DecodeCommit with encoding/json alone: the definition
+// of the format that fastDecodeCommit must agree with.
+func decodeCommitSlow(b []byte) (*Commit, error) {
 	var w wireCommit
 	if err := json.Unmarshal(b, &w); err != nil {
 		return nil, fmt.Errorf("%w: commit: %v", ErrInvalidEvent, err)

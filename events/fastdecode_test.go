@@ -1,0 +1,781 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// DecodeCommitEncodingJSON is DecodeCommit without the fast decoder, for the
+// benchmarks of package events_test.
+var DecodeCommitEncodingJSON = decodeCommitSlow
+
+// The fast decoder must agree with encoding/json (decodeCommitSlow,
+// decodeSlow) on every input: the same values where it decodes, and a
+// hand-over (errNotHandled) wherever it is not certain. These tests check
+// that on random canonical commits, on hand-made inputs it must hand over,
+// and under fuzzing.
+
+// eventGen makes random events of every type. Its strings mix plain text
+// with quotes, backslashes, slashes, the escapes \b \f \n \r \t and
+// multi-byte UTF-8. With unusual set it also uses text that the encoders
+// write with a \u escape (other control characters, U+2028, invalid
+// UTF-8, and <>& in the commit's own strings, which json.Marshal escapes)
+// and times that are not UTC; used records whether it did.
+type eventGen struct {
+	r       *rand.Rand
+	unusual bool
+	used    bool
+	small   bool // amounts of at most 6+6 digits, rather than up to 30+18
+}
+
+// Fragments of generated strings.
+var (
+	plainFragments = []string{
+		"user_123", "acme", "0195a3c4-6f2e-7a10", "research agent", "ユーザー", "é", "😀", "日本",
+		`q"uote`, `back\slash`, "sl/ash", "tab\t", "nl\n", "cr\r", "bs\b", "ff\f", `\u0041`, "\x7f", "",
+	}
+	unusualFragments = []string{"ctl\x01", "nul\x00", "ls\u2028", "ps\u2029", "bad\xffutf8", "half\xe2\x82"}
+	htmlFragments    = []string{"<b>", "a&b", "x>y"}
+)
+
+func (g *eventGen) str() string {
+	var sb strings.Builder
+	for range 1 + g.r.Intn(3) {
+		if g.unusual && g.r.Intn(12) == 0 {
+			g.used = true
+			sb.WriteString(unusualFragments[g.r.Intn(len(unusualFragments))])
+			continue
+		}
+		if g.r.Intn(8) == 0 {
+			sb.WriteString(htmlFragments[g.r.Intn(len(htmlFragments))]) // Encode does not escape HTML
+			continue
+		}
+		sb.WriteString(plainFragments[g.r.Intn(len(plainFragments))])
+	}
+	if g.r.Intn(3) == 0 {
+		fmt.Fprintf(&sb, "%x", g.r.Uint64())
+	}
+	return sb.String()
+}
+
+// commitStr is a string for the commit's id or writer, which json.Marshal
+// writes with HTML escaping.
+func (g *eventGen) commitStr() string {
+	s := g.str()
+	if strings.ContainsAny(s, "<>&") && !g.unusual {
+		return strings.NewReplacer("<", "(", ">", ")", "&", "+").Replace(s)
+	}
+	if strings.ContainsAny(s, "<>&") {
+		g.used = true
+	}
+	return s
+}
+
+// opt returns s or, half of the time, "" (an omitted field).
+func (g *eventGen) opt(s string) string {
+	if g.r.Intn(2) == 0 {
+		return ""
+	}
+	return s
+}
+
+// units returns an amount of up to intDigits integer digits and up to 18
+// fractional digits, made by the parser the decoder uses.
+func (g *eventGen) units(intDigits int) Units {
+	if g.r.Intn(6) == 0 {
+		return Zero
+	}
+	fracDigits := UnitsFractionDigitsMax
+	if g.small {
+		intDigits, fracDigits = min(intDigits, 6), 6
+	}
+	var sb strings.Builder
+	sb.WriteByte(byte('1' + g.r.Intn(9)))
+	for range g.r.Intn(intDigits) {
+		sb.WriteByte(byte('0' + g.r.Intn(10)))
+	}
+	if n := g.r.Intn(fracDigits + 1); n > 0 {
+		sb.WriteByte('.')
+		for range n {
+			sb.WriteByte(byte('0' + g.r.Intn(10)))
+		}
+	}
+	u, err := parseTotal(sb.String())
+	if err != nil {
+		panic(err)
+	}
+	// Parse the canonical text again: apd's representation of a value
+	// can depend on the text it came from (a long text with trailing
+	// zeros keeps a heap coefficient), and Encode writes canonical text.
+	if u, err = parseTotal(u.String()); err != nil {
+		panic(err)
+	}
+	return u
+}
+
+func (g *eventGen) request() Units { return g.units(UnitsMaxExponent) }
+func (g *eventGen) total() Units   { return g.units(totalMaxExponent) }
+
+func (g *eventGen) time() time.Time {
+	if g.r.Intn(8) == 0 {
+		return time.Time{}
+	}
+	t := time.Unix(g.r.Int63n(253402300799+62135596800)-62135596800, 0).UTC() // years 1..9999
+	switch g.r.Intn(4) {
+	case 0:
+		t = t.Add(time.Duration(g.r.Intn(1e9)))
+	case 1:
+		t = t.Add(time.Duration(g.r.Intn(1000)) * time.Millisecond)
+	case 2:
+		t = t.Add(time.Duration(g.r.Intn(10)) * 100 * time.Millisecond) // trailing zeros are trimmed
+	}
+	if g.unusual && g.r.Intn(20) == 0 {
+		g.used = true
+		return t.In(time.FixedZone("", 3600*(1+g.r.Intn(12)))) // written with an offset
+	}
+	return t
+}
+
+func (g *eventGen) balance() Balance {
+	return Balance{PeriodStart: g.time(), Limit: g.total(), TopUps: g.total(), Used: g.total(),
+		Reserved: g.total(), Remaining: g.total()}
+}
+
+func (g *eventGen) req() Request {
+	return Request{IdempotencyKey: g.opt(g.str()), RequestHash: g.opt(g.str())}
+}
+
+func (g *eventGen) thresholds() []Units {
+	if g.r.Intn(2) == 0 {
+		return nil
+	}
+	ts := make([]Units, 1+g.r.Intn(4))
+	for i := range ts {
+		ts[i] = g.units(1)
+	}
+	return ts
+}
+
+func (g *eventGen) agentLimits() map[string]Units {
+	if g.r.Intn(2) == 0 {
+		return nil
+	}
+	m := make(map[string]Units)
+	for range 1 + g.r.Intn(4) {
+		m[g.str()] = g.request()
+	}
+	return m
+}
+
+func (g *eventGen) ceiling() *Units {
+	if g.r.Intn(2) == 0 {
+		return nil
+	}
+	u := g.request()
+	return &u
+}
+
+// metadata returns a random JSON object as json.Marshal writes it (with
+// HTML escaped as \u003c and so on), one of a few hand-written ones, or nil.
+func (g *eventGen) metadata() json.RawMessage {
+	switch g.r.Intn(4) {
+	case 0:
+		return nil
+	case 1:
+		fixed := []string{
+			`{}`, `{"a":[]}`, `{"n":-0.5e+10,"m":1E-3,"z":0,"big":123456789012345678901234567890}`,
+			`{"s":"\u00e9\ud83d\ude00\"\\\/\b\f\n\r\t","t":true,"f":false,"null":null}`,
+			`{"deep":{"a":[[[{"b":[1,{"c":{}}]}]]]}}`, `{"dup":1,"dup":2}`, `{"":""}`,
+		}
+		return json.RawMessage(fixed[g.r.Intn(len(fixed))])
+	}
+	b, err := json.Marshal(g.jsonObject(3))
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func (g *eventGen) jsonObject(depth int) map[string]any {
+	m := make(map[string]any)
+	for range g.r.Intn(4) {
+		m[g.str()] = g.jsonValue(depth - 1)
+	}
+	return m
+}
+
+func (g *eventGen) jsonValue(depth int) any {
+	n := 5
+	if depth > 0 {
+		n = 7
+	}
+	switch g.r.Intn(n) {
+	case 0:
+		return g.str()
+	case 1:
+		return g.r.NormFloat64() * 1e6
+	case 2:
+		return g.r.Intn(2) == 0
+	case 3:
+		return nil
+	case 4:
+		return g.r.Int63()
+	case 5:
+		return []any{g.jsonValue(depth - 1), g.jsonValue(depth - 1)}
+	}
+	return g.jsonObject(depth - 1)
+}
+
+// data returns random data of type t.
+func (g *eventGen) data(t Type) Data {
+	switch t {
+	case TypeBudgetSet:
+		return &BudgetSet{Limit: g.request(), Period: g.str(), Thresholds: g.thresholds(), UpgradeURL: g.opt(g.str()),
+			AgentLimits: g.agentLimits(), Source: g.str(), Request: g.req(), Balance: g.balance()}
+	case TypeToppedUp:
+		return &ToppedUp{Units: g.request(), Note: g.opt(g.str()), Request: g.req(), Balance: g.balance()}
+	case TypeReserved:
+		return &Reserved{ReservationID: g.str(), AgentID: g.str(), Units: g.request(), TaskRef: g.opt(g.str()),
+			TaskCeiling: g.ceiling(), ExpiresAt: g.time(), Metadata: g.metadata(), Request: g.req(), Balance: g.balance()}
+	case TypeDenied:
+		return &Denied{AgentID: g.str(), Requested: g.request(), Reason: g.str(), Message: g.str(),
+			TaskRef: g.opt(g.str()), UpgradeURL: g.opt(g.str()), Request: g.req(), Balance: g.balance()}
+	case TypeRecorded:
+		return &Recorded{AgentID: g.str(), ReservationID: g.opt(g.str()), HeldUnits: g.request(), Units: g.request(),
+			Released: g.request(), Overage: g.request(), TaskRef: g.opt(g.str()), Metadata: g.metadata(),
+			Request: g.req(), Balance: g.balance()}
+	case TypeReleased:
+		return &Released{ReservationID: g.str(), AgentID: g.str(), Units: g.request(), Cause: g.str(),
+			Request: g.req(), Balance: g.balance()}
+	case TypeExpired:
+		return &Expired{ReservationID: g.str(), AgentID: g.str(), Units: g.request(), ExpiresAt: g.time(), Balance: g.balance()}
+	case TypeExtended:
+		return &Extended{ReservationID: g.str(), AgentID: g.str(), ExpiresAt: g.time(), Request: g.req(), Balance: g.balance()}
+	case TypeThresholdCrossed:
+		return &ThresholdCrossed{Fraction: g.units(1), Balance: g.balance()}
+	case TypeBudgetExhausted:
+		return &BudgetExhausted{Trigger: g.str(), AgentID: g.opt(g.str()), UpgradeURL: g.opt(g.str()), Balance: g.balance()}
+	}
+	panic("unknown type " + t)
+}
+
+func (g *eventGen) envelope() *Envelope {
+	t := Types[g.r.Intn(len(Types))]
+	return &Envelope{ID: g.str(), Type: t, V: Version, At: g.time(), CustomerID: g.str(), Data: g.data(t)}
+}
+
+// commit returns the body of a random commit of up to eventsMax events.
+func (g *eventGen) commit(t testing.TB, eventsMax int) []byte {
+	t.Helper()
+	var enc CommitEncoder
+	enc.Reset(g.commitStr(), g.commitStr(), g.time())
+	for range g.r.Intn(eventsMax + 1) {
+		b, err := Encode(g.envelope())
+		if err != nil {
+			t.Fatalf("Encode: %v", err)
+		}
+		enc.Add(b)
+	}
+	return append([]byte(nil), enc.Bytes()...)
+}
+
+// TestFastDecodeCommitEquivalence decodes random commits both ways. The
+// fast decoder must return what encoding/json returns, and must decode
+// (not hand over) every commit without \u escapes or time offsets.
+func TestFastDecodeCommitEquivalence(t *testing.T) {
+	const commits = 3000
+	r := rand.New(rand.NewSource(1))
+	var handled, handedOver, events int
+	for i := range commits {
+		g := &eventGen{r: r, unusual: i%4 == 0}
+		body := g.commit(t, 8)
+		want, err := decodeCommitSlow(body)
+		if err != nil {
+			t.Fatalf("decodeCommitSlow(%s): %v", body, err)
+		}
+		got, err := fastDecodeCommit(body)
+		switch {
+		case err == nil:
+			handled++
+			events += len(got.Events)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("fast decoding differs for %s:\n got %#v\nwant %#v", body, got, want)
+			}
+		case !g.used:
+			t.Fatalf("fast decoder handed over a canonical commit: %s", body)
+		default:
+			handedOver++
+		}
+	}
+	t.Logf("%d commits (%d events) decoded fast, %d handed over", handled, events, handedOver)
+	if handled < commits/2 || handedOver == 0 || events < commits {
+		t.Errorf("decoded fast %d (%d events), handed over %d: the generator does not cover both paths", handled, events, handedOver)
+	}
+}
+
+// TestFastDecodeEquivalence is the same check for single events (Decode),
+// and also checks that the canonical encodings decode to the event encoded.
+func TestFastDecodeEquivalence(t *testing.T) {
+	const eventsN = 5000
+	r := rand.New(rand.NewSource(2))
+	have := make(map[Type]int)
+	for i := range eventsN {
+		g := &eventGen{r: r, unusual: i%4 == 0}
+		e := g.envelope()
+		body, err := Encode(e)
+		if err != nil {
+			t.Fatalf("Encode: %v", err)
+		}
+		want, err := decodeSlow(body)
+		if err != nil {
+			t.Fatalf("decodeSlow(%s): %v", body, err)
+		}
+		got, err := fastDecode(body)
+		if err != nil {
+			if !g.used {
+				t.Fatalf("fast decoder handed over a canonical event: %s", body)
+			}
+			continue
+		}
+		have[e.Type]++
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("fast decoding differs for %s:\n got %#v\nwant %#v", body, got, want)
+		}
+		if !g.used && !reflect.DeepEqual(got, e) {
+			t.Fatalf("decoded event differs from the one encoded, %s:\n got %#v\nwant %#v", body, got, e)
+		}
+	}
+	for _, ty := range Types {
+		if have[ty] == 0 {
+			t.Errorf("no %s event was decoded fast", ty)
+		}
+	}
+}
+
+// sameAsSlow checks that DecodeCommit and Decode behave on b exactly as
+// encoding/json alone does: equal values, or errors with equal text.
+func sameAsSlow(t *testing.T, b []byte) {
+	t.Helper()
+	got, err := DecodeCommit(b)
+	want, wantErr := decodeCommitSlow(b)
+	sameResult(t, "DecodeCommit", b, got, err, want, wantErr)
+	gotE, err := Decode(b)
+	wantE, wantErr := decodeSlow(b)
+	sameResult(t, "Decode", b, gotE, err, wantE, wantErr)
+}
+
+func sameResult[T any](t *testing.T, what string, b []byte, got T, err error, want T, wantErr error) {
+	t.Helper()
+	switch {
+	case (err == nil) != (wantErr == nil):
+		t.Fatalf("%s(%q) error = %v, want %v", what, b, err, wantErr)
+	case err != nil && err.Error() != wantErr.Error():
+		t.Fatalf("%s(%q) error = %q, want %q", what, b, err, wantErr)
+	case err == nil && !reflect.DeepEqual(got, want):
+		t.Fatalf("%s(%q) = %#v, want %#v", what, b, got, want)
+	}
+}
+
+// Canonical inputs the hand-over tests edit.
+const (
+	fastTestEvent = `{"id":"e1","type":"reserved","v":1,"at":"2026-03-14T09:00:00.5Z","customer_id":"user_123",` +
+		`"data":{"reservation_id":"r1","agent_id":"a\"1","units":10,"task_ceiling":12.5,` +
+		`"expires_at":"2026-03-14T09:15:00Z","metadata":{"k":[1,"v",{"x":null}]},"idempotency_key":"k1",` +
+		`"balance":{"period_start":"2026-03-01T00:00:00Z","limit":1000,"top_ups":0,"used":120,"reserved":10,"remaining":870}}}`
+	fastTestBudget = `{"id":"e2","type":"budget_set","v":1,"at":"0001-01-01T00:00:00Z","customer_id":"c",` +
+		`"data":{"limit":100,"period":"monthly","thresholds":[0.5,0.8],"agent_limits":{"a":5,"b":6},"source":"admin",` +
+		`"balance":{"period_start":"0001-01-01T00:00:00Z","limit":100,"top_ups":0,"used":0,"reserved":0,"remaining":100}}}`
+	fastTestCommit = `{"v":1,"id":"c1","writer":"0","at":"2026-03-14T09:00:00.123456789Z","events":[` +
+		fastTestEvent + `,` + fastTestBudget + `]}`
+)
+
+// TestFastDecodeHandsOver: inputs the fast decoder must hand to
+// encoding/json, which then decodes them, or refuses them, as it always did.
+func TestFastDecodeHandsOver(t *testing.T) {
+	tests := []struct{ name, old, new string }{
+		{"reordered envelope", `"type":"reserved","v":1`, `"v":1,"type":"reserved"`},
+		{"reordered data", `"reservation_id":"r1","agent_id":"a\"1"`, `"agent_id":"a\"1","reservation_id":"r1"`},
+		{"reordered balance", `"limit":1000,"top_ups":0`, `"top_ups":0,"limit":1000`},
+		{"reordered commit", `"v":1,"id":"c1"`, `"id":"c1","v":1`},
+		{"space after colon", `"units":10`, `"units": 10`},
+		{"space in commit", `"events":[`, `"events": [`},
+		{"newline between events", `}}},{"id":"e2"`, "}}},\n{\"id\":\"e2\""},
+		{"space in metadata", `{"k":[1,"v"`, `{"k": [1,"v"`},
+		{"unknown data field", `"units":10,`, `"units":10,"colour":"red",`},
+		{"union field of another type", `"units":10,`, `"units":10,"note":"n",`},
+		{"unknown envelope field", `"customer_id":"user_123",`, `"customer_id":"user_123","x":1,`},
+		{"unknown commit field", `"writer":"0",`, `"writer":"0","x":[],`},
+		{"key in other case", `"customer_id":"user_123"`, `"Customer_ID":"user_123"`},
+		{"escaped key", `"agent_id":`, `"agent\u005fid":`},
+		{"duplicate key", `"units":10,`, `"units":10,"units":11,`},
+		{"duplicate agent limit", `{"a":5,"b":6}`, `{"a":5,"a":6}`},
+		{"duplicate id", `"id":"e1",`, `"id":"e1","id":"e0",`},
+		{"unicode escape", `"customer_id":"user_123"`, `"customer_id":"user\u005f123"`},
+		{"surrogate escape", `"customer_id":"user_123"`, `"customer_id":"\ud83d\ude00"`},
+		{"lone surrogate", `"customer_id":"user_123"`, `"customer_id":"\ud83d"`},
+		{"escaped type", `"type":"reserved"`, `"type":"reserv\u0065d"`},
+		{"slash-escaped type", `"type":"reserved"`, `"type":"reserved\/"`},
+		{"invalid UTF-8", `"customer_id":"user_123"`, "\"customer_id\":\"user\xff123\""},
+		{"control character", `"customer_id":"user_123"`, "\"customer_id\":\"user\x01123\""},
+		{"bad escape", `"customer_id":"user_123"`, `"customer_id":"user\x123"`},
+		{"null string", `"customer_id":"user_123"`, `"customer_id":null`},
+		{"null amount", `"units":10`, `"units":null`},
+		{"null time", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":null`},
+		{"null metadata", `"metadata":{"k":[1,"v",{"x":null}]}`, `"metadata":null`},
+		{"null data", `"data":{"limit"`, `"data":null,"x":{"limit"`},
+		{"null events", `"events":[` + fastTestEvent + `,` + fastTestBudget + `]`, `"events":null`},
+		{"null task ceiling", `"task_ceiling":12.5`, `"task_ceiling":null`},
+		{"null thresholds", `"thresholds":[0.5,0.8]`, `"thresholds":null`},
+		{"empty thresholds", `"thresholds":[0.5,0.8]`, `"thresholds":[]`},
+		{"empty agent limits", `{"a":5,"b":6}`, `{}`},
+		{"amount as string", `"units":10`, `"units":"10"`},
+		{"negative amount", `"units":10`, `"units":-10`},
+		{"negative zero", `"top_ups":0`, `"top_ups":-0`},
+		{"leading zero", `"units":10`, `"units":010`},
+		{"bare fraction", `"units":10`, `"units":.5`},
+		{"19 fractional digits", `"units":10`, `"units":0.0000000000000000001`},
+		{"above the log bound", `"units":10`, `"units":1000000000000000000000000000001`},
+		{"65-byte amount", `"units":10`, `"units":1.` + strings.Repeat("0", 63)},
+		{"version 2", `"type":"reserved","v":1`, `"type":"reserved","v":2`},
+		{"no version", `"type":"reserved","v":1`, `"type":"reserved"`},
+		{"version 1.0", `"type":"reserved","v":1`, `"type":"reserved","v":1.0`},
+		{"version as string", `"type":"reserved","v":1`, `"type":"reserved","v":"1"`},
+		{"commit version 2", `{"v":1,"id":"c1"`, `{"v":2,"id":"c1"`},
+		{"commit version 10", `{"v":1,"id":"c1"`, `{"v":10,"id":"c1"`},
+		{"no commit version", `{"v":1,"id":"c1"`, `{"id":"c1"`},
+		{"unknown type", `"type":"reserved"`, `"type":"refunded"`},
+		{"type case", `"type":"reserved"`, `"type":"Reserved"`},
+		{"time with offset", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"2026-03-14T10:15:00+01:00"`},
+		{"time with zero offset", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"2026-03-14T09:15:00+00:00"`},
+		{"time with 10 fraction digits", `"at":"2026-03-14T09:00:00.5Z"`, `"at":"2026-03-14T09:00:00.5000000001Z"`},
+		{"time with lower z", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"2026-03-14T09:15:00z"`},
+		{"time with lower t", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"2026-03-14t09:15:00Z"`},
+		{"time with comma", `"at":"2026-03-14T09:00:00.5Z"`, `"at":"2026-03-14T09:00:00,5Z"`},
+		{"time with escape", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"2026-03-14T09:15:00\u005a"`},
+		{"time one-digit hour", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"2026-03-14T9:15:00Z"`},
+		{"time hour 24", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"2026-03-14T24:00:00Z"`},
+		{"time second 60", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"2016-12-31T23:59:60Z"`},
+		{"time February 29 of 2026", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"2026-02-29T09:15:00Z"`},
+		{"time month 13", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"2026-13-14T09:15:00Z"`},
+		{"time as number", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":20260314`},
+		{"metadata array", `"metadata":{"k":[1,"v",{"x":null}]}`, `"metadata":[1]`},
+		{"metadata string", `"metadata":{"k":[1,"v",{"x":null}]}`, `"metadata":"m"`},
+		{"metadata too deep for the fast decoder", `"metadata":{"k":[1,"v",{"x":null}]}`,
+			`"metadata":` + strings.Repeat(`{"a":`, metadataDepthMax) + `1` + strings.Repeat(`}`, metadataDepthMax)},
+		{"metadata too deep for encoding/json", `"metadata":{"k":[1,"v",{"x":null}]}`,
+			`"metadata":` + strings.Repeat(`[`, 10001) + strings.Repeat(`]`, 10001)},
+		{"metadata bad literal", `{"x":null}`, `{"x":nul}`},
+		{"metadata bad number", `[1,"v"`, `[01,"v"`},
+		{"metadata bare fraction", `[1,"v"`, `[1.,"v"`},
+		{"metadata bad exponent", `[1,"v"`, `[1e,"v"`},
+		{"metadata trailing comma", `{"x":null}`, `{"x":null,}`},
+		{"metadata bad escape", `[1,"v",`, `[1,"\x",`},
+		{"metadata short unicode escape", `[1,"v",`, `[1,"\u12",`},
+		{"metadata control character", `[1,"v",`, "[1,\"\x01\","},
+		{"missing data", `,"data":{"reservation_id"`, `,"x":{"reservation_id"`},
+		{"data is a string", `"data":{"limit":100`, `"data":"x","y":{"limit":100`},
+		{"trailing garbage", `"remaining":100}}}]}`, `"remaining":100}}}]}x`},
+		{"trailing space", `"remaining":100}}}]}`, `"remaining":100}}}]} `},
+		{"leading space", `{"v":1,"id":"c1"`, ` {"v":1,"id":"c1"`},
+		{"byte order mark", `{"v":1,"id":"c1"`, "\ufeff{\"v\":1,\"id\":\"c1\""},
+		{"truncated", `"remaining":100}}}]}`, `"remaining":100}}}]`},
+		{"event not an object", `"events":[`, `"events":[1,`},
+		{"trailing comma in events", `"remaining":100}}}]}`, `"remaining":100}}},]}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(fastTestCommit, tt.old) {
+				t.Fatalf("%q is not in the test commit", tt.old)
+			}
+			b := []byte(strings.Replace(fastTestCommit, tt.old, tt.new, 1))
+			if _, err := fastDecodeCommit(b); !errors.Is(err, errNotHandled) {
+				t.Errorf("fastDecodeCommit(%s) error = %v, want errNotHandled", b, err)
+			}
+			sameAsSlow(t, b)
+			if !strings.Contains(fastTestEvent, tt.old) {
+				return
+			}
+			e := []byte(strings.Replace(fastTestEvent, tt.old, tt.new, 1))
+			if _, err := fastDecode(e); !errors.Is(err, errNotHandled) {
+				t.Errorf("fastDecode(%s) error = %v, want errNotHandled", e, err)
+			}
+			sameAsSlow(t, e)
+		})
+	}
+}
+
+// TestFastDecodeHandles: unusual inputs the fast decoder is certain about
+// and decodes itself, as encoding/json does.
+func TestFastDecodeHandles(t *testing.T) {
+	tests := []struct{ name, old, new string }{
+		{"as written", "", ""},
+		{"absent key", `"customer_id":"user_123",`, ``},
+		{"absent balance", `,"balance":{"period_start":"2026-03-01T00:00:00Z","limit":1000,"top_ups":0,"used":120,"reserved":10,"remaining":870}`, ``},
+		{"empty balance", `{"period_start":"2026-03-01T00:00:00Z","limit":1000,"top_ups":0,"used":120,"reserved":10,"remaining":870}`, `{}`},
+		{"absent events", `,"events":[` + fastTestEvent + `,` + fastTestBudget + `]`, ``},
+		{"empty events", `[` + fastTestEvent + `,` + fastTestBudget + `]`, `[]`},
+		{"empty data", `{"limit":100,"period":"monthly","thresholds":[0.5,0.8],"agent_limits":{"a":5,"b":6},"source":"admin",` +
+			`"balance":{"period_start":"0001-01-01T00:00:00Z","limit":100,"top_ups":0,"used":0,"reserved":0,"remaining":100}}`, `{}`},
+		{"simple escapes", `"agent_id":"a\"1"`, `"agent_id":"\"\\\/\b\f\n\r\t"`},
+		{"escaped map key", `{"a":5,"b":6}`, `{"a\n":5,"a\t":6}`},
+		{"multi-byte UTF-8", `"customer_id":"user_123"`, `"customer_id":"ユーザー😀"`},
+		{"DEL", `"customer_id":"user_123"`, "\"customer_id\":\"\x7f\""},
+		{"literal U+FFFD", `"customer_id":"user_123"`, "\"customer_id\":\"\uFFFD\""},
+		{"empty metadata", `{"k":[1,"v",{"x":null}]}`, `{}`},
+		{"metadata with escapes", `{"k":[1,"v",{"x":null}]}`, `{"\u00e9":"\ud800\"\\","k":"\uD83D\uDE00"}`},
+		{"metadata with numbers", `{"k":[1,"v",{"x":null}]}`, `{"a":-0,"b":0.5e-7,"c":1E+400,"d":[true,false,-12.75]}`},
+		{"metadata with invalid UTF-8", `{"k":[1,"v",{"x":null}]}`, "{\"k\":\"\xff\xfe\"}"},
+		{"metadata with repeated keys", `{"k":[1,"v",{"x":null}]}`, `{"k":1,"k":2}`},
+		{"metadata at the depth bound", `{"k":[1,"v",{"x":null}]}`,
+			strings.Repeat(`{"a":`, metadataDepthMax-1) + `1` + strings.Repeat(`}`, metadataDepthMax-1)},
+		{"amount with exponent", `"units":10`, `"units":1e1`},
+		{"amount with plus exponent", `"units":10`, `"units":1E+1`},
+		{"amount with trailing zeros", `"units":10`, `"units":10.000`},
+		{"largest log amount", `"units":10`, `"units":1000000000000000000000000000000`},
+		{"smallest amount", `"units":10`, `"units":0.000000000000000001`},
+		{"leap day", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"2024-02-29T23:59:59.999999999Z"`},
+		{"year 0", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"0000-02-29T00:00:00Z"`},
+		{"year 9999", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"9999-12-31T23:59:59Z"`},
+		{"fraction with trailing zeros", `"at":"2026-03-14T09:00:00.5Z"`, `"at":"2026-03-14T09:00:00.500000000Z"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(fastTestCommit, tt.old) {
+				t.Fatalf("%q is not in the test commit", tt.old)
+			}
+			b := []byte(strings.Replace(fastTestCommit, tt.old, tt.new, 1))
+			if _, err := fastDecodeCommit(b); err != nil {
+				t.Errorf("fastDecodeCommit(%s) error = %v, want it decoded", b, err)
+			}
+			sameAsSlow(t, b)
+		})
+	}
+}
+
+// TestFastDecodeTimes compares the time parser with time.Time's on texts
+// around every range it checks.
+func TestFastDecodeTimes(t *testing.T) {
+	var texts []string
+	for _, date := range []string{"2026-01-31", "2026-02-28", "2026-02-29", "2024-02-29", "1900-02-29", "2000-02-29",
+		"2026-04-30", "2026-04-31", "2026-00-10", "2026-12-31", "2026-12-32", "0000-01-01", "0001-01-01", "9999-12-31"} {
+		for _, clock := range []string{"00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60", "1:00:00", "12:00:00"} {
+			for _, frac := range []string{"", ".", ".0", ".1", ".123456789", ".1234567890", ".000000001"} {
+				for _, zone := range []string{"Z", "+00:00", "-01:30", "z", ""} {
+					texts = append(texts, date+"T"+clock+frac+zone)
+				}
+			}
+		}
+	}
+	texts = append(texts, "2026-03-14 09:00:00Z", "2026-3-14T09:00:00Z", "+026-03-14T09:00:00Z", "")
+	var handled int
+	for _, s := range texts {
+		b := []byte(`{"v":1,"id":"c","writer":"0","at":"` + s + `","events":[]}`)
+		if _, err := fastDecodeCommit(b); err == nil {
+			handled++
+		}
+		sameAsSlow(t, b)
+	}
+	if handled == 0 {
+		t.Error("no time was decoded fast")
+	}
+}
+
+// TestFastDecodeAmounts compares amounts through both paths.
+func TestFastDecodeAmounts(t *testing.T) {
+	for _, s := range []string{"0", "1", "10", "0.5", "1.50", "0.000", "1e3", "1E+2", "1e-2", "100e-2", "-0", "-1", "01",
+		".5", "1.", "1e", "1e99999", "NaN", "Infinity", "0x10", "1000000000000000", "999999999999999.999999999999999999",
+		"1000000000000000000000000000000", "1000000000000000000000000000000.1", "0.0000000000000000001",
+		"0.10000000000000000000", "123456789012345678901234567890.123456789012345678", "1e30", "1e31", "+1", "1-1"} {
+		b := []byte(strings.Replace(fastTestCommit, `"units":10`, `"units":`+s, 1))
+		sameAsSlow(t, b)
+	}
+}
+
+// TestFastSchemasMatchStructs checks that each fast schema lists its event
+// struct's JSON fields in struct order, which is the order Encode writes.
+func TestFastSchemasMatchStructs(t *testing.T) {
+	if got, want := len(fastSchemas), len(Types); got != want {
+		t.Fatalf("%d fast schemas, %d types", got, want)
+	}
+	for _, s := range fastSchemas {
+		var w wireData
+		rt := reflect.TypeOf(w.typed(s.t)).Elem()
+		want := jsonFieldNames(rt)
+		var got []string
+		for _, f := range s.fields {
+			got = append(got, dataFieldNames[f])
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("fast schema of %s = %v, want %v", s.t, got, want)
+		}
+	}
+	union := jsonFieldNames(reflect.TypeOf(wireData{}))
+	if got, want := dataFieldNames[:], union; !reflect.DeepEqual(got, want) {
+		t.Errorf("dataFieldNames = %v, want wireData's %v", got, want)
+	}
+}
+
+// jsonFieldNames lists a struct's JSON field names in order, with embedded
+// structs inlined as encoding/json does.
+func jsonFieldNames(rt reflect.Type) []string {
+	var names []string
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		if f.Anonymous {
+			names = append(names, jsonFieldNames(f.Type)...)
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		names = append(names, name)
+	}
+	return names
+}
+
+// fuzzSeeds are commits to start fuzzing from.
+func fuzzSeeds(t testing.TB) [][]byte {
+	r := rand.New(rand.NewSource(3))
+	seeds := [][]byte{[]byte(fastTestCommit), []byte(fastTestEvent), []byte(fastTestBudget)}
+	for i := range 24 {
+		g := &eventGen{r: r, unusual: i%3 == 0}
+		seeds = append(seeds, g.commit(t, 2))
+	}
+	return seeds
+}
+
+// FuzzDecodeCommit checks that DecodeCommit and Decode, fast path and all,
+// behave on arbitrary bytes exactly as encoding/json alone does.
+func FuzzDecodeCommit(f *testing.F) {
+	for _, s := range fuzzSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sameAsSlow(t, b)
+	})
+}
+
+// FuzzDecodeCommitFields puts fuzzed text (raw JSON, escapes and all) in
+// one of the places of canonical events where values vary: slot 0 the
+// strings (and a map key), 1 the amounts, 2 the times, 3 the metadata.
+// Unlike FuzzDecodeCommit, the rest stays canonical, so many inputs are
+// ones the fast decoder decodes itself and this explores its decisions
+// more than encoding/json's errors.
+func FuzzDecodeCommitFields(f *testing.F) {
+	for _, seed := range []struct {
+		slot uint8
+		text string
+	}{
+		{0, "user_123"}, {0, `a\"b\\c\/d\n\u0041`}, {0, "ユーザー"}, {0, ""},
+		{1, "10"}, {1, "0.000000000000000001"}, {1, "1e3"}, {1, "123456789012345678901234567890.123456789012345678"},
+		{2, "2026-03-14T09:00:00.5Z"}, {2, "0001-01-01T00:00:00Z"}, {2, "2024-02-29T23:59:59.999999999Z"},
+		{3, `{"k":[1]}`}, {3, `{}`}, {3, `{"a":"\u00e9","b":[true,false,null,-1.5e-7]}`}, {3, `{"d":{"e":{"f":[[]]}}}`},
+	} {
+		f.Add(seed.slot, seed.text)
+	}
+	f.Fuzz(func(t *testing.T, slot uint8, text string) {
+		v := [4]string{"user_123", "10", "2026-03-14T09:00:00.5Z", `{"k":[1]}`}
+		v[slot%4] = text
+		str, amount, at, meta := v[0], v[1], v[2], v[3]
+		event := `{"id":"e","type":"reserved","v":1,"at":"` + at + `","customer_id":"` + str + `",` +
+			`"data":{"reservation_id":"r","agent_id":"a","units":` + amount + `,"expires_at":"2026-03-14T09:15:00Z",` +
+			`"metadata":` + meta + `,"balance":{"period_start":"2026-03-01T00:00:00Z","limit":` + amount +
+			`,"top_ups":0,"used":0,"reserved":` + amount + `,"remaining":870}}}`
+		budget := `{"id":"e2","type":"budget_set","v":1,"at":"0001-01-01T00:00:00Z","customer_id":"c",` +
+			`"data":{"limit":1,"period":"m","thresholds":[` + amount + `,0.5],"agent_limits":{"` + str + `":` + amount +
+			`,"b":2},"source":"admin","balance":{}}}`
+		commit := `{"v":1,"id":"` + str + `","writer":"0","at":"` + at + `","events":[` + event + `,` + budget + `]}`
+		sameAsSlow(t, []byte(event))
+		sameAsSlow(t, []byte(budget))
+		sameAsSlow(t, []byte(commit))
+	})
+}
+
+// TestUnitsMemoHoldsNoPointer checks unitsMemoTextMax: an amount whose
+// text is that short has its coefficient inline, so the copies the memo
+// hands out share no memory.
+func TestUnitsMemoHoldsNoPointer(t *testing.T) {
+	for _, s := range []string{
+		"99999999999999999999999999999.99999999", "0.100000000000000000000000000000000000", "1e30", "123.45",
+		"9999999999999999999999999999.999999999", "1000000000000000000000000000000",
+	} {
+		if len(s) > unitsMemoTextMax {
+			t.Fatalf("test amount %s is longer than unitsMemoTextMax", s)
+		}
+		u, err := parseTotal(s)
+		if err != nil {
+			t.Fatalf("parseTotal(%s): %v", s, err)
+		}
+		if inner := reflect.ValueOf(u.d.Coeff).FieldByName("_inner"); !inner.IsNil() {
+			t.Errorf("parseTotal(%s) holds a pointer to its coefficient", s)
+		}
+	}
+}
+
+// TestFastDecodeUnitsMemo decodes a commit whose amounts repeat, with
+// more distinct amounts than the memo holds and some too long for it.
+func TestFastDecodeUnitsMemo(t *testing.T) {
+	amounts := []string{"0", "1", "10", "0.5", "1000", "870", "120", "1e3", "1000.0", "0.000000000000000001",
+		"123456789012345678901234567890.123456789012345678", "999999999999999999999999999999.9"}
+	var events []string
+	for i := range 40 {
+		a := func(k int) string { return amounts[(i*7+k*5)%len(amounts)] }
+		events = append(events, strings.NewReplacer(`"limit":1000`, `"limit":`+a(0), `"used":120`, `"used":`+a(1),
+			`"units":10`, `"units":`+a(2), `"remaining":870`, `"remaining":`+a(3), `"top_ups":0`, `"top_ups":`+a(4)).
+			Replace(fastTestEvent))
+	}
+	b := []byte(`{"v":1,"id":"c","writer":"0","at":"2026-03-14T09:00:00Z","events":[` + strings.Join(events, ",") + `]}`)
+	if _, err := fastDecodeCommit(b); err != nil {
+		t.Fatalf("fastDecodeCommit: %v", err)
+	}
+	sameAsSlow(t, b)
+}
+
+// mixedCommit returns a commit of random canonical events of every type
+// (without \u escapes), so that, unlike BenchmarkDecodeCommit's, its
+// amounts and strings vary as in a real log, and rarely repeat.
+func mixedCommit(b *testing.B, eventsN int, small bool) []byte {
+	b.Helper()
+	var enc CommitEncoder
+	r := rand.New(rand.NewSource(4))
+	g := &eventGen{r: r, small: small}
+	enc.Reset("c", "0", time.Now())
+	for range eventsN {
+		e, err := Encode(g.envelope())
+		if err != nil {
+			b.Fatal(err)
+		}
+		enc.Add(e)
+	}
+	body := append([]byte(nil), enc.Bytes()...)
+	if _, err := fastDecodeCommit(body); err != nil {
+		b.Fatal("the fast decoder does not handle the benchmark's commit")
+	}
+	return body
+}
+
+func benchmarkDecode(b *testing.B, body []byte, eventsN int, decode func([]byte) (*Commit, error)) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := decode(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*eventsN)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkDecodeCommitMixed decodes mixed commits with amounts of up to
+// 6+6 digits ("small") and of up to 30+18 digits ("large", where apd's
+// big-number parsing dominates), with DecodeCommit and encoding/json alone.
+func BenchmarkDecodeCommitMixed(b *testing.B) {
+	for _, size := range []string{"small", "large"} {
+		body := mixedCommit(b, 100, size == "small")
+		b.Run(size+"/fast", func(b *testing.B) { benchmarkDecode(b, body, 100, DecodeCommit) })
+		b.Run(size+"/encoding-json", func(b *testing.B) { benchmarkDecode(b, body, 100, decodeCommitSlow) })
+	}
+}
