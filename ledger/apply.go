@@ -177,16 +177,23 @@ func (s *State) close(c *Customer, id, status string, e *events.Envelope) {
 	s.closed.put(id, closedEntry{customerID: c.ID, status: status}, e.At)
 }
 
-// remember stores the reply of an event that answered a request with an
-// idempotency key, so the same request gets the same reply, even after a
-// restart (the reply is rebuilt from the event).
+// remember stores the event that answered a request with an idempotency
+// key, so the same request gets the same reply, even after a restart: the
+// reply is rebuilt from the event only if a retry comes.
 func (s *State) remember(e *events.Envelope) {
 	req, op := requestOf(e.Data)
 	if req.IdempotencyKey == "" {
 		return
 	}
 	s.idem.put(idemKey(e.CustomerID, req.IdempotencyKey),
-		idemEntry{hash: req.RequestHash, op: op, reply: replyOf(s, e)}, e.At)
+		idemEntry{hash: req.RequestHash, op: op, eventID: e.ID, data: e.Data, period: s.periodOf(e.CustomerID)}, e.At)
+}
+
+func (s *State) periodOf(customerID string) Period {
+	if c := s.customers[customerID]; c != nil {
+		return c.Period
+	}
+	return PeriodNone
 }
 
 func idemKey(customerID, key string) string { return customerID + "\x00" + key }

@@ -89,18 +89,28 @@ type StatusReply struct {
 	Agents           map[string]AgentStatus `json:"agents"`
 }
 
-// replyOf rebuilds the reply a request got from the event that answered it.
-// The live writer and a replay both call it, with the customer in the same
-// state, so a retried request gets the very reply the first one did, even
-// after a restart. Budget and top-up replies are the customer's status.
+// replyOf builds the reply a request got from the event that answered it.
 func replyOf(s *State, e *events.Envelope) Reply {
-	switch d := e.Data.(type) {
+	period := PeriodNone
+	if c := s.customers[e.CustomerID]; c != nil {
+		period = c.Period
+	}
+	return replyFor(e.ID, e.Data, period)
+}
+
+// replyFor builds the reply of an event, given the customer's period kind
+// when it was applied. The live writer calls it for the first reply; a
+// retry rebuilds it from the remembered event (live or after a replay), so
+// a retried request gets the very reply the first one did. Budget and
+// top-up replies are the customer's status (nil here).
+func replyFor(eventID string, data events.Data, period Period) Reply {
+	switch d := data.(type) {
 	case *events.Reserved:
 		exp := d.ExpiresAt
 		return &PreflightReply{
 			Approved: true, ReservationID: d.ReservationID, ReservedUnits: d.Units,
 			RemainingUnits: d.Balance.Remaining, ExpiresAt: &exp,
-			Message: approvalMessage(s.customers[e.CustomerID], d),
+			Message: approvalMessage(period, d),
 		}
 	case *events.Denied:
 		return &PreflightReply{
@@ -108,14 +118,14 @@ func replyOf(s *State, e *events.Envelope) Reply {
 		}
 	case *events.Recorded:
 		return &RecordReply{
-			Status: StatusRecorded, EventID: e.ID, ReservationID: d.ReservationID, ChargedUnits: d.Units,
+			Status: StatusRecorded, EventID: eventID, ReservationID: d.ReservationID, ChargedUnits: d.Units,
 			ReleasedUnits: d.Released, OverageUnits: d.Overage, RemainingUnits: d.Balance.Remaining,
 			Exhausted: d.Balance.Remaining.Sign() <= 0,
 		}
 	case *events.Released:
 		if d.Cause == events.CauseRunFailed {
 			return &RecordReply{
-				Status: StatusReleased, EventID: e.ID, ReservationID: d.ReservationID, ReleasedUnits: d.Units,
+				Status: StatusReleased, EventID: eventID, ReservationID: d.ReservationID, ReleasedUnits: d.Units,
 				RemainingUnits: d.Balance.Remaining, Exhausted: d.Balance.Remaining.Sign() <= 0,
 			}
 		}
@@ -126,11 +136,7 @@ func replyOf(s *State, e *events.Envelope) Reply {
 	return nil // budget_set, topped_up: answered with the status at the time
 }
 
-func approvalMessage(c *Customer, d *events.Reserved) string {
-	period := PeriodNone
-	if c != nil {
-		period = c.Period
-	}
+func approvalMessage(period Period, d *events.Reserved) string {
 	return fmt.Sprintf("reserved %s units for agent %s; %s units left %s",
 		d.Units, d.AgentID, d.Balance.Remaining, period.phrase())
 }
@@ -139,7 +145,7 @@ func approvalMessage(c *Customer, d *events.Reserved) string {
 // "duplicate" for record and release. Budget and top-up retries answer
 // with the customer's status now (they appended nothing new).
 func (s *State) duplicateReply(e idemEntry, cid string, now time.Time) Reply {
-	switch r := e.reply.(type) {
+	switch r := replyFor(e.eventID, e.data, e.period).(type) {
 	case *RecordReply:
 		dup := *r
 		dup.Status = StatusDuplicate
@@ -154,6 +160,7 @@ func (s *State) duplicateReply(e idemEntry, cid string, now time.Time) Reply {
 			return nil
 		}
 		return st
+	default:
+		return r
 	}
-	return e.reply
 }

@@ -89,9 +89,11 @@ type Reservation struct {
 }
 
 type idemEntry struct {
-	hash  string
-	op    events.Op
-	reply Reply
+	hash    string
+	op      events.Op
+	eventID string
+	data    events.Data // the event that answered; the reply is rebuilt from it
+	period  Period      // the customer's period kind then (the message names it)
 }
 
 type closedEntry struct {
