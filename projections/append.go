@@ -1,12 +1,14 @@
 package projections
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/agentbill/agentbill/events"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -35,13 +37,15 @@ type pubAck struct {
 
 // publishCommit sends one commit message, fenced: it carries
 // Nats-Expected-Last-Sequence = expect, so if anyone else appended since,
-// nothing is stored. The ack (sent after fsync, with sync_interval: always)
+// nothing is stored. It also carries the chain hash of the writer's
+// previous commit (events.ChainHeader). The ack (sent after fsync, with sync_interval: always)
 // arrives on ackSubject; checkAck reads it.
-func publishCommit(nc *nats.Conn, subject, id string, body []byte, expect uint64, ackSubject string) error {
+func publishCommit(nc *nats.Conn, subject, id string, body []byte, expect uint64, ackSubject, chainPrev string) error {
 	m := nats.NewMsg(subject)
 	m.Data = body
 	m.Reply = ackSubject
 	m.Header.Set(jetstream.MsgIDHeader, id)
+	m.Header.Set(events.ChainHeader, chainPrev)
 	m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(expect, 10))
 	if err := nc.PublishMsg(m); err != nil {
 		return fmt.Errorf("%w: %v", ErrAppend, err)
@@ -62,4 +66,21 @@ func checkAck(data []byte, expect uint64) (uint64, error) {
 		return 0, fmt.Errorf("%w: ack says sequence %d (duplicate %v), expected %d", ErrAppend, ack.Sequence, ack.Duplicate, expect+1)
 	}
 	return ack.Sequence, nil
+}
+
+// ChainHead returns the chain hash of the last commit on a writer's
+// subject ("" if it has none yet): where the writer's next commit links.
+func ChainHead(ctx context.Context, js jetstream.JetStream, writer string) (string, error) {
+	st, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return "", err
+	}
+	m, err := st.GetLastMsgForSubject(ctx, events.LogSubject(writer))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("chain head of writer %s: %w", writer, err)
+	}
+	return events.ChainHash(m.Header.Get(events.ChainHeader), m.Data), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
@@ -16,11 +17,25 @@ import (
 // slow-consumer drops; a bound in bytes cannot.
 const ReplayFetchBytesMax = 16 * 1024 * 1024
 
-// ReplayStop says where a replay ends: at a sequence (0: the stream's last
-// at the start of the replay), or when fn returns false.
+// ReplayStop says where a replay starts and ends. The zero value replays
+// the whole stream as it is when the replay starts.
 type ReplayStop struct {
-	UntilSeq uint64
+	// StartSeq or StartTime: begin at this sequence, or at the first commit
+	// stored at or after this time (for audits); the start otherwise.
+	StartSeq  uint64
+	StartTime time.Time
+	// UntilSeq or UntilTime: end after this sequence, or before the first
+	// event decided after this time; the last sequence at the start
+	// otherwise.
+	UntilSeq  uint64
+	UntilTime time.Time
+	// Progress, if set, is called every ReplayProgressEvery commits with
+	// the sequence reached and the last one to read.
+	Progress func(seq, last uint64)
 }
+
+// ReplayProgressEvery is how often, in commits, Replay reports progress.
+const ReplayProgressEvery = 1000
 
 // Replay pipeline bounds.
 const (
@@ -47,10 +62,21 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 	if last == 0 {
 		return 0, nil
 	}
-	cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.LogSubjects},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
+	if !stop.StartTime.IsZero() {
+		first, err := SeqAtTime(ctx, js, stop.StartTime, last)
+		if err != nil {
+			return 0, err
+		}
+		stop.StartSeq = max(stop.StartSeq, first)
+	}
+	if stop.StartSeq > last {
+		return 0, nil
+	}
+	ccfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.LogSubjects}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if stop.StartSeq > 1 {
+		ccfg.DeliverPolicy, ccfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, stop.StartSeq
+	}
+	cons, err := js.OrderedConsumer(ctx, events.StreamName, ccfg)
 	if err != nil {
 		return 0, fmt.Errorf("replay consumer: %w", err)
 	}
@@ -127,17 +153,50 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 			}
 			return seq, fmt.Errorf("replay: commit at sequence %d: %w", j.seq, j.err)
 		}
-		seq = j.seq
 		for _, e := range j.commit.Events {
-			if err := fn(seq, e); err != nil {
+			if !stop.UntilTime.IsZero() && e.At.After(stop.UntilTime) {
+				return seq, nil // events are in time order: the rest are later
+			}
+			if err := fn(j.seq, e); err != nil {
 				return seq, err
 			}
 		}
+		seq = j.seq
+		if stop.Progress != nil && (seq%ReplayProgressEvery == 0 || seq == last) {
+			stop.Progress(seq, last)
+		}
 	}
 	if seq != last {
+		if ctx.Err() != nil {
+			return seq, ctx.Err()
+		}
 		return seq, fmt.Errorf("replay stopped at sequence %d of %d", seq, last)
 	}
-	return last, nil
+	return seq, nil
+}
+
+// SeqAtTime returns the first sequence (up to last) stored at or after t,
+// or last+1 if there is none: a binary search over stored times (the
+// stream denies deletes, so it has no gaps).
+func SeqAtTime(ctx context.Context, js jetstream.JetStream, t time.Time, last uint64) (uint64, error) {
+	st, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return 0, err
+	}
+	lo, hi := uint64(1), last+1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		m, err := st.GetMsg(ctx, mid)
+		if err != nil {
+			return 0, fmt.Errorf("stream time search at %d: %w", mid, err)
+		}
+		if m.Time.Before(t) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, nil
 }
 
 // replayJob is one commit moving through the replay pipeline.

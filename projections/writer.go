@@ -94,6 +94,9 @@ type Writer struct {
 	inflight  int        // commits of queue sent and not acknowledged
 	nextNo    uint64
 	sentSeq   uint64 // the last sequence once every sent commit lands
+	// chainHead is the chain hash of the last commit sent: the next one
+	// links to it (events.ChainHeader).
+	chainHead string
 
 	stats Stats
 }
@@ -226,8 +229,12 @@ func (w *Writer) rebuild(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	head, err := ChainHead(ctx, w.js, w.cfg.Name)
+	if err != nil {
+		return err
+	}
 	s.NewID = newEventID
-	w.state, w.lastSeq = s, seq
+	w.state, w.lastSeq, w.chainHead = s, seq, head
 	w.stats.LastSeq.Store(seq)
 	w.stats.ReplayedSeq.Store(seq)
 	w.log.Info("state rebuilt from log", "events", s.EventsApplied(), "customers", s.Customers(),
@@ -389,7 +396,9 @@ func (w *Writer) send() error {
 	f.expect = w.sentSeq
 	w.sentSeq++
 	w.inflight++
-	err := publishCommit(w.lc, w.subject, w.openID, w.enc.Bytes(), f.expect, w.ackSubject(f.no))
+	body := w.enc.Bytes()
+	err := publishCommit(w.lc, w.subject, w.openID, body, f.expect, w.ackSubject(f.no), w.chainHead)
+	w.chainHead = events.ChainHash(w.chainHead, body)
 	w.openCommit()
 	return err
 }
