@@ -52,15 +52,16 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stderr, "agentbill keys: unknown subcommand %q; want create, list or revoke\n", sub)
 		return errUsage
 	}
-	if err := fs.Parse(rest); err != nil {
+	positional, err := parseInterleaved(fs, rest)
+	if err != nil {
 		return errUsage
 	}
 	wantArgs := 0
 	if sub == "revoke" {
 		wantArgs = 1
 	}
-	if fs.NArg() != wantArgs {
-		fmt.Fprintf(stderr, "agentbill keys %s: wrong arguments %q\n", sub, fs.Args())
+	if len(positional) != wantArgs {
+		fmt.Fprintf(stderr, "agentbill keys %s: wrong arguments %q\n", sub, positional)
 		return errUsage
 	}
 	if sub == "create" && *role == "" {
@@ -85,7 +86,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case "list":
 		return keysList(ctx, store, *jsonOut, stdout)
 	default:
-		return keysRevoke(ctx, store, fs.Arg(0), *jsonOut, stdout)
+		return keysRevoke(ctx, store, positional[0], *jsonOut, stdout)
 	}
 }
 
@@ -143,6 +144,22 @@ func keysRevoke(ctx context.Context, store *keys.Store, id string, jsonOut bool,
 	}
 	_, err = fmt.Fprintf(stdout, "key %s revoked at %s\n", k.ID, k.RevokedAt.Format(time.RFC3339))
 	return err
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments (`keys revoke ID --json`), and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 // keyError gives store errors the code the CLI reports.
