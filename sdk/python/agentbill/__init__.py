@@ -1,0 +1,77 @@
+"""AgentBill: preflight budgets for AI agents.
+
+The client of an AgentBill HTTP gateway (``agentbill serve --http``),
+standard library only::
+
+    from agentbill import AgentBillClient
+
+    client = AgentBillClient(api_key="agb_...")
+    check = client.preflight(agent_id="research_agent", customer_id="user_123", estimated_units=10)
+    if not check.approved:
+        raise Exception(f"Blocked: {check.reason}")
+    result = run_agent(task)
+    client.record(agent_id="research_agent", units=10, customer_id="user_123")
+
+Amounts are exact: pass int, str or decimal.Decimal (never float); replies
+carry decimal.Decimal.
+"""
+
+__version__ = "0.1.0"
+
+from .client import (  # noqa: E402  (after __version__, which client reads)
+    BACKOFF_MAX,
+    BACKOFF_MIN,
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    AgentBillClient,
+)
+from .errors import (  # noqa: E402
+    AgentBillError,
+    AuthenticationError,
+    ConflictError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    RefusedError,
+    UnavailableError,
+)
+from .models import (  # noqa: E402
+    AgentStatus,
+    Budget,
+    EventsPage,
+    ExtendResult,
+    PreflightResult,
+    RecordResult,
+    ReleaseResult,
+    Status,
+    Usage,
+)
+
+__all__ = [
+    "AgentBillClient",
+    "AgentBillError",
+    "AgentStatus",
+    "AuthenticationError",
+    "BACKOFF_MAX",
+    "BACKOFF_MIN",
+    "Budget",
+    "ConflictError",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "EventsPage",
+    "ExtendResult",
+    "InternalError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PreflightResult",
+    "RecordResult",
+    "RefusedError",
+    "ReleaseResult",
+    "Status",
+    "UnavailableError",
+    "Usage",
+]

@@ -1,0 +1,454 @@
+"""The AgentBill HTTP client: preflight before a run, record after it, or
+wrap the run in :meth:`AgentBillClient.gate`."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import functools
+import http.client
+import inspect
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from decimal import Decimal
+from typing import Any, Callable, Dict, Optional
+
+from . import __version__
+from .errors import AgentBillError, RefusedError, UnavailableError, error_for
+from .models import (
+    Budget,
+    EventsPage,
+    ExtendResult,
+    PreflightResult,
+    RecordResult,
+    ReleaseResult,
+    Status,
+    Usage,
+)
+
+#: Where the client sends requests unless told otherwise (argument, then
+#: the AGENTBILL_BASE_URL environment variable).
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+#: Seconds one HTTP attempt may take.
+DEFAULT_TIMEOUT = 10.0
+#: Retries after the first attempt, for 503 and for no answer at all. Every
+#: mutating request carries an idempotency key, and a retry sends the same
+#: one, so a retry is never charged twice.
+DEFAULT_MAX_RETRIES = 3
+#: Bounds of the wait between attempts (seconds; doubled each retry, with
+#: jitter).
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 2.0
+#: The largest reply the client reads.
+RESPONSE_BYTES_MAX = 8 * 1024 * 1024
+
+_JSON_TYPE = "application/json"
+
+
+def _amount(name: str, value: Any) -> Any:
+    """Checks an amount and returns what goes in the JSON body.
+
+    Amounts must be exact: ``int``, ``str`` holding a decimal ("12.5"), or
+    ``decimal.Decimal``. ``float`` is refused, because 0.1 as a float is not
+    0.1; pass ``Decimal("0.1")`` or ``"0.1"``. Decimals and strings are sent
+    as JSON strings, which the gateway parses exactly; ints as JSON numbers.
+    The server checks the bounds (non-negative, at most 10^15, at most 18
+    fractional digits).
+    """
+    if isinstance(value, bool):
+        raise TypeError("%s must be an int, str or decimal.Decimal, not bool" % name)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("%s must be a finite number, not %s" % (name, value))
+        return format(value, "f")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        raise TypeError(
+            "%s must be an int, str or decimal.Decimal, not float (floats are inexact): "
+            "use Decimal(%r) or %r" % (name, repr(value), repr(value))
+        )
+    raise TypeError("%s must be an int, str or decimal.Decimal, not %s" % (name, type(value).__name__))
+
+
+def _ttl(value: Any) -> Optional[str]:
+    """A reservation lifetime: a Go duration string ("90s", "15m"), seconds
+    as a number, or a datetime.timedelta."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "%dms" % round(value * 1000)
+    raise TypeError("ttl must be a duration string like '15m', seconds, or a timedelta")
+
+
+def _new_key() -> str:
+    return str(uuid.uuid4())
+
+
+def _compact(d: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+class AgentBillClient:
+    """A client of an AgentBill HTTP gateway (``agentbill serve --http``).
+
+    ``api_key`` defaults to the AGENTBILL_API_KEY environment variable,
+    ``base_url`` to AGENTBILL_BASE_URL, then ``http://127.0.0.1:8080``.
+    It is safe to share between threads. A ``customer_id`` left as None is
+    the key's own customer if the key is bound to one, else ``"default"``.
+    """
+
+    def __init__(
+        self,
+        api_key: Optional[str] = None,
+        base_url: Optional[str] = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+    ):
+        api_key = api_key or os.environ.get("AGENTBILL_API_KEY")
+        if not api_key:
+            raise ValueError("an API key is required: pass api_key= or set AGENTBILL_API_KEY")
+        self.api_key = api_key
+        self.base_url = (base_url or os.environ.get("AGENTBILL_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.timeout = timeout
+        self.max_retries = max(0, int(max_retries))
+
+    def __repr__(self) -> str:
+        return "AgentBillClient(base_url=%r, api_key=%r)" % (self.base_url, self.api_key[:8] + "...")
+
+    # Agent operations.
+
+    def preflight(
+        self,
+        agent_id: str,
+        customer_id: Optional[str] = None,
+        estimated_units: Any = None,
+        *,
+        ceiling: Any = None,
+        task_ref: Optional[str] = None,
+        task_ceiling: Any = None,
+        ttl: Any = None,
+        idempotency_key: Optional[str] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> PreflightResult:
+        """Asks to reserve ``estimated_units`` (default 1) for a run of
+        ``agent_id``. A refusal is not an error: check ``.approved``, and
+        ``.reason``/``.message`` say why."""
+        body = _compact({
+            "agent_id": agent_id,
+            "customer_id": customer_id,
+            "estimated_units": None if estimated_units is None else _amount("estimated_units", estimated_units),
+            "ceiling": None if ceiling is None else _amount("ceiling", ceiling),
+            "task_ref": task_ref,
+            "task_ceiling": None if task_ceiling is None else _amount("task_ceiling", task_ceiling),
+            "ttl": _ttl(ttl),
+            "idempotency_key": idempotency_key or _new_key(),
+            "metadata": metadata,
+        })
+        return PreflightResult.from_json(self._request("POST", "/v1/preflight", body))
+
+    def record(
+        self,
+        agent_id: str,
+        units: Any,
+        customer_id: Optional[str] = None,
+        reservation_id: Optional[str] = None,
+        success: bool = True,
+        *,
+        task_ref: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> RecordResult:
+        """Records what a run actually used. It settles ``reservation_id``
+        (or the agent's oldest open reservation, if None): the units are
+        charged and the rest of the hold released. ``success=False``
+        releases the hold instead of charging."""
+        body = _compact({
+            "customer_id": customer_id,
+            "event_type": agent_id,
+            "units": _amount("units", units),
+            "reservation_id": reservation_id,
+            "success": bool(success),
+            "task_ref": task_ref,
+            "idempotency_key": idempotency_key or _new_key(),
+            "metadata": metadata,
+        })
+        return RecordResult.from_json(self._request("POST", "/v1/events", body))
+
+    def release(
+        self,
+        reservation_id: str,
+        customer_id: Optional[str] = None,
+        *,
+        idempotency_key: Optional[str] = None,
+    ) -> ReleaseResult:
+        """Gives a reservation's hold back without charging anything."""
+        body = _compact({
+            "customer_id": customer_id,
+            "reservation_id": reservation_id,
+            "idempotency_key": idempotency_key or _new_key(),
+        })
+        return ReleaseResult.from_json(self._request("POST", "/v1/release", body))
+
+    def extend(
+        self,
+        reservation_id: str,
+        ttl: Any,
+        customer_id: Optional[str] = None,
+        *,
+        idempotency_key: Optional[str] = None,
+    ) -> ExtendResult:
+        """Pushes a reservation's deadline to now + ``ttl``, for long runs."""
+        body = _compact({
+            "customer_id": customer_id,
+            "reservation_id": reservation_id,
+            "ttl": _ttl(ttl),
+            "idempotency_key": idempotency_key or _new_key(),
+        })
+        return ExtendResult.from_json(self._request("POST", "/v1/extend", body))
+
+    # Reads.
+
+    def status(self, customer_id: str) -> Status:
+        """The customer's full position: limit, used, reserved, remaining,
+        period, open reservations and per-agent usage."""
+        return Status.from_json(self._request("GET", "/v1/customers/" + _path(customer_id)))
+
+    def budget(self, customer_id: Optional[str] = None) -> Budget:
+        """The customer's budget in the REST API's shape."""
+        query = {"customer_id": customer_id} if customer_id else None
+        return Budget.from_json(self._request("GET", "/v1/budget", query=query))
+
+    def events(self, customer_id: str, limit: Optional[int] = None) -> EventsPage:
+        """The customer's newest events from the log (auditor or admin)."""
+        query = {"limit": str(int(limit))} if limit is not None else None
+        path = "/v1/customers/%s/events" % _path(customer_id)
+        return EventsPage.from_json(self._request("GET", path, query=query))
+
+    # Admin operations.
+
+    def set_budget(
+        self,
+        customer_id: str,
+        limit_units: Any,
+        period: str,
+        *,
+        thresholds: Optional[list] = None,
+        upgrade_url: Optional[str] = None,
+        agent_limits: Optional[Dict[str, Any]] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Budget:
+        """Sets a customer's budget per ``period`` (day, week, month, none)."""
+        body = _compact({
+            "customer_id": customer_id,
+            "limit_units": _amount("limit_units", limit_units),
+            "period": period,
+            "thresholds": None if thresholds is None else [_amount("thresholds", t) for t in thresholds],
+            "upgrade_url": upgrade_url,
+            "agent_limits": None if agent_limits is None else {
+                a: _amount("agent_limits", u) for a, u in agent_limits.items()
+            },
+            "idempotency_key": idempotency_key or _new_key(),
+        })
+        return Budget.from_json(self._request("PUT", "/v1/budget", body))
+
+    def top_up(
+        self,
+        customer_id: str,
+        units: Any,
+        *,
+        note: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Budget:
+        """Adds units to the customer's current period."""
+        body = _compact({
+            "customer_id": customer_id,
+            "units": _amount("units", units),
+            "note": note,
+            "idempotency_key": idempotency_key or _new_key(),
+        })
+        return Budget.from_json(self._request("POST", "/v1/topup", body))
+
+    # The gate.
+
+    def gate(
+        self,
+        agent_id: str,
+        estimated_units: Any = None,
+        customer_id: Optional[str] = None,
+        *,
+        task_ref: Optional[str] = None,
+        ttl: Any = None,
+        units_from: Optional[Callable[[Any], Any]] = None,
+    ) -> Callable:
+        """A decorator that runs a function only if its preflight is approved.
+
+        It preflights ``estimated_units`` (default 1), runs the function,
+        then records what the run used and settles the reservation. The
+        units recorded are, in order: those of a returned :class:`Usage`
+        (``return Usage(units=7, result=answer)``, and the caller gets
+        ``answer``), ``units_from(result)`` if given, else the estimate.
+        If the function raises, the hold is released and the exception
+        propagates. A refusal raises :class:`RefusedError` and the function
+        never runs. ``async def`` functions are gated too (the HTTP calls
+        then run in a worker thread).
+        """
+        if estimated_units is not None:
+            _amount("estimated_units", estimated_units)  # fail at decoration time
+
+        def decorator(fn: Callable) -> Callable:
+            gate = _Gate(self, agent_id, estimated_units, customer_id, task_ref, ttl, units_from)
+            if inspect.iscoroutinefunction(fn):
+                @functools.wraps(fn)
+                async def run_async(*args: Any, **kwargs: Any) -> Any:
+                    check = await asyncio.to_thread(gate.preflight)
+                    try:
+                        out = await fn(*args, **kwargs)
+                    except BaseException as exc:
+                        await asyncio.to_thread(gate.release, check, exc)
+                        raise
+                    return await asyncio.to_thread(gate.record, check, out)
+                return run_async
+
+            @functools.wraps(fn)
+            def run(*args: Any, **kwargs: Any) -> Any:
+                check = gate.preflight()
+                try:
+                    out = fn(*args, **kwargs)
+                except BaseException as exc:
+                    gate.release(check, exc)
+                    raise
+                return gate.record(check, out)
+            return run
+
+        return decorator
+
+    # Transport.
+
+    def _request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None,
+                 query: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        """Sends one request, retrying 503 and no-answer up to max_retries
+        times with the same body (so the same idempotency key)."""
+        url = self.base_url + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
+        headers = {
+            "Authorization": "Bearer " + self.api_key,
+            "Accept": _JSON_TYPE,
+            "User-Agent": "agentbill-python/" + __version__,
+        }
+        if data is not None:
+            headers["Content-Type"] = _JSON_TYPE
+        backoff = BACKOFF_MIN
+        attempt = 0
+        while True:
+            try:
+                return self._once(method, url, data, headers)
+            except AgentBillError as err:
+                if not isinstance(err, UnavailableError) or attempt >= self.max_retries:
+                    raise
+            attempt += 1
+            time.sleep(backoff * (0.5 + random.random() / 2))
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _once(self, method: str, url: str, data: Optional[bytes], headers: Dict[str, str]) -> Dict[str, Any]:
+        req = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as res:
+                return _decode(res.read(RESPONSE_BYTES_MAX + 1), res.status)
+        except urllib.error.HTTPError as res:
+            with res:
+                payload = _decode_error(res.read(RESPONSE_BYTES_MAX + 1), res.code)
+            raise payload from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # no answer
+            reason = getattr(exc, "reason", exc)
+            raise UnavailableError("no answer from %s: %s" % (self.base_url, reason), status=None) from exc
+
+
+class _Gate:
+    """The steps of one gated call; see AgentBillClient.gate."""
+
+    def __init__(self, client, agent_id, estimated_units, customer_id, task_ref, ttl, units_from):
+        self.client = client
+        self.agent_id = agent_id
+        self.estimated_units = estimated_units
+        self.customer_id = customer_id
+        self.task_ref = task_ref
+        self.ttl = ttl
+        self.units_from = units_from
+
+    def preflight(self) -> PreflightResult:
+        check = self.client.preflight(
+            self.agent_id, self.customer_id, self.estimated_units, task_ref=self.task_ref, ttl=self.ttl)
+        if not check.approved:
+            raise RefusedError(check)
+        return check
+
+    def release(self, check: PreflightResult, exc: BaseException) -> None:
+        try:
+            self.client.release(check.reservation_id, self.customer_id)
+        except AgentBillError as err:  # the hold still expires by its TTL
+            if hasattr(exc, "add_note"):
+                exc.add_note("agentbill: releasing reservation %s failed: %s" % (check.reservation_id, err))
+
+    def record(self, check: PreflightResult, out: Any) -> Any:
+        if isinstance(out, Usage):
+            units, result = out.units, out.result
+        elif self.units_from is not None:
+            units, result = self.units_from(out), out
+        else:
+            units = 1 if self.estimated_units is None else self.estimated_units
+            result = out
+        try:
+            self.client.record(
+                self.agent_id, units, self.customer_id, reservation_id=check.reservation_id,
+                task_ref=self.task_ref)
+        except AgentBillError as err:
+            err.result = result  # the run happened; do not lose its result
+            raise
+        return result
+
+
+def _path(customer_id: str) -> str:
+    if not customer_id:
+        raise ValueError("customer_id is required")
+    return urllib.parse.quote(customer_id, safe="")
+
+
+def _loads(raw: bytes) -> Any:
+    # Amounts are read from their text: parse_float keeps "7.25" exact.
+    return json.loads(raw.decode("utf-8"), parse_float=Decimal)
+
+
+def _decode(raw: bytes, status: int) -> Dict[str, Any]:
+    if len(raw) > RESPONSE_BYTES_MAX:
+        raise AgentBillError("reply larger than %d bytes" % RESPONSE_BYTES_MAX, status=status)
+    try:
+        out = _loads(raw)
+    except ValueError as exc:
+        raise AgentBillError("malformed reply: %s" % exc, status=status) from None
+    if not isinstance(out, dict):
+        raise AgentBillError("malformed reply: not a JSON object", status=status)
+    return out
+
+
+def _decode_error(raw: bytes, status: int) -> AgentBillError:
+    try:
+        err = _loads(raw[:RESPONSE_BYTES_MAX])["error"]
+        return error_for(str(err["code"]), str(err.get("message", "")), status)
+    except (ValueError, KeyError, TypeError):
+        # Not the gateway's JSON (a proxy's page, say): classify by status.
+        code = "unavailable" if status in (502, 503, 504) else "internal"
+        return error_for(code, "HTTP %d from the server" % status, status)

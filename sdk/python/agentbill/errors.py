@@ -1,0 +1,116 @@
+"""Typed errors of the AgentBill SDK.
+
+Every error the gateway returns is ``{"error": {"code", "message"}}``; the
+SDK raises the subclass of :class:`AgentBillError` for its code. A refused
+preflight inside :meth:`AgentBillClient.gate` raises :class:`RefusedError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+class AgentBillError(Exception):
+    """Base class of every AgentBill error.
+
+    ``code`` is the gateway's error code (``invalid_argument``,
+    ``unauthenticated``, ``permission_denied``, ``not_found``, ``conflict``,
+    ``unavailable``, ``internal``, or ``refused`` for :class:`RefusedError`),
+    ``status`` the HTTP status (``None`` if no answer came back).
+    """
+
+    code = "internal"
+
+    def __init__(self, message: str, *, code: Optional[str] = None, status: Optional[int] = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.status = status
+
+    def __str__(self) -> str:
+        return "%s: %s" % (self.code, self.message)
+
+
+class InvalidArgumentError(AgentBillError, ValueError):
+    """400: the request is malformed or out of bounds; nothing changed."""
+
+    code = "invalid_argument"
+
+
+class AuthenticationError(AgentBillError):
+    """401: the API key is missing, unknown or revoked."""
+
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(AgentBillError):
+    """403: the key's role or customer does not allow this request."""
+
+    code = "permission_denied"
+
+
+class NotFoundError(AgentBillError):
+    """404: no such customer, reservation or path."""
+
+    code = "not_found"
+
+
+class ConflictError(AgentBillError):
+    """409: an idempotency key was reused with a different request, or a
+    reservation was already settled."""
+
+    code = "conflict"
+
+
+class UnavailableError(AgentBillError):
+    """503, or no answer at all: retried already; try again later."""
+
+    code = "unavailable"
+
+
+class InternalError(AgentBillError):
+    """500: a bug on the server side."""
+
+    code = "internal"
+
+
+class RefusedError(AgentBillError):
+    """A gated run was refused by its preflight and never started.
+
+    ``reason`` is one of ``budget_exhausted``, ``agent_limit_exceeded``,
+    ``task_ceiling_exceeded``, ``ceiling_exceeded``, ``no_budget``;
+    ``message`` says why in numbers; ``preflight`` is the full reply.
+    """
+
+    code = "refused"
+
+    def __init__(self, preflight: Any):
+        super().__init__(preflight.message, status=200)
+        self.reason = preflight.reason
+        self.remaining_units = preflight.remaining_units
+        self.upgrade_url = preflight.upgrade_url
+        self.preflight = preflight
+
+    def __str__(self) -> str:
+        return "refused (%s): %s" % (self.reason, self.message)
+
+
+ERRORS_BY_CODE = {
+    cls.code: cls
+    for cls in (
+        InvalidArgumentError,
+        AuthenticationError,
+        PermissionDeniedError,
+        NotFoundError,
+        ConflictError,
+        UnavailableError,
+        InternalError,
+    )
+}
+
+
+def error_for(code: str, message: str, status: Optional[int]) -> AgentBillError:
+    """Returns the typed error for a gateway error code."""
+    cls = ERRORS_BY_CODE.get(code, AgentBillError)
+    return cls(message, code=code, status=status)
