@@ -1,0 +1,259 @@
+// Type declarations of the AgentBill Node.js SDK (index.js).
+
+/**
+ * An amount sent to AgentBill: a number (an integer up to 2^53, or a finite
+ * decimal such as 0.5), a string holding a decimal ("12.25"), or a bigint.
+ */
+export type UnitsInput = number | string | bigint;
+/** An amount in a reply: the exact decimal as a string, e.g. "92.75". */
+export type Units = string;
+
+export declare const VERSION: string;
+export declare const DEFAULT_BASE_URL: string;
+export declare const DEFAULT_TIMEOUT_MS: number;
+export declare const DEFAULT_MAX_RETRIES: number;
+export declare const BACKOFF_MIN_MS: number;
+export declare const BACKOFF_MAX_MS: number;
+export declare const RESPONSE_BYTES_MAX: number;
+
+export type ErrorCode =
+  | 'invalid_argument'
+  | 'unauthenticated'
+  | 'permission_denied'
+  | 'not_found'
+  | 'conflict'
+  | 'unavailable'
+  | 'internal'
+  | 'refused';
+
+export type RefusalReason =
+  | 'budget_exhausted'
+  | 'agent_limit_exceeded'
+  | 'task_ceiling_exceeded'
+  | 'ceiling_exceeded'
+  | 'no_budget';
+
+export declare class AgentBillError extends Error {
+  constructor(message: string, options?: { code?: ErrorCode | string; status?: number | null; cause?: unknown });
+  /** The gateway's error code. */
+  code: ErrorCode | string;
+  /** The HTTP status; null when no answer came back. */
+  status: number | null;
+  /** Set by gate() when the run succeeded but recording it failed. */
+  result?: unknown;
+}
+export declare class InvalidArgumentError extends AgentBillError {}
+export declare class AuthenticationError extends AgentBillError {}
+export declare class PermissionDeniedError extends AgentBillError {}
+export declare class NotFoundError extends AgentBillError {}
+export declare class ConflictError extends AgentBillError {}
+export declare class UnavailableError extends AgentBillError {}
+export declare class InternalError extends AgentBillError {}
+export declare class RefusedError extends AgentBillError {
+  constructor(preflight: PreflightResult);
+  reason: RefusalReason | string;
+  remainingUnits: Units | null;
+  upgradeUrl: string | null;
+  preflight: PreflightResult;
+}
+
+export declare class Usage<T = unknown> {
+  constructor(units: UnitsInput, result?: T);
+  units: UnitsInput;
+  result: T;
+}
+/** Returned by a gated function: record `units`, hand `result` to the caller. */
+export declare function usage<T>(units: UnitsInput, result?: T): Usage<T>;
+
+/** Parses a JSON reply keeping every number's exact text. */
+export declare function parseExact(text: string): any;
+
+export interface ClientOptions {
+  /** Defaults to AGENTBILL_API_KEY. */
+  apiKey?: string;
+  /** Defaults to AGENTBILL_BASE_URL, then DEFAULT_BASE_URL. */
+  baseUrl?: string;
+  timeoutMs?: number;
+  maxRetries?: number;
+  fetch?: typeof fetch;
+}
+
+export interface PreflightOptions {
+  agentId: string;
+  /** Default: the key's customer if bound, else "default". */
+  customerId?: string;
+  /** Default 1. */
+  estimatedUnits?: UnitsInput;
+  ceiling?: UnitsInput;
+  taskRef?: string;
+  taskCeiling?: UnitsInput;
+  /** A Go duration ("15m") or milliseconds. */
+  ttl?: string | number;
+  idempotencyKey?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export interface PreflightResult {
+  approved: boolean;
+  reason: RefusalReason | string | null;
+  message: string;
+  reservationId: string | null;
+  reservedUnits: Units | null;
+  remainingUnits: Units | null;
+  expiresAt: string | null;
+  upgradeUrl: string | null;
+  raw: Record<string, unknown>;
+}
+
+export interface RecordOptions {
+  agentId: string;
+  units: UnitsInput;
+  customerId?: string;
+  reservationId?: string;
+  /** Default true; false releases the hold instead of charging. */
+  success?: boolean;
+  taskRef?: string;
+  idempotencyKey?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export interface RecordResult {
+  status: 'recorded' | 'released' | 'duplicate' | string;
+  eventId: string | null;
+  reservationId: string | null;
+  chargedUnits: Units | null;
+  releasedUnits: Units | null;
+  overageUnits: Units | null;
+  remainingUnits: Units | null;
+  exhausted: boolean;
+  raw: Record<string, unknown>;
+}
+
+export interface ReleaseOptions {
+  reservationId: string;
+  customerId?: string;
+  idempotencyKey?: string;
+}
+
+export interface ReleaseResult {
+  status: string;
+  releasedUnits: Units | null;
+  remainingUnits: Units | null;
+  raw: Record<string, unknown>;
+}
+
+export interface ExtendOptions {
+  reservationId: string;
+  ttl: string | number;
+  customerId?: string;
+  idempotencyKey?: string;
+}
+
+export interface ExtendResult {
+  reservationId: string;
+  expiresAt: string;
+  raw: Record<string, unknown>;
+}
+
+export interface Budget {
+  customerId: string;
+  /** Includes this period's top-ups. */
+  limitUnits: Units;
+  topUpUnits: Units;
+  usedUnits: Units;
+  reservedUnits: Units;
+  remainingUnits: Units;
+  isBlocked: boolean;
+  period: 'day' | 'week' | 'month' | 'none' | string;
+  periodEnd: string | null;
+  raw: Record<string, unknown>;
+}
+
+export interface AgentStatus {
+  used: Units;
+  reserved: Units;
+  limit: Units | null;
+}
+
+export interface Status {
+  customerId: string;
+  /** Excludes top-ups; remaining = limit + topUps - used - reserved. */
+  limit: Units;
+  topUps: Units;
+  used: Units;
+  reserved: Units;
+  remaining: Units;
+  period: string;
+  periodStart: string | null;
+  periodEnd: string | null;
+  openReservations: number;
+  exhausted: boolean;
+  agents: Record<string, AgentStatus>;
+  raw: Record<string, unknown>;
+}
+
+export interface EventsPage {
+  customerId: string;
+  /** Oldest first, each as stored in the log; amounts are strings. */
+  events: Array<Record<string, any>>;
+  scannedCommits: number;
+  lastSeq: number;
+  /** The scan stopped at its bound; older events may exist. */
+  truncated: boolean;
+  raw: Record<string, unknown>;
+}
+
+export interface SetBudgetOptions {
+  customerId: string;
+  limitUnits: UnitsInput;
+  period: 'day' | 'week' | 'month' | 'none';
+  thresholds?: UnitsInput[];
+  upgradeUrl?: string;
+  agentLimits?: Record<string, UnitsInput>;
+  idempotencyKey?: string;
+}
+
+export interface TopUpOptions {
+  customerId: string;
+  units: UnitsInput;
+  note?: string;
+  idempotencyKey?: string;
+}
+
+export interface GateOptions<T> {
+  agentId: string;
+  customerId?: string;
+  /** Default 1. */
+  estimatedUnits?: UnitsInput;
+  taskRef?: string;
+  ttl?: string | number;
+  /** Units the run used, from fn's result (when fn returns no Usage). */
+  unitsFrom?: (result: T) => UnitsInput;
+}
+
+export interface GateContext {
+  reservationId: string;
+  preflight: PreflightResult;
+}
+
+export declare class AgentBillClient {
+  constructor(options?: ClientOptions);
+  readonly apiKey: string;
+  readonly baseUrl: string;
+  timeoutMs: number;
+  maxRetries: number;
+  preflight(options: PreflightOptions): Promise<PreflightResult>;
+  record(options: RecordOptions): Promise<RecordResult>;
+  release(options: ReleaseOptions): Promise<ReleaseResult>;
+  extend(options: ExtendOptions): Promise<ExtendResult>;
+  status(customerId: string | { customerId: string }): Promise<Status>;
+  budget(options?: { customerId?: string }): Promise<Budget>;
+  events(customerId: string, options?: { limit?: number }): Promise<EventsPage>;
+  setBudget(options: SetBudgetOptions): Promise<Budget>;
+  topUp(options: TopUpOptions): Promise<Budget>;
+  /** Preflight, run fn, record; release if fn throws; RefusedError on refusal. */
+  gate<T>(options: GateOptions<T>, fn: (ctx: GateContext) => Promise<T | Usage<T>> | T | Usage<T>): Promise<T>;
+  request(method: string, path: string, body?: Record<string, unknown>): Promise<any>;
+}
+
+export default AgentBillClient;

@@ -1,0 +1,438 @@
+// AgentBill: preflight budgets for AI agents. The client of an AgentBill
+// HTTP gateway (`agentbill serve --http`), for Node.js 20+, with no
+// runtime dependencies (it uses the built-in fetch).
+//
+//   import { AgentBillClient } from 'agentbill';
+//   const client = new AgentBillClient({ apiKey: 'agb_...' });
+//   const check = await client.preflight({ customerId: 'user_123', agentId: 'research_agent', estimatedUnits: 10 });
+//   if (!check.approved) throw new Error(`Blocked: ${check.reason}`);
+//
+// Amounts are exact. Pass a number (an integer up to 2^53, or a finite
+// decimal that JavaScript writes as you meant it, like 0.5), a string
+// holding a decimal ('12.25'), or a bigint. Amounts in replies are strings
+// holding the exact decimal ('92.75'), never floats.
+
+import { randomUUID } from 'node:crypto';
+
+export const VERSION = '0.1.0';
+/** Where requests go unless told otherwise (option, then AGENTBILL_BASE_URL). */
+export const DEFAULT_BASE_URL = 'http://127.0.0.1:8080';
+/** Milliseconds one HTTP attempt may take. */
+export const DEFAULT_TIMEOUT_MS = 10_000;
+/**
+ * Retries after the first attempt, for 503 and for no answer at all. Every
+ * mutating request carries an idempotency key and a retry sends the same
+ * one, so a retry is never charged twice.
+ */
+export const DEFAULT_MAX_RETRIES = 3;
+/** Bounds of the wait between attempts (ms; doubled each retry, with jitter). */
+export const BACKOFF_MIN_MS = 50;
+export const BACKOFF_MAX_MS = 2_000;
+/** The largest reply the client reads. */
+export const RESPONSE_BYTES_MAX = 8 * 1024 * 1024;
+
+// Reply fields that are counts, not amounts: they come back as numbers.
+const INTEGER_FIELDS = new Set(['open_reservations', 'scanned_commits', 'last_seq', 'v']);
+
+// Errors.
+
+/** The base class of every AgentBill error: `code` and HTTP `status`. */
+export class AgentBillError extends Error {
+  constructor(message, { code = 'internal', status = null, cause } = {}) {
+    super(message, cause ? { cause } : undefined);
+    this.name = new.target.name;
+    this.code = code;
+    this.status = status;
+  }
+}
+/** 400: malformed or out of bounds; nothing changed. */
+export class InvalidArgumentError extends AgentBillError {}
+/** 401: the API key is missing, unknown or revoked. */
+export class AuthenticationError extends AgentBillError {}
+/** 403: the key's role or customer does not allow this. */
+export class PermissionDeniedError extends AgentBillError {}
+/** 404: no such customer, reservation or path. */
+export class NotFoundError extends AgentBillError {}
+/** 409: an idempotency key reused with a different request, or a reservation already settled. */
+export class ConflictError extends AgentBillError {}
+/** 503, or no answer at all, after the retries. */
+export class UnavailableError extends AgentBillError {}
+/** 500: a bug on the server side. */
+export class InternalError extends AgentBillError {}
+
+/** A gated run was refused by its preflight and never started. */
+export class RefusedError extends AgentBillError {
+  constructor(preflight) {
+    super(preflight.message, { code: 'refused', status: 200 });
+    this.reason = preflight.reason;
+    this.remainingUnits = preflight.remainingUnits;
+    this.upgradeUrl = preflight.upgradeUrl;
+    this.preflight = preflight;
+  }
+}
+
+const ERRORS = {
+  invalid_argument: InvalidArgumentError,
+  unauthenticated: AuthenticationError,
+  permission_denied: PermissionDeniedError,
+  not_found: NotFoundError,
+  conflict: ConflictError,
+  unavailable: UnavailableError,
+  internal: InternalError,
+};
+
+function errorFor(code, message, status, cause) {
+  const Cls = ERRORS[code] ?? AgentBillError;
+  return new Cls(message, { code, status, cause });
+}
+
+// Amounts.
+
+/** What a gated function returns to report the units its run used. */
+export class Usage {
+  constructor(units, result) {
+    this.units = units;
+    this.result = result;
+  }
+}
+
+/** `return usage(7, answer)`: record 7 units, hand `answer` to the caller. */
+export function usage(units, result) {
+  return new Usage(units, result);
+}
+
+function amount(name, v) {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'bigint') return v.toString();
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new RangeError(`${name} must be finite, not ${v}`);
+    if (Number.isInteger(v) && !Number.isSafeInteger(v)) {
+      throw new RangeError(`${name} ${v} is beyond 2^53 and not exact as a number: pass it as a string`);
+    }
+    return new RawNumber(JSON.stringify(v));
+  }
+  throw new TypeError(`${name} must be a number, a string holding a decimal, or a bigint, not ${typeof v}`);
+}
+
+// RawNumber is an amount sent as a JSON number, written as JavaScript
+// writes it (the shortest text that reads back as the same double).
+class RawNumber {
+  constructor(text) {
+    this.text = text;
+  }
+}
+
+// encode writes body as JSON with each RawNumber as a bare JSON number. The
+// placeholder carries a fresh random tag, so no string in the body (in
+// metadata, say) can be mistaken for one.
+function encode(body) {
+  const tag = randomUUID();
+  const marks = [];
+  const json = JSON.stringify(body, (_k, v) => {
+    if (v instanceof RawNumber) {
+      marks.push(v.text);
+      return `${tag}:${marks.length - 1}`;
+    }
+    return v;
+  });
+  return json.replace(new RegExp(`"${tag}:(\\d+)"`, 'g'), (_m, i) => marks[Number(i)]);
+}
+
+// parseExact parses a reply keeping every number as its text, so amounts
+// stay exact; counts (INTEGER_FIELDS) are turned back into numbers.
+export function parseExact(text) {
+  let out = '';
+  let last = 0;
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === 34) { // a string: skip it whole
+      i++;
+      while (i < n) {
+        const d = text.charCodeAt(i);
+        if (d === 92) i += 2;
+        else if (d === 34) { i++; break; } else i++;
+      }
+    } else if (c === 45 || (c >= 48 && c <= 57)) { // a number
+      let j = i + 1;
+      while (j < n && /[0-9eE+.-]/.test(text[j])) j++;
+      out += text.slice(last, i) + '"' + text.slice(i, j) + '"';
+      last = j;
+      i = j;
+    } else {
+      i++;
+    }
+  }
+  return JSON.parse(out + text.slice(last), (k, v) => (INTEGER_FIELDS.has(k) && typeof v === 'string' ? Number(v) : v));
+}
+
+function ttlText(ttl) {
+  if (ttl === undefined || ttl === null || typeof ttl === 'string') return ttl ?? undefined;
+  if (typeof ttl === 'number' && Number.isFinite(ttl)) return `${Math.round(ttl)}ms`;
+  throw new TypeError("ttl must be a Go duration string like '15m' or milliseconds");
+}
+
+function compact(o) {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v !== null));
+}
+
+function opt(name, v, f) {
+  return v === undefined || v === null ? undefined : f(name, v);
+}
+
+// Replies, in JavaScript naming.
+
+const preflightResult = (d) => ({
+  approved: d.approved === true,
+  reason: d.reason ?? null,
+  message: d.message ?? '',
+  reservationId: d.reservation_id ?? null,
+  reservedUnits: d.reserved_units ?? null,
+  remainingUnits: d.remaining_units ?? null,
+  expiresAt: d.expires_at ?? null,
+  upgradeUrl: d.upgrade_url ?? null,
+  raw: d,
+});
+
+const recordResult = (d) => ({
+  status: d.status,
+  eventId: d.event_id ?? null,
+  reservationId: d.reservation_id ?? null,
+  chargedUnits: d.charged_units ?? null,
+  releasedUnits: d.released_units ?? null,
+  overageUnits: d.overage_units ?? null,
+  remainingUnits: d.remaining_units ?? null,
+  exhausted: d.exhausted === true,
+  raw: d,
+});
+
+const releaseResult = (d) => ({
+  status: d.status,
+  releasedUnits: d.released_units ?? null,
+  remainingUnits: d.remaining_units ?? null,
+  raw: d,
+});
+
+const budgetResult = (d) => ({
+  customerId: d.customer_id,
+  limitUnits: d.limit_units,
+  topUpUnits: d.top_up_units,
+  usedUnits: d.used_units,
+  reservedUnits: d.reserved_units,
+  remainingUnits: d.remaining_units,
+  isBlocked: d.is_blocked === true,
+  period: d.period,
+  periodEnd: d.period_end ?? null,
+  raw: d,
+});
+
+const statusResult = (d) => ({
+  customerId: d.customer_id,
+  limit: d.limit,
+  topUps: d.top_ups,
+  used: d.used,
+  reserved: d.reserved,
+  remaining: d.remaining,
+  period: d.period,
+  periodStart: d.period_start ?? null,
+  periodEnd: d.period_end ?? null,
+  openReservations: d.open_reservations ?? 0,
+  exhausted: d.exhausted === true,
+  agents: Object.fromEntries(Object.entries(d.agents ?? {}).map(([name, a]) => [
+    name, { used: a.used, reserved: a.reserved, limit: a.limit ?? null },
+  ])),
+  raw: d,
+});
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A client of an AgentBill HTTP gateway. Safe to share. A customerId left
+ * out is the key's own customer if the key is bound to one, else "default".
+ */
+export class AgentBillClient {
+  constructor({ apiKey, baseUrl, timeoutMs = DEFAULT_TIMEOUT_MS, maxRetries = DEFAULT_MAX_RETRIES, fetch: fetchImpl } = {}) {
+    this.apiKey = apiKey ?? process.env.AGENTBILL_API_KEY;
+    if (!this.apiKey) throw new TypeError('an API key is required: pass apiKey or set AGENTBILL_API_KEY');
+    this.baseUrl = (baseUrl ?? process.env.AGENTBILL_BASE_URL ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
+    this.timeoutMs = timeoutMs;
+    this.maxRetries = Math.max(0, Math.floor(maxRetries));
+    this.fetch = fetchImpl ?? globalThis.fetch;
+  }
+
+  /** Asks to reserve estimatedUnits (default 1). A refusal is not an error: check `approved`. */
+  async preflight({ agentId, customerId, estimatedUnits, ceiling, taskRef, taskCeiling, ttl, idempotencyKey, metadata } = {}) {
+    const body = compact({
+      agent_id: agentId,
+      customer_id: customerId,
+      estimated_units: opt('estimatedUnits', estimatedUnits, amount),
+      ceiling: opt('ceiling', ceiling, amount),
+      task_ref: taskRef,
+      task_ceiling: opt('taskCeiling', taskCeiling, amount),
+      ttl: ttlText(ttl),
+      idempotency_key: idempotencyKey ?? randomUUID(),
+      metadata,
+    });
+    return preflightResult(await this.request('POST', '/v1/preflight', body));
+  }
+
+  /** Records what a run used, settling reservationId (or the agent's oldest hold). */
+  async record({ agentId, units, customerId, reservationId, success = true, taskRef, idempotencyKey, metadata } = {}) {
+    const body = compact({
+      customer_id: customerId,
+      event_type: agentId,
+      units: amount('units', units),
+      reservation_id: reservationId,
+      success: Boolean(success),
+      task_ref: taskRef,
+      idempotency_key: idempotencyKey ?? randomUUID(),
+      metadata,
+    });
+    return recordResult(await this.request('POST', '/v1/events', body));
+  }
+
+  /** Gives a reservation's hold back without charging. */
+  async release({ reservationId, customerId, idempotencyKey } = {}) {
+    const body = compact({ customer_id: customerId, reservation_id: reservationId, idempotency_key: idempotencyKey ?? randomUUID() });
+    return releaseResult(await this.request('POST', '/v1/release', body));
+  }
+
+  /** Pushes a reservation's deadline to now + ttl ('1h', or milliseconds). */
+  async extend({ reservationId, ttl, customerId, idempotencyKey } = {}) {
+    const body = compact({ customer_id: customerId, reservation_id: reservationId, ttl: ttlText(ttl), idempotency_key: idempotencyKey ?? randomUUID() });
+    const d = await this.request('POST', '/v1/extend', body);
+    return { reservationId: d.reservation_id, expiresAt: d.expires_at, raw: d };
+  }
+
+  /** The customer's full position. */
+  async status(customerId) {
+    const id = typeof customerId === 'object' && customerId !== null ? customerId.customerId : customerId;
+    if (!id) throw new TypeError('customerId is required');
+    return statusResult(await this.request('GET', `/v1/customers/${encodeURIComponent(id)}`));
+  }
+
+  /** The customer's budget in the REST API's shape. */
+  async budget({ customerId } = {}) {
+    const q = customerId ? `?customer_id=${encodeURIComponent(customerId)}` : '';
+    return budgetResult(await this.request('GET', `/v1/budget${q}`));
+  }
+
+  /** The customer's newest events from the log (auditor or admin keys). */
+  async events(customerId, { limit } = {}) {
+    if (!customerId) throw new TypeError('customerId is required');
+    const q = limit === undefined ? '' : `?limit=${encodeURIComponent(String(limit))}`;
+    const d = await this.request('GET', `/v1/customers/${encodeURIComponent(customerId)}/events${q}`);
+    return { customerId: d.customer_id, events: d.events ?? [], scannedCommits: d.scanned_commits, lastSeq: d.last_seq, truncated: d.truncated === true, raw: d };
+  }
+
+  /** Sets a customer's budget per period (day, week, month, none). Admin keys only. */
+  async setBudget({ customerId, limitUnits, period, thresholds, upgradeUrl, agentLimits, idempotencyKey } = {}) {
+    const body = compact({
+      customer_id: customerId,
+      limit_units: amount('limitUnits', limitUnits),
+      period,
+      thresholds: thresholds?.map((t) => amount('thresholds', t)),
+      upgrade_url: upgradeUrl,
+      agent_limits: agentLimits && Object.fromEntries(Object.entries(agentLimits).map(([a, u]) => [a, amount('agentLimits', u)])),
+      idempotency_key: idempotencyKey ?? randomUUID(),
+    });
+    return budgetResult(await this.request('PUT', '/v1/budget', body));
+  }
+
+  /** Adds units to the customer's current period. Admin keys only. */
+  async topUp({ customerId, units, note, idempotencyKey } = {}) {
+    const body = compact({ customer_id: customerId, units: amount('units', units), note, idempotency_key: idempotencyKey ?? randomUUID() });
+    return budgetResult(await this.request('POST', '/v1/topup', body));
+  }
+
+  /**
+   * Runs fn only if its preflight is approved, then records what it used.
+   * fn gets `{ reservationId, preflight }`. The units recorded are those of
+   * a returned Usage (`return usage(7, answer)`; the caller gets answer),
+   * else `options.unitsFrom(result)`, else the estimate. If fn throws, the
+   * hold is released and the error rethrown. A refusal throws RefusedError
+   * and fn never runs.
+   */
+  async gate(options, fn) {
+    const { agentId, customerId, estimatedUnits, taskRef, ttl, unitsFrom } = options ?? {};
+    const check = await this.preflight({ agentId, customerId, estimatedUnits, taskRef, ttl });
+    if (!check.approved) throw new RefusedError(check);
+    let out;
+    try {
+      out = await fn({ reservationId: check.reservationId, preflight: check });
+    } catch (err) {
+      try {
+        await this.release({ reservationId: check.reservationId, customerId });
+      } catch (relErr) {
+        // The hold still expires by its TTL; keep the run's own error.
+        if (err && typeof err === 'object') err.agentbillReleaseError = relErr;
+      }
+      throw err;
+    }
+    let units;
+    let result;
+    if (out instanceof Usage) {
+      ({ units, result } = out);
+    } else if (unitsFrom) {
+      units = unitsFrom(out);
+      result = out;
+    } else {
+      units = estimatedUnits ?? 1;
+      result = out;
+    }
+    try {
+      await this.record({ agentId, units, customerId, reservationId: check.reservationId, taskRef });
+    } catch (err) {
+      err.result = result; // the run happened; do not lose its result
+      throw err;
+    }
+    return result;
+  }
+
+  /** Sends one request, retrying 503 and no answer with the same body. */
+  async request(method, path, body) {
+    const headers = { Authorization: `Bearer ${this.apiKey}`, Accept: 'application/json', 'User-Agent': `agentbill-node/${VERSION}` };
+    const data = body === undefined ? undefined : encode(body);
+    if (data !== undefined) headers['Content-Type'] = 'application/json';
+    let backoff = BACKOFF_MIN_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#once(method, this.baseUrl + path, headers, data);
+      } catch (err) {
+        if (!(err instanceof UnavailableError) || attempt >= this.maxRetries) throw err;
+      }
+      await sleep(backoff * (0.5 + Math.random() / 2));
+      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+    }
+  }
+
+  async #once(method, url, headers, data) {
+    let res;
+    let text;
+    try {
+      res = await this.fetch(url, { method, headers, body: data, signal: AbortSignal.timeout(this.timeoutMs) });
+      text = await res.text();
+    } catch (err) {
+      throw new UnavailableError(`no answer from ${this.baseUrl}: ${err?.cause?.code ?? err?.message ?? err}`, { code: 'unavailable', cause: err });
+    }
+    if (text.length > RESPONSE_BYTES_MAX) throw new AgentBillError(`reply larger than ${RESPONSE_BYTES_MAX} bytes`, { status: res.status });
+    let parsed;
+    try {
+      parsed = parseExact(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (res.ok) {
+      if (parsed === null || typeof parsed !== 'object') throw new AgentBillError('malformed reply: not a JSON object', { status: res.status });
+      return parsed;
+    }
+    const e = parsed?.error;
+    if (e && typeof e.code === 'string') throw errorFor(e.code, String(e.message ?? ''), res.status);
+    // Not the gateway's JSON (a proxy's page, say): classify by status.
+    const code = [502, 503, 504].includes(res.status) ? 'unavailable' : 'internal';
+    throw errorFor(code, `HTTP ${res.status} from the server`, res.status);
+  }
+}
+
+export default AgentBillClient;
