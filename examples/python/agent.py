@@ -49,7 +49,8 @@ def main():
     except RefusedError as refused:
         print("refused (%s): %s" % (refused.reason, refused.message))
         return 3
-    print("budget: %s of %s units left" % (client.budget(CUSTOMER).remaining_units, client.budget(CUSTOMER).limit_units))
+    b = client.budget(CUSTOMER)
+    print("budget: %s of %s units left" % (b.remaining_units, b.limit_units))
     return 0
 
 
