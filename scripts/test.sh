@@ -6,5 +6,12 @@ cd "$(dirname "$0")/.."
 
 echo "== go vet"
 go vet ./...
+echo "== go build bin/agentbill (for the SDK suites)"
+go build -o bin/agentbill ./cmd/agentbill
+export AGENTBILL_BIN="$PWD/bin/agentbill"
 echo "== go test"
 go test -count=1 -timeout 15m ./...
+echo "== python SDK (unittest)"
+python3 -m unittest discover -s sdk/python/tests
+echo "== node SDK (node --test)"
+node --test sdk/node/test/
