@@ -28,6 +28,7 @@ var t0 = time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
 
 type env struct {
 	t      *testing.T
+	gw     *Server
 	srv    *testenv.Server
 	writer *testenv.Writer
 	store  *keys.Store
@@ -57,7 +58,7 @@ func newEnv(t *testing.T, def *ledger.DefaultBudget) *env {
 	}
 	hs := httptest.NewServer(gw)
 	t.Cleanup(hs.Close)
-	e := &env{t: t, srv: srv, writer: w, store: store, http: hs}
+	e := &env{t: t, gw: gw, srv: srv, writer: w, store: store, http: hs}
 	e.admin = e.key(keys.RoleAdmin, "")
 	e.agent = e.key(keys.RoleAgent, "c1")
 	e.anyAg = e.key(keys.RoleAgent, "")
@@ -589,4 +590,31 @@ func TestHealthz(t *testing.T) {
 	if r.body["status"] != "ok" {
 		t.Fatalf("healthz: %s", r.raw)
 	}
+}
+
+func TestBusyIsUnavailable(t *testing.T) {
+	e := newEnv(t, &ledger.DefaultBudget{Limit: events.NewUnits(50, 0), Period: ledger.PeriodMonth})
+	// Every scan slot taken: an events read is refused at once.
+	for range EventScansMax {
+		e.gw.scans <- struct{}{}
+	}
+	r := e.do("GET", "/v1/customers/c1/events", e.audit, nil)
+	expect(t, r, 503, "unavailable")
+	for range EventScansMax {
+		<-e.gw.scans
+	}
+	expect(t, e.do("GET", "/v1/customers/c1/events", e.audit, nil), 200, "")
+	// Every request slot taken: everything is refused at once, then served.
+	for range ConcurrentRequestsMax {
+		e.gw.slots <- struct{}{}
+	}
+	r = e.do("POST", "/v1/preflight", e.agent, map[string]any{"agent_id": "a"})
+	expect(t, r, 503, "unavailable")
+	if r.header.Get("Retry-After") != "1" {
+		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+	for range ConcurrentRequestsMax {
+		<-e.gw.slots
+	}
+	expect(t, e.do("POST", "/v1/preflight", e.agent, map[string]any{"agent_id": "a"}), 200, "")
 }
