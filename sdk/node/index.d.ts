@@ -107,7 +107,8 @@ export interface PreflightResult {
 
 export interface RecordOptions {
   agentId: string;
-  units: UnitsInput;
+  /** Required unless success is false. */
+  units?: UnitsInput;
   customerId?: string;
   reservationId?: string;
   /** Default true; false releases the hold instead of charging. */

@@ -282,7 +282,8 @@ export class AgentBillClient {
     const body = compact({
       customer_id: customerId,
       event_type: agentId,
-      units: amount('units', units),
+      // A failed run releases its hold; its units may be left out.
+      units: units === undefined && success === false ? undefined : amount('units', units),
       reservation_id: reservationId,
       success: Boolean(success),
       task_ref: taskRef,

@@ -121,6 +121,8 @@ test('release, failed record, extend, idempotent retry', async () => {
   check = await c.preflight({ customerId: cid, agentId: 'a', estimatedUnits: 4 });
   const rec = await c.record({ customerId: cid, agentId: 'a', units: 4, reservationId: check.reservationId, success: false });
   assert.equal(rec.status, 'released');
+  check = await c.preflight({ customerId: cid, agentId: 'a', estimatedUnits: 4 });
+  assert.equal((await c.record({ customerId: cid, agentId: 'a', reservationId: check.reservationId, success: false })).status, 'released');
   const a = await c.preflight({ customerId: cid, agentId: 'a', estimatedUnits: 10, idempotencyKey: 'same' });
   const b = await c.preflight({ customerId: cid, agentId: 'a', estimatedUnits: 10, idempotencyKey: 'same' });
   assert.equal(a.reservationId, b.reservationId);

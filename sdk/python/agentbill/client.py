@@ -173,11 +173,12 @@ class AgentBillClient:
         """Records what a run actually used. It settles ``reservation_id``
         (or the agent's oldest open reservation, if None): the units are
         charged and the rest of the hold released. ``success=False``
-        releases the hold instead of charging."""
+        releases the hold instead of charging (``units`` may then be None)."""
         body = _compact({
             "customer_id": customer_id,
             "event_type": agent_id,
-            "units": _amount("units", units),
+            # A failed run releases its hold; its units may be None.
+            "units": None if units is None and not success else _amount("units", units),
             "reservation_id": reservation_id,
             "success": bool(success),
             "task_ref": task_ref,

@@ -134,6 +134,11 @@ class Preflight(Base):
         check = self.client.preflight(agent_id="a", customer_id=self.cid, estimated_units=4)
         rec = self.client.record("a", 4, self.cid, check.reservation_id, success=False)
         self.assertEqual(rec.status, "released")
+        check = self.client.preflight(agent_id="a", customer_id=self.cid, estimated_units=4)
+        rec = self.client.record("a", None, self.cid, check.reservation_id, success=False)
+        self.assertEqual(rec.status, "released")
+        with self.assertRaises(TypeError):
+            self.client.record("a", None, self.cid)
         self.assertEqual(self.client.status(self.cid).used, Decimal(0))
 
     def test_extend(self):
