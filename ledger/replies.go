@@ -87,6 +87,9 @@ type StatusReply struct {
 	Thresholds       []events.Units         `json:"thresholds,omitempty"`
 	UpgradeURL       string                 `json:"upgrade_url,omitempty"`
 	Agents           map[string]AgentStatus `json:"agents"`
+	// AsOfSeq is the log sequence this status reflects: every event up to
+	// it, and none after. The writer fills it in.
+	AsOfSeq uint64 `json:"as_of_seq,omitempty"`
 }
 
 // replyOf builds the reply a request got from the event that answered it.

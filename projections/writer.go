@@ -362,6 +362,14 @@ func (w *Writer) decide(p *pending) {
 	for _, e := range evs {
 		w.add(e)
 	}
+	if st, ok := reply.(*ledger.StatusReply); ok {
+		// The state read holds every sent commit and the open one; it is
+		// answered only once those are durable, at this sequence.
+		st.AsOfSeq = w.sentSeq
+		if w.enc.Len() > 0 {
+			st.AsOfSeq++
+		}
+	}
 	w.openBatch = append(w.openBatch, p)
 }
 

@@ -49,6 +49,9 @@ Usage:
   agentbill keys create --role agent|admin|auditor [--customer C] [--name N] [--json]
   agentbill keys list [--json]
   agentbill keys revoke ID [--json]
+  agentbill audit     --customer C [--from T] [--to T] [--format table|json|csv]
+  agentbill audit verify [--json]
+  agentbill replay    [--until-seq N | --until-time T] [--customer C] [--verify] [--json]
   agentbill bench     [--clients 64] [--customers 10000] [--duration 5s] [--rate CYCLES/S]
                       [--nats-url URL] [--json] [--cpuprofile FILE]
 
@@ -79,6 +82,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runServe(ctx, rest, stderr)
 	case "preflight", "record", "release", "extend", "status", "topup", "watch":
 		err = runClient(ctx, cmd, rest, stdout, stderr)
+	case "audit":
+		err = runAudit(ctx, rest, stdout, stderr)
+	case "replay":
+		err = runReplay(ctx, rest, stdout, stderr)
 	case "bench":
 		err = runBench(ctx, rest, stdout, stderr)
 	case "keys":

@@ -1,0 +1,69 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/projections"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// VerifyChain walks every commit of the stream, as it is when the walk
+// starts, recomputing each writer's hash chain from the stored bytes, and
+// reports the first commit whose Agentbill-Chain-Prev does not match its
+// writer's previous commit. It streams: memory holds one hash per writer.
+func VerifyChain(ctx context.Context, js jetstream.JetStream, progress func(seq, last uint64)) (*ChainReport, error) {
+	rep := &ChainReport{Writers: map[string]int{}, Heads: map[string]string{}}
+	last, err := projections.LastSequence(ctx, js)
+	if err != nil || last == 0 {
+		return rep, err
+	}
+	cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.LogSubjects},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("chain walk: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxBytes(projections.ReplayFetchBytesMax))
+	if err != nil {
+		return nil, fmt.Errorf("chain walk: %w", err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for rep.Commits < last {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			return rep, fmt.Errorf("chain walk after %d commits: %w", rep.Commits, err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return rep, err
+		}
+		seq := md.Sequence.Stream
+		if seq > last {
+			break
+		}
+		rep.Commits++
+		writer := strings.TrimPrefix(msg.Subject(), events.LogSubjectPrefix)
+		got := msg.Headers().Get(events.ChainHeader)
+		want := rep.Heads[writer]
+		if got != want && rep.Broken == nil {
+			rep.Broken = &Link{Seq: seq, Writer: writer, Got: got, Want: want}
+		}
+		// Chain on from this commit as stored, so one bad commit is
+		// reported once, not as every later link.
+		rep.Heads[writer] = events.ChainHash(got, msg.Data())
+		rep.Writers[writer]++
+		if progress != nil && (seq%projections.ReplayProgressEvery == 0 || seq == last) {
+			progress(seq, last)
+		}
+	}
+	return rep, nil
+}
