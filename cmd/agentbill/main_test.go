@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // ProcessTimeout bounds every wait on a subprocess.
@@ -187,4 +189,59 @@ func TestNoDefaultBudgetRefusesUnknownCustomers(t *testing.T) {
 		t.Errorf("output %q, want no_budget", out)
 	}
 	s.must(t, 1, "status", "--customer", "stranger")
+}
+
+func TestCLIAuditReplayAndVerify(t *testing.T) {
+	s := serve(t, t.TempDir(), freePort(t))
+	s.must(t, 0, "budget", "set", "--customer", "user_123", "--limit", "100", "--period", "month")
+	s.must(t, 0, "preflight", "--customer", "user_123", "--agent", "a", "--units", "60")
+	s.must(t, 0, "record", "--customer", "user_123", "--agent", "a", "--units", "55")
+	s.must(t, 3, "preflight", "--customer", "user_123", "--agent", "a", "--units", "50")
+
+	csvOut := s.must(t, 0, "audit", "--customer", "user_123", "--format", "csv")
+	lines := strings.Split(strings.TrimSpace(csvOut), "\n")
+	if len(lines) != 6 || !strings.HasPrefix(lines[0], "seq,at,event_id,type") ||
+		!strings.Contains(lines[3], ",recorded,a,") || !strings.HasSuffix(lines[3], ",100,55,0,45") {
+		t.Errorf("audit csv:\n%s", csvOut)
+	}
+	jsonOut := s.must(t, 0, "audit", "--customer", "user_123", "--json")
+	if n := strings.Count(jsonOut, "\n"); n != 5 {
+		t.Errorf("audit --json printed %d lines, want 5:\n%s", n, jsonOut)
+	}
+	s.must(t, 2, "audit")
+	s.must(t, 1, "audit", "--customer", "user_123", "--format", "xml")
+	s.must(t, 1, "audit", "--customer", "user_123", "--from", "yesterday")
+
+	if out := s.must(t, 0, "audit", "verify"); !strings.Contains(out, "chain intact: 4 commits") {
+		t.Errorf("audit verify: %s", out)
+	}
+	if out := s.must(t, 0, "replay", "--until-seq", "1", "--json"); !strings.Contains(out, `"used":0`) || !strings.Contains(out, `"as_of_seq":1`) {
+		t.Errorf("replay --until-seq 1: %s", out)
+	}
+	if out := s.must(t, 0, "replay", "--customer", "user_123"); !strings.Contains(out, "user_123") || !strings.Contains(out, "45") {
+		t.Errorf("replay: %s", out)
+	}
+	if out := s.must(t, 0, "replay", "--verify"); !strings.Contains(out, "1 customers, 1 compared, 0 differ") {
+		t.Errorf("replay --verify: %s", out)
+	}
+	s.must(t, 2, "replay", "--until-seq", "1", "--until-time", "2026-01-01")
+	s.must(t, 2, "replay", "--verify", "--until-seq", "1")
+
+	// A commit appended behind the writer's back breaks the chain.
+	nc, err := nats.Connect(s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Request("$JS.API.STREAM.INFO.AGENTBILL", nil, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg("agentbill.log.0")
+	msg.Data = []byte(`{"v":1,"id":"forged","writer":"0","at":"2026-01-01T00:00:00Z","events":[]}`)
+	if _, err := nc.RequestMsg(msg, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if out := s.must(t, 1, "audit", "verify"); !strings.Contains(out, "broken link at sequence 5") {
+		t.Errorf("audit verify after forgery: %s", out)
+	}
 }
