@@ -245,3 +245,33 @@ func TestCLIAuditReplayAndVerify(t *testing.T) {
 		t.Errorf("audit verify after forgery: %s", out)
 	}
 }
+
+// The benchmark is a product feature: a short run must produce every
+// scenario with real figures and no errors.
+func TestBenchProducesEveryScenario(t *testing.T) {
+	out, err := exec.Command(binary, "bench", "--duration", "150ms", "--clients", "4", "--customers", "20", "--json").Output()
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	var rep struct {
+		Results []struct {
+			Scenario  string  `json:"scenario"`
+			OpsPerSec float64 `json:"ops_per_sec"`
+			Errors    uint64  `json:"errors"`
+			Ratio     float64 `json:"ratio_to_request_reply"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("bench --json: %v\n%s", err, out)
+	}
+	want := []string{"nats_request_reply", "js_append_single", "js_append_batch_100", "js_append_batch_1000",
+		"preflight_record_spread", "preflight_record_hot", "preflight_mostly_refused", "preflight_at_half_load", "replay"}
+	if len(rep.Results) != len(want) {
+		t.Fatalf("bench reported %d scenarios, want %d:\n%s", len(rep.Results), len(want), out)
+	}
+	for i, r := range rep.Results {
+		if r.Scenario != want[i] || r.OpsPerSec <= 0 || r.Errors != 0 || (i > 0 && r.Ratio <= 0) {
+			t.Errorf("scenario %d: %+v, want %s with throughput, a ratio and no errors", i, r, want[i])
+		}
+	}
+}
