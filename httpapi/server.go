@@ -89,6 +89,7 @@ type Server struct {
 	mux    *http.ServeMux
 	slots  chan struct{} // ConcurrentRequestsMax
 	scans  chan struct{} // EventScansMax
+	mcp    http.Handler  // MCPPath
 }
 
 // New returns a gateway.
@@ -112,6 +113,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	if s.mcp, err = s.newMCPHandler(); err != nil {
+		return nil, err
 	}
 	s.routes()
 	return s, nil
@@ -157,6 +161,7 @@ func (s *Server) routes() {
 	s.handle("/v1/topup", map[string]method{http.MethodPost: {keys.ActionAdmin, s.topUp}})
 	s.handle("/v1/customers/{id}", map[string]method{http.MethodGet: {keys.ActionRead, s.customer}})
 	s.handle("/v1/customers/{id}/events", map[string]method{http.MethodGet: {keys.ActionAudit, s.customerEvents}})
+	s.mux.Handle(MCPPath, s.mcp)
 	s.mux.HandleFunc("/healthz", s.healthz)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, ledger.Errorf(ledger.CodeNotFound, "no such path: %s", truncate(r.URL.Path, 128)))

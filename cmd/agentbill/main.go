@@ -52,6 +52,7 @@ Usage:
   agentbill audit     --customer C [--from T] [--to T] [--format table|json|csv]
   agentbill audit verify [--json]
   agentbill replay    [--until-seq N | --until-time T] [--customer C] [--verify] [--json]
+  agentbill mcp       [--nats-url URL]     # MCP server over stdio
   agentbill bench     [--clients 64] [--customers 10000] [--duration 5s] [--rate CYCLES/S]
                       [--nats-url URL] [--json] [--cpuprofile FILE]
 
@@ -86,6 +87,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runAudit(ctx, rest, stdout, stderr)
 	case "replay":
 		err = runReplay(ctx, rest, stdout, stderr)
+	case "mcp":
+		err = runMCP(ctx, rest, stderr)
 	case "bench":
 		err = runBench(ctx, rest, stdout, stderr)
 	case "keys":

@@ -1,0 +1,133 @@
+package mcpserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/keys"
+	"github.com/agentbill/agentbill/ledger"
+	"github.com/nats-io/nats.go"
+)
+
+// ArgsBytesMax bounds one tool call's arguments; it matches the writer's
+// bound on a NATS request (projections.RequestBytesMax).
+const ArgsBytesMax = 64 * 1024
+
+// decodeArgs reads a tool's arguments strictly: one JSON object, no
+// unknown fields, nothing after it, amounts exact (events.Units reads the
+// number's text or a string, never a float64). Every failure is
+// invalid_argument with a message naming the problem.
+func decodeArgs(args json.RawMessage, v any) error {
+	if len(args) > ArgsBytesMax {
+		return invalid("arguments are larger than %d bytes", ArgsBytesMax)
+	}
+	if len(bytes.TrimSpace(args)) == 0 || bytes.Equal(bytes.TrimSpace(args), []byte("null")) {
+		args = json.RawMessage("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(args))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, events.ErrInvalidUnits) {
+			return invalid("bad arguments: %s", badAmount(args, err))
+		}
+		return invalid("bad arguments: %s", jsonProblem(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return invalid("bad arguments: data after the JSON object")
+	}
+	return nil
+}
+
+func jsonProblem(err error) string {
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) {
+		if ute.Field == "" {
+			return "the arguments must be a JSON object"
+		}
+		return fmt.Sprintf("field %q has the wrong type (%s)", ute.Field, ute.Value)
+	}
+	return truncate(err.Error(), 200)
+}
+
+// amountFields are the arguments that are amounts.
+var amountFields = []string{"estimated_units", "units", "task_ceiling", "ceiling"}
+
+// badAmount names the amount that failed to decode: encoding/json does
+// not say which field a custom decoder rejected.
+func badAmount(args json.RawMessage, err error) string {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(args, &fields) == nil {
+		for _, name := range amountFields {
+			raw, ok := fields[name]
+			if !ok {
+				continue
+			}
+			var u events.Units
+			if ferr := u.UnmarshalJSON(raw); ferr != nil {
+				return fmt.Sprintf("%s: %v (want a number of units, like 12.5 or \"12.5\")", name, ferr)
+			}
+		}
+	}
+	return truncate(err.Error(), 200)
+}
+
+func invalid(format string, args ...any) *ledger.Error {
+	return ledger.Errorf(ledger.CodeInvalidArgument, format, args...)
+}
+
+// customerOf resolves the customer of a call: the one named, or else the
+// API key's own customer. It checks the ID, and, for a call with a key,
+// that the key may perform action on that customer.
+func customerOf(named string, k *keys.Key, action keys.Action) (string, error) {
+	cid := named
+	if cid == "" && k != nil {
+		cid = k.CustomerID
+	}
+	if cid == "" {
+		return "", invalid("customer_id is required")
+	}
+	if err := events.ValidateCustomerID(cid); err != nil {
+		return "", invalid("%v", err)
+	}
+	if k != nil {
+		if err := k.Authorize(action, cid); err != nil {
+			return "", err
+		}
+	}
+	return cid, nil
+}
+
+// toError is the MCP transport's one mapping of errors to codes: errors
+// that carry no code of their own are classified here, and an internal
+// error's details are logged, not shown.
+func toError(err error) *ledger.Error {
+	var le *ledger.Error
+	switch {
+	case errors.As(err, &le):
+		return le
+	case errors.Is(err, keys.ErrUnauthenticated):
+		return ledger.Errorf(ledger.CodeUnauthenticated, "%v", err)
+	case errors.Is(err, keys.ErrPermissionDenied):
+		return ledger.Errorf(ledger.CodePermissionDenied, "%v", err)
+	case errors.Is(err, keys.ErrInvalid):
+		return ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
+		errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrConnectionReconnecting):
+		return ledger.Errorf(ledger.CodeUnavailable, "AgentBill did not answer in time; retry")
+	}
+	return ledger.Errorf(ledger.CodeInternal, "internal error")
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}

@@ -1,0 +1,128 @@
+// Package mcpserver is the Model Context Protocol adapter of AgentBill
+// (`agentbill mcp` over stdio, and /mcp on the HTTP gateway): five tools,
+// preflight, record_usage, release, budget_status and recent_refusals,
+// whose arguments use the NATS requests' field names and whose results
+// carry the replies' fields. Like the HTTP gateway it decides nothing about
+// money: it decodes the arguments exactly (amounts as events.Units, never
+// float64), sends the same NATS request any agent would through
+// client.Client, and reads refusals back from the log.
+//
+// A refusal is a normal tool result (approved: false, with the reason and
+// what remains); bad arguments, permission problems and an unavailable
+// service are tool errors (isError) whose text says what went wrong.
+package mcpserver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/agentbill/agentbill/client"
+	"github.com/agentbill/agentbill/keys"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bounds on the server's calls to the writer.
+const (
+	// AttemptTimeout and Attempts bound one tool's NATS calls (per
+	// attempt, and attempts per call, retried with the same idempotency
+	// key); ToolTimeout bounds one tool call in all.
+	AttemptTimeout = 5 * time.Second
+	Attempts       = 3
+	ToolTimeout    = 15 * time.Second
+)
+
+// Name and Version identify the server to MCP clients.
+const (
+	Name    = "agentbill"
+	Version = "0.1.0"
+)
+
+// KeyExtra is the auth.TokenInfo.Extra entry holding the *keys.Key of an
+// HTTP request. The HTTP gateway authenticates the API key and puts it
+// there; the tools authorize every call against it (see README.md).
+const KeyExtra = "agentbill_key"
+
+// Config configures a Server.
+type Config struct {
+	Conn *nats.Conn // the connection to NATS
+	// RequireKey makes every tool call need an API key (KeyExtra), as on
+	// the HTTP gateway. Without it (stdio) a call needs none: the process's
+	// NATS credentials are the boundary, as for the CLI.
+	RequireKey bool
+	Logger     *slog.Logger // slog.Default() if nil
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Conn == nil {
+		errs = append(errs, errors.New("mcpserver: Conn is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Server holds what the tools need. It is safe for concurrent use.
+type Server struct {
+	client     *client.Client
+	js         jetstream.JetStream
+	requireKey bool
+	log        *slog.Logger
+	scans      chan struct{} // RefusalScansMax
+	mcp        *mcp.Server
+}
+
+// New returns a Server with its tools registered.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		client:     client.New(cfg.Conn, client.WithTimeout(AttemptTimeout), client.WithAttempts(Attempts)),
+		js:         js,
+		requireKey: cfg.RequireKey,
+		log:        cfg.Logger,
+		scans:      make(chan struct{}, RefusalScansMax),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.mcp = mcp.NewServer(&mcp.Implementation{Name: Name, Title: "AgentBill budgets", Version: Version},
+		&mcp.ServerOptions{Instructions: instructions})
+	s.addTools()
+	return s, nil
+}
+
+// MCP returns the *mcp.Server, to run over a transport or to serve over
+// HTTP with mcp.NewStreamableHTTPHandler.
+func (s *Server) MCP() *mcp.Server { return s.mcp }
+
+// RunStdio serves one client over stdin and stdout until it disconnects
+// or ctx ends.
+func (s *Server) RunStdio(ctx context.Context) error {
+	return s.mcp.Run(ctx, &mcp.StdioTransport{})
+}
+
+const instructions = `AgentBill keeps a budget, in units, for each customer of an AI agent.
+Before a costly step call preflight with the estimated units: if approved, do the
+work and then call record_usage with the units actually used and the reservation_id;
+if the work fails or is abandoned, call release. If preflight is refused
+(approved: false), do not do the work: tell the user the reason, what remains,
+and the upgrade_url if there is one. budget_status shows the customer's position;
+recent_refusals lists the latest refusals from the ledger's log.`
+
+// keyOf returns the API key of a call made over HTTP, or nil.
+func keyOf(req *mcp.CallToolRequest) *keys.Key {
+	if req == nil || req.Extra == nil || req.Extra.TokenInfo == nil {
+		return nil
+	}
+	k, _ := req.Extra.TokenInfo.Extra[KeyExtra].(*keys.Key)
+	return k
+}
