@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
@@ -178,11 +180,30 @@ func (c *Client) once(ctx context.Context, subject string, body []byte, out any)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if denied := c.denied(subject); denied != nil {
+				return denied
+			}
 			return ledger.Errorf(ledger.CodeUnavailable, "no answer from AgentBill on %s: %v", subject, err)
 		}
 		return err
 	}
 	return decodeReply(msg.Data, out)
+}
+
+// denied returns a permission_denied error if the connection's last error
+// is a permission violation for subject or for the reply inbox: NATS
+// reports those asynchronously, so the request itself only times out, and
+// retrying cannot help.
+func (c *Client) denied(subject string) error {
+	err := c.nc.LastError()
+	if err == nil || !errors.Is(err, nats.ErrPermissionViolation) {
+		return nil
+	}
+	msg := err.Error()
+	if strings.Contains(msg, strconv.Quote(subject)) || strings.Contains(strings.ToLower(msg), "subscription") {
+		return ledger.Errorf(ledger.CodePermissionDenied, "%s (request on %s)", msg, subject)
+	}
+	return nil
 }
 
 // decodeReply decodes a reply, turning {"error": ...} into *ledger.Error.

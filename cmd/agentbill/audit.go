@@ -24,26 +24,22 @@ import (
 // logFlags are the flags of the subcommands that read the log.
 type logFlags struct {
 	fs      *flag.FlagSet
-	natsURL string
+	nats    *natsFlags
 	jsonOut bool
 }
 
 func newLogFlags(name string, stderr io.Writer) *logFlags {
 	f := &logFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
 	f.fs.SetOutput(stderr)
-	url := os.Getenv("AGENTBILL_NATS_URL")
-	if url == "" {
-		url = DefaultNATSURL
-	}
-	f.fs.StringVar(&f.natsURL, "nats-url", url, "NATS server URL (env AGENTBILL_NATS_URL)")
+	f.nats = addNATSFlags(f.fs, true)
 	f.fs.BoolVar(&f.jsonOut, "json", false, "print JSON")
 	return f
 }
 
 func (f *logFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(f.natsURL, nats.Name("agentbill-"+f.fs.Name()))
+	nc, err := f.nats.connect(nats.Name("agentbill-" + f.fs.Name()))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect %s: %w", f.natsURL, err)
+		return nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -23,7 +22,7 @@ const DefaultNATSURL = "nats://127.0.0.1:4222"
 // clientFlags are the flags every client subcommand takes.
 type clientFlags struct {
 	fs            *flag.FlagSet
-	natsURL       string
+	nats          *natsFlags
 	jsonOut       bool
 	customer      string
 	agent         string
@@ -53,11 +52,7 @@ func newClientFlags(cmd string, stderr io.Writer) *clientFlags {
 	f := &clientFlags{fs: flag.NewFlagSet(cmd, flag.ContinueOnError)}
 	fs := f.fs
 	fs.SetOutput(stderr)
-	url := os.Getenv("AGENTBILL_NATS_URL")
-	if url == "" {
-		url = DefaultNATSURL
-	}
-	fs.StringVar(&f.natsURL, "nats-url", url, "NATS server URL (env AGENTBILL_NATS_URL)")
+	f.nats = addNATSFlags(fs, true)
 	fs.BoolVar(&f.jsonOut, "json", false, "print the raw JSON reply")
 	fs.StringVar(&f.customer, "customer", "", "customer ID")
 	switch cmd {
@@ -129,13 +124,18 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(f.natsURL, nats.Name("agentbill-cli"))
+	nc, err := f.nats.connect(nats.Name("agentbill-cli"))
 	if err != nil {
-		return fmt.Errorf("connect %s: %w (is `agentbill serve` running?)", f.natsURL, err)
+		return err
 	}
 	defer nc.Close()
-	c := client.New(nc)
-	out := &printer{w: stdout, json: f.jsonOut}
+	ctx, explain, cancel := f.nats.failFast(ctx)
+	defer cancel()
+	return explain(clientOp(ctx, cmd, client.New(nc), f, &printer{w: stdout, json: f.jsonOut}))
+}
+
+// clientOp runs one client subcommand on c.
+func clientOp(ctx context.Context, cmd string, c *client.Client, f *clientFlags, out *printer) error {
 	switch cmd {
 	case "preflight":
 		return preflightCmd(ctx, c, f, out)

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -35,11 +34,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	sub, rest := args[0], args[1:]
 	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := os.Getenv("AGENTBILL_NATS_URL")
-	if url == "" {
-		url = DefaultNATSURL
-	}
-	natsURL := fs.String("nats-url", url, "NATS server URL (env AGENTBILL_NATS_URL)")
+	nf := addNATSFlags(fs, true)
 	jsonOut := fs.Bool("json", false, "print JSON")
 	var role, customer, name *string
 	switch sub {
@@ -71,9 +66,9 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	ctx, cancel := context.WithTimeout(ctx, keysTimeout)
 	defer cancel()
-	nc, err := nats.Connect(*natsURL, nats.Name("agentbill-keys"), nats.Timeout(keysTimeout))
+	nc, err := nf.connect(nats.Name("agentbill-keys"), nats.Timeout(keysTimeout))
 	if err != nil {
-		return fmt.Errorf("connect %s: %w (is `agentbill serve` running?)", *natsURL, err)
+		return err
 	}
 	defer nc.Close()
 	store, err := keys.Open(ctx, nc, keys.Options{})

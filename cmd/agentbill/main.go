@@ -57,8 +57,12 @@ Usage:
                       [--nats-url URL] [--json] [--cpuprofile FILE]
 
 Client subcommands connect to --nats-url (default $AGENTBILL_NATS_URL or
-nats://127.0.0.1:4222). Exit codes: 0 ok or approved, 3 refused, 1 error,
-2 bad command line.
+nats://127.0.0.1:4222). Every subcommand that talks to NATS (serve too)
+takes credentials for a server with authorization (nats.conf, SECURITY.md):
+  --nats-user U --nats-password P | --nats-creds FILE | --nats-nkey SEEDFILE
+  --nats-inbox-prefix _INBOX_<user>
+(env AGENTBILL_NATS_USER, _PASSWORD, _CREDS, _NKEY, _INBOX_PREFIX).
+Exit codes: 0 ok or approved, 3 refused, 1 error, 2 bad command line.
 `
 
 func main() {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/embedded"
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
@@ -27,6 +28,9 @@ type serveConfig struct {
 	DefaultBudget string
 	Replicas      int
 	HTTP          string // HOST:PORT of the HTTP gateway; "" for none
+	// Creds authenticate the service's own connections (nats.conf's
+	// service user); empty for a server without authorization.
+	Creds client.Credentials
 }
 
 // Validate reports every problem at once.
@@ -45,6 +49,9 @@ func (c *serveConfig) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := checkHTTPAddr(c.HTTP); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Creds.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -81,9 +88,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.DefaultBudget, "default-budget", "1000/month", "budget for unknown customers, UNITS/PERIOD, or none")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas: 1, or 3 on a JetStream cluster")
 	fs.StringVar(&cfg.HTTP, "http", "", "serve the HTTP gateway on HOST:PORT (off if empty)")
+	nf := addNATSFlags(fs, false)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
+	cfg.Creds = nf.creds
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "agentbill serve: %v\n", err)
 		return errUsage
@@ -139,11 +148,19 @@ func startEmbedded(cfg serveConfig, log *slog.Logger) (*server.Server, error) {
 // embedded server, or to the external NATS, retrying until it is up (a
 // cluster starting beside us).
 func connectWriter(cfg serveConfig, srv *server.Server, name string) (*nats.Conn, error) {
-	if srv != nil {
-		return nats.Connect("", nats.InProcessServer(srv), nats.Name(name))
+	creds, err := cfg.Creds.Options()
+	if err != nil {
+		return nil, err
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name(name), nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
+	if srv != nil {
+		nc, err := nats.Connect("", append(creds, nats.InProcessServer(srv), nats.Name(name))...)
+		if err != nil {
+			return nil, fmt.Errorf("connect to the embedded server as %q: %w", cfg.Creds.User, err)
+		}
+		return nc, nil
+	}
+	nc, err := nats.Connect(cfg.NATSURL, append(creds, nats.Name(name), nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", cfg.NATSURL, err)
 	}

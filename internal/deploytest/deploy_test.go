@@ -59,6 +59,7 @@ const (
 var t0 = time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
 
 func TestMain(m *testing.M) {
+	setPasswords()
 	code := m.Run()
 	if built.dir != "" {
 		_ = os.RemoveAll(built.dir)
@@ -525,7 +526,7 @@ func (p *natsProc) waitReady(t *testing.T) {
 }
 
 func jetStreamReady(url string) bool {
-	nc, err := nats.Connect(url, nats.Timeout(time.Second), nats.NoReconnect())
+	nc, err := roleCreds("service").Connect(url, nats.Timeout(time.Second), nats.NoReconnect())
 	if err != nil {
 		return false
 	}
@@ -658,14 +659,23 @@ func (w *runningWriter) stop(t *testing.T) {
 	w.nc.Close()
 }
 
+// newClient returns a client with the admin user's credentials (it sets
+// budgets).
 func newClient(t *testing.T, url string) *client.Client {
 	t.Helper()
-	return client.New(connect(t, url, "agentbill-deploytest"), client.WithTimeout(attemptTimeout))
+	return client.New(connectAs(t, url, "agentbill-deploytest", "admin"), client.WithTimeout(attemptTimeout))
 }
 
+// connect connects with the service user's credentials.
 func connect(t *testing.T, url, name string) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.Name(name), nats.Timeout(2*time.Second))
+	return connectAs(t, url, name, "service")
+}
+
+// connectAs connects as one of nats.conf's users.
+func connectAs(t *testing.T, url, name, user string) *nats.Conn {
+	t.Helper()
+	nc, err := roleCreds(user).Connect(url, nats.Name(name), nats.Timeout(2*time.Second))
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}
