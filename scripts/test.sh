@@ -14,4 +14,9 @@ go test -count=1 -timeout 15m ./...
 echo "== python SDK (unittest)"
 python3 -m unittest discover -s sdk/python/tests
 echo "== node SDK (node --test)"
+# The LangChain handler's tests need sdk/node's devDependencies
+# (@langchain/core, pinned by package-lock.json); CI installs them first.
+if [ ! -d sdk/node/node_modules/@langchain/core ]; then
+  (cd sdk/node && npm ci --no-audit --no-fund)
+fi
 node --test sdk/node/test/

@@ -1,0 +1,148 @@
+// The LangChain.js callback handler against a real `agentbill serve --http`,
+// with @langchain/core's fake chat model.
+
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, test } from 'node:test';
+
+import { AIMessage } from '@langchain/core/messages';
+import { RunnableLambda } from '@langchain/core/runnables';
+import { FakeListChatModel } from '@langchain/core/utils/testing';
+
+import { AgentBillClient, RefusedError } from '../index.js';
+import { AgentBillCallbackHandler, tokenUsageOf } from '../langchain.js';
+import { Server } from '../test-support/harness.js';
+
+const USAGE = { input_tokens: 30, output_tokens: 12, total_tokens: 42 };
+
+// FakeListChatModel reports no token usage; this one reports USAGE on
+// every message, as real chat models do, and counts its calls.
+class UsageChatModel extends FakeListChatModel {
+  calls = 0;
+
+  async _generate(messages, options, runManager) {
+    this.calls += 1;
+    const out = await super._generate(messages, options, runManager);
+    for (const g of out.generations) g.message = new AIMessage({ content: g.text, usage_metadata: USAGE });
+    return out;
+  }
+}
+
+let server;
+let admin;
+let agentKey;
+
+before(async () => {
+  server = await Server.start();
+  admin = new AgentBillClient({ apiKey: server.createKey('admin').key, baseUrl: server.baseUrl });
+  agentKey = server.createKey('agent').key;
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+async function customerWithBudget(limit) {
+  const cid = `lc_${randomUUID().slice(0, 12)}`;
+  await admin.setBudget({ customerId: cid, limitUnits: limit, period: 'month' });
+  return cid;
+}
+
+function handler(customerId, seen = []) {
+  return new AgentBillCallbackHandler({
+    apiKey: agentKey,
+    baseUrl: server.baseUrl,
+    agentId: 'lc_agent',
+    customerId,
+    estimatedUnits: 100,
+    unitsFromUsage: (u) => {
+      seen.push(u);
+      return u.totalTokens;
+    },
+  });
+}
+
+test('an approved run records the token usage the model reported', async () => {
+  const cid = await customerWithBudget(1000);
+  const seen = [];
+  const h = handler(cid, seen);
+  const model = new UsageChatModel({ responses: ['hello back'] });
+
+  const reply = await model.invoke('hello', { callbacks: [h] });
+
+  assert.equal(reply.content, 'hello back');
+  assert.equal(model.calls, 1);
+  assert.deepEqual(seen, [{ inputTokens: 30, outputTokens: 12, totalTokens: 42, reported: true, llmCalls: 1, estimatedUnits: 100 }]);
+  const st = await admin.status(cid);
+  assert.equal(st.used, '42');
+  assert.equal(st.reserved, '0');
+  assert.deepEqual(h.openReservations, []);
+});
+
+test('a chain is one reservation charged with every model call inside it', async () => {
+  const cid = await customerWithBudget(1000);
+  const seen = [];
+  const model = new UsageChatModel({ responses: ['one', 'two'] });
+  const chain = RunnableLambda.from(async (input, config) => {
+    const first = await model.invoke(input, config);
+    return model.invoke(`${input} ${first.content}`, config);
+  });
+
+  const reply = await chain.invoke('go', { callbacks: [handler(cid, seen)] });
+
+  assert.equal(reply.content, 'two');
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0].llmCalls, 2);
+  assert.equal(seen[0].totalTokens, 84);
+  const st = await admin.status(cid);
+  assert.equal(st.used, '84');
+  assert.equal(st.reserved, '0');
+  assert.equal(st.openReservations, 0);
+});
+
+test('a refused run never calls the model and throws RefusedError', async () => {
+  const cid = await customerWithBudget(10);
+  const model = new UsageChatModel({ responses: ['never'] });
+  const h = handler(cid);
+
+  await assert.rejects(model.invoke('hello', { callbacks: [h] }), (err) => {
+    assert.ok(err instanceof RefusedError, `got ${err?.constructor?.name}: ${err?.message}`);
+    assert.equal(err.reason, 'budget_exhausted');
+    assert.equal(err.remainingUnits, '10');
+    return true;
+  });
+  assert.equal(model.calls, 0);
+  const st = await admin.status(cid);
+  assert.equal(st.used, '0');
+  assert.equal(st.reserved, '0');
+});
+
+test('a failing run releases its reservation', async () => {
+  const cid = await customerWithBudget(1000);
+  const h = handler(cid);
+  const model = new UsageChatModel({ responses: ['unused'] });
+
+  await assert.rejects(model.invoke('hello', { callbacks: [h], thrownErrorString: 'model exploded' }), /model exploded/);
+
+  assert.deepEqual(h.openReservations, []);
+  const st = await admin.status(cid);
+  assert.equal(st.used, '0');
+  assert.equal(st.reserved, '0');
+  assert.equal(st.remaining, '1000');
+});
+
+test('tokenUsageOf reads usage_metadata, or else llmOutput.tokenUsage', () => {
+  assert.deepEqual(tokenUsageOf({ generations: [[{ message: { usage_metadata: USAGE } }]] }),
+    { inputTokens: 30, outputTokens: 12, totalTokens: 42, reported: true });
+  assert.deepEqual(tokenUsageOf({ generations: [[{ text: 'x' }]], llmOutput: { tokenUsage: { promptTokens: 3, completionTokens: 4, totalTokens: 7 } } }),
+    { inputTokens: 3, outputTokens: 4, totalTokens: 7, reported: true });
+  assert.deepEqual(tokenUsageOf({ generations: [[{ text: 'x' }]] }),
+    { inputTokens: 0, outputTokens: 0, totalTokens: 0, reported: false });
+});
+
+test('the handler needs an agent, an estimate and a usage mapping', () => {
+  const client = new AgentBillClient({ apiKey: agentKey, baseUrl: server.baseUrl });
+  assert.throws(() => new AgentBillCallbackHandler({ client, estimatedUnits: 1, unitsFromUsage: () => 1 }), /agentId/);
+  assert.throws(() => new AgentBillCallbackHandler({ client, agentId: 'a', unitsFromUsage: () => 1 }), /estimatedUnits/);
+  assert.throws(() => new AgentBillCallbackHandler({ client, agentId: 'a', estimatedUnits: 1 }), /unitsFromUsage/);
+});
