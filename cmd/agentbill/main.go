@@ -52,7 +52,7 @@ Usage:
   agentbill audit     --customer C [--from T] [--to T] [--format table|json|csv]
   agentbill audit verify [--json]
   agentbill replay    [--until-seq N | --until-time T] [--customer C] [--verify] [--json]
-  agentbill mcp       [--nats-url URL]     # MCP server over stdio
+  agentbill mcp       [--nats-url URL]   # MCP server over stdio
   agentbill bench     [--clients 64] [--customers 10000] [--duration 5s] [--rate CYCLES/S]
                       [--nats-url URL] [--json] [--cpuprofile FILE]
 

@@ -6,23 +6,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 
 	"github.com/agentbill/agentbill/mcpserver"
 	"github.com/nats-io/nats.go"
 )
 
 // runMCP is `agentbill mcp`: the MCP server over stdio (stdout carries
-// the protocol; logs go to stderr), connected to AgentBill over NATS until
-// the client disconnects or the process is told to stop.
+// the protocol; logs go to stderr), connected to AgentBill over NATS with
+// the usual connection flags until the client disconnects or the process
+// is told to stop. With nats.conf's users: `agent` serves preflight,
+// record_usage, release and budget_status; recent_refusals also reads the
+// stream, which `admin` may and `agent` may not.
 func runMCP(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mcp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := os.Getenv("AGENTBILL_NATS_URL")
-	if url == "" {
-		url = DefaultNATSURL
-	}
-	fs.StringVar(&url, "nats-url", url, "NATS server URL (env AGENTBILL_NATS_URL)")
+	nf := addNATSFlags(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -33,16 +31,16 @@ func runMCP(ctx context.Context, args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	// A long-lived server: keep reconnecting while AgentBill restarts;
 	// calls made meanwhile answer "unavailable" after their timeout.
-	nc, err := nats.Connect(url, nats.Name("agentbill-mcp"), nats.MaxReconnects(-1))
+	nc, err := nf.connect(nats.Name("agentbill-mcp"), nats.MaxReconnects(-1))
 	if err != nil {
-		return fmt.Errorf("connect %s: %w (is `agentbill serve` running?)", url, err)
+		return err
 	}
 	defer nc.Close()
 	srv, err := mcpserver.New(mcpserver.Config{Conn: nc, Logger: log})
 	if err != nil {
 		return err
 	}
-	log.Info("mcp server on stdio", "nats_url", url)
+	log.Info("mcp server on stdio", "nats_url", nf.url)
 	if err := srv.RunStdio(ctx); err != nil && ctx.Err() == nil {
 		return err
 	}
