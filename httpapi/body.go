@@ -10,6 +10,7 @@ import (
 	"net/http"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/strictjson"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
 )
@@ -35,6 +36,9 @@ func decodeBody(r *http.Request, v any) error {
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return invalid("request body is empty; send a JSON object")
+	}
+	if err := strictjson.Check(body); err != nil {
+		return invalid("malformed JSON: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/strictjson"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/nats-io/nats.go"
@@ -28,6 +29,9 @@ func decodeArgs(args json.RawMessage, v any) error {
 	}
 	if len(bytes.TrimSpace(args)) == 0 || bytes.Equal(bytes.TrimSpace(args), []byte("null")) {
 		args = json.RawMessage("{}")
+	}
+	if err := strictjson.Check(args); err != nil {
+		return invalid("bad arguments: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(args))
 	dec.DisallowUnknownFields()

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/strictjson"
 	"github.com/agentbill/agentbill/ledger"
 )
 
@@ -45,16 +45,12 @@ func DecodeRequest(subject string, body []byte) (ledger.Command, error) {
 	return cmd, nil
 }
 
-// decodeStrict decodes one JSON object: unknown fields, trailing data and
-// wrong types are invalid_argument. Amounts decode exactly (events.Units).
+// decodeStrict decodes one JSON object (strictjson): invalid UTF-8, deep
+// nesting, duplicate or unknown fields, trailing data and wrong types are
+// invalid_argument. Amounts decode exactly (events.Units).
 func decodeStrict(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := strictjson.Decode(body, v); err != nil {
 		return ledger.Errorf(ledger.CodeInvalidArgument, "malformed request: %s", jsonProblem(err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return ledger.Errorf(ledger.CodeInvalidArgument, "malformed request: data after the JSON object")
 	}
 	return nil
 }
