@@ -73,6 +73,13 @@ func ParseToken(tok string) (string, error) {
 	if len(tok)-1 > tokenEncoding.EncodedLen(CustomerIDBytesMax) {
 		return "", fmt.Errorf("%w: customer token is too long", ErrInvalidID)
 	}
+	// The base64 decoder skips '\r' and '\n' (found by FuzzToken): without
+	// this check "~X100\r" would be a second spelling of "~X100".
+	for i := 1; i < len(tok); i++ {
+		if !isPlainByte(tok[i]) {
+			return "", fmt.Errorf("%w: customer token %q is neither plain nor ~base64url", ErrInvalidID, truncate(tok))
+		}
+	}
 	raw, err := tokenEncoding.DecodeString(tok[1:])
 	if err != nil {
 		return "", fmt.Errorf("%w: customer token %q does not decode", ErrInvalidID, truncate(tok))
@@ -92,11 +99,15 @@ func isPlainToken(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		ok := (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'
-		if !ok {
+		if !isPlainByte(s[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// isPlainByte reports whether c is in [A-Za-z0-9_-], which is also the
+// base64url alphabet.
+func isPlainByte(c byte) bool {
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'
 }

@@ -1,0 +1,80 @@
+package events
+
+import (
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+)
+
+// FuzzParseUnits: every amount ParseUnits accepts is non-negative, at most
+// 10^15, has at most 18 fractional digits, and its canonical text parses
+// back to the same value and the same text.
+func FuzzParseUnits(f *testing.F) {
+	for _, s := range []string{"0", "1", "12.5", "0.000000000000000001", "1e15", "1000000000000000",
+		"-0", "-1", "1e999999", "1e-999999", "NaN", "Infinity", "0x10", "+1", "01", "1.", ".5", "1e", "",
+		"123456789012345678901234567890", "1E+3", "9.99999999999999999e14", strings.Repeat("9", 64)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := ParseUnits(s)
+		if err != nil {
+			return
+		}
+		if u.Sign() < 0 {
+			t.Fatalf("ParseUnits(%q) = %s, negative", s, u)
+		}
+		if u.Cmp(NewUnits(1, UnitsMaxExponent)) > 0 {
+			t.Fatalf("ParseUnits(%q) = %s, above 10^%d", s, u, UnitsMaxExponent)
+		}
+		text := u.String()
+		if _, frac, ok := strings.Cut(text, "."); ok && len(frac) > UnitsFractionDigitsMax {
+			t.Fatalf("ParseUnits(%q) = %s, more than %d fractional digits", s, text, UnitsFractionDigitsMax)
+		}
+		back, err := ParseUnits(text)
+		if err != nil {
+			t.Fatalf("ParseUnits(%q) = %s, which does not parse: %v", s, text, err)
+		}
+		if back.Cmp(u) != 0 || back.String() != text {
+			t.Fatalf("round trip of %q: %s then %s", s, text, back)
+		}
+	})
+}
+
+// FuzzToken: a valid customer ID's token never holds '.', '*', '>' or white
+// space, parses back to the ID, and is the only token that does (tokens
+// ParseToken accepts are canonical).
+func FuzzToken(f *testing.F) {
+	for _, s := range []string{"user_123", "acme.prod", "a*", "a>", "a b", "~", "~abc", "日本語", "émoji🙂",
+		strings.Repeat("x", 64), strings.Repeat("x", 65), strings.Repeat("é", 64), "\x00", "\xff", "tab\t",
+		"~dXNlcl8xMjM", "~YS5i", "~YS5i=", "", "-", "_"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if ValidateCustomerID(s) == nil {
+			tok := Token(s)
+			if strings.ContainsAny(tok, ".*>") || strings.IndexFunc(tok, unicode.IsSpace) >= 0 || !utf8.ValidString(tok) {
+				t.Fatalf("Token(%q) = %q holds a subject metacharacter", s, tok)
+			}
+			if len(tok) > tokenEncoding.EncodedLen(CustomerIDBytesMax)+1 {
+				t.Fatalf("Token(%q) is %d bytes", s, len(tok))
+			}
+			id, err := ParseToken(tok)
+			if err != nil || id != s {
+				t.Fatalf("ParseToken(Token(%q)) = %q, %v", s, id, err)
+			}
+		}
+		// Read as a token: whatever ParseToken accepts is a valid ID whose
+		// one token is exactly this one.
+		id, err := ParseToken(s)
+		if err != nil {
+			return
+		}
+		if err := ValidateCustomerID(id); err != nil {
+			t.Fatalf("ParseToken(%q) = %q, an invalid ID: %v", s, id, err)
+		}
+		if tok := Token(id); tok != s {
+			t.Fatalf("ParseToken(%q) = %q, whose token is %q: two spellings of one customer", s, id, tok)
+		}
+	})
+}
