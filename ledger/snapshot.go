@@ -1,0 +1,849 @@
+package ledger
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"container/heap"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+)
+
+// Snapshots. A snapshot is the whole state in a compact binary form, so a
+// restart can load it and replay only the log after it. The encoding is
+// deterministic (map keys sorted, windows in FIFO order): two states that
+// behave alike encode to the same bytes.
+//
+// Layout (integers are unsigned varints unless noted; a string is its
+// length then its bytes; a time is a signed varint of Unix seconds then
+// the nanoseconds; an amount is its canonical decimal text, exact):
+//
+//	magic "AGBSNAP\n", version
+//	meta: seq, writer, commit; events applied
+//	customers: count, then each customer, in hashedCustomer order
+//	idempotency window, closed-reservation window (see writeWindow); a
+//	  remembered request's event in a binary form (snapshot_event.go)
+//	trailer: SHA-256 of every byte before it (32 raw bytes)
+//
+// The hash is a trailer rather than in the header so that both writing and
+// reading stream: neither holds the encoding in memory. A snapshot is used
+// only if the hash verifies and nothing follows it.
+const (
+	snapshotMagic   = "AGBSNAP\n"
+	snapshotVersion = 1
+	// snapshotStringBytesMax bounds any string read from a snapshot: an ID,
+	// a URL, or one remembered event (an event fits one commit, 768 KiB).
+	snapshotStringBytesMax = 1 << 20
+	// snapshotPresizeMax bounds the map capacity reserved from a count read
+	// from a snapshot, before the data behind the count is seen.
+	snapshotPresizeMax = 1 << 20
+	// snapshotSlabCustomers is how many customers one allocation holds
+	// when a snapshot is read.
+	snapshotSlabCustomers = 1024
+	// snapshotSlabsQueued bounds decoded slabs waiting to be indexed.
+	snapshotSlabsQueued = 8
+	// snapshotBufferBytes is the read and write buffer size.
+	snapshotBufferBytes = 256 << 10
+)
+
+// ErrInvalidSnapshot wraps every reason a snapshot is refused.
+var ErrInvalidSnapshot = errors.New("invalid snapshot")
+
+// SnapshotMeta says where in the log a snapshot's state stands. The ledger
+// stores it and returns it; the caller checks it against the log.
+type SnapshotMeta struct {
+	// Seq is the last log sequence whose events the state includes.
+	Seq uint64
+	// Writer names the writer that took the snapshot.
+	Writer string
+	// Commit is the ID of the commit at Seq, so that a snapshot of another
+	// log with as many commits is recognised.
+	Commit string
+}
+
+// WriteSnapshot writes the complete state: every customer, open
+// reservation, remembered idempotency key and closed reservation, in FIFO
+// order, and the events-applied count. ReadSnapshot restores a state that
+// decides exactly as this one. Default and NewID are configuration and are
+// not written. The state must not change while it is written.
+func (s *State) WriteSnapshot(w io.Writer, meta SnapshotMeta) error {
+	h := sha256.New()
+	e := &snapWriter{w: bufio.NewWriterSize(io.MultiWriter(w, h), snapshotBufferBytes)}
+	e.b = append(e.b, snapshotMagic...)
+	e.uvarint(snapshotVersion)
+	e.uvarint(meta.Seq)
+	e.str(meta.Writer)
+	e.str(meta.Commit)
+	e.uvarint(s.events)
+	if err := s.writeCustomers(e); err != nil {
+		return err
+	}
+	if err := writeWindow(e, &s.idem, writeIdemEntry); err != nil {
+		return err
+	}
+	if err := writeWindow(e, &s.closed, writeClosedEntry); err != nil {
+		return err
+	}
+	e.flush()
+	if e.err == nil {
+		e.err = e.w.Flush()
+	}
+	if e.err != nil {
+		return fmt.Errorf("write snapshot: %w", e.err)
+	}
+	if _, err := w.Write(h.Sum(nil)); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	return nil
+}
+
+func (s *State) writeCustomers(e *snapWriter) error {
+	cs := make([]hashedCustomer, 0, len(s.customers))
+	for id, c := range s.customers {
+		cs = append(cs, hashedCustomer{h: idHash(id), c: c})
+	}
+	slices.SortFunc(cs, compareHashed)
+	e.uvarint(uint64(len(cs)))
+	open := 0
+	for _, hc := range cs {
+		c := hc.c
+		if err := e.customer(c); err != nil {
+			return fmt.Errorf("snapshot of customer %q: %w", c.ID, err)
+		}
+		open += len(c.Open)
+		for _, r := range c.Open {
+			if s.reservations[r.ID] != r {
+				return fmt.Errorf("snapshot: open reservation %s of customer %q is not in the reservation table", r.ID, c.ID)
+			}
+		}
+		e.flushIfFull()
+	}
+	if open != len(s.reservations) {
+		return fmt.Errorf("snapshot: customers hold %d open reservations, the table %d", open, len(s.reservations))
+	}
+	return e.err
+}
+
+// hashedCustomer orders customers in a snapshot: by a fixed hash of the
+// ID, then by ID. The order is deterministic, and sorting a million of them
+// compares integers instead of chasing a million scattered strings
+// (measured: 0.1 s against 0.6 s for sorting by ID).
+type hashedCustomer struct {
+	h uint64
+	c *Customer
+}
+
+func compareHashed(a, b hashedCustomer) int {
+	if a.h != b.h {
+		return cmp.Compare(a.h, b.h)
+	}
+	return strings.Compare(a.c.ID, b.c.ID)
+}
+
+// idHash is 64-bit FNV-1a: fixed, so the order is the same in every process.
+func idHash(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// snapWriter appends to a scratch buffer and hands it to the buffered
+// writer in large pieces.
+type snapWriter struct {
+	w   *bufio.Writer
+	b   []byte
+	err error
+}
+
+func (e *snapWriter) flushIfFull() {
+	if len(e.b) >= snapshotBufferBytes/2 {
+		e.flush()
+	}
+}
+
+func (e *snapWriter) flush() {
+	if e.err == nil {
+		_, e.err = e.w.Write(e.b)
+	}
+	e.b = e.b[:0]
+}
+
+func (e *snapWriter) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *snapWriter) str(v string)     { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+
+func (e *snapWriter) bool(v bool) {
+	if v {
+		e.b = append(e.b, 1)
+	} else {
+		e.b = append(e.b, 0)
+	}
+}
+
+func (e *snapWriter) time(t time.Time) {
+	e.b = binary.AppendVarint(e.b, t.Unix())
+	e.uvarint(uint64(t.Nanosecond()))
+}
+
+func (e *snapWriter) units(u events.Units) {
+	if u.IsZero() {
+		e.b = append(e.b, 1, '0')
+		return
+	}
+	e.str(u.String())
+}
+
+// customer writes one customer; maps sorted by key, tasks in first-use
+// order, open holds oldest first.
+func (e *snapWriter) customer(c *Customer) error {
+	if len(c.Thresholds) > ThresholdsMax || len(c.AgentLimits) > AgentLimitsMax || len(c.Agents) > AgentsPerCustomerMax ||
+		len(c.Tasks) > TasksPerCustomerMax || len(c.Open) > OpenReservationsPerCustomerMax {
+		return fmt.Errorf("a table is past its bound: %d thresholds, %d agent limits, %d agents, %d tasks, %d open",
+			len(c.Thresholds), len(c.AgentLimits), len(c.Agents), len(c.Tasks), len(c.Open))
+	}
+	e.str(c.ID)
+	e.units(c.Limit)
+	e.str(string(c.Period))
+	e.uvarint(uint64(len(c.Thresholds)))
+	for _, t := range c.Thresholds {
+		e.units(t)
+	}
+	e.str(c.UpgradeURL)
+	e.uvarint(uint64(len(c.AgentLimits)))
+	for _, id := range sortedKeys(c.AgentLimits) {
+		e.str(id)
+		e.units(c.AgentLimits[id])
+	}
+	e.time(c.PeriodStart)
+	e.units(c.TopUps)
+	e.units(c.Used)
+	e.units(c.Reserved)
+	e.uvarint(uint64(len(c.Agents)))
+	for _, id := range sortedKeys(c.Agents) {
+		a := c.Agents[id]
+		e.str(id)
+		e.units(a.Used)
+		e.units(a.Reserved)
+	}
+	if err := e.tasks(c); err != nil {
+		return err
+	}
+	e.uvarint(uint64(len(c.Open)))
+	for _, r := range c.Open {
+		if r.CustomerID != c.ID {
+			return fmt.Errorf("open reservation %s belongs to customer %q", r.ID, r.CustomerID)
+		}
+		e.str(r.ID)
+		e.str(r.AgentID)
+		e.str(r.TaskRef)
+		e.units(r.Units)
+		e.time(r.ExpiresAt)
+	}
+	e.bool(c.Exhausted)
+	e.uvarint(uint64(c.Fired))
+	return nil
+}
+
+func (e *snapWriter) tasks(c *Customer) error {
+	if len(c.taskOrder) != len(c.Tasks) {
+		return fmt.Errorf("%d tasks but %d in first-use order", len(c.Tasks), len(c.taskOrder))
+	}
+	e.uvarint(uint64(len(c.taskOrder)))
+	for _, ref := range c.taskOrder {
+		t := c.Tasks[ref]
+		if t == nil {
+			return fmt.Errorf("task %q is ordered but not tracked", ref)
+		}
+		e.str(ref)
+		e.bool(t.Ceiling != nil)
+		if t.Ceiling != nil {
+			e.units(*t.Ceiling)
+		}
+		e.units(t.Used)
+		e.units(t.Reserved)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Window entry tags: whether an order entry carries the map entry of its
+// key, and whether the map entry's time differs from the order entry's (a
+// key put again keeps its place in the order with its first time).
+const (
+	windowKeyOnly     = 0
+	windowEntrySameAt = 1
+	windowEntryOwnAt  = 2
+)
+
+// writeWindow writes a window's live FIFO order (from head), each key
+// followed by its map entry, then the map entries whose order entry was
+// already popped ("orphans": put again after their first put; pop keeps
+// them), sorted by key. Restored, the window forgets the same keys at the
+// same moments.
+func writeWindow[V any](e *snapWriter, w *window[V], value func(*snapWriter, string, V, time.Time) error) error {
+	live := w.order[w.head:]
+	e.uvarint(uint64(len(live)))
+	owned := 0
+	for _, k := range live {
+		e.str(k.key)
+		e.time(k.at)
+		ent, ok := w.m[k.key]
+		switch {
+		case !ok:
+			e.b = append(e.b, windowKeyOnly)
+		case ent.at.Equal(k.at):
+			e.b = append(e.b, windowEntrySameAt)
+		default:
+			e.b = append(e.b, windowEntryOwnAt)
+			e.time(ent.at)
+		}
+		if ok {
+			owned++
+			if err := value(e, k.key, ent.v, ent.at); err != nil {
+				return err
+			}
+		}
+		e.flushIfFull()
+	}
+	if owned > len(w.m) {
+		return fmt.Errorf("snapshot: a window's order holds a key twice")
+	}
+	var orphans []string
+	if owned < len(w.m) {
+		inOrder := make(map[string]bool, len(live))
+		for _, k := range live {
+			inOrder[k.key] = true
+		}
+		for k := range w.m {
+			if !inOrder[k] {
+				orphans = append(orphans, k)
+			}
+		}
+		slices.Sort(orphans)
+	}
+	e.uvarint(uint64(len(orphans)))
+	for _, k := range orphans {
+		ent := w.m[k]
+		e.str(k)
+		e.time(ent.at)
+		if err := value(e, k, ent.v, ent.at); err != nil {
+			return err
+		}
+		e.flushIfFull()
+	}
+	return e.err
+}
+
+func writeClosedEntry(e *snapWriter, _ string, v closedEntry, _ time.Time) error {
+	e.str(v.customerID)
+	e.str(v.status)
+	return nil
+}
+
+// ReadSnapshot restores a state written by WriteSnapshot, and its meta.
+// The whole input is read; anything that does not verify (magic, version,
+// bounds, invariants, the SHA-256 trailer, trailing data) is refused with
+// an error wrapping ErrInvalidSnapshot, and no state is returned. The
+// restored state has no Default and no NewID: set them as for a replay.
+func ReadSnapshot(r io.Reader) (*State, SnapshotMeta, error) {
+	tr := &trailerReader{r: r, h: sha256.New(), buf: make([]byte, snapshotBufferBytes+sha256.Size)}
+	d := &snapReader{r: bufio.NewReaderSize(tr, snapshotBufferBytes)}
+	s, meta, err := d.state()
+	if err != nil {
+		return nil, SnapshotMeta{}, fmt.Errorf("%w: %v", ErrInvalidSnapshot, err)
+	}
+	if err := d.end(tr); err != nil {
+		return nil, SnapshotMeta{}, fmt.Errorf("%w: %v", ErrInvalidSnapshot, err)
+	}
+	return s, meta, nil
+}
+
+func (d *snapReader) state() (*State, SnapshotMeta, error) {
+	var meta SnapshotMeta
+	magic := d.bytes(len(snapshotMagic))
+	if d.err != nil || string(magic) != snapshotMagic {
+		return nil, meta, fmt.Errorf("not a snapshot (bad magic)")
+	}
+	if v := d.uvarint(); d.err == nil && v != snapshotVersion {
+		return nil, meta, fmt.Errorf("version %d, want %d", v, snapshotVersion)
+	}
+	meta.Seq = d.uvarint()
+	meta.Writer = d.str()
+	meta.Commit = d.str()
+	s := NewState()
+	s.events = d.uvarint()
+	if d.err != nil {
+		return nil, meta, fmt.Errorf("header: %w", d.err)
+	}
+	if err := d.customers(s); err != nil {
+		return nil, meta, err
+	}
+	var err error
+	if s.idem, err = readWindow(d, IdempotencyKeysMax, readIdemEntry); err != nil {
+		return nil, meta, fmt.Errorf("idempotency keys: %w", err)
+	}
+	if s.closed, err = readWindow(d, ClosedReservationsMax, readClosedEntry); err != nil {
+		return nil, meta, fmt.Errorf("closed reservations: %w", err)
+	}
+	return s, meta, nil
+}
+
+// customers decodes the customers on this goroutine and indexes them on
+// another (the map inserts cost about as much as the decoding: a cache
+// miss each), in slabs of snapshotSlabCustomers.
+func (d *snapReader) customers(s *State) error {
+	n := d.uvarint()
+	s.customers = make(map[string]*Customer, min(n, snapshotPresizeMax))
+	slabs := make(chan []Customer, snapshotSlabsQueued)
+	indexed := make(chan error, 1)
+	go func() {
+		var err error
+		for slab := range slabs {
+			if err == nil {
+				err = s.index(slab)
+			}
+		}
+		indexed <- err
+	}()
+	err := d.decodeCustomers(n, slabs)
+	close(slabs)
+	if ierr := <-indexed; err == nil {
+		err = ierr
+	}
+	heap.Init(&s.expiries)
+	return err
+}
+
+func (d *snapReader) decodeCustomers(n uint64, slabs chan<- []Customer) error {
+	var prev hashedCustomer
+	for i := uint64(0); i < n && d.err == nil; {
+		// One allocation per slab: a million small objects cost the
+		// allocator and the collector far more than a thousand large.
+		slab := make([]Customer, min(n-i, snapshotSlabCustomers))
+		for j := range slab {
+			c := &slab[j]
+			if err := d.customer(c); err != nil {
+				return fmt.Errorf("customer %d: %w", i, err)
+			}
+			hc := hashedCustomer{h: idHash(c.ID), c: c}
+			if i > 0 && compareHashed(prev, hc) >= 0 {
+				return fmt.Errorf("customer %q out of order", c.ID)
+			}
+			prev = hc
+			i++
+		}
+		slabs <- slab
+	}
+	return d.err
+}
+
+// index adds decoded customers and their open holds to the state's tables.
+func (s *State) index(slab []Customer) error {
+	for i := range slab {
+		c := &slab[i]
+		s.customers[c.ID] = c
+		for _, r := range c.Open {
+			if s.reservations[r.ID] != nil {
+				return fmt.Errorf("reservation %s is open twice", r.ID)
+			}
+			s.reservations[r.ID] = r
+			s.expiries = append(s.expiries, expiryItem{at: r.ExpiresAt, id: r.ID})
+		}
+	}
+	return nil
+}
+
+func (d *snapReader) customer(c *Customer) error {
+	c.ID = d.str()
+	c.Limit = d.units()
+	c.Period = Period(d.oneOf(knownPeriods))
+	if n := d.count(ThresholdsMax); n > 0 {
+		c.Thresholds = make([]events.Units, n)
+		for i := range c.Thresholds {
+			c.Thresholds[i] = d.units()
+		}
+	}
+	c.UpgradeURL = d.str()
+	if n := d.count(AgentLimitsMax); n > 0 {
+		c.AgentLimits = make(map[string]events.Units, n)
+		for range n {
+			c.AgentLimits[d.str()] = d.units()
+		}
+	}
+	c.PeriodStart = d.time()
+	c.TopUps, c.Used, c.Reserved = d.units(), d.units(), d.units()
+	if n := d.count(AgentsPerCustomerMax); n > 0 {
+		c.Agents = make(map[string]*AgentUsage, n)
+		for range n {
+			id := d.str()
+			c.Agents[id] = &AgentUsage{Used: d.units(), Reserved: d.units()}
+		}
+	}
+	if n := d.count(TasksPerCustomerMax); n > 0 {
+		c.Tasks, c.taskOrder = make(map[string]*Task, n), make([]string, 0, n)
+		for range n {
+			ref, t := d.str(), &Task{}
+			if d.byte() == 1 {
+				ceiling := d.units()
+				t.Ceiling = &ceiling
+			}
+			t.Used, t.Reserved = d.units(), d.units()
+			c.Tasks[ref], c.taskOrder = t, append(c.taskOrder, ref)
+		}
+	}
+	if n := d.count(OpenReservationsPerCustomerMax); n > 0 {
+		c.Open = make([]*Reservation, n)
+		for i := range c.Open {
+			c.Open[i] = &Reservation{ID: d.str(), CustomerID: c.ID, AgentID: d.str(), TaskRef: d.str(),
+				Units: d.units(), ExpiresAt: d.time()}
+		}
+	}
+	c.Exhausted = d.byte() == 1
+	c.Fired = uint32(d.uvarint())
+	if d.err != nil {
+		return d.err
+	}
+	return checkRestored(c)
+}
+
+// checkRestored asserts a restored customer's invariants: the tables are
+// consistent and every hold is counted once, in the customer, its agent
+// and its task.
+func checkRestored(c *Customer) error {
+	if err := events.ValidateCustomerID(c.ID); err != nil {
+		return err
+	}
+	if len(c.Tasks) != len(c.taskOrder) {
+		return fmt.Errorf("customer %q: a task is listed twice", c.ID)
+	}
+	if len(c.Open) == 0 && len(c.Agents) == 0 {
+		if !c.Reserved.IsZero() {
+			return fmt.Errorf("customer %q: reserved %s with no open hold", c.ID, c.Reserved)
+		}
+		return nil
+	}
+	held, agents := events.Zero, events.Zero
+	for _, r := range c.Open {
+		held = held.Add(r.Units)
+	}
+	for _, a := range c.Agents {
+		agents = agents.Add(a.Reserved)
+	}
+	if held.Cmp(c.Reserved) != 0 || agents.Cmp(c.Reserved) != 0 {
+		return fmt.Errorf("customer %q: reserved %s, open holds sum to %s, agents' holds to %s", c.ID, c.Reserved, held, agents)
+	}
+	return nil
+}
+
+func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (V, error)) (window[V], error) {
+	w := newWindow[V](max)
+	n := d.uvarint()
+	if d.err == nil && n > uint64(max) {
+		return w, fmt.Errorf("%d keys in order, more than %d", n, max)
+	}
+	w.m = make(map[string]windowEntry[V], min(n, snapshotPresizeMax))
+	w.order = make([]windowKey, 0, min(n, snapshotPresizeMax))
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		k := windowKey{key: d.str(), at: d.time()}
+		w.order = append(w.order, k)
+		tag := d.byte()
+		if tag == windowKeyOnly {
+			continue
+		}
+		at := k.at
+		if tag == windowEntryOwnAt {
+			at = d.time()
+		} else if tag != windowEntrySameAt {
+			return w, fmt.Errorf("key %d: bad tag %d", i, tag)
+		}
+		if err := putRestored(d, &w, k.key, at, value); err != nil {
+			return w, err
+		}
+	}
+	orphans := d.uvarint()
+	for i := uint64(0); i < orphans && d.err == nil; i++ {
+		key := d.str()
+		if err := putRestored(d, &w, key, d.time(), value); err != nil {
+			return w, err
+		}
+	}
+	if d.err == nil && len(w.m) > max {
+		return w, fmt.Errorf("%d keys, more than %d", len(w.m), max)
+	}
+	return w, d.err
+}
+
+func putRestored[V any](d *snapReader, w *window[V], key string, at time.Time, value func(*snapReader, string) (V, error)) error {
+	v, err := value(d, key)
+	if err != nil {
+		return fmt.Errorf("key %q: %w", key, err)
+	}
+	n := len(w.m)
+	if w.m[key] = (windowEntry[V]{v: v, at: at}); len(w.m) == n {
+		return fmt.Errorf("key %q is listed twice", key)
+	}
+	return nil
+}
+
+var closedStatuses = []string{StatusRecorded, StatusReleased, StatusExpired}
+
+func readClosedEntry(d *snapReader, _ string) (closedEntry, error) {
+	v := closedEntry{customerID: d.str()}
+	v.status = d.oneOf(closedStatuses)
+	if d.err == nil && !slices.Contains(closedStatuses, v.status) {
+		return v, fmt.Errorf("unknown status %q", truncate(v.status, 16))
+	}
+	return v, d.err
+}
+
+// snapReader decodes from a buffered reader; the first error sticks and
+// every later read returns zero values.
+type snapReader struct {
+	r   *bufio.Reader
+	err error
+}
+
+func (d *snapReader) fail(err error) {
+	if d.err == nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		d.err = err
+	}
+}
+
+func (d *snapReader) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	b, err := d.r.ReadByte()
+	if err != nil {
+		d.fail(err)
+	}
+	return b
+}
+
+func (d *snapReader) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	b, _ := d.r.Peek(binary.MaxVarintLen64) // fewer near the end
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		d.fail(varintError(n, len(b)))
+		return 0
+	}
+	_, _ = d.r.Discard(n)
+	return v
+}
+
+func (d *snapReader) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	b, _ := d.r.Peek(binary.MaxVarintLen64)
+	v, n := binary.Varint(b)
+	if n <= 0 {
+		d.fail(varintError(n, len(b)))
+		return 0
+	}
+	_, _ = d.r.Discard(n)
+	return v
+}
+
+func varintError(n, avail int) error {
+	if n == 0 && avail < binary.MaxVarintLen64 {
+		return io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("varint overflows 64 bits")
+}
+
+// count reads a table size, at most max.
+func (d *snapReader) count(max int) int {
+	n := d.uvarint()
+	if n > uint64(max) {
+		d.fail(fmt.Errorf("table of %d entries, more than %d", n, max))
+		return 0
+	}
+	return int(n)
+}
+
+// length reads a string length, at most snapshotStringBytesMax.
+func (d *snapReader) length() int { return d.count(snapshotStringBytesMax) }
+
+// bytes returns the next n bytes; valid until the next read.
+func (d *snapReader) bytes(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n <= d.r.Size() {
+		b, err := d.r.Peek(n)
+		if err != nil {
+			d.fail(err)
+			return nil
+		}
+		_, _ = d.r.Discard(n)
+		return b
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(d.r, b); err != nil {
+		d.fail(err)
+		return nil
+	}
+	return b
+}
+
+func (d *snapReader) str() string {
+	n := d.length()
+	if n == 0 {
+		return ""
+	}
+	return string(d.bytes(n))
+}
+
+// oneOf reads a string, returning the known one it equals without
+// allocating.
+func (d *snapReader) oneOf(known []string) string {
+	b := d.bytes(d.length())
+	for _, k := range known {
+		if string(b) == k {
+			return k
+		}
+	}
+	return string(b)
+}
+
+func (d *snapReader) time() time.Time {
+	sec, nsec := d.varint(), d.uvarint()
+	if d.err != nil {
+		return time.Time{}
+	}
+	if nsec >= uint64(time.Second) {
+		d.fail(fmt.Errorf("time with %d nanoseconds", nsec))
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(nsec)).UTC()
+}
+
+// units reads an amount from its canonical text, exactly. Amounts of at
+// most 18 digits (all but running totals past 10^18) take a fast path;
+// both paths enforce the bounds of any amount in the log.
+func (d *snapReader) units() events.Units {
+	b := d.bytes(d.length())
+	if d.err != nil {
+		return events.Zero
+	}
+	if u, ok := smallUnits(b); ok {
+		return u
+	}
+	var u events.Units
+	if err := u.UnmarshalJSON(b); err != nil {
+		d.fail(err)
+	}
+	return u
+}
+
+// smallUnits parses "digits[.digits]" of at most 18 digits into the same
+// reduced value events.ParseUnits would return.
+func smallUnits(b []byte) (events.Units, bool) {
+	var coeff int64
+	exp, digits, dot := int32(0), 0, -1
+	for i, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			coeff = coeff*10 + int64(c-'0')
+			digits++
+			if dot >= 0 {
+				exp--
+			}
+		case c == '.' && dot < 0 && i > 0 && i < len(b)-1:
+			dot = i
+		default:
+			return events.Units{}, false
+		}
+	}
+	if digits == 0 || digits > 18 || (b[0] == '0' && len(b) > 1 && b[1] != '.') {
+		return events.Units{}, false
+	}
+	if coeff == 0 {
+		return events.Zero, true
+	}
+	for coeff%10 == 0 {
+		coeff /= 10
+		exp++
+	}
+	return events.NewUnits(coeff, exp), true
+}
+
+// end checks that the input ends right after the payload with the trailer,
+// and that the trailer is the SHA-256 of everything before it.
+func (d *snapReader) end(tr *trailerReader) error {
+	if _, err := d.r.ReadByte(); err == nil {
+		return fmt.Errorf("data after the state")
+	} else if !errors.Is(err, io.EOF) {
+		return err
+	}
+	if tr.n != sha256.Size {
+		return fmt.Errorf("truncated: no trailer")
+	}
+	if !bytes.Equal(tr.buf[:sha256.Size], tr.h.Sum(nil)) {
+		return fmt.Errorf("SHA-256 does not match: the snapshot is corrupt")
+	}
+	return nil
+}
+
+// trailerReader passes its input through except the last sha256.Size
+// bytes (the trailer), which it holds back, hashing what it passes.
+type trailerReader struct {
+	r   io.Reader
+	h   hash.Hash
+	buf []byte // buf[:n] read and not yet passed
+	n   int
+	eof bool
+}
+
+func (t *trailerReader) Read(p []byte) (int, error) {
+	for {
+		if t.n > sha256.Size && len(p) > 0 {
+			k := copy(p, t.buf[:t.n-sha256.Size])
+			t.h.Write(p[:k])
+			t.n = copy(t.buf, t.buf[k:t.n])
+			return k, nil
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		if t.eof {
+			return 0, io.EOF
+		}
+		m, err := t.r.Read(t.buf[t.n:])
+		t.n += m
+		if errors.Is(err, io.EOF) {
+			t.eof = true
+		} else if err != nil {
+			return 0, err
+		}
+	}
+}

@@ -1,0 +1,202 @@
+package ledger_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/ledger"
+)
+
+// Snapshot property: a snapshot of the live state taken at any point,
+// restored, with the rest of the log applied, is the state a full replay
+// gives (byte for byte), which is the live state; and it goes on deciding
+// exactly as the live state.
+
+const (
+	snapSeeds     = 6
+	snapSteps     = 1000 // per seed
+	snapPoints    = 5    // snapshots taken at random steps, per seed
+	snapTwinSteps = 300
+)
+
+var snapMeta = ledger.SnapshotMeta{Seq: 42, Writer: "0", Commit: "commit-42"}
+
+// snapshotOf returns a state's snapshot bytes.
+func snapshotOf(t *testing.T, s *ledger.State) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := s.WriteSnapshot(&buf, snapMeta); err != nil {
+		t.Fatalf("WriteSnapshot: %v", err)
+	}
+	return buf.Bytes()
+}
+
+// restore reads a snapshot that must verify.
+func restore(t *testing.T, b []byte) *ledger.State {
+	t.Helper()
+	s, meta, err := ledger.ReadSnapshot(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("ReadSnapshot: %v", err)
+	}
+	if meta != snapMeta {
+		t.Fatalf("ReadSnapshot meta = %+v, want %+v", meta, snapMeta)
+	}
+	return s
+}
+
+// applyLog decodes and applies encoded events, as a replay of the tail does.
+func applyLog(t *testing.T, s *ledger.State, log [][]byte) {
+	t.Helper()
+	for _, b := range log {
+		e, err := events.Decode(b)
+		if err != nil {
+			t.Fatalf("Decode(%s): %v", b, err)
+		}
+		s.Apply(e)
+	}
+}
+
+type snapPoint struct {
+	events int    // events in the log when it was taken
+	bytes  []byte // the live state's snapshot then
+}
+
+func TestSnapshotPlusTailEqualsReplay(t *testing.T) {
+	for seed := uint64(1); seed <= snapSeeds; seed++ {
+		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
+			s := newPropSim(t, seed+100)
+			var points []snapPoint
+			for i := 0; i < snapSteps; i++ {
+				s.step(s.gen())
+				if s.rng.IntN(snapSteps) < snapPoints {
+					points = append(points, snapPoint{events: len(s.log), bytes: snapshotOf(t, s.live)})
+				}
+			}
+			points = append(points, snapPoint{events: 0, bytes: snapshotOf(t, ledger.NewState())})
+			full := replay(t, s.log)
+			want := snapshotOf(t, full)
+			if live := snapshotOf(t, s.live); !bytes.Equal(live, want) {
+				t.Fatalf("the live state's snapshot (%d bytes) differs from the replayed state's (%d bytes)", len(live), len(want))
+			}
+			var last *ledger.State
+			for _, p := range points {
+				r := restore(t, p.bytes)
+				if got := snapshotOf(t, r); !bytes.Equal(got, p.bytes) {
+					t.Fatalf("snapshot at %d events: restored state re-encodes differently", p.events)
+				}
+				applyLog(t, r, s.log[p.events:])
+				if got := snapshotOf(t, r); !bytes.Equal(got, want) {
+					t.Fatalf("snapshot at %d events + tail of %d differs from the full replay", p.events, len(s.log)-p.events)
+				}
+				if got, want := r.EventsApplied(), uint64(len(s.log)); got != want {
+					t.Fatalf("snapshot + tail applied %d events, want %d", got, want)
+				}
+				last = r
+			}
+			if len(points) > 1 {
+				last = restore(t, points[0].bytes)
+				applyLog(t, last, s.log[points[0].events:])
+			}
+			s.checkTwinOf(last)
+		})
+	}
+}
+
+// checkTwinOf lets twin decide the next steps alongside the live state:
+// replies, events and errors must be identical, which covers what Status
+// does not show (keys, closed reservations, deadlines, fired alerts).
+func (s *propSim) checkTwinOf(twin *ledger.State) {
+	t := s.t
+	t.Helper()
+	twin.Default = s.live.Default
+	twinIDs := &counter{n: s.ids.n}
+	twin.NewID = twinIDs.next
+	for i := 0; i < snapTwinSteps; i++ {
+		a := s.gen()
+		var want propOutcome
+		switch {
+		case a.cmd != nil:
+			reply, evs, err := twin.Decide(a.cmd, s.now)
+			want = outcomeOf(t, reply, evs, err)
+		case a.sweep > 0:
+			want = outcomeOf(t, nil, twin.Sweep(s.now, a.sweep), nil)
+		}
+		got := s.step(a)
+		if got != want {
+			t.Fatalf("twin step %d (%T %s) differs:\nlive %+v\ntwin %+v", i, a.cmd, mustJSON(t, a.cmd), got, want)
+		}
+	}
+	if !bytes.Equal(snapshotOf(t, twin), snapshotOf(t, s.live)) {
+		t.Fatalf("after %d steps decided by both, the twin's snapshot differs from the live one's", snapTwinSteps)
+	}
+}
+
+// A reservation that expired and was then recorded late is put in the
+// closed window twice; once its first entry leaves the window, the key
+// stays with no order entry. The snapshot keeps such keys, and every table
+// a customer has (tasks with ceilings, agent limits, thresholds).
+func TestSnapshotKeepsEveryTable(t *testing.T) {
+	f := newFixture(t)
+	f.ok(&ledger.BudgetRequest{CustomerID: "c1", Limit: up("100"), Period: "month", Thresholds: []events.Units{
+		events.MustParseUnits("0.5"), events.MustParseUnits("0.9")}, UpgradeURL: "https://example.com/up",
+		AgentLimits: map[string]events.Units{"a1": events.MustParseUnits("80"), "a0": events.MustParseUnits("5")}})
+	late := f.reserve("c1", "a1", "10", "1s")
+	f.now = f.now.Add(2 * time.Second)
+	f.sweep(10)
+	f.now = f.now.Add(time.Second)
+	f.record(&ledger.RecordRequest{CustomerID: "c1", AgentID: "a1", Units: up("3"), ReservationID: late, IdempotencyKey: "k-late"})
+	f.preflight(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a1", EstimatedUnits: up("50"), TaskRef: "t1",
+		TaskCeiling: up("60"), TTL: "24h", IdempotencyKey: "k-big"})
+	f.now = f.now.Add(ledger.IdempotencyWindow + time.Hour)
+	other := f.reserve("c1", "a0", "1", "1s")
+	f.ok(&ledger.ReleaseRequest{CustomerID: "c1", ReservationID: other}) // pops the late hold's first entry
+
+	b := snapshotOf(t, f.s)
+	r := restore(t, b)
+	if got := snapshotOf(t, r); !bytes.Equal(got, b) {
+		t.Fatalf("restored state re-encodes differently")
+	}
+	for _, s := range []*ledger.State{f.s, r} {
+		s.NewID = (&counter{n: 1000}).next
+		_, _, err := s.Decide(&ledger.RecordRequest{CustomerID: "c1", AgentID: "a1", Units: up("1"), ReservationID: late}, f.now)
+		if ledger.ErrorCode(err) != ledger.CodeConflict {
+			t.Errorf("record of a hold settled late: err %v, want conflict", err)
+		}
+	}
+	if got, want := statusJSON(t, r, "c1", f.now), f.statusJSON("c1"); got != want {
+		t.Errorf("restored status:\n got %s\nwant %s", got, want)
+	}
+}
+
+// A snapshot that does not verify is refused, whatever is wrong with it,
+// and reading it never panics.
+func TestSnapshotRejectsCorruption(t *testing.T) {
+	s := newPropSim(t, 7)
+	for i := 0; i < 300; i++ {
+		s.step(s.gen())
+	}
+	good := snapshotOf(t, s.live)
+	restore(t, good)
+	refused := func(what string, b []byte) {
+		t.Helper()
+		st, _, err := ledger.ReadSnapshot(bytes.NewReader(b))
+		if err == nil || st != nil || !errors.Is(err, ledger.ErrInvalidSnapshot) {
+			t.Fatalf("%s: ReadSnapshot = %v, %v; want ErrInvalidSnapshot", what, st != nil, err)
+		}
+	}
+	refused("empty", nil)
+	refused("garbage", []byte("this is not a snapshot at all, not even close to one"))
+	refused("data after the trailer", append(bytes.Clone(good), 0))
+	for _, n := range []int{1, 8, 9, 40, len(good) / 2, len(good) - 33, len(good) - 32, len(good) - 1} {
+		refused(fmt.Sprintf("truncated to %d of %d bytes", n, len(good)), good[:n])
+	}
+	for i := range good {
+		bad := bytes.Clone(good)
+		bad[i] ^= 1 << (i % 8)
+		refused(fmt.Sprintf("bit flipped in byte %d of %d", i, len(good)), bad)
+	}
+}
