@@ -11,6 +11,7 @@ import (
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -31,6 +32,12 @@ const (
 	// RefusalScansMax bounds the scans in progress at once; past it the
 	// answer is unavailable (retry).
 	RefusalScansMax = 4
+	// StreamInfoTimeout bounds the first read of the stream. It answers in
+	// milliseconds when allowed; a NATS user that may not read the stream
+	// gets no answer at all (the server reports the violation
+	// asynchronously), so without this bound the call would hang for the
+	// whole ToolTimeout.
+	StreamInfoTimeout = 2 * time.Second
 )
 
 // Refusal is one denied event, flattened.
@@ -110,9 +117,16 @@ func (s *Server) recentRefusals(ctx context.Context, k *keys.Key, args json.RawM
 // bounds above, collecting the newest denied events (of cid, or all).
 func (s *Server) scanRefusals(ctx context.Context, cid string, limit int) (*RefusalsReply, error) {
 	r := &RefusalsReply{CustomerID: cid, Refusals: []Refusal{}}
-	st, err := s.js.Stream(ctx, events.StreamName)
+	ictx, cancel := context.WithTimeout(ctx, StreamInfoTimeout)
+	st, err := s.js.Stream(ictx, events.StreamName)
+	cancel()
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return r, nil // nothing was ever committed
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		return nil, ledger.Errorf(ledger.CodeUnavailable,
+			"no answer reading the log stream %s within %s: AgentBill may be down, or this NATS user may not read the stream (nats.conf: admin may, agent may not)",
+			events.StreamName, StreamInfoTimeout)
 	}
 	if err != nil {
 		return nil, err

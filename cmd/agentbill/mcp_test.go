@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -277,5 +279,40 @@ func TestMCPOverHTTPWithKey(t *testing.T) {
 	list, _ := all.out["refusals"].([]any)
 	if len(list) != 2 || list[0].(map[string]any)["customer_id"] != "mcp_h1" || list[1].(map[string]any)["customer_id"] != "mcp_h2" {
 		t.Fatalf("auditor's recent_refusals, newest first: %v", all.out)
+	}
+}
+
+// TestMCPWithRepoNATSConfUsers runs `agentbill mcp` with the repo
+// nats.conf's users: agent serves the spending tools, admin reads the log.
+func TestMCPWithRepoNATSConfUsers(t *testing.T) {
+	s := serveSecured(t)
+	s.must(t, 0, "admin", "budget", "set", "--customer", "user_123", "--limit", "100", "--period", "month")
+	s.must(t, 3, "agent", "preflight", "--customer", "user_123", "--agent", "z", "--units", "1000")
+	connect := func(user string) *mcp.ClientSession {
+		cmd := exec.Command(binary, "mcp", "--nats-url", s.url)
+		cmd.Env = append(os.Environ(), s.credsEnv(user)...)
+		return connectMCP(t, &mcp.CommandTransport{Command: cmd})
+	}
+
+	agent := connect("agent")
+	pf := mustTool(t, agent, "preflight", `{"customer_id": "user_123", "agent_id": "a", "estimated_units": 10}`)
+	if field(t, pf, "approved") != "true" {
+		t.Fatalf("preflight as agent: %v", pf.out)
+	}
+	mustTool(t, agent, "release", fmt.Sprintf(`{"customer_id": "user_123", "reservation_id": %q}`, field(t, pf, "reservation_id")))
+	if st := mustTool(t, agent, "budget_status", `{"customer_id": "user_123"}`); field(t, st, "remaining") != "100" {
+		t.Fatalf("budget_status as agent: %v", st.out)
+	}
+
+	// The agent user may not read the stream: a clear error, not a hang.
+	start := time.Now()
+	toolError(t, agent, "recent_refusals", `{"customer_id": "user_123"}`, "unavailable", "may not read the stream")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("recent_refusals as agent took %s", d)
+	}
+
+	rr := mustTool(t, connect("admin"), "recent_refusals", `{"customer_id": "user_123"}`)
+	if list, _ := rr.out["refusals"].([]any); len(list) != 1 || list[0].(map[string]any)["agent_id"] != "z" {
+		t.Fatalf("recent_refusals as admin: %v", rr.out)
 	}
 }
