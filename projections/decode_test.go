@@ -1,6 +1,8 @@
 package projections_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -61,4 +63,59 @@ func TestDecodeRequestRejectsHostileBodies(t *testing.T) {
 	if _, err := projections.DecodeRequest(subj, benchPreflight); err != nil {
 		t.Fatalf("a normal preflight: %v", err)
 	}
+}
+
+// FuzzDecodeRequest: any subject token and body either decode to a valid
+// command bound to the subject's customer, whose JSON decodes again to the
+// same command, or fail with invalid_argument or not_found; never a panic.
+func FuzzDecodeRequest(f *testing.F) {
+	ops := []events.Op{events.OpPreflight, events.OpRecord, events.OpRelease, events.OpExtend,
+		events.OpStatus, events.OpBudget, events.OpTopUp, "bogus"}
+	for i, body := range []string{
+		string(benchPreflight),
+		`{"agent_id":"a","units":"2.5","success":false,"metadata":{"k":[1,2]}}`,
+		`{"reservation_id":"r1","idempotency_key":"k"}`,
+		`{"reservation_id":"r1","ttl":"1h"}`,
+		`{}`,
+		`{"limit":100,"period":"month","thresholds":[0.5,0.8],"agent_limits":{"a":10},"upgrade_url":"https://x.example/up"}`,
+		`{"units":5,"note":"n"}`,
+		``,
+		`{"agent_id":"a","estimated_units":1,"estimated_units":2}`,
+		"{\"agent_id\":\"\xff\"}",
+		`{"agent_id":"a","estimated_units":1e999999}`,
+	} {
+		f.Add(uint8(i), "user_123", []byte(body))
+		f.Add(uint8(i), events.Token("acme.prod"), []byte(body))
+	}
+	f.Fuzz(func(t *testing.T, opIdx uint8, tok string, body []byte) {
+		op := ops[int(opIdx)%len(ops)]
+		prefix := events.RequestPrefix
+		if op.IsAdmin() {
+			prefix = events.AdminPrefix
+		}
+		cmd, err := projections.DecodeRequest(prefix+string(op)+"."+tok, body)
+		if err != nil {
+			if code := ledger.ErrorCode(err); code != ledger.CodeInvalidArgument && code != ledger.CodeNotFound {
+				t.Fatalf("error %v has code %q", err, code)
+			}
+			return
+		}
+		if err := cmd.Validate(); err != nil {
+			t.Fatalf("decoded command does not validate: %v", err)
+		}
+		if got := events.Token(cmd.Customer()); got != tok {
+			t.Fatalf("command for %q came from token %q, whose canonical form is %q", cmd.Customer(), tok, got)
+		}
+		again, err := json.Marshal(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd2, err := projections.DecodeRequest(prefix+string(op)+"."+tok, again)
+		if err != nil {
+			t.Fatalf("re-encoded command %s does not decode: %v", again, err)
+		}
+		if again2, _ := json.Marshal(cmd2); !bytes.Equal(again, again2) {
+			t.Fatalf("decode is not stable:\n%s\n%s", again, again2)
+		}
+	})
 }
