@@ -1,10 +1,13 @@
 package strictjson
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestCheck(t *testing.T) {
@@ -81,11 +84,80 @@ func BenchmarkCheck(b *testing.B) {
 	}
 }
 
+// FuzzCheck compares Check with a slow reference built on encoding/json's
+// tokenizer, for every input encoding/json accepts as valid JSON.
 func FuzzCheck(f *testing.F) {
-	for _, s := range []string{`{"a":1,"a":2}`, `{"a":{"b":[1,{"c":2}]}}`, `[[[[`, `{"\u0061":1,"a":2}`, "\xff"} {
+	for _, s := range []string{`{"a":1,"a":2}`, `{"a":{"b":[1,{"c":2}]}}`, `[[[[`, `{"\u0061":1,"a":2}`, "\xff",
+		`{"A":1,"a":2}`, `{"m":{"A":1,"a":2}}`, `[{"a":1},{"a":1}]`, `{"k":1,"\u212a":2}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		_ = Check(body) // must not panic, whatever the input
+		err := Check(body)
+		if !json.Valid(body) {
+			return
+		}
+		want := reference(body)
+		if (err == nil) != (want == nil) || (want != nil && !errors.Is(err, want)) {
+			t.Fatalf("Check(%q) = %v, reference says %v", body, err, want)
+		}
 	})
+}
+
+// reference is Check the slow way, for valid JSON only.
+func reference(body []byte) error {
+	if !utf8.Valid(body) {
+		return ErrInvalidUTF8
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	type obj struct {
+		object, expectKey bool
+		keys              []string
+	}
+	var stack []*obj
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // io.EOF: valid JSON was fully read
+		}
+		top := func() *obj {
+			if len(stack) == 0 {
+				return nil
+			}
+			return stack[len(stack)-1]
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{', '[':
+				if len(stack) == DepthMax {
+					return ErrTooDeep
+				}
+				if o := top(); o != nil && o.object {
+					o.expectKey = true
+				}
+				stack = append(stack, &obj{object: v == '{', expectKey: v == '{'})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			o := top()
+			if o != nil && o.object && o.expectKey {
+				for _, k := range o.keys {
+					if k == v || (len(stack) == 1 && strings.EqualFold(k, v)) {
+						return ErrDuplicateKey
+					}
+				}
+				o.keys = append(o.keys, v)
+				o.expectKey = false
+				continue
+			}
+			if o != nil && o.object {
+				o.expectKey = true
+			}
+		default:
+			if o := top(); o != nil && o.object {
+				o.expectKey = true
+			}
+		}
+	}
 }
