@@ -66,6 +66,8 @@ type Config struct {
 	// Name identifies this writer's commits (agentbill.log.<Name>);
 	// events.WriterDefault if empty.
 	Name string
+	// Snapshots tunes the periodic snapshots a rebuild starts from.
+	Snapshots SnapshotConfig
 }
 
 // Writer is the single writer: it owns the ledger state, decides requests
@@ -97,6 +99,7 @@ type Writer struct {
 	// chainHead is the chain hash of the last commit sent: the next one
 	// links to it (events.ChainHeader).
 	chainHead string
+	snap      snapshotter
 
 	stats Stats
 }
@@ -111,6 +114,7 @@ type Stats struct {
 	Overloaded  atomic.Uint64
 	LastSeq     atomic.Uint64
 	ReplayedSeq atomic.Uint64
+	Snapshots   SnapshotStats
 }
 
 // notice is a committed event to announce on its own subject.
@@ -150,6 +154,7 @@ func New(cfg Config) *Writer {
 		cfg.CommitsInFlight = CommitsInFlightDefault
 	}
 	cfg.CommitsInFlight = min(cfg.CommitsInFlight, CommitsInFlightMax)
+	cfg.Snapshots.setDefaults()
 	if cfg.LogConn == nil {
 		cfg.LogConn = cfg.Conn
 	}
@@ -195,6 +200,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	}()
 	w.ready.Store(true)
 	w.log.Info("writer serving", "last_seq", w.lastSeq, "customers", w.state.Customers())
+	defer w.snap.uploads.Wait()
 	return w.loop(ctx)
 }
 
@@ -222,10 +228,11 @@ func (w *Writer) setup(ctx context.Context) error {
 	}
 }
 
-// rebuild replaces the state with one replayed from the log.
+// rebuild replaces the state with one replayed from the log (from the
+// newest good snapshot, if there is one).
 func (w *Writer) rebuild(ctx context.Context) error {
 	start := time.Now()
-	s, seq, err := Rebuild(ctx, w.js, ReplayStop{}, w.cfg.Default)
+	s, seq, err := w.restore(ctx)
 	if err != nil {
 		return err
 	}
@@ -272,6 +279,7 @@ func (w *Writer) receive(m *nats.Msg) {
 // of it (its replies may depend on their undurable decisions).
 type flight struct {
 	no     uint64 // commit number, in the ack subject
+	id     string // commit ID (Nats-Msg-Id)
 	expect uint64 // the last sequence this commit is fenced on
 	batch  []*pending
 	notify []notice
@@ -304,6 +312,8 @@ func (w *Writer) loop(ctx context.Context) error {
 		in := w.in
 		if w.openFull() {
 			in = nil // the open commit is full: wait for an ack to send it
+		} else if w.snapshotDraining() {
+			in = nil // let the commits in flight drain, then snapshot
 		}
 		if len(w.queue) > 0 {
 			deadline.Reset(time.Until(w.queue[0].sent.Add(AppendTimeout)))
@@ -337,6 +347,7 @@ func (w *Writer) loop(ctx context.Context) error {
 			w.fail(ctx, failure)
 		}
 		w.answerReady()
+		w.maybeSnapshot(ctx)
 	}
 }
 
@@ -394,7 +405,7 @@ func (w *Writer) send() error {
 		return nil
 	}
 	w.nextNo++
-	f := &flight{no: w.nextNo, batch: w.openBatch, events: w.enc.Len(), sent: time.Now()}
+	f := &flight{no: w.nextNo, id: w.openID, batch: w.openBatch, events: w.enc.Len(), sent: time.Now()}
 	w.queue = append(w.queue, f)
 	if f.events == 0 {
 		w.openCommit()
@@ -421,7 +432,7 @@ func (w *Writer) onAck(m *nats.Msg) error {
 	if err != nil {
 		return err
 	}
-	w.lastSeq = seq
+	w.lastSeq, w.snap.commit = seq, f.id
 	w.inflight--
 	w.stats.LastSeq.Store(seq)
 	w.stats.Batches.Add(1)

@@ -1,0 +1,407 @@
+package projections_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentbill/agentbill/client"
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/projections"
+)
+
+const snapTestCustomers = 24
+
+var snapDefault = &ledger.DefaultBudget{Limit: events.NewUnits(500, 0), Period: ledger.PeriodMonth}
+
+// manualSnapshots leaves snapshots to Writer.SnapshotNow, and captures the
+// writer's log.
+func manualSnapshots(logs *syncBuffer) func(*projections.Config) {
+	return func(cfg *projections.Config) {
+		cfg.Snapshots.EventsEvery = 1 << 62
+		if logs != nil {
+			cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// snapTraffic runs one round of keyed preflights and records for every
+// customer, concurrently, and returns the first reply of each preflight by
+// idempotency key.
+func snapTraffic(t *testing.T, c *client.Client, round int) map[string]*ledger.PreflightReply {
+	t.Helper()
+	ctx := context.Background()
+	var (
+		mu      sync.Mutex
+		replies = map[string]*ledger.PreflightReply{}
+		wg      sync.WaitGroup
+	)
+	for i := range snapTestCustomers {
+		wg.Go(func() {
+			cid := fmt.Sprintf("cust-%02d", i)
+			key := fmt.Sprintf("p-%d-%d", round, i)
+			r, err := c.Preflight(ctx, cid, ledger.PreflightRequest{AgentID: fmt.Sprintf("agent%d", i%3),
+				EstimatedUnits: testenv.Ptr(t, fmt.Sprintf("%d.25", 3+i%5)), TaskRef: "task", IdempotencyKey: key})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			replies[cid+"/"+key] = r
+			mu.Unlock()
+			if r.Approved && (i+round)%4 != 0 { // some holds stay open
+				if _, err := c.Record(ctx, cid, ledger.RecordRequest{AgentID: fmt.Sprintf("agent%d", i%3),
+					Units: testenv.Ptr(t, "2.5"), ReservationID: r.ReservationID, IdempotencyKey: "r-" + key}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return replies
+}
+
+func allStatuses(t *testing.T, c *client.Client) map[string]string {
+	t.Helper()
+	out := make(map[string]string, snapTestCustomers)
+	for i := range snapTestCustomers {
+		cid := fmt.Sprintf("cust-%02d", i)
+		b, err := json.Marshal(status(t, c, cid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[cid] = string(b)
+	}
+	return out
+}
+
+func checkStatuses(t *testing.T, c *client.Client, want map[string]string) {
+	t.Helper()
+	for cid, got := range allStatuses(t, c) {
+		if got != want[cid] {
+			t.Errorf("customer %s after restart:\n got %s\nwant %s", cid, got, want[cid])
+		}
+	}
+}
+
+// takeSnapshot forces a snapshot and waits until it is stored.
+func takeSnapshot(t *testing.T, w *testenv.Writer) uint64 {
+	t.Helper()
+	saved := w.Stats().Snapshots.Saved.Load()
+	w.SnapshotNow()
+	waitFor(t, func() bool { return w.Stats().Snapshots.Saved.Load() > saved })
+	return w.Stats().Snapshots.SavedSeq.Load()
+}
+
+// eventsAfter counts the events stored after sequence seq.
+func eventsAfter(t *testing.T, s *testenv.Server, seq uint64) uint64 {
+	t.Helper()
+	var n uint64
+	_, err := projections.Replay(context.Background(), testenv.JetStream(t, testenv.Connect(t, s)),
+		projections.ReplayStop{StartSeq: seq + 1}, func(uint64, *events.Envelope) error { n++; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A restart loads the snapshot and replays only the log after it; every
+// customer reads as before, and requests answered before the snapshot are
+// still recognised by their keys.
+func TestSnapshotRestartReplaysOnlyTheTail(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	clock := testenv.NewClock(t0)
+	w := testenv.StartWriter(t, s, clock, snapDefault, manualSnapshots(nil))
+	c := testenv.Client(t, s)
+	first := snapTraffic(t, c, 0)
+	snapTraffic(t, c, 1)
+	snapSeq := takeSnapshot(t, w)
+	if got := w.Stats().LastSeq.Load(); snapSeq != got {
+		t.Fatalf("snapshot covers sequence %d, the writer is at %d", snapSeq, got)
+	}
+	snapTraffic(t, c, 2)
+	want := allStatuses(t, c)
+	total, tail := eventsAfter(t, s, 0), eventsAfter(t, s, snapSeq)
+	if tail == 0 || tail*2 > total {
+		t.Fatalf("test setup: %d events after the snapshot of %d", tail, total)
+	}
+	w.Stop(t)
+
+	w = testenv.StartWriter(t, s, clock, snapDefault, manualSnapshots(nil))
+	st := &w.Stats().Snapshots
+	if got := st.LoadedSeq.Load(); got != snapSeq {
+		t.Errorf("restart started from the snapshot at sequence %d, want %d", got, snapSeq)
+	}
+	if got := st.TailEvents.Load(); got != tail {
+		t.Errorf("restart replayed %d events, want the %d after the snapshot (of %d)", got, tail, total)
+	}
+	checkStatuses(t, c, want)
+	for k, r := range first {
+		cid, key, _ := strings.Cut(k, "/")
+		i := 0
+		fmt.Sscanf(cid, "cust-%d", &i)
+		again, err := c.Preflight(context.Background(), cid, ledger.PreflightRequest{AgentID: fmt.Sprintf("agent%d", i%3),
+			EstimatedUnits: testenv.Ptr(t, fmt.Sprintf("%d.25", 3+i%5)), TaskRef: "task", IdempotencyKey: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, w := mustJSON(t, again), mustJSON(t, r); g != w {
+			t.Errorf("retry of %s after restart:\n got %s\nwant %s", k, g, w)
+		}
+	}
+	if got := eventsAfter(t, s, 0); got != total {
+		t.Errorf("retries appended %d events", got-total)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// A stored snapshot that does not verify is reported and not used: the
+// restart replays the whole log and every customer still reads as before.
+func TestCorruptSnapshotFallsBackToFullReplay(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		corrupt func([]byte) []byte
+	}{
+		{"flipped byte", func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b }},
+		{"garbage", func([]byte) []byte { return []byte("not a snapshot") }},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-100] }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testenv.StartServer(t, "")
+			var logs syncBuffer
+			w := testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(&logs))
+			c := testenv.Client(t, s)
+			snapTraffic(t, c, 0)
+			seq := takeSnapshot(t, w)
+			snapTraffic(t, c, 1)
+			want := allStatuses(t, c)
+			total := eventsAfter(t, s, 0)
+			w.Stop(t)
+
+			ctx := context.Background()
+			obs, err := testenv.JetStream(t, testenv.Connect(t, s)).ObjectStore(ctx, projections.SnapshotBucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := projections.SnapshotName(events.WriterDefault, seq)
+			good, err := obs.GetBytes(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := obs.PutBytes(ctx, name, tc.corrupt(good)); err != nil {
+				t.Fatal(err)
+			}
+
+			w = testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(&logs))
+			st := &w.Stats().Snapshots
+			if st.Rejected.Load() != 1 || st.LoadedSeq.Load() != 0 || st.TailEvents.Load() != total {
+				t.Errorf("refused %d snapshots, started from sequence %d, replayed %d events; want 1, 0, %d",
+					st.Rejected.Load(), st.LoadedSeq.Load(), st.TailEvents.Load(), total)
+			}
+			if !strings.Contains(logs.String(), `level=ERROR msg="snapshot refused, not used" snapshot=`+name) {
+				t.Errorf("no error logged for the corrupt snapshot; log:\n%s", logs.String())
+			}
+			checkStatuses(t, c, want)
+		})
+	}
+}
+
+// A snapshot is used only with the log it was taken from, and by the
+// writer that took it: one ahead of the stream, one whose sequence holds
+// another commit, and another writer's are refused.
+func TestSnapshotOfAnotherLogIsRefused(t *testing.T) {
+	ctx := context.Background()
+	a := testenv.StartServer(t, "")
+	w := testenv.StartWriter(t, a, nil, snapDefault, manualSnapshots(nil))
+	ca := testenv.Client(t, a)
+	snapTraffic(t, ca, 0)
+	seq := takeSnapshot(t, w)
+	w.Stop(t)
+	obsA, err := testenv.JetStream(t, testenv.Connect(t, a)).ObjectStore(ctx, projections.SnapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := obsA.GetBytes(ctx, projections.SnapshotName(events.WriterDefault, seq))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Another writer of the same log.
+	if _, err := obsA.PutBytes(ctx, projections.SnapshotName("7", seq), body); err != nil {
+		t.Fatal(err)
+	}
+	checkRefused(t, a, "7", "not writer")
+
+	// A log with fewer commits, then one with as many but other commits.
+	b := testenv.StartServer(t, "")
+	wb := testenv.StartWriter(t, b, nil, snapDefault, manualSnapshots(nil))
+	cb := testenv.Client(t, b)
+	setBudget(t, cb, "other", "10", ledger.PeriodMonth)
+	own := takeSnapshot(t, wb) // creates the store
+	wb.Stop(t)
+	obsB, err := testenv.JetStream(t, testenv.Connect(t, b)).ObjectStore(ctx, projections.SnapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obsB.Delete(ctx, projections.SnapshotName(events.WriterDefault, own)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obsB.PutBytes(ctx, projections.SnapshotName(events.WriterDefault, seq), body); err != nil {
+		t.Fatal(err)
+	}
+	checkRefused(t, b, events.WriterDefault, "beyond the stream's last")
+	wb = testenv.StartWriter(t, b, nil, snapDefault, manualSnapshots(nil))
+	for i := 0; wb.Stats().LastSeq.Load() < seq; i++ {
+		setBudget(t, cb, fmt.Sprintf("other-%d", i), "10", ledger.PeriodMonth)
+	}
+	wb.Stop(t)
+	checkRefused(t, b, events.WriterDefault, "not this log")
+}
+
+// checkRefused starts a writer that must refuse its snapshot, for why,
+// and replay the whole log.
+func checkRefused(t *testing.T, s *testenv.Server, writer, why string) {
+	t.Helper()
+	var logs syncBuffer
+	w := testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(&logs), func(cfg *projections.Config) { cfg.Name = writer })
+	defer w.Stop(t)
+	st := &w.Stats().Snapshots
+	if st.Rejected.Load() != 1 || st.LoadedSeq.Load() != 0 {
+		t.Errorf("writer %s: refused %d snapshots, started from sequence %d; want 1, 0", writer, st.Rejected.Load(), st.LoadedSeq.Load())
+	}
+	if !strings.Contains(logs.String(), why) {
+		t.Errorf("writer %s: log does not say %q:\n%s", writer, why, logs.String())
+	}
+}
+
+// Each writer keeps SnapshotVersionsKept snapshots, and a restart uses the
+// newest.
+func TestSnapshotVersionsKept(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	w := testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(nil))
+	c := testenv.Client(t, s)
+	var seqs []uint64
+	for round := range projections.SnapshotVersionsKept + 2 {
+		snapTraffic(t, c, round)
+		seqs = append(seqs, takeSnapshot(t, w))
+	}
+	w.Stop(t)
+	obs, err := testenv.JetStream(t, testenv.Connect(t, s)).ObjectStore(context.Background(), projections.SnapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos, err := obs.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, info := range infos {
+		names = append(names, info.Name)
+	}
+	var want []string
+	for _, seq := range seqs[len(seqs)-projections.SnapshotVersionsKept:] {
+		want = append(want, projections.SnapshotName(events.WriterDefault, seq))
+	}
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Errorf("stored snapshots %v, want %v", names, want)
+	}
+	w = testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(nil))
+	if got, want := w.Stats().Snapshots.LoadedSeq.Load(), seqs[len(seqs)-1]; got != want {
+		t.Errorf("restart started from sequence %d, want %d", got, want)
+	}
+}
+
+// Snapshots on a schedule: after Config.Snapshots.EventsEvery events the
+// writer stores one by itself, between commits, and keeps serving.
+func TestSnapshotEveryNEvents(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	w := testenv.StartWriter(t, s, nil, snapDefault, func(cfg *projections.Config) { cfg.Snapshots.EventsEvery = 40 })
+	c := testenv.Client(t, s)
+	for round := range 4 {
+		snapTraffic(t, c, round)
+	}
+	waitFor(t, func() bool { return w.Stats().Snapshots.Saved.Load() >= 2 })
+	want := allStatuses(t, c)
+	w.Stop(t)
+	w = testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(nil))
+	if w.Stats().Snapshots.LoadedSeq.Load() == 0 {
+		t.Errorf("restart did not start from a snapshot")
+	}
+	checkStatuses(t, c, want)
+}
+
+// After a failed append the writer rebuilds from its snapshot and the log
+// after it, including what another appender wrote there.
+func TestFailedAppendRebuildsFromSnapshot(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	w := testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(nil))
+	c := testenv.Client(t, s)
+	ctx := context.Background()
+	snapTraffic(t, c, 0)
+	snapSeq := takeSnapshot(t, w)
+	before := status(t, c, "cust-01")
+
+	forged := &events.Envelope{ID: "forged-1", Type: events.TypeToppedUp, V: events.Version, At: time.Now().UTC(),
+		CustomerID: "cust-01", Data: &events.ToppedUp{Units: events.NewUnits(50, 0)}}
+	body, err := events.Encode(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var enc events.CommitEncoder
+	enc.Reset("forged-commit", "rogue", time.Now())
+	enc.Add(body)
+	if _, err := testenv.JetStream(t, testenv.Connect(t, s)).Publish(ctx, events.LogSubject("rogue"), enc.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	// The client retries the unavailable reply once the writer rebuilt.
+	r, err := c.Preflight(ctx, "cust-01", ledger.PreflightRequest{AgentID: "agent1", EstimatedUnits: testenv.Ptr(t, "1"), IdempotencyKey: "after"})
+	if err != nil || !r.Approved {
+		t.Fatalf("preflight after the forged commit: %v %+v", err, r)
+	}
+	if n := w.Stats().Rebuilds.Load(); n != 1 {
+		t.Fatalf("rebuilds = %d, want 1", n)
+	}
+	st := &w.Stats().Snapshots
+	if st.LoadedSeq.Load() != snapSeq || st.TailEvents.Load() != 1 {
+		t.Errorf("rebuild started from sequence %d and replayed %d events; want %d and the forged one",
+			st.LoadedSeq.Load(), st.TailEvents.Load(), snapSeq)
+	}
+	want := before.Remaining.Add(events.NewUnits(50, 0)).Sub(events.NewUnits(1, 0))
+	wantUnits(t, "remaining after the forged top-up", r.RemainingUnits, want.String())
+}
