@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -44,5 +46,35 @@ func TestHostileInput(t *testing.T) {
 				t.Errorf("a normal preflight right after: %s", ok.raw)
 			}
 		})
+	}
+}
+
+// TestHostileCustomerIDsOverHTTP: IDs with subject metacharacters, white
+// space, '~', unicode and 128 bytes each reach exactly their own customer,
+// in bodies, query strings and paths.
+func TestHostileCustomerIDsOverHTTP(t *testing.T) {
+	e := newEnv(t, nil)
+	ids := []string{"acme.prod", "a*", "a>", ">", "a b", "~", "~abc", "日本語のお客様", "émoji🙂", "x.*.>",
+		"slash/in/id", "q?x=1&y", strings.Repeat("x", 65), strings.Repeat("é", 64)}
+	for i, id := range ids {
+		r := e.do("PUT", "/v1/budget", e.admin, map[string]any{"customer_id": id, "limit_units": 1000 + i, "period": "month"})
+		expect(t, r, 200, "")
+		r = e.do("POST", "/v1/preflight", e.admin, map[string]any{"customer_id": id, "agent_id": "a", "estimated_units": i + 1})
+		expect(t, r, 200, "")
+	}
+	for i, id := range ids {
+		r := e.do("GET", "/v1/budget?customer_id="+url.QueryEscape(id), e.admin, nil)
+		expect(t, r, 200, "")
+		if got, want := num(t, r, "limit_units"), fmt.Sprint(1000+i); got != want || r.body["customer_id"] != id {
+			t.Errorf("budget of %q: customer %v limit %s, want %s", id, r.body["customer_id"], got, want)
+		}
+		r = e.do("GET", "/v1/customers/"+url.PathEscape(id), e.admin, nil)
+		expect(t, r, 200, "")
+		if r.body["customer_id"] != id {
+			t.Errorf("GET /v1/customers/%s: %s", url.PathEscape(id), r.raw)
+		}
+		if got, want := num(t, r, "reserved"), fmt.Sprint(i+1); got != want {
+			t.Errorf("customer %q: reserved %s, want %s", id, got, want)
+		}
 	}
 }
