@@ -44,7 +44,9 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	nc, err := nats.Connect(*natsURL, nats.Name("agentbill-example-worker"))
+	// With the repo's nats.conf, run as the agent user: AGENTBILL_NATS_USER=agent,
+	// AGENTBILL_NATS_PASSWORD, AGENTBILL_NATS_INBOX_PREFIX=_INBOX_agent.
+	nc, err := client.CredentialsFromEnv().Connect(*natsURL, nats.Name("agentbill-example-worker"))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "connect %s: %v (is `agentbill serve` running?)\n", *natsURL, err)
 		os.Exit(exitError)
