@@ -33,10 +33,11 @@ type secured struct {
 	passwords map[string]string
 }
 
-func serveSecured(t *testing.T) *secured {
+// securedConfig writes the copy of nats.conf and makes up passwords; env
+// holds the server's password variables.
+func securedConfig(t *testing.T) (s *secured, conf string, env []string) {
 	t.Helper()
-	s := &secured{passwords: map[string]string{}}
-	var env []string
+	s = &secured{passwords: map[string]string{}}
 	for user, v := range passwordEnv {
 		b := make([]byte, 32)
 		if _, err := rand.Read(b); err != nil {
@@ -54,11 +55,17 @@ func serveSecured(t *testing.T) *secured {
 	}
 	src = regexp.MustCompile(`(?m)^listen:.*$`).ReplaceAll(src, []byte("listen: 127.0.0.1:"+strconv.Itoa(port)))
 	src = regexp.MustCompile(`(?m)^(\s*store_dir:).*$`).ReplaceAll(src, []byte("${1} "+strconv.Quote(filepath.Join(dir, "store"))))
-	conf := filepath.Join(dir, "nats.conf")
+	conf = filepath.Join(dir, "nats.conf")
 	if err := os.WriteFile(conf, src, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "serve", "--data", filepath.Join(dir, "data"), "--nats-config", conf)
+	return s, conf, env
+}
+
+func serveSecured(t *testing.T) *secured {
+	t.Helper()
+	s, conf, env := securedConfig(t)
+	cmd := exec.Command(binary, "serve", "--data", filepath.Join(t.TempDir(), "data"), "--nats-config", conf)
 	cmd.Env = append(append(os.Environ(), env...), s.credsEnv("service")...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -194,6 +201,42 @@ func TestCLIHostileCustomerIDs(t *testing.T) {
 		out := s.must(t, 1, "agent", "status", "--customer", id)
 		if !strings.Contains(out, "invalid_argument") {
 			t.Errorf("status %q: %s", id, out)
+		}
+	}
+}
+
+// TestServeWithNATSConfigNeedsServiceCredentials: the embedded server run
+// from nats.conf refuses serve's own connections without credentials, and
+// serve says what to do. (With another role's credentials serve logs the
+// permission violations and keeps retrying, as it does while a cluster
+// comes up.)
+func TestServeWithNATSConfigNeedsServiceCredentials(t *testing.T) {
+	s, conf, env := securedConfig(t)
+	for _, c := range []struct {
+		creds []string
+		want  string
+	}{
+		{nil, "needs the service user's credentials"},
+		{[]string{"AGENTBILL_NATS_USER=service", "AGENTBILL_NATS_PASSWORD=" + s.passwords["agent"]}, "needs the service user's credentials"},
+	} {
+		cmd := exec.Command(binary, "serve", "--data", filepath.Join(t.TempDir(), "data"), "--nats-config", conf)
+		cmd.Env = append(append(os.Environ(), env...), c.creds...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(stderr.String(), c.want) {
+				t.Errorf("serve with %v: %v, want a failure saying %q:\n%s", c.creds, err, c.want, stderr.String())
+			}
+		case <-time.After(ProcessTimeout):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("serve with %v kept running:\n%s", c.creds, stderr.String())
 		}
 	}
 }

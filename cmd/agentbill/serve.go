@@ -155,7 +155,7 @@ func connectWriter(cfg serveConfig, srv *server.Server, name string) (*nats.Conn
 	if srv != nil {
 		nc, err := nats.Connect("", append(creds, nats.InProcessServer(srv), nats.Name(name))...)
 		if err != nil {
-			return nil, fmt.Errorf("connect to the embedded server as %q: %w", cfg.Creds.User, err)
+			return nil, fmt.Errorf("connect to the embedded server as %q: %w (with --nats-config, serve needs the service user's credentials: --nats-user and AGENTBILL_NATS_PASSWORD, --nats-nkey or --nats-creds)", cfg.Creds.User, err)
 		}
 		return nc, nil
 	}
