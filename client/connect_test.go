@@ -54,9 +54,9 @@ func TestCredentialsConnect(t *testing.T) {
 	perms := &server.Permissions{Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX_x.>", "svc"}},
 		Publish: &server.SubjectPermission{Allow: []string{"svc"}}, Response: &server.ResponsePermission{MaxMsgs: 1}}
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true,
-		Users:  []*server.User{{Username: "u", Password: "pw_secret", Permissions: perms}},
-		Nkeys:  []*server.NkeyUser{{Nkey: pub, Permissions: perms}},
-		NoLog:  true,
+		Users: []*server.User{{Username: "u", Password: "pw_secret", Permissions: perms}},
+		Nkeys: []*server.NkeyUser{{Nkey: pub, Permissions: perms}},
+		NoLog: true,
 	})
 	if err != nil {
 		t.Fatal(err)
