@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
@@ -51,6 +53,10 @@ const (
 	snapshotSlabCustomers = 1024
 	// snapshotSlabsQueued bounds decoded slabs waiting to be indexed.
 	snapshotSlabsQueued = 8
+	// snapshotEncodersMax bounds the goroutines encoding customers, and
+	// snapshotPartCustomersMin is the fewest customers worth one.
+	snapshotEncodersMax      = 8
+	snapshotPartCustomersMin = 10_000
 	// snapshotBufferBytes is the read and write buffer size.
 	snapshotBufferBytes = 256 << 10
 )
@@ -106,31 +112,89 @@ func (s *State) WriteSnapshot(w io.Writer, meta SnapshotMeta) error {
 	return nil
 }
 
+// writeCustomers writes every customer. The writer is paused while it
+// runs, so it uses every core: the customers are hashed, then encoded in
+// contiguous parts, the first straight to the output and the others into
+// buffers appended after it (measured on 1,000,000 customers with an
+// agent each, 2 cores: 1.3 s serially).
 func (s *State) writeCustomers(e *snapWriter) error {
 	cs := make([]hashedCustomer, 0, len(s.customers))
-	for id, c := range s.customers {
-		cs = append(cs, hashedCustomer{h: idHash(id), c: c})
+	for _, c := range s.customers {
+		cs = append(cs, hashedCustomer{c: c})
 	}
+	parts := min(runtime.GOMAXPROCS(0), snapshotEncodersMax, max(1, len(cs)/snapshotPartCustomersMin))
+	inParallel(len(cs), parts, func(_, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			cs[i].h = idHash(cs[i].c.ID)
+		}
+	})
 	slices.SortFunc(cs, compareHashed)
 	e.uvarint(uint64(len(cs)))
+	bufs := make([]*snapWriter, parts)
+	open := make([]int, parts)
+	errs := make([]error, parts)
+	inParallel(len(cs), parts, func(part, lo, hi int) {
+		pe := e
+		if part > 0 {
+			pe = &snapWriter{}
+			bufs[part] = pe
+		}
+		open[part], errs[part] = s.encodeCustomers(pe, cs[lo:hi])
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, pe := range bufs[1:] {
+		e.flush()
+		if e.err == nil {
+			_, e.err = e.w.Write(pe.b)
+		}
+	}
+	if n := sum(open); n != len(s.reservations) {
+		return fmt.Errorf("snapshot: customers hold %d open reservations, the table %d", n, len(s.reservations))
+	}
+	return e.err
+}
+
+// encodeCustomers encodes customers into e (flushing as it goes if e has
+// an output), and returns how many open holds they have.
+func (s *State) encodeCustomers(e *snapWriter, cs []hashedCustomer) (int, error) {
 	open := 0
 	for _, hc := range cs {
 		c := hc.c
 		if err := e.customer(c); err != nil {
-			return fmt.Errorf("snapshot of customer %q: %w", c.ID, err)
+			return 0, fmt.Errorf("snapshot of customer %q: %w", c.ID, err)
 		}
 		open += len(c.Open)
 		for _, r := range c.Open {
 			if s.reservations[r.ID] != r {
-				return fmt.Errorf("snapshot: open reservation %s of customer %q is not in the reservation table", r.ID, c.ID)
+				return 0, fmt.Errorf("snapshot: open reservation %s of customer %q is not in the reservation table", r.ID, c.ID)
 			}
 		}
-		e.flushIfFull()
+		if e.w != nil {
+			e.flushIfFull()
+		}
 	}
-	if open != len(s.reservations) {
-		return fmt.Errorf("snapshot: customers hold %d open reservations, the table %d", open, len(s.reservations))
+	return open, nil
+}
+
+// inParallel calls fn on parts contiguous ranges of [0, n) at once, the
+// first on this goroutine, and waits for all.
+func inParallel(n, parts int, fn func(part, lo, hi int)) {
+	var wg sync.WaitGroup
+	for i := 1; i < parts; i++ {
+		wg.Go(func() { fn(i, i*n/parts, (i+1)*n/parts) })
 	}
-	return e.err
+	fn(0, 0, n/parts)
+	wg.Wait()
+}
+
+func sum(xs []int) int {
+	t := 0
+	for _, x := range xs {
+		t += x
+	}
+	return t
 }
 
 // hashedCustomer orders customers in a snapshot: by a fixed hash of the
@@ -162,9 +226,10 @@ func idHash(s string) uint64 {
 // snapWriter appends to a scratch buffer and hands it to the buffered
 // writer in large pieces.
 type snapWriter struct {
-	w   *bufio.Writer
-	b   []byte
-	err error
+	w    *bufio.Writer
+	b    []byte
+	keys []string // scratch for sortedKeys
+	err  error
 }
 
 func (e *snapWriter) flushIfFull() {
@@ -221,7 +286,7 @@ func (e *snapWriter) customer(c *Customer) error {
 	}
 	e.str(c.UpgradeURL)
 	e.uvarint(uint64(len(c.AgentLimits)))
-	for _, id := range sortedKeys(c.AgentLimits) {
+	for _, id := range e.sortedKeys(mapKeys(c.AgentLimits)) {
 		e.str(id)
 		e.units(c.AgentLimits[id])
 	}
@@ -230,7 +295,7 @@ func (e *snapWriter) customer(c *Customer) error {
 	e.units(c.Used)
 	e.units(c.Reserved)
 	e.uvarint(uint64(len(c.Agents)))
-	for _, id := range sortedKeys(c.Agents) {
+	for _, id := range e.sortedKeys(mapKeys(c.Agents)) {
 		a := c.Agents[id]
 		e.str(id)
 		e.units(a.Used)
@@ -276,16 +341,22 @@ func (e *snapWriter) tasks(c *Customer) error {
 	return nil
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	if len(m) == 0 {
-		return nil
+// mapKeys returns a function that appends a map's keys.
+func mapKeys[V any](m map[string]V) func([]string) []string {
+	return func(keys []string) []string {
+		for k := range m {
+			keys = append(keys, k)
+		}
+		return keys
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
+}
+
+// sortedKeys returns keys sorted, in a scratch slice valid until the next
+// call (most customers have one agent or none: no allocation each).
+func (e *snapWriter) sortedKeys(appendKeys func([]string) []string) []string {
+	e.keys = appendKeys(e.keys[:0])
+	slices.Sort(e.keys)
+	return e.keys
 }
 
 // Window entry tags: whether an order entry carries the map entry of its

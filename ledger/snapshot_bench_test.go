@@ -16,20 +16,22 @@ import (
 const snapBenchCustomers = 1_000_000
 
 // BenchmarkSnapshot measures writing and reading a snapshot of 1,000,000
-// customers, for two states:
+// customers, for three states:
 //   - idle: each customer has a budget and nothing else (1M events);
-//   - active: each also made one keyed preflight and one keyed record, all
-//     within the idempotency window (3M events: 2M remembered keys, 1M
-//     closed reservations), the worst case per event.
+//   - used: each also made one keyed preflight and one keyed record (an
+//     agent with usage), spread over 10 days of event time, so the windows
+//     hold the last day's: 200k keys, 100k closed reservations (3M events);
+//   - active: the same all within one day: 2M remembered keys, 1M closed
+//     reservations, the worst case per event.
 //
 // Run: go test -run '^$' -bench Snapshot -benchtime 3x ./ledger
 func BenchmarkSnapshot(b *testing.B) {
 	for _, sc := range []struct {
-		name   string
-		active bool
-	}{{"idle", false}, {"active", true}} {
+		name string
+		span time.Duration // event time the decisions span; 0: no decisions
+	}{{"idle", 0}, {"used", 240 * time.Hour}, {"active", time.Hour}} {
 		b.Run(sc.name, func(b *testing.B) {
-			s := snapBenchState(b, snapBenchCustomers, sc.active)
+			s := snapBenchState(b, snapBenchCustomers, sc.span)
 			var buf bytes.Buffer
 			if err := s.WriteSnapshot(&buf, snapMeta); err != nil {
 				b.Fatal(err)
@@ -73,9 +75,10 @@ func BenchmarkSnapshot(b *testing.B) {
 	}
 }
 
-// snapBenchState builds a state of n customers with a month budget; if
-// active, each customer also preflights and records with idempotency keys.
-func snapBenchState(b *testing.B, n int, active bool) *ledger.State {
+// snapBenchState builds a state of n customers with a month budget; with
+// a span, each customer also preflights and records with idempotency keys,
+// the clock advancing evenly over the span.
+func snapBenchState(b *testing.B, n int, span time.Duration) *ledger.State {
 	b.Helper()
 	s := ledger.NewState()
 	ids := 0
@@ -85,7 +88,7 @@ func snapBenchState(b *testing.B, n int, active bool) *ledger.State {
 	est, used := events.NewUnits(10, 0), events.NewUnits(7, 0)
 	for i := range n {
 		cid := "customer-" + strconv.Itoa(i)
-		if !active {
+		if span == 0 {
 			s.Apply(&events.Envelope{ID: s.NewID(), Type: events.TypeBudgetSet, V: events.Version, At: now, CustomerID: cid,
 				Data: &events.BudgetSet{Limit: limit, Period: "month", Source: "default", Balance: events.Balance{PeriodStart: now}}})
 			continue
@@ -101,6 +104,7 @@ func snapBenchState(b *testing.B, n int, active bool) *ledger.State {
 			ReservationID: r.(*ledger.PreflightReply).ReservationID, IdempotencyKey: "r" + key}, now); err != nil {
 			b.Fatal(err)
 		}
+		now = now.Add(span / time.Duration(n))
 	}
 	return s
 }

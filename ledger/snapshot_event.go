@@ -252,7 +252,7 @@ func (d *snapReader) unitsList(max int) []events.Units {
 
 func (e *snapWriter) unitsMap(m map[string]events.Units) {
 	e.uvarint(uint64(len(m)))
-	for _, k := range sortedKeys(m) {
+	for _, k := range e.sortedKeys(mapKeys(m)) {
 		e.str(k)
 		e.units(m[k])
 	}

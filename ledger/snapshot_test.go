@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -198,5 +199,36 @@ func TestSnapshotRejectsCorruption(t *testing.T) {
 		bad := bytes.Clone(good)
 		bad[i] ^= 1 << (i % 8)
 		refused(fmt.Sprintf("bit flipped in byte %d of %d", i, len(good)), bad)
+	}
+}
+
+// A large state is encoded in parts on every core; the bytes do not depend
+// on how many parts there were.
+func TestSnapshotEncodingIndependentOfParallelism(t *testing.T) {
+	s := ledger.NewState()
+	ids := &counter{}
+	s.NewID = ids.next
+	s.Default = &ledger.DefaultBudget{Limit: events.MustParseUnits("100"), Period: ledger.PeriodMonth}
+	for i := range 25_000 {
+		cid := fmt.Sprintf("cust-%d", i)
+		if _, _, err := s.Decide(&ledger.PreflightRequest{CustomerID: cid, AgentID: "a", EstimatedUnits: up("1.5"),
+			IdempotencyKey: fmt.Sprintf("k%d", i%7)}, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	var want []byte
+	for _, procs := range []int{1, 2, 3} {
+		runtime.GOMAXPROCS(procs)
+		got := snapshotOf(t, s)
+		if want == nil {
+			want = got
+		} else if !bytes.Equal(got, want) {
+			t.Fatalf("with %d cores the snapshot differs from the one with 1", procs)
+		}
+	}
+	r := restore(t, want)
+	if r.Customers() != 25_000 || !bytes.Equal(snapshotOf(t, r), want) {
+		t.Fatalf("restored %d customers; re-encoding equal: %v", r.Customers(), bytes.Equal(snapshotOf(t, r), want))
 	}
 }
