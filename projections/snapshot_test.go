@@ -16,6 +16,7 @@ import (
 	"github.com/agentbill/agentbill/internal/testenv"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 const snapTestCustomers = 24
@@ -197,10 +198,11 @@ func TestCorruptSnapshotFallsBackToFullReplay(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		corrupt func([]byte) []byte
+		why     string
 	}{
-		{"flipped byte", func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b }},
-		{"garbage", func([]byte) []byte { return []byte("not a snapshot") }},
-		{"truncated", func(b []byte) []byte { return b[:len(b)-100] }},
+		{"flipped byte", func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b }, "SHA-256 does not match"},
+		{"garbage", func([]byte) []byte { return []byte("not a snapshot") }, "bad magic"},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-100] }, "unexpected EOF"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := testenv.StartServer(t, "")
@@ -220,13 +222,11 @@ func TestCorruptSnapshotFallsBackToFullReplay(t *testing.T) {
 				t.Fatal(err)
 			}
 			name := projections.SnapshotName(events.WriterDefault, seq)
-			good, err := obs.GetBytes(ctx, name)
+			good, err := obs.GetBytes(ctx, projections.SnapshotPartName(events.WriterDefault, seq, 0))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := obs.PutBytes(ctx, name, tc.corrupt(good)); err != nil {
-				t.Fatal(err)
-			}
+			replacePart(t, obs, projections.SnapshotPartName(events.WriterDefault, seq, 0), tc.corrupt(good))
 
 			w = testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(&logs))
 			st := &w.Stats().Snapshots
@@ -234,7 +234,8 @@ func TestCorruptSnapshotFallsBackToFullReplay(t *testing.T) {
 				t.Errorf("refused %d snapshots, started from sequence %d, replayed %d events; want 1, 0, %d",
 					st.Rejected.Load(), st.LoadedSeq.Load(), st.TailEvents.Load(), total)
 			}
-			if !strings.Contains(logs.String(), `level=ERROR msg="snapshot refused, not used" snapshot=`+name) {
+			if !strings.Contains(logs.String(), `level=ERROR msg="snapshot refused, not used" snapshot=`+name) ||
+				!strings.Contains(logs.String(), tc.why) {
 				t.Errorf("no error logged for the corrupt snapshot; log:\n%s", logs.String())
 			}
 			checkStatuses(t, c, want)
@@ -257,15 +258,9 @@ func TestSnapshotOfAnotherLogIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err := obsA.GetBytes(ctx, projections.SnapshotName(events.WriterDefault, seq))
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// Another writer of the same log.
-	if _, err := obsA.PutBytes(ctx, projections.SnapshotName("7", seq), body); err != nil {
-		t.Fatal(err)
-	}
+	copyPart(t, obsA, projections.SnapshotPartName(events.WriterDefault, seq, 0), obsA, projections.SnapshotPartName("7", seq, 0))
 	checkRefused(t, a, "7", "not writer")
 
 	// A log with fewer commits, then one with as many but other commits.
@@ -279,12 +274,10 @@ func TestSnapshotOfAnotherLogIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := obsB.Delete(ctx, projections.SnapshotName(events.WriterDefault, own)); err != nil {
+	if err := obsB.Delete(ctx, projections.SnapshotPartName(events.WriterDefault, own, 0)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := obsB.PutBytes(ctx, projections.SnapshotName(events.WriterDefault, seq), body); err != nil {
-		t.Fatal(err)
-	}
+	copyPart(t, obsA, projections.SnapshotPartName(events.WriterDefault, seq, 0), obsB, projections.SnapshotPartName(events.WriterDefault, seq, 0))
 	checkRefused(t, b, events.WriterDefault, "beyond the stream's last")
 	wb = testenv.StartWriter(t, b, nil, snapDefault, manualSnapshots(nil))
 	for i := 0; wb.Stats().LastSeq.Load() < seq; i++ {
@@ -292,6 +285,36 @@ func TestSnapshotOfAnotherLogIsRefused(t *testing.T) {
 	}
 	wb.Stop(t)
 	checkRefused(t, b, events.WriterDefault, "not this log")
+}
+
+// replacePart stores body in place of a snapshot part, with its metadata.
+func replacePart(t *testing.T, obs jetstream.ObjectStore, name string, body []byte) {
+	t.Helper()
+	copyBody(t, obs, name, obs, name, body)
+}
+
+// copyPart copies a snapshot part, with its metadata, under another name.
+func copyPart(t *testing.T, from jetstream.ObjectStore, name string, to jetstream.ObjectStore, as string) {
+	t.Helper()
+	body, err := from.GetBytes(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyBody(t, from, name, to, as, body)
+}
+
+func copyBody(t *testing.T, from jetstream.ObjectStore, name string, to jetstream.ObjectStore, as string, body []byte) {
+	t.Helper()
+	ctx := context.Background()
+	info, err := from.GetInfo(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := info.ObjectMeta
+	meta.Name = as
+	if _, err := to.Put(ctx, meta, bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // checkRefused starts a writer that must refuse its snapshot, for why,
@@ -336,7 +359,7 @@ func TestSnapshotVersionsKept(t *testing.T) {
 	}
 	var want []string
 	for _, seq := range seqs[len(seqs)-projections.SnapshotVersionsKept:] {
-		want = append(want, projections.SnapshotName(events.WriterDefault, seq))
+		want = append(want, projections.SnapshotPartName(events.WriterDefault, seq, 0))
 	}
 	if strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Errorf("stored snapshots %v, want %v", names, want)
@@ -404,4 +427,38 @@ func TestFailedAppendRebuildsFromSnapshot(t *testing.T) {
 	}
 	want := before.Remaining.Add(events.NewUnits(50, 0)).Sub(events.NewUnits(1, 0))
 	wantUnits(t, "remaining after the forged top-up", r.RemainingUnits, want.String())
+}
+
+// A snapshot is stored in parts; a restart reads them in order, and a
+// snapshot with a part missing is refused.
+func TestSnapshotInParts(t *testing.T) {
+	defer projections.SetSnapshotPartBytes(4096)()
+	s := testenv.StartServer(t, "")
+	w := testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(nil))
+	c := testenv.Client(t, s)
+	snapTraffic(t, c, 0)
+	seq := takeSnapshot(t, w)
+	size := w.Stats().Snapshots.SavedBytes.Load()
+	want := allStatuses(t, c)
+	w.Stop(t)
+	parts := int((size + 4095) / 4096)
+	if parts < 3 {
+		t.Fatalf("test setup: a snapshot of %d bytes is %d parts", size, parts)
+	}
+
+	w = testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(nil))
+	if got := w.Stats().Snapshots.LoadedSeq.Load(); got != seq {
+		t.Fatalf("restart started from sequence %d, want the snapshot's %d", got, seq)
+	}
+	checkStatuses(t, c, want)
+	w.Stop(t)
+
+	obs, err := testenv.JetStream(t, testenv.Connect(t, s)).ObjectStore(context.Background(), projections.SnapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obs.Delete(context.Background(), projections.SnapshotPartName(events.WriterDefault, seq, parts/2)); err != nil {
+		t.Fatal(err)
+	}
+	checkRefused(t, s, events.WriterDefault, "incomplete")
 }

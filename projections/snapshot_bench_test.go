@@ -1,0 +1,274 @@
+package projections_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/projections"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BenchmarkRestart measures how long a writer takes from start to serving
+// over a log of many customers: replaying the whole log, and loading a
+// snapshot then replaying the tail after it. Sizes come from the
+// environment (defaults in brackets):
+//
+//	AGENTBILL_BENCH_CUSTOMERS [1000000]  customers, each with a budget
+//	AGENTBILL_BENCH_EVENTS    [4000000]  events in the log (3 per customer at least, + TAIL)
+//	AGENTBILL_BENCH_TAIL      [1000000]  events after the first snapshot
+//	AGENTBILL_BENCH_SPAN      [240h]     event time the log spans; the
+//	                                     idempotency window keeps the last 24h
+//
+//	go test -run '^$' -bench Restart -benchtime 1x -timeout 30m ./projections
+//
+// Steps, each reported as a metric: (1) full replay of EVENTS-TAIL events;
+// (2) snapshot of that state (writer pause to encode, store time, size);
+// (3) TAIL more events appended; restart from the snapshot + tail; (4)
+// snapshot at the end, restart from it with no tail; (5) full replay of
+// EVENTS events with snapshots off.
+func BenchmarkRestart(b *testing.B) {
+	customers := benchEnv(b, "AGENTBILL_BENCH_CUSTOMERS", 1_000_000)
+	total := benchEnv(b, "AGENTBILL_BENCH_EVENTS", 4_000_000)
+	tail := benchEnv(b, "AGENTBILL_BENCH_TAIL", 1_000_000)
+	span := 240 * time.Hour
+	if v := os.Getenv("AGENTBILL_BENCH_SPAN"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		span = d
+	}
+	if total < 3*customers+tail {
+		b.Fatalf("events %d must be at least 3 per customer (%d) + tail %d", total, 3*customers, tail)
+	}
+	s := testenv.StartServer(b, "")
+	g := newLogGen(b, s, customers, total, span)
+	start := time.Now()
+	gc := debug.SetGCPercent(400) // generating is not measured; collect less often
+	g.generate(total - tail)
+	first := len(g.commits)
+	g.generate(tail)
+	g.st = nil
+	debug.SetGCPercent(gc)
+	b.Logf("generated %d events over %d customers in %d commits in %s", g.events, customers, len(g.commits),
+		time.Since(start).Round(time.Second))
+	for b.Loop() {
+		start := time.Now()
+		g.publish(0, first)
+		b.Logf("published %d commits in %s", first, time.Since(start).Round(time.Second))
+
+		w, ready := benchWriter(b, s, false)
+		b.ReportMetric(ready.Seconds(), "full-replay-1-s")
+		b.ReportMetric(float64(total-tail)/ready.Seconds(), "full-replay-events/s")
+		snapMetrics(b, w, "1")
+		w.Stop(b)
+
+		g.publish(first, len(g.commits))
+		w, ready = benchWriter(b, s, false)
+		if got := w.Stats().Snapshots.TailEvents.Load(); got != uint64(tail) || w.Stats().Snapshots.LoadedSeq.Load() == 0 {
+			b.Fatalf("restart replayed %d events from sequence %d, want the %d after the snapshot",
+				got, w.Stats().Snapshots.LoadedSeq.Load(), tail)
+		}
+		b.ReportMetric(ready.Seconds(), "ready-snapshot+tail-s")
+		b.ReportMetric(time.Duration(w.Stats().Snapshots.LoadNanos.Load()).Seconds(), "snapshot-1-load-s")
+		snapMetrics(b, w, "2")
+		w.Stop(b)
+
+		w, ready = benchWriter(b, s, false)
+		if got := w.Stats().Snapshots.TailEvents.Load(); got != 0 {
+			b.Fatalf("restart replayed %d events after the snapshot, want 0", got)
+		}
+		b.ReportMetric(ready.Seconds(), "ready-snapshot-s")
+		b.ReportMetric(time.Duration(w.Stats().Snapshots.LoadNanos.Load()).Seconds(), "snapshot-2-load-s")
+		w.Stop(b)
+
+		w, ready = benchWriter(b, s, true)
+		b.ReportMetric(ready.Seconds(), "full-replay-2-s")
+		b.ReportMetric(float64(g.events)/ready.Seconds(), "full-replay-2-events/s")
+		w.Stop(b)
+	}
+}
+
+func benchEnv(b *testing.B, name string, def int) int {
+	b.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+// benchWriter starts a writer with manual snapshots (or none) on a heap
+// without the previous one, and returns it with its time to serve.
+func benchWriter(b *testing.B, s *testenv.Server, off bool) (*benchRunning, time.Duration) {
+	b.Helper()
+	runtime.GC()
+	start := time.Now()
+	w := projections.New(projections.Config{Conn: testenv.Connect(b, s), LogConn: testenv.Connect(b, s), Default: snapDefault,
+		Snapshots: projections.SnapshotConfig{Off: off, EventsEvery: 1 << 62}})
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &benchRunning{Writer: w, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- w.Run(ctx) }()
+	for !w.Ready() {
+		select {
+		case err := <-r.done:
+			b.Fatalf("writer stopped: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	ready := time.Since(start)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st := &w.Stats().Snapshots
+	b.Logf("writer ready in %s (snapshot at %d, %d events replayed after it), heap %d MiB",
+		ready.Round(time.Millisecond), st.LoadedSeq.Load(), st.TailEvents.Load(), ms.HeapAlloc>>20)
+	return r, ready
+}
+
+type benchRunning struct {
+	*projections.Writer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (r *benchRunning) Stop(b *testing.B) {
+	b.Helper()
+	r.cancel()
+	if err := <-r.done; err != nil {
+		b.Fatal(err)
+	}
+}
+
+func snapMetrics(b *testing.B, w *benchRunning, n string) {
+	b.Helper()
+	st := &w.Stats().Snapshots
+	saved := st.Saved.Load()
+	w.SnapshotNow()
+	deadline := time.Now().Add(5 * time.Minute)
+	for st.Saved.Load() == saved {
+		if time.Now().After(deadline) {
+			b.Fatal("snapshot not stored within 5 minutes")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.ReportMetric(float64(st.SavedBytes.Load())/(1<<20), "snapshot-"+n+"-MiB")
+	b.ReportMetric(time.Duration(st.EncodeNanos.Load()).Seconds(), "snapshot-"+n+"-encode-s")
+	b.ReportMetric(time.Duration(st.StoreNanos.Load()).Seconds(), "snapshot-"+n+"-store-s")
+}
+
+// logGen builds a log as the writer would: every customer first gets the
+// default budget (with a keyed preflight and record), then keyed
+// preflights and records of random customers, in commits of
+// logGenCommitEvents, with event time advancing evenly over the span. The
+// commits are built before they are published, so the generator's own
+// state is gone when writers are measured.
+type logGen struct {
+	b         *testing.B
+	js        jetstream.JetStream
+	st        *ledger.State
+	rng       *rand.Rand
+	customers int
+	created   int
+	step      time.Duration // event time between two events
+	now       time.Time
+	events    int
+	commits   [][]byte
+	enc       events.CommitEncoder
+	ids       int
+}
+
+const logGenCommitEvents = 500
+
+func newLogGen(b *testing.B, s *testenv.Server, customers, total int, span time.Duration) *logGen {
+	ctx := context.Background()
+	js := testenv.JetStream(b, testenv.Connect(b, s))
+	if _, err := projections.EnsureStream(ctx, js, 1); err != nil {
+		b.Fatal(err)
+	}
+	g := &logGen{b: b, js: js, st: ledger.NewState(), rng: rand.New(rand.NewPCG(1, 2)), customers: customers,
+		step: span / time.Duration(total), now: t0}
+	g.st.Default = snapDefault
+	g.st.NewID = func() string { g.ids++; return fmt.Sprintf("01900000-0000-7000-8000-%012d", g.ids) }
+	return g
+}
+
+// generate builds n more events, in commits.
+func (g *logGen) generate(n int) {
+	est, used := events.NewUnits(10, 0), events.NewUnits(7, 0)
+	end := g.events + n
+	g.enc.Reset(g.commitID(), events.WriterDefault, g.now)
+	for g.events < end {
+		var cid string
+		if g.created < g.customers {
+			cid = "customer-" + strconv.Itoa(g.created)
+			g.created++
+		} else {
+			cid = "customer-" + strconv.Itoa(g.rng.IntN(g.customers))
+		}
+		key := strconv.Itoa(g.events)
+		r, evs, err := g.st.Decide(&ledger.PreflightRequest{CustomerID: cid, AgentID: "research_agent",
+			EstimatedUnits: &est, IdempotencyKey: "p" + key}, g.now)
+		if err != nil {
+			g.b.Fatal(err)
+		}
+		g.add(evs)
+		if pf := r.(*ledger.PreflightReply); pf.Approved && g.events < end {
+			_, evs, err := g.st.Decide(&ledger.RecordRequest{CustomerID: cid, AgentID: "research_agent", Units: &used,
+				ReservationID: pf.ReservationID, IdempotencyKey: "r" + key}, g.now)
+			if err != nil {
+				g.b.Fatal(err)
+			}
+			g.add(evs)
+		}
+	}
+	g.flush()
+}
+
+func (g *logGen) add(evs []*events.Envelope) {
+	for _, e := range evs {
+		body, err := events.Encode(e)
+		if err != nil {
+			g.b.Fatal(err)
+		}
+		g.enc.Add(body)
+		g.events++
+		g.now = g.now.Add(g.step)
+	}
+	if g.enc.Len() >= logGenCommitEvents {
+		g.flush()
+	}
+}
+
+func (g *logGen) flush() {
+	if g.enc.Len() > 0 {
+		g.commits = append(g.commits, append([]byte(nil), g.enc.Bytes()...))
+	}
+	g.enc.Reset(g.commitID(), events.WriterDefault, g.now)
+}
+
+func (g *logGen) commitID() string { return fmt.Sprintf("commit-%d", len(g.commits)) }
+
+// publish appends the commits from the first unpublished one up to to.
+func (g *logGen) publish(from, to int) {
+	for i := from; i < to; i++ {
+		if _, err := g.js.Publish(context.Background(), events.LogSubject(events.WriterDefault), g.commits[i],
+			jetstream.WithMsgID(fmt.Sprintf("commit-%d", i))); err != nil {
+			g.b.Fatal(err)
+		}
+		g.commits[i] = nil
+	}
+}
