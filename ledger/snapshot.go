@@ -57,6 +57,8 @@ const (
 	// snapshotPartCustomersMin is the fewest customers worth one.
 	snapshotEncodersMax      = 8
 	snapshotPartCustomersMin = 10_000
+	// snapshotChunkBytes is the chunk size of in-memory parts.
+	snapshotChunkBytes = 1 << 20
 	// snapshotBufferBytes is the read and write buffer size.
 	snapshotBufferBytes = 256 << 10
 )
@@ -130,24 +132,29 @@ func (s *State) writeCustomers(e *snapWriter) error {
 	})
 	slices.SortFunc(cs, compareHashed)
 	e.uvarint(uint64(len(cs)))
-	bufs := make([]*snapWriter, parts)
+	bufs := make([]chunks, parts)
 	open := make([]int, parts)
 	errs := make([]error, parts)
 	inParallel(len(cs), parts, func(part, lo, hi int) {
 		pe := e
 		if part > 0 {
-			pe = &snapWriter{}
-			bufs[part] = pe
+			pe = &snapWriter{w: bufio.NewWriterSize(&bufs[part], snapshotBufferBytes)}
 		}
 		open[part], errs[part] = s.encodeCustomers(pe, cs[lo:hi])
+		if part > 0 {
+			pe.flush()
+			errs[part] = errors.Join(errs[part], pe.err, pe.w.Flush())
+		}
 	})
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	for _, pe := range bufs[1:] {
-		e.flush()
-		if e.err == nil {
-			_, e.err = e.w.Write(pe.b)
+	e.flush()
+	for _, c := range bufs[1:] {
+		for _, b := range c {
+			if e.err == nil {
+				_, e.err = e.w.Write(b)
+			}
 		}
 	}
 	if n := sum(open); n != len(s.reservations) {
@@ -156,8 +163,27 @@ func (s *State) writeCustomers(e *snapWriter) error {
 	return e.err
 }
 
-// encodeCustomers encodes customers into e (flushing as it goes if e has
-// an output), and returns how many open holds they have.
+// chunks holds bytes in memory in fixed-size chunks: growing never copies,
+// and no memory is cleared twice (in a VM, first touching fresh memory
+// was measured at ~6 ms per MB: a doubling buffer paid that twice over).
+type chunks [][]byte
+
+func (c *chunks) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if len(*c) == 0 || len((*c)[len(*c)-1]) == snapshotChunkBytes {
+			*c = append(*c, make([]byte, 0, snapshotChunkBytes))
+		}
+		last := &(*c)[len(*c)-1]
+		k := min(len(p), snapshotChunkBytes-len(*last))
+		*last = append(*last, p[:k]...)
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// encodeCustomers encodes customers into e, flushing as it goes, and
+// returns how many open holds they have.
 func (s *State) encodeCustomers(e *snapWriter, cs []hashedCustomer) (int, error) {
 	open := 0
 	for _, hc := range cs {
@@ -171,9 +197,7 @@ func (s *State) encodeCustomers(e *snapWriter, cs []hashedCustomer) (int, error)
 				return 0, fmt.Errorf("snapshot: open reservation %s of customer %q is not in the reservation table", r.ID, c.ID)
 			}
 		}
-		if e.w != nil {
-			e.flushIfFull()
-		}
+		e.flushIfFull()
 	}
 	return open, nil
 }

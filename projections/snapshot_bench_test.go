@@ -2,11 +2,12 @@ package projections_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"testing"
 	"time"
@@ -54,12 +55,9 @@ func BenchmarkRestart(b *testing.B) {
 	s := testenv.StartServer(b, "")
 	g := newLogGen(b, s, customers, total, span)
 	start := time.Now()
-	gc := debug.SetGCPercent(400) // generating is not measured; collect less often
 	g.generate(total - tail)
 	first := len(g.commits)
 	g.generate(tail)
-	g.st = nil
-	debug.SetGCPercent(gc)
 	b.Logf("generated %d events over %d customers in %d commits in %s", g.events, customers, len(g.commits),
 		time.Since(start).Round(time.Second))
 	for b.Loop() {
@@ -170,16 +168,16 @@ func snapMetrics(b *testing.B, w *benchRunning, n string) {
 	b.ReportMetric(time.Duration(st.StoreNanos.Load()).Seconds(), "snapshot-"+n+"-store-s")
 }
 
-// logGen builds a log as the writer would: every customer first gets the
-// default budget (with a keyed preflight and record), then keyed
-// preflights and records of random customers, in commits of
-// logGenCommitEvents, with event time advancing evenly over the span. The
-// commits are built before they are published, so the generator's own
-// state is gone when writers are measured.
+// logGen builds a log like the writer's: every customer first gets the
+// default budget with a keyed preflight and record, then keyed preflights
+// and records of random customers, in commits of logGenCommitEvents, with
+// event time advancing evenly over the span. It writes the events
+// directly, without deciding them (replay only applies them), and builds
+// every commit before any is published, so that generating is quick and
+// the writers measured share the heap with nothing but the commits.
 type logGen struct {
 	b         *testing.B
 	js        jetstream.JetStream
-	st        *ledger.State
 	rng       *rand.Rand
 	customers int
 	created   int
@@ -199,55 +197,56 @@ func newLogGen(b *testing.B, s *testenv.Server, customers, total int, span time.
 	if _, err := projections.EnsureStream(ctx, js, 1); err != nil {
 		b.Fatal(err)
 	}
-	g := &logGen{b: b, js: js, st: ledger.NewState(), rng: rand.New(rand.NewPCG(1, 2)), customers: customers,
+	return &logGen{b: b, js: js, rng: rand.New(rand.NewPCG(1, 2)), customers: customers,
 		step: span / time.Duration(total), now: t0}
-	g.st.Default = snapDefault
-	g.st.NewID = func() string { g.ids++; return fmt.Sprintf("01900000-0000-7000-8000-%012d", g.ids) }
-	return g
 }
 
 // generate builds n more events, in commits.
 func (g *logGen) generate(n int) {
-	est, used := events.NewUnits(10, 0), events.NewUnits(7, 0)
+	limit, est, used := events.NewUnits(500, 0), events.NewUnits(10, 0), events.NewUnits(7, 0)
 	end := g.events + n
 	g.enc.Reset(g.commitID(), events.WriterDefault, g.now)
 	for g.events < end {
 		var cid string
+		y, m, _ := g.now.Date()
+		bal := events.Balance{PeriodStart: time.Date(y, m, 1, 0, 0, 0, 0, time.UTC), Limit: limit, Remaining: limit}
 		if g.created < g.customers {
 			cid = "customer-" + strconv.Itoa(g.created)
 			g.created++
+			g.add(cid, g.nextID(), &events.BudgetSet{Limit: limit, Period: "month", Source: "default", Balance: bal})
 		} else {
 			cid = "customer-" + strconv.Itoa(g.rng.IntN(g.customers))
 		}
 		key := strconv.Itoa(g.events)
-		r, evs, err := g.st.Decide(&ledger.PreflightRequest{CustomerID: cid, AgentID: "research_agent",
-			EstimatedUnits: &est, IdempotencyKey: "p" + key}, g.now)
-		if err != nil {
-			g.b.Fatal(err)
-		}
-		g.add(evs)
-		if pf := r.(*ledger.PreflightReply); pf.Approved && g.events < end {
-			_, evs, err := g.st.Decide(&ledger.RecordRequest{CustomerID: cid, AgentID: "research_agent", Units: &used,
-				ReservationID: pf.ReservationID, IdempotencyKey: "r" + key}, g.now)
-			if err != nil {
-				g.b.Fatal(err)
-			}
-			g.add(evs)
+		id := g.nextID()
+		g.add(cid, id, &events.Reserved{ReservationID: id, AgentID: "research_agent", Units: est,
+			ExpiresAt: g.now.Add(ledger.TTLDefault), Request: benchRequest("p" + key), Balance: bal})
+		if g.events < end {
+			g.add(cid, g.nextID(), &events.Recorded{AgentID: "research_agent", ReservationID: id, HeldUnits: est,
+				Units: used, Released: est.Sub(used), Request: benchRequest("r" + key), Balance: bal})
 		}
 	}
 	g.flush()
 }
 
-func (g *logGen) add(evs []*events.Envelope) {
-	for _, e := range evs {
-		body, err := events.Encode(e)
-		if err != nil {
-			g.b.Fatal(err)
-		}
-		g.enc.Add(body)
-		g.events++
-		g.now = g.now.Add(g.step)
+func benchRequest(key string) events.Request {
+	h := sha256.Sum256([]byte(key))
+	return events.Request{IdempotencyKey: key, RequestHash: hex.EncodeToString(h[:])}
+}
+
+func (g *logGen) nextID() string {
+	g.ids++
+	return fmt.Sprintf("01900000-0000-7000-8000-%012d", g.ids)
+}
+
+func (g *logGen) add(cid, id string, d events.Data) {
+	body, err := events.Encode(&events.Envelope{ID: id, Type: d.EventType(), V: events.Version, At: g.now, CustomerID: cid, Data: d})
+	if err != nil {
+		g.b.Fatal(err)
 	}
+	g.enc.Add(body)
+	g.events++
+	g.now = g.now.Add(g.step)
 	if g.enc.Len() >= logGenCommitEvents {
 		g.flush()
 	}
