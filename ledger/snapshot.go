@@ -492,23 +492,26 @@ func (d *snapReader) state() (*State, SnapshotMeta, error) {
 	if d.err != nil {
 		return nil, meta, fmt.Errorf("header: %w", d.err)
 	}
-	if err := d.customers(s); err != nil {
-		return nil, meta, err
-	}
+	indexed := d.customers(s)
 	var err error
-	if s.idem, err = readWindow(d, IdempotencyKeysMax, readIdemEntry); err != nil {
-		return nil, meta, fmt.Errorf("idempotency keys: %w", err)
+	if d.err == nil {
+		if s.idem, err = readWindow(d, IdempotencyKeysMax, readIdemEntry); err != nil {
+			err = fmt.Errorf("idempotency keys: %w", err)
+		} else if s.closed, err = readWindow(d, ClosedReservationsMax, readClosedEntry); err != nil {
+			err = fmt.Errorf("closed reservations: %w", err)
+		}
 	}
-	if s.closed, err = readWindow(d, ClosedReservationsMax, readClosedEntry); err != nil {
-		return nil, meta, fmt.Errorf("closed reservations: %w", err)
+	if err = errors.Join(indexed(), err); err != nil {
+		return nil, meta, err
 	}
 	return s, meta, nil
 }
 
 // customers decodes the customers on this goroutine and indexes them on
 // another (the map inserts cost about as much as the decoding: a cache
-// miss each), in slabs of snapshotSlabCustomers.
-func (d *snapReader) customers(s *State) error {
+// miss each), in slabs of snapshotSlabCustomers. The indexing goes on
+// while the windows are read; the returned func waits for it.
+func (d *snapReader) customers(s *State) (wait func() error) {
 	n := d.uvarint()
 	s.customers = make(map[string]*Customer, min(n, snapshotPresizeMax))
 	slabs := make(chan []Customer, snapshotSlabsQueued)
@@ -520,15 +523,17 @@ func (d *snapReader) customers(s *State) error {
 				err = s.index(slab)
 			}
 		}
+		if err == nil {
+			heap.Init(&s.expiries)
+		}
 		indexed <- err
 	}()
 	err := d.decodeCustomers(n, slabs)
 	close(slabs)
-	if ierr := <-indexed; err == nil {
-		err = ierr
+	if err != nil {
+		d.fail(err) // the windows are not read
 	}
-	heap.Init(&s.expiries)
-	return err
+	return func() error { return errors.Join(err, <-indexed) }
 }
 
 func (d *snapReader) decodeCustomers(n uint64, slabs chan<- []Customer) error {
@@ -652,14 +657,59 @@ func checkRestored(c *Customer) error {
 	return nil
 }
 
-func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (V, error)) (window[V], error) {
-	w := newWindow[V](max)
+// restoredEntry is a window entry read, on its way to the window's map.
+type restoredEntry[V any] struct {
+	key string
+	e   windowEntry[V]
+}
+
+// readWindow reads a window; the entries go into its map on another
+// goroutine, as customers do.
+func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (V, error)) (w window[V], err error) {
+	w = newWindow[V](max)
 	n := d.uvarint()
 	if d.err == nil && n > uint64(max) {
 		return w, fmt.Errorf("%d keys in order, more than %d", n, max)
 	}
-	w.m = make(map[string]windowEntry[V], min(n, snapshotPresizeMax))
+	m := make(map[string]windowEntry[V], min(n, snapshotPresizeMax))
+	w.m = m
 	w.order = make([]windowKey, 0, min(n, snapshotPresizeMax))
+	batches := make(chan []restoredEntry[V], snapshotSlabsQueued)
+	inserted := make(chan error, 1)
+	go func() {
+		var err error
+		for b := range batches {
+			for i := 0; i < len(b) && err == nil; i++ {
+				size := len(m)
+				if m[b[i].key] = b[i].e; len(m) == size {
+					err = fmt.Errorf("key %q is listed twice", b[i].key)
+				}
+			}
+		}
+		inserted <- err
+	}()
+	var batch []restoredEntry[V]
+	put := func(key string, at time.Time) error {
+		v, err := value(d, key)
+		if err != nil {
+			return fmt.Errorf("key %q: %w", key, err)
+		}
+		if batch = append(batch, restoredEntry[V]{key: key, e: windowEntry[V]{v: v, at: at}}); len(batch) == snapshotSlabCustomers {
+			batches <- batch
+			batch = make([]restoredEntry[V], 0, snapshotSlabCustomers)
+		}
+		return nil
+	}
+	defer func() {
+		if len(batch) > 0 {
+			batches <- batch
+		}
+		close(batches)
+		err = errors.Join(err, <-inserted)
+		if err == nil && len(m) > max {
+			err = fmt.Errorf("%d keys, more than %d", len(m), max)
+		}
+	}()
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		k := windowKey{key: d.str(), at: d.time()}
 		w.order = append(w.order, k)
@@ -673,33 +723,18 @@ func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (
 		} else if tag != windowEntrySameAt {
 			return w, fmt.Errorf("key %d: bad tag %d", i, tag)
 		}
-		if err := putRestored(d, &w, k.key, at, value); err != nil {
+		if err := put(k.key, at); err != nil {
 			return w, err
 		}
 	}
 	orphans := d.uvarint()
 	for i := uint64(0); i < orphans && d.err == nil; i++ {
 		key := d.str()
-		if err := putRestored(d, &w, key, d.time(), value); err != nil {
+		if err := put(key, d.time()); err != nil {
 			return w, err
 		}
 	}
-	if d.err == nil && len(w.m) > max {
-		return w, fmt.Errorf("%d keys, more than %d", len(w.m), max)
-	}
 	return w, d.err
-}
-
-func putRestored[V any](d *snapReader, w *window[V], key string, at time.Time, value func(*snapReader, string) (V, error)) error {
-	v, err := value(d, key)
-	if err != nil {
-		return fmt.Errorf("key %q: %w", key, err)
-	}
-	n := len(w.m)
-	if w.m[key] = (windowEntry[V]{v: v, at: at}); len(w.m) == n {
-		return fmt.Errorf("key %q is listed twice", key)
-	}
-	return nil
 }
 
 var closedStatuses = []string{StatusRecorded, StatusReleased, StatusExpired}

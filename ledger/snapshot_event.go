@@ -32,8 +32,9 @@ const (
 // Flags of a remembered request: which of its fields equal the ones the
 // event's own request carries, and are therefore written once.
 const (
-	idemSameHash byte = 1 << iota // hash == data's RequestHash
-	idemSameKey                   // the window key's key part == data's IdempotencyKey
+	idemSameHash   byte = 1 << iota // hash == data's RequestHash
+	idemSameKey                     // the window key's key part == data's IdempotencyKey
+	idemResIsEvent                  // a reserved event's ReservationID == its event ID
 )
 
 // writeIdemEntry writes a remembered request: its event ID, hash, op, the
@@ -49,6 +50,9 @@ func writeIdemEntry(e *snapWriter, key string, v idemEntry, _ time.Time) error {
 	}
 	if _, k, _ := strings.Cut(key, "\x00"); k == req.IdempotencyKey {
 		flags |= idemSameKey
+	}
+	if r, ok := v.data.(*events.Reserved); ok && r.ReservationID == v.eventID {
+		flags |= idemResIsEvent
 	}
 	e.b = append(e.b, flags)
 	e.str(v.eventID)
@@ -71,7 +75,7 @@ func readIdemEntry(d *snapReader, key string) (idemEntry, error) {
 	}
 	v.op, v.period = events.Op(d.oneOf(knownOps)), Period(d.oneOf(knownPeriods))
 	_, k, _ := strings.Cut(key, "\x00")
-	data, req := d.eventData(flags, k)
+	data, req := d.eventData(flags, k, v.eventID)
 	if d.err != nil {
 		return v, d.err
 	}
@@ -102,7 +106,10 @@ func (e *snapWriter) eventData(d events.Data, flags byte) error {
 		e.balance(v.Balance)
 	case *events.Reserved:
 		e.b = append(e.b, snapReserved)
-		e.strs(v.ReservationID, v.AgentID)
+		if flags&idemResIsEvent == 0 {
+			e.str(v.ReservationID)
+		}
+		e.str(v.AgentID)
 		e.units(v.Units)
 		e.str(v.TaskRef)
 		e.unitsPtr(v.TaskCeiling)
@@ -147,7 +154,7 @@ func (e *snapWriter) eventData(d events.Data, flags byte) error {
 	return nil
 }
 
-func (d *snapReader) eventData(flags byte, key string) (events.Data, events.Request) {
+func (d *snapReader) eventData(flags byte, key, eventID string) (events.Data, events.Request) {
 	switch kind := d.byte(); kind {
 	case snapBudgetSet:
 		v := &events.BudgetSet{Limit: d.units(), Period: d.str(), Thresholds: d.unitsList(ThresholdsMax),
@@ -159,7 +166,11 @@ func (d *snapReader) eventData(flags byte, key string) (events.Data, events.Requ
 		v.Request, v.Balance = d.request(flags, key), d.balance()
 		return v, v.Request
 	case snapReserved:
-		v := &events.Reserved{ReservationID: d.str(), AgentID: d.str(), Units: d.units(), TaskRef: d.str(),
+		id := eventID
+		if flags&idemResIsEvent == 0 {
+			id = d.str()
+		}
+		v := &events.Reserved{ReservationID: id, AgentID: d.str(), Units: d.units(), TaskRef: d.str(),
 			TaskCeiling: d.unitsPtr(), ExpiresAt: d.time(), Metadata: d.raw()}
 		v.Request, v.Balance = d.request(flags, key), d.balance()
 		return v, v.Request

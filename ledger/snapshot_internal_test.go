@@ -23,13 +23,20 @@ func TestSnapshotEventCodecCoversEveryField(t *testing.T) {
 				t.Fatalf("requestOf(%T) names no op", d)
 			}
 			req, _ := requestOf(d)
-			for _, flags := range []byte{0, idemSameHash | idemSameKey} {
+			eventID := "event-1"
+			if r, ok := d.(*events.Reserved); ok {
+				eventID = r.ReservationID
+			}
+			for _, flags := range []byte{0, idemSameHash | idemSameKey, idemSameHash | idemSameKey | idemResIsEvent} {
+				if _, ok := d.(*events.Reserved); !ok && flags&idemResIsEvent != 0 {
+					continue
+				}
 				e := &snapWriter{}
 				if err := e.eventData(d, flags); err != nil {
 					t.Fatalf("eventData: %v", err)
 				}
 				r := &snapReader{r: bufio.NewReader(bytes.NewReader(e.b))}
-				got, gotReq := r.eventData(flags, req.IdempotencyKey)
+				got, gotReq := r.eventData(flags, req.IdempotencyKey, eventID)
 				if r.err != nil {
 					t.Fatalf("read back: %v", r.err)
 				}
