@@ -118,7 +118,7 @@ func (s *State) WriteSnapshot(w io.Writer, meta SnapshotMeta) error {
 // runs, so it uses every core: the customers are hashed, then encoded in
 // contiguous parts, the first straight to the output and the others into
 // buffers appended after it (measured on 1,000,000 customers with an
-// agent each, 2 cores: 1.3 s serially).
+// agent each, 2 cores: 1.3 s serially, 0.6-0.9 s in two parts).
 func (s *State) writeCustomers(e *snapWriter) error {
 	cs := make([]hashedCustomer, 0, len(s.customers))
 	for _, c := range s.customers {
