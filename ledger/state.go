@@ -269,9 +269,15 @@ func (w *window[V]) get(key string) (V, bool) {
 
 func (w *window[V]) put(key string, v V, at time.Time) {
 	w.forget(at)
-	if _, ok := w.m[key]; !ok {
-		w.order = append(w.order, windowKey{key: key, at: at})
+	if e, ok := w.m[key]; ok {
+		// A key put again (a hold that expired, then was recorded late)
+		// keeps its place and time in the FIFO, so it is forgotten when
+		// its first put leaves the window. (Updating the time here would
+		// make pop skip it forever.)
+		w.m[key] = windowEntry[V]{v: v, at: e.at}
+		return
 	}
+	w.order = append(w.order, windowKey{key: key, at: at})
 	w.m[key] = windowEntry[V]{v: v, at: at}
 	for len(w.m) > w.max {
 		w.pop()
