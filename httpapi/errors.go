@@ -1,15 +1,12 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 
-	"github.com/agentbill/agentbill/keys"
+	"github.com/agentbill/agentbill/internal/errcode"
 	"github.com/agentbill/agentbill/ledger"
-	"github.com/nats-io/nats.go"
 )
 
 // statusOf is the one table from error codes to HTTP statuses. Every
@@ -35,31 +32,9 @@ func Status(code ledger.Code) int {
 // RetryAfterSeconds is sent with every 503: when a client may try again.
 const RetryAfterSeconds = 1
 
-// toError turns any error into the *ledger.Error the client sees. Errors
-// that carry no code of their own are classified here: a missing answer
-// from NATS is unavailable (retry), anything else internal, with a message
-// that does not leak details (those are logged).
-func toError(err error) *ledger.Error {
-	var le *ledger.Error
-	switch {
-	case errors.As(err, &le):
-		return le
-	case errors.Is(err, keys.ErrUnauthenticated):
-		return ledger.Errorf(ledger.CodeUnauthenticated, "%v", err)
-	case errors.Is(err, keys.ErrPermissionDenied):
-		return ledger.Errorf(ledger.CodePermissionDenied, "%v", err)
-	case errors.Is(err, keys.ErrInvalid):
-		return ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
-	case errors.Is(err, keys.ErrUnavailable):
-		return ledger.Errorf(ledger.CodeUnavailable, "the key store did not answer; retry")
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
-		errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
-		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected),
-		errors.Is(err, nats.ErrConnectionReconnecting):
-		return ledger.Errorf(ledger.CodeUnavailable, "AgentBill did not answer in time; retry")
-	}
-	return ledger.Errorf(ledger.CodeInternal, "internal error")
-}
+// toError turns any error into the *ledger.Error the client sees (see
+// errcode.Classify, shared with the MCP transport).
+func toError(err error) *ledger.Error { return errcode.Classify(err) }
 
 // writeError writes {"error": {"code", "message"}} with the code's status.
 func writeError(w http.ResponseWriter, e *ledger.Error) {

@@ -2,17 +2,16 @@ package mcpserver
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/errcode"
 	"github.com/agentbill/agentbill/internal/strictjson"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
-	"github.com/nats-io/nats.go"
 )
 
 // ArgsBytesMax bounds one tool call's arguments; it matches the writer's
@@ -106,28 +105,9 @@ func customerOf(named string, k *keys.Key, action keys.Action) (string, error) {
 	return cid, nil
 }
 
-// toError is the MCP transport's one mapping of errors to codes: errors
-// that carry no code of their own are classified here, and an internal
-// error's details are logged, not shown.
-func toError(err error) *ledger.Error {
-	var le *ledger.Error
-	switch {
-	case errors.As(err, &le):
-		return le
-	case errors.Is(err, keys.ErrUnauthenticated):
-		return ledger.Errorf(ledger.CodeUnauthenticated, "%v", err)
-	case errors.Is(err, keys.ErrPermissionDenied):
-		return ledger.Errorf(ledger.CodePermissionDenied, "%v", err)
-	case errors.Is(err, keys.ErrInvalid):
-		return ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
-		errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
-		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected),
-		errors.Is(err, nats.ErrConnectionReconnecting):
-		return ledger.Errorf(ledger.CodeUnavailable, "AgentBill did not answer in time; retry")
-	}
-	return ledger.Errorf(ledger.CodeInternal, "internal error")
-}
+// toError turns any error into the *ledger.Error the client sees (see
+// errcode.Classify, shared with the HTTP gateway).
+func toError(err error) *ledger.Error { return errcode.Classify(err) }
 
 func truncate(s string, n int) string {
 	if len(s) > n {
