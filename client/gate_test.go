@@ -115,10 +115,21 @@ func TestCustomerIDsRoundTripToOneCustomer(t *testing.T) {
 			t.Errorf("customer %q: status for %q reserved %s", id, st.CustomerID, st.Reserved)
 		}
 	}
+	// Each ID landed on exactly one customer: the reserved events name
+	// exactly the IDs sent, once each.
+	seen := map[string]int{}
 	for _, e := range testenv.StreamEvents(t, c.Conn()) {
-		if e.Type == events.TypeReserved && events.EventSubject(e.CustomerID, e.Type) == "" {
-			t.Error("empty subject")
+		if e.Type == events.TypeReserved {
+			seen[e.CustomerID]++
 		}
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Errorf("customer %q has %d reserved events, want 1", id, seen[id])
+		}
+	}
+	if len(seen) != len(ids) {
+		t.Errorf("reserved events name %d customers, want %d: %v", len(seen), len(ids), seen)
 	}
 	if n := testenv.CountType(testenv.StreamEvents(t, c.Conn()), "", events.TypeReserved); n != len(ids) {
 		t.Errorf("reserved events = %d, want %d", n, len(ids))
