@@ -26,10 +26,14 @@ const (
 	// RequestTimeout bounds one attempt.
 	RequestTimeout = 5 * time.Second
 	// AttemptsMax bounds the attempts of one call (first try included).
-	AttemptsMax = 8
-	// BackoffMin and BackoffMax bound the wait between attempts.
+	// With the backoff below, the attempts span about 10 s when nobody
+	// answers at all: a failover (lease TTL 3 s, projections.LeaseTTLDefault)
+	// fits with room to spare.
+	AttemptsMax = 16
+	// BackoffMin and BackoffMax bound the wait between attempts. The cap
+	// keeps the gap after a failover ends under a second.
 	BackoffMin = 20 * time.Millisecond
-	BackoffMax = 2 * time.Second
+	BackoffMax = time.Second
 )
 
 // Client sends requests to AgentBill. It is safe for concurrent use.

@@ -2,6 +2,8 @@ package events
 
 import (
 	"fmt"
+	"hash/fnv"
+	"strconv"
 	"strings"
 )
 
@@ -81,4 +83,50 @@ func ParseRequestSubject(subject string) (op Op, token string, admin bool, err e
 		return "", "", false, fmt.Errorf("%w: subject %q is not <op>.<customer>", ErrInvalidID, truncate(subject))
 	}
 	return Op(o), tok, admin, nil
+}
+
+// Partitions: with `serve --partitions N`, NATS maps each request subject
+// to its owner's (nats.conf):
+//
+//	agentbill.v1.<op>.<ctok>       -> agentbill.p.<I>.v1.<op>.<ctok>
+//	agentbill.admin.v1.<op>.<ctok> -> agentbill.p.<I>.admin.v1.<op>.<ctok>
+//
+// where I = PartitionOf(<ctok>, N), and partition I's writer appends to
+// LogSubject(strconv.Itoa(I)).
+const (
+	// PartitionPrefix prefixes partitioned request subjects.
+	PartitionPrefix = "agentbill.p."
+	// PartitionsMax bounds N: the subject mapping's partition count.
+	PartitionsMax = 1024
+)
+
+// PartitionOf returns the partition that owns a customer token: FNV-1a
+// 32-bit over the token's bytes, mod n, exactly as nats-server's
+// {{partition(n, 2)}} subject mapping computes it.
+func PartitionOf(token string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(token))
+	return int(h.Sum32() % uint32(n))
+}
+
+// PartitionWildcards returns what partition i's writer subscribes to.
+func PartitionWildcards(i int) []string {
+	p := PartitionPrefix + strconv.Itoa(i) + "."
+	return []string{p + "v1.*.*", p + "admin.v1.*.*"}
+}
+
+// UnmapPartition returns the request subject a partitioned subject was
+// mapped from, and the partition in it; ok is false if subject is not
+// partitioned.
+func UnmapPartition(subject string) (orig string, partition int, ok bool) {
+	rest, ok := strings.CutPrefix(subject, PartitionPrefix)
+	if !ok {
+		return subject, 0, false
+	}
+	num, rest, found := strings.Cut(rest, ".")
+	p, err := strconv.Atoi(num)
+	if !found || err != nil || p < 0 || p >= PartitionsMax {
+		return subject, 0, false
+	}
+	return "agentbill." + rest, p, true
 }

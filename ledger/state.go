@@ -104,6 +104,9 @@ type closedEntry struct {
 // Customers returns how many customers the ledger holds.
 func (s *State) Customers() int { return len(s.customers) }
 
+// OpenReservations returns how many holds are open.
+func (s *State) OpenReservations() int { return len(s.reservations) }
+
 // EventsApplied returns how many events have been applied.
 func (s *State) EventsApplied() uint64 { return s.events }
 

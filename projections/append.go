@@ -35,26 +35,47 @@ type pubAck struct {
 	Duplicate bool                `json:"duplicate,omitempty"`
 }
 
+// fence is what a commit is appended on: the stream's last sequence (one
+// writer owns the stream), or the last sequence of the writer's own subject
+// (a partition: other partitions append between its commits).
+type fence struct {
+	seq     uint64
+	subject bool
+}
+
+func (w *Writer) fence(seq uint64) fence { return fence{seq: seq, subject: w.partitioned()} }
+
+// header returns the header and value that carry the fence.
+func (f fence) header() (string, string) {
+	if f.subject {
+		return jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(f.seq, 10)
+	}
+	return jetstream.ExpectedLastSeqHeader, strconv.FormatUint(f.seq, 10)
+}
+
 // publishCommit sends one commit message, fenced: it carries
-// Nats-Expected-Last-Sequence = expect, so if anyone else appended since,
+// Nats-Expected-Last-Sequence = expect (or, for a partition,
+// Nats-Expected-Last-Subject-Sequence), so if anyone else appended since,
 // nothing is stored. It also carries the chain hash of the writer's
 // previous commit (events.ChainHeader). The ack (sent after fsync, with sync_interval: always)
 // arrives on ackSubject; checkAck reads it.
-func publishCommit(nc *nats.Conn, subject, id string, body []byte, expect uint64, ackSubject, chainPrev string) error {
+func publishCommit(nc *nats.Conn, subject, id string, body []byte, expect fence, ackSubject, chainPrev string) error {
 	m := nats.NewMsg(subject)
 	m.Data = body
 	m.Reply = ackSubject
 	m.Header.Set(jetstream.MsgIDHeader, id)
 	m.Header.Set(events.ChainHeader, chainPrev)
-	m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(expect, 10))
+	m.Header.Set(expect.header())
 	if err := nc.PublishMsg(m); err != nil {
 		return fmt.Errorf("%w: %v", ErrAppend, err)
 	}
 	return nil
 }
 
-// checkAck reads a commit's ack: it must report exactly the next sequence.
-func checkAck(data []byte, expect uint64) (uint64, error) {
+// checkAck reads a commit's ack: it must report exactly the next sequence
+// (a partition's: any later one).
+func checkAck(data []byte, f fence) (uint64, error) {
+	expect := f.seq
 	var ack pubAck
 	if err := json.Unmarshal(data, &ack); err != nil {
 		return 0, fmt.Errorf("%w: bad ack %q", ErrAppend, data)
@@ -62,7 +83,7 @@ func checkAck(data []byte, expect uint64) (uint64, error) {
 	if ack.Error != nil {
 		return 0, fmt.Errorf("%w: %w", ErrAppend, ack.Error)
 	}
-	if ack.Duplicate || ack.Sequence != expect+1 {
+	if ack.Duplicate || ack.Sequence != expect+1 && !(f.subject && ack.Sequence > expect) {
 		return 0, fmt.Errorf("%w: ack says sequence %d (duplicate %v), expected %d", ErrAppend, ack.Sequence, ack.Duplicate, expect+1)
 	}
 	return ack.Sequence, nil

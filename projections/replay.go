@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"time"
@@ -32,6 +33,9 @@ type ReplayStop struct {
 	// Progress, if set, is called every ReplayProgressEvery commits with
 	// the sequence reached and the last one to read.
 	Progress func(seq, last uint64)
+	// Writer, if set, replays only that writer's (partition's) commits,
+	// up to its last one; every writer's otherwise.
+	Writer string
 }
 
 // ReplayProgressEvery is how often, in commits, Replay reports progress.
@@ -56,6 +60,13 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 	if err != nil {
 		return 0, err
 	}
+	filter := events.LogSubjects
+	if stop.Writer != "" {
+		filter = events.LogSubject(stop.Writer)
+		if last, err = lastSeqOf(ctx, js, filter); err != nil {
+			return 0, err
+		}
+	}
 	if stop.UntilSeq != 0 && stop.UntilSeq < last {
 		last = stop.UntilSeq
 	}
@@ -72,7 +83,10 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 	if stop.StartSeq > last {
 		return 0, nil
 	}
-	ccfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.LogSubjects}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if stop.Progress != nil {
+		stop.Progress(0, last)
+	}
+	ccfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if stop.StartSeq > 1 {
 		ccfg.DeliverPolicy, ccfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, stop.StartSeq
 	}
@@ -140,7 +154,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 			}
 		}
 	}()
-	var seq uint64
+	var seq, n uint64
 	for j := range ordered {
 		select {
 		case <-j.done:
@@ -162,7 +176,8 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 			}
 		}
 		seq = j.seq
-		if stop.Progress != nil && (seq%ReplayProgressEvery == 0 || seq == last) {
+		n++
+		if stop.Progress != nil && (n%ReplayProgressEvery == 0 || seq == last) {
 			stop.Progress(seq, last)
 		}
 	}
@@ -173,6 +188,22 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 		return seq, fmt.Errorf("replay stopped at sequence %d of %d", seq, last)
 	}
 	return seq, nil
+}
+
+// lastSeqOf returns the sequence of the last message on subject, 0 if none.
+func lastSeqOf(ctx context.Context, js jetstream.JetStream, subject string) (uint64, error) {
+	st, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", events.StreamName, err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("last message on %s: %w", subject, err)
+	}
+	return m.Sequence, nil
 }
 
 // SeqAtTime returns the first sequence (up to last) stored at or after t,

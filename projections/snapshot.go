@@ -95,6 +95,8 @@ type SnapshotStats struct {
 	StoreNanos  atomic.Uint64
 	Failed      atomic.Uint64 // snapshots not taken or not stored
 	Rejected    atomic.Uint64 // stored snapshots refused when loading
+	// SavedAt is when this process last stored one (Unix ns, 0: never).
+	SavedAt atomic.Int64
 	// LoadedSeq is the sequence of the snapshot the last rebuild started
 	// from, 0 if it replayed the whole log; LoadNanos how long reading it
 	// took; TailEvents the events replayed after it.
@@ -406,7 +408,7 @@ func (w *Writer) restore(ctx context.Context) (*ledger.State, uint64, error) {
 			w.log.Error("snapshot not used; replaying the whole log", "err", err)
 		}
 	}
-	s, seq, err := Rebuild(ctx, w.js, ReplayStop{}, w.cfg.Default)
+	s, seq, err := Rebuild(ctx, w.js, w.replayStop(0), w.cfg.Default)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -430,7 +432,7 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, er
 	s := snap.State
 	s.Default = w.cfg.Default
 	at := s.EventsApplied()
-	seq, err := Replay(ctx, w.js, ReplayStop{StartSeq: snap.Meta.Seq + 1}, func(_ uint64, e *events.Envelope) (err error) {
+	seq, err := Replay(ctx, w.js, w.replayStop(snap.Meta.Seq+1), func(_ uint64, e *events.Envelope) (err error) {
 		// A broken invariant here means the snapshot and the log disagree
 		// (Apply never fails on a state the log built): drop the snapshot
 		// and replay the whole log rather than stop for good.
@@ -598,6 +600,7 @@ func (w *Writer) upload(ctx context.Context, meta ledger.SnapshotMeta, eventsApp
 	w.snap.savedAt.Store(time.Now().UnixNano())
 	w.stats.Snapshots.Saved.Add(1)
 	w.stats.Snapshots.SavedSeq.Store(meta.Seq)
+	w.stats.Snapshots.SavedAt.Store(time.Now().UnixNano())
 	w.stats.Snapshots.SavedBytes.Store(uint64(body.n))
 	w.stats.Snapshots.EncodeNanos.Store(uint64(encode))
 	w.stats.Snapshots.StoreNanos.Store(uint64(time.Since(start)))

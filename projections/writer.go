@@ -68,7 +68,40 @@ type Config struct {
 	Name string
 	// Snapshots tunes the periodic snapshots a rebuild starts from.
 	Snapshots SnapshotConfig
+	// Observer, if set, hears every answer and every commit (metrics).
+	Observer Observer
+	// Lease, if set, makes the writer elect a leader with every other
+	// writer of the same name (partition) on this NATS: it serves only
+	// while it holds the lease and follows the log as a standby otherwise.
+	Lease *LeaseConfig
+	// Partitions > 1 makes this writer partition Partition of that many:
+	// it serves the customers whose token hashes to it (events.PartitionOf)
+	// on the mapped subjects (events.PartitionWildcards), appends to
+	// agentbill.log.<Partition> fenced on that subject alone (one commit in
+	// flight), and replays only that subject. Name is ignored.
+	Partitions int
+	Partition  int
 }
+
+// Observer hears what the writer does. Its methods run on the writer's
+// goroutine, so they must be quick and must not block.
+type Observer interface {
+	// Answered is called for every request answered with a reply or an
+	// error, with the time from its arrival to its answer.
+	Answered(op events.Op, reply ledger.Reply, err error, took time.Duration)
+	// Committed is called for every acknowledged commit, with its events,
+	// its size and the time from sending it to its ack.
+	Committed(events, bytes int, took time.Duration)
+}
+
+// Roles a writer reports (Writer.Role).
+const (
+	RoleStarting   = "starting"   // replaying the log for the first time
+	RoleLeader     = "leader"     // serving requests
+	RoleStandby    = "standby"    // following the log, ready to take over
+	RoleRebuilding = "rebuilding" // an append failed; replaying again
+	RoleStopped    = "stopped"
+)
 
 // Writer is the single writer: it owns the ledger state, decides requests
 // in batches, appends each batch's events atomically, and replies only after
@@ -81,6 +114,7 @@ type Writer struct {
 	log   *slog.Logger
 	in    chan *pending
 	ready atomic.Bool
+	role  atomic.Value // string: one of the Role constants
 
 	// Owned by the run loop.
 	state     *ledger.State
@@ -113,8 +147,15 @@ type Stats struct {
 	Rebuilds    atomic.Uint64
 	Overloaded  atomic.Uint64
 	LastSeq     atomic.Uint64
-	ReplayedSeq atomic.Uint64
-	Snapshots   SnapshotStats
+	ReplayedSeq atomic.Uint64 // the sequence replay has reached
+	// ReplayTarget is the last sequence the current (or last) replay
+	// reads to: ReplayedSeq/ReplayTarget is its progress.
+	ReplayTarget atomic.Uint64
+	// Customers and OpenReservations are the state's, as of the last
+	// acknowledged commit or rebuild.
+	Customers        atomic.Uint64
+	OpenReservations atomic.Uint64
+	Snapshots        SnapshotStats
 }
 
 // notice is a committed event to announce on its own subject.
@@ -134,6 +175,10 @@ type pending struct {
 	cmd   ledger.Command
 	reply ledger.Reply
 	err   error
+	at    time.Time // arrival
+	// afterOpen: a status read decided after events of the open commit,
+	// so it is as of that commit; otherwise as of the one before.
+	afterOpen bool
 }
 
 // New returns a writer; Run starts it.
@@ -150,6 +195,11 @@ func New(cfg Config) *Writer {
 	if cfg.Name == "" {
 		cfg.Name = events.WriterDefault
 	}
+	if cfg.Partitions > 1 {
+		// A per-subject fence checks the subject's last sequence, known
+		// only once the previous commit is acknowledged.
+		cfg.Name, cfg.CommitsInFlight = strconv.Itoa(cfg.Partition), 1
+	}
 	if cfg.CommitsInFlight <= 0 {
 		cfg.CommitsInFlight = CommitsInFlightDefault
 	}
@@ -158,9 +208,14 @@ func New(cfg Config) *Writer {
 	if cfg.LogConn == nil {
 		cfg.LogConn = cfg.Conn
 	}
-	return &Writer{cfg: cfg, nc: cfg.Conn, lc: cfg.LogConn, log: cfg.Logger, in: make(chan *pending, RequestQueueMax),
+	w := &Writer{cfg: cfg, nc: cfg.Conn, lc: cfg.LogConn, log: cfg.Logger, in: make(chan *pending, RequestQueueMax),
 		subject: events.LogSubject(cfg.Name)}
+	w.role.Store(RoleStarting)
+	return w
 }
+
+// Role reports what the writer is doing: one of the Role constants.
+func (w *Writer) Role() string { return w.role.Load().(string) }
 
 // Stats returns the writer's counters.
 func (w *Writer) Stats() *Stats { return &w.stats }
@@ -176,14 +231,37 @@ func (w *Writer) Run(ctx context.Context) error {
 		return err
 	}
 	w.js = js
+	defer w.role.Store(RoleStopped)
 	if err := w.setup(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for NATS
 		}
 		return err
 	}
+	defer w.snap.uploads.Wait()
+	if w.cfg.Lease != nil {
+		return w.runElected(ctx)
+	}
+	return w.lead(ctx, nil)
+}
+
+// partitioned reports whether the writer is one partition of several.
+func (w *Writer) partitioned() bool { return w.cfg.Partitions > 1 }
+
+// requestSubjects returns what the writer serves.
+func (w *Writer) requestSubjects() []string {
+	if w.partitioned() {
+		return events.PartitionWildcards(w.cfg.Partition)
+	}
+	return []string{events.RequestWildcard, events.AdminWildcard}
+}
+
+// lead serves requests until ctx ends (nil) or, with a lease, until the
+// lease is lost (lost) or an append fails (both returned as errors: the
+// caller rebuilds and competes again).
+func (w *Writer) lead(ctx context.Context, lost <-chan error) error {
 	subs := make([]*nats.Subscription, 0, 2)
-	for _, subj := range []string{events.RequestWildcard, events.AdminWildcard} {
+	for _, subj := range w.requestSubjects() {
 		sub, err := w.nc.Subscribe(subj, w.receive)
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", subj, err)
@@ -199,9 +277,10 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 	}()
 	w.ready.Store(true)
-	w.log.Info("writer serving", "last_seq", w.lastSeq, "customers", w.state.Customers())
-	defer w.snap.uploads.Wait()
-	return w.loop(ctx)
+	w.role.Store(RoleLeader)
+	defer w.ready.Store(false)
+	w.log.Info("writer serving", "writer", w.cfg.Name, "last_seq", w.lastSeq, "customers", w.state.Customers())
+	return w.loop(ctx, lost)
 }
 
 // setup ensures the stream and rebuilds the state, retrying with backoff
@@ -244,6 +323,8 @@ func (w *Writer) rebuild(ctx context.Context) error {
 	w.state, w.lastSeq, w.chainHead = s, seq, head
 	w.stats.LastSeq.Store(seq)
 	w.stats.ReplayedSeq.Store(seq)
+	w.stats.Customers.Store(uint64(s.Customers()))
+	w.stats.OpenReservations.Store(uint64(s.OpenReservations()))
 	w.log.Info("state rebuilt from log", "events", s.EventsApplied(), "customers", s.Customers(),
 		"last_seq", seq, "took", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -261,13 +342,32 @@ func (w *Writer) receive(m *nats.Msg) {
 		w.respondErr(m, ledger.Errorf(ledger.CodeUnavailable, "the writer is rebuilding its state; retry"))
 		return
 	}
-	cmd, err := DecodeRequest(m.Subject, m.Data)
+	subject := m.Subject
+	if w.partitioned() {
+		var p int
+		subject, p, _ = events.UnmapPartition(subject)
+		if p != w.cfg.Partition {
+			w.respondErr(m, ledger.Errorf(ledger.CodeInternal, "request for partition %d reached partition %d", p, w.cfg.Partition))
+			return
+		}
+	}
+	cmd, err := DecodeRequest(subject, m.Data)
 	if err != nil {
 		w.respondErr(m, err)
 		return
 	}
+	if w.partitioned() {
+		if p := events.PartitionOf(events.Token(cmd.Customer()), w.cfg.Partitions); p != w.cfg.Partition {
+			// NATS's mapping and --partitions disagree: a deployment error
+			// that a retry cannot fix, and a decision here could overspend.
+			w.respondErr(m, ledger.Errorf(ledger.CodeInternal,
+				"customer belongs to partition %d of %d, not %d: the NATS subject mapping and serve --partitions disagree",
+				p, w.cfg.Partitions, w.cfg.Partition))
+			return
+		}
+	}
 	select {
-	case w.in <- &pending{msg: m, cmd: cmd}:
+	case w.in <- &pending{msg: m, cmd: cmd, at: time.Now()}:
 	default:
 		w.stats.Overloaded.Add(1)
 		w.respondErr(m, ledger.Errorf(ledger.CodeUnavailable, "the writer queue is full; retry"))
@@ -284,6 +384,7 @@ type flight struct {
 	batch  []*pending
 	notify []notice
 	events int
+	bytes  int
 	sent   time.Time
 }
 
@@ -294,7 +395,7 @@ type flight struct {
 // deciding overlaps the fsync). Batches are answered strictly in order,
 // each only once it and everything before it is durable; the first failure
 // fails every batch after it too (see fail).
-func (w *Writer) loop(ctx context.Context) error {
+func (w *Writer) loop(ctx context.Context, lost <-chan error) error {
 	acks := make(chan *nats.Msg, CommitsInFlightMax)
 	w.inbox = w.lc.NewRespInbox()
 	sub, err := w.lc.ChanSubscribe(w.inbox+".*", acks)
@@ -336,6 +437,9 @@ func (w *Writer) loop(ctx context.Context) error {
 			if len(w.queue) > 0 && time.Since(w.queue[0].sent) >= AppendTimeout {
 				failure = fmt.Errorf("%w: no ack within %s", ErrAppend, AppendTimeout)
 			}
+		case err := <-lost:
+			w.abandon(ledger.Errorf(ledger.CodeUnavailable, "this writer lost its lease; retry"))
+			return err
 		}
 		if failure == nil && w.inflight < w.cfg.CommitsInFlight {
 			failure = w.send()
@@ -343,6 +447,12 @@ func (w *Writer) loop(ctx context.Context) error {
 		if failure != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if lost != nil {
+				// Elected: maybe deposed. Step down; the caller rebuilds
+				// and competes for the lease again.
+				w.abandon(ledger.Errorf(ledger.CodeUnavailable, "the ledger could not make this decision durable; retry"))
+				return failure
 			}
 			w.fail(ctx, failure)
 		}
@@ -368,18 +478,11 @@ func (w *Writer) openFull() bool {
 
 // decide decides one request into the open commit.
 func (w *Writer) decide(p *pending) {
+	p.afterOpen = w.enc.Len() > 0
 	reply, evs, err := w.state.Decide(p.cmd, w.now())
 	p.reply, p.err = reply, err
 	for _, e := range evs {
 		w.add(e)
-	}
-	if st, ok := reply.(*ledger.StatusReply); ok {
-		// The state read holds every sent commit and the open one; it is
-		// answered only once those are durable, at this sequence.
-		st.AsOfSeq = w.sentSeq
-		if w.enc.Len() > 0 {
-			st.AsOfSeq++
-		}
 	}
 	w.openBatch = append(w.openBatch, p)
 }
@@ -412,11 +515,14 @@ func (w *Writer) send() error {
 		return nil
 	}
 	f.notify = append([]notice(nil), w.notify...)
-	f.expect = w.sentSeq
+	f.expect, f.bytes = w.sentSeq, w.enc.Size()
+	if w.partitioned() {
+		f.expect = w.lastSeq // the one commit in flight: its predecessor is acknowledged
+	}
 	w.sentSeq++
 	w.inflight++
 	body := w.enc.Bytes()
-	err := publishCommit(w.lc, w.subject, w.openID, body, f.expect, w.ackSubject(f.no), w.chainHead)
+	err := publishCommit(w.lc, w.subject, w.openID, body, w.fence(f.expect), w.ackSubject(f.no), w.chainHead)
 	w.chainHead = events.ChainHash(w.chainHead, body)
 	w.openCommit()
 	return err
@@ -428,20 +534,27 @@ func (w *Writer) onAck(m *nats.Msg) error {
 		return nil // the ack of a commit already failed and answered
 	}
 	f := w.queue[0]
-	seq, err := checkAck(m.Data, f.expect)
+	seq, err := checkAck(m.Data, w.fence(f.expect))
 	if err != nil {
 		return err
 	}
+	before := w.lastSeq
 	w.lastSeq, w.snap.commit = seq, f.id
 	w.inflight--
 	w.stats.LastSeq.Store(seq)
 	w.stats.Batches.Add(1)
 	w.stats.Events.Add(uint64(f.events))
-	w.stats.AppendNanos.Add(uint64(time.Since(f.sent)))
+	took := time.Since(f.sent)
+	w.stats.AppendNanos.Add(uint64(took))
+	w.stats.Customers.Store(uint64(w.state.Customers()))
+	w.stats.OpenReservations.Store(uint64(w.state.OpenReservations()))
+	if o := w.cfg.Observer; o != nil {
+		o.Committed(f.events, f.bytes, took)
+	}
 	for _, nt := range f.notify {
 		_ = w.nc.Publish(nt.subject, nt.body)
 	}
-	w.answer(f)
+	w.answer(f, before)
 	w.queue = w.queue[1:]
 	return nil
 }
@@ -449,18 +562,29 @@ func (w *Writer) onAck(m *nats.Msg) error {
 // answerReady answers batches without events that no commit precedes.
 func (w *Writer) answerReady() {
 	for len(w.queue) > 0 && w.queue[0].events == 0 {
-		w.answer(w.queue[0])
+		w.answer(w.queue[0], w.lastSeq)
 		w.queue = w.queue[1:]
 	}
 }
 
-func (w *Writer) answer(f *flight) {
+func (w *Writer) answer(f *flight, before uint64) {
 	w.stats.Requests.Add(uint64(len(f.batch)))
 	for _, p := range f.batch {
+		if st, ok := p.reply.(*ledger.StatusReply); ok {
+			// Every commit before this one is durable, the last at before;
+			// this one (if it read its events) at lastSeq.
+			st.AsOfSeq = before
+			if p.afterOpen {
+				st.AsOfSeq = w.lastSeq
+			}
+		}
 		if p.err != nil {
 			w.respondErr(p.msg, p.err)
 		} else {
 			w.respond(p.msg, p.reply)
+		}
+		if o := w.cfg.Observer; o != nil {
+			o.Answered(p.cmd.Op(), p.reply, p.err, time.Since(p.at))
 		}
 	}
 }
@@ -485,6 +609,7 @@ func (w *Writer) add(e *events.Envelope) {
 // find it through their idempotency keys.
 func (w *Writer) fail(ctx context.Context, cause error) {
 	w.ready.Store(false)
+	w.role.Store(RoleRebuilding)
 	w.stats.Rebuilds.Add(1)
 	w.log.Error("append failed; rebuilding state from the log", "err", cause, "last_seq", w.lastSeq, "in_flight", w.inflight)
 	w.abandon(ledger.Errorf(ledger.CodeUnavailable, "the ledger could not make this decision durable; retry"))
@@ -494,6 +619,7 @@ func (w *Writer) fail(ctx context.Context, cause error) {
 		if err == nil {
 			w.sentSeq = w.lastSeq
 			w.ready.Store(true)
+			w.role.Store(RoleLeader)
 			return
 		}
 		w.log.Error("rebuild failed; retrying", "err", err, "in", backoff)

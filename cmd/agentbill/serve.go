@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +30,13 @@ type serveConfig struct {
 	DefaultBudget string
 	Replicas      int
 	HTTP          string // HOST:PORT of the HTTP gateway; "" for none
+	// Partitions and Partition: this instance writes partition Partition
+	// of Partitions (1: the ledger is not partitioned).
+	Partitions int
+	Partition  int
+	// Instance names this process in the writer lease.
+	Instance  string
+	LogFormat string // text or json
 	// Creds authenticate the service's own connections (nats.conf's
 	// service user); empty for a server without authorization.
 	Creds client.Credentials
@@ -41,6 +50,17 @@ func (c *serveConfig) Validate() error {
 	}
 	if c.NATSURL != "" && c.NATSConfig != "" {
 		errs = append(errs, errors.New("--nats-config configures the embedded server; it cannot be used with --nats-url"))
+	}
+	if c.Partitions < 1 || c.Partitions > events.PartitionsMax {
+		errs = append(errs, fmt.Errorf("--partitions %d: use 1 to %d", c.Partitions, events.PartitionsMax))
+	} else if c.Partition < 0 || c.Partition >= c.Partitions {
+		errs = append(errs, fmt.Errorf("--partition %d: use 0 to %d (--partitions %d)", c.Partition, c.Partitions-1, c.Partitions))
+	}
+	if c.Instance == "" {
+		errs = append(errs, errors.New("--instance must not be empty"))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: use text or json", c.LogFormat))
 	}
 	if c.Replicas != 1 && c.Replicas != 3 {
 		errs = append(errs, fmt.Errorf("--replicas %d: use 1, or 3 on a cluster", c.Replicas))
@@ -88,6 +108,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.DefaultBudget, "default-budget", "1000/month", "budget for unknown customers, UNITS/PERIOD, or none")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas: 1, or 3 on a JetStream cluster")
 	fs.StringVar(&cfg.HTTP, "http", "", "serve the HTTP gateway on HOST:PORT (off if empty)")
+	fs.IntVar(&cfg.Partitions, "partitions", 1, "customer partitions of the ledger (each served by its own writer; see nats.conf)")
+	fs.IntVar(&cfg.Partition, "partition", 0, "the partition this instance writes, 0 to --partitions - 1")
+	fs.StringVar(&cfg.Instance, "instance", defaultInstance(), "this process's name in the writer lease (leader election)")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log lines as text or json")
 	nf := addNATSFlags(fs, false)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -97,7 +121,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "agentbill serve: %v\n", err)
 		return errUsage
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := newLogger(cfg.LogFormat, stderr)
 	def, _ := parseDefaultBudget(cfg.DefaultBudget)
 
 	srv, err := startEmbedded(cfg, log)
@@ -123,11 +147,30 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer lc.Drain()
-	w := projections.New(projections.Config{Conn: nc, LogConn: lc, Replicas: cfg.Replicas, Default: def, Logger: log})
+	w := projections.New(projections.Config{Conn: nc, LogConn: lc, Replicas: cfg.Replicas, Default: def, Logger: log,
+		Partitions: cfg.Partitions, Partition: cfg.Partition,
+		Lease: &projections.LeaseConfig{Instance: cfg.Instance}})
 	if cfg.HTTP != "" {
 		return runWithGateway(ctx, cfg, srv, w, log)
 	}
 	return w.Run(ctx)
+}
+
+// newLogger returns serve's logger: one line per lifecycle event.
+func newLogger(format string, w io.Writer) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// defaultInstance names this process: host name and pid.
+func defaultInstance() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "agentbill"
+	}
+	return host + ":" + strconv.Itoa(os.Getpid())
 }
 
 // startEmbedded starts the embedded server, unless --nats-url names one.

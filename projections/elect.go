@@ -1,0 +1,226 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TakeoverHeader marks a takeover commit: a commit without events that a
+// new leader appends, fenced, before it serves, when it took the lease from
+// a holder that did not release it (and so may still be running). It names
+// the new holder; once it is in the log, a deposed leader's next commit
+// fails its fence. (Without it, such a commit could still land, but only if
+// it was decided on the log's latest state: the fence keeps the log a
+// serial history either way.)
+const TakeoverHeader = "Agentbill-Takeover"
+
+// followBufferMax bounds commits received by a standby and not yet applied.
+const followBufferMax = 256
+
+// replayStop returns where the writer's replays read: from start, its own
+// commits (a partition) or every writer's, reporting progress in Stats.
+func (w *Writer) replayStop(start uint64) ReplayStop {
+	stop := ReplayStop{StartSeq: start, Progress: func(seq, last uint64) {
+		w.stats.ReplayedSeq.Store(seq)
+		w.stats.ReplayTarget.Store(last)
+	}}
+	if w.partitioned() {
+		stop.Writer = w.cfg.Name
+	}
+	return stop
+}
+
+// logFilter is the subject the writer's replays and follower read.
+func (w *Writer) logFilter() string {
+	if w.partitioned() {
+		return w.subject
+	}
+	return events.LogSubjects
+}
+
+// runElected competes for the lease: as a standby it follows the log;
+// holding the lease it takes over and serves until it loses it or an
+// append fails, then rebuilds and competes again.
+func (w *Writer) runElected(ctx context.Context) error {
+	l, err := openLease(ctx, w.js, w.cfg.Replicas, w.cfg.Name, *w.cfg.Lease)
+	for err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.log.Warn("cannot open the lease bucket yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(RebuildBackoffMax):
+		}
+		l, err = openLease(ctx, w.js, w.cfg.Replicas, w.cfg.Name, *w.cfg.Lease)
+	}
+	defer l.release()
+	for {
+		w.role.Store(RoleStandby)
+		w.log.Info("standby: following the log", "writer", w.cfg.Name, "holder", l.holder, "last_seq", w.lastSeq)
+		err := w.follow(ctx, l)
+		if err == nil {
+			if err = w.takeover(ctx, l); err == nil {
+				lost, stop := l.keep(ctx)
+				err = w.lead(ctx, lost)
+				stop()
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		// Whatever the state holds may include decisions that never
+		// became durable: replay it from the log before competing again.
+		w.log.Warn("stepping down", "writer", w.cfg.Name, "err", err)
+		l.release()
+		w.role.Store(RoleRebuilding)
+		w.stats.Rebuilds.Add(1)
+		if err := w.setup(ctx); err != nil {
+			return nil // only ctx ends setup
+		}
+	}
+}
+
+// follow applies the commits appended after the state's last sequence as
+// they arrive, and polls the lease; it returns nil once this writer holds
+// the lease, with the state caught up to what it has received.
+func (w *Writer) follow(ctx context.Context, l *lease) error {
+	if ok, err := l.tryAcquire(ctx); ok || err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	msgs, stop, err := tail(ctx, w.js, w.logFilter(), w.lastSeq+1)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	poll := time.NewTicker(LeasePollInterval)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m := <-msgs:
+			if err := w.applyFollowed(m); err != nil {
+				return err
+			}
+		case <-poll.C:
+			ok, err := l.tryAcquire(ctx)
+			if err != nil {
+				w.log.Warn("cannot read the lease", "err", err)
+			}
+			if ok {
+				return nil
+			}
+		}
+	}
+}
+
+// tail delivers the commits on filter from sequence start on, as they
+// are appended, until stop is called.
+func tail(ctx context.Context, js jetstream.JetStream, filter string, start uint64) (<-chan jetstream.Msg, func(), error) {
+	ccfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter},
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start}
+	cons, err := js.OrderedConsumer(ctx, events.StreamName, ccfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("follow the log: %w", err)
+	}
+	msgs := make(chan jetstream.Msg, followBufferMax)
+	done := make(chan struct{})
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- m:
+		case <-done:
+		}
+	}, jetstream.PullMaxBytes(ReplayFetchBytesMax))
+	if err != nil {
+		return nil, nil, fmt.Errorf("follow the log: %w", err)
+	}
+	return msgs, func() {
+		close(done)
+		cc.Stop()
+		<-cc.Closed()
+	}, nil
+}
+
+// applyFollowed applies one commit received by the follower.
+func (w *Writer) applyFollowed(m jetstream.Msg) error {
+	md, err := m.Metadata()
+	if err != nil {
+		return fmt.Errorf("follow: %w", err)
+	}
+	if md.Sequence.Stream <= w.lastSeq {
+		return nil // already applied
+	}
+	c, err := events.DecodeCommit(m.Data())
+	if err != nil {
+		return fmt.Errorf("follow: commit at sequence %d: %w", md.Sequence.Stream, err)
+	}
+	for _, e := range c.Events {
+		w.state.Apply(e)
+	}
+	w.lastSeq = md.Sequence.Stream
+	if m.Subject() == w.subject {
+		w.chainHead = events.ChainHash(m.Headers().Get(events.ChainHeader), m.Data())
+		w.snap.commit = c.ID
+	}
+	if c.At.After(w.lastNow) {
+		w.lastNow = c.At // the old leader's clock may run ahead of ours
+	}
+	w.stats.LastSeq.Store(w.lastSeq)
+	w.stats.ReplayedSeq.Store(w.lastSeq)
+	w.stats.Customers.Store(uint64(w.state.Customers()))
+	w.stats.OpenReservations.Store(uint64(w.state.OpenReservations()))
+	return nil
+}
+
+// takeover catches up with the end of the log and, if the lease was taken
+// from another holder, appends a takeover commit fenced on it: from then
+// on, a deposed leader still running cannot append anything.
+func (w *Writer) takeover(ctx context.Context, l *lease) error {
+	start := time.Now()
+	seq, err := Replay(ctx, w.js, w.replayStop(w.lastSeq+1), func(seq uint64, e *events.Envelope) error {
+		w.state.Apply(e)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("takeover: catch up: %w", err)
+	}
+	w.lastSeq = max(w.lastSeq, seq)
+	if w.chainHead, err = ChainHead(ctx, w.js, w.cfg.Name); err != nil {
+		return fmt.Errorf("takeover: %w", err)
+	}
+	if !l.taken {
+		w.log.Info("leading", "writer", w.cfg.Name, "holder", l.holder, "seq", w.lastSeq,
+			"caught_up_in", time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	id := newEventID()
+	w.enc.Reset(id, w.cfg.Name, w.now())
+	body := w.enc.Bytes()
+	m := nats.NewMsg(w.subject)
+	m.Data = body
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	m.Header.Set(events.ChainHeader, w.chainHead)
+	m.Header.Set(TakeoverHeader, l.holder)
+	m.Header.Set(w.fence(w.lastSeq).header())
+	actx, cancel := context.WithTimeout(ctx, AppendTimeout)
+	defer cancel()
+	ack, err := w.js.PublishMsg(actx, m)
+	if err != nil {
+		return fmt.Errorf("takeover commit on sequence %d: %w", w.lastSeq, err)
+	}
+	if ack.Duplicate || ack.Sequence <= w.lastSeq {
+		return fmt.Errorf("%w: takeover commit acknowledged at sequence %d after %d", ErrAppend, ack.Sequence, w.lastSeq)
+	}
+	w.lastSeq, w.chainHead, w.snap.commit = ack.Sequence, events.ChainHash(w.chainHead, body), id
+	w.stats.LastSeq.Store(w.lastSeq)
+	w.log.Info("took over as leader", "writer", w.cfg.Name, "holder", l.holder, "seq", w.lastSeq,
+		"caught_up_in", time.Since(start).Round(time.Millisecond))
+	return nil
+}
