@@ -36,6 +36,14 @@ const RetryAfterSeconds = 1
 // errcode.Classify, shared with the MCP transport).
 func toError(err error) *ledger.Error { return errcode.Classify(err) }
 
+// WriteError writes err as the gateway does: {"error": {"code", "message"}}
+// with its code's status. Other handlers on the gateway (the dashboard)
+// use it so every error has one shape.
+func WriteError(w http.ResponseWriter, err error) { writeError(w, toError(err)) }
+
+// WriteJSON writes v as a JSON reply with status, as the gateway does.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
 // writeError writes {"error": {"code", "message"}} with the code's status.
 func writeError(w http.ResponseWriter, e *ledger.Error) {
 	status := Status(e.Code)

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,7 +66,19 @@ type Config struct {
 	Conn   *nats.Conn    // the gateway's own connection to NATS
 	Keys   Authenticator // the API keys
 	Logger *slog.Logger  // slog.Default() if nil
+	// Role reports the writer's role for /readyz (projections.Writer.Role).
+	// Nil: /readyz answers 503, since nothing says a writer is serving.
+	Role func() string
+	// Metrics serves /metrics (package metrics); nil for none.
+	Metrics http.Handler
+	// Dashboard serves "/" and everything under DashboardPrefix (package
+	// dashboard); nil for none.
+	Dashboard http.Handler
 }
+
+// DashboardPrefix is the path under which the dashboard serves its assets,
+// its data and its live feed; the page itself is "/".
+const DashboardPrefix = "/ui/"
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
@@ -90,6 +103,7 @@ type Server struct {
 	slots  chan struct{} // ConcurrentRequestsMax
 	scans  chan struct{} // EventScansMax
 	mcp    http.Handler  // MCPPath
+	cfg    Config        // Role, Metrics and Dashboard
 }
 
 // New returns a gateway.
@@ -110,6 +124,7 @@ func New(cfg Config) (*Server, error) {
 		mux:    http.NewServeMux(),
 		slots:  make(chan struct{}, ConcurrentRequestsMax),
 		scans:  make(chan struct{}, EventScansMax),
+		cfg:    cfg,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -163,6 +178,14 @@ func (s *Server) routes() {
 	s.handle("/v1/customers/{id}/events", map[string]method{http.MethodGet: {keys.ActionAudit, s.customerEvents}})
 	s.mux.Handle(MCPPath, s.mcp)
 	s.mux.HandleFunc("/healthz", s.healthz)
+	s.mux.HandleFunc("/readyz", s.readyz)
+	if s.cfg.Metrics != nil {
+		s.mux.Handle("GET /metrics", s.cfg.Metrics)
+	}
+	if s.cfg.Dashboard != nil {
+		s.mux.Handle("GET /{$}", s.cfg.Dashboard)
+		s.mux.Handle(DashboardPrefix, s.cfg.Dashboard)
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, ledger.Errorf(ledger.CodeNotFound, "no such path: %s", truncate(r.URL.Path, 128)))
 	})
@@ -222,30 +245,81 @@ func (s *Server) serve(ctx context.Context, r *http.Request, m method) (any, err
 // authenticate reads "Authorization: Bearer agb_..." and looks the key up.
 // No header, a malformed one, an unknown or revoked key: unauthenticated.
 func (s *Server) authenticate(ctx context.Context, r *http.Request) (*keys.Key, error) {
+	secret, err := BearerSecret(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.keys.Authenticate(ctx, secret)
+}
+
+// BearerSecret returns the key of "Authorization: Bearer agb_...", or an
+// unauthenticated error when the header is missing or malformed.
+func BearerSecret(r *http.Request) (string, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return nil, ledger.Errorf(ledger.CodeUnauthenticated, "missing API key: send Authorization: Bearer agb_...")
+		return "", ledger.Errorf(ledger.CodeUnauthenticated, "missing API key: send Authorization: Bearer agb_...")
 	}
 	scheme, secret, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return nil, ledger.Errorf(ledger.CodeUnauthenticated, "the Authorization header must be Bearer agb_...")
+		return "", ledger.Errorf(ledger.CodeUnauthenticated, "the Authorization header must be Bearer agb_...")
 	}
-	return s.keys.Authenticate(ctx, strings.TrimSpace(secret))
+	return strings.TrimSpace(secret), nil
 }
 
-// healthz answers 200 while the gateway's NATS connection is up. It needs
-// no key and reveals nothing.
+// healthz answers 200 while the process serves HTTP at all: a liveness
+// probe. It needs no key and reveals nothing. Whether the service can
+// answer requests is /readyz.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, ledger.Errorf(ledger.CodeInvalidArgument, "method %s is not allowed on /healthz", truncate(r.Method, 16)))
-		return
-	}
-	if !s.nc.IsConnected() {
-		writeError(w, ledger.Errorf(ledger.CodeUnavailable, "not connected to NATS"))
+	if !probeMethod(w, r) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Readiness is the body of /readyz.
+type Readiness struct {
+	Ready bool   `json:"ready"`
+	Role  string `json:"role"` // the writer's (projections.Role*), or "unknown"
+	NATS  bool   `json:"nats"` // whether the gateway's connection is up
+}
+
+// readyz answers 200 when the writer leads (serves requests) or stands by
+// (follows the log, ready to take over) and the gateway is connected to
+// NATS; 503 otherwise, with Retry-After. The body says which, with the
+// role, so an operator can tell a rebuild from an outage. It needs no key.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if !probeMethod(w, r) {
+		return
+	}
+	rd := Readiness{Role: "unknown", NATS: s.nc.IsConnected()}
+	if s.cfg.Role != nil {
+		rd.Role = s.cfg.Role()
+	}
+	rd.Ready = rd.NATS && (rd.Role == roleLeader || rd.Role == roleStandby)
+	if !rd.Ready {
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
+		writeJSON(w, http.StatusServiceUnavailable, rd)
+		return
+	}
+	writeJSON(w, http.StatusOK, rd)
+}
+
+// The writer roles in which the service is ready (projections.RoleLeader
+// and RoleStandby; httpapi does not import the writer).
+const (
+	roleLeader  = "leader"
+	roleStandby = "standby"
+)
+
+// probeMethod allows GET and HEAD on a probe path, and answers anything
+// else 400 with Allow.
+func probeMethod(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	writeError(w, ledger.Errorf(ledger.CodeInvalidArgument, "method %s is not allowed on %s", truncate(r.Method, 16), r.URL.Path))
+	return false
 }
 
 // Shutdown stops hs gracefully within ShutdownTimeout.
