@@ -1,0 +1,173 @@
+package metrics_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/errcode"
+	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/metrics"
+	"github.com/agentbill/agentbill/projections"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// testTimeout bounds every request and scrape of these tests.
+const testTimeout = 20 * time.Second
+
+// scrape reads /metrics over HTTP and parses the text format.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: status %d", res.StatusCode)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(res.Body)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	return fams
+}
+
+// value returns the value of the series of family name whose labels are
+// exactly labels (pairs of name and value); -1 if there is none.
+func value(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	f := fams[name]
+	if f == nil {
+		return -1
+	}
+	for _, m := range f.Metric {
+		if !labelsAre(m.Label, labels) {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return -1
+}
+
+// histogramSum returns the sum of family name's only histogram.
+func histogramSum(fams map[string]*dto.MetricFamily, name string) float64 {
+	if f := fams[name]; f != nil && len(f.Metric) == 1 && f.Metric[0].Histogram != nil {
+		return f.Metric[0].Histogram.GetSampleSum()
+	}
+	return -1
+}
+
+func labelsAre(got []*dto.LabelPair, want []string) bool {
+	if len(got)*2 != len(want) {
+		return false
+	}
+	for i, l := range got {
+		if l.GetName() != want[2*i] || l.GetValue() != want[2*i+1] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestMetricsAfterScriptedRequests runs a writer with the metrics as its
+// observer, scrapes /metrics before and after a scripted set of requests,
+// and checks every figure against what the script did and what the log
+// holds.
+func TestMetricsAfterScriptedRequests(t *testing.T) {
+	srv := testenv.StartServer(t, "")
+	m := metrics.New(nil)
+	w := testenv.StartWriter(t, srv, nil, nil, func(c *projections.Config) { c.Observer = m })
+	m.Watch(w.Writer, nil)
+	hs := httptest.NewServer(m.Handler())
+	t.Cleanup(hs.Close)
+
+	before := scrape(t, hs.URL)
+	if v := value(before, "agentbill_decisions_total", "op", "preflight", "outcome", "approved", "reason", ""); v != -1 {
+		t.Fatalf("approved preflights before any request: %v, want none", v)
+	}
+	if v := value(before, "agentbill_writer_role", "role", projections.RoleLeader); v != 1 {
+		t.Fatalf("agentbill_writer_role{role=leader}: got %v, want 1", v)
+	}
+
+	c := testenv.Client(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if _, err := c.SetBudget(ctx, "acme", ledger.BudgetRequest{Limit: testenv.Ptr(t, "10"), Period: "month"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{true, true, false} { // 4 + 4 fit in 10; 4 more does not
+		r, err := c.Preflight(ctx, "acme", ledger.PreflightRequest{AgentID: "a", EstimatedUnits: testenv.Ptr(t, "4")})
+		if err != nil || r.Approved != want {
+			t.Fatalf("preflight %d: got %+v, %v; want approved %v", i, r, err, want)
+		}
+	}
+	_, err := c.Record(ctx, "acme", ledger.RecordRequest{AgentID: "a", Units: testenv.Ptr(t, "1"), ReservationID: "no-such-hold"})
+	if code := errcode.Classify(err).Code; code != ledger.CodeNotFound {
+		t.Fatalf("record of an unknown hold: got %v, want not_found", err)
+	}
+
+	after := scrape(t, hs.URL)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"agentbill_decisions_total", []string{"op", "budget", "outcome", "ok", "reason", ""}, 1},
+		{"agentbill_decisions_total", []string{"op", "preflight", "outcome", "approved", "reason", ""}, 2},
+		{"agentbill_decisions_total", []string{"op", "preflight", "outcome", "refused", "reason", ledger.ReasonBudgetExhausted}, 1},
+		{"agentbill_decisions_total", []string{"op", "record", "outcome", "error", "reason", string(ledger.CodeNotFound)}, 1},
+		{"agentbill_preflight_duration_seconds", nil, 3},
+		{"agentbill_customers", nil, 1},
+		{"agentbill_open_reservations", nil, 2},
+		{"agentbill_writer_role", []string{"role", projections.RoleLeader}, 1},
+		{"agentbill_writer_role", []string{"role", projections.RoleStarting}, 0},
+	} {
+		if got := value(after, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v: got %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+
+	// The commit figures agree with the log itself: every event was in
+	// one acknowledged commit, and each commit is one stream message.
+	evs := testenv.StreamEvents(t, testenv.Connect(t, srv))
+	last, err := projections.LastSequence(ctx, testenv.JetStream(t, testenv.Connect(t, srv)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	commits := value(after, "agentbill_commit_events")
+	if got := histogramSum(after, "agentbill_commit_events"); got != float64(len(evs)) {
+		t.Errorf("events in commits: got %v, want %d (the stream's)", got, len(evs))
+	}
+	if got := value(after, "agentbill_append_duration_seconds"); got != commits || commits < 4 {
+		t.Errorf("appends timed: %v, commits: %v; want equal and at least 4", got, commits)
+	}
+	if got := histogramSum(after, "agentbill_append_duration_seconds"); got <= 0 {
+		t.Errorf("append time: got %v s, want > 0", got)
+	}
+	if got := value(after, "agentbill_stream_last_sequence"); got != float64(last) {
+		t.Errorf("agentbill_stream_last_sequence: got %v, want %d", got, last)
+	}
+	if n := testenv.CountType(evs, "acme", events.TypeDenied); n != 1 {
+		t.Errorf("denied events in the log: %d, want 1", n)
+	}
+}
