@@ -118,9 +118,6 @@ func (m *Metrics) Watch(src Source, now func() time.Time) {
 	m.reg.MustRegister(&stateCollector{src: src, now: now})
 }
 
-// Register adds another collector (the dashboard's follower, say).
-func (m *Metrics) Register(c prometheus.Collector) error { return m.reg.Register(c) }
-
 // Handler serves the metrics in Prometheus' text format.
 func (m *Metrics) Handler() http.Handler { return m.handler }
 

@@ -9,15 +9,18 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/agentbill/agentbill/dashboard"
 	"github.com/agentbill/agentbill/httpapi"
 	"github.com/agentbill/agentbill/keys"
+	"github.com/agentbill/agentbill/metrics"
 	"github.com/agentbill/agentbill/projections"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// writerReadyPoll is how often serve checks whether the writer serves
-// before it starts the gateway. The wait itself ends when the writer
-// serves, stops, or serve is told to stop.
+// writerReadyPoll is how often serve checks whether the writer leads or
+// stands by before it starts the gateway. The wait itself ends when it
+// does, or when the writer stops.
 const writerReadyPoll = 10 * time.Millisecond
 
 // checkHTTPAddr validates --http: empty (no gateway) or HOST:PORT.
@@ -38,26 +41,32 @@ func checkHTTPAddr(addr string) error {
 	return nil
 }
 
-// runWithGateway runs the writer and, once it serves, the HTTP gateway on
-// its own NATS connection. It returns when ctx ends, after stopping the
-// gateway and then the writer, or as soon as either fails.
+// runWithGateway runs the writer and the HTTP gateway with metrics that
+// read the writer's counters and role at scrape time. The per-request
+// metrics (decisions, latencies, commits) need the writer built with the
+// metrics as its Observer: serve does that with newServeMetrics and
+// runGateway.
 func runWithGateway(ctx context.Context, cfg serveConfig, srv *server.Server, w *projections.Writer, log *slog.Logger) error {
+	return runGateway(ctx, cfg, srv, w, newServeMetrics(log), log)
+}
+
+// newServeMetrics returns the metrics /metrics serves. Build the writer
+// with them as projections.Config.Observer, then call runGateway.
+func newServeMetrics(log *slog.Logger) *metrics.Metrics { return metrics.New(log) }
+
+// runGateway runs the writer and, once it leads or stands by, the HTTP
+// gateway on its own NATS connection. It returns when ctx ends, after
+// stopping the gateway and then the writer, or as soon as either fails.
+func runGateway(ctx context.Context, cfg serveConfig, srv *server.Server, w *projections.Writer, m *metrics.Metrics, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	m.Watch(w, nil)
 	werr := make(chan error, 1)
 	go func() { werr <- w.Run(ctx) }()
-	tick := time.NewTicker(writerReadyPoll)
-	for !w.Ready() {
-		select {
-		case err := <-werr:
-			tick.Stop()
-			return err // stopped (or failed) before serving
-		case <-tick.C:
-		}
+	if served, err := waitServing(w, werr); !served {
+		return err // stopped (or failed) before serving
 	}
-	tick.Stop()
-
-	herr, stop, err := startGateway(ctx, cfg, srv, log)
+	herr, stop, err := startGateway(ctx, cfg, srv, w, m, log)
 	if err != nil {
 		cancel()
 		return errors.Join(err, <-werr)
@@ -75,38 +84,79 @@ func runWithGateway(ctx context.Context, cfg serveConfig, srv *server.Server, w 
 	return errors.Join(err, <-werr)
 }
 
-// startGateway connects, opens the key store, listens on --http and
-// serves. herr receives the server's error if it stops by itself; stop
-// shuts it down gracefully and closes its connection.
-func startGateway(ctx context.Context, cfg serveConfig, srv *server.Server, log *slog.Logger) (<-chan error, func(), error) {
+// waitServing waits until the writer leads or stands by (a standby's
+// gateway relays to the leader over NATS), and reports true; or until the
+// writer stops first, and returns false with what it returned (nil when
+// serve was told to stop).
+func waitServing(w *projections.Writer, werr <-chan error) (bool, error) {
+	tick := time.NewTicker(writerReadyPoll)
+	defer tick.Stop()
+	for {
+		switch w.Role() {
+		case projections.RoleLeader, projections.RoleStandby:
+			return true, nil
+		}
+		select {
+		case err := <-werr:
+			return false, err
+		case <-tick.C:
+		}
+	}
+}
+
+// startGateway connects, opens the key store, starts the dashboard (and
+// its log follower), listens on --http and serves. herr receives the
+// server's error if it stops by itself; stop shuts it all down gracefully
+// and closes its connection.
+func startGateway(ctx context.Context, cfg serveConfig, srv *server.Server, w *projections.Writer, m *metrics.Metrics, log *slog.Logger) (<-chan error, func(), error) {
 	nc, err := connectWriter(cfg, srv, "agentbill-http")
 	if err != nil {
 		return nil, nil, err
 	}
-	store, err := keys.Open(ctx, nc, keys.Options{Replicas: cfg.Replicas})
-	if err != nil {
+	fctx, stopFollower := context.WithCancel(ctx)
+	fail := func(err error) (<-chan error, func(), error) {
+		stopFollower()
 		nc.Close()
 		return nil, nil, err
 	}
-	gw, err := httpapi.New(httpapi.Config{Conn: nc, Keys: store, Logger: log})
+	store, err := keys.Open(ctx, nc, keys.Options{Replicas: cfg.Replicas})
 	if err != nil {
-		nc.Close()
-		return nil, nil, err
+		return fail(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fail(err)
+	}
+	follower := projections.NewFollower(projections.FollowerConfig{JS: js, Logger: log})
+	go func() { _ = follower.Run(fctx) }()
+	dash, err := dashboard.New(dashboard.Config{Conn: nc, JS: js, Keys: store, Ledger: follower, Logger: log})
+	if err != nil {
+		return fail(err)
+	}
+	gw, err := httpapi.New(httpapi.Config{Conn: nc, Keys: store, Logger: log, Role: w.Role, Metrics: m.Handler(), Dashboard: dash})
+	if err != nil {
+		dash.Close()
+		return fail(err)
 	}
 	ln, err := net.Listen("tcp", cfg.HTTP)
 	if err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("http gateway: %w", err)
+		dash.Close()
+		return fail(fmt.Errorf("http gateway: %w", err))
 	}
 	hs := gw.HTTPServer(cfg.HTTP)
+	hs.RegisterOnShutdown(dash.Close) // end the live feeds, or Shutdown waits for them
 	herr := make(chan error, 1)
 	go func() { herr <- hs.Serve(ln) }()
-	log.Info("http gateway serving", "addr", ln.Addr().String(), "keys_bucket", keys.Bucket)
+	log.Info("http gateway serving", "addr", ln.Addr().String(), "keys_bucket", keys.Bucket,
+		"dashboard", "http://"+ln.Addr().String()+"/", "metrics", "/metrics")
 	stop := func() {
 		if err := httpapi.Shutdown(hs); err != nil {
 			log.Warn("http gateway shutdown", "err", err)
 		}
+		dash.Close()
+		stopFollower()
 		_ = nc.Drain()
+		log.Info("http gateway stopped")
 	}
 	return herr, stop, nil
 }

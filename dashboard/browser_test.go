@@ -1,0 +1,172 @@
+package dashboard_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+)
+
+// Browser test bounds.
+const (
+	// browserTimeout bounds the whole browser session.
+	browserTimeout = 25 * time.Second
+	// screenshotDir is the repo's ignored output folder (CI keeps it as
+	// an artifact).
+	screenshotDir = "../out"
+)
+
+// chromiumNames are the executables tried, Debian's first.
+var chromiumNames = []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
+
+// findChromium returns the browser's path. Without one the test skips,
+// unless CI is set: there a missing browser is a failure (.ci/run
+// installs Debian's chromium).
+func findChromium(t *testing.T) string {
+	t.Helper()
+	for _, n := range chromiumNames {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("CI is set but no browser was found (tried %v): .ci/run installs Debian's chromium", chromiumNames)
+	}
+	t.Skipf("skipping the browser test: no headless browser installed (tried %v); apt-get install chromium", chromiumNames)
+	return ""
+}
+
+// tableRow is what a row of the customer table shows.
+type tableRow struct {
+	ID        string `json:"id"`
+	Used      string `json:"used"`
+	Reserved  string `json:"reserved"`
+	Remaining string `json:"remaining"`
+	Limit     string `json:"limit"`
+	Level     string `json:"level"`
+}
+
+const readTable = `Array.from(document.querySelectorAll('#customers tbody tr')).map(tr => ({
+  id: tr.dataset.id,
+  used: tr.querySelector('.c-used').textContent,
+  reserved: tr.querySelector('.c-reserved').textContent,
+  remaining: tr.querySelector('.c-remaining').textContent,
+  limit: tr.querySelector('.c-limit').textContent,
+  level: tr.className.replace(/.*lvl-/, ''),
+}))`
+
+// TestDashboardInBrowser loads the dashboard in headless Chromium against
+// a real server: the table shows the scripted customers with their
+// numbers, an exhaustion shows in the live feed without a reload, and the
+// customer page draws its history and chart. Screenshots go to out/.
+func TestDashboardInBrowser(t *testing.T) {
+	browser := findChromium(t)
+	e := newScriptedEnv(t)
+
+	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.WindowSize(1440, 900))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, browserTimeout)
+	defer cancel()
+
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(e.url+"/?key="+e.auditor), // signs in, then redirects to /
+		chromedp.WaitVisible(`#customers tbody tr[data-id="globex"]`),
+	)
+	if err != nil {
+		t.Fatalf("load the dashboard: %v", err)
+	}
+	rows, err := chromedp.Run(ctx, chromedp.Evaluate[[]tableRow](readTable))
+	if err != nil {
+		t.Fatalf("load the dashboard: %v", err)
+	}
+	want := []tableRow{
+		{"initech", "46", "0", "4", "50", "critical"},
+		{"acme", "55", "30", "15", "100", "warn"},
+		{"globex", "10", "0", "190", "200", "ok"},
+	}
+	if !slices.Equal(rows, want) {
+		t.Fatalf("table: got %+v, want %+v", rows, want)
+	}
+
+	// Exhaust initech while the page is open (a hold of its last 4 units),
+	// then get a refusal: both alerts and the new row arrive without a
+	// reload.
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`#feed-state.good`)); err != nil {
+		t.Fatalf("the live feed did not connect: %v", err)
+	}
+	if r := e.preflight("initech", "writer", "4"); !r.Approved {
+		t.Fatalf("a 4-unit preflight with 4 left was refused: %s", r.Message)
+	}
+	if r := e.preflight("initech", "writer", "1"); r.Approved {
+		t.Fatal("a 1-unit preflight with nothing left was approved")
+	}
+	err = chromedp.Do(ctx,
+		chromedp.WaitVisible(`#feed li[data-type="budget_exhausted"][data-customer="initech"]`),
+		chromedp.WaitVisible(`#feed li[data-type="denied"][data-customer="initech"]`),
+		chromedp.WaitVisible(`#customers tbody tr.lvl-exhausted[data-id="initech"]`),
+	)
+	if err != nil {
+		shoot(ctx, t, "dashboard-failed.png")
+		t.Fatalf("the exhaustion did not reach the page: %v", err)
+	}
+	rows, err = chromedp.Run(ctx, chromedp.Evaluate[[]tableRow](readTable))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rows[0], (tableRow{"initech", "46", "4", "0", "50", "exhausted"}); got != want {
+		t.Fatalf("initech after the exhaustion: got %+v, want %+v", got, want)
+	}
+	shoot(ctx, t, "dashboard.png")
+
+	// The customer page: its history and its chart.
+	err = chromedp.Do(ctx,
+		chromedp.Click(`#customers tbody tr[data-id="acme"]`),
+		chromedp.WaitVisible(`#d-chart svg path.chart-used`),
+	)
+	if err != nil {
+		t.Fatalf("customer page: %v", err)
+	}
+	history, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#d-history tbody tr').length`))
+	if err != nil {
+		t.Fatalf("customer page: %v", err)
+	}
+	if history != 5 {
+		t.Fatalf("acme's history shows %d events, want 5", history)
+	}
+	shoot(ctx, t, "dashboard-customer.png")
+
+	// The same page in dark mode (the page follows the system's scheme).
+	dark := emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}}
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, dark); err != nil {
+		t.Fatalf("dark mode: %v", err)
+	}
+	shoot(ctx, t, "dashboard-customer-dark.png")
+}
+
+// shoot saves a screenshot of the whole page in screenshotDir.
+func shoot(ctx context.Context, t *testing.T, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(screenshotDir, name)
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs(p)
+	t.Logf("screenshot: %s", abs)
+}

@@ -1,0 +1,172 @@
+package dashboard
+
+import (
+	"cmp"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/httpapi"
+	"github.com/agentbill/agentbill/ledger"
+)
+
+// Bounds on the customer table.
+const (
+	// CustomerRowsMax bounds the rows of one table reply: the customers
+	// closest to their limit come first, and the search (?q=) finds the
+	// others.
+	CustomerRowsMax = 500
+	// SearchBytesMax bounds ?q=.
+	SearchBytesMax = 128
+	// TableReadsMax bounds table reads at once; each holds the follower's
+	// lock while it computes every matching customer's status.
+	TableReadsMax = 2
+)
+
+// Levels of a customer's usage (committed = used + reserved, against the
+// limit including top-ups), for the bar's colour. Computed exactly here,
+// so the page never does arithmetic on money.
+const (
+	LevelOK        = "ok"        // below LevelWarnPercent
+	LevelWarn      = "warn"      // at or above LevelWarnPercent
+	LevelCritical  = "critical"  // at or above LevelCriticalPercent
+	LevelExhausted = "exhausted" // nothing remains
+	// LevelWarnPercent and LevelCriticalPercent are the bar colour
+	// thresholds, in percent of the limit.
+	LevelWarnPercent     = 75
+	LevelCriticalPercent = 90
+)
+
+// levelRank orders levels from the most to the least urgent.
+var levelRank = map[string]int{LevelExhausted: 0, LevelCritical: 1, LevelWarn: 2, LevelOK: 3}
+
+// CustomerRow is one row of the table. Amounts are exact decimal strings:
+// the page shows them as given.
+type CustomerRow struct {
+	ID               string     `json:"id"`
+	Limit            string     `json:"limit"` // including this period's top-ups
+	Used             string     `json:"used"`
+	Reserved         string     `json:"reserved"`
+	Remaining        string     `json:"remaining"`
+	Level            string     `json:"level"`
+	Period           string     `json:"period"`
+	PeriodEnd        *time.Time `json:"period_end"`
+	OpenReservations int        `json:"open_reservations"`
+
+	committed, limit events.Units // for ordering
+}
+
+// Table is the reply of GET /ui/api/customers.
+type Table struct {
+	Ready     bool          `json:"ready"`   // the follower has replayed the log
+	Seq       uint64        `json:"seq"`     // the log sequence the rows reflect
+	Total     int           `json:"total"`   // customers in the ledger
+	Matched   int           `json:"matched"` // of those, matching ?q=
+	Truncated bool          `json:"truncated"`
+	Rows      []CustomerRow `json:"rows"`
+}
+
+// GET /ui/api/customers?q=SUBSTRING
+func (d *Dashboard) customers(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query().Get("q")
+	if len(q) > SearchBytesMax {
+		httpapi.WriteError(w, ledger.Errorf(ledger.CodeInvalidArgument, "q is %d bytes; at most %d", len(q), SearchBytesMax))
+		return
+	}
+	if !acquire(w, d.tables, "table reads") {
+		return
+	}
+	defer func() { <-d.tables }()
+	httpapi.WriteJSON(w, http.StatusOK, d.table(strings.ToLower(q)))
+}
+
+// table builds the rows of customers whose ID contains q (any case).
+func (d *Dashboard) table(q string) *Table {
+	t := &Table{Ready: d.cfg.Ledger.Ready(), Rows: []CustomerRow{}}
+	if !t.Ready {
+		return t
+	}
+	now := d.cfg.Now()
+	d.cfg.Ledger.Read(func(s *ledger.State, seq uint64) {
+		t.Seq, t.Total = seq, s.Customers()
+		s.CustomerIDs(func(id string) {
+			if q != "" && !strings.Contains(strings.ToLower(id), q) {
+				return
+			}
+			st, err := s.Status(id, now)
+			if err != nil {
+				return // a customer of the state always has a status
+			}
+			t.Matched++
+			t.Rows = keepMostUrgent(t.Rows, rowOf(st))
+		})
+	})
+	slices.SortFunc(t.Rows, moreUrgent)
+	t.Truncated = t.Matched > len(t.Rows)
+	return t
+}
+
+// keepMostUrgent adds row, keeping at most CustomerRowsMax rows: past the
+// bound, the least urgent row goes. The rows are kept sorted only once
+// the bound is reached, so a small ledger costs no sorting here.
+func keepMostUrgent(rows []CustomerRow, row CustomerRow) []CustomerRow {
+	if len(rows) < CustomerRowsMax {
+		rows = append(rows, row)
+		if len(rows) == CustomerRowsMax {
+			slices.SortFunc(rows, moreUrgent)
+		}
+		return rows
+	}
+	last := len(rows) - 1
+	if moreUrgent(row, rows[last]) >= 0 {
+		return rows
+	}
+	i, _ := slices.BinarySearchFunc(rows[:last], row, moreUrgent)
+	copy(rows[i+1:], rows[i:last])
+	rows[i] = row
+	return rows
+}
+
+// moreUrgent orders rows by level, then by committed/limit (compared by
+// cross-multiplying, exactly), then by ID.
+func moreUrgent(a, b CustomerRow) int {
+	if c := cmp.Compare(levelRank[a.Level], levelRank[b.Level]); c != 0 {
+		return c
+	}
+	if c := b.committed.Mul(a.limit).Cmp(a.committed.Mul(b.limit)); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
+}
+
+func rowOf(st *ledger.StatusReply) CustomerRow {
+	limit := st.Limit.Add(st.TopUps)
+	committed := st.Used.Add(st.Reserved)
+	return CustomerRow{
+		ID: st.CustomerID, Limit: limit.String(), Used: st.Used.String(), Reserved: st.Reserved.String(),
+		Remaining: st.Remaining.String(), Level: levelOf(committed, limit, st.Remaining, st.Exhausted),
+		Period: string(st.Period), PeriodEnd: st.PeriodEnd, OpenReservations: st.OpenReservations,
+		committed: committed, limit: limit,
+	}
+}
+
+var (
+	hundred         = events.NewUnits(100, 0)
+	warnPercent     = events.NewUnits(LevelWarnPercent, 0)
+	criticalPercent = events.NewUnits(LevelCriticalPercent, 0)
+)
+
+// levelOf compares committed*100 with limit*percent: exact, no division.
+func levelOf(committed, limit, remaining events.Units, exhausted bool) string {
+	switch pc := committed.Mul(hundred); {
+	case exhausted || remaining.Sign() <= 0:
+		return LevelExhausted
+	case pc.Cmp(limit.Mul(criticalPercent)) >= 0:
+		return LevelCritical
+	case pc.Cmp(limit.Mul(warnPercent)) >= 0:
+		return LevelWarn
+	}
+	return LevelOK
+}
