@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -41,6 +42,7 @@ type clientFlags struct {
 	thresholds    listFlag
 	agentLimits   listFlag
 	customerOptIn bool // watch: --customer is optional
+	denied        bool // watch: refusals too
 }
 
 type listFlag []string
@@ -88,6 +90,7 @@ func newClientFlags(cmd string, stderr io.Writer) *clientFlags {
 		fs.Var(&f.agentLimits, "agent-limit", "per-agent limit AGENT=UNITS (repeatable)")
 	case "watch":
 		f.customerOptIn = true
+		fs.BoolVar(&f.denied, "denied", false, "also print refusals (denied events)")
 	}
 	return f
 }
@@ -304,31 +307,93 @@ func watchCmd(ctx context.Context, c *client.Client, f *clientFlags, out *printe
 		}
 	}
 	types := []events.Type{events.TypeBudgetExhausted, events.TypeThresholdCrossed}
-	if !f.jsonOut {
-		fmt.Fprintln(out.w, "watching for budget_exhausted and threshold_crossed; Ctrl-C to stop")
+	if f.denied {
+		types = append(types, events.TypeDenied)
+	}
+	pal := plain
+	if !out.json && colorTerminal(out.w, os.LookupEnv) {
+		pal = ansi
+	}
+	if !out.json {
+		names := make([]string, len(types))
+		for i, t := range types {
+			names[i] = string(t)
+		}
+		fmt.Fprintln(out.w, pal.dim("watching for "+strings.Join(names, ", ")+"; Ctrl-C to stop"))
 	}
 	return c.Watch(ctx, f.customer, types, func(_ uint64, e *events.Envelope) error {
-		return out.print(e, alertText(e))
+		return out.print(e, alertText(e, pal))
 	})
 }
 
-func alertText(e *events.Envelope) string {
+// alertText is one alert as a line for people: the time, the kind (in its
+// colour), the customer, and what happened in numbers.
+func alertText(e *events.Envelope, pal palette) string {
 	b := events.BalanceOf(e.Data)
-	at := e.At.Format(time.RFC3339)
+	at := pal.dim(e.At.UTC().Format(time.RFC3339))
+	who := pal.bold(e.CustomerID)
+	limit := b.Limit.Add(b.TopUps)
 	switch d := e.Data.(type) {
 	case *events.BudgetExhausted:
-		s := fmt.Sprintf("%s  budget_exhausted   customer %s: %s used, %s reserved of %s (%s)",
-			at, e.CustomerID, b.Used, b.Reserved, b.Limit, d.Trigger)
+		s := fmt.Sprintf("%s  %s  %s: nothing left; %s used, %s reserved of %s (%s)",
+			at, pal.red(alertLabel(e.Type)), who, b.Used, b.Reserved, limit, d.Trigger)
 		if d.UpgradeURL != "" {
 			s += "; upgrade: " + d.UpgradeURL
 		}
 		return s
 	case *events.ThresholdCrossed:
-		return fmt.Sprintf("%s  threshold_crossed  customer %s: passed %s of %s (%s used, %s reserved)",
-			at, e.CustomerID, d.Fraction, b.Limit, b.Used, b.Reserved)
+		return fmt.Sprintf("%s  %s  %s: passed %s of %s; %s used, %s reserved, %s left",
+			at, pal.yellow(alertLabel(e.Type)), who, d.Fraction, limit, b.Used, b.Reserved, b.Remaining)
+	case *events.Denied:
+		return fmt.Sprintf("%s  %s  %s: agent %s asked %s; %s: %s",
+			at, pal.magenta(alertLabel(e.Type)), who, d.AgentID, d.Requested, d.Reason, d.Message)
 	}
-	return fmt.Sprintf("%s  %s  customer %s", at, e.Type, e.CustomerID)
+	return fmt.Sprintf("%s  %s  %s", at, alertLabel(e.Type), who)
 }
+
+// alertLabelWidth aligns the kinds of alert in a column.
+const alertLabelWidth = len(events.TypeThresholdCrossed)
+
+func alertLabel(t events.Type) string { return fmt.Sprintf("%-*s", alertLabelWidth, t) }
+
+// colorTerminal reports whether w is a terminal that should get colour:
+// a character device, with NO_COLOR unset or empty (no-color.org) and
+// TERM not "dumb".
+func colorTerminal(w io.Writer, env func(string) (string, bool)) bool {
+	if v, ok := env("NO_COLOR"); ok && v != "" {
+		return false
+	}
+	if v, _ := env("TERM"); v == "dumb" {
+		return false
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// palette colours parts of a line: ansi on a terminal, plain elsewhere.
+type palette struct{ on bool }
+
+var (
+	plain = palette{}
+	ansi  = palette{on: true}
+)
+
+func (p palette) wrap(code, s string) string {
+	if !p.on {
+		return s
+	}
+	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+func (p palette) bold(s string) string    { return p.wrap("1", s) }
+func (p palette) dim(s string) string     { return p.wrap("2", s) }
+func (p palette) red(s string) string     { return p.wrap("1;31", s) }
+func (p palette) yellow(s string) string  { return p.wrap("1;33", s) }
+func (p palette) magenta(s string) string { return p.wrap("1;35", s) }
 
 // printer writes either the raw JSON reply or a line of text.
 type printer struct {
