@@ -335,8 +335,8 @@ func alertText(e *events.Envelope, pal palette) string {
 	limit := b.Limit.Add(b.TopUps)
 	switch d := e.Data.(type) {
 	case *events.BudgetExhausted:
-		s := fmt.Sprintf("%s  %s  %s: nothing left; %s used, %s reserved of %s (%s)",
-			at, pal.red(alertLabel(e.Type)), who, b.Used, b.Reserved, limit, d.Trigger)
+		s := fmt.Sprintf("%s  %s  %s: %s used, %s reserved of %s, %s left (%s)",
+			at, pal.red(alertLabel(e.Type)), who, b.Used, b.Reserved, limit, b.Remaining, d.Trigger)
 		if d.UpgradeURL != "" {
 			s += "; upgrade: " + d.UpgradeURL
 		}

@@ -98,7 +98,7 @@ func TestWatch(t *testing.T) {
 	s.must(t, 0, "preflight", "--customer", "user_123", "--agent", "a", "--units", "10")
 
 	line := text.next(t, "budget_exhausted")
-	if !strings.Contains(line, "user_123: nothing left; 0 used, 10 reserved of 10 (remaining_zero)") || strings.Contains(line, "\x1b") {
+	if !strings.Contains(line, "user_123: 0 used, 10 reserved of 10, 0 left (remaining_zero)") || strings.Contains(line, "\x1b") {
 		t.Errorf("text line %q: want the numbers and no colour on a pipe", line)
 	}
 	var e struct {

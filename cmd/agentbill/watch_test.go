@@ -21,7 +21,7 @@ func TestAlertText(t *testing.T) {
 		colour string // the label as coloured
 	}{
 		{&events.BudgetExhausted{Trigger: events.TriggerRefused, UpgradeURL: "https://example.com/up", Balance: balance("55.5", "0", "100")},
-			"2026-03-14T09:04:00Z  budget_exhausted   user_123: nothing left; 55.5 used, 0 reserved of 100 (refused); upgrade: https://example.com/up",
+			"2026-03-14T09:04:00Z  budget_exhausted   user_123: 55.5 used, 0 reserved of 100, 44.5 left (refused); upgrade: https://example.com/up",
 			"\x1b[1;31mbudget_exhausted \x1b[0m"},
 		{&events.ThresholdCrossed{Fraction: events.MustParseUnits("0.8"), Balance: balance("80", "5", "100")},
 			"2026-03-14T09:04:00Z  threshold_crossed  user_123: passed 0.8 of 100; 80 used, 5 reserved, 15 left",

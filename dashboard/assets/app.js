@@ -261,7 +261,7 @@ function feedItem(a) {
   switch (a.type) {
     case 'budget_exhausted':
       kind = 'Budget exhausted';
-      body = [who, ` has nothing left: used ${a.used}, reserved ${a.reserved} of ${a.limit}`, a.reason ? ` (${a.reason})` : ''];
+      body = [who, `: used ${a.used}, reserved ${a.reserved} of ${a.limit}, ${a.remaining} left`, a.reason ? ` (${a.reason})` : ''];
       break;
     case 'threshold_crossed':
       kind = 'Threshold crossed';
