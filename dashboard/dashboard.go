@@ -9,7 +9,6 @@ package dashboard
 import (
 	"embed"
 	"errors"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"time"
@@ -125,14 +124,10 @@ const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 const p = httpapi.DashboardPrefix
 
 func (d *Dashboard) routes() {
-	static, err := fs.Sub(assetFS, "assets")
-	if err != nil {
-		panic(err) // the embedded directory is part of the binary
-	}
 	d.mux.HandleFunc("GET /{$}", d.page)
 	d.mux.HandleFunc("POST "+p+"login", d.login)
 	d.mux.HandleFunc("POST "+p+"logout", d.logout)
-	d.mux.Handle("GET "+p+"static/", http.StripPrefix(p+"static/", cacheStatic(http.FileServerFS(static))))
+	d.mux.HandleFunc("GET "+p+"static/{name}", serveStatic)
 	d.mux.HandleFunc("GET "+p+"api/customers", d.withKey(d.customers))
 	d.mux.HandleFunc("GET "+p+"api/customers/{id}", d.withKey(d.customer))
 	d.mux.HandleFunc("GET "+p+"api/feed", d.withKey(d.stream))
@@ -145,11 +140,18 @@ func (d *Dashboard) routes() {
 // styles; short, since they change with the binary and carry no version.
 const StaticMaxAge = 5 * time.Minute
 
-func cacheStatic(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "private, max-age="+itoa(int(StaticMaxAge/time.Second)))
-		h.ServeHTTP(w, r)
-	})
+// staticFiles are the assets served as they are (the pages are served by
+// page and loginPage); anything else under static/ is not found.
+var staticFiles = map[string]bool{"app.js": true, "style.css": true}
+
+func serveStatic(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !staticFiles[name] {
+		httpapi.WriteError(w, ledger.Errorf(ledger.CodeNotFound, "no such asset: %s", truncate(name, 64)))
+		return
+	}
+	w.Header().Set("Cache-Control", "private, max-age="+itoa(int(StaticMaxAge/time.Second)))
+	http.ServeFileFS(w, r, assetFS, "assets/"+name)
 }
 
 // acquire takes a slot of sem, or answers unavailable (retry) and

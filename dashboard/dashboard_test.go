@@ -216,3 +216,22 @@ func TestFeed(t *testing.T) {
 		t.Fatalf("feed: got %q, want %q", got, want)
 	}
 }
+
+// TestStatic: the script and the styles are served without a key (they
+// hold no data), and nothing else under static/ is.
+func TestStatic(t *testing.T) {
+	e := newEnv(t)
+	for path, want := range map[string]string{
+		"/ui/static/app.js": "text/javascript", "/ui/static/style.css": "text/css",
+		"/ui/static/": "application/json", "/ui/static/login.html": "application/json", "/ui/elsewhere": "application/json",
+	} {
+		res, _ := e.get(path, "")
+		wantStatus := http.StatusOK
+		if want == "application/json" {
+			wantStatus = http.StatusNotFound
+		}
+		if ct := res.Header.Get("Content-Type"); res.StatusCode != wantStatus || !strings.HasPrefix(ct, want) {
+			t.Errorf("GET %s: got %d %q, want %d %s", path, res.StatusCode, ct, wantStatus, want)
+		}
+	}
+}

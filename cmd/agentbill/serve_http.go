@@ -15,6 +15,7 @@ import (
 	"github.com/agentbill/agentbill/metrics"
 	"github.com/agentbill/agentbill/projections"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -104,47 +105,63 @@ func waitServing(w *projections.Writer, werr <-chan error) (bool, error) {
 	}
 }
 
-// startGateway connects, opens the key store, starts the dashboard (and
-// its log follower), listens on --http and serves. herr receives the
-// server's error if it stops by itself; stop shuts it all down gracefully
-// and closes its connection.
+// startGateway connects, builds the gateway (newGateway), listens on
+// --http and serves. herr receives the server's error if it stops by
+// itself; stop shuts it all down gracefully and closes its connection.
 func startGateway(ctx context.Context, cfg serveConfig, srv *server.Server, w *projections.Writer, m *metrics.Metrics, log *slog.Logger) (<-chan error, func(), error) {
 	nc, err := connectWriter(cfg, srv, "agentbill-http")
 	if err != nil {
 		return nil, nil, err
 	}
-	fctx, stopFollower := context.WithCancel(ctx)
-	fail := func(err error) (<-chan error, func(), error) {
-		stopFollower()
-		nc.Close()
-		return nil, nil, err
+	gw, closeGW, err := newGateway(ctx, cfg, nc, w, m, log)
+	if err == nil {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", cfg.HTTP); err == nil {
+			return serveGateway(gw, ln, nc, closeGW, log)
+		}
+		closeGW()
+		err = fmt.Errorf("http gateway: %w", err)
 	}
+	nc.Close()
+	return nil, nil, err
+}
+
+// newGateway opens the key store and builds the gateway on nc with the
+// dashboard (reading a log follower it starts) and /metrics. closeGW ends
+// the dashboard's live feeds and the follower.
+func newGateway(ctx context.Context, cfg serveConfig, nc *nats.Conn, w *projections.Writer, m *metrics.Metrics, log *slog.Logger) (*httpapi.Server, func(), error) {
 	store, err := keys.Open(ctx, nc, keys.Options{Replicas: cfg.Replicas})
 	if err != nil {
-		return fail(err)
+		return nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return fail(err)
+		return nil, nil, err
 	}
+	fctx, stopFollower := context.WithCancel(ctx)
 	follower := projections.NewFollower(projections.FollowerConfig{JS: js, Logger: log})
 	go func() { _ = follower.Run(fctx) }()
 	dash, err := dashboard.New(dashboard.Config{Conn: nc, JS: js, Keys: store, Ledger: follower, Logger: log})
 	if err != nil {
-		return fail(err)
+		stopFollower()
+		return nil, nil, err
+	}
+	closeGW := func() {
+		dash.Close()
+		stopFollower()
 	}
 	gw, err := httpapi.New(httpapi.Config{Conn: nc, Keys: store, Logger: log, Role: w.Role, Metrics: m.Handler(), Dashboard: dash})
 	if err != nil {
-		dash.Close()
-		return fail(err)
+		closeGW()
+		return nil, nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTP)
-	if err != nil {
-		dash.Close()
-		return fail(fmt.Errorf("http gateway: %w", err))
-	}
-	hs := gw.HTTPServer(cfg.HTTP)
-	hs.RegisterOnShutdown(dash.Close) // end the live feeds, or Shutdown waits for them
+	return gw, closeGW, nil
+}
+
+// serveGateway serves gw on ln until stop.
+func serveGateway(gw *httpapi.Server, ln net.Listener, nc *nats.Conn, closeGW func(), log *slog.Logger) (<-chan error, func(), error) {
+	hs := gw.HTTPServer(ln.Addr().String())
+	hs.RegisterOnShutdown(closeGW) // end the live feeds, or Shutdown waits for them
 	herr := make(chan error, 1)
 	go func() { herr <- hs.Serve(ln) }()
 	log.Info("http gateway serving", "addr", ln.Addr().String(), "keys_bucket", keys.Bucket,
@@ -153,8 +170,7 @@ func startGateway(ctx context.Context, cfg serveConfig, srv *server.Server, w *p
 		if err := httpapi.Shutdown(hs); err != nil {
 			log.Warn("http gateway shutdown", "err", err)
 		}
-		dash.Close()
-		stopFollower()
+		closeGW()
 		_ = nc.Drain()
 		log.Info("http gateway stopped")
 	}
