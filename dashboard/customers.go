@@ -60,12 +60,15 @@ type CustomerRow struct {
 
 // Table is the reply of GET /ui/api/customers.
 type Table struct {
-	Ready     bool          `json:"ready"`   // the follower has replayed the log
-	Seq       uint64        `json:"seq"`     // the log sequence the rows reflect
-	Total     int           `json:"total"`   // customers in the ledger
-	Matched   int           `json:"matched"` // of those, matching ?q=
-	Truncated bool          `json:"truncated"`
-	Rows      []CustomerRow `json:"rows"`
+	Ready     bool   `json:"ready"`   // the follower has replayed the log
+	Seq       uint64 `json:"seq"`     // the log sequence the rows reflect
+	Total     int    `json:"total"`   // customers in the ledger
+	Matched   int    `json:"matched"` // of those, matching ?q=
+	Truncated bool   `json:"truncated"`
+	// Levels counts the matching customers by level, all of them (not
+	// only the rows returned).
+	Levels map[string]int `json:"levels"`
+	Rows   []CustomerRow  `json:"rows"`
 }
 
 // GET /ui/api/customers?q=SUBSTRING
@@ -84,7 +87,7 @@ func (d *Dashboard) customers(w http.ResponseWriter, r *http.Request) {
 
 // table builds the rows of customers whose ID contains q (any case).
 func (d *Dashboard) table(q string) *Table {
-	t := &Table{Ready: d.cfg.Ledger.Ready(), Rows: []CustomerRow{}}
+	t := &Table{Ready: d.cfg.Ledger.Ready(), Rows: []CustomerRow{}, Levels: map[string]int{}}
 	if !t.Ready {
 		return t
 	}
@@ -99,8 +102,10 @@ func (d *Dashboard) table(q string) *Table {
 			if err != nil {
 				return // a customer of the state always has a status
 			}
+			row := rowOf(st)
 			t.Matched++
-			t.Rows = keepMostUrgent(t.Rows, rowOf(st))
+			t.Levels[row.Level]++
+			t.Rows = keepMostUrgent(t.Rows, row)
 		})
 	})
 	slices.SortFunc(t.Rows, moreUrgent)

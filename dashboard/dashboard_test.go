@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -136,8 +137,9 @@ func TestCustomerTable(t *testing.T) {
 		{"acme", "100", "55", "30", "15", dashboard.LevelWarn},
 		{"globex", "200", "10", "0", "190", dashboard.LevelOK},
 	}
-	if !slices.Equal(got, want) || tb.Total != 3 || tb.Matched != 3 || tb.Truncated || !tb.Ready {
-		t.Fatalf("table: got %+v (total %d, matched %d), want %+v", got, tb.Total, tb.Matched, want)
+	levels := map[string]int{dashboard.LevelCritical: 1, dashboard.LevelWarn: 1, dashboard.LevelOK: 1}
+	if !slices.Equal(got, want) || tb.Total != 3 || tb.Matched != 3 || tb.Truncated || !tb.Ready || !maps.Equal(tb.Levels, levels) {
+		t.Fatalf("table: got %+v (total %d, matched %d, levels %v), want %+v and levels %v", got, tb.Total, tb.Matched, tb.Levels, want, levels)
 	}
 	if code := e.getJSON("/ui/api/customers?q=GLO", e.auditor, &tb); code != http.StatusOK || len(tb.Rows) != 1 ||
 		tb.Rows[0].ID != "globex" || tb.Matched != 1 || tb.Total != 3 {

@@ -9,6 +9,8 @@ const FEED_ITEMS_MAX = 100;      // alerts kept in the feed list
 const SEARCH_DEBOUNCE_MS = 200;
 const HISTORY_ROWS_SHOWN = 500;  // history table rows drawn (the chart uses all)
 const SVG = 'http://www.w3.org/2000/svg';
+// LEVELS names the levels the server computes, most urgent first.
+const LEVELS = [['exhausted', 'exhausted'], ['critical', 'at 90% or more'], ['warn', 'at 75% or more'], ['ok', 'below 75%']];
 
 const $ = (sel) => document.querySelector(sel);
 const state = { rows: [], sort: { key: 'usage', dir: 'desc' }, query: '', detail: null, pending: null };
@@ -128,6 +130,8 @@ function renderTable(t) {
     $('#counts').textContent = state.query
       ? `${shown} matching “${state.query}”, of ${t.total} customers`
       : `${shown} customer${t.matched === 1 ? '' : 's'}, most urgent first`;
+    $('#levels').replaceChildren(...LEVELS.filter(([k]) => t.levels[k]).map(([k, name]) =>
+      el('span', { class: `chip lvl-${k}`, text: `${t.levels[k]} ${name}` })));
     empty.hidden = rows.length > 0;
     empty.textContent = !t.ready ? 'Reading the log…' : state.query ? 'No customer matches.' : 'No customers yet.';
   }

@@ -1,0 +1,72 @@
+package dashboard
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/ledger"
+)
+
+// TestKeepMostUrgent: past CustomerRowsMax rows, the table keeps exactly
+// the most urgent ones, in order, as sorting every row would.
+func TestKeepMostUrgent(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var kept, all []CustomerRow
+	for i := range 4 * CustomerRowsMax {
+		limit := events.NewUnits(int64(1+rng.IntN(1000)), 0)
+		used := events.NewUnits(int64(rng.IntN(1100)), -1) // up to 110 units
+		st := &ledger.StatusReply{
+			CustomerID: fmt.Sprintf("c%05d", i), Limit: limit, Used: used, Reserved: events.Zero,
+			Remaining: limit.Sub(used).NonNegative(), Exhausted: limit.Sub(used).Sign() <= 0, PeriodStart: time.Time{},
+		}
+		row := rowOf(st)
+		kept = keepMostUrgent(kept, row)
+		all = append(all, row)
+	}
+	slices.SortFunc(kept, moreUrgent)
+	slices.SortFunc(all, moreUrgent)
+	ids := func(rows []CustomerRow) []string {
+		out := make([]string, len(rows))
+		for i, r := range rows {
+			out[i] = r.ID + " " + r.Level
+		}
+		return out
+	}
+	if got, want := ids(kept), ids(all[:CustomerRowsMax]); !slices.Equal(got, want) {
+		t.Fatalf("kept %d rows; first difference from the %d most urgent at %d", len(got), CustomerRowsMax, firstDiff(got, want))
+	}
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+func TestLevelOf(t *testing.T) {
+	u := events.MustParseUnits
+	for _, c := range []struct {
+		committed, limit, remaining string
+		exhausted                   bool
+		want                        string
+	}{
+		{"74.99", "100", "25.01", false, LevelOK},
+		{"75", "100", "25", false, LevelWarn},
+		{"89.999999999999999999", "100", "10.000000000000000001", false, LevelWarn},
+		{"90", "100", "10", false, LevelCritical},
+		{"99.9", "100", "0.1", false, LevelCritical},
+		{"100", "100", "0", true, LevelExhausted},
+		{"0", "0", "0", true, LevelExhausted},
+	} {
+		if got := levelOf(u(c.committed), u(c.limit), u(c.remaining), c.exhausted); got != c.want {
+			t.Errorf("levelOf(%s of %s): got %s, want %s", c.committed, c.limit, got, c.want)
+		}
+	}
+}
