@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
@@ -21,9 +22,47 @@ const (
 	// SearchBytesMax bounds ?q=.
 	SearchBytesMax = 128
 	// TableReadsMax bounds table reads at once; each holds the follower's
-	// lock while it computes every matching customer's status.
+	// read lock while it computes every matching customer's status.
 	TableReadsMax = 2
+	// TableCacheAge is how long the unsearched table is served again to
+	// every page. A table costs about 2.5 µs a customer (0.25 s for
+	// 100,000, measured on a 2-core machine), with the follower unable to
+	// apply commits meanwhile, and each open page polls every 3 s; so pages
+	// share one computation a second. An alert makes the next read
+	// recompute, so the page shows it at once.
+	TableCacheAge = time.Second
 )
+
+// tableCache is the last unsearched table.
+type tableCache struct {
+	mu    sync.Mutex
+	table *Table
+	at    time.Time
+	stale bool // an alert arrived since
+}
+
+// get returns the cached table if it is fresh.
+func (c *tableCache) get(now time.Time) *Table {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.table == nil || c.stale || now.Sub(c.at) >= TableCacheAge {
+		return nil
+	}
+	return c.table
+}
+
+func (c *tableCache) put(t *Table, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.table, c.at, c.stale = t, now, false
+}
+
+// invalidate makes the next read recompute.
+func (c *tableCache) invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stale = true
+}
 
 // Levels of a customer's usage (committed = used + reserved, against the
 // limit including top-ups), for the bar's colour. Computed exactly here,
@@ -82,7 +121,19 @@ func (d *Dashboard) customers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer func() { <-d.tables }()
-	httpapi.WriteJSON(w, http.StatusOK, d.table(strings.ToLower(q)))
+	if q != "" {
+		httpapi.WriteJSON(w, http.StatusOK, d.table(strings.ToLower(q)))
+		return
+	}
+	now := time.Now() // the cache's own clock, not the ledger's
+	t := d.cache.get(now)
+	if t == nil {
+		t = d.table("")
+		if t.Ready {
+			d.cache.put(t, now)
+		}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, t)
 }
 
 // table builds the rows of customers whose ID contains q (any case).

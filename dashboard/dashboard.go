@@ -68,6 +68,7 @@ type Dashboard struct {
 	mux     *http.ServeMux
 	feed    *feed
 	tables  chan struct{} // TableReadsMax
+	cache   tableCache
 	history chan struct{} // HistoryReadsMax
 }
 
@@ -88,7 +89,7 @@ func New(cfg Config) (*Dashboard, error) {
 		tables:  make(chan struct{}, TableReadsMax),
 		history: make(chan struct{}, HistoryReadsMax),
 	}
-	f, err := startFeed(cfg.Conn, cfg.Logger)
+	f, err := startFeed(cfg.Conn, cfg.Logger, d.cache.invalidate)
 	if err != nil {
 		return nil, err
 	}

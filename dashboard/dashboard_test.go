@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentbill/agentbill/dashboard"
 	"github.com/agentbill/agentbill/keys"
@@ -235,5 +236,49 @@ func TestStatic(t *testing.T) {
 		if ct := res.Header.Get("Content-Type"); res.StatusCode != wantStatus || !strings.HasPrefix(ct, want) {
 			t.Errorf("GET %s: got %d %q, want %d %s", path, res.StatusCode, ct, wantStatus, want)
 		}
+	}
+}
+
+// TestTableCache: pages share one table for TableCacheAge, and an alert
+// makes the next read recompute.
+func TestTableCache(t *testing.T) {
+	e := newEnv(t)
+	e.budget("acme", "10")
+	e.waitFollower()
+	total := func() int {
+		var tb dashboard.Table
+		if code := e.getJSON("/ui/api/customers", e.auditor, &tb); code != http.StatusOK {
+			t.Fatalf("status %d", code)
+		}
+		return tb.Total
+	}
+	first := time.Now()
+	if n := total(); n != 1 {
+		t.Fatalf("customers: %d, want 1", n)
+	}
+	e.budget("globex", "10") // no alert
+	e.waitFollower()
+	if n := total(); time.Since(first) < dashboard.TableCacheAge && n != 1 {
+		t.Fatalf("within %s: %d customers, want the cached 1", dashboard.TableCacheAge, n)
+	}
+	if r := e.preflight("acme", "a", "11"); r.Approved {
+		t.Fatal("11 units of 10 approved")
+	}
+	alerted := time.Now()
+	e.waitFollower()
+	deadline := time.Now().Add(testTimeout)
+	for total() != 2 { // the alert reaches the dashboard on its own subscription
+		if time.Now().After(deadline) {
+			t.Fatal("the table still shows 1 customer after an alert")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	switch shown := time.Since(first); {
+	case shown < dashboard.TableCacheAge:
+	case alerted.Sub(first) < dashboard.TableCacheAge/2:
+		t.Fatalf("the new customer showed %s after the cache was filled, only once it expired: the alert %s after did not invalidate it",
+			shown, alerted.Sub(first))
+	default:
+		t.Logf("too slow to tell the alert's recompute from expiry (%s)", shown)
 	}
 }

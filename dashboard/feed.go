@@ -51,6 +51,7 @@ func feedSubjects() []string {
 // feed fans the announced events out to the connected pages.
 type feed struct {
 	log     *slog.Logger
+	onAlert func() // called for every event received
 	subs    []*nats.Subscription
 	mu      sync.Mutex
 	clients map[*feedClient]struct{}
@@ -64,9 +65,10 @@ type feedClient struct {
 	dropped int // events not queued because ch was full; under feed.mu
 }
 
-// startFeed subscribes to the feed subjects on nc.
-func startFeed(nc *nats.Conn, log *slog.Logger) (*feed, error) {
-	f := &feed{log: log, clients: map[*feedClient]struct{}{}, done: make(chan struct{})}
+// startFeed subscribes to the feed subjects on nc; onAlert is called for
+// every event received.
+func startFeed(nc *nats.Conn, log *slog.Logger, onAlert func()) (*feed, error) {
+	f := &feed{log: log, onAlert: onAlert, clients: map[*feedClient]struct{}{}, done: make(chan struct{})}
 	for _, subj := range feedSubjects() {
 		sub, err := nc.Subscribe(subj, f.receive)
 		if err != nil {
@@ -81,6 +83,7 @@ func startFeed(nc *nats.Conn, log *slog.Logger) (*feed, error) {
 // receive turns one announced event into a feed line and queues it for
 // every page, without ever blocking on a slow one.
 func (f *feed) receive(m *nats.Msg) {
+	f.onAlert()
 	e, err := events.Decode(m.Data)
 	if err != nil {
 		f.log.Warn("dashboard feed: undecodable event", "subject", m.Subject, "err", err)
