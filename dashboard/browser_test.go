@@ -128,6 +128,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("initech after the exhaustion: got %+v, want %+v", got, want)
 	}
 	shoot(ctx, t, "dashboard.png")
+	checkSortAndSearch(ctx, t)
 
 	// The customer page: its history and its chart.
 	err = chromedp.Do(ctx,
@@ -152,6 +153,48 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("dark mode: %v", err)
 	}
 	shoot(ctx, t, "dashboard-customer-dark.png")
+}
+
+// readIDs is the customer column, top to bottom.
+const readIDs = `Array.from(document.querySelectorAll('#customers tbody tr')).map(tr => tr.dataset.id)`
+
+// checkSortAndSearch sorts the table by a column, both ways, then
+// searches it, and puts it back as it was.
+func checkSortAndSearch(ctx context.Context, t *testing.T) {
+	t.Helper()
+	ids := func() []string {
+		t.Helper()
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](readIDs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	for _, want := range [][]string{{"globex", "acme", "initech"}, {"initech", "acme", "globex"}} { // limit: high to low, then low to high
+		if err := chromedp.Do(ctx, chromedp.Click(`#customers th[data-key="limit"]`)); err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(); !slices.Equal(got, want) {
+			t.Fatalf("sorted by limit: got %v, want %v", got, want)
+		}
+	}
+	err := chromedp.Do(ctx,
+		chromedp.SendKeys(`#search`, "GLO"),
+		chromedp.WaitNotPresent(`#customers tbody tr[data-id="acme"]`),
+	)
+	if err != nil {
+		t.Fatalf("search: %v", err)
+	}
+	if got := ids(); !slices.Equal(got, []string{"globex"}) {
+		t.Fatalf("search GLO: got %v, want [globex]", got)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(`#search`, "\b\b\b"), // backspace the query away
+		chromedp.WaitVisible(`#customers tbody tr[data-id="acme"]`),
+	)
+	if err != nil {
+		t.Fatalf("clear the search: %v", err)
+	}
 }
 
 // shoot saves a screenshot of the whole page in screenshotDir.
