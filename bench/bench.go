@@ -60,6 +60,7 @@ const (
 // Config is what one bench run measures.
 type Config struct {
 	NATSURL   string        // external NATS with a running `agentbill serve`; "" embeds both
+	Replicas  int           // replicas of the bare-append stream: the ledger's (3 on an R3 cluster); 1 if 0
 	Clients   int           // concurrent clients
 	Customers int           // customers in the spread scenario
 	Duration  time.Duration // measured time per scenario
@@ -80,6 +81,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Duration <= 0 || c.Duration > DurationMax {
 		errs = append(errs, fmt.Errorf("duration %s: want (0, %s]", c.Duration, DurationMax))
+	}
+	if c.Replicas != 0 && c.Replicas != 1 && c.Replicas != 3 {
+		errs = append(errs, fmt.Errorf("replicas %d: want 1, or 3 on a cluster", c.Replicas))
 	}
 	if c.Rate < 0 {
 		errs = append(errs, fmt.Errorf("rate %g: want >= 0", c.Rate))

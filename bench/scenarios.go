@@ -51,7 +51,8 @@ func (e *env) requestReply(ctx context.Context) (Result, error) {
 }
 
 // benchStreamFor creates a throwaway stream with the ledger's storage
-// settings (file, and the server's fsync setting) for bare appends.
+// settings (file, the server's fsync setting, Config.Replicas) for bare
+// appends.
 func (e *env) benchStreamFor(ctx context.Context) (func(), error) {
 	js, err := jetstream.New(e.conns[0])
 	if err != nil {
@@ -60,7 +61,7 @@ func (e *env) benchStreamFor(ctx context.Context) (func(), error) {
 	_ = js.DeleteStream(ctx, benchStream)
 	_, err = js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: benchStream, Subjects: []string{benchSubjects}, Storage: jetstream.FileStorage,
-		AllowAtomicPublish: true, Duplicates: projections.StreamDuplicateWindow,
+		AllowAtomicPublish: true, Duplicates: projections.StreamDuplicateWindow, Replicas: max(e.cfg.Replicas, 1),
 	})
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -259,5 +260,50 @@ func TestPartitionsAreFencedIndependently(t *testing.T) {
 	}
 	if all.Customers() != len(owned[0])+len(owned[1]) {
 		t.Errorf("whole log replays %d customers, want %d", all.Customers(), len(owned[0])+len(owned[1]))
+	}
+}
+
+// A leader whose lease is taken (here: overwritten by a holder that then
+// dies) stops serving at its next renewal, and takes the lease back once
+// the usurper's expires, with a takeover commit.
+func TestDeposedLeaderStepsDown(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	a := startElected(t, s, "a")
+	waitRole(t, a.Writer, projections.RoleLeader, 10*time.Second)
+	c := testenv.Client(t, s)
+	preflight(t, c, "u", "x", "10")
+	ctx := context.Background()
+	kv, err := testenv.JetStream(t, c.Conn()).KeyValue(ctx, projections.LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, projections.LeaseKey(events.WriterDefault), []byte(`{"holder":"usurper/1","ttl_ms":1000}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitRole(t, a.Writer, projections.RoleStandby, testLeaseTTL)
+	waitRole(t, a.Writer, projections.RoleLeader, 3*testLeaseTTL)
+	if r := preflight(t, c, "u", "x", "10"); !r.Approved {
+		t.Fatalf("after taking the lease back: %+v", r)
+	}
+	st, err := testenv.JetStream(t, c.Conn()).Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	takeovers := 0
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(m.Header.Get(projections.TakeoverHeader), "a/") {
+			takeovers++
+		}
+	}
+	if takeovers != 1 {
+		t.Errorf("%d takeover commits by a, want 1", takeovers)
 	}
 }

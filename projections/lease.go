@@ -29,9 +29,11 @@ const (
 	// LeaseTTLMin and LeaseTTLMax bound LeaseConfig.TTL.
 	LeaseTTLMin = 500 * time.Millisecond
 	LeaseTTLMax = time.Minute
-	// leaseRenewsPerTTL is how many renewals the holder attempts per TTL;
-	// it steps down when a whole TTL minus one renewal interval passes
-	// without one succeeding, before any standby may take over.
+	// leaseRenewsPerTTL is how many renewals the holder attempts per TTL.
+	// It steps down once half the TTL has passed since the last renewal
+	// that succeeded was sent: it notices at the next renewal at the
+	// latest, three quarters of a TTL after, while a standby waits a whole
+	// TTL from when it saw that renewal land.
 	leaseRenewsPerTTL = 4
 	// LeasePollInterval is how often a standby reads the lease.
 	LeasePollInterval = 200 * time.Millisecond
@@ -136,6 +138,13 @@ func (l *lease) tryAcquire(ctx context.Context) (bool, error) {
 	mine := v.Holder == l.holder && e.Revision() == l.rev
 	l.mu.Unlock()
 	if mine {
+		// Still ours (a step-down whose release did not reach NATS):
+		// renew it to be sure nobody takes it meanwhile.
+		rev, err := l.kv.Update(ctx, l.key, l.value, e.Revision())
+		if err != nil {
+			return false, nil // taken meanwhile, or unreachable: poll again
+		}
+		l.hold(rev, sent)
 		return true, nil
 	}
 	if e.Revision() != l.seenRev {
@@ -213,24 +222,28 @@ func (l *lease) renew(ctx context.Context) error {
 		l.hold(0, time.Time{})
 		return fmt.Errorf("%w: another instance holds %s", ErrLeaseLost, l.key)
 	}
-	if time.Since(renewed) >= l.ttl-l.ttl/leaseRenewsPerTTL {
-		l.hold(0, time.Time{})
+	if time.Since(renewed) >= l.ttl/2 {
+		// The revision is kept: if nobody takes the lease meanwhile, this
+		// process can take it back at once.
 		return fmt.Errorf("%w: not renewed for %s: %v", ErrLeaseLost, time.Since(renewed).Round(time.Millisecond), err)
 	}
 	return nil // try again at the next tick
 }
 
-// release gives the lease up (on a clean shutdown), so a standby need not
-// wait for it to expire. It is best effort: an expired lease is as good.
+// release gives the lease up (on a clean shutdown or a step-down), so a
+// standby need not wait for it to expire. It is best effort: an expired
+// lease is as good. If the delete does not get through, the revision is
+// kept, so this process can take its own lease back at once (tryAcquire).
 func (l *lease) release() {
 	l.mu.Lock()
 	rev := l.rev
-	l.rev = 0
 	l.mu.Unlock()
 	if rev == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.opTimeout())
 	defer cancel()
-	_ = l.kv.Delete(ctx, l.key, jetstream.LastRevision(rev))
+	if l.kv.Delete(ctx, l.key, jetstream.LastRevision(rev)) == nil {
+		l.hold(0, time.Time{})
+	}
 }

@@ -9,6 +9,9 @@ go vet ./...
 echo "== go build bin/agentbill (for the SDK suites)"
 go build -o bin/agentbill ./cmd/agentbill
 export AGENTBILL_BIN="$PWD/bin/agentbill"
+echo "== go build bin/nats-server (for the deploy and crash tests)"
+go build -o bin/nats-server github.com/nats-io/nats-server/v2
+export AGENTBILL_NATS_SERVER_BIN="$PWD/bin/nats-server"
 echo "== go test"
 go test -count=1 -timeout 15m ./...
 echo "== python SDK (unittest)"

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentbill/agentbill/internal/testenv"
 )
 
 // waitHTTP polls the gateway's /healthz until it answers 200.
@@ -54,8 +56,8 @@ func httpStatus(t *testing.T, method, url, key, body string) int {
 }
 
 func TestKeysAndHTTPGateway(t *testing.T) {
-	httpPort := freePort(t)
-	s := serve(t, t.TempDir(), freePort(t), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort))
+	httpPort := testenv.FreePort(t)
+	s := serve(t, t.TempDir(), testenv.FreePort(t), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort))
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	waitHTTP(t, s, base)
 

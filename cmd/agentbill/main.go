@@ -35,7 +35,8 @@ const usage = `agentbill: preflight budgets for AI agents
 Usage:
   agentbill serve     [--data DIR] [--nats-listen HOST:PORT] [--nats-url URL]
                       [--nats-config FILE] [--default-budget UNITS/PERIOD | none]
-                      [--http HOST:PORT]
+                      [--http HOST:PORT] [--replicas 1|3] [--partitions N --partition I]
+                      [--instance NAME] [--lease-ttl 3s] [--log-format text|json]
   agentbill preflight --customer C --agent A --units N [--task T] [--task-ceiling N]
                       [--ceiling N] [--ttl D] [--idempotency-key K] [--json]
   agentbill record    --customer C --agent A --units N [--reservation ID] [--failed] [--json]
@@ -45,7 +46,7 @@ Usage:
   agentbill budget set --customer C --limit N --period day|week|month|none
                       [--threshold 0.8 ...] [--upgrade-url URL] [--agent-limit A=N ...] [--json]
   agentbill topup     --customer C --units N [--note TEXT] [--json]
-  agentbill watch     [--customer C] [--json]
+  agentbill watch     [--customer C] [--denied] [--json]
   agentbill keys create --role agent|admin|auditor [--customer C] [--name N] [--json]
   agentbill keys list [--json]
   agentbill keys revoke ID [--json]
@@ -54,7 +55,7 @@ Usage:
   agentbill replay    [--until-seq N | --until-time T] [--customer C] [--verify] [--json]
   agentbill mcp       [--nats-url URL]   # MCP server over stdio
   agentbill bench     [--clients 64] [--customers 10000] [--duration 5s] [--rate CYCLES/S]
-                      [--nats-url URL] [--json] [--cpuprofile FILE]
+                      [--nats-url URL [--replicas 3]] [--json] [--cpuprofile FILE]
 
 Client subcommands connect to --nats-url (default $AGENTBILL_NATS_URL or
 nats://127.0.0.1:4222). Every subcommand that talks to NATS (serve too)

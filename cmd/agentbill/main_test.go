@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentbill/agentbill/internal/testenv"
 	"github.com/nats-io/nats.go"
 )
 
@@ -37,16 +37,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 type service struct {
@@ -112,7 +102,7 @@ func (s *service) must(t *testing.T, want int, args ...string) string {
 }
 
 func TestCLIExitCodesAndCrashRestart(t *testing.T) {
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), testenv.FreePort(t)
 	s := serve(t, dir, port)
 
 	s.must(t, 0, "budget", "set", "--customer", "user_123", "--limit", "100", "--period", "month",
@@ -192,7 +182,7 @@ func TestServeRejectsBadFlags(t *testing.T) {
 }
 
 func TestNoDefaultBudgetRefusesUnknownCustomers(t *testing.T) {
-	s := serve(t, t.TempDir(), freePort(t), "--default-budget", "none")
+	s := serve(t, t.TempDir(), testenv.FreePort(t), "--default-budget", "none")
 	out := s.must(t, 3, "preflight", "--customer", "stranger", "--agent", "a", "--units", "1")
 	if !strings.Contains(out, "no_budget") {
 		t.Errorf("output %q, want no_budget", out)
@@ -201,7 +191,7 @@ func TestNoDefaultBudgetRefusesUnknownCustomers(t *testing.T) {
 }
 
 func TestCLIAuditReplayAndVerify(t *testing.T) {
-	s := serve(t, t.TempDir(), freePort(t))
+	s := serve(t, t.TempDir(), testenv.FreePort(t))
 	s.must(t, 0, "budget", "set", "--customer", "user_123", "--limit", "100", "--period", "month")
 	s.must(t, 0, "preflight", "--customer", "user_123", "--agent", "a", "--units", "60")
 	s.must(t, 0, "record", "--customer", "user_123", "--agent", "a", "--units", "55")
@@ -286,3 +276,5 @@ func TestBenchProducesEveryScenario(t *testing.T) {
 		}
 	}
 }
+
+func freePort(t *testing.T) int { return testenv.FreePort(t) }

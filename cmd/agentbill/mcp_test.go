@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentbill/agentbill/internal/testenv"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -207,7 +208,7 @@ func exerciseTools(t *testing.T, cs *mcp.ClientSession, cid string) {
 }
 
 func TestMCPOverStdio(t *testing.T) {
-	s := serve(t, t.TempDir(), freePort(t))
+	s := serve(t, t.TempDir(), testenv.FreePort(t))
 	s.must(t, 0, "budget", "set", "--customer", "mcp_c1", "--limit", "100000000000000", "--period", "month",
 		"--upgrade-url", "https://example.com/upgrade")
 	cs, stderr := connectStdio(t, s)
@@ -236,8 +237,8 @@ func createKey(t *testing.T, s *service, args ...string) string {
 }
 
 func TestMCPOverHTTPWithKey(t *testing.T) {
-	httpPort := freePort(t)
-	s := serve(t, t.TempDir(), freePort(t), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort))
+	httpPort := testenv.FreePort(t)
+	s := serve(t, t.TempDir(), testenv.FreePort(t), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort))
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	waitHTTP(t, s, base)
 	s.must(t, 0, "budget", "set", "--customer", "mcp_h1", "--limit", "100000000000000", "--period", "month",

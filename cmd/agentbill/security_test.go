@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentbill/agentbill/internal/testenv"
 )
 
 // passwordEnv maps the repo nats.conf's users to their password variables.
@@ -47,7 +49,7 @@ func securedConfig(t *testing.T) (s *secured, conf string, env []string) {
 		env = append(env, v+"="+s.passwords[user])
 	}
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s.url = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	src, err := os.ReadFile("../../nats.conf")
 	if err != nil {

@@ -34,8 +34,10 @@ type serveConfig struct {
 	// of Partitions (1: the ledger is not partitioned).
 	Partitions int
 	Partition  int
-	// Instance names this process in the writer lease.
+	// Instance names this process in the writer lease; LeaseTTL is how
+	// long the lease outlives its holder's last renewal.
 	Instance  string
+	LeaseTTL  time.Duration
 	LogFormat string // text or json
 	// Creds authenticate the service's own connections (nats.conf's
 	// service user); empty for a server without authorization.
@@ -58,6 +60,9 @@ func (c *serveConfig) Validate() error {
 	}
 	if c.Instance == "" {
 		errs = append(errs, errors.New("--instance must not be empty"))
+	}
+	if c.LeaseTTL < projections.LeaseTTLMin || c.LeaseTTL > projections.LeaseTTLMax {
+		errs = append(errs, fmt.Errorf("--lease-ttl %s: use %s to %s", c.LeaseTTL, projections.LeaseTTLMin, projections.LeaseTTLMax))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: use text or json", c.LogFormat))
@@ -111,6 +116,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.Partitions, "partitions", 1, "customer partitions of the ledger (each served by its own writer; see nats.conf)")
 	fs.IntVar(&cfg.Partition, "partition", 0, "the partition this instance writes, 0 to --partitions - 1")
 	fs.StringVar(&cfg.Instance, "instance", defaultInstance(), "this process's name in the writer lease (leader election)")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", projections.LeaseTTLDefault, "how long a dead leader's lease lasts before a standby takes over")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log lines as text or json")
 	nf := addNATSFlags(fs, false)
 	if err := fs.Parse(args); err != nil {
@@ -147,13 +153,15 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer lc.Drain()
-	w := projections.New(projections.Config{Conn: nc, LogConn: lc, Replicas: cfg.Replicas, Default: def, Logger: log,
+	wcfg := projections.Config{Conn: nc, LogConn: lc, Replicas: cfg.Replicas, Default: def, Logger: log,
 		Partitions: cfg.Partitions, Partition: cfg.Partition,
-		Lease: &projections.LeaseConfig{Instance: cfg.Instance}})
-	if cfg.HTTP != "" {
-		return runWithGateway(ctx, cfg, srv, w, log)
+		Lease: &projections.LeaseConfig{Instance: cfg.Instance, TTL: cfg.LeaseTTL}}
+	if cfg.HTTP == "" {
+		return projections.New(wcfg).Run(ctx)
 	}
-	return w.Run(ctx)
+	m := newServeMetrics(log)
+	wcfg.Observer = m
+	return runGateway(ctx, cfg, srv, projections.New(wcfg), m, log)
 }
 
 // newLogger returns serve's logger: one line per lifecycle event.

@@ -42,15 +42,6 @@ func checkHTTPAddr(addr string) error {
 	return nil
 }
 
-// runWithGateway runs the writer and the HTTP gateway with metrics that
-// read the writer's counters and role at scrape time. The per-request
-// metrics (decisions, latencies, commits) need the writer built with the
-// metrics as its Observer: serve does that with newServeMetrics and
-// runGateway.
-func runWithGateway(ctx context.Context, cfg serveConfig, srv *server.Server, w *projections.Writer, log *slog.Logger) error {
-	return runGateway(ctx, cfg, srv, w, newServeMetrics(log), log)
-}
-
 // newServeMetrics returns the metrics /metrics serves. Build the writer
 // with them as projections.Config.Observer, then call runGateway.
 func newServeMetrics(log *slog.Logger) *metrics.Metrics { return metrics.New(log) }

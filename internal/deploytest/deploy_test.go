@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/testenv"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
 	"github.com/nats-io/nats-server/v2/server"
@@ -113,9 +113,9 @@ func TestStandaloneServerSurvivesKill9(t *testing.T) {
 	bin := natsServerBinary(t)
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	conf := writeConfig(t, filepath.Join(dir, "nats.conf"), port, store)
-	mon := freePort(t)
+	mon := testenv.FreePort(t)
 
 	srv := startNATS(t, bin, dir, port, "-c", conf, "-m", strconv.Itoa(mon))
 	checkVarz(t, mon, port, dir, store)
@@ -168,87 +168,6 @@ func TestStandaloneServerSurvivesKill9(t *testing.T) {
 	if got, want := jsonOf(t, status(t, c2, cid)), jsonOf(t, before); got != want {
 		t.Errorf("status after the retried record:\n got %s\nwant %s", got, want)
 	}
-}
-
-// TestComposeNATSCommandRuns runs the nats service's command line from
-// docker-compose.yml against the repo's nats.conf with the real server,
-// changed only where a test must: the mounted config path, the listen host
-// (loopback here, 0.0.0.0 in the container), and free ports. It checks the
-// flags and the file agree (nats-server refuses -sd next to store_dir), the
-// store lands where the compose volume is mounted, and fsync stays on.
-func TestComposeNATSCommandRuns(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a nats-server subprocess; skipped with -short")
-	}
-	compose, err := os.ReadFile(composePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := parseComposeNATS(t, compose)
-	conf, err := server.ProcessConfigFile(natsConfPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := path.Join(spec.workDir, conf.StoreDir); got != spec.volume {
-		t.Errorf("in the container the store is %s, but the volume is mounted at %s", got, spec.volume)
-	}
-
-	bin := natsServerBinary(t)
-	root := t.TempDir() // stands in for the container's working directory
-	port, mon := freePort(t), freePort(t)
-	args := localArgs(t, spec.command, port, mon, t.TempDir())
-	srv := startNATS(t, bin, root, port, args...)
-	store := filepath.Join(root, filepath.FromSlash(conf.StoreDir))
-	checkVarz(t, mon, port, root, store)
-
-	startWriter(t, srv.url)
-	c := newClient(t, srv.url)
-	setBudget(t, c, "user_456", "10")
-	wantUnits(t, "remaining", status(t, c, "user_456").Remaining, "10")
-	if _, err := os.Stat(filepath.Join(store, "jetstream")); err != nil {
-		t.Errorf("JetStream store not where the volume would be: %v", err)
-	}
-}
-
-// composeNATS is what docker-compose.yml says about the nats service.
-type composeNATS struct {
-	command []string
-	workDir string
-	volume  string // where the nats-data volume is mounted
-}
-
-var (
-	composeCommand = regexp.MustCompile(`(?m)^\s*command:\s*(\[.*"-c".*\])\s*$`)
-	composeWorkDir = regexp.MustCompile(`(?m)^\s*working_dir:\s*(\S+)\s*$`)
-	composeVolume  = regexp.MustCompile(`(?m)^\s*-\s*nats-data:(/[^:\s]*)`)
-)
-
-// parseComposeNATS reads the nats service's settings from the compose
-// file's lines (no YAML parser in the module; the file is kept in a shape
-// these patterns read).
-func parseComposeNATS(t *testing.T, compose []byte) composeNATS {
-	t.Helper()
-	var spec composeNATS
-	m := composeCommand.FindSubmatch(compose)
-	if m == nil {
-		t.Fatalf("%s: no nats command line with -c", composePath)
-	}
-	if err := json.Unmarshal(m[1], &spec.command); err != nil {
-		t.Fatalf("%s: nats command %s: %v", composePath, m[1], err)
-	}
-	// nats.conf's store_dir is relative: the working directory must be
-	// explicit, not whatever the image sets.
-	if m := composeWorkDir.FindSubmatch(compose); m != nil {
-		spec.workDir = string(m[1])
-	} else {
-		t.Fatalf("%s: the nats service sets no working_dir", composePath)
-	}
-	if m := composeVolume.FindSubmatch(compose); m != nil {
-		spec.volume = string(m[1])
-	} else {
-		t.Fatalf("%s: the nats-data volume is not mounted", composePath)
-	}
-	return spec
 }
 
 // localArgs maps the container's nats-server arguments to this machine:
@@ -392,6 +311,10 @@ var built struct {
 func natsServerBinary(t *testing.T) string {
 	t.Helper()
 	built.once.Do(func() {
+		if bin := os.Getenv("AGENTBILL_NATS_SERVER_BIN"); bin != "" {
+			built.path = bin // scripts/test.sh builds it once for every package
+			return
+		}
 		built.dir, built.err = os.MkdirTemp("", "agentbill-deploytest-")
 		if built.err != nil {
 			return
@@ -457,17 +380,6 @@ func writeConfig(t *testing.T, dst string, port int, storeDir string) string {
 	return dst
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // natsProc is a nats-server subprocess.
 type natsProc struct {
 	cmd  *exec.Cmd
@@ -479,6 +391,15 @@ type natsProc struct {
 // startNATS starts bin with args in workDir, kills it in t.Cleanup, and
 // waits until it accepts clients on 127.0.0.1:port with JetStream ready.
 func startNATS(t *testing.T, bin, workDir string, port int, args ...string) *natsProc {
+	t.Helper()
+	p := spawnNATS(t, bin, workDir, port, args...)
+	p.waitReady(t)
+	return p
+}
+
+// spawnNATS starts bin with args in workDir and kills it in t.Cleanup,
+// without waiting for it (a cluster node is ready only with its peers).
+func spawnNATS(t *testing.T, bin, workDir string, port int, args ...string) *natsProc {
 	t.Helper()
 	logf, err := os.CreateTemp(t.TempDir(), "nats-server-*.log")
 	if err != nil {
@@ -503,7 +424,6 @@ func startNATS(t *testing.T, bin, workDir string, port int, args ...string) *nat
 			t.Logf("nats-server %v log:\n%s", args, b)
 		}
 	})
-	p.waitReady(t)
 	return p
 }
 
@@ -673,12 +593,22 @@ func connect(t *testing.T, url, name string) *nats.Conn {
 }
 
 // connectAs connects as one of nats.conf's users.
-func connectAs(t *testing.T, url, name, user string) *nats.Conn {
+func connectAs(t *testing.T, url, name, user string, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := roleCreds(user).Connect(url, nats.Name(name), nats.Timeout(2*time.Second))
+	nc, err := roleCreds(user).Connect(url, append([]nats.Option{nats.Name(name), nats.Timeout(2 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// jetStreamOf returns a JetStream handle on nc.
+func jetStreamOf(t *testing.T, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/embedded"
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/testenv"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/nats-io/nats.go"
@@ -106,7 +107,7 @@ func (rc *roleConn) wantAllowed(t *testing.T, subject string) {
 func startSecured(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	conf := writeConfig(t, filepath.Join(dir, "nats.conf"), freePort(t), filepath.Join(dir, "store"))
+	conf := writeConfig(t, filepath.Join(dir, "nats.conf"), testenv.FreePort(t), filepath.Join(dir, "store"))
 	srv, err := embedded.Start(embedded.Options{ConfigFile: conf})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ package testenv
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -193,4 +194,15 @@ func CountType(evs []*events.Envelope, cid string, ty events.Type) int {
 		}
 	}
 	return n
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

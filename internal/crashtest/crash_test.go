@@ -1,0 +1,161 @@
+package crashtest
+
+import (
+	"context"
+	"flag"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// full runs every scenario at full length (README, "Crash tests"):
+//
+//	go test ./internal/crashtest -v -timeout 30m -args -crash.full
+//
+// Without it each scenario runs a short variant in the normal suite.
+var full = flag.Bool("crash.full", false, "run the crash scenarios at full length (20 writer kills, 5 failovers, ...)")
+
+// rounds returns the full or the short count.
+func rounds(fullN, shortN int) int {
+	if *full {
+		return fullN
+	}
+	return shortN
+}
+
+// Scenario bounds.
+const (
+	// fastLeaseTTL is the lease of scenarios that restart the only
+	// service: the restarted process waits for its dead self's lease.
+	fastLeaseTTL = time.Second
+	// failoverLeaseTTL is the default lease: failover figures are measured
+	// with what users run.
+	failoverLeaseTTL = 3 * time.Second
+	// killAfterMin and killAfterMax bound the random moment of a kill
+	// after load resumes.
+	killAfterMin = 150 * time.Millisecond
+	killAfterMax = 900 * time.Millisecond
+	// failoverMax is the bound: leader killed to first approval by
+	// the new leader.
+	failoverMax = 5 * time.Second
+	// approvalsBetweenFaults: each fault waits for this many approvals
+	// after the previous one, so every kill lands on a serving ledger.
+	approvalsBetweenFaults = 20
+)
+
+func randomDelay() time.Duration {
+	return killAfterMin + rand.N(killAfterMax-killAfterMin)
+}
+
+// waitServing waits until the load sees approvals again.
+func waitServing(t *testing.T, l *load, what string) {
+	t.Helper()
+	if !l.waitApprovals(approvalsBetweenFaults, stableTimeout) {
+		t.Fatalf("no approvals within %s after %s", stableTimeout, what)
+	}
+}
+
+// The service writer is killed with SIGKILL at random moments under load
+// and restarted, on one nats-server with fsync always.
+func TestKillTheWriter(t *testing.T) {
+	c := startCluster(t, 1)
+	svc := startService(t, c, "svc", 1, fastLeaseTTL)
+	l := startLoad(t, c.urls())
+	kills := rounds(20, 3)
+	for i := range kills {
+		waitServing(t, l, "restart")
+		time.Sleep(randomDelay())
+		svc.kill(t)
+		svc.start(t)
+		t.Logf("kill %d/%d", i+1, kills)
+	}
+	waitServing(t, l, "the last restart")
+	l.finish()
+	l.verify()
+}
+
+// Two services share the ledger; the leader is killed under load and the
+// standby takes over. Failover time is from the kill to the first approval
+// a client receives afterwards (from the new leader: the old one is dead).
+func TestKillTheLeaderStandbyTakesOver(t *testing.T) {
+	c := startCluster(t, 1)
+	svcs := []*service{startService(t, c, "svc-a", 1, failoverLeaseTTL), startService(t, c, "svc-b", 1, failoverLeaseTTL)}
+	l := startLoad(t, c.urls())
+	js, err := jetstream.New(connect(t, c.urls(), "lease-reader"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var took []time.Duration
+	n := rounds(5, 1)
+	for i := range n {
+		waitServing(t, l, "failover")
+		time.Sleep(randomDelay())
+		holder := leaseHolder(context.Background(), js)
+		leader := slices.IndexFunc(svcs, func(s *service) bool { return s.instance == holder })
+		if leader < 0 {
+			t.Fatalf("lease held by %q, not by a service", holder)
+		}
+		killed := time.Now()
+		svcs[leader].kill(t)
+		d, ok := l.firstApprovalAfter(killed, stableTimeout)
+		if !ok {
+			t.Fatalf("no approval within %s of killing %s\n%s", stableTimeout, holder, svcs[1-leader].tail())
+		}
+		took = append(took, d)
+		t.Logf("failover %d/%d: %s killed, first approval %s later", i+1, n, holder, d.Round(time.Millisecond))
+		if d > failoverMax {
+			t.Errorf("failover took %s, want under %s", d, failoverMax)
+		}
+		svcs[leader].start(t) // back as the standby
+	}
+	slices.Sort(took)
+	t.Logf("failover (lease TTL %s): median %s, max %s over %d runs", failoverLeaseTTL,
+		took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), len(took))
+	waitServing(t, l, "the last failover")
+	l.finish()
+	l.verify()
+}
+
+// One of three NATS nodes (R3) is killed under load and restarted.
+func TestKillOneOfThreeNATSNodes(t *testing.T) {
+	c := startCluster(t, 3)
+	startService(t, c, "svc-a", 3, failoverLeaseTTL)
+	startService(t, c, "svc-b", 3, failoverLeaseTTL)
+	l := startLoad(t, c.urls())
+	killNodes(t, c, l, rounds(3, 1), func(nd *node) {
+		waitServing(t, l, "losing "+nd.name) // two of three carry on
+	})
+	l.finish()
+	l.verify()
+}
+
+// The only NATS node, with fsync always, is killed under load and
+// restarted: nothing acknowledged is lost.
+func TestKillTheSingleNATSNode(t *testing.T) {
+	c := startCluster(t, 1)
+	startService(t, c, "svc", 1, fastLeaseTTL)
+	l := startLoad(t, c.urls())
+	killNodes(t, c, l, rounds(3, 1), func(*node) { time.Sleep(randomDelay()) })
+	l.finish()
+	l.verify()
+}
+
+// killNodes kills a random node n times at a random moment under load,
+// calls down while it is dead, restarts it, and waits for approvals.
+func killNodes(t *testing.T, c *cluster, l *load, n int, down func(*node)) {
+	t.Helper()
+	for i := range n {
+		waitServing(t, l, "a node restart")
+		time.Sleep(randomDelay())
+		nd := c.nodes[rand.N(len(c.nodes))]
+		nd.kill(t)
+		t.Logf("round %d/%d: killed %s", i+1, n, nd.name)
+		down(nd)
+		nd.start(t)
+		c.waitJetStream(t)
+	}
+	waitServing(t, l, "the last node restart")
+}

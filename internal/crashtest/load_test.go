@@ -1,0 +1,343 @@
+package crashtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentbill/agentbill/client"
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/projections"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Load bounds: every run is bounded in count and in time.
+const (
+	loadWorkers      = 8
+	loadCustomers    = 24
+	loadLimit        = 60 // units per customer and month
+	loadOpsPerWorker = 20_000
+	loadUnitsMax     = 5
+	// loadRetryShare of approved preflights are sent again with the same
+	// idempotency key, as a client that lost the reply would.
+	loadRetryShare = 0.3
+	// loadReleaseShare of approved holds are released, the rest recorded.
+	loadReleaseShare = 0.2
+	topUpEvery       = 150 * time.Millisecond
+	topUpUnits       = 25
+	// callTimeout bounds one client call with all its retries; an attempt
+	// is bounded by attemptTimeout.
+	callTimeout    = 30 * time.Second
+	attemptTimeout = 2 * time.Second
+	// stableTimeout bounds waiting for the service to answer after faults.
+	stableTimeout = 60 * time.Second
+)
+
+// load drives bounded concurrent traffic with the Go client and remembers
+// everything the clients were told.
+type load struct {
+	t         *testing.T
+	urls      string
+	customers []string
+	admin     *client.Client
+
+	mu                           sync.Mutex
+	approved                     map[string]string // reservation ID -> customer, as clients saw approved
+	keys                         map[string]bool   // idempotency key -> a reply was seen (false: outcome unknown)
+	approvals                    []time.Time       // when each approval reached its client
+	ok, refused, failed, retried int
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func connect(t *testing.T, urls, name string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(urls, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		nats.RetryOnFailedConnect(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func newClient(t *testing.T, urls, name string) *client.Client {
+	return client.New(connect(t, urls, name), client.WithTimeout(attemptTimeout))
+}
+
+// startLoad sets every customer's budget and starts the workers.
+func startLoad(t *testing.T, urls string) *load {
+	t.Helper()
+	l := &load{t: t, urls: urls, admin: newClient(t, urls, "admin"), approved: map[string]string{},
+		keys: map[string]bool{}, stop: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), stableTimeout)
+	defer cancel()
+	limit := events.NewUnits(loadLimit, 0)
+	for i := range loadCustomers {
+		cid := fmt.Sprintf("cust-%02d", i)
+		if i%5 == 4 {
+			cid = fmt.Sprintf("odd.id *> %d", i) // encoded subject token
+		}
+		l.customers = append(l.customers, cid)
+		// The first one also waits for the service (a cluster creating its
+		// R3 stream takes a while); the client retries unavailable.
+		for {
+			_, err := l.admin.SetBudget(ctx, cid, ledger.BudgetRequest{Limit: &limit, Period: string(ledger.PeriodMonth)})
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("set budget %s: %v", cid, err)
+			}
+		}
+	}
+	for w := range loadWorkers {
+		c := newClient(t, urls, fmt.Sprintf("worker-%d", w))
+		l.wg.Add(1)
+		go l.worker(c, w)
+	}
+	l.wg.Add(1)
+	go l.topUps()
+	return l
+}
+
+func (l *load) stopped() bool {
+	select {
+	case <-l.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l *load) note(key string, replied bool) {
+	l.mu.Lock()
+	l.keys[key] = l.keys[key] || replied
+	l.mu.Unlock()
+}
+
+func (l *load) worker(c *client.Client, w int) {
+	defer l.wg.Done()
+	agent := fmt.Sprintf("agent-%d", w)
+	rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+	for range loadOpsPerWorker {
+		if l.stopped() {
+			return
+		}
+		cid := l.customers[rng.IntN(len(l.customers))]
+		n := 1 + rng.IntN(loadUnitsMax)
+		units := events.NewUnits(int64(n), 0)
+		req := ledger.PreflightRequest{AgentID: agent, EstimatedUnits: &units, IdempotencyKey: client.NewIdempotencyKey()}
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		r, err := c.Preflight(ctx, cid, req)
+		l.note(req.IdempotencyKey, err == nil)
+		if err != nil {
+			cancel()
+			l.count(&l.failed)
+			continue
+		}
+		if !r.Approved {
+			cancel()
+			l.count(&l.refused)
+			continue
+		}
+		l.mu.Lock()
+		l.ok++
+		l.approved[r.ReservationID] = cid
+		l.approvals = append(l.approvals, time.Now())
+		l.mu.Unlock()
+		if rng.Float64() < loadRetryShare {
+			again, err := c.Preflight(ctx, cid, req)
+			if err == nil && again.ReservationID != r.ReservationID {
+				l.t.Errorf("retry of %s got reservation %s, first %s", req.IdempotencyKey, again.ReservationID, r.ReservationID)
+			}
+			l.count(&l.retried)
+		}
+		key := client.NewIdempotencyKey()
+		if rng.Float64() < loadReleaseShare {
+			_, err = c.ReleaseWith(ctx, cid, ledger.ReleaseRequest{ReservationID: r.ReservationID, IdempotencyKey: key})
+		} else {
+			used := events.NewUnits(int64(1+rng.IntN(n)), 0) // never over the hold
+			_, err = c.Record(ctx, cid, ledger.RecordRequest{AgentID: agent, Units: &used, ReservationID: r.ReservationID, IdempotencyKey: key})
+		}
+		l.note(key, err == nil)
+		cancel()
+	}
+}
+
+// topUps adds units to a random customer now and then (admin).
+func (l *load) topUps() {
+	defer l.wg.Done()
+	tick := time.NewTicker(topUpEvery)
+	defer tick.Stop()
+	units := events.NewUnits(topUpUnits, 0)
+	for i := 0; ; i++ {
+		select {
+		case <-l.stop:
+			return
+		case <-tick.C:
+		}
+		key := client.NewIdempotencyKey()
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		_, err := l.admin.TopUp(ctx, l.customers[i%len(l.customers)], ledger.TopUpRequest{Units: &units, IdempotencyKey: key})
+		cancel()
+		l.note(key, err == nil)
+	}
+}
+
+func (l *load) count(n *int) {
+	l.mu.Lock()
+	*n++
+	l.mu.Unlock()
+}
+
+// finish stops the workers and waits for them.
+func (l *load) finish() {
+	close(l.stop)
+	l.wg.Wait()
+	l.t.Logf("load: %d approved (%d retried), %d refused, %d failed after all retries, %d keys",
+		l.ok, l.retried, l.refused, l.failed, len(l.keys))
+}
+
+// firstApprovalAfter waits for the first approval a client received after
+// t0 and returns how long after t0 it came.
+func (l *load) firstApprovalAfter(t0 time.Time, within time.Duration) (time.Duration, bool) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		l.mu.Lock()
+		i := sort.Search(len(l.approvals), func(i int) bool { return l.approvals[i].After(t0) })
+		var at time.Time
+		if i < len(l.approvals) {
+			at = l.approvals[i]
+		}
+		l.mu.Unlock()
+		if !at.IsZero() {
+			return at.Sub(t0), true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return 0, false
+}
+
+// waitApprovals waits until n more approvals than now have been seen.
+func (l *load) waitApprovals(n int, within time.Duration) bool {
+	l.mu.Lock()
+	target := l.ok + n
+	l.mu.Unlock()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		l.mu.Lock()
+		done := l.ok >= target
+		l.mu.Unlock()
+		if done {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+// verify checks the log against what the clients were told, and the live
+// state against the log replayed:
+//   - every approval a client saw is a reserved event, exactly once;
+//   - every idempotency key had exactly one effect (at most one if its
+//     client never heard back);
+//   - no customer's holds and usage ever exceeded its limit plus top-ups;
+//   - the state replayed from the log equals the live state.
+func (l *load) verify() {
+	t := l.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), stableTimeout)
+	defer cancel()
+	live := map[string]*ledger.StatusReply{}
+	for _, cid := range l.customers {
+		st, err := l.admin.Status(ctx, cid)
+		if err != nil {
+			t.Fatalf("live status of %s: %v", cid, err)
+		}
+		live[cid] = st
+	}
+	js, err := jetstream.New(connect(t, l.urls, "verify"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reserved := map[string]int{}
+	effects := map[string]int{}
+	s := ledger.NewState()
+	overspent := 0
+	var evs int
+	_, err = projections.Replay(ctx, js, projections.ReplayStop{}, func(_ uint64, e *events.Envelope) error {
+		evs++
+		s.Apply(e)
+		if r, ok := e.Data.(*events.Reserved); ok {
+			reserved[r.ReservationID]++
+		}
+		if k := idempotencyKey(e); k != "" {
+			effects[k]++
+		}
+		if c := s.Customer(e.CustomerID); c != nil && c.Remaining().Sign() < 0 {
+			if overspent++; overspent <= 5 {
+				t.Errorf("event %s (%s) leaves %s at %s remaining", e.ID, e.Type, e.CustomerID, c.Remaining())
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	missing := 0
+	for id, cid := range l.approved {
+		if n := reserved[id]; n != 1 {
+			if missing++; missing <= 5 {
+				t.Errorf("approved reservation %s of %s is in the log %d times, want exactly once", id, cid, n)
+			}
+		}
+	}
+	wrong := 0
+	for k, replied := range l.keys {
+		n := effects[k]
+		if n > 1 || replied && n != 1 {
+			if wrong++; wrong <= 5 {
+				t.Errorf("idempotency key %s (reply seen %v) has %d effects in the log", k, replied, n)
+			}
+		}
+	}
+	now := time.Now()
+	for _, cid := range l.customers {
+		want, err := s.Status(cid, now)
+		if err != nil {
+			t.Errorf("replayed status of %s: %v", cid, err)
+			continue
+		}
+		got := live[cid]
+		want.AsOfSeq, got.AsOfSeq = 0, 0
+		a, _ := json.Marshal(got)
+		b, _ := json.Marshal(want)
+		if string(a) != string(b) {
+			t.Errorf("%s: live state differs from the log replayed:\nlive   %s\nreplay %s", cid, a, b)
+		}
+	}
+	t.Logf("verified: %d events, %d approvals seen, %d keys; %d missing or duplicated, %d keys with a wrong count, %d overspends",
+		evs, len(l.approved), len(l.keys), missing, wrong, overspent)
+}
+
+// idempotencyKey returns the key of the request an event answered.
+func idempotencyKey(e *events.Envelope) string {
+	b, err := json.Marshal(e.Data)
+	if err != nil {
+		return ""
+	}
+	var r events.Request
+	_ = json.Unmarshal(b, &r)
+	return r.IdempotencyKey
+}

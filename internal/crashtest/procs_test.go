@@ -1,0 +1,308 @@
+package crashtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/projections"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Process bounds.
+const (
+	// startTimeout bounds a process becoming ready (a JetStream cluster
+	// electing its meta leader takes 2-7 s).
+	startTimeout = 30 * time.Second
+	// stopTimeout bounds a process exiting after a signal.
+	stopTimeout = 15 * time.Second
+	// logTailLines is how much of a process's output a failure shows.
+	logTailLines = 40
+)
+
+// bins are the binaries under test, built once for the package.
+var bins struct {
+	once               sync.Once
+	agentbill, natsSrv string
+	err                error
+}
+
+// binaries returns the agentbill and nats-server binaries: $AGENTBILL_BIN
+// and $AGENTBILL_NATS_SERVER_BIN if set (scripts/test.sh builds both),
+// otherwise built here from this module and the nats-server module.
+func binaries(t *testing.T) (agentbill, natsServer string) {
+	t.Helper()
+	bins.once.Do(func() {
+		dir, err := os.MkdirTemp("", "agentbill-crashtest-bin")
+		if err != nil {
+			bins.err = err
+			return
+		}
+		bins.agentbill, bins.natsSrv = os.Getenv("AGENTBILL_BIN"), os.Getenv("AGENTBILL_NATS_SERVER_BIN")
+		for _, b := range []struct {
+			path *string
+			pkg  string
+		}{{&bins.agentbill, "github.com/agentbill/agentbill/cmd/agentbill"}, {&bins.natsSrv, "github.com/nats-io/nats-server/v2"}} {
+			if *b.path != "" {
+				continue
+			}
+			*b.path = filepath.Join(dir, filepath.Base(b.pkg))
+			if out, err := exec.Command("go", "build", "-o", *b.path, b.pkg).CombinedOutput(); err != nil {
+				bins.err = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+				return
+			}
+		}
+	})
+	if bins.err != nil {
+		t.Fatal(bins.err)
+	}
+	return bins.agentbill, bins.natsSrv
+}
+
+// proc is one subprocess, restartable with the same command line.
+type proc struct {
+	name string
+	bin  string
+	args []string
+	log  string // output file
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (p *proc) start(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "==== %s start %s\n", p.name, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("start %s: %v", p.name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(done)
+	}()
+	p.mu.Lock()
+	p.cmd, p.done = cmd, done
+	p.mu.Unlock()
+}
+
+// signal sends sig and waits for the process to exit.
+func (p *proc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(stopTimeout):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Errorf("%s ignored %v for %s", p.name, sig, stopTimeout)
+	}
+	p.mu.Lock()
+	p.cmd = nil
+	p.mu.Unlock()
+}
+
+// kill is kill -9: no shutdown, no flush, nothing released.
+func (p *proc) kill(t *testing.T) { p.signal(t, syscall.SIGKILL) }
+
+func (p *proc) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// tail returns the last lines of the process's output.
+func (p *proc) tail() string {
+	b, _ := os.ReadFile(p.log)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-logTailLines):], "\n")
+}
+
+// node is one nats-server: JetStream, file storage, fsync before every
+// ack, and a cluster block when it is one of several.
+type node struct {
+	proc
+	port int
+}
+
+// cluster is one or three nats-server processes on loopback.
+type cluster struct {
+	nodes []*node
+}
+
+func (c *cluster) urls() string {
+	u := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		u[i] = fmt.Sprintf("nats://127.0.0.1:%d", n.port)
+	}
+	return strings.Join(u, ",")
+}
+
+// startCluster starts n nats-servers (1, or 3 for R3) and waits until
+// JetStream answers.
+func startCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	_, natsBin := binaries(t)
+	dir := t.TempDir()
+	c := &cluster{}
+	routes := make([]string, n)
+	cports := make([]int, n)
+	for i := range n {
+		cports[i] = testenv.FreePort(t)
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", cports[i])
+	}
+	for i := range n {
+		name := fmt.Sprintf("n%d", i+1)
+		nd := &node{port: testenv.FreePort(t)}
+		conf := fmt.Sprintf("server_name: %s\nlisten: 127.0.0.1:%d\nmax_payload: 1MB\n"+
+			"jetstream { store_dir: %q, sync_interval: always }\n", name, nd.port, filepath.Join(dir, name))
+		if n > 1 {
+			conf += fmt.Sprintf("cluster { name: agentbill, listen: 127.0.0.1:%d, routes: [%s] }\n",
+				cports[i], strings.Join(routes, ", "))
+		}
+		cf := filepath.Join(dir, name+".conf")
+		if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		nd.proc = proc{name: name, bin: natsBin, args: []string{"-c", cf}, log: filepath.Join(dir, name+".log")}
+		c.nodes = append(c.nodes, nd)
+	}
+	for _, nd := range c.nodes {
+		nd.start(t)
+	}
+	t.Cleanup(func() {
+		for _, nd := range c.nodes {
+			nd.signal(t, syscall.SIGTERM)
+		}
+	})
+	c.waitJetStream(t)
+	return c
+}
+
+// waitJetStream waits until JetStream answers through every node.
+func (c *cluster) waitJetStream(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for _, nd := range c.nodes {
+		if !nd.running() {
+			continue
+		}
+		for {
+			err := jsReady(fmt.Sprintf("nats://127.0.0.1:%d", nd.port))
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: JetStream not ready within %s: %v\n%s", nd.name, startTimeout, err, nd.tail())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func jsReady(url string) error {
+	nc, err := nats.Connect(url, nats.Timeout(time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = js.AccountInfo(ctx)
+	return err
+}
+
+// service is one `agentbill serve --nats-url` process.
+type service struct {
+	proc
+	instance string
+}
+
+// startService starts `agentbill serve` against the cluster.
+func startService(t *testing.T, c *cluster, instance string, replicas int, leaseTTL time.Duration) *service {
+	t.Helper()
+	bin, _ := binaries(t)
+	s := &service{instance: instance, proc: proc{name: instance, bin: bin, log: filepath.Join(t.TempDir(), instance+".log"),
+		args: []string{"serve", "--nats-url", c.urls(), "--instance", instance, "--replicas", strconv.Itoa(replicas),
+			"--default-budget", "none", "--lease-ttl", leaseTTL.String()}}}
+	s.start(t)
+	t.Cleanup(func() { s.signal(t, syscall.SIGTERM) })
+	return s
+}
+
+// leaseHolder returns the instance holding writer 0's lease ("" if none).
+func leaseHolder(ctx context.Context, js jetstream.JetStream) string {
+	kv, err := js.KeyValue(ctx, projections.LeaseBucket)
+	if err != nil {
+		return ""
+	}
+	e, err := kv.Get(ctx, projections.LeaseKey("0"))
+	if err != nil {
+		return ""
+	}
+	var v struct {
+		Holder string `json:"holder"`
+	}
+	if json.Unmarshal(e.Value(), &v) != nil {
+		return ""
+	}
+	inst, _, _ := strings.Cut(v.Holder, "/")
+	return inst
+}
+
+// logged reports whether the process's output has a line containing s.
+func (p *proc) logged(s string) bool {
+	f, err := os.Open(p.log)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if bytes.Contains(sc.Bytes(), []byte(s)) {
+			return true
+		}
+	}
+	return false
+}
