@@ -42,9 +42,12 @@ const (
 	HandlerTimeout = 15 * time.Second
 	// AttemptTimeout and Attempts bound the gateway's NATS calls to the
 	// writer (per attempt, and attempts per call, retried with the same
-	// idempotency key); HandlerTimeout bounds them all together.
+	// idempotency key); HandlerTimeout bounds them all together. The
+	// client's attempts span about 10 s when no writer answers at all, so a
+	// failover to the standby (about 3 s) costs an HTTP caller latency,
+	// not a 503.
 	AttemptTimeout = 5 * time.Second
-	Attempts       = 3
+	Attempts       = client.AttemptsMax
 	// ConcurrentRequestsMax bounds requests being handled at once; past it
 	// the answer is unavailable at once, and the client retries.
 	ConcurrentRequestsMax = 1024

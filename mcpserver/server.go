@@ -29,9 +29,11 @@ import (
 const (
 	// AttemptTimeout and Attempts bound one tool's NATS calls (per
 	// attempt, and attempts per call, retried with the same idempotency
-	// key); ToolTimeout bounds one tool call in all.
+	// key); ToolTimeout bounds one tool call in all. The client's attempts
+	// span about 10 s when no writer answers, so a failover to the standby
+	// (about 3 s) costs a tool call latency, not an error.
 	AttemptTimeout = 5 * time.Second
-	Attempts       = 3
+	Attempts       = client.AttemptsMax
 	ToolTimeout    = 15 * time.Second
 )
 

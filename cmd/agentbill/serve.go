@@ -39,6 +39,8 @@ type serveConfig struct {
 	Instance  string
 	LeaseTTL  time.Duration
 	LogFormat string // text or json
+	// CommitsInFlight is how many group commits may await their acks.
+	CommitsInFlight int
 	// Creds authenticate the service's own connections (nats.conf's
 	// service user); empty for a server without authorization.
 	Creds client.Credentials
@@ -63,6 +65,11 @@ func (c *serveConfig) Validate() error {
 	}
 	if c.LeaseTTL < projections.LeaseTTLMin || c.LeaseTTL > projections.LeaseTTLMax {
 		errs = append(errs, fmt.Errorf("--lease-ttl %s: use %s to %s", c.LeaseTTL, projections.LeaseTTLMin, projections.LeaseTTLMax))
+	}
+	if c.CommitsInFlight < 1 || c.CommitsInFlight > projections.CommitsInFlightMax {
+		errs = append(errs, fmt.Errorf("--commits-in-flight %d: use 1 to %d", c.CommitsInFlight, projections.CommitsInFlightMax))
+	} else if c.CommitsInFlight > 1 && c.Partitions > 1 {
+		errs = append(errs, errors.New("--commits-in-flight: a partition keeps one commit in flight (its fence is its own subject's last sequence)"))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: use text or json", c.LogFormat))
@@ -118,6 +125,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Instance, "instance", defaultInstance(), "this process's name in the writer lease (leader election)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", projections.LeaseTTLDefault, "how long a dead leader's lease lasts before a standby takes over")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log lines as text or json")
+	fs.IntVar(&cfg.CommitsInFlight, "commits-in-flight", projections.CommitsInFlightDefault,
+		"group commits sent and awaiting their acks at once (more can help on R3; BENCHMARKS.md)")
 	nf := addNATSFlags(fs, false)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -154,7 +163,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer lc.Drain()
 	wcfg := projections.Config{Conn: nc, LogConn: lc, Replicas: cfg.Replicas, Default: def, Logger: log,
-		Partitions: cfg.Partitions, Partition: cfg.Partition,
+		Partitions: cfg.Partitions, Partition: cfg.Partition, CommitsInFlight: cfg.CommitsInFlight,
 		Lease: &projections.LeaseConfig{Instance: cfg.Instance, TTL: cfg.LeaseTTL}}
 	if cfg.HTTP == "" {
 		return projections.New(wcfg).Run(ctx)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentbill/agentbill/events"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -119,17 +120,54 @@ func TestKillTheLeaderStandbyTakesOver(t *testing.T) {
 	l.verify()
 }
 
-// One of three NATS nodes (R3) is killed under load and restarted.
+// One of three NATS nodes (R3) is killed under load and restarted: in
+// turn the node that leads the ledger stream and one that follows it. The
+// gap is from the kill to the next approval a client receives.
 func TestKillOneOfThreeNATSNodes(t *testing.T) {
 	c := startCluster(t, 3)
 	startService(t, c, "svc-a", 3, failoverLeaseTTL)
 	startService(t, c, "svc-b", 3, failoverLeaseTTL)
 	l := startLoad(t, c.urls())
-	killNodes(t, c, l, rounds(3, 1), func(nd *node) {
-		waitServing(t, l, "losing "+nd.name) // two of three carry on
+	js, err := jetstream.New(connect(t, c.urls(), "stream-info"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pick := func(i int) (*node, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), stableTimeout)
+		defer cancel()
+		leader := streamLeader(ctx, t, js)
+		for _, nd := range c.nodes {
+			if (nd.name == leader) == (i%2 == 0) {
+				return nd, map[bool]string{true: "the stream leader", false: "a follower"}[nd.name == leader]
+			}
+		}
+		t.Fatalf("stream leader %q is not a node", leader)
+		return nil, ""
+	}
+	killNodes(t, c, l, rounds(4, 2), pick, func(nd *node, killed time.Time) {
+		d, ok := l.firstApprovalAfter(killed, stableTimeout) // two of three carry on
+		if !ok {
+			t.Fatalf("no approval within %s of losing %s", stableTimeout, nd.name)
+		}
+		t.Logf("%s down: first approval %s after the kill", nd.name, d.Round(time.Millisecond))
 	})
 	l.finish()
 	l.verify()
+}
+
+// streamLeader returns the name of the node leading the ledger stream.
+func streamLeader(ctx context.Context, t *testing.T, js jetstream.JetStream) string {
+	t.Helper()
+	for ctx.Err() == nil {
+		if st, err := js.Stream(ctx, events.StreamName); err == nil {
+			if info, err := st.Info(ctx); err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
+				return info.Cluster.Leader
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no stream leader: %v", ctx.Err())
+	return ""
 }
 
 // The only NATS node, with fsync always, is killed under load and
@@ -138,22 +176,25 @@ func TestKillTheSingleNATSNode(t *testing.T) {
 	c := startCluster(t, 1)
 	startService(t, c, "svc", 1, fastLeaseTTL)
 	l := startLoad(t, c.urls())
-	killNodes(t, c, l, rounds(3, 1), func(*node) { time.Sleep(randomDelay()) })
+	only := func(int) (*node, string) { return c.nodes[0], "the only node" }
+	killNodes(t, c, l, rounds(3, 1), only, func(*node, time.Time) { time.Sleep(randomDelay()) })
 	l.finish()
 	l.verify()
 }
 
-// killNodes kills a random node n times at a random moment under load,
-// calls down while it is dead, restarts it, and waits for approvals.
-func killNodes(t *testing.T, c *cluster, l *load, n int, down func(*node)) {
+// killNodes kills the node pick chooses, n times, at a random moment
+// under load, calls down while it is dead, restarts it, and waits for
+// approvals.
+func killNodes(t *testing.T, c *cluster, l *load, n int, pick func(round int) (*node, string), down func(*node, time.Time)) {
 	t.Helper()
 	for i := range n {
 		waitServing(t, l, "a node restart")
 		time.Sleep(randomDelay())
-		nd := c.nodes[rand.N(len(c.nodes))]
+		nd, what := pick(i)
 		nd.kill(t)
-		t.Logf("round %d/%d: killed %s", i+1, n, nd.name)
-		down(nd)
+		killed := time.Now()
+		t.Logf("round %d/%d: killed %s, %s", i+1, n, nd.name, what)
+		down(nd, killed)
 		nd.start(t)
 		c.waitJetStream(t)
 	}
