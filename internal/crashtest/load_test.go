@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
+	"github.com/anishathalye/porcupine"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -53,6 +57,8 @@ type load struct {
 	keys                         map[string]bool   // idempotency key -> a reply was seen (false: outcome unknown)
 	approvals                    []time.Time       // when each approval reached its client
 	ok, refused, failed, retried int
+	hist                         []porcupine.Operation // every call and what it was told, for the linearizability check
+	start                        time.Time
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -77,7 +83,7 @@ func newClient(t *testing.T, urls, name string) *client.Client {
 func startLoad(t *testing.T, urls string) *load {
 	t.Helper()
 	l := &load{t: t, urls: urls, admin: newClient(t, urls, "admin"), approved: map[string]string{},
-		keys: map[string]bool{}, stop: make(chan struct{})}
+		keys: map[string]bool{}, stop: make(chan struct{}), start: time.Now()}
 	ctx, cancel := context.WithTimeout(context.Background(), stableTimeout)
 	defer cancel()
 	limit := events.NewUnits(loadLimit, 0)
@@ -137,8 +143,14 @@ func (l *load) worker(c *client.Client, w int) {
 		units := events.NewUnits(int64(n), 0)
 		req := ledger.PreflightRequest{AgentID: agent, EstimatedUnits: &units, IdempotencyKey: client.NewIdempotencyKey()}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		call := time.Now()
 		r, err := c.Preflight(ctx, cid, req)
 		l.note(req.IdempotencyKey, err == nil)
+		out := opOut{unknown: err != nil}
+		if err == nil {
+			out.approved, out.resID, out.remaining = r.Approved, r.ReservationID, wholeUnits(r.RemainingUnits)
+		}
+		l.history(w, call, opIn{kind: opPreflight, cid: cid, units: int64(n)}, out)
 		if err != nil {
 			cancel()
 			l.count(&l.failed)
@@ -162,12 +174,24 @@ func (l *load) worker(c *client.Client, w int) {
 			l.count(&l.retried)
 		}
 		key := client.NewIdempotencyKey()
+		in := opIn{kind: opRelease, cid: cid, resID: r.ReservationID}
+		out = opOut{}
+		call = time.Now()
 		if rng.Float64() < loadReleaseShare {
-			_, err = c.ReleaseWith(ctx, cid, ledger.ReleaseRequest{ReservationID: r.ReservationID, IdempotencyKey: key})
+			var rr *ledger.ReleaseReply
+			if rr, err = c.ReleaseWith(ctx, cid, ledger.ReleaseRequest{ReservationID: r.ReservationID, IdempotencyKey: key}); err == nil {
+				out.remaining = wholeUnits(rr.RemainingUnits)
+			}
 		} else {
-			used := events.NewUnits(int64(1+rng.IntN(n)), 0) // never over the hold
-			_, err = c.Record(ctx, cid, ledger.RecordRequest{AgentID: agent, Units: &used, ReservationID: r.ReservationID, IdempotencyKey: key})
+			in.kind, in.units = opRecord, int64(1+rng.IntN(n)) // never over the hold
+			used := events.NewUnits(in.units, 0)
+			var rr *ledger.RecordReply
+			if rr, err = c.Record(ctx, cid, ledger.RecordRequest{AgentID: agent, Units: &used, ReservationID: r.ReservationID, IdempotencyKey: key}); err == nil {
+				out.remaining = wholeUnits(rr.RemainingUnits)
+			}
 		}
+		out.unknown = err != nil
+		l.history(w, call, in, out)
 		l.note(key, err == nil)
 		cancel()
 	}
@@ -186,11 +210,27 @@ func (l *load) topUps() {
 		case <-tick.C:
 		}
 		key := client.NewIdempotencyKey()
+		cid := l.customers[i%len(l.customers)]
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-		_, err := l.admin.TopUp(ctx, l.customers[i%len(l.customers)], ledger.TopUpRequest{Units: &units, IdempotencyKey: key})
+		call := time.Now()
+		st, err := l.admin.TopUp(ctx, cid, ledger.TopUpRequest{Units: &units, IdempotencyKey: key})
 		cancel()
+		out := opOut{unknown: err != nil}
+		if err == nil {
+			out.remaining = wholeUnits(st.Remaining)
+		}
+		l.history(loadWorkers, call, opIn{kind: opTopUp, cid: cid, units: topUpUnits}, out)
 		l.note(key, err == nil)
 	}
+}
+
+// history records one operation for the linearizability check.
+func (l *load) history(client int, call time.Time, in opIn, out opOut) {
+	ret := time.Since(l.start).Nanoseconds()
+	l.mu.Lock()
+	l.hist = append(l.hist, porcupine.Operation{ClientId: client, Input: in, Output: out,
+		Call: call.Sub(l.start).Nanoseconds(), Return: ret})
+	l.mu.Unlock()
 }
 
 func (l *load) count(n *int) {
@@ -329,6 +369,43 @@ func (l *load) verify() {
 	}
 	t.Logf("verified: %d events, %d approvals seen, %d keys; %d missing or duplicated, %d keys with a wrong count, %d overspends",
 		evs, len(l.approved), len(l.keys), missing, wrong, overspent)
+	l.checkLinearizable()
+}
+
+// checkLinearizable checks every customer's history against the
+// sequential budget (linear_test.go). An operation whose outcome its
+// client never learned may take effect at any time after its call.
+func (l *load) checkLinearizable() {
+	t := l.t
+	t.Helper()
+	end := time.Since(l.start).Nanoseconds() + 1
+	hist := slices.Clone(l.hist)
+	unknown := 0
+	for i := range hist {
+		if hist[i].Output.(opOut).unknown {
+			hist[i].Return = end
+			unknown++
+		}
+	}
+	timeout := linearTimeoutShort
+	if *full {
+		timeout = linearTimeoutFull
+	}
+	start := time.Now()
+	res, info := porcupine.CheckOperationsVerbose(budgetModel(loadLimit), hist, timeout)
+	switch res {
+	case porcupine.Ok:
+		t.Logf("linearizable: %d operations (%d with unknown outcome) over %d customers, checked in %s",
+			len(hist), unknown, len(l.customers), time.Since(start).Round(time.Millisecond))
+	case porcupine.Illegal:
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("agentbill-linearizability-%d.html", time.Now().UnixNano()))
+		if err := porcupine.VisualizePath(budgetModel(loadLimit), info, path); err != nil {
+			path = err.Error()
+		}
+		t.Errorf("the history of %d operations is not linearizable; porcupine's visualization: %s", len(hist), path)
+	default:
+		t.Logf("linearizability: no verdict within %s for %d operations (not a failure; the other checks stand)", timeout, len(hist))
+	}
 }
 
 // idempotencyKey returns the key of the request an event answered.
