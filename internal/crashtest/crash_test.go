@@ -3,12 +3,14 @@ package crashtest
 import (
 	"context"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/testenv"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -81,10 +83,20 @@ func TestKillTheWriter(t *testing.T) {
 // Two services share the ledger; the leader is killed under load and the
 // standby takes over. Failover time is from the kill to the first approval
 // a client receives afterwards (from the new leader: the old one is dead).
+// Meanwhile preflights also go through each service's HTTP gateway, as an
+// SDK's would: a live gateway must answer every one with 200, failover or
+// not.
 func TestKillTheLeaderStandbyTakesOver(t *testing.T) {
 	c := startCluster(t, 1)
-	svcs := []*service{startService(t, c, "svc-a", 1, failoverLeaseTTL), startService(t, c, "svc-b", 1, failoverLeaseTTL)}
+	var svcs []*service
+	var bases []string
+	for _, name := range []string{"svc-a", "svc-b"} {
+		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+		svcs = append(svcs, startService(t, c, name, 1, failoverLeaseTTL, "--http", addr))
+		bases = append(bases, "http://"+addr)
+	}
 	l := startLoad(t, c.urls())
+	hp := startHTTPProber(t, l, bases, createKey(t, c.urls(), "agent"))
 	js, err := jetstream.New(connect(t, c.urls(), "lease-reader"))
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +128,7 @@ func TestKillTheLeaderStandbyTakesOver(t *testing.T) {
 	t.Logf("failover (lease TTL %s): median %s, max %s over %d runs", failoverLeaseTTL,
 		took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), len(took))
 	waitServing(t, l, "the last failover")
+	hp.finish(t)
 	l.finish()
 	l.verify()
 }

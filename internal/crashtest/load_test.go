@@ -55,7 +55,7 @@ type load struct {
 	mu                           sync.Mutex
 	approved                     map[string]string // reservation ID -> customer, as clients saw approved
 	keys                         map[string]bool   // idempotency key -> a reply was seen (false: outcome unknown)
-	approvals                    []time.Time       // when each approval reached its client
+	approvals                    []approval        // in the order they reached their clients
 	ok, refused, failed, retried int
 	hist                         []porcupine.Operation // every call and what it was told, for the linearizability check
 	start                        time.Time
@@ -164,7 +164,7 @@ func (l *load) worker(c *client.Client, w int) {
 		l.mu.Lock()
 		l.ok++
 		l.approved[r.ReservationID] = cid
-		l.approvals = append(l.approvals, time.Now())
+		l.approvals = append(l.approvals, approval{call: call, at: time.Now()})
 		l.mu.Unlock()
 		if rng.Float64() < loadRetryShare {
 			again, err := c.Preflight(ctx, cid, req)
@@ -247,16 +247,25 @@ func (l *load) finish() {
 		l.ok, l.retried, l.refused, l.failed, len(l.keys))
 }
 
-// firstApprovalAfter waits for the first approval a client received after
-// t0 and returns how long after t0 it came.
+// approval is one preflight a client saw approved: when it called, and
+// when the reply came.
+type approval struct{ call, at time.Time }
+
+// firstApprovalAfter waits for the first approval of a call made after t0
+// and returns how long after t0 it came. A call made before t0 may have
+// been answered just before (a reply still on the wire when its writer
+// was killed), so it does not count.
 func (l *load) firstApprovalAfter(t0 time.Time, within time.Duration) (time.Duration, bool) {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		l.mu.Lock()
-		i := sort.Search(len(l.approvals), func(i int) bool { return l.approvals[i].After(t0) })
+		i := sort.Search(len(l.approvals), func(i int) bool { return l.approvals[i].at.After(t0) })
 		var at time.Time
-		if i < len(l.approvals) {
-			at = l.approvals[i]
+		for ; i < len(l.approvals); i++ {
+			if l.approvals[i].call.After(t0) {
+				at = l.approvals[i].at
+				break
+			}
 		}
 		l.mu.Unlock()
 		if !at.IsZero() {

@@ -259,13 +259,14 @@ type service struct {
 	instance string
 }
 
-// startService starts `agentbill serve` against the cluster.
-func startService(t *testing.T, c *cluster, instance string, replicas int, leaseTTL time.Duration) *service {
+// startService starts `agentbill serve` against the cluster, with extra
+// flags (--http ...) if given.
+func startService(t *testing.T, c *cluster, instance string, replicas int, leaseTTL time.Duration, extra ...string) *service {
 	t.Helper()
 	bin, _ := binaries(t)
 	s := &service{instance: instance, proc: proc{name: instance, bin: bin, log: filepath.Join(t.TempDir(), instance+".log"),
-		args: []string{"serve", "--nats-url", c.urls(), "--instance", instance, "--replicas", strconv.Itoa(replicas),
-			"--default-budget", "none", "--lease-ttl", leaseTTL.String()}}}
+		args: append([]string{"serve", "--nats-url", c.urls(), "--instance", instance, "--replicas", strconv.Itoa(replicas),
+			"--default-budget", "none", "--lease-ttl", leaseTTL.String()}, extra...)}}
 	s.start(t)
 	t.Cleanup(func() { s.signal(t, syscall.SIGTERM) })
 	return s
