@@ -133,6 +133,51 @@ func TestKillTheLeaderStandbyTakesOver(t *testing.T) {
 	l.verify()
 }
 
+// The leader is paused (SIGSTOP) under load, long enough for the standby
+// to take over, then resumed: it wakes up believing it leads, with
+// decisions in flight. The takeover commit has moved the fence, so nothing
+// it decided on its stale state can land; it must step down and follow.
+// The checks after the load show the log stayed one serial history.
+func TestPausedLeaderIsFencedOff(t *testing.T) {
+	c := startCluster(t, 1)
+	svcs := []*service{startService(t, c, "svc-a", 1, fastLeaseTTL), startService(t, c, "svc-b", 1, fastLeaseTTL)}
+	l := startLoad(t, c.urls())
+	js, err := jetstream.New(connect(t, c.urls(), "lease-reader"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rounds(3, 1) {
+		waitServing(t, l, "the paused leader's step-down")
+		time.Sleep(randomDelay())
+		holder := leaseHolder(context.Background(), js)
+		leader := slices.IndexFunc(svcs, func(s *service) bool { return s.instance == holder })
+		if leader < 0 {
+			t.Fatalf("lease held by %q, not by a service", holder)
+		}
+		old := svcs[leader]
+		old.pause(t)
+		paused := time.Now()
+		if _, ok := l.firstApprovalAfter(paused, stableTimeout); !ok {
+			old.resume(t)
+			t.Fatalf("no approval within %s of pausing %s", stableTimeout, holder)
+		}
+		waitServing(t, l, "the takeover")
+		old.resume(t)
+		deadline := time.Now().Add(stableTimeout)
+		line, ok := old.loggedAfter("stepping down", paused)
+		for ; !ok; line, ok = old.loggedAfter("stepping down", paused) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s resumed but never stepped down:\n%s", holder, old.tail())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("round %d: %s paused %s; on resuming: %s", i+1, holder, time.Since(paused).Round(time.Millisecond), line)
+	}
+	waitServing(t, l, "the last step-down")
+	l.finish()
+	l.verify()
+}
+
 // One of three NATS nodes (R3) is killed under load and restarted: in
 // turn the node that leads the ledger stream and one that follows it. The
 // gap is from the kill to the next approval a client receives.

@@ -2,7 +2,6 @@ package crashtest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -129,6 +128,24 @@ func (p *proc) signal(t *testing.T, sig syscall.Signal) {
 	p.mu.Lock()
 	p.cmd = nil
 	p.mu.Unlock()
+}
+
+// pause stops the process (SIGSTOP) without ending it, as a long GC pause,
+// a frozen VM or a stalled disk would; resume lets it run on (SIGCONT).
+func (p *proc) pause(t *testing.T)  { p.raw(t, syscall.SIGSTOP) }
+func (p *proc) resume(t *testing.T) { p.raw(t, syscall.SIGCONT) }
+
+func (p *proc) raw(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		t.Fatalf("%s is not running", p.name)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("%s: %v: %v", p.name, sig, err)
+	}
 }
 
 // kill is kill -9: no shutdown, no flush, nothing released.
@@ -292,18 +309,22 @@ func leaseHolder(ctx context.Context, js jetstream.JetStream) string {
 	return inst
 }
 
-// logged reports whether the process's output has a line containing s.
-func (p *proc) logged(s string) bool {
+// loggedAfter returns the first line the process logged at or after t0
+// that contains s (serve's log lines start with time=<RFC 3339>).
+func (p *proc) loggedAfter(s string, t0 time.Time) (string, bool) {
 	f, err := os.Open(p.log)
 	if err != nil {
-		return false
+		return "", false
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if bytes.Contains(sc.Bytes(), []byte(s)) {
-			return true
+		line := sc.Text()
+		ts, _, ok := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if ok && err == nil && !at.Before(t0) && strings.Contains(line, s) {
+			return line, true
 		}
 	}
-	return false
+	return "", false
 }
