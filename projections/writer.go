@@ -344,12 +344,7 @@ func (w *Writer) receive(m *nats.Msg) {
 	}
 	subject := m.Subject
 	if w.partitioned() {
-		var p int
-		subject, p, _ = events.UnmapPartition(subject)
-		if p != w.cfg.Partition {
-			w.respondErr(m, ledger.Errorf(ledger.CodeInternal, "request for partition %d reached partition %d", p, w.cfg.Partition))
-			return
-		}
+		subject, _, _ = events.UnmapPartition(subject) // subscribed to this partition's only
 	}
 	cmd, err := DecodeRequest(subject, m.Data)
 	if err != nil {
