@@ -260,7 +260,17 @@ func (w *Writer) requestSubjects() []string {
 // lease is lost (lost) or an append fails (both returned as errors: the
 // caller rebuilds and competes again).
 func (w *Writer) lead(ctx context.Context, lost <-chan error) error {
+	// Anything still queued was received in an earlier term as leader,
+	// and its client has retried since: it must not be decided now.
+	w.refuseQueued()
 	subs := make([]*nats.Subscription, 0, 2)
+	defer func() {
+		w.ready.Store(false)
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+		w.refuseQueued() // their clients retry at once, elsewhere
+	}()
 	for _, subj := range w.requestSubjects() {
 		sub, err := w.nc.Subscribe(subj, w.receive)
 		if err != nil {
@@ -271,16 +281,23 @@ func (w *Writer) lead(ctx context.Context, lost <-chan error) error {
 		_ = sub.SetPendingLimits(RequestQueueMax, RequestQueueMax*RequestBytesMax/16)
 		subs = append(subs, sub)
 	}
-	defer func() {
-		for _, s := range subs {
-			_ = s.Unsubscribe()
-		}
-	}()
 	w.ready.Store(true)
 	w.role.Store(RoleLeader)
-	defer w.ready.Store(false)
 	w.log.Info("writer serving", "writer", w.cfg.Name, "last_seq", w.lastSeq, "customers", w.state.Customers())
 	return w.loop(ctx, lost)
+}
+
+// refuseQueued answers every request queued and not yet decided with
+// unavailable.
+func (w *Writer) refuseQueued() {
+	for {
+		select {
+		case p := <-w.in:
+			w.respondErr(p.msg, ledger.Errorf(ledger.CodeUnavailable, "this writer is not serving; retry"))
+		default:
+			return
+		}
+	}
 }
 
 // setup ensures the stream and rebuilds the state, retrying with backoff
