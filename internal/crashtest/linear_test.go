@@ -125,6 +125,13 @@ func step(s budget, in opIn, out opOut) []any {
 	if out.unknown {
 		return []any{s, next}
 	}
+	if in.kind == opTopUp {
+		// A top-up answers with the customer's status, and a retried one
+		// (same key) with the status when the retry is answered (README,
+		// "Duplicates return the first reply"), after whatever happened
+		// in between: its effect is checked, its reply is not.
+		return []any{next}
+	}
 	if out.remaining != next.rem {
 		return nil
 	}
@@ -195,6 +202,12 @@ func TestBudgetModelCatchesViolations(t *testing.T) {
 		{"a release that returned too much", []porcupine.Operation{
 			op(0, 10, pf(10), approved("a", 50)),
 			op(20, 30, opIn{kind: opRelease, cid: "c", resID: "a"}, opOut{remaining: 70})}, porcupine.Illegal},
+		{"a top-up's effect is checked, though its reply is not", []porcupine.Operation{
+			op(0, 10, opIn{kind: opTopUp, cid: "c", units: 25}, opOut{remaining: 1000}),
+			op(20, 30, pf(90), approved("a", -5))}, porcupine.Illegal},
+		{"a retried top-up may report a later status", []porcupine.Operation{
+			op(0, 40, opIn{kind: opTopUp, cid: "c", units: 25}, opOut{remaining: 75}),
+			op(10, 20, pf(10), approved("a", 75))}, porcupine.Ok},
 		{"an unknown outcome may or may not have happened", []porcupine.Operation{
 			op(0, 100, pf(50), opOut{unknown: true}), op(20, 30, pf(20), opOut{remaining: 10})}, porcupine.Ok},
 	} {
