@@ -118,6 +118,17 @@ func (m *Metrics) Watch(src Source, now func() time.Time) {
 	m.reg.MustRegister(&stateCollector{src: src, now: now})
 }
 
+// WatchFollower adds agentbill_dashboard_sequence, read from seq at every
+// scrape: the last sequence the dashboard's log follower has applied.
+// Its distance to agentbill_stream_last_sequence is how far the dashboard
+// lags the ledger. Call it once.
+func (m *Metrics) WatchFollower(seq func() uint64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "agentbill_dashboard_sequence",
+		Help: "The last stream sequence the dashboard's log follower has applied; it lags agentbill_stream_last_sequence by what the dashboard does not show yet.",
+	}, func() float64 { return float64(seq()) }))
+}
+
 // Handler serves the metrics in Prometheus' text format.
 func (m *Metrics) Handler() http.Handler { return m.handler }
 

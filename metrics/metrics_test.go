@@ -98,6 +98,11 @@ func TestMetricsAfterScriptedRequests(t *testing.T) {
 	m := metrics.New(nil)
 	w := testenv.StartWriter(t, srv, nil, nil, func(c *projections.Config) { c.Observer = m })
 	m.Watch(w.Writer, nil)
+	follower := projections.NewFollower(projections.FollowerConfig{JS: testenv.JetStream(t, testenv.Connect(t, srv))})
+	fctx, stopFollower := context.WithCancel(context.Background())
+	t.Cleanup(stopFollower)
+	go func() { _ = follower.Run(fctx) }()
+	m.WatchFollower(follower.Seq)
 	hs := httptest.NewServer(m.Handler())
 	t.Cleanup(hs.Close)
 
@@ -169,5 +174,16 @@ func TestMetricsAfterScriptedRequests(t *testing.T) {
 	}
 	if n := testenv.CountType(evs, "acme", events.TypeDenied); n != 1 {
 		t.Errorf("denied events in the log: %d, want 1", n)
+	}
+
+	// The dashboard's follower catches up with the log, and the gauge
+	// says how far it has got.
+	for deadline := time.Now().Add(testTimeout); follower.Seq() < last; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("follower at %d, log at %d", follower.Seq(), last)
+		}
+	}
+	if got := value(scrape(t, hs.URL), "agentbill_dashboard_sequence"); got != float64(last) {
+		t.Errorf("agentbill_dashboard_sequence: got %v, want %d", got, last)
 	}
 }

@@ -132,6 +132,7 @@ func newGateway(ctx context.Context, cfg serveConfig, nc *nats.Conn, w *projecti
 	fctx, stopFollower := context.WithCancel(ctx)
 	follower := projections.NewFollower(projections.FollowerConfig{JS: js, Logger: log})
 	go func() { _ = follower.Run(fctx) }()
+	m.WatchFollower(follower.Seq)
 	dash, err := dashboard.New(dashboard.Config{Conn: nc, JS: js, Keys: store, Ledger: follower, Logger: log})
 	if err != nil {
 		stopFollower()
