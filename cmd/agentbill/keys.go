@@ -36,6 +36,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	nf := addNATSFlags(fs, true)
 	jsonOut := fs.Bool("json", false, "print JSON")
+	replicas := fs.Int("replicas", 1, "replicas of the key bucket if this creates it: 3 on a JetStream cluster (serve --http creates it with serve's --replicas)")
 	var role, customer, name *string
 	switch sub {
 	case "create":
@@ -59,6 +60,10 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stderr, "agentbill keys %s: wrong arguments %q\n", sub, positional)
 		return errUsage
 	}
+	if *replicas != 1 && *replicas != 3 {
+		fmt.Fprintf(stderr, "agentbill keys: --replicas %d: use 1, or 3 on a cluster\n", *replicas)
+		return errUsage
+	}
 	if sub == "create" && *role == "" {
 		fmt.Fprintln(stderr, "agentbill keys create: --role agent|admin|auditor is required")
 		return errUsage
@@ -71,7 +76,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer nc.Close()
-	store, err := keys.Open(ctx, nc, keys.Options{})
+	store, err := keys.Open(ctx, nc, keys.Options{Replicas: *replicas})
 	if err != nil {
 		return err
 	}

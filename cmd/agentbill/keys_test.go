@@ -151,3 +151,27 @@ func TestServeRejectsBadHTTPAddr(t *testing.T) {
 		}
 	}
 }
+
+// Bad serve and keys flags for HA and partitions are usage errors (exit 2)
+// that name the flag, before anything connects.
+func TestHAFlagsRejectBadValues(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"keys", "list", "--replicas", "2"}, "--replicas"},
+		{[]string{"serve", "--partitions", "0"}, "--partitions"},
+		{[]string{"serve", "--partitions", "4", "--partition", "4"}, "--partition"},
+		{[]string{"serve", "--lease-ttl", "10ms"}, "--lease-ttl"},
+		{[]string{"serve", "--instance", ""}, "--instance"},
+		{[]string{"serve", "--commits-in-flight", "0"}, "--commits-in-flight"},
+		{[]string{"serve", "--partitions", "2", "--commits-in-flight", "4"}, "--commits-in-flight"},
+		{[]string{"serve", "--log-format", "xml"}, "--log-format"},
+	} {
+		out, err := exec.Command(binary, c.args...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), c.flag) {
+			t.Errorf("%v: %v, want exit 2 naming %s\n%s", c.args, err, c.flag, out)
+		}
+	}
+}

@@ -47,7 +47,7 @@ Usage:
                       [--threshold 0.8 ...] [--upgrade-url URL] [--agent-limit A=N ...] [--json]
   agentbill topup     --customer C --units N [--note TEXT] [--json]
   agentbill watch     [--customer C] [--denied] [--json]
-  agentbill keys create --role agent|admin|auditor [--customer C] [--name N] [--json]
+  agentbill keys create --role agent|admin|auditor [--customer C] [--name N] [--replicas 1|3] [--json]
   agentbill keys list [--json]
   agentbill keys revoke ID [--json]
   agentbill audit     --customer C [--from T] [--to T] [--format table|json|csv]
