@@ -116,17 +116,15 @@ func PartitionWildcards(i int) []string {
 }
 
 // UnmapPartition returns the request subject a partitioned subject was
-// mapped from, and the partition in it; ok is false if subject is not
-// partitioned.
-func UnmapPartition(subject string) (orig string, partition int, ok bool) {
+// mapped from (agentbill.p.<I>.v1... -> agentbill.v1...); any other
+// subject unchanged.
+func UnmapPartition(subject string) string {
 	rest, ok := strings.CutPrefix(subject, PartitionPrefix)
 	if !ok {
-		return subject, 0, false
+		return subject
 	}
-	num, rest, found := strings.Cut(rest, ".")
-	p, err := strconv.Atoi(num)
-	if !found || err != nil || p < 0 || p >= PartitionsMax {
-		return subject, 0, false
+	if _, rest, ok = strings.Cut(rest, "."); !ok {
+		return subject
 	}
-	return "agentbill." + rest, p, true
+	return "agentbill." + rest
 }

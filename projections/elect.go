@@ -91,8 +91,8 @@ func (w *Writer) runElected(ctx context.Context) error {
 // they arrive, and polls the lease; it returns nil once this writer holds
 // the lease, with the state caught up to what it has received.
 func (w *Writer) follow(ctx context.Context, l *lease) error {
-	if ok, err := l.tryAcquire(ctx); ok || err != nil && ctx.Err() != nil {
-		return ctx.Err()
+	if ok, _ := l.tryAcquire(ctx); ok { // an error: the polls below try again
+		return nil
 	}
 	msgs, stop, err := tail(ctx, w.js, w.logFilter(), w.lastSeq+1)
 	if err != nil {

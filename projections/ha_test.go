@@ -17,8 +17,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// testLeaseTTL keeps failovers in these tests short.
-const testLeaseTTL = time.Second
+// testLeaseTTL keeps failovers in these tests short; roleTimeout bounds
+// waiting for a writer to lead or stand by.
+const (
+	testLeaseTTL = time.Second
+	roleTimeout  = 10 * time.Second
+)
 
 // elected is a writer started with a lease on its own two connections,
 // which crash() closes without a word, as a killed process would.
@@ -60,6 +64,16 @@ func (e *elected) crash() {
 	<-e.done
 }
 
+// startPair starts a leader, a, and once it leads, a standby, b.
+func startPair(t *testing.T, s *testenv.Server) (a, b *elected) {
+	t.Helper()
+	a = startElected(t, s, "a")
+	waitRole(t, a.Writer, projections.RoleLeader, roleTimeout)
+	b = startElected(t, s, "b")
+	waitRole(t, b.Writer, projections.RoleStandby, roleTimeout)
+	return a, b
+}
+
 func waitRole(t *testing.T, w *projections.Writer, role string, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -79,10 +93,7 @@ func waitRole(t *testing.T, w *projections.Writer, role string, within time.Dura
 // might still try to append.
 func TestStandbyTakesOverWhenTheLeaderDies(t *testing.T) {
 	s := testenv.StartServer(t, "")
-	a := startElected(t, s, "a")
-	waitRole(t, a.Writer, projections.RoleLeader, 10*time.Second)
-	b := startElected(t, s, "b")
-	waitRole(t, b.Writer, projections.RoleStandby, 10*time.Second)
+	a, b := startPair(t, s)
 	c := testenv.Client(t, s)
 	ctx := context.Background()
 
@@ -161,13 +172,10 @@ func TestStandbyTakesOverWhenTheLeaderDies(t *testing.T) {
 // A leader stopped cleanly hands over at once: it releases its lease.
 func TestCleanStopReleasesTheLease(t *testing.T) {
 	s := testenv.StartServer(t, "")
-	a := startElected(t, s, "a")
-	waitRole(t, a.Writer, projections.RoleLeader, 10*time.Second)
-	b := startElected(t, s, "b")
-	waitRole(t, b.Writer, projections.RoleStandby, 10*time.Second)
+	a, b := startPair(t, s)
 	a.cancel()
 	<-a.done
-	took := waitRole(t, b.Writer, projections.RoleLeader, 10*time.Second)
+	took := waitRole(t, b.Writer, projections.RoleLeader, roleTimeout)
 	if took >= testLeaseTTL {
 		t.Errorf("takeover after a clean stop took %s, want under the TTL %s", took, testLeaseTTL)
 	}
@@ -269,7 +277,7 @@ func TestPartitionsAreFencedIndependently(t *testing.T) {
 func TestDeposedLeaderStepsDown(t *testing.T) {
 	s := testenv.StartServer(t, "")
 	a := startElected(t, s, "a")
-	waitRole(t, a.Writer, projections.RoleLeader, 10*time.Second)
+	waitRole(t, a.Writer, projections.RoleLeader, roleTimeout)
 	c := testenv.Client(t, s)
 	preflight(t, c, "u", "x", "10")
 	ctx := context.Background()

@@ -361,7 +361,7 @@ func (w *Writer) receive(m *nats.Msg) {
 	}
 	subject := m.Subject
 	if w.partitioned() {
-		subject, _, _ = events.UnmapPartition(subject) // subscribed to this partition's only
+		subject = events.UnmapPartition(subject) // subscribed to this partition's only
 	}
 	cmd, err := DecodeRequest(subject, m.Data)
 	if err != nil {
