@@ -49,10 +49,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fctx, stop := context.WithCancel(context.Background())
-	t.Cleanup(stop)
-	f := projections.NewFollower(projections.FollowerConfig{JS: testenv.JetStream(t, gc)})
-	go func() { _ = f.Run(fctx) }()
+	f := testenv.StartFollower(t, srv)
 	d, err := dashboard.New(dashboard.Config{Conn: gc, JS: testenv.JetStream(t, gc), Keys: store, Ledger: f, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)

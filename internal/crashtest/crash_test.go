@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -20,6 +21,12 @@ import (
 //
 // Without it each scenario runs a short variant in the normal suite.
 var full = flag.Bool("crash.full", false, "run the crash scenarios at full length (20 writer kills, 5 failovers, ...)")
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.RemoveBinaries()
+	os.Exit(code)
+}
 
 // rounds returns the full or the short count.
 func rounds(fullN, shortN int) int {

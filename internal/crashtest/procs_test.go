@@ -32,43 +32,13 @@ const (
 	logTailLines = 40
 )
 
-// bins are the binaries under test, built once for the package.
-var bins struct {
-	once               sync.Once
-	agentbill, natsSrv string
-	err                error
-}
-
-// binaries returns the agentbill and nats-server binaries: $AGENTBILL_BIN
-// and $AGENTBILL_NATS_SERVER_BIN if set (scripts/test.sh builds both),
-// otherwise built here from this module and the nats-server module.
+// binaries returns the agentbill and nats-server binaries: prebuilt ones
+// named by the environment (scripts/test.sh builds both), otherwise built
+// once for the package (testenv.Binary).
 func binaries(t *testing.T) (agentbill, natsServer string) {
 	t.Helper()
-	bins.once.Do(func() {
-		dir, err := os.MkdirTemp("", "agentbill-crashtest-bin")
-		if err != nil {
-			bins.err = err
-			return
-		}
-		bins.agentbill, bins.natsSrv = os.Getenv("AGENTBILL_BIN"), os.Getenv("AGENTBILL_NATS_SERVER_BIN")
-		for _, b := range []struct {
-			path *string
-			pkg  string
-		}{{&bins.agentbill, "github.com/agentbill/agentbill/cmd/agentbill"}, {&bins.natsSrv, "github.com/nats-io/nats-server/v2"}} {
-			if *b.path != "" {
-				continue
-			}
-			*b.path = filepath.Join(dir, filepath.Base(b.pkg))
-			if out, err := exec.Command("go", "build", "-o", *b.path, b.pkg).CombinedOutput(); err != nil {
-				bins.err = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
-				return
-			}
-		}
-	})
-	if bins.err != nil {
-		t.Fatal(bins.err)
-	}
-	return bins.agentbill, bins.natsSrv
+	return testenv.Binary(t, testenv.AgentBillBinEnv, testenv.AgentBillPkg),
+		testenv.Binary(t, testenv.NATSServerBinEnv, testenv.NATSServerPkg)
 }
 
 // proc is one subprocess, restartable with the same command line.

@@ -8,7 +8,6 @@ package deploytest
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,10 +15,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,13 +34,10 @@ import (
 const (
 	natsConfPath = "../../nats.conf"
 	composePath  = "../../docker-compose.yml"
-	// natsServerPkg is the main package of the nats-server go.mod requires.
-	natsServerPkg = "github.com/nats-io/nats-server/v2"
 )
 
 // Every wait is bounded.
 const (
-	buildTimeout       = 3 * time.Minute // a cold build cache compiles the server
 	serverReadyTimeout = 15 * time.Second
 	processExitTimeout = 10 * time.Second
 	writerReadyTimeout = 20 * time.Second
@@ -61,9 +55,7 @@ var t0 = time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
 func TestMain(m *testing.M) {
 	setPasswords()
 	code := m.Run()
-	if built.dir != "" {
-		_ = os.RemoveAll(built.dir)
-	}
+	testenv.RemoveBinaries()
 	os.Exit(code)
 }
 
@@ -298,46 +290,10 @@ func jsonOf(t *testing.T, v any) string {
 	return string(b)
 }
 
-// built is the nats-server binary, built once for the whole package.
-var built struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
-
-// natsServerBinary builds the standalone nats-server from the module cache
-// (the version go.mod requires) on first use and returns its path.
+// natsServerBinary is the standalone nats-server of the version go.mod
+// requires, built from the module cache once for the package.
 func natsServerBinary(t *testing.T) string {
-	t.Helper()
-	built.once.Do(func() {
-		if bin := os.Getenv("AGENTBILL_NATS_SERVER_BIN"); bin != "" {
-			built.path = bin // scripts/test.sh builds it once for every package
-			return
-		}
-		built.dir, built.err = os.MkdirTemp("", "agentbill-deploytest-")
-		if built.err != nil {
-			return
-		}
-		name := "nats-server"
-		if runtime.GOOS == "windows" {
-			name += ".exe"
-		}
-		bin := filepath.Join(built.dir, name)
-		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-		defer cancel()
-		// go test puts its own GOROOT/bin first on PATH.
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, natsServerPkg).CombinedOutput()
-		if err != nil {
-			built.err = fmt.Errorf("go build %s: %v\n%s", natsServerPkg, err, out)
-			return
-		}
-		built.path = bin
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.path
+	return testenv.Binary(t, testenv.NATSServerBinEnv, testenv.NATSServerPkg)
 }
 
 var (

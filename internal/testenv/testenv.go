@@ -206,3 +206,15 @@ func FreePort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// StartFollower starts a read-side follower of s's log on its own
+// connection, until the test ends.
+func StartFollower(t testing.TB, s *Server) *projections.Follower {
+	t.Helper()
+	f := projections.NewFollower(projections.FollowerConfig{JS: JetStream(t, Connect(t, s))})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = f.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return f
+}
