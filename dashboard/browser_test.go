@@ -145,6 +145,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	if history != 5 {
 		t.Fatalf("acme's history shows %d events, want 5", history)
 	}
+	stats, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](readStats))
+	if err != nil {
+		t.Fatalf("customer page: %v", err)
+	}
+	if want := []string{"Limit 100", "Used 55", "Reserved 30", "Remaining 15", "Open holds 1", "Thresholds 80%"}; !slices.Equal(stats, want) {
+		t.Fatalf("acme's figures read %q, want %q", stats, want)
+	}
 	shoot(ctx, t, "dashboard-customer.png")
 
 	// The same page in dark mode (the page follows the system's scheme).
@@ -154,6 +161,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	shoot(ctx, t, "dashboard-customer-dark.png")
 }
+
+// readStats is the customer page's figures, "name value" each.
+const readStats = `Array.from(document.querySelectorAll('#d-stats .stat')).map(s => s.querySelector('.k').textContent + ' ' + s.querySelector('.v').textContent)`
 
 // readIDs is the customer column, top to bottom.
 const readIDs = `Array.from(document.querySelectorAll('#customers tbody tr')).map(tr => tr.dataset.id)`

@@ -154,6 +154,17 @@ function setupTable() {
 
 // ---------- customer page ----------
 
+// percent writes a threshold, an exact decimal fraction of the limit such
+// as "0.8" or "0.075", as a percentage ("80%", "7.5%") by moving its decimal
+// point, so no floating point rounding shows.
+function percent(fraction) {
+  const [whole, frac = ''] = fraction.split('.');
+  const digits = frac + '00';
+  const int = (whole + digits.slice(0, 2)).replace(/^0+(?=\d)/, '');
+  const rest = digits.slice(2).replace(/0+$/, '');
+  return `${int}${rest ? '.' + rest : ''}%`;
+}
+
 function stat(k, v, cls) {
   return el('div', { class: `stat ${cls || ''}` }, el('div', { class: 'k', text: k }), el('div', { class: 'v', text: v }));
 }
@@ -172,7 +183,7 @@ async function loadDetail(id) {
   $('#d-stats').replaceChildren(
     stat('Limit', c.limit), stat('Used', c.used), stat('Reserved', c.reserved),
     stat('Remaining', c.remaining, `lvl-${c.level}`), stat('Open holds', String(c.open_reservations)),
-    stat('Thresholds', p.thresholds.length ? p.thresholds.join(', ') : '—'));
+    stat('Thresholds', p.thresholds.length ? p.thresholds.map(percent).join(', ') : '—'));
   $('#d-chart').replaceChildren(chart(p));
   const agents = Object.entries(p.agents).sort((a, b) => a[0].localeCompare(b[0]));
   $('#d-agents tbody').replaceChildren(...(agents.length ? agents.map(([a, s]) => el('tr', {},
