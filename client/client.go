@@ -88,9 +88,7 @@ func (c *Client) Record(ctx context.Context, customerID string, req ledger.Recor
 
 // Release gives a reservation's hold back.
 func (c *Client) Release(ctx context.Context, customerID, reservationID string) (*ledger.ReleaseReply, error) {
-	req := ledger.ReleaseRequest{ReservationID: reservationID, IdempotencyKey: NewIdempotencyKey()}
-	var out ledger.ReleaseReply
-	return &out, c.call(ctx, events.OpRelease, customerID, &req, &out)
+	return c.ReleaseWith(ctx, customerID, ledger.ReleaseRequest{ReservationID: reservationID})
 }
 
 // ReleaseWith is Release with the caller's whole request, so a caller that
@@ -115,9 +113,7 @@ func (c *Client) ExtendWith(ctx context.Context, customerID string, req ledger.E
 
 // Extend pushes a reservation's deadline to now + ttl.
 func (c *Client) Extend(ctx context.Context, customerID, reservationID string, ttl time.Duration) (*ledger.ExtendReply, error) {
-	req := ledger.ExtendRequest{ReservationID: reservationID, TTL: ttl.String(), IdempotencyKey: NewIdempotencyKey()}
-	var out ledger.ExtendReply
-	return &out, c.call(ctx, events.OpExtend, customerID, &req, &out)
+	return c.ExtendWith(ctx, customerID, ledger.ExtendRequest{ReservationID: reservationID, TTL: ttl.String()})
 }
 
 // Status returns the customer's position.
