@@ -54,9 +54,6 @@ const (
 	RoleAuditor Role = "auditor"
 )
 
-// Roles lists every role, in a stable order.
-var Roles = []Role{RoleAgent, RoleAdmin, RoleAuditor}
-
 // Action is a class of operation a key may be granted.
 type Action string
 
