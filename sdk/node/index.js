@@ -109,33 +109,9 @@ function amount(name, v) {
     if (Number.isInteger(v) && !Number.isSafeInteger(v)) {
       throw new RangeError(`${name} ${v} is beyond 2^53 and not exact as a number: pass it as a string`);
     }
-    return new RawNumber(JSON.stringify(v));
+    return v; // JSON.stringify writes the shortest text that reads back as v
   }
   throw new TypeError(`${name} must be a number, a string holding a decimal, or a bigint, not ${typeof v}`);
-}
-
-// RawNumber is an amount sent as a JSON number, written as JavaScript
-// writes it (the shortest text that reads back as the same double).
-class RawNumber {
-  constructor(text) {
-    this.text = text;
-  }
-}
-
-// encode writes body as JSON with each RawNumber as a bare JSON number. The
-// placeholder carries a fresh random tag, so no string in the body (in
-// metadata, say) can be mistaken for one.
-function encode(body) {
-  const tag = randomUUID();
-  const marks = [];
-  const json = JSON.stringify(body, (_k, v) => {
-    if (v instanceof RawNumber) {
-      marks.push(v.text);
-      return `${tag}:${marks.length - 1}`;
-    }
-    return v;
-  });
-  return json.replace(new RegExp(`"${tag}:(\\d+)"`, 'g'), (_m, i) => marks[Number(i)]);
 }
 
 // parseExact parses a reply keeping every number as its text, so amounts
@@ -394,7 +370,7 @@ export class AgentBillClient {
   /** Sends one request, retrying 503 and no answer with the same body. */
   async request(method, path, body) {
     const headers = { Authorization: `Bearer ${this.apiKey}`, Accept: 'application/json', 'User-Agent': `agentbill-node/${VERSION}` };
-    const data = body === undefined ? undefined : encode(body);
+    const data = body === undefined ? undefined : JSON.stringify(body);
     if (data !== undefined) headers['Content-Type'] = 'application/json';
     let backoff = BACKOFF_MIN_MS;
     for (let attempt = 0; ; attempt++) {
