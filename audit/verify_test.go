@@ -118,8 +118,8 @@ func TestVerifyStateMatchesLiveUnderTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Mismatches) > 0 || rep.Customers != 20 || rep.Compared+len(rep.Unsettled) != 20 {
-		t.Fatalf("report %+v, want 20 customers and no mismatch", rep)
+	if len(rep.Mismatches) > 0 || rep.Customers != 20 || rep.Compared+len(rep.Unsettled) != 20 || rep.Compared == 0 {
+		t.Fatalf("report %+v, want 20 customers, some compared, and no mismatch", rep)
 	}
 }
 
