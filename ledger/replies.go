@@ -94,11 +94,7 @@ type StatusReply struct {
 
 // replyOf builds the reply a request got from the event that answered it.
 func replyOf(s *State, e *events.Envelope) Reply {
-	period := PeriodNone
-	if c := s.customers[e.CustomerID]; c != nil {
-		period = c.Period
-	}
-	return replyFor(e.ID, e.Data, period)
+	return replyFor(e.ID, e.Data, s.periodOf(e.CustomerID))
 }
 
 // replyFor builds the reply of an event, given the customer's period kind
