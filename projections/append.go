@@ -53,29 +53,39 @@ func (f fence) header() (string, string) {
 	return jetstream.ExpectedLastSeqHeader, strconv.FormatUint(f.seq, 10)
 }
 
-// publishCommit sends one commit message, fenced: it carries
+// next reports whether a commit fenced by f stored at seq is the one the
+// fence allows: exactly the next sequence (a partition's: any later one).
+func (f fence) next(seq uint64) bool { return seq == f.seq+1 || f.subject && seq > f.seq }
+
+// commitMsg is one commit message, fenced: it carries
 // Nats-Expected-Last-Sequence = expect (or, for a partition,
 // Nats-Expected-Last-Subject-Sequence), so if anyone else appended since,
 // nothing is stored. It also carries the chain hash of the writer's
-// previous commit (events.ChainHeader). The ack (sent after fsync, with sync_interval: always)
-// arrives on ackSubject; checkAck reads it.
-func publishCommit(nc *nats.Conn, subject, id string, body []byte, expect fence, ackSubject, chainPrev string) error {
+// previous commit (events.ChainHeader).
+func commitMsg(subject, id string, body []byte, expect fence, chainPrev string) *nats.Msg {
 	m := nats.NewMsg(subject)
 	m.Data = body
-	m.Reply = ackSubject
 	m.Header.Set(jetstream.MsgIDHeader, id)
 	m.Header.Set(events.ChainHeader, chainPrev)
 	m.Header.Set(expect.header())
+	return m
+}
+
+// publishCommit sends one commit message (commitMsg). The ack (sent after
+// fsync, with sync_interval: always) arrives on ackSubject; checkAck
+// reads it.
+func publishCommit(nc *nats.Conn, subject, id string, body []byte, expect fence, ackSubject, chainPrev string) error {
+	m := commitMsg(subject, id, body, expect, chainPrev)
+	m.Reply = ackSubject
 	if err := nc.PublishMsg(m); err != nil {
 		return fmt.Errorf("%w: %v", ErrAppend, err)
 	}
 	return nil
 }
 
-// checkAck reads a commit's ack: it must report exactly the next sequence
-// (a partition's: any later one).
+// checkAck reads a commit's ack: it must report the sequence the fence
+// allows (fence.next).
 func checkAck(data []byte, f fence) (uint64, error) {
-	expect := f.seq
 	var ack pubAck
 	if err := json.Unmarshal(data, &ack); err != nil {
 		return 0, fmt.Errorf("%w: bad ack %q", ErrAppend, data)
@@ -83,8 +93,8 @@ func checkAck(data []byte, f fence) (uint64, error) {
 	if ack.Error != nil {
 		return 0, fmt.Errorf("%w: %w", ErrAppend, ack.Error)
 	}
-	if ack.Duplicate || ack.Sequence != expect+1 && !(f.subject && ack.Sequence > expect) {
-		return 0, fmt.Errorf("%w: ack says sequence %d (duplicate %v), expected %d", ErrAppend, ack.Sequence, ack.Duplicate, expect+1)
+	if ack.Duplicate || !f.next(ack.Sequence) {
+		return 0, fmt.Errorf("%w: ack says sequence %d (duplicate %v), expected %d", ErrAppend, ack.Sequence, ack.Duplicate, f.seq+1)
 	}
 	return ack.Sequence, nil
 }
@@ -92,16 +102,9 @@ func checkAck(data []byte, f fence) (uint64, error) {
 // ChainHead returns the chain hash of the last commit on a writer's
 // subject ("" if it has none yet): where the writer's next commit links.
 func ChainHead(ctx context.Context, js jetstream.JetStream, writer string) (string, error) {
-	st, err := js.Stream(ctx, events.StreamName)
-	if err != nil {
+	m, err := lastMsgOn(ctx, js, events.LogSubject(writer))
+	if m == nil || err != nil {
 		return "", err
-	}
-	m, err := st.GetLastMsgForSubject(ctx, events.LogSubject(writer))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("chain head of writer %s: %w", writer, err)
 	}
 	return events.ChainHash(m.Header.Get(events.ChainHeader), m.Data), nil
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/events"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -164,10 +163,10 @@ func (w *Writer) applyFollowed(m jetstream.Msg) error {
 	for _, e := range c.Events {
 		w.state.Apply(e)
 	}
-	w.lastSeq = md.Sequence.Stream
+	// Any writer's commit moves the fence, so the next snapshot names it.
+	w.lastSeq, w.snap.commit = md.Sequence.Stream, m.Headers().Get(jetstream.MsgIDHeader)
 	if m.Subject() == w.subject {
 		w.chainHead = events.ChainHash(m.Headers().Get(events.ChainHeader), m.Data())
-		w.snap.commit = c.ID
 	}
 	if c.At.After(w.lastNow) {
 		w.lastNow = c.At // the old leader's clock may run ahead of ours
@@ -191,7 +190,11 @@ func (w *Writer) takeover(ctx context.Context, l *lease) error {
 	if err != nil {
 		return fmt.Errorf("takeover: catch up: %w", err)
 	}
-	w.lastSeq = max(w.lastSeq, seq)
+	if seq > w.lastSeq {
+		// The catch-up read events, not headers: no snapshot until the
+		// next commit names one (as after a rebuild, restored).
+		w.lastSeq, w.snap.commit = seq, ""
+	}
 	if w.chainHead, err = ChainHead(ctx, w.js, w.cfg.Name); err != nil {
 		return fmt.Errorf("takeover: %w", err)
 	}
@@ -203,19 +206,16 @@ func (w *Writer) takeover(ctx context.Context, l *lease) error {
 	id := newEventID()
 	w.enc.Reset(id, w.cfg.Name, w.now())
 	body := w.enc.Bytes()
-	m := nats.NewMsg(w.subject)
-	m.Data = body
-	m.Header.Set(jetstream.MsgIDHeader, id)
-	m.Header.Set(events.ChainHeader, w.chainHead)
+	fence := w.fence(w.lastSeq)
+	m := commitMsg(w.subject, id, body, fence, w.chainHead)
 	m.Header.Set(TakeoverHeader, l.holder)
-	m.Header.Set(w.fence(w.lastSeq).header())
 	actx, cancel := context.WithTimeout(ctx, AppendTimeout)
 	defer cancel()
 	ack, err := w.js.PublishMsg(actx, m)
 	if err != nil {
 		return fmt.Errorf("takeover commit on sequence %d: %w", w.lastSeq, err)
 	}
-	if ack.Duplicate || ack.Sequence <= w.lastSeq {
+	if ack.Duplicate || !fence.next(ack.Sequence) {
 		return fmt.Errorf("%w: takeover commit acknowledged at sequence %d after %d", ErrAppend, ack.Sequence, w.lastSeq)
 	}
 	w.lastSeq, w.chainHead, w.snap.commit = ack.Sequence, events.ChainHash(w.chainHead, body), id

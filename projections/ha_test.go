@@ -108,6 +108,19 @@ func TestStandbyTakesOverWhenTheLeaderDies(t *testing.T) {
 
 	killed := time.Now()
 	a.crash()
+	waitRole(t, b.Writer, projections.RoleLeader, roleTimeout)
+	// Before anything else is appended, a commit fenced on the old
+	// leader's last sequence (what it would send next) is refused: only
+	// the takeover commit stands in its way.
+	js := testenv.JetStream(t, c.Conn())
+	stale := nats.NewMsg(events.LogSubject(events.WriterDefault))
+	stale.Data = []byte(`{"v":1,"id":"stale","writer":"0","at":"2026-01-01T00:00:00Z","events":[]}`)
+	stale.Header.Set(jetstream.ExpectedLastSeqHeader, fmt.Sprint(fenceBefore))
+	_, err = js.PublishMsg(ctx, stale)
+	var jsErr jetstream.JetStreamError
+	if !errors.As(err, &jsErr) || jsErr.APIError().ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
+		t.Fatalf("stale commit: %v, want wrong last sequence", err)
+	}
 	r, err := c.Preflight(ctx, "u", ledger.PreflightRequest{AgentID: "x", EstimatedUnits: testenv.Ptr(t, "40")})
 	failover := time.Since(killed)
 	if err != nil || !r.Approved {
@@ -131,9 +144,7 @@ func TestStandbyTakesOverWhenTheLeaderDies(t *testing.T) {
 		t.Errorf("reserved events = %d, want 3", n)
 	}
 
-	// The takeover commit is in the log, and a commit fenced on the old
-	// leader's last sequence (what it would send next) is refused.
-	js := testenv.JetStream(t, c.Conn())
+	// What refused the stale commit is the takeover commit.
 	st, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
 		t.Fatal(err)
@@ -144,14 +155,6 @@ func TestStandbyTakesOverWhenTheLeaderDies(t *testing.T) {
 	}
 	if m.Header.Get(projections.TakeoverHeader) == "" {
 		t.Fatalf("sequence %d is not a takeover commit (headers %v)", fenceBefore+1, m.Header)
-	}
-	stale := nats.NewMsg(events.LogSubject(events.WriterDefault))
-	stale.Data = []byte(`{"v":1,"id":"stale","writer":"0","at":"2026-01-01T00:00:00Z","events":[]}`)
-	stale.Header.Set(jetstream.ExpectedLastSeqHeader, fmt.Sprint(fenceBefore))
-	_, err = js.PublishMsg(ctx, stale)
-	var jsErr jetstream.JetStreamError
-	if !errors.As(err, &jsErr) || jsErr.APIError().ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
-		t.Fatalf("stale commit: %v, want wrong last sequence", err)
 	}
 
 	// The new leader's state is the log's.
@@ -313,5 +316,52 @@ func TestDeposedLeaderStepsDown(t *testing.T) {
 	}
 	if takeovers != 1 {
 		t.Errorf("%d takeover commits by a, want 1", takeovers)
+	}
+}
+
+// A standby that follows another writer's commit and then takes over a
+// released lease (no takeover commit) names that commit in its next
+// snapshot, so the snapshot is good: a writer started after it loads it
+// rather than refusing it and replaying the whole log.
+func TestSnapshotAfterFollowingAForeignCommit(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	a := startElected(t, s, "a", manualSnapshots(nil))
+	waitRole(t, a.Writer, projections.RoleLeader, roleTimeout)
+	b := startElected(t, s, "b", manualSnapshots(nil))
+	waitRole(t, b.Writer, projections.RoleStandby, roleTimeout)
+	c := testenv.Client(t, s)
+	preflight(t, c, "u", "x", "10")
+
+	// A commit by another writer, fenced on the end of the log as a
+	// writer's would be.
+	ctx := context.Background()
+	js := testenv.JetStream(t, c.Conn())
+	last := a.Stats().LastSeq.Load()
+	foreign := nats.NewMsg(events.LogSubject("7"))
+	foreign.Data = []byte(`{"v":1,"id":"foreign-1","writer":"7","at":"2026-01-01T00:00:00Z","events":[]}`)
+	foreign.Header.Set(jetstream.MsgIDHeader, "foreign-1")
+	foreign.Header.Set(jetstream.ExpectedLastSeqHeader, fmt.Sprint(last))
+	if _, err := js.PublishMsg(ctx, foreign); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return b.Stats().LastSeq.Load() == last+1 })
+
+	a.cancel() // a clean stop releases the lease: b takes it without a takeover commit
+	<-a.done
+	waitRole(t, b.Writer, projections.RoleLeader, roleTimeout)
+	saved := b.Stats().Snapshots.Saved.Load()
+	b.SnapshotNow()
+	waitFor(t, func() bool { return b.Stats().Snapshots.Saved.Load() > saved })
+	if got := b.Stats().Snapshots.SavedSeq.Load(); got != last+1 {
+		t.Fatalf("snapshot at sequence %d, want %d (the foreign commit)", got, last+1)
+	}
+	b.cancel()
+	<-b.done
+
+	w := testenv.StartWriter(t, s, nil, nil, manualSnapshots(nil))
+	defer w.Stop(t)
+	st := &w.Stats().Snapshots
+	if st.Rejected.Load() != 0 || st.LoadedSeq.Load() != last+1 {
+		t.Errorf("restart refused %d snapshots and started from sequence %d; want 0 and %d", st.Rejected.Load(), st.LoadedSeq.Load(), last+1)
 	}
 }

@@ -56,16 +56,18 @@ const (
 // parallel and handed to fn strictly in log order. It returns the last
 // sequence read.
 func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn func(seq uint64, e *events.Envelope) error) (uint64, error) {
-	last, err := LastSequence(ctx, js)
+	filter, last, err := events.LogSubjects, uint64(0), error(nil)
+	if stop.Writer == "" {
+		last, err = LastSequence(ctx, js)
+	} else {
+		filter = events.LogSubject(stop.Writer)
+		var m *jetstream.RawStreamMsg
+		if m, err = lastMsgOn(ctx, js, filter); m != nil {
+			last = m.Sequence
+		}
+	}
 	if err != nil {
 		return 0, err
-	}
-	filter := events.LogSubjects
-	if stop.Writer != "" {
-		filter = events.LogSubject(stop.Writer)
-		if last, err = lastSeqOf(ctx, js, filter); err != nil {
-			return 0, err
-		}
 	}
 	if stop.UntilSeq != 0 && stop.UntilSeq < last {
 		last = stop.UntilSeq
@@ -190,20 +192,20 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 	return seq, nil
 }
 
-// lastSeqOf returns the sequence of the last message on subject, 0 if none.
-func lastSeqOf(ctx context.Context, js jetstream.JetStream, subject string) (uint64, error) {
+// lastMsgOn returns the last message on subject, nil if there is none.
+func lastMsgOn(ctx context.Context, js jetstream.JetStream, subject string) (*jetstream.RawStreamMsg, error) {
 	st, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", events.StreamName, err)
+		return nil, fmt.Errorf("stream %s: %w", events.StreamName, err)
 	}
 	m, err := st.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
+		return nil, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("last message on %s: %w", subject, err)
+		return nil, fmt.Errorf("last message on %s: %w", subject, err)
 	}
-	return m.Sequence, nil
+	return m, nil
 }
 
 // SeqAtTime returns the first sequence (up to last) stored at or after t,
