@@ -14,6 +14,10 @@ export declare const DEFAULT_TIMEOUT_MS: number;
 export declare const DEFAULT_MAX_RETRIES: number;
 export declare const BACKOFF_MIN_MS: number;
 export declare const BACKOFF_MAX_MS: number;
+/**
+ * The largest reply body the client reads, in bytes; a longer one is
+ * abandoned once its bytes pass this bound, with an AgentBillError.
+ */
 export declare const RESPONSE_BYTES_MAX: number;
 
 export type ErrorCode =

@@ -28,7 +28,10 @@ export const DEFAULT_MAX_RETRIES = 3;
 /** Bounds of the wait between attempts (ms; doubled each retry, with jitter). */
 export const BACKOFF_MIN_MS = 50;
 export const BACKOFF_MAX_MS = 2_000;
-/** The largest reply the client reads. */
+/**
+ * The largest reply body the client reads, in bytes. A longer reply is
+ * abandoned as soon as its bytes pass this bound, with an AgentBillError.
+ */
 export const RESPONSE_BYTES_MAX = 8 * 1024 * 1024;
 
 // Reply fields that are counts, not amounts: they come back as numbers.
@@ -221,6 +224,26 @@ const statusResult = (d) => ({
   raw: d,
 });
 
+// readBounded reads res's body as UTF-8 text, counting bytes as they
+// arrive and giving up once more than RESPONSE_BYTES_MAX have come.
+async function readBounded(res) {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > RESPONSE_BYTES_MAX) {
+      reader.cancel().catch(() => {});
+      throw new AgentBillError(`reply larger than ${RESPONSE_BYTES_MAX} bytes`, { status: res.status });
+    }
+    chunks.push(value);
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks, size));
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -389,11 +412,11 @@ export class AgentBillClient {
     let text;
     try {
       res = await this.fetch(url, { method, headers, body: data, signal: AbortSignal.timeout(this.timeoutMs) });
-      text = await res.text();
+      text = await readBounded(res);
     } catch (err) {
+      if (err instanceof AgentBillError) throw err;
       throw new UnavailableError(`no answer from ${this.baseUrl}: ${err?.cause?.code ?? err?.message ?? err}`, { code: 'unavailable', cause: err });
     }
-    if (text.length > RESPONSE_BYTES_MAX) throw new AgentBillError(`reply larger than ${RESPONSE_BYTES_MAX} bytes`, { status: res.status });
     let parsed;
     try {
       parsed = parseExact(text);

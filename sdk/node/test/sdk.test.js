@@ -11,11 +11,13 @@ import { after, before, test } from 'node:test';
 
 import {
   AgentBillClient,
+  AgentBillError,
   AuthenticationError,
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
   RefusedError,
+  RESPONSE_BYTES_MAX,
   UnavailableError,
   usage,
 } from '../index.js';
@@ -362,5 +364,91 @@ test('npm install ./sdk/node works', (t) => {
     assert.ok(fs.existsSync(path.join(dir, 'node_modules', 'agentbill', 'index.d.ts')));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// A stub on 127.0.0.1 that answers every request 200 with body (a Buffer),
+// then ends the reply, or holds it open if hold is set.
+async function replyStub(body, { hold = false } = {}) {
+  const open = new Set();
+  const srv = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      if (hold) {
+        open.add(res);
+        res.write(body);
+      } else {
+        res.end(body);
+      }
+    });
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${srv.address().port}`,
+    close: () => new Promise((r) => {
+      for (const res of open) res.destroy();
+      srv.closeAllConnections();
+      srv.close(r);
+    }),
+  };
+}
+
+// A JSON object of exactly n bytes whose string is made of `fill` (an
+// ASCII or multi-byte character), padded with ASCII.
+function jsonOfBytes(n, fill) {
+  const head = '{"s":"';
+  const tail = '"}';
+  const w = Buffer.byteLength(fill);
+  const room = n - head.length - tail.length;
+  const s = fill.repeat(Math.floor(room / w)) + 'x'.repeat(room % w);
+  const buf = Buffer.from(head + s + tail);
+  assert.equal(buf.length, n);
+  return buf;
+}
+
+const tooLarge = (err) => {
+  assert.ok(err instanceof AgentBillError && !(err instanceof UnavailableError), `${err}`);
+  assert.match(err.message, /reply larger than \d+ bytes/);
+  return true;
+};
+
+test('a reply of RESPONSE_BYTES_MAX bytes is read; one byte more is refused', async () => {
+  let s = await replyStub(jsonOfBytes(RESPONSE_BYTES_MAX, 'x'));
+  try {
+    const d = await new AgentBillClient({ apiKey: 'agb_x', baseUrl: s.url, maxRetries: 0 }).request('GET', '/v1/budget');
+    assert.equal(d.s.length, RESPONSE_BYTES_MAX - 8);
+  } finally {
+    await s.close();
+  }
+  s = await replyStub(jsonOfBytes(RESPONSE_BYTES_MAX + 1, 'x'));
+  try {
+    await assert.rejects(new AgentBillClient({ apiKey: 'agb_x', baseUrl: s.url, maxRetries: 0 }).request('GET', '/v1/budget'), tooLarge);
+  } finally {
+    await s.close();
+  }
+});
+
+test('the reply bound counts bytes, not characters', async () => {
+  // Two-byte characters: fewer than RESPONSE_BYTES_MAX UTF-16 units, but
+  // more than RESPONSE_BYTES_MAX bytes.
+  const body = jsonOfBytes(RESPONSE_BYTES_MAX + 1, '\u00e9');
+  assert.ok(body.toString('utf8').length < RESPONSE_BYTES_MAX);
+  const s = await replyStub(body);
+  try {
+    await assert.rejects(new AgentBillClient({ apiKey: 'agb_x', baseUrl: s.url, maxRetries: 0 }).request('GET', '/v1/budget'), tooLarge);
+  } finally {
+    await s.close();
+  }
+});
+
+test('reading stops once the reply passes the bound', async () => {
+  // The stub never ends its reply: only a bound checked while reading
+  // returns before the timeout.
+  const s = await replyStub(Buffer.alloc(RESPONSE_BYTES_MAX + 1, 0x20), { hold: true });
+  try {
+    await assert.rejects(new AgentBillClient({ apiKey: 'agb_x', baseUrl: s.url, maxRetries: 0, timeoutMs: 30_000 }).request('GET', '/v1/budget'), tooLarge);
+  } finally {
+    await s.close();
   }
 });
