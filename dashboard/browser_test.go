@@ -127,6 +127,17 @@ func TestDashboardInBrowser(t *testing.T) {
 	if got, want := rows[0], (tableRow{"initech", "46", "4", "0", "50", "exhausted"}); got != want {
 		t.Fatalf("initech after the exhaustion: got %+v, want %+v", got, want)
 	}
+	feed, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](readThresholds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(feed)
+	if want := []string{
+		"acme passed 80% of 100 (used 55, reserved 30)",
+		"initech passed 91.25% of 50 (used 0, reserved 46)",
+	}; !slices.Equal(feed, want) {
+		t.Fatalf("the feed's crossed thresholds read %q, want %q", feed, want)
+	}
 	shoot(ctx, t, "dashboard.png")
 	checkSortAndSearch(ctx, t)
 
@@ -164,6 +175,9 @@ func TestDashboardInBrowser(t *testing.T) {
 
 // readStats is the customer page's figures, "name value" each.
 const readStats = `Array.from(document.querySelectorAll('#d-stats .stat')).map(s => s.querySelector('.k').textContent + ' ' + s.querySelector('.v').textContent)`
+
+// readThresholds is the live feed's crossed thresholds, as they read.
+const readThresholds = `Array.from(document.querySelectorAll('#feed li[data-type="threshold_crossed"] .body')).map(b => b.textContent)`
 
 // readIDs is the customer column, top to bottom.
 const readIDs = `Array.from(document.querySelectorAll('#customers tbody tr')).map(tr => tr.dataset.id)`

@@ -280,7 +280,7 @@ function feedItem(a) {
       break;
     case 'threshold_crossed':
       kind = 'Threshold crossed';
-      body = [who, ` passed ${Math.round(num(a.units) * 1000) / 10}% of ${a.limit} (used ${a.used}, reserved ${a.reserved})`];
+      body = [who, ` passed ${percent(a.units)} of ${a.limit} (used ${a.used}, reserved ${a.reserved})`];
       break;
     default:
       kind = 'Refused';
