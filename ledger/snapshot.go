@@ -304,22 +304,15 @@ func (e *snapWriter) customer(c *Customer) error {
 	e.str(c.ID)
 	e.units(c.Limit)
 	e.str(string(c.Period))
-	e.uvarint(uint64(len(c.Thresholds)))
-	for _, t := range c.Thresholds {
-		e.units(t)
-	}
+	e.unitsList(c.Thresholds)
 	e.str(c.UpgradeURL)
-	e.uvarint(uint64(len(c.AgentLimits)))
-	for _, id := range e.sortedKeys(mapKeys(c.AgentLimits)) {
-		e.str(id)
-		e.units(c.AgentLimits[id])
-	}
+	e.unitsMap(c.AgentLimits)
 	e.time(c.PeriodStart)
 	e.units(c.TopUps)
 	e.units(c.Used)
 	e.units(c.Reserved)
 	e.uvarint(uint64(len(c.Agents)))
-	for _, id := range e.sortedKeys(mapKeys(c.Agents)) {
+	for _, id := range sortedKeys(e, c.Agents) {
 		a := c.Agents[id]
 		e.str(id)
 		e.units(a.Used)
@@ -355,30 +348,21 @@ func (e *snapWriter) tasks(c *Customer) error {
 			return fmt.Errorf("task %q is ordered but not tracked", ref)
 		}
 		e.str(ref)
-		e.bool(t.Ceiling != nil)
-		if t.Ceiling != nil {
-			e.units(*t.Ceiling)
-		}
+		e.unitsPtr(t.Ceiling)
 		e.units(t.Used)
 		e.units(t.Reserved)
 	}
 	return nil
 }
 
-// mapKeys returns a function that appends a map's keys.
-func mapKeys[V any](m map[string]V) func([]string) []string {
-	return func(keys []string) []string {
-		for k := range m {
-			keys = append(keys, k)
-		}
-		return keys
+// sortedKeys returns m's keys sorted, in e's scratch slice, valid until
+// the next call (most customers have one agent or none: no allocation
+// each).
+func sortedKeys[V any](e *snapWriter, m map[string]V) []string {
+	e.keys = e.keys[:0]
+	for k := range m {
+		e.keys = append(e.keys, k)
 	}
-}
-
-// sortedKeys returns keys sorted, in a scratch slice valid until the next
-// call (most customers have one agent or none: no allocation each).
-func (e *snapWriter) sortedKeys(appendKeys func([]string) []string) []string {
-	e.keys = appendKeys(e.keys[:0])
 	slices.Sort(e.keys)
 	return e.keys
 }
@@ -579,19 +563,9 @@ func (d *snapReader) customer(c *Customer) error {
 	c.ID = d.str()
 	c.Limit = d.units()
 	c.Period = Period(d.oneOf(knownPeriods))
-	if n := d.count(ThresholdsMax); n > 0 {
-		c.Thresholds = make([]events.Units, n)
-		for i := range c.Thresholds {
-			c.Thresholds[i] = d.units()
-		}
-	}
+	c.Thresholds = d.unitsList(ThresholdsMax)
 	c.UpgradeURL = d.str()
-	if n := d.count(AgentLimitsMax); n > 0 {
-		c.AgentLimits = make(map[string]events.Units, n)
-		for range n {
-			c.AgentLimits[d.str()] = d.units()
-		}
-	}
+	c.AgentLimits = d.unitsMap(AgentLimitsMax)
 	c.PeriodStart = d.time()
 	c.TopUps, c.Used, c.Reserved = d.units(), d.units(), d.units()
 	if n := d.count(AgentsPerCustomerMax); n > 0 {
@@ -604,11 +578,7 @@ func (d *snapReader) customer(c *Customer) error {
 	if n := d.count(TasksPerCustomerMax); n > 0 {
 		c.Tasks, c.taskOrder = make(map[string]*Task, n), make([]string, 0, n)
 		for range n {
-			ref, t := d.str(), &Task{}
-			if d.byte() == 1 {
-				ceiling := d.units()
-				t.Ceiling = &ceiling
-			}
+			ref, t := d.str(), &Task{Ceiling: d.unitsPtr()}
 			t.Used, t.Reserved = d.units(), d.units()
 			c.Tasks[ref], c.taskOrder = t, append(c.taskOrder, ref)
 		}

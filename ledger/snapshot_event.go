@@ -263,7 +263,7 @@ func (d *snapReader) unitsList(max int) []events.Units {
 
 func (e *snapWriter) unitsMap(m map[string]events.Units) {
 	e.uvarint(uint64(len(m)))
-	for _, k := range e.sortedKeys(mapKeys(m)) {
+	for _, k := range sortedKeys(e, m) {
 		e.str(k)
 		e.units(m[k])
 	}
