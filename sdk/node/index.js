@@ -35,7 +35,7 @@ export const BACKOFF_MAX_MS = 2_000;
 export const RESPONSE_BYTES_MAX = 8 * 1024 * 1024;
 
 // Reply fields that are counts, not amounts: they come back as numbers.
-const INTEGER_FIELDS = new Set(['open_reservations', 'scanned_commits', 'last_seq', 'v']);
+const INTEGER_FIELDS = new Set(['open_reservations', 'scanned_commits', 'last_seq', 'as_of_seq', 'v']);
 
 // Errors.
 

@@ -111,6 +111,17 @@ test('record settles the reservation', async () => {
   assert.deepEqual([b.usedUnits, b.reservedUnits, b.remainingUnits, b.isBlocked], ['7.25', '0', '92.75', false]);
 });
 
+test('counts in a status come back as numbers, amounts as strings', async () => {
+  const cid = customer();
+  await budget(cid, 100);
+  await client().preflight({ customerId: cid, agentId: 'a', estimatedUnits: 10 });
+  const st = await client(keys.admin).status(cid);
+  assert.equal(st.openReservations, 1);
+  assert.equal(typeof st.raw.as_of_seq, 'number');
+  assert.ok(Number.isSafeInteger(st.raw.as_of_seq) && st.raw.as_of_seq > 0);
+  assert.equal(st.reserved, '10');
+});
+
 test('release, failed record, extend, idempotent retry', async () => {
   const cid = customer();
   await budget(cid, 100);
