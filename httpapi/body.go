@@ -2,9 +2,7 @@ package httpapi
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -37,29 +35,10 @@ func decodeBody(r *http.Request, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return invalid("request body is empty; send a JSON object")
 	}
-	if err := strictjson.Check(body); err != nil {
-		return invalid("malformed JSON: %v", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return invalid("malformed JSON: %s", jsonProblem(err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return invalid("malformed JSON: data after the JSON object")
+	if err := strictjson.Decode(body, v); err != nil {
+		return invalid("malformed JSON: %s", strictjson.Problem(err))
 	}
 	return nil
-}
-
-func jsonProblem(err error) string {
-	var ute *json.UnmarshalTypeError
-	if errors.As(err, &ute) {
-		if ute.Field == "" {
-			return "the body must be a JSON object"
-		}
-		return fmt.Sprintf("field %q has the wrong type (%s)", ute.Field, ute.Value)
-	}
-	return truncate(err.Error(), 200)
 }
 
 func invalid(format string, args ...any) *ledger.Error {

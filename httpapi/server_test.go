@@ -425,7 +425,8 @@ func TestBadInput(t *testing.T) {
 		{"body over the limit", "POST", "/v1/preflight", "application/json", huge, "larger than"},
 		{"malformed JSON", "POST", "/v1/preflight", "application/json", `{"agent_id":`, "malformed JSON"},
 		{"not an object", "POST", "/v1/preflight", "application/json", `[1,2]`, "JSON object"},
-		{"trailing data", "POST", "/v1/preflight", "application/json", `{"agent_id":"a"} {}`, "after the JSON object"},
+		{"trailing data", "POST", "/v1/preflight", "application/json", `{"agent_id":"a"} {}`, "data after the JSON value"},
+		{"unbalanced", "POST", "/v1/preflight", "application/json", `{"agent_id":"a"}}`, "malformed JSON: unbalanced"},
 		{"unknown field", "POST", "/v1/preflight", "application/json", `{"agent_id":"a","estimated_unit":5}`, "estimated_unit"},
 		{"wrong type", "POST", "/v1/preflight", "application/json", `{"agent_id":7}`, "agent_id"},
 		{"empty body", "POST", "/v1/preflight", "application/json", ``, "empty"},
@@ -461,6 +462,9 @@ func TestBadInput(t *testing.T) {
 			msg, _ := r.body["error"].(map[string]any)["message"].(string)
 			if !strings.Contains(msg, c.want) {
 				t.Fatalf("message %q does not mention %q", msg, c.want)
+			}
+			if strings.Count(msg, "malformed JSON") > 1 {
+				t.Fatalf("message %q says malformed JSON twice", msg)
 			}
 			if e.lastSeq() != before {
 				t.Fatal("bad input changed the log")

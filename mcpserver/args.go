@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/internal/errcode"
@@ -29,32 +28,13 @@ func decodeArgs(args json.RawMessage, v any) error {
 	if len(bytes.TrimSpace(args)) == 0 || bytes.Equal(bytes.TrimSpace(args), []byte("null")) {
 		args = json.RawMessage("{}")
 	}
-	if err := strictjson.Check(args); err != nil {
-		return invalid("bad arguments: %v", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(args))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := strictjson.Decode(args, v); err != nil {
 		if errors.Is(err, events.ErrInvalidUnits) {
 			return invalid("bad arguments: %s", badAmount(args, err))
 		}
-		return invalid("bad arguments: %s", jsonProblem(err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return invalid("bad arguments: data after the JSON object")
+		return invalid("bad arguments: %s", strictjson.Problem(err))
 	}
 	return nil
-}
-
-func jsonProblem(err error) string {
-	var ute *json.UnmarshalTypeError
-	if errors.As(err, &ute) {
-		if ute.Field == "" {
-			return "the arguments must be a JSON object"
-		}
-		return fmt.Sprintf("field %q has the wrong type (%s)", ute.Field, ute.Value)
-	}
-	return truncate(err.Error(), 200)
 }
 
 // amountFields are the arguments that are amounts.
@@ -76,7 +56,7 @@ func badAmount(args json.RawMessage, err error) string {
 			}
 		}
 	}
-	return truncate(err.Error(), 200)
+	return strictjson.Problem(err)
 }
 
 func invalid(format string, args ...any) *ledger.Error {
@@ -108,10 +88,3 @@ func customerOf(named string, k *keys.Key, action keys.Action) (string, error) {
 // toError turns any error into the *ledger.Error the client sees (see
 // errcode.Classify, shared with the HTTP gateway).
 func toError(err error) *ledger.Error { return errcode.Classify(err) }
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
-}
