@@ -712,9 +712,6 @@ var closedStatuses = []string{StatusRecorded, StatusReleased, StatusExpired}
 func readClosedEntry(d *snapReader, _ string) (closedEntry, error) {
 	v := closedEntry{customerID: d.str()}
 	v.status = d.oneOf(closedStatuses)
-	if d.err == nil && !slices.Contains(closedStatuses, v.status) {
-		return v, fmt.Errorf("unknown status %q", truncate(v.status, 16))
-	}
 	return v, d.err
 }
 
@@ -823,16 +820,20 @@ func (d *snapReader) str() string {
 	return string(d.bytes(n))
 }
 
-// oneOf reads a string, returning the known one it equals without
-// allocating.
+// oneOf reads a string that must be one of known, and returns the known
+// one it equals, without allocating. Any other string fails the read.
 func (d *snapReader) oneOf(known []string) string {
 	b := d.bytes(d.length())
+	if d.err != nil {
+		return ""
+	}
 	for _, k := range known {
 		if string(b) == k {
 			return k
 		}
 	}
-	return string(b)
+	d.fail(fmt.Errorf("unknown value %q, want one of %q", truncate(string(b), 16), known))
+	return ""
 }
 
 func (d *snapReader) time() time.Time {

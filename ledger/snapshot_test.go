@@ -2,9 +2,11 @@ package ledger_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,6 +203,35 @@ func TestSnapshotRejectsCorruption(t *testing.T) {
 		bad := bytes.Clone(good)
 		bad[i] ^= 1 << (i % 8)
 		refused(fmt.Sprintf("bit flipped in byte %d of %d", i, len(good)), bad)
+	}
+}
+
+// A snapshot that verifies but holds a value the ledger does not know (a
+// period kind, a remembered request's op, a closed reservation's status)
+// is refused: the trailer is recomputed, so only the decoder can refuse it.
+func TestSnapshotRejectsUnknownValues(t *testing.T) {
+	f := newFixture(t)
+	f.budget("c1", "100", "month")
+	f.preflight(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a1", EstimatedUnits: up("5"), IdempotencyKey: "k1"})
+	f.record(&ledger.RecordRequest{CustomerID: "c1", AgentID: "a1", Units: up("2"), ReservationID: f.reserve("c1", "a1", "3", "1m")})
+	good := snapshotOf(t, f.s)
+	restore(t, good)
+	payload := good[:len(good)-sha256.Size]
+	for _, tc := range []struct{ what, known, unknown string }{
+		{"period", string(ledger.PeriodMonth), "mnthl"},
+		{"op", string(events.OpPreflight), "preflighx"},
+		{"closed status", ledger.StatusRecorded, "recordex"},
+	} {
+		known := append([]byte{byte(len(tc.known))}, tc.known...)
+		if !bytes.Contains(payload, known) {
+			t.Fatalf("%s: the snapshot holds no %q", tc.what, tc.known)
+		}
+		bad := bytes.ReplaceAll(payload, known, append([]byte{byte(len(tc.unknown))}, tc.unknown...))
+		sum := sha256.Sum256(bad)
+		st, _, err := ledger.ReadSnapshot(bytes.NewReader(append(bad, sum[:]...)))
+		if err == nil || st != nil || !errors.Is(err, ledger.ErrInvalidSnapshot) || !strings.Contains(err.Error(), tc.unknown) {
+			t.Errorf("%s %q: ReadSnapshot = %v, %v; want ErrInvalidSnapshot naming it", tc.what, tc.unknown, st != nil, err)
+		}
 	}
 }
 
