@@ -125,7 +125,7 @@ func (d *Dashboard) customers(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, d.table(strings.ToLower(q)))
 		return
 	}
-	now := time.Now() // the cache's own clock, not the ledger's
+	now := d.cacheNow()
 	t := d.cache.get(now)
 	if t == nil {
 		t = d.table("")

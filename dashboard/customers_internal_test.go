@@ -70,3 +70,33 @@ func TestLevelOf(t *testing.T) {
 		}
 	}
 }
+
+// TestTableCacheAges: the cached table is served for TableCacheAge after
+// it was put, not from then on, not once invalidated, and a put makes it
+// fresh again.
+func TestTableCacheAges(t *testing.T) {
+	at := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	first, second := &Table{Seq: 1}, &Table{Seq: 2}
+	var c tableCache
+	check := func(step string, now time.Time, want *Table) {
+		t.Helper()
+		if got := c.get(now); got != want {
+			t.Errorf("%s: got %+v, want %+v", step, got, want)
+		}
+	}
+	check("empty", at, nil)
+	c.put(first, at)
+	check("just put", at, first)
+	check("fresh", at.Add(TableCacheAge-time.Nanosecond), first)
+	check("expired", at.Add(TableCacheAge), nil)
+	check("expired long ago", at.Add(time.Hour), nil)
+	c.invalidate()
+	check("invalidated", at, nil)
+	c.put(second, at.Add(time.Hour))
+	check("put after the invalidation", at.Add(time.Hour), second)
+	check("fresh after the new put", at.Add(time.Hour+TableCacheAge-time.Nanosecond), second)
+	check("expired after the new put", at.Add(time.Hour+TableCacheAge), nil)
+	c.invalidate()
+	c.invalidate()
+	check("invalidated twice", at.Add(time.Hour), nil)
+}

@@ -70,6 +70,9 @@ type Dashboard struct {
 	tables  chan struct{} // TableReadsMax
 	cache   tableCache
 	history chan struct{} // HistoryReadsMax
+	// cacheNow is the table cache's own clock, not the ledger's: time.Now
+	// (a test may stop it, export_test.go).
+	cacheNow func() time.Time
 }
 
 // New subscribes to the live feed and returns the dashboard. Close
@@ -85,7 +88,7 @@ func New(cfg Config) (*Dashboard, error) {
 		cfg.Now = time.Now
 	}
 	d := &Dashboard{
-		cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(),
+		cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), cacheNow: time.Now,
 		tables:  make(chan struct{}, TableReadsMax),
 		history: make(chan struct{}, HistoryReadsMax),
 	}

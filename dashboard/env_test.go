@@ -34,6 +34,7 @@ type env struct {
 	follower *projections.Follower
 	js       jetstream.JetStream
 	clock    *testenv.Clock
+	dash     *dashboard.Dashboard
 	auditor  string // an auditor key bound to no customer
 }
 
@@ -64,7 +65,7 @@ func newEnv(t *testing.T) *env {
 		d.Close()
 		hs.Close()
 	})
-	e := &env{t: t, url: hs.URL, agents: testenv.Client(t, srv), store: store, follower: f, js: testenv.JetStream(t, gc), clock: clock}
+	e := &env{t: t, url: hs.URL, agents: testenv.Client(t, srv), store: store, follower: f, js: testenv.JetStream(t, gc), clock: clock, dash: d}
 	e.auditor = e.key(keys.RoleAuditor, "")
 	return e
 }
