@@ -202,7 +202,7 @@ func rowOf(st *ledger.StatusReply) CustomerRow {
 	committed := st.Used.Add(st.Reserved)
 	return CustomerRow{
 		ID: st.CustomerID, Limit: limit.String(), Used: st.Used.String(), Reserved: st.Reserved.String(),
-		Remaining: st.Remaining.String(), Level: levelOf(committed, limit, st.Remaining, st.Exhausted),
+		Remaining: st.Remaining.String(), Level: levelOf(committed, limit, st.Exhausted),
 		Period: string(st.Period), PeriodEnd: st.PeriodEnd, OpenReservations: st.OpenReservations,
 		committed: committed, limit: limit,
 	}
@@ -215,9 +215,10 @@ var (
 )
 
 // levelOf compares committed*100 with limit*percent: exact, no division.
-func levelOf(committed, limit, remaining events.Units, exhausted bool) string {
+// exhausted is the status's (nothing remains: ledger.StatusReply).
+func levelOf(committed, limit events.Units, exhausted bool) string {
 	switch pc := committed.Mul(hundred); {
-	case exhausted || remaining.Sign() <= 0:
+	case exhausted:
 		return LevelExhausted
 	case pc.Cmp(limit.Mul(criticalPercent)) >= 0:
 		return LevelCritical

@@ -53,20 +53,20 @@ func firstDiff(a, b []string) int {
 func TestLevelOf(t *testing.T) {
 	u := events.MustParseUnits
 	for _, c := range []struct {
-		committed, limit, remaining string
-		exhausted                   bool
-		want                        string
+		committed, limit string
+		exhausted        bool
+		want             string
 	}{
-		{"74.99", "100", "25.01", false, LevelOK},
-		{"75", "100", "25", false, LevelWarn},
-		{"89.999999999999999999", "100", "10.000000000000000001", false, LevelWarn},
-		{"90", "100", "10", false, LevelCritical},
-		{"99.9", "100", "0.1", false, LevelCritical},
-		{"100", "100", "0", true, LevelExhausted},
-		{"0", "0", "0", true, LevelExhausted},
+		{"74.99", "100", false, LevelOK},
+		{"75", "100", false, LevelWarn},
+		{"89.999999999999999999", "100", false, LevelWarn},
+		{"90", "100", false, LevelCritical},
+		{"99.9", "100", false, LevelCritical},
+		{"100", "100", true, LevelExhausted},
+		{"0", "0", true, LevelExhausted},
 	} {
-		if got := levelOf(u(c.committed), u(c.limit), u(c.remaining), c.exhausted); got != c.want {
-			t.Errorf("levelOf(%s of %s): got %s, want %s", c.committed, c.limit, got, c.want)
+		if got := levelOf(u(c.committed), u(c.limit), c.exhausted); got != c.want {
+			t.Errorf("levelOf(%s of %s, exhausted %v): got %s, want %s", c.committed, c.limit, c.exhausted, got, c.want)
 		}
 	}
 }
