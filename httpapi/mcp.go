@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/agentbill/agentbill/keys"
-	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/mcpserver"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -19,7 +18,7 @@ const MCPPath = "/mcp"
 type mcpKey struct{}
 
 // newMCPHandler returns the /mcp handler. Each request, in order: gets a
-// slot and a deadline, has its API key authenticated here (errors in the
+// slot and a deadline (limited), has its API key authenticated here (errors in the
 // gateway's own format), then passes to the MCP SDK, stateless (no session
 // state kept between requests), with the key in the auth.TokenInfo every
 // tool call sees. The tools authorize each call against the key's role and
@@ -32,23 +31,14 @@ func (s *Server) newMCPHandler() (http.Handler, error) {
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return ms.MCP() },
 		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, MaxRequestBodyBytes: BodyBytesMax})
 	withToken := auth.RequireBearerToken(mcpTokenInfo, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(h)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case s.slots <- struct{}{}:
-			defer func() { <-s.slots }()
-		default:
-			writeError(w, ledger.Errorf(ledger.CodeUnavailable, "too many requests in progress; retry"))
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), HandlerTimeout)
-		defer cancel()
-		k, err := s.authenticate(ctx, r)
+	return s.limited(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, err := s.authenticate(r.Context(), r)
 		if err != nil {
 			writeError(w, toError(err))
 			return
 		}
-		withToken.ServeHTTP(w, r.WithContext(context.WithValue(ctx, mcpKey{}, k)))
-	}), nil
+		withToken.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), mcpKey{}, k)))
+	})), nil
 }
 
 // mcpTokenInfo hands the key authenticated above to the MCP SDK.

@@ -195,23 +195,35 @@ func (s *Server) routes() {
 }
 
 // handle registers a path. Every request on it is, in order: matched to
-// a method, given a slot and a deadline, authenticated, checked against
-// the role, then handled. The handler checks the customer.
+// a method, given a slot and a deadline (limited), authenticated, checked
+// against the role, then handled. The handler checks the customer.
 func (s *Server) handle(path string, methods map[string]method) {
 	allowed := make([]string, 0, len(methods))
-	for m := range methods {
-		allowed = append(allowed, m)
+	byMethod := make(map[string]http.Handler, len(methods))
+	for name, m := range methods {
+		allowed = append(allowed, name)
+		byMethod[name] = s.limited(s.endpoint(path, m))
 	}
 	slices.Sort(allowed)
 	allow := strings.Join(allowed, ", ")
 	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-		m, ok := methods[r.Method]
+		h, ok := byMethod[r.Method]
 		if !ok {
 			w.Header().Set("Allow", allow)
 			writeError(w, ledger.Errorf(ledger.CodeInvalidArgument,
 				"method %s is not allowed on %s (allowed: %s)", truncate(r.Method, 16), path, allow))
 			return
 		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// limited runs next in one of the gateway's request slots, under
+// HandlerTimeout. With every slot taken it answers unavailable (503) at
+// once rather than queue: the bound on requests in progress is the
+// bound on the writer's load from this gateway.
+func (s *Server) limited(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case s.slots <- struct{}{}:
 			defer func() { <-s.slots }()
@@ -221,7 +233,15 @@ func (s *Server) handle(path string, methods map[string]method) {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), HandlerTimeout)
 		defer cancel()
-		reply, err := s.serve(ctx, r, m)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// endpoint serves one method of path: the reply with 200, or the error,
+// logged when it is the gateway's or the writer's fault.
+func (s *Server) endpoint(path string, m method) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reply, err := s.serve(r.Context(), r, m)
 		if err != nil {
 			e := toError(err)
 			if e.Code == ledger.CodeInternal || e.Code == ledger.CodeUnavailable {

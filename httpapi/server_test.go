@@ -617,6 +617,8 @@ func TestBusyIsUnavailable(t *testing.T) {
 	if r.header.Get("Retry-After") != "1" {
 		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
 	}
+	// MCP shares the slots.
+	expect(t, e.do("POST", MCPPath, e.agent, map[string]any{"jsonrpc": "2.0", "id": 1, "method": "ping"}), 503, "unavailable")
 	for range ConcurrentRequestsMax {
 		<-e.gw.slots
 	}
