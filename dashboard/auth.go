@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -89,7 +88,7 @@ func (d *Dashboard) page(w http.ResponseWriter, r *http.Request) {
 		d.loginPage(w, http.StatusUnauthorized, signInHint(r, err))
 		return
 	}
-	d.serveAsset(w, "index.html")
+	writePage(w, http.StatusOK, indexPage)
 }
 
 // signInHint is what the sign-in form says: nothing on a first visit,
@@ -136,7 +135,3 @@ func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
-
-// errNoAsset means the binary lacks an embedded file it serves: a build
-// mistake, never the request's.
-var errNoAsset = errors.New("dashboard: embedded asset missing")

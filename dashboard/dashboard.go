@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/agentbill/agentbill/httpapi"
@@ -125,9 +126,8 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
-const p = httpapi.DashboardPrefix
-
 func (d *Dashboard) routes() {
+	const p = httpapi.DashboardPrefix
 	d.mux.HandleFunc("GET /{$}", d.page)
 	d.mux.HandleFunc("POST "+p+"login", d.login)
 	d.mux.HandleFunc("POST "+p+"logout", d.logout)
@@ -154,7 +154,7 @@ func serveStatic(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, ledger.Errorf(ledger.CodeNotFound, "no such asset: %s", truncate(name, 64)))
 		return
 	}
-	w.Header().Set("Cache-Control", "private, max-age="+itoa(int(StaticMaxAge/time.Second)))
+	w.Header().Set("Cache-Control", "private, max-age="+strconv.Itoa(int(StaticMaxAge/time.Second)))
 	http.ServeFileFS(w, r, assetFS, "assets/"+name)
 }
 

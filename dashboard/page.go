@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"bytes"
+	_ "embed"
 	"html/template"
 	"net/http"
 	"strconv"
@@ -21,16 +22,10 @@ func (d *Dashboard) loginPage(w http.ResponseWriter, status int, message string)
 	writePage(w, status, b.Bytes())
 }
 
-// serveAsset writes an embedded HTML page.
-func (d *Dashboard) serveAsset(w http.ResponseWriter, name string) {
-	b, err := assetFS.ReadFile("assets/" + name)
-	if err != nil {
-		d.log.Error("dashboard: page", "name", name, "err", errNoAsset)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	writePage(w, http.StatusOK, b)
-}
+// indexPage is the dashboard itself, served to a signed-in browser.
+//
+//go:embed assets/index.html
+var indexPage []byte
 
 func writePage(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
@@ -40,5 +35,3 @@ func writePage(w http.ResponseWriter, status int, b []byte) {
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
