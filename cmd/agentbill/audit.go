@@ -36,17 +36,18 @@ func newLogFlags(name string, stderr io.Writer) *logFlags {
 	return f
 }
 
-func (f *logFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := f.nats.connect(nats.Name("agentbill-" + f.fs.Name()))
+// connect opens the session and the JetStream context on it.
+func (f *logFlags) connect(ctx context.Context) (*session, jetstream.JetStream, error) {
+	s, err := f.nats.connect(ctx, nats.Name("agentbill-"+f.fs.Name()))
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(s.nc)
 	if err != nil {
-		nc.Close()
+		s.close()
 		return nil, nil, err
 	}
-	return nc, js, nil
+	return s, js, nil
 }
 
 // progressFunc reports progress on stderr when it is a terminal (and the
@@ -111,15 +112,15 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
 	}
-	nc, js, err := f.connect()
+	s, js, err := f.connect(ctx)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer s.close()
 	filter := audit.Filter{CustomerID: *customer, From: fromT, To: toT,
 		Progress: progressFunc(stderr, "reading the log", *format != audit.FormatTable)}
-	if err := audit.History(ctx, js, filter, rw.Write); err != nil {
-		return err
+	if err := audit.History(s.ctx, js, filter, rw.Write); err != nil {
+		return s.explain(err)
 	}
 	return rw.Flush()
 }
@@ -130,14 +131,14 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := f.fs.Parse(args); err != nil {
 		return errUsage
 	}
-	nc, js, err := f.connect()
+	s, js, err := f.connect(ctx)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	rep, err := audit.VerifyChain(ctx, js, progressFunc(stderr, "verifying", f.jsonOut))
+	defer s.close()
+	rep, err := audit.VerifyChain(s.ctx, js, progressFunc(stderr, "verifying", f.jsonOut))
 	if err != nil {
-		return err
+		return s.explain(err)
 	}
 	rep.CheckWriters(strings.Split(*writers, ","))
 	if f.jsonOut {
@@ -177,18 +178,18 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	nc, js, err := f.connect()
+	s, js, err := f.connect(ctx)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer s.close()
 	progress := progressFunc(stderr, "replaying", f.jsonOut)
 	if *verify {
-		return replayVerify(ctx, js, client.New(nc), stdout, progress, f.jsonOut)
+		return s.explain(replayVerify(s.ctx, js, client.New(s.nc), stdout, progress, f.jsonOut))
 	}
-	st, seq, err := projections.Rebuild(ctx, js, projections.ReplayStop{UntilSeq: *untilSeq, UntilTime: until, Progress: progress}, nil)
+	st, seq, err := projections.Rebuild(s.ctx, js, projections.ReplayStop{UntilSeq: *untilSeq, UntilTime: until, Progress: progress}, nil)
 	if err != nil {
-		return err
+		return s.explain(err)
 	}
 	at := time.Now().UTC()
 	if !until.IsZero() {

@@ -127,14 +127,12 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	nc, err := f.nats.connect(nats.Name("agentbill-cli"))
+	s, err := f.nats.connect(ctx, nats.Name("agentbill-cli"))
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	ctx, explain, cancel := f.nats.failFast(ctx)
-	defer cancel()
-	return explain(clientOp(ctx, cmd, client.New(nc), f, &printer{w: stdout, json: f.jsonOut}))
+	defer s.close()
+	return s.explain(clientOp(s.ctx, cmd, client.New(s.nc), f, &printer{w: stdout, json: f.jsonOut}))
 }
 
 // clientOp runs one client subcommand on c.

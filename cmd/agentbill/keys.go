@@ -71,23 +71,24 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	ctx, cancel := context.WithTimeout(ctx, keysTimeout)
 	defer cancel()
-	nc, err := nf.connect(nats.Name("agentbill-keys"), nats.Timeout(keysTimeout))
+	s, err := nf.connect(ctx, nats.Name("agentbill-keys"), nats.Timeout(keysTimeout))
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	store, err := keys.Open(ctx, nc, keys.Options{Replicas: *replicas})
+	defer s.close()
+	store, err := keys.Open(s.ctx, s.nc, keys.Options{Replicas: *replicas})
 	if err != nil {
-		return err
+		return s.explain(err)
 	}
 	switch sub {
 	case "create":
-		return keysCreate(ctx, store, keys.Role(*role), *customer, *name, *jsonOut, stdout)
+		err = keysCreate(s.ctx, store, keys.Role(*role), *customer, *name, *jsonOut, stdout)
 	case "list":
-		return keysList(ctx, store, *jsonOut, stdout)
+		err = keysList(s.ctx, store, *jsonOut, stdout)
 	default:
-		return keysRevoke(ctx, store, positional[0], *jsonOut, stdout)
+		err = keysRevoke(s.ctx, store, positional[0], *jsonOut, stdout)
 	}
+	return s.explain(err)
 }
 
 func keysCreate(ctx context.Context, store *keys.Store, role keys.Role, customer, name string, jsonOut bool, stdout io.Writer) error {

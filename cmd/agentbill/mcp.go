@@ -31,16 +31,19 @@ func runMCP(ctx context.Context, args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	// A long-lived server: keep reconnecting while AgentBill restarts;
 	// calls made meanwhile answer "unavailable" after their timeout.
-	nc, err := nf.connect(nats.Name("agentbill-mcp"), nats.MaxReconnects(-1))
+	s, err := nf.connect(ctx, nats.Name("agentbill-mcp"), nats.MaxReconnects(-1))
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	srv, err := mcpserver.New(mcpserver.Config{Conn: nc, Logger: log})
+	defer s.close()
+	srv, err := mcpserver.New(mcpserver.Config{Conn: s.nc, Logger: log})
 	if err != nil {
 		return err
 	}
 	log.Info("mcp server on stdio", "nats_url", nf.url)
+	// The server runs on ctx, not s.ctx: one tool call the user may not
+	// make (agent's recent_refusals) is that call's error, answered at
+	// once by the client package, and must not end the server.
 	if err := srv.RunStdio(ctx); err != nil && ctx.Err() == nil {
 		return err
 	}

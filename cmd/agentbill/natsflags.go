@@ -17,16 +17,12 @@ import (
 type natsFlags struct {
 	url   string
 	creds client.Credentials
-	// denied receives the first permission violation the server reports
-	// on the connection (asynchronously: the request itself would only
-	// time out, after every retry).
-	denied chan error
 }
 
 // addNATSFlags registers --nats-url (unless withURL is false: serve has its
 // own) and the credential flags on fs, with defaults from the environment.
 func addNATSFlags(fs *flag.FlagSet, withURL bool) *natsFlags {
-	f := &natsFlags{denied: make(chan error, 1)}
+	f := &natsFlags{}
 	env := client.CredentialsFromEnv()
 	if withURL {
 		url := os.Getenv("AGENTBILL_NATS_URL")
@@ -43,41 +39,45 @@ func addNATSFlags(fs *flag.FlagSet, withURL bool) *natsFlags {
 	return f
 }
 
-// connect connects to the URL with the credentials.
-func (f *natsFlags) connect(opts ...nats.Option) (*nats.Conn, error) {
+// session is a connection and a context that ends, with a
+// permission_denied cause, as soon as the server reports a permission
+// violation on the connection: NATS reports those asynchronously, so the
+// call that caused one would otherwise only time out, after every retry.
+type session struct {
+	nc     *nats.Conn
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+// connect connects to the URL with the credentials; calls made with the
+// session's ctx fail fast on a permission violation.
+func (f *natsFlags) connect(ctx context.Context, opts ...nats.Option) (*session, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
 	onErr := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		if errors.Is(err, nats.ErrPermissionViolation) {
-			select {
-			case f.denied <- err:
-			default:
-			}
+			cancel(ledger.Errorf(ledger.CodePermissionDenied, "%v", err))
 		}
 	})
 	nc, err := f.creds.Connect(f.url, append(opts, onErr)...)
 	if err != nil {
+		cancel(nil)
 		return nil, fmt.Errorf("connect %s: %w (is `agentbill serve` running? are the credentials right?)", f.url, err)
 	}
-	return nc, nil
+	return &session{nc: nc, ctx: ctx, cancel: cancel}, nil
 }
 
-// failFast returns a context that ends as soon as the server reports a
-// permission violation on the connection, and a function that turns the
-// error of a call made with it into permission_denied when that was why.
-func (f *natsFlags) failFast(ctx context.Context) (context.Context, func(error) error, context.CancelFunc) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	go func() {
-		select {
-		case err := <-f.denied:
-			cancel(ledger.Errorf(ledger.CodePermissionDenied, "%v", err))
-		case <-ctx.Done():
-		}
-	}()
-	explain := func(err error) error {
-		var le *ledger.Error
-		if err != nil && errors.As(context.Cause(ctx), &le) {
-			return le
-		}
-		return err
+// explain turns the error of a call made with s.ctx into permission_denied
+// when a permission violation is why it failed.
+func (s *session) explain(err error) error {
+	var le *ledger.Error
+	if err != nil && errors.As(context.Cause(s.ctx), &le) {
+		return le
 	}
-	return ctx, explain, func() { cancel(nil) }
+	return err
+}
+
+// close ends the context and closes the connection.
+func (s *session) close() {
+	s.cancel(nil)
+	s.nc.Close()
 }

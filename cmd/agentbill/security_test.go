@@ -140,6 +140,13 @@ func TestCLIRolesAgainstRepoNATSConf(t *testing.T) {
 		{"agent-user_123", "status --customer user_456"},
 		{"agent-user_123", "preflight --customer user_1234 --agent a --units 1"},
 		{"auditor", "status --customer user_123"},
+		// Reading the log or the key bucket fails as fast as a request.
+		{"agent", "audit verify"},
+		{"agent", "audit --customer user_123"},
+		{"agent", "replay --customer user_123"},
+		{"agent", "replay --verify"},
+		{"agent", "keys list"},
+		{"auditor", "keys create --role admin"},
 	} {
 		start := time.Now()
 		out := s.must(t, 1, c.user, strings.Fields(c.args)...)
