@@ -756,18 +756,11 @@ func (d *snapReader) uvarint() uint64 {
 	return v
 }
 
+// varint reads a signed varint: zigzag over an unsigned one, as
+// binary.AppendVarint writes it.
 func (d *snapReader) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	b, _ := d.r.Peek(binary.MaxVarintLen64)
-	v, n := binary.Varint(b)
-	if n <= 0 {
-		d.fail(varintError(n, len(b)))
-		return 0
-	}
-	_, _ = d.r.Discard(n)
-	return v
+	u := d.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
 }
 
 func varintError(n, avail int) error {
