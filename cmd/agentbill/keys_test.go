@@ -122,8 +122,29 @@ func TestKeysAndHTTPGateway(t *testing.T) {
 	}
 	s.must(t, 1, "keys", "revoke", "0123456789abcdef")
 	s.must(t, 1, "keys", "revoke", "not-an-id")
-	if revoked := s.must(t, 0, "keys", "list"); !strings.Contains(revoked, time.Now().UTC().Format("2006-01-02")) {
-		t.Fatalf("keys list after revoke:\n%s", revoked)
+	// Only the revoked key shows a revocation time, in both listings.
+	var after []struct {
+		ID        string     `json:"id"`
+		RevokedAt *time.Time `json:"revoked_at"`
+	}
+	list = s.must(t, 0, "keys", "list", "--json")
+	if err := json.Unmarshal([]byte(list), &after); err != nil || len(after) != 3 {
+		t.Fatalf("keys list --json after revoke: %s (%v)", list, err)
+	}
+	for _, k := range after {
+		if got, want := k.RevokedAt != nil, k.ID == agent.ID; got != want {
+			t.Fatalf("keys list --json after revoke: key %s revoked %v, want %v\n%s", k.ID, got, want, list)
+		}
+		if k.ID != agent.ID {
+			continue
+		}
+		if d := time.Since(*k.RevokedAt); d < -time.Minute || d > time.Hour {
+			t.Fatalf("key %s revoked_at %s, want about now", k.ID, k.RevokedAt)
+		}
+		revoked := s.must(t, 0, "keys", "list")
+		if !strings.Contains(revoked, time.Now().UTC().Format("2006-01-02")) || !strings.Contains(revoked, k.RevokedAt.Format(time.RFC3339)) {
+			t.Fatalf("keys list after revoke, want %s's revocation at %s:\n%s", k.ID, k.RevokedAt.Format(time.RFC3339), revoked)
+		}
 	}
 
 	// A clean stop takes the gateway down with the writer.
