@@ -202,9 +202,10 @@ func TestBudgetModelCatchesViolations(t *testing.T) {
 		{"a release that returned too much", []porcupine.Operation{
 			op(0, 10, pf(10), approved("a", 50)),
 			op(20, 30, opIn{kind: opRelease, cid: "c", resID: "a"}, opOut{remaining: 70})}, porcupine.Illegal},
+		// A model that ignored top-ups would accept this refusal (70 > 60).
 		{"a top-up's effect is checked, though its reply is not", []porcupine.Operation{
 			op(0, 10, opIn{kind: opTopUp, cid: "c", units: 25}, opOut{remaining: 1000}),
-			op(20, 30, pf(90), approved("a", -5))}, porcupine.Illegal},
+			op(20, 30, pf(70), opOut{remaining: 60})}, porcupine.Illegal},
 		{"a retried top-up may report a later status", []porcupine.Operation{
 			op(0, 40, opIn{kind: opTopUp, cid: "c", units: 25}, opOut{remaining: 75}),
 			op(10, 20, pf(10), approved("a", 75))}, porcupine.Ok},
