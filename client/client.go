@@ -191,19 +191,31 @@ func (c *Client) once(ctx context.Context, subject string, body []byte, out any)
 }
 
 // denied returns a permission_denied error if the connection's last error
-// is a permission violation for subject or for the reply inbox: NATS
-// reports those asynchronously, so the request itself only times out, and
-// retrying cannot help.
+// is a permission violation for subject or for this connection's reply
+// subscription: NATS reports those asynchronously, so the request itself
+// only times out, and retrying cannot help. Any other violation is not
+// this request's: LastError keeps it until a reconnect, and the
+// connection may be shared (the gateway's key store, log follower and
+// MCP server use it too), so one refused subscription elsewhere must not
+// turn every later timeout (a failover) into a denial.
 func (c *Client) denied(subject string) error {
 	err := c.nc.LastError()
 	if err == nil || !errors.Is(err, nats.ErrPermissionViolation) {
 		return nil
 	}
 	msg := err.Error()
-	if strings.Contains(msg, strconv.Quote(subject)) || strings.Contains(strings.ToLower(msg), "subscription") {
+	if strings.Contains(msg, strconv.Quote(subject)) || strings.Contains(msg, "Subscription to "+strconv.Quote(c.replySubject())) {
 		return ledger.Errorf(ledger.CodePermissionDenied, "%s (request on %s)", msg, subject)
 	}
 	return nil
+}
+
+// replySubject is the wildcard subscription nats.go makes for this
+// connection's replies: its response inbox prefix (a new inbox without
+// its last token) and "*". The server names it, quoted, in a refusal.
+func (c *Client) replySubject() string {
+	inbox := c.nc.NewRespInbox()
+	return inbox[:strings.LastIndexByte(inbox, '.')+1] + "*"
 }
 
 // decodeReply decodes a reply, turning {"error": ...} into *ledger.Error.
