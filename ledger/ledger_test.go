@@ -203,6 +203,13 @@ func replay(t *testing.T, log [][]byte) *ledger.State {
 		t.Fatalf("Apply minted an ID")
 		return ""
 	}
+	applyLog(t, s, log)
+	return s
+}
+
+// applyLog decodes and applies encoded events, as a replay does.
+func applyLog(t *testing.T, s *ledger.State, log [][]byte) {
+	t.Helper()
 	for _, b := range log {
 		e, err := events.Decode(b)
 		if err != nil {
@@ -210,7 +217,6 @@ func replay(t *testing.T, log [][]byte) *ledger.State {
 		}
 		s.Apply(e)
 	}
-	return s
 }
 
 func typesOf(evs []*events.Envelope) []events.Type {
@@ -1945,10 +1951,24 @@ func (s *propSim) checkTwin() {
 	t := s.t
 	t.Helper()
 	twin := replay(t, s.log)
+	s.decideAlongside(twin, propTwinSteps, s.snapshot)
+	for _, cid := range propCustomers {
+		if got, want := statusJSON(t, twin, cid, s.now), statusJSON(t, s.live, cid, s.now); got != want {
+			t.Errorf("twin status of %q differs:\n got %s\nwant %s", cid, got, want)
+		}
+	}
+}
+
+// decideAlongside lets twin decide the next steps alongside the live
+// state, with the same configuration and IDs: replies, events and errors
+// must be identical. each, if not nil, runs after every step.
+func (s *propSim) decideAlongside(twin *ledger.State, steps int, each func()) {
+	t := s.t
+	t.Helper()
 	twin.Default = s.live.Default
 	twinIDs := &counter{n: s.ids.n}
 	twin.NewID = twinIDs.next
-	for i := 0; i < propTwinSteps; i++ {
+	for i := 0; i < steps; i++ {
 		a := s.gen()
 		var want propOutcome
 		switch {
@@ -1962,11 +1982,8 @@ func (s *propSim) checkTwin() {
 		if got != want {
 			t.Fatalf("twin step %d (%T %s) differs:\nlive %+v\ntwin %+v", i, a.cmd, mustJSON(t, a.cmd), got, want)
 		}
-		s.snapshot()
-	}
-	for _, cid := range propCustomers {
-		if got, want := statusJSON(t, twin, cid, s.now), statusJSON(t, s.live, cid, s.now); got != want {
-			t.Errorf("twin status of %q differs:\n got %s\nwant %s", cid, got, want)
+		if each != nil {
+			each()
 		}
 	}
 }

@@ -51,18 +51,6 @@ func restore(t *testing.T, b []byte) *ledger.State {
 	return s
 }
 
-// applyLog decodes and applies encoded events, as a replay of the tail does.
-func applyLog(t *testing.T, s *ledger.State, log [][]byte) {
-	t.Helper()
-	for _, b := range log {
-		e, err := events.Decode(b)
-		if err != nil {
-			t.Fatalf("Decode(%s): %v", b, err)
-		}
-		s.Apply(e)
-	}
-}
-
 type snapPoint struct {
 	events int    // events in the log when it was taken
 	bytes  []byte // the live state's snapshot then
@@ -115,24 +103,7 @@ func TestSnapshotPlusTailEqualsReplay(t *testing.T) {
 func (s *propSim) checkTwinOf(twin *ledger.State) {
 	t := s.t
 	t.Helper()
-	twin.Default = s.live.Default
-	twinIDs := &counter{n: s.ids.n}
-	twin.NewID = twinIDs.next
-	for i := 0; i < snapTwinSteps; i++ {
-		a := s.gen()
-		var want propOutcome
-		switch {
-		case a.cmd != nil:
-			reply, evs, err := twin.Decide(a.cmd, s.now)
-			want = outcomeOf(t, reply, evs, err)
-		case a.sweep > 0:
-			want = outcomeOf(t, nil, twin.Sweep(s.now, a.sweep), nil)
-		}
-		got := s.step(a)
-		if got != want {
-			t.Fatalf("twin step %d (%T %s) differs:\nlive %+v\ntwin %+v", i, a.cmd, mustJSON(t, a.cmd), got, want)
-		}
-	}
+	s.decideAlongside(twin, snapTwinSteps, nil)
 	if !bytes.Equal(snapshotOf(t, twin), snapshotOf(t, s.live)) {
 		t.Fatalf("after %d steps decided by both, the twin's snapshot differs from the live one's", snapTwinSteps)
 	}
