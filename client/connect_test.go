@@ -53,19 +53,10 @@ func TestCredentialsConnect(t *testing.T) {
 	}
 	perms := &server.Permissions{Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX_x.>", "svc"}},
 		Publish: &server.SubjectPermission{Allow: []string{"svc"}}, Response: &server.ResponsePermission{MaxMsgs: 1}}
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true,
+	srv := startAuthServer(t, &server.Options{
 		Users: []*server.User{{Username: "u", Password: "pw_secret", Permissions: perms}},
 		Nkeys: []*server.NkeyUser{{Nkey: pub, Permissions: perms}},
-		NoLog: true,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(5 * time.Second) {
-		t.Fatal("server not ready")
-	}
 	for name, creds := range map[string]client.Credentials{
 		"password": {User: "u", Password: "pw_secret", InboxPrefix: "_INBOX_x"},
 		"nkey":     {NKeyFile: seedFile, InboxPrefix: "_INBOX_x"},

@@ -19,21 +19,46 @@ import (
 // since the responder stays silent on purpose.
 const deniedAttemptTimeout = 200 * time.Millisecond
 
-// startPermsServer starts a server with a responder user "svc" (allowed
-// everything) and the users given.
-func startPermsServer(t *testing.T, users ...*server.User) *server.Server {
+// violationWaitMax bounds the wait for the server's asynchronous report
+// of a permission violation.
+const violationWaitMax = 5 * time.Second
+
+// serverStartMax bounds the wait for a test server to accept connections.
+const serverStartMax = 5 * time.Second
+
+// startAuthServer starts a server on opts (users, nkeys) on a free port.
+func startAuthServer(t *testing.T, opts *server.Options) *server.Server {
 	t.Helper()
-	users = append(users, &server.User{Username: "svc", Password: "svc_pw"})
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, Users: users})
+	opts.Host, opts.Port, opts.NoSigs, opts.NoLog = "127.0.0.1", -1, true, true
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv.Start()
 	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(5 * time.Second) {
+	if !srv.ReadyForConnections(serverStartMax) {
 		t.Fatal("server not ready")
 	}
 	return srv
+}
+
+// deniedEnv starts a server where user "u" may publish status requests
+// for c1 and subscribe to subscribe, and a responder (user "svc") silent
+// for the first silent requests (a writer failing over). It returns u's
+// connection, a client on it, and the count of requests the responder saw.
+func deniedEnv(t *testing.T, subscribe string, silent int64) (*nats.Conn, *client.Client, *atomic.Int64) {
+	t.Helper()
+	subject := events.RequestSubject(events.OpStatus, "c1")
+	srv := startAuthServer(t, &server.Options{Users: []*server.User{
+		{Username: "svc", Password: "svc_pw"},
+		{Username: "u", Password: "u_pw", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{subject}},
+			Subscribe: &server.SubjectPermission{Allow: []string{subscribe}},
+		}},
+	}})
+	seen := respondAfter(t, srv, subject, silent)
+	nc := connectAs(t, srv, "u", "u_pw")
+	return nc, client.New(nc, client.WithTimeout(deniedAttemptTimeout), client.WithAttempts(4)), seen
 }
 
 func connectAs(t *testing.T, srv *server.Server, user, pw string) *nats.Conn {
@@ -71,7 +96,7 @@ func respondAfter(t *testing.T, srv *server.Server, subject string, silent int64
 // waitViolation waits until nc has been told of a permission violation.
 func waitViolation(t *testing.T, nc *nats.Conn) error {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(violationWaitMax)
 	for time.Now().Before(deadline) {
 		if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) {
 			return err
@@ -87,20 +112,13 @@ func waitViolation(t *testing.T, nc *nats.Conn) error {
 // in LastError until a reconnect; a later timeout on this client's
 // request must still be retried, not taken for a denial.
 func TestUnrelatedDeniedSubscriptionDoesNotDenyRequests(t *testing.T) {
-	subject := events.RequestSubject(events.OpStatus, "c1")
-	srv := startPermsServer(t, &server.User{Username: "u", Password: "u_pw", Permissions: &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: []string{subject}},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
-	}})
-	seen := respondAfter(t, srv, subject, 1)
-	nc := connectAs(t, srv, "u", "u_pw")
+	nc, c, seen := deniedEnv(t, "_INBOX.>", 1)
 	if _, err := nc.Subscribe("elsewhere.forbidden", func(*nats.Msg) {}); err != nil {
 		t.Fatal(err)
 	}
 	if err := waitViolation(t, nc); !strings.Contains(err.Error(), "elsewhere.forbidden") {
 		t.Fatalf("last error %v, want the refused subscription", err)
 	}
-	c := client.New(nc, client.WithTimeout(deniedAttemptTimeout), client.WithAttempts(4))
 	st, err := c.Status(context.Background(), "c1")
 	if err != nil {
 		t.Fatalf("status after an unrelated denial: %v (code %q), want an answer on the retry", err, ledger.ErrorCode(err))
@@ -113,14 +131,7 @@ func TestUnrelatedDeniedSubscriptionDoesNotDenyRequests(t *testing.T) {
 // A refused reply subscription is this request's: permission_denied at
 // once, with no retry.
 func TestDeniedInboxFailsFast(t *testing.T) {
-	subject := events.RequestSubject(events.OpStatus, "c1")
-	srv := startPermsServer(t, &server.User{Username: "u", Password: "u_pw", Permissions: &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: []string{subject}},
-		Subscribe: &server.SubjectPermission{Allow: []string{"other.>"}},
-	}})
-	seen := respondAfter(t, srv, subject, 0)
-	nc := connectAs(t, srv, "u", "u_pw")
-	c := client.New(nc, client.WithTimeout(deniedAttemptTimeout), client.WithAttempts(4))
+	_, c, seen := deniedEnv(t, "other.>", 0)
 	_, err := c.Status(context.Background(), "c1")
 	if got := ledger.ErrorCode(err); got != ledger.CodePermissionDenied {
 		t.Fatalf("status with the inbox refused: code %q (%v), want permission_denied", got, err)
