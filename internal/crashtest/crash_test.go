@@ -104,10 +104,7 @@ func TestKillTheLeaderStandbyTakesOver(t *testing.T) {
 	}
 	l := startLoad(t, c.urls())
 	hp := startHTTPProber(t, l, bases, createKey(t, c.urls(), "agent"))
-	js, err := jetstream.New(connect(t, c.urls(), "lease-reader"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, connect(t, c.urls(), "lease-reader"))
 	var took []time.Duration
 	n := rounds(5, 1)
 	for i := range n {
@@ -149,10 +146,7 @@ func TestPausedLeaderIsFencedOff(t *testing.T) {
 	c := startCluster(t, 1)
 	svcs := []*service{startService(t, c, "svc-a", 1, fastLeaseTTL), startService(t, c, "svc-b", 1, fastLeaseTTL)}
 	l := startLoad(t, c.urls())
-	js, err := jetstream.New(connect(t, c.urls(), "lease-reader"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, connect(t, c.urls(), "lease-reader"))
 	for i := range rounds(3, 1) {
 		waitServing(t, l, "the paused leader's step-down")
 		time.Sleep(randomDelay())
@@ -193,10 +187,7 @@ func TestKillOneOfThreeNATSNodes(t *testing.T) {
 	startService(t, c, "svc-a", 3, failoverLeaseTTL)
 	startService(t, c, "svc-b", 3, failoverLeaseTTL)
 	l := startLoad(t, c.urls())
-	js, err := jetstream.New(connect(t, c.urls(), "stream-info"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, connect(t, c.urls(), "stream-info"))
 	pick := func(i int) (*node, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), stableTimeout)
 		defer cancel()

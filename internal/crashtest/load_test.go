@@ -15,11 +15,11 @@ import (
 
 	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/testenv"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
 	"github.com/anishathalye/porcupine"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Load bounds: every run is bounded in count and in time.
@@ -314,16 +314,13 @@ func (l *load) verify() {
 		}
 		live[cid] = st
 	}
-	js, err := jetstream.New(connect(t, l.urls, "verify"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, connect(t, l.urls, "verify"))
 	reserved := map[string]int{}
 	effects := map[string]int{}
 	s := ledger.NewState()
 	overspent := 0
 	var evs int
-	_, err = projections.Replay(ctx, js, projections.ReplayStop{}, func(_ uint64, e *events.Envelope) error {
+	_, err := projections.Replay(ctx, js, projections.ReplayStop{}, func(_ uint64, e *events.Envelope) error {
 		evs++
 		s.Apply(e)
 		if r, ok := e.Data.(*events.Reserved); ok {

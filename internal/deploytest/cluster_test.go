@@ -159,7 +159,7 @@ func TestComposeClusterRuns(t *testing.T) {
 	setBudget(t, c, "user_123", "100")
 	preflight(t, c, "user_123", "research_agent", "30")
 
-	js := jetStreamOf(t, connectAs(t, all, "deploytest-js", "service"))
+	js := testenv.JetStream(t, connectAs(t, all, "deploytest-js", "service"))
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	st, err := js.Stream(ctx, events.StreamName)
@@ -318,7 +318,7 @@ func TestPartitionMappingRoutesToOwners(t *testing.T) {
 	}
 	cids = append(cids, "user_123")
 
-	js := jetStreamOf(t, connect(t, srv.url, "deploytest-js"))
+	js := testenv.JetStream(t, connect(t, srv.url, "deploytest-js"))
 	total := 0
 	for p := range n {
 		s, _, err := projections.Rebuild(ctx, js, projections.ReplayStop{Writer: strconv.Itoa(p)}, nil)

@@ -558,13 +558,3 @@ func connectAs(t *testing.T, url, name, user string, opts ...nats.Option) *nats.
 	t.Cleanup(nc.Close)
 	return nc
 }
-
-// jetStreamOf returns a JetStream handle on nc.
-func jetStreamOf(t *testing.T, nc *nats.Conn) jetstream.JetStream {
-	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}

@@ -17,7 +17,6 @@ import (
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // deniedWait bounds how long a test waits for the server to report a
@@ -130,10 +129,7 @@ func startSecured(t *testing.T) string {
 
 func lastSeq(t *testing.T, nc *nats.Conn) uint64 {
 	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, nc)
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	st, err := js.Stream(ctx, events.StreamName)
@@ -233,10 +229,7 @@ func TestPermissionMatrix(t *testing.T) {
 
 	t.Run("auditor", func(t *testing.T) {
 		rc := connectRole(t, url, "auditor")
-		js, err := jetstream.New(rc.nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		js := testenv.JetStream(t, rc.nc)
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
 		rep, err := audit.VerifyChain(ctx, js, nil)
@@ -283,7 +276,7 @@ func TestPermissionMatrix(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	js, _ := jetstream.New(svc.nc)
+	js := testenv.JetStream(t, svc.nc)
 	rep, err := audit.VerifyChain(ctx, js, nil)
 	if err != nil || rep.Broken != nil {
 		t.Errorf("chain after the attacks: %+v, %v", rep, err)
