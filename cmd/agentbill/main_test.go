@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,17 +24,14 @@ const ProcessTimeout = 20 * time.Second
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "agentbill-bin")
+	var err error
+	binary, err = testenv.BuildBinary(testenv.AgentBillBinEnv, testenv.AgentBillPkg)
 	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "agentbill")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build agentbill: %v\n%s", err, out)
+		fmt.Fprintf(os.Stderr, "build agentbill: %v\n", err)
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	testenv.RemoveBinaries()
 	os.Exit(code)
 }
 

@@ -36,18 +36,27 @@ var built struct {
 // RemoveBinaries deletes.
 func Binary(t testing.TB, env, pkg string) string {
 	t.Helper()
+	bin, err := BuildBinary(env, pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// BuildBinary is Binary for callers without a testing.TB (TestMain).
+func BuildBinary(env, pkg string) (string, error) {
 	if p := os.Getenv(env); p != "" {
-		return p
+		return p, nil
 	}
 	built.mu.Lock()
 	defer built.mu.Unlock()
 	if p, ok := built.paths[pkg]; ok {
-		return p
+		return p, nil
 	}
 	if built.dir == "" {
 		dir, err := os.MkdirTemp("", "agentbill-testbin-")
 		if err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		built.dir, built.paths = dir, map[string]string{}
 	}
@@ -56,10 +65,10 @@ func Binary(t testing.TB, env, pkg string) string {
 	defer cancel()
 	// go test puts its own GOROOT/bin first on PATH.
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-		t.Fatal(fmt.Errorf("go build %s: %v\n%s", pkg, err, out))
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 	}
 	built.paths[pkg] = bin
-	return bin
+	return bin, nil
 }
 
 // RemoveBinaries deletes what Binary built; call it from TestMain after
