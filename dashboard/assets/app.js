@@ -51,11 +51,10 @@ const num = (s) => Number(s) || 0;
 // the limit (clamped to the bar), and the committed share as a label.
 function usage(r) {
   const limit = num(r.limit), used = num(r.used), reserved = num(r.reserved);
-  if (limit <= 0) return { u: used > 0 ? 100 : 0, r: 0, pct: used + reserved > 0 ? 'over' : '—', ratio: Infinity };
+  if (limit <= 0) return { u: used > 0 ? 100 : 0, r: 0, pct: used + reserved > 0 ? 'over' : '—' };
   const u = Math.min(used / limit, 1) * 100;
   const rv = Math.min(reserved / limit * 100, 100 - u);
-  const ratio = (used + reserved) / limit;
-  return { u, r: rv, pct: `${Math.round(ratio * 100)}%`, ratio };
+  return { u, r: rv, pct: `${Math.round((used + reserved) / limit * 100)}%` };
 }
 
 function bar(r) {
