@@ -40,8 +40,10 @@ import (
 // reading stream: neither holds the encoding in memory. A snapshot is used
 // only if the hash verifies and nothing follows it.
 const (
-	snapshotMagic   = "AGBSNAP\n"
-	snapshotVersion = 1
+	snapshotMagic = "AGBSNAP\n"
+	// snapshotVersion 2: a window entry is its key, time and value (1
+	// had tags and a list of orphans no window can hold).
+	snapshotVersion = 2
 	// snapshotStringBytesMax bounds any string read from a snapshot: an ID,
 	// a URL, or one remembered event (an event fits one commit, 768 KiB).
 	snapshotStringBytesMax = 1 << 20
@@ -367,67 +369,23 @@ func sortedKeys[V any](e *snapWriter, m map[string]V) []string {
 	return e.keys
 }
 
-// Window entry tags: whether an order entry carries the map entry of its
-// key, and whether the map entry's time differs from the order entry's (a
-// key put again keeps its place in the order with its first time).
-const (
-	windowKeyOnly     = 0
-	windowEntrySameAt = 1
-	windowEntryOwnAt  = 2
-)
-
-// writeWindow writes a window's live FIFO order (from head), each key
-// followed by its map entry, then the map entries whose order entry was
-// already popped ("orphans": put again after their first put; pop keeps
-// them), sorted by key. Restored, the window forgets the same keys at the
-// same moments.
-func writeWindow[V any](e *snapWriter, w *window[V], value func(*snapWriter, string, V, time.Time) error) error {
+// writeWindow writes a window's live FIFO order (from head): each key, the
+// time of its put, and its value. Restored, the window forgets the same
+// keys at the same moments.
+func writeWindow[V any](e *snapWriter, w *window[V], value func(*snapWriter, string, V) error) error {
 	live := w.order[w.head:]
+	if len(live) != len(w.m) {
+		return fmt.Errorf("snapshot: a window's order holds %d keys, its map %d", len(live), len(w.m))
+	}
 	e.uvarint(uint64(len(live)))
-	owned := 0
 	for _, k := range live {
+		v, ok := w.m[k.key]
+		if !ok {
+			return fmt.Errorf("snapshot: a window's order holds a key its map does not")
+		}
 		e.str(k.key)
 		e.time(k.at)
-		ent, ok := w.m[k.key]
-		switch {
-		case !ok:
-			e.b = append(e.b, windowKeyOnly)
-		case ent.at.Equal(k.at):
-			e.b = append(e.b, windowEntrySameAt)
-		default:
-			e.b = append(e.b, windowEntryOwnAt)
-			e.time(ent.at)
-		}
-		if ok {
-			owned++
-			if err := value(e, k.key, ent.v, ent.at); err != nil {
-				return err
-			}
-		}
-		e.flushIfFull()
-	}
-	if owned > len(w.m) {
-		return fmt.Errorf("snapshot: a window's order holds a key twice")
-	}
-	var orphans []string
-	if owned < len(w.m) {
-		inOrder := make(map[string]bool, len(live))
-		for _, k := range live {
-			inOrder[k.key] = true
-		}
-		for k := range w.m {
-			if !inOrder[k] {
-				orphans = append(orphans, k)
-			}
-		}
-		slices.Sort(orphans)
-	}
-	e.uvarint(uint64(len(orphans)))
-	for _, k := range orphans {
-		ent := w.m[k]
-		e.str(k)
-		e.time(ent.at)
-		if err := value(e, k, ent.v, ent.at); err != nil {
+		if err := value(e, k.key, v); err != nil {
 			return err
 		}
 		e.flushIfFull()
@@ -435,7 +393,7 @@ func writeWindow[V any](e *snapWriter, w *window[V], value func(*snapWriter, str
 	return e.err
 }
 
-func writeClosedEntry(e *snapWriter, _ string, v closedEntry, _ time.Time) error {
+func writeClosedEntry(e *snapWriter, _ string, v closedEntry) error {
 	e.str(v.customerID)
 	e.str(v.status)
 	return nil
@@ -630,18 +588,18 @@ func checkRestored(c *Customer) error {
 // restoredEntry is a window entry read, on its way to the window's map.
 type restoredEntry[V any] struct {
 	key string
-	e   windowEntry[V]
+	v   V
 }
 
 // readWindow reads a window; the entries go into its map on another
-// goroutine, as customers do.
+// goroutine, as customers do. A key listed twice is refused.
 func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (V, error)) (w window[V], err error) {
 	w = newWindow[V](max)
 	n := d.uvarint()
 	if d.err == nil && n > uint64(max) {
-		return w, fmt.Errorf("%d keys in order, more than %d", n, max)
+		return w, fmt.Errorf("%d keys, more than %d", n, max)
 	}
-	m := make(map[string]windowEntry[V], min(n, snapshotPresizeMax))
+	m := make(map[string]V, min(n, snapshotPresizeMax))
 	w.m = m
 	w.order = make([]windowKey, 0, min(n, snapshotPresizeMax))
 	batches := make(chan []restoredEntry[V], snapshotSlabsQueued)
@@ -651,57 +609,31 @@ func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (
 		for b := range batches {
 			for i := 0; i < len(b) && err == nil; i++ {
 				size := len(m)
-				if m[b[i].key] = b[i].e; len(m) == size {
+				if m[b[i].key] = b[i].v; len(m) == size {
 					err = fmt.Errorf("key %q is listed twice", b[i].key)
 				}
 			}
 		}
 		inserted <- err
 	}()
-	var batch []restoredEntry[V]
-	put := func(key string, at time.Time) error {
-		v, err := value(d, key)
-		if err != nil {
-			return fmt.Errorf("key %q: %w", key, err)
-		}
-		if batch = append(batch, restoredEntry[V]{key: key, e: windowEntry[V]{v: v, at: at}}); len(batch) == snapshotSlabCustomers {
-			batches <- batch
-			batch = make([]restoredEntry[V], 0, snapshotSlabCustomers)
-		}
-		return nil
-	}
+	batch := make([]restoredEntry[V], 0, min(n, snapshotSlabCustomers))
 	defer func() {
 		if len(batch) > 0 {
 			batches <- batch
 		}
 		close(batches)
 		err = errors.Join(err, <-inserted)
-		if err == nil && len(m) > max {
-			err = fmt.Errorf("%d keys, more than %d", len(m), max)
-		}
 	}()
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		k := windowKey{key: d.str(), at: d.time()}
+		v, err := value(d, k.key)
+		if err != nil {
+			return w, fmt.Errorf("key %q: %w", k.key, err)
+		}
 		w.order = append(w.order, k)
-		tag := d.byte()
-		if tag == windowKeyOnly {
-			continue
-		}
-		at := k.at
-		if tag == windowEntryOwnAt {
-			at = d.time()
-		} else if tag != windowEntrySameAt {
-			return w, fmt.Errorf("key %d: bad tag %d", i, tag)
-		}
-		if err := put(k.key, at); err != nil {
-			return w, err
-		}
-	}
-	orphans := d.uvarint()
-	for i := uint64(0); i < orphans && d.err == nil; i++ {
-		key := d.str()
-		if err := put(key, d.time()); err != nil {
-			return w, err
+		if batch = append(batch, restoredEntry[V]{key: k.key, v: v}); len(batch) == snapshotSlabCustomers {
+			batches <- batch
+			batch = make([]restoredEntry[V], 0, snapshotSlabCustomers)
 		}
 	}
 	return w, d.err

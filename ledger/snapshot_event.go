@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/agentbill/agentbill/events"
 )
@@ -39,7 +38,7 @@ const (
 
 // writeIdemEntry writes a remembered request: its event ID, hash, op, the
 // period kind then, and the event that answered it.
-func writeIdemEntry(e *snapWriter, key string, v idemEntry, _ time.Time) error {
+func writeIdemEntry(e *snapWriter, key string, v idemEntry) error {
 	if v.data == nil {
 		return fmt.Errorf("snapshot: idempotency key %q has no event", key)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,4 +95,22 @@ func encodeJSON(t *testing.T, v any) string {
 // the form a snapshot restores.
 func parsed(coeff, frac int) events.Units {
 	return events.MustParseUnits(events.NewUnits(int64(coeff), int32(-frac)).String())
+}
+
+// A window that lists a key twice is refused: a window holds each key once.
+func TestSnapshotWindowRefusesARepeatedKey(t *testing.T) {
+	at := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	e := &snapWriter{}
+	e.uvarint(2)
+	for range 2 {
+		e.str("hold-1")
+		e.time(at)
+		if err := writeClosedEntry(e, "hold-1", closedEntry{customerID: "c1", status: StatusRecorded}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := &snapReader{r: bufio.NewReader(bytes.NewReader(e.b))}
+	if _, err := readWindow(d, ClosedReservationsMax, readClosedEntry); err == nil || !strings.Contains(err.Error(), "listed twice") {
+		t.Fatalf("readWindow of a key listed twice: err %v, want listed twice", err)
+	}
 }

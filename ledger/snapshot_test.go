@@ -167,6 +167,10 @@ func TestSnapshotRejectsCorruption(t *testing.T) {
 	refused("empty", nil)
 	refused("garbage", []byte("this is not a snapshot at all, not even close to one"))
 	refused("data after the trailer", append(bytes.Clone(good), 0))
+	old := bytes.Clone(good[:len(good)-sha256.Size])
+	old[len("AGBSNAP\n")] = 1 // version 1, before windows dropped their tags
+	sum := sha256.Sum256(old)
+	refused("version 1", append(old, sum[:]...))
 	for _, n := range []int{1, 8, 9, 40, len(good) / 2, len(good) - 33, len(good) - 32, len(good) - 1} {
 		refused(fmt.Sprintf("truncated to %d of %d bytes", n, len(good)), good[:n])
 	}

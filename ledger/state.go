@@ -244,16 +244,15 @@ func (s *State) pushExpiry(r *Reservation) {
 // window remembers keys for IdempotencyWindow of event time, and at most
 // max of them, forgetting the oldest first. Insertion order is event order,
 // so the live writer and a replay forget the same keys.
+//
+// Invariant: every key in m has exactly one live entry in order (from
+// head), and every live entry's key is in m. put appends to order only a
+// key not in m, and pop, the only delete, takes a key out of both.
 type window[V any] struct {
-	m     map[string]windowEntry[V]
+	m     map[string]V
 	order []windowKey // FIFO; head is order[head]
 	head  int
 	max   int
-}
-
-type windowEntry[V any] struct {
-	v  V
-	at time.Time
 }
 
 type windowKey struct {
@@ -262,26 +261,25 @@ type windowKey struct {
 }
 
 func newWindow[V any](max int) window[V] {
-	return window[V]{m: make(map[string]windowEntry[V]), max: max}
+	return window[V]{m: make(map[string]V), max: max}
 }
 
 func (w *window[V]) get(key string) (V, bool) {
-	e, ok := w.m[key]
-	return e.v, ok
+	v, ok := w.m[key]
+	return v, ok
 }
 
 func (w *window[V]) put(key string, v V, at time.Time) {
 	w.forget(at)
-	if e, ok := w.m[key]; ok {
+	if _, ok := w.m[key]; ok {
 		// A key put again (a hold that expired, then was recorded late)
 		// keeps its place and time in the FIFO, so it is forgotten when
-		// its first put leaves the window. (Updating the time here would
-		// make pop skip it forever.)
-		w.m[key] = windowEntry[V]{v: v, at: e.at}
+		// its first put leaves the window.
+		w.m[key] = v
 		return
 	}
 	w.order = append(w.order, windowKey{key: key, at: at})
-	w.m[key] = windowEntry[V]{v: v, at: at}
+	w.m[key] = v
 	for len(w.m) > w.max {
 		w.pop()
 	}
@@ -299,9 +297,7 @@ func (w *window[V]) pop() {
 	k := w.order[w.head]
 	w.order[w.head] = windowKey{}
 	w.head++
-	if e, ok := w.m[k.key]; ok && e.at.Equal(k.at) {
-		delete(w.m, k.key)
-	}
+	delete(w.m, k.key)
 	// Compact once the dead prefix dominates, so memory stays bounded.
 	if w.head > 1024 && w.head*2 > len(w.order) {
 		w.order = append([]windowKey(nil), w.order[w.head:]...)
