@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -148,38 +147,23 @@ func TestKeysAndHTTPGateway(t *testing.T) {
 	}
 
 	// A clean stop takes the gateway down with the writer.
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve --http exited with %v after SIGTERM\n%s", err, s.stderr)
-		}
-	case <-time.After(ProcessTimeout):
-		t.Fatal("serve --http did not stop on SIGTERM")
-	}
+	s.stop(t)
 }
 
-func TestServeRejectsBadHTTPAddr(t *testing.T) {
-	for _, addr := range []string{"8080", "127.0.0.1:http-alt:1", "127.0.0.1:70000"} {
-		out, err := exec.Command(binary, "serve", "--http", addr).CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--http") {
-			t.Errorf("serve --http %s: %v, want exit 2\n%s", addr, err, out)
-		}
-	}
-}
-
-// Bad serve and keys flags for HA and partitions are usage errors (exit 2)
-// that name the flag, before anything connects.
-func TestHAFlagsRejectBadValues(t *testing.T) {
+// Bad serve and keys flags are usage errors (exit 2) that name the flag,
+// before anything connects.
+func TestBadFlagsAreUsageErrors(t *testing.T) {
 	for _, c := range []struct {
 		args []string
 		flag string
 	}{
+		{[]string{"serve", "--default-budget", "lots"}, "--default-budget"},
+		{[]string{"serve", "--default-budget", "10/year"}, "--default-budget"},
+		{[]string{"serve", "--replicas", "2"}, "--replicas"},
+		{[]string{"serve", "--nats-url", "nats://127.0.0.1:1", "--nats-config", "x.conf"}, "--nats-config"},
+		{[]string{"serve", "--http", "8080"}, "--http"},
+		{[]string{"serve", "--http", "127.0.0.1:http-alt:1"}, "--http"},
+		{[]string{"serve", "--http", "127.0.0.1:70000"}, "--http"},
 		{[]string{"keys", "list", "--replicas", "2"}, "--replicas"},
 		{[]string{"serve", "--partitions", "0"}, "--partitions"},
 		{[]string{"serve", "--partitions", "4", "--partition", "4"}, "--partition"},

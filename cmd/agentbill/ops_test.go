@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentbill/agentbill/internal/testenv"
 )
 
 // watcher is `agentbill watch` running as a process, its stdout read line
@@ -79,7 +81,7 @@ func (w *watcher) poll(want string) bool {
 // TestWatch runs `agentbill watch` twice, as text to a pipe (so without
 // colour) and as JSON lines, and sees an exhaustion on both.
 func TestWatch(t *testing.T) {
-	s := serve(t, t.TempDir(), freePort(t), "--default-budget", "none")
+	s := serve(t, t.TempDir(), testenv.FreePort(t), "--default-budget", "none")
 	text := s.watch(t, "--denied")
 	jsonl := s.watch(t, "--json", "--denied")
 	// A watcher sees what is committed after it subscribed: refuse a
@@ -118,8 +120,8 @@ func TestWatch(t *testing.T) {
 // probes, /metrics with the writer's figures, and the dashboard behind
 // its sign-in.
 func TestServeOperability(t *testing.T) {
-	httpPort := freePort(t)
-	s := serve(t, t.TempDir(), freePort(t), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--log-format", "json")
+	httpPort := testenv.FreePort(t)
+	s := serve(t, t.TempDir(), testenv.FreePort(t), "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--log-format", "json")
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	waitHTTP(t, s, base)
 	get := func(path string) (int, string) {
@@ -148,7 +150,7 @@ func TestServeOperability(t *testing.T) {
 	if code, body := get("/"); code != 401 || !strings.Contains(body, "Sign in") {
 		t.Errorf("/ without a key: %d, want 401 and the sign-in form", code)
 	}
-	if st := httpStatus(t, "GET", base+"/ui/api/customers", strings.TrimSpace(keyOf(t, s, "auditor")), ""); st != 200 {
+	if st := httpStatus(t, "GET", base+"/ui/api/customers", createKey(t, s, "--role", "auditor"), ""); st != 200 {
 		t.Errorf("the dashboard's table with an auditor key: %d, want 200", st)
 	}
 	for _, l := range strings.Split(strings.TrimSpace(s.stderr.String()), "\n") {
@@ -159,14 +161,4 @@ func TestServeOperability(t *testing.T) {
 	if !strings.Contains(s.stderr.String(), `"msg":"dashboard started"`) {
 		t.Errorf("no dashboard start line in the log:\n%s", s.stderr.String())
 	}
-}
-
-// keyOf creates a key of role and returns it.
-func keyOf(t *testing.T, s *service, role string) string {
-	t.Helper()
-	var k struct{ Key string }
-	if err := json.Unmarshal([]byte(s.must(t, 0, "keys", "create", "--role", role, "--json")), &k); err != nil {
-		t.Fatal(err)
-	}
-	return k.Key
 }
