@@ -2,9 +2,9 @@
 // decided (by operation, outcome and reason), how long preflights took,
 // how big each group commit was and how long its append took, and, read
 // at scrape time, its role, sequence, replay progress, customers, open
-// reservations and snapshot age. It implements projections.Observer; the
-// observer methods only touch atomic counters, so they never block the
-// writer.
+// reservations, snapshot age and snapshot failures. It implements
+// projections.Observer; the observer methods only touch atomic counters,
+// so they never block the writer.
 package metrics
 
 import (

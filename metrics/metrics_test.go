@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,6 +144,7 @@ func TestMetricsAfterScriptedRequests(t *testing.T) {
 		{"agentbill_open_reservations", nil, 2},
 		{"agentbill_writer_role", []string{"role", projections.RoleLeader}, 1},
 		{"agentbill_writer_role", []string{"role", projections.RoleStarting}, 0},
+		{"agentbill_snapshot_failures_total", nil, 0}, // present (value -1 would be absent)
 	} {
 		if got := value(after, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v: got %v, want %v", c.name, c.labels, got, c.want)
@@ -182,5 +184,79 @@ func TestMetricsAfterScriptedRequests(t *testing.T) {
 	}
 	if got := value(scrape(t, hs.URL), "agentbill_dashboard_sequence"); got != float64(last) {
 		t.Errorf("agentbill_dashboard_sequence: got %v, want %d", got, last)
+	}
+}
+
+// TestSnapshotAge: agentbill_snapshot_age_seconds is absent until the
+// writer stores a snapshot, then reads the metrics clock's distance from
+// it, never below zero.
+func TestSnapshotAge(t *testing.T) {
+	srv := testenv.StartServer(t, "")
+	m := metrics.New(nil)
+	w := testenv.StartWriter(t, srv, nil, nil, func(c *projections.Config) {
+		c.Observer = m
+		c.Snapshots.EventsEvery = 1 << 62 // only the forced snapshot below
+	})
+	var now atomic.Int64 // the metrics clock, Unix ns
+	m.Watch(w.Writer, func() time.Time { return time.Unix(0, now.Load()) })
+	hs := httptest.NewServer(m.Handler())
+	t.Cleanup(hs.Close)
+
+	if v := value(scrape(t, hs.URL), "agentbill_snapshot_age_seconds"); v != -1 {
+		t.Fatalf("agentbill_snapshot_age_seconds before any snapshot: got %v, want absent", v)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if _, err := testenv.Client(t, srv).SetBudget(ctx, "acme", ledger.BudgetRequest{Limit: testenv.Ptr(t, "10"), Period: "month"}); err != nil {
+		t.Fatal(err)
+	}
+	snaps := &w.Stats().Snapshots
+	w.SnapshotNow()
+	for deadline := time.Now().Add(testTimeout); snaps.Saved.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no snapshot stored within %s", testTimeout)
+		}
+	}
+	at := time.Unix(0, snaps.SavedAt.Load())
+	for _, c := range []struct {
+		now  time.Time
+		want float64
+	}{
+		{at.Add(90 * time.Second), 90},
+		{at.Add(1500 * time.Millisecond), 1.5},
+		{at, 0},
+		{at.Add(-time.Minute), 0}, // a clock behind the writer's reads no negative age
+	} {
+		now.Store(c.now.UnixNano())
+		fams := scrape(t, hs.URL)
+		if got := value(fams, "agentbill_snapshot_age_seconds"); got != c.want {
+			t.Errorf("agentbill_snapshot_age_seconds %s after the snapshot: got %v, want %v", c.now.Sub(at), got, c.want)
+		}
+		if got, want := value(fams, "agentbill_snapshot_sequence"), float64(snaps.SavedSeq.Load()); got != want || want == 0 {
+			t.Errorf("agentbill_snapshot_sequence: got %v, want %v (not 0)", got, want)
+		}
+	}
+}
+
+// statsSource is a Source with figures set by the test.
+type statsSource struct{ stats projections.Stats }
+
+func (s *statsSource) Stats() *projections.Stats { return &s.stats }
+func (s *statsSource) Role() string              { return projections.RoleLeader }
+
+// TestSnapshotFailures: agentbill_snapshot_failures_total counts the
+// snapshots the writer could not take or store.
+func TestSnapshotFailures(t *testing.T) {
+	m := metrics.New(nil)
+	src := &statsSource{}
+	m.Watch(src, nil)
+	hs := httptest.NewServer(m.Handler())
+	t.Cleanup(hs.Close)
+	if got := value(scrape(t, hs.URL), "agentbill_snapshot_failures_total"); got != 0 {
+		t.Fatalf("agentbill_snapshot_failures_total with none: got %v, want 0", got)
+	}
+	src.stats.Snapshots.Failed.Store(3)
+	if got := value(scrape(t, hs.URL), "agentbill_snapshot_failures_total"); got != 3 {
+		t.Fatalf("agentbill_snapshot_failures_total after 3 failures: got %v, want 3", got)
 	}
 }

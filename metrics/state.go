@@ -32,6 +32,8 @@ var (
 		"Seconds since the writer last stored a snapshot; absent until it has stored one.", nil, nil)
 	snapshotSeqDesc = prometheus.NewDesc("agentbill_snapshot_sequence",
 		"The sequence the last stored snapshot covers.", nil, nil)
+	snapshotFailuresDesc = prometheus.NewDesc("agentbill_snapshot_failures_total",
+		"Snapshots the writer could not take or store (it retries later; the log stays whole).", nil, nil)
 	rebuildsDesc = prometheus.NewDesc("agentbill_rebuilds_total",
 		"Times the writer dropped its state and replayed the log after a failed append.", nil, nil)
 	overloadedDesc = prometheus.NewDesc("agentbill_overloaded_total",
@@ -47,7 +49,7 @@ type stateCollector struct {
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{roleDesc, lastSeqDesc, replayedDesc, replayTargetDesc,
-		customersDesc, openDesc, snapshotAgeDesc, snapshotSeqDesc, rebuildsDesc, overloadedDesc} {
+		customersDesc, openDesc, snapshotAgeDesc, snapshotSeqDesc, snapshotFailuresDesc, rebuildsDesc, overloadedDesc} {
 		ch <- d
 	}
 }
@@ -72,8 +74,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(customersDesc, st.Customers.Load())
 	gauge(openDesc, st.OpenReservations.Load())
 	gauge(snapshotSeqDesc, st.Snapshots.SavedSeq.Load())
-	ch <- prometheus.MustNewConstMetric(rebuildsDesc, prometheus.CounterValue, float64(st.Rebuilds.Load()))
-	ch <- prometheus.MustNewConstMetric(overloadedDesc, prometheus.CounterValue, float64(st.Overloaded.Load()))
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	counter(snapshotFailuresDesc, st.Snapshots.Failed.Load())
+	counter(rebuildsDesc, st.Rebuilds.Load())
+	counter(overloadedDesc, st.Overloaded.Load())
 	if at := st.Snapshots.SavedAt.Load(); at > 0 {
 		age := c.now().Sub(time.Unix(0, at)).Seconds()
 		ch <- prometheus.MustNewConstMetric(snapshotAgeDesc, prometheus.GaugeValue, max(age, 0))
