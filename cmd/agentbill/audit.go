@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -53,17 +51,13 @@ func (f *logFlags) connect(ctx context.Context) (*session, jetstream.JetStream, 
 // progressFunc reports progress on stderr when it is a terminal (and the
 // output is not JSON); nil otherwise.
 func progressFunc(stderr io.Writer, what string, quiet bool) func(seq, last uint64) {
-	f, ok := stderr.(*os.File)
-	if quiet || !ok {
-		return nil
-	}
-	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+	if quiet || !isTerminal(stderr) {
 		return nil
 	}
 	return func(seq, last uint64) {
-		fmt.Fprintf(f, "\r%s: commit %d of %d (%d%%)", what, seq, last, seq*100/max(last, 1))
+		fmt.Fprintf(stderr, "\r%s: commit %d of %d (%d%%)", what, seq, last, seq*100/max(last, 1))
 		if seq == last {
-			fmt.Fprintln(f)
+			fmt.Fprintln(stderr)
 		}
 	}
 }
@@ -142,7 +136,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	rep.CheckWriters(strings.Split(*writers, ","))
 	if f.jsonOut {
-		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+		if err := printJSON(stdout, rep); err != nil {
 			return err
 		}
 	} else if rep.Broken == nil && len(rep.Unknown) == 0 {
@@ -212,7 +206,6 @@ func printBalances(out io.Writer, st *ledger.State, ids []string, seq uint64, at
 		fmt.Fprintf(w, "replayed to sequence %d (%d events), balances as of %s\n\n", seq, st.EventsApplied(), at.Format(time.RFC3339))
 		fmt.Fprintln(w, "CUSTOMER\tPERIOD\tLIMIT\tUSED\tRESERVED\tREMAINING\tOPEN")
 	}
-	enc := json.NewEncoder(w)
 	for _, id := range ids {
 		s, err := st.Status(id, at)
 		if err != nil {
@@ -220,7 +213,7 @@ func printBalances(out io.Writer, st *ledger.State, ids []string, seq uint64, at
 		}
 		s.AsOfSeq = seq
 		if jsonOut {
-			if err := enc.Encode(s); err != nil {
+			if err := printJSON(w, s); err != nil {
 				return err
 			}
 			continue
@@ -236,7 +229,7 @@ func replayVerify(ctx context.Context, js jetstream.JetStream, live *client.Clie
 		return err
 	}
 	if jsonOut {
-		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+		if err := printJSON(stdout, rep); err != nil {
 			return err
 		}
 	} else {

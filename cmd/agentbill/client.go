@@ -364,6 +364,11 @@ func colorTerminal(w io.Writer, env func(string) (string, bool)) bool {
 	if v, _ := env("TERM"); v == "dumb" {
 		return false
 	}
+	return isTerminal(w)
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
@@ -401,13 +406,18 @@ type printer struct {
 
 func (p *printer) print(v any, text string) error {
 	if p.json {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(p.w, "%s\n", b)
-		return err
+		return printJSON(p.w, v)
 	}
 	_, err := fmt.Fprintln(p.w, text)
+	return err
+}
+
+// printJSON writes v as one line of JSON.
+func printJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
 	return err
 }

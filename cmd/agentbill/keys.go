@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -171,14 +170,5 @@ func keyError(err error) error {
 	case errors.Is(err, keys.ErrNotFound):
 		return ledger.Errorf(ledger.CodeNotFound, "%v", err)
 	}
-	return err
-}
-
-func printJSON(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
 	return err
 }
