@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentbill/agentbill/audit"
 	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
@@ -99,14 +100,13 @@ func (c *Config) Validate() error {
 type Server struct {
 	nc     *nats.Conn
 	client *client.Client
-	js     jetstream.JetStream
 	keys   Authenticator
 	log    *slog.Logger
 	mux    *http.ServeMux
-	slots  chan struct{} // ConcurrentRequestsMax
-	scans  chan struct{} // EventScansMax
-	mcp    http.Handler  // MCPPath
-	cfg    Config        // Role, Metrics and Dashboard
+	slots  chan struct{}  // ConcurrentRequestsMax
+	scans  *audit.Scanner // the events endpoint's scans of the log
+	mcp    http.Handler   // MCPPath
+	cfg    Config         // Role, Metrics and Dashboard
 }
 
 // New returns a gateway.
@@ -121,12 +121,11 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		nc:     cfg.Conn,
 		client: client.New(cfg.Conn, client.WithTimeout(AttemptTimeout), client.WithAttempts(Attempts)),
-		js:     js,
 		keys:   cfg.Keys,
 		log:    cfg.Logger,
 		mux:    http.NewServeMux(),
 		slots:  make(chan struct{}, ConcurrentRequestsMax),
-		scans:  make(chan struct{}, EventScansMax),
+		scans:  audit.NewScanner(js),
 		cfg:    cfg,
 	}
 	if s.log == nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentbill/agentbill/audit"
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/internal/testenv"
 	"github.com/agentbill/agentbill/keys"
@@ -540,7 +541,7 @@ func TestEventScanIsBounded(t *testing.T) {
 	c := testenv.Client(t, e.srv)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	for i := range EventScanCommitsMax + 10 {
+	for i := range audit.ScanCommitsMax + 10 {
 		u := events.NewUnits(1, 0)
 		if _, err := c.Preflight(ctx, "c2", ledger.PreflightRequest{AgentID: "a", EstimatedUnits: &u, TTL: "24h"}); err != nil {
 			t.Fatalf("preflight %d: %v", i, err)
@@ -548,7 +549,7 @@ func TestEventScanIsBounded(t *testing.T) {
 	}
 	r := e.do("GET", "/v1/customers/c1/events", e.audit, nil)
 	expect(t, r, 200, "")
-	if r.body["truncated"] != true || num(t, r, "scanned_commits") != fmt.Sprint(EventScanCommitsMax) {
+	if r.body["truncated"] != true || num(t, r, "scanned_commits") != fmt.Sprint(audit.ScanCommitsMax) {
 		t.Fatalf("scan: truncated=%v scanned=%v", r.body["truncated"], r.body["scanned_commits"])
 	}
 	if evs := r.body["events"].([]any); len(evs) != 0 {
@@ -599,13 +600,18 @@ func TestHealthz(t *testing.T) {
 func TestBusyIsUnavailable(t *testing.T) {
 	e := newEnv(t, &ledger.DefaultBudget{Limit: events.NewUnits(50, 0), Period: ledger.PeriodMonth})
 	// Every scan slot taken: an events read is refused at once.
-	for range EventScansMax {
-		e.gw.scans <- struct{}{}
+	releases := make([]func(), 0, audit.ScansMax)
+	for range audit.ScansMax {
+		release, err := e.gw.scans.Acquire()
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, release)
 	}
 	r := e.do("GET", "/v1/customers/c1/events", e.audit, nil)
 	expect(t, r, 503, "unavailable")
-	for range EventScansMax {
-		<-e.gw.scans
+	for _, release := range releases {
+		release()
 	}
 	expect(t, e.do("GET", "/v1/customers/c1/events", e.audit, nil), 200, "")
 	// Every request slot taken: everything is refused at once, then served.

@@ -3,41 +3,22 @@ package mcpserver
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/keys"
-	"github.com/agentbill/agentbill/ledger"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Bounds on recent_refusals. The log holds every customer's events in
-// shared commits, so finding refusals means reading commits back from the
-// end of the stream; these bound that scan, as the HTTP gateway's events
-// endpoint does.
+// Bounds on recent_refusals. The scan of the log behind it is bounded by
+// audit.Scanner (audit.ScanCommitsMax and the rest), as the HTTP
+// gateway's events endpoint is.
 const (
 	// RefusalsLimitDefault and RefusalsLimitMax bound the refusals
 	// returned (the limit argument).
 	RefusalsLimitDefault = 20
 	RefusalsLimitMax     = 100
-	// RefusalScanCommitsMax bounds the commits read back for one call.
-	RefusalScanCommitsMax = 1000
-	// RefusalScanBytesMax bounds the bytes of the commits read for one
-	// call (a commit is at most 768 KiB).
-	RefusalScanBytesMax = 32 * 1024 * 1024
-	// RefusalScansMax bounds the scans in progress at once; past it the
-	// answer is unavailable (retry).
-	RefusalScansMax = 4
-	// StreamInfoTimeout bounds the first read of the stream. It answers in
-	// milliseconds when allowed; a NATS user that may not read the stream
-	// gets no answer at all (the server reports the violation
-	// asynchronously), so without this bound the call would hang for the
-	// whole ToolTimeout.
-	StreamInfoTimeout = 2 * time.Second
 )
 
 // Refusal is one denied event, flattened.
@@ -100,12 +81,6 @@ func (s *Server) recentRefusals(ctx context.Context, k *keys.Key, args json.RawM
 			return nil, "", fmt.Errorf("%w (name a customer_id to read one customer's refusals)", err)
 		}
 	}
-	select {
-	case s.scans <- struct{}{}:
-		defer func() { <-s.scans }()
-	default:
-		return nil, "", ledger.Errorf(ledger.CodeUnavailable, "too many event log reads in progress; retry")
-	}
 	r, err := s.scanRefusals(ctx, cid, limit)
 	if err != nil {
 		return nil, "", err
@@ -113,71 +88,27 @@ func (s *Server) recentRefusals(ctx context.Context, k *keys.Key, args json.RawM
 	return r, refusalsSummary(r), nil
 }
 
-// scanRefusals reads commits back from the end of the log, within the
-// bounds above, collecting the newest denied events (of cid, or all).
+// scanRefusals collects the newest denied events (of cid, or all) from
+// the log, within audit.Scanner's bounds.
 func (s *Server) scanRefusals(ctx context.Context, cid string, limit int) (*RefusalsReply, error) {
-	r := &RefusalsReply{CustomerID: cid, Refusals: []Refusal{}}
-	ictx, cancel := context.WithTimeout(ctx, StreamInfoTimeout)
-	st, err := s.js.Stream(ictx, events.StreamName)
-	cancel()
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return r, nil // nothing was ever committed
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-		return nil, ledger.Errorf(ledger.CodeUnavailable,
-			"no answer reading the log stream %s within %s: AgentBill may be down, or this NATS user may not read the stream (nats.conf: admin may, agent may not)",
-			events.StreamName, StreamInfoTimeout)
-	}
+	scan, err := s.scans.Newest(ctx, limit, func(e *events.Envelope) bool {
+		_, denied := e.Data.(*events.Denied)
+		return denied && (cid == "" || e.CustomerID == cid)
+	})
 	if err != nil {
 		return nil, err
 	}
-	state := st.CachedInfo().State
-	r.LastSeq = state.LastSeq
-	seq, bytes := state.LastSeq, 0
-	for ; seq >= max(state.FirstSeq, 1) && len(r.Refusals) < limit; seq-- {
-		if r.ScannedCommits == RefusalScanCommitsMax || bytes >= RefusalScanBytesMax {
-			r.Truncated = true
-			break
-		}
-		msg, err := st.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		r.ScannedCommits++
-		bytes += len(msg.Data)
-		if !strings.HasPrefix(msg.Subject, events.LogSubjectPrefix) {
-			continue
-		}
-		if err := r.addRefusals(msg.Data, seq, cid, limit); err != nil {
-			return nil, fmt.Errorf("commit at sequence %d: %w", seq, err)
-		}
-	}
-	return r, nil
-}
-
-// addRefusals appends one commit's denied events, newest first, up to
-// limit in all.
-func (r *RefusalsReply) addRefusals(data []byte, seq uint64, cid string, limit int) error {
-	c, err := events.DecodeCommit(data)
-	if err != nil {
-		return err
-	}
-	for i := len(c.Events) - 1; i >= 0 && len(r.Refusals) < limit; i-- {
-		e := c.Events[i]
-		d, ok := e.Data.(*events.Denied)
-		if !ok || (cid != "" && e.CustomerID != cid) {
-			continue
-		}
+	r := &RefusalsReply{CustomerID: cid, Refusals: make([]Refusal, 0, len(scan.Matches)),
+		ScannedCommits: scan.ScannedCommits, LastSeq: scan.LastSeq, Truncated: scan.Truncated}
+	for _, m := range scan.Matches {
+		e, d := m.Event, m.Event.Data.(*events.Denied) // keep took only these
 		r.Refusals = append(r.Refusals, Refusal{
-			EventID: e.ID, Seq: seq, At: e.At, CustomerID: e.CustomerID, AgentID: d.AgentID,
+			EventID: e.ID, Seq: m.Seq, At: e.At, CustomerID: e.CustomerID, AgentID: d.AgentID,
 			Reason: d.Reason, Message: d.Message, RequestedUnits: d.Requested,
 			RemainingUnits: d.Balance.Remaining, TaskRef: d.TaskRef, UpgradeURL: d.UpgradeURL,
 		})
 	}
-	return nil
+	return r, nil
 }
 
 func refusalsSummary(r *RefusalsReply) string {

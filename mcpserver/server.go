@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/agentbill/agentbill/audit"
 	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -70,10 +71,9 @@ func (c *Config) Validate() error {
 // Server holds what the tools need. It is safe for concurrent use.
 type Server struct {
 	client     *client.Client
-	js         jetstream.JetStream
 	requireKey bool
 	log        *slog.Logger
-	scans      chan struct{} // RefusalScansMax
+	scans      *audit.Scanner // recent_refusals' scans of the log
 	mcp        *mcp.Server
 }
 
@@ -88,10 +88,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		client:     client.New(cfg.Conn, client.WithTimeout(AttemptTimeout), client.WithAttempts(Attempts)),
-		js:         js,
 		requireKey: cfg.RequireKey,
 		log:        cfg.Logger,
-		scans:      make(chan struct{}, RefusalScansMax),
+		scans:      audit.NewScanner(js),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
