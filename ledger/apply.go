@@ -181,12 +181,12 @@ func (s *State) close(c *Customer, id, status string, e *events.Envelope) {
 // key, so the same request gets the same reply, even after a restart: the
 // reply is rebuilt from the event only if a retry comes.
 func (s *State) remember(e *events.Envelope) {
-	req, op := requestOf(e.Data)
+	req, _ := requestOf(e.Data)
 	if req.IdempotencyKey == "" {
 		return
 	}
 	s.idem.put(idemKey(e.CustomerID, req.IdempotencyKey),
-		idemEntry{hash: req.RequestHash, op: op, eventID: e.ID, data: e.Data, period: s.periodOf(e.CustomerID)}, e.At)
+		idemEntry{eventID: e.ID, data: e.Data, period: s.periodOf(e.CustomerID)}, e.At)
 }
 
 func (s *State) periodOf(customerID string) Period {

@@ -28,7 +28,7 @@ func (s *State) Decide(cmd Command, now time.Time) (Reply, []*events.Envelope, e
 	if key := cmd.key(); key != "" {
 		d.req = events.Request{IdempotencyKey: key, RequestHash: requestHash(cmd)}
 		if e, ok := s.idem.get(idemKey(d.cid, key)); ok {
-			if e.hash != d.req.RequestHash || e.op != cmd.Op() {
+			if req, op := requestOf(e.data); req.RequestHash != d.req.RequestHash || op != cmd.Op() {
 				return nil, nil, Errorf(CodeConflict,
 					"idempotency_key %q was already used with a different request", truncate(key, 64))
 			}

@@ -41,9 +41,11 @@ import (
 // only if the hash verifies and nothing follows it.
 const (
 	snapshotMagic = "AGBSNAP\n"
-	// snapshotVersion 2: a window entry is its key, time and value (1
-	// had tags and a list of orphans no window can hold).
-	snapshotVersion = 2
+	// snapshotVersion 3: a remembered request is no longer written with
+	// its hash and op (its event holds them); 2: a window entry is its
+	// key, time and value (1 had tags and a list of orphans no window can
+	// hold).
+	snapshotVersion = 3
 	// snapshotStringBytesMax bounds any string read from a snapshot: an ID,
 	// a URL, or one remembered event (an event fits one commit, 768 KiB).
 	snapshotStringBytesMax = 1 << 20

@@ -28,25 +28,21 @@ const (
 	snapExtended
 )
 
-// Flags of a remembered request: which of its fields equal the ones the
-// event's own request carries, and are therefore written once.
+// Flags of a remembered request: which of its event's fields equal others
+// written already, and are therefore written once.
 const (
-	idemSameHash   byte = 1 << iota // hash == data's RequestHash
-	idemSameKey                     // the window key's key part == data's IdempotencyKey
+	idemSameKey    byte = 1 << iota // the window key's key part == data's IdempotencyKey
 	idemResIsEvent                  // a reserved event's ReservationID == its event ID
 )
 
-// writeIdemEntry writes a remembered request: its event ID, hash, op, the
-// period kind then, and the event that answered it.
+// writeIdemEntry writes a remembered request: its event ID, the period
+// kind then, and the event that answered it (which holds its hash and op).
 func writeIdemEntry(e *snapWriter, key string, v idemEntry) error {
 	if v.data == nil {
 		return fmt.Errorf("snapshot: idempotency key %q has no event", key)
 	}
 	req, _ := requestOf(v.data)
 	var flags byte
-	if v.hash == req.RequestHash {
-		flags |= idemSameHash
-	}
 	if _, k, _ := strings.Cut(key, "\x00"); k == req.IdempotencyKey {
 		flags |= idemSameKey
 	}
@@ -55,10 +51,6 @@ func writeIdemEntry(e *snapWriter, key string, v idemEntry) error {
 	}
 	e.b = append(e.b, flags)
 	e.str(v.eventID)
-	if flags&idemSameHash == 0 {
-		e.str(v.hash)
-	}
-	e.str(string(v.op))
 	e.str(string(v.period))
 	if err := e.eventData(v.data, flags); err != nil {
 		return fmt.Errorf("snapshot: idempotency key %q: %w", key, err)
@@ -68,21 +60,10 @@ func writeIdemEntry(e *snapWriter, key string, v idemEntry) error {
 
 func readIdemEntry(d *snapReader, key string) (idemEntry, error) {
 	flags := d.byte()
-	v := idemEntry{eventID: d.str()}
-	if flags&idemSameHash == 0 {
-		v.hash = d.str()
-	}
-	v.op, v.period = events.Op(d.oneOf(knownOps)), Period(d.oneOf(knownPeriods))
+	v := idemEntry{eventID: d.str(), period: Period(d.oneOf(knownPeriods))}
 	_, k, _ := strings.Cut(key, "\x00")
-	data, req := d.eventData(flags, k, v.eventID)
-	if d.err != nil {
-		return v, d.err
-	}
-	if flags&idemSameHash != 0 {
-		v.hash = req.RequestHash
-	}
-	v.data = data
-	return v, nil
+	v.data = d.eventData(flags, k, v.eventID)
+	return v, d.err
 }
 
 func (e *snapWriter) eventData(d events.Data, flags byte) error {
@@ -153,17 +134,17 @@ func (e *snapWriter) eventData(d events.Data, flags byte) error {
 	return nil
 }
 
-func (d *snapReader) eventData(flags byte, key, eventID string) (events.Data, events.Request) {
+func (d *snapReader) eventData(flags byte, key, eventID string) events.Data {
 	switch kind := d.byte(); kind {
 	case snapBudgetSet:
 		v := &events.BudgetSet{Limit: d.units(), Period: d.str(), Thresholds: d.unitsList(ThresholdsMax),
 			UpgradeURL: d.str(), AgentLimits: d.unitsMap(AgentLimitsMax), Source: d.str()}
 		v.Request, v.Balance = d.request(flags, key), d.balance()
-		return v, v.Request
+		return v
 	case snapToppedUp:
 		v := &events.ToppedUp{Units: d.units(), Note: d.str()}
 		v.Request, v.Balance = d.request(flags, key), d.balance()
-		return v, v.Request
+		return v
 	case snapReserved:
 		id := eventID
 		if flags&idemResIsEvent == 0 {
@@ -172,28 +153,28 @@ func (d *snapReader) eventData(flags byte, key, eventID string) (events.Data, ev
 		v := &events.Reserved{ReservationID: id, AgentID: d.str(), Units: d.units(), TaskRef: d.str(),
 			TaskCeiling: d.unitsPtr(), ExpiresAt: d.time(), Metadata: d.raw()}
 		v.Request, v.Balance = d.request(flags, key), d.balance()
-		return v, v.Request
+		return v
 	case snapDenied:
 		v := &events.Denied{AgentID: d.str(), Requested: d.units(), Reason: d.str(), Message: d.str(),
 			TaskRef: d.str(), UpgradeURL: d.str()}
 		v.Request, v.Balance = d.request(flags, key), d.balance()
-		return v, v.Request
+		return v
 	case snapRecorded:
 		v := &events.Recorded{AgentID: d.str(), ReservationID: d.str(), HeldUnits: d.units(), Units: d.units(),
 			Released: d.units(), Overage: d.units(), TaskRef: d.str(), Metadata: d.raw()}
 		v.Request, v.Balance = d.request(flags, key), d.balance()
-		return v, v.Request
+		return v
 	case snapReleased:
 		v := &events.Released{ReservationID: d.str(), AgentID: d.str(), Units: d.units(), Cause: d.str()}
 		v.Request, v.Balance = d.request(flags, key), d.balance()
-		return v, v.Request
+		return v
 	case snapExtended:
 		v := &events.Extended{ReservationID: d.str(), AgentID: d.str(), ExpiresAt: d.time()}
 		v.Request, v.Balance = d.request(flags, key), d.balance()
-		return v, v.Request
+		return v
 	default:
 		d.fail(fmt.Errorf("unknown event kind %d", kind))
-		return nil, events.Request{}
+		return nil
 	}
 }
 
@@ -308,9 +289,5 @@ func (d *snapReader) balance() events.Balance {
 		Reserved: d.units(), Remaining: d.units()}
 }
 
-// knownOps and knownPeriods are read without allocating.
-var (
-	knownOps = []string{string(events.OpPreflight), string(events.OpRecord), string(events.OpRelease),
-		string(events.OpExtend), string(events.OpBudget), string(events.OpTopUp)}
-	knownPeriods = []string{string(PeriodDay), string(PeriodWeek), string(PeriodMonth), string(PeriodNone)}
-)
+// knownPeriods are read without allocating.
+var knownPeriods = []string{string(PeriodDay), string(PeriodWeek), string(PeriodMonth), string(PeriodNone)}

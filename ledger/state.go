@@ -88,9 +88,9 @@ type Reservation struct {
 	ExpiresAt  time.Time
 }
 
+// idemEntry is a remembered request. Its hash and op are its event's
+// (requestOf), read only when a retry comes.
 type idemEntry struct {
-	hash    string
-	op      events.Op
 	eventID string
 	data    events.Data // the event that answered; the reply is rebuilt from it
 	period  Period      // the customer's period kind then (the message names it)
