@@ -2,9 +2,6 @@ package projections
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
-	"fmt"
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/internal/strictjson"
@@ -50,17 +47,9 @@ func DecodeRequest(subject string, body []byte) (ledger.Command, error) {
 // invalid_argument. Amounts decode exactly (events.Units).
 func decodeStrict(body []byte, v any) error {
 	if err := strictjson.Decode(body, v); err != nil {
-		return ledger.Errorf(ledger.CodeInvalidArgument, "malformed request: %s", jsonProblem(err))
+		return ledger.Errorf(ledger.CodeInvalidArgument, "malformed request: %s", strictjson.Problem(err))
 	}
 	return nil
-}
-
-func jsonProblem(err error) string {
-	var ute *json.UnmarshalTypeError
-	if errors.As(err, &ute) {
-		return fmt.Sprintf("field %q has the wrong type (%s)", ute.Field, ute.Value)
-	}
-	return truncate(err.Error(), 200)
 }
 
 func truncate(s string, n int) string {
