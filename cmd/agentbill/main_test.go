@@ -30,6 +30,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build agentbill: %v\n", err)
 		os.Exit(1)
 	}
+	testenv.SetNATSConfPasswords()
 	code := m.Run()
 	testenv.RemoveBinaries()
 	os.Exit(code)
@@ -38,7 +39,7 @@ func TestMain(m *testing.M) {
 type service struct {
 	cmd    *exec.Cmd
 	url    string
-	stderr *bytes.Buffer
+	stderr *testenv.SyncBuffer
 }
 
 // serve starts `agentbill serve` as a real process on dir and waits until
@@ -46,27 +47,36 @@ type service struct {
 func serve(t *testing.T, dir string, port int, extra ...string) *service {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	args := append([]string{"serve", "--data", dir, "--nats-listen", addr}, extra...)
-	cmd := exec.Command(binary, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	s := &service{url: "nats://" + addr}
+	answers := func() bool {
+		_, code := s.cli(t, "status", "--customer", "probe")
+		return code == 0 || code == 1
+	}
+	s.cmd, s.stderr = startServe(t, nil, answers, append([]string{"--data", dir, "--nats-listen", addr}, extra...)...)
+	return s
+}
+
+// startServe starts `agentbill serve args...` with env added to the
+// test's environment, kills it when the test ends, and waits until its
+// log says the writer serves and ready (if not nil) reports true.
+func startServe(t *testing.T, env []string, ready func() bool, args ...string) (*exec.Cmd, *testenv.SyncBuffer) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr := &testenv.SyncBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &service{cmd: cmd, url: "nats://" + addr, stderr: &stderr}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	deadline := time.Now().Add(ProcessTimeout)
-	for {
-		if _, code := s.cli(t, "status", "--customer", "probe"); code == 0 || code == 1 {
-			if strings.Contains(stderr.String(), "writer serving") {
-				return s
-			}
-		}
+	for !strings.Contains(stderr.String(), "writer serving") || (ready != nil && !ready()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("service did not start:\n%s", stderr.String())
+			t.Fatalf("service did not start:\n%s", stderr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return cmd, stderr
 }
 
 // cli runs a client subcommand against the service; it returns stdout and

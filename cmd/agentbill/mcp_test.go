@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,12 +21,12 @@ var mcpTools = []string{"budget_status", "preflight", "recent_refusals", "record
 
 // connectStdio starts the real `agentbill mcp` binary and connects the Go
 // SDK's client to it over stdio.
-func connectStdio(t *testing.T, s *service) (*mcp.ClientSession, *bytes.Buffer) {
+func connectStdio(t *testing.T, s *service) (*mcp.ClientSession, *testenv.SyncBuffer) {
 	t.Helper()
 	cmd := exec.Command(binary, "mcp", "--nats-url", s.url)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	return connectMCP(t, &mcp.CommandTransport{Command: cmd}), &stderr
+	stderr := &testenv.SyncBuffer{}
+	cmd.Stderr = stderr
+	return connectMCP(t, &mcp.CommandTransport{Command: cmd}), stderr
 }
 
 // bearer adds an API key to every request.

@@ -2,15 +2,12 @@ package main_test
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,76 +16,34 @@ import (
 	"github.com/agentbill/agentbill/internal/testenv"
 )
 
-// passwordEnv maps the repo nats.conf's users to their password variables.
-var passwordEnv = map[string]string{
-	"service":        "AGENTBILL_SERVICE_PASSWORD",
-	"agent":          "AGENTBILL_AGENT_PASSWORD",
-	"agent-user_123": "AGENTBILL_SCOPED_AGENT_PASSWORD",
-	"admin":          "AGENTBILL_ADMIN_PASSWORD",
-	"auditor":        "AGENTBILL_AUDITOR_PASSWORD",
-}
-
 // secured is `agentbill serve --nats-config` on a copy of the repo's
-// nats.conf (only listen and store_dir changed), with fresh passwords.
+// nats.conf (only listen and store_dir changed), with the fresh passwords
+// TestMain put in the environment.
 type secured struct {
-	url       string
-	passwords map[string]string
+	url string
 }
 
-// securedConfig writes the copy of nats.conf and makes up passwords; env
-// holds the server's password variables.
-func securedConfig(t *testing.T) (s *secured, conf string, env []string) {
+// securedConfig writes the copy of nats.conf.
+func securedConfig(t *testing.T) (s *secured, conf string) {
 	t.Helper()
-	s = &secured{passwords: map[string]string{}}
-	for user, v := range passwordEnv {
-		b := make([]byte, 32)
-		if _, err := rand.Read(b); err != nil {
-			t.Fatal(err)
-		}
-		s.passwords[user] = "pw_" + hex.EncodeToString(b)
-		env = append(env, v+"="+s.passwords[user])
-	}
 	dir := t.TempDir()
 	port := testenv.FreePort(t)
-	s.url = fmt.Sprintf("nats://127.0.0.1:%d", port)
-	src, err := os.ReadFile("../../nats.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src = regexp.MustCompile(`(?m)^listen:.*$`).ReplaceAll(src, []byte("listen: 127.0.0.1:"+strconv.Itoa(port)))
-	src = regexp.MustCompile(`(?m)^(\s*store_dir:).*$`).ReplaceAll(src, []byte("${1} "+strconv.Quote(filepath.Join(dir, "store"))))
-	conf = filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(conf, src, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return s, conf, env
+	conf = testenv.WriteNATSConf(t, filepath.Join(dir, "nats.conf"), port, filepath.Join(dir, "store"))
+	return &secured{url: fmt.Sprintf("nats://127.0.0.1:%d", port)}, conf
 }
 
 func serveSecured(t *testing.T) *secured {
 	t.Helper()
-	s, conf, env := securedConfig(t)
-	cmd := exec.Command(binary, "serve", "--data", filepath.Join(t.TempDir(), "data"), "--nats-config", conf)
-	cmd.Env = append(append(os.Environ(), env...), s.credsEnv("service")...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	deadline := time.Now().Add(ProcessTimeout)
-	for !strings.Contains(stderr.String(), "writer serving") {
-		if time.Now().After(deadline) {
-			t.Fatalf("service did not start:\n%s", stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	s, conf := securedConfig(t)
+	startServe(t, s.credsEnv("service"), nil, "--data", filepath.Join(t.TempDir(), "data"), "--nats-config", conf)
 	return s
 }
 
 // credsEnv is the environment that makes the CLI connect as user.
 func (s *secured) credsEnv(user string) []string {
-	return []string{"AGENTBILL_NATS_USER=" + user, "AGENTBILL_NATS_PASSWORD=" + s.passwords[user],
-		"AGENTBILL_NATS_INBOX_PREFIX=_INBOX_" + user}
+	c := testenv.NATSConfCreds(user)
+	return []string{"AGENTBILL_NATS_USER=" + c.User, "AGENTBILL_NATS_PASSWORD=" + c.Password,
+		"AGENTBILL_NATS_INBOX_PREFIX=" + c.InboxPrefix}
 }
 
 // as runs the CLI as user; it returns stdout and stderr, and the exit code.
@@ -220,16 +175,16 @@ func TestCLIHostileCustomerIDs(t *testing.T) {
 // permission violations and keeps retrying, as it does while a cluster
 // comes up.)
 func TestServeWithNATSConfigNeedsServiceCredentials(t *testing.T) {
-	s, conf, env := securedConfig(t)
+	_, conf := securedConfig(t)
 	for _, c := range []struct {
 		creds []string
 		want  string
 	}{
 		{nil, "needs the service user's credentials"},
-		{[]string{"AGENTBILL_NATS_USER=service", "AGENTBILL_NATS_PASSWORD=" + s.passwords["agent"]}, "needs the service user's credentials"},
+		{[]string{"AGENTBILL_NATS_USER=service", "AGENTBILL_NATS_PASSWORD=" + testenv.NATSConfCreds("agent").Password}, "needs the service user's credentials"},
 	} {
 		cmd := exec.Command(binary, "serve", "--data", filepath.Join(t.TempDir(), "data"), "--nats-config", conf)
-		cmd.Env = append(append(os.Environ(), env...), c.creds...)
+		cmd.Env = append(os.Environ(), c.creds...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {

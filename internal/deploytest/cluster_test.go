@@ -249,7 +249,7 @@ func TestPartitionMappingRoutesToOwners(t *testing.T) {
 	bin := natsServerBinary(t)
 	dir := t.TempDir()
 	port := testenv.FreePort(t)
-	cf := writeConfig(t, filepath.Join(dir, "nats.conf"), port, filepath.Join(dir, "store"))
+	cf := testenv.WriteNATSConf(t, filepath.Join(dir, "nats.conf"), port, filepath.Join(dir, "store"))
 	src, err := os.ReadFile(cf)
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,7 +31,7 @@ import (
 
 // Files under test, relative to this package's directory (go test's cwd).
 const (
-	natsConfPath = "../../nats.conf"
+	natsConfPath = testenv.NATSConfPath
 	composePath  = "../../docker-compose.yml"
 )
 
@@ -53,7 +52,7 @@ const (
 var t0 = time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
 
 func TestMain(m *testing.M) {
-	setPasswords()
+	testenv.SetNATSConfPasswords()
 	code := m.Run()
 	testenv.RemoveBinaries()
 	os.Exit(code)
@@ -106,7 +105,7 @@ func TestStandaloneServerSurvivesKill9(t *testing.T) {
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
 	port := testenv.FreePort(t)
-	conf := writeConfig(t, filepath.Join(dir, "nats.conf"), port, store)
+	conf := testenv.WriteNATSConf(t, filepath.Join(dir, "nats.conf"), port, store)
 	mon := testenv.FreePort(t)
 
 	srv := startNATS(t, bin, dir, port, "-c", conf, "-m", strconv.Itoa(mon))
@@ -296,46 +295,6 @@ func natsServerBinary(t *testing.T) string {
 	return testenv.Binary(t, testenv.NATSServerBinEnv, testenv.NATSServerPkg)
 }
 
-var (
-	listenLine   = regexp.MustCompile(`(?m)^(\s*listen\s*:\s*)\S+[ \t]*$`)
-	storeDirLine = regexp.MustCompile(`(?m)^(\s*store_dir\s*:\s*)\S+[ \t]*$`)
-)
-
-// writeConfig writes a copy of the repo's nats.conf to dst with only the
-// listen port (still loopback) and store_dir changed, and checks the copy
-// still parses to what the original says otherwise.
-func writeConfig(t *testing.T, dst string, port int, storeDir string) string {
-	t.Helper()
-	src, err := os.ReadFile(natsConfPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, re := range []*regexp.Regexp{listenLine, storeDirLine} {
-		if n := len(re.FindAll(src, -1)); n != 1 {
-			t.Fatalf("nats.conf has %d lines matching %s, want 1: update writeConfig", n, re)
-		}
-	}
-	out := listenLine.ReplaceAll(src, []byte("${1}127.0.0.1:"+strconv.Itoa(port)))
-	out = storeDirLine.ReplaceAll(out, []byte("${1}"+strconv.Quote(storeDir)))
-	if err := os.WriteFile(dst, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	orig, err := server.ProcessConfigFile(natsConfPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := server.ProcessConfigFile(dst)
-	if err != nil {
-		t.Fatalf("rewritten config: %v\n%s", err, out)
-	}
-	if cp.Host != "127.0.0.1" || cp.Port != port || cp.StoreDir != storeDir ||
-		cp.SyncAlways != orig.SyncAlways || cp.MaxPayload != orig.MaxPayload || cp.ServerName != orig.ServerName {
-		t.Fatalf("rewritten config parses to host %s port %d store %s sync_always %v; want 127.0.0.1, %d, %s and the rest as nats.conf",
-			cp.Host, cp.Port, cp.StoreDir, cp.SyncAlways, port, storeDir)
-	}
-	return dst
-}
-
 // natsProc is a nats-server subprocess.
 type natsProc struct {
 	cmd  *exec.Cmd
@@ -402,7 +361,7 @@ func (p *natsProc) waitReady(t *testing.T) {
 }
 
 func jetStreamReady(url string) bool {
-	nc, err := roleCreds("service").Connect(url, nats.Timeout(time.Second), nats.NoReconnect())
+	nc, err := testenv.NATSConfCreds("service").Connect(url, nats.Timeout(time.Second), nats.NoReconnect())
 	if err != nil {
 		return false
 	}
@@ -551,7 +510,7 @@ func connect(t *testing.T, url, name string) *nats.Conn {
 // connectAs connects as one of nats.conf's users.
 func connectAs(t *testing.T, url, name, user string, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := roleCreds(user).Connect(url, append([]nats.Option{nats.Name(name), nats.Timeout(2 * time.Second)}, opts...)...)
+	nc, err := testenv.NATSConfCreds(user).Connect(url, append([]nats.Option{nats.Name(name), nats.Timeout(2 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}

@@ -39,7 +39,7 @@ func connectRole(t *testing.T, url, user string) *roleConn {
 		default:
 		}
 	})
-	nc, err := roleCreds(user).Connect(url, nats.Name("deploytest-"+user), onErr, nats.Timeout(2*time.Second))
+	nc, err := testenv.NATSConfCreds(user).Connect(url, nats.Name("deploytest-"+user), onErr, nats.Timeout(2*time.Second))
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -106,7 +106,7 @@ func (rc *roleConn) wantAllowed(t *testing.T, subject string) {
 func startSecured(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	conf := writeConfig(t, filepath.Join(dir, "nats.conf"), testenv.FreePort(t), filepath.Join(dir, "store"))
+	conf := testenv.WriteNATSConf(t, filepath.Join(dir, "nats.conf"), testenv.FreePort(t), filepath.Join(dir, "store"))
 	srv, err := embedded.Start(embedded.Options{ConfigFile: conf})
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func startSecured(t *testing.T) string {
 		nc.Close()
 		t.Fatal("an anonymous client connected to the server run from nats.conf")
 	}
-	bad := roleCreds("agent")
+	bad := testenv.NATSConfCreds("agent")
 	bad.Password += "x"
 	if nc, err := bad.Connect(url, nats.NoReconnect()); err == nil {
 		nc.Close()
@@ -295,8 +295,8 @@ func TestComposePassesEveryPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	refs := regexp.MustCompile(`(?m)^\s*password:\s*\$(\w+)\s*$`).FindAllSubmatch(conf, -1)
-	if len(refs) != len(passwordEnv) {
-		t.Errorf("nats.conf reads %d passwords from the environment, want %d", len(refs), len(passwordEnv))
+	if len(refs) != len(testenv.NATSConfPasswordEnv) {
+		t.Errorf("nats.conf reads %d passwords from the environment, want %d", len(refs), len(testenv.NATSConfPasswordEnv))
 	}
 	for _, m := range refs {
 		if !strings.Contains(string(compose), string(m[1])+": ${"+string(m[1])+":?") {
