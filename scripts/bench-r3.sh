@@ -24,21 +24,19 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ports=() routes=() urls=()
+ports=() route_ports=() routes=() urls=()
 for i in 1 2 3; do
   ports+=("$(free_port)")
-  rp=$(free_port)
-  routes+=("nats-route://127.0.0.1:$rp")
-  eval "route_$i=$rp"
+  route_ports+=("$(free_port)")
+  routes+=("nats-route://127.0.0.1:${route_ports[$((i-1))]}")
 done
 for i in 1 2 3; do
-  rp_var="route_$i"
   cat >"$dir/n$i.conf" <<EOF
 server_name: n$i
 listen: 127.0.0.1:${ports[$((i-1))]}
 max_payload: 1MB
 jetstream { store_dir: "$dir/n$i", sync_interval: always }
-cluster { name: agentbill, listen: 127.0.0.1:${!rp_var}, routes: [$(IFS=,; echo "${routes[*]}")] }
+cluster { name: agentbill, listen: 127.0.0.1:${route_ports[$((i-1))]}, routes: [$(IFS=,; echo "${routes[*]}")] }
 EOF
   bin/nats-server -c "$dir/n$i.conf" >"$dir/n$i.log" 2>&1 &
   pids+=($!)
