@@ -152,7 +152,13 @@ func TestComposeClusterRuns(t *testing.T) {
 			t.Fatalf("agentbill command %v: want a distinct --instance", cmd)
 		}
 		instances = append(instances, inst)
-		startElectedWriter(t, url, inst, replicas)
+		// As `agentbill serve --nats-url url --replicas r --instance inst`
+		// runs it: with a lease, as the service user.
+		opts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}
+		startElectedWriter(t, projections.Config{
+			Conn: connectAs(t, url, inst, "service", opts...), LogConn: connectAs(t, url, inst+"-log", "service", opts...),
+			Replicas: replicas, Lease: &projections.LeaseConfig{Instance: inst},
+		}, projections.RoleLeader, projections.RoleStandby)
 	}
 	all := strings.Join(urls, ",")
 	c := client.New(connectAs(t, all, "deploytest-admin", "admin", nats.MaxReconnects(-1)), client.WithTimeout(attemptTimeout))
@@ -204,16 +210,14 @@ func TestComposeClusterRuns(t *testing.T) {
 // a node dies.
 const clusterRecoveryMax = 45 * time.Second
 
-// startElectedWriter runs a writer as `agentbill serve --nats-url url
-// --replicas r --instance inst` does: with a lease, as the service user.
-func startElectedWriter(t *testing.T, url, inst string, replicas int) {
+// startElectedWriter runs a writer with cfg (and a logger to the test's
+// output) until the test ends, failing the test if it returns an error,
+// and waits until its role is one of roles.
+func startElectedWriter(t *testing.T, cfg projections.Config, roles ...string) {
 	t.Helper()
-	opts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}
-	pw := projections.New(projections.Config{
-		Conn: connectAs(t, url, inst, "service", opts...), LogConn: connectAs(t, url, inst+"-log", "service", opts...),
-		Replicas: replicas, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
-		Lease: &projections.LeaseConfig{Instance: inst},
-	})
+	inst := cfg.Lease.Instance
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+	pw := projections.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -224,9 +228,9 @@ func startElectedWriter(t *testing.T, url, inst string, replicas int) {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	deadline := time.Now().Add(writerReadyTimeout)
-	for pw.Role() != projections.RoleLeader && pw.Role() != projections.RoleStandby {
+	for !slices.Contains(roles, pw.Role()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: role %s after %s", inst, pw.Role(), writerReadyTimeout)
+			t.Fatalf("%s: role %s after %s, want one of %v", inst, pw.Role(), writerReadyTimeout, roles)
 		}
 		time.Sleep(pollInterval)
 	}
@@ -277,20 +281,11 @@ func TestPartitionMappingRoutesToOwners(t *testing.T) {
 	srv := startNATS(t, bin, dir, port, "-c", cf)
 
 	for i := range n {
-		pw := projections.New(projections.Config{
-			Conn: connect(t, srv.url, fmt.Sprintf("p%d", i)), Partitions: n, Partition: i,
-			Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
-			Lease:  &projections.LeaseConfig{Instance: fmt.Sprintf("p%d", i)},
-		})
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { _ = pw.Run(ctx); close(done) }()
-		t.Cleanup(func() { cancel(); <-done })
-		for deadline := time.Now().Add(writerReadyTimeout); pw.Role() != projections.RoleLeader; time.Sleep(pollInterval) {
-			if time.Now().After(deadline) {
-				t.Fatalf("partition %d: role %s", i, pw.Role())
-			}
-		}
+		inst := fmt.Sprintf("p%d", i)
+		startElectedWriter(t, projections.Config{
+			Conn: connect(t, srv.url, inst), Partitions: n, Partition: i,
+			Lease: &projections.LeaseConfig{Instance: inst},
+		}, projections.RoleLeader)
 	}
 	admin := newClient(t, srv.url)
 	agent := client.New(connectAs(t, srv.url, "deploytest-agent", "agent"), client.WithTimeout(attemptTimeout))
