@@ -16,6 +16,7 @@ import (
 	"github.com/agentbill/agentbill/embedded"
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/metrics"
 	"github.com/agentbill/agentbill/projections"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -168,7 +169,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.HTTP == "" {
 		return projections.New(wcfg).Run(ctx)
 	}
-	m := newServeMetrics(log)
+	m := metrics.New(log) // served at /metrics; the writer reports to it
 	wcfg.Observer = m
 	return runGateway(ctx, cfg, srv, projections.New(wcfg), m, log)
 }

@@ -42,10 +42,6 @@ func checkHTTPAddr(addr string) error {
 	return nil
 }
 
-// newServeMetrics returns the metrics /metrics serves. Build the writer
-// with them as projections.Config.Observer, then call runGateway.
-func newServeMetrics(log *slog.Logger) *metrics.Metrics { return metrics.New(log) }
-
 // runGateway runs the writer and, once it leads or stands by, the HTTP
 // gateway on its own NATS connection. It returns when ctx ends, after
 // stopping the gateway and then the writer, or as soon as either fails.
@@ -105,16 +101,18 @@ func startGateway(ctx context.Context, cfg serveConfig, srv *server.Server, w *p
 		return nil, nil, err
 	}
 	gw, closeGW, err := newGateway(ctx, cfg, nc, w, m, log)
-	if err == nil {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", cfg.HTTP); err == nil {
-			return serveGateway(gw, ln, nc, closeGW, log)
-		}
-		closeGW()
-		err = fmt.Errorf("http gateway: %w", err)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
 	}
-	nc.Close()
-	return nil, nil, err
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		closeGW()
+		nc.Close()
+		return nil, nil, fmt.Errorf("http gateway: %w", err)
+	}
+	herr, stop := serveGateway(gw, ln, nc, closeGW, log)
+	return herr, stop, nil
 }
 
 // newGateway opens the key store and builds the gateway on nc with the
@@ -151,7 +149,7 @@ func newGateway(ctx context.Context, cfg serveConfig, nc *nats.Conn, w *projecti
 }
 
 // serveGateway serves gw on ln until stop.
-func serveGateway(gw *httpapi.Server, ln net.Listener, nc *nats.Conn, closeGW func(), log *slog.Logger) (<-chan error, func(), error) {
+func serveGateway(gw *httpapi.Server, ln net.Listener, nc *nats.Conn, closeGW func(), log *slog.Logger) (<-chan error, func()) {
 	hs := gw.HTTPServer(ln.Addr().String())
 	hs.RegisterOnShutdown(closeGW) // end the live feeds, or Shutdown waits for them
 	herr := make(chan error, 1)
@@ -166,5 +164,5 @@ func serveGateway(gw *httpapi.Server, ln net.Listener, nc *nats.Conn, closeGW fu
 		_ = nc.Drain()
 		log.Info("http gateway stopped")
 	}
-	return herr, stop, nil
+	return herr, stop
 }
