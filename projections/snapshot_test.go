@@ -25,30 +25,13 @@ var snapDefault = &ledger.DefaultBudget{Limit: events.NewUnits(500, 0), Period: 
 
 // manualSnapshots leaves snapshots to Writer.SnapshotNow, and captures the
 // writer's log.
-func manualSnapshots(logs *syncBuffer) func(*projections.Config) {
+func manualSnapshots(logs *testenv.SyncBuffer) func(*projections.Config) {
 	return func(cfg *projections.Config) {
 		cfg.Snapshots.EventsEvery = 1 << 62
 		if logs != nil {
 			cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // snapTraffic runs one round of keyed preflights and records for every
@@ -206,7 +189,7 @@ func TestCorruptSnapshotFallsBackToFullReplay(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := testenv.StartServer(t, "")
-			var logs syncBuffer
+			var logs testenv.SyncBuffer
 			w := testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(&logs))
 			c := testenv.Client(t, s)
 			snapTraffic(t, c, 0)
@@ -321,7 +304,7 @@ func copyBody(t *testing.T, from jetstream.ObjectStore, name string, to jetstrea
 // and replay the whole log.
 func checkRefused(t *testing.T, s *testenv.Server, writer, why string) {
 	t.Helper()
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	w := testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(&logs), func(cfg *projections.Config) { cfg.Name = writer })
 	defer w.Stop(t)
 	st := &w.Stats().Snapshots
