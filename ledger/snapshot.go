@@ -80,6 +80,10 @@ type SnapshotMeta struct {
 	// Commit is the ID of the commit at Seq, so that a snapshot of another
 	// log with as many commits is recognised.
 	Commit string
+	// Digest is the SHA-256 the snapshot ends with (over everything before
+	// it), set by ReadSnapshot; WriteSnapshot ignores it. A signature over
+	// the snapshot signs this digest.
+	Digest []byte
 }
 
 // WriteSnapshot writes the complete state: every customer, open
@@ -416,6 +420,7 @@ func ReadSnapshot(r io.Reader) (*State, SnapshotMeta, error) {
 	if err := d.end(tr); err != nil {
 		return nil, SnapshotMeta{}, fmt.Errorf("%w: %v", ErrInvalidSnapshot, err)
 	}
+	meta.Digest = bytes.Clone(tr.buf[:sha256.Size])
 	return s, meta, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -45,7 +46,10 @@ func restore(t *testing.T, b []byte) *ledger.State {
 	if err != nil {
 		t.Fatalf("ReadSnapshot: %v", err)
 	}
-	if meta != snapMeta {
+	if want := sha256.Sum256(b[:len(b)-sha256.Size]); !bytes.Equal(meta.Digest, want[:]) {
+		t.Fatalf("ReadSnapshot digest = %x, want %x (the trailer)", meta.Digest, want)
+	}
+	if meta.Digest = nil; !reflect.DeepEqual(meta, snapMeta) {
 		t.Fatalf("ReadSnapshot meta = %+v, want %+v", meta, snapMeta)
 	}
 	return s

@@ -63,6 +63,7 @@ type Metrics struct {
 	batchSize  prometheus.Histogram
 	batchBytes prometheus.Histogram
 	appendDur  prometheus.Histogram
+	integrity  *prometheus.CounterVec
 	handler    http.Handler
 }
 
@@ -100,7 +101,11 @@ func New(log *slog.Logger) *Metrics {
 			Buckets: latencyBuckets,
 		}),
 	}
-	m.reg.MustRegister(m.decisions, m.preflight, m.batchSize, m.batchBytes, m.appendDur,
+	m.integrity = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentbill_integrity_violations_total",
+		Help: "Breaks of the ledger's history the writer met, by kind (chain, signature, writer, gap, behind, recreated, missing, snapshot); any but snapshot halts it.",
+	}, []string{"kind"})
+	m.reg.MustRegister(m.decisions, m.preflight, m.batchSize, m.batchBytes, m.appendDur, m.integrity,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -156,6 +161,11 @@ func (m *Metrics) Committed(events, bytes int, took time.Duration) {
 	m.batchSize.Observe(float64(events))
 	m.batchBytes.Observe(float64(bytes))
 	m.appendDur.Observe(took.Seconds())
+}
+
+// IntegrityViolation implements projections.Observer.
+func (m *Metrics) IntegrityViolation(kind string) {
+	m.integrity.WithLabelValues(kind).Inc()
 }
 
 var _ projections.Observer = (*Metrics)(nil)

@@ -57,30 +57,25 @@ func (f fence) header() (string, string) {
 // fence allows: exactly the next sequence (a partition's: any later one).
 func (f fence) next(seq uint64) bool { return seq == f.seq+1 || f.subject && seq > f.seq }
 
-// commitMsg is one commit message, fenced: it carries
+// commitMsg is one commit message of this writer, fenced: it carries
 // Nats-Expected-Last-Sequence = expect (or, for a partition,
 // Nats-Expected-Last-Subject-Sequence), so if anyone else appended since,
 // nothing is stored. It also carries the chain hash of the writer's
-// previous commit (events.ChainHeader).
-func commitMsg(subject, id string, body []byte, expect fence, chainPrev string) *nats.Msg {
-	m := nats.NewMsg(subject)
+// previous commit (events.ChainHeader) and, with Config.Signer, the
+// signature over its own chain hash (events.SigHeader). It returns the
+// message and that chain hash, where the writer's next commit links. The
+// body is not copied: it must stay unchanged until the message is sent.
+func (w *Writer) commitMsg(id string, body []byte, expect fence) (*nats.Msg, string) {
+	hash := events.ChainHash(w.chainHead, body)
+	m := nats.NewMsg(w.subject)
 	m.Data = body
 	m.Header.Set(jetstream.MsgIDHeader, id)
-	m.Header.Set(events.ChainHeader, chainPrev)
-	m.Header.Set(expect.header())
-	return m
-}
-
-// publishCommit sends one commit message (commitMsg). The ack (sent after
-// fsync, with sync_interval: always) arrives on ackSubject; checkAck
-// reads it.
-func publishCommit(nc *nats.Conn, subject, id string, body []byte, expect fence, ackSubject, chainPrev string) error {
-	m := commitMsg(subject, id, body, expect, chainPrev)
-	m.Reply = ackSubject
-	if err := nc.PublishMsg(m); err != nil {
-		return fmt.Errorf("%w: %v", ErrAppend, err)
+	m.Header.Set(events.ChainHeader, w.chainHead)
+	if w.cfg.Signer != nil {
+		m.Header.Set(events.SigHeader, w.cfg.Signer.SignCommit(w.subject, hash))
 	}
-	return nil
+	m.Header.Set(expect.header())
+	return m, hash
 }
 
 // checkAck reads a commit's ack: it must report the sequence the fence

@@ -74,6 +74,12 @@ func (w *Writer) runElected(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if ie := asIntegrity(err); ie != nil {
+			// Let another instance try: it reads the same log, so it halts
+			// too unless the break was in this one's view alone.
+			l.release()
+			return w.halt(ctx, ie)
+		}
 		// Whatever the state holds may include decisions that never
 		// became durable: replay it from the log before competing again.
 		w.log.Warn("stepping down", "writer", w.cfg.Name, "err", err)
@@ -81,7 +87,10 @@ func (w *Writer) runElected(ctx context.Context) error {
 		w.role.Store(RoleRebuilding)
 		w.stats.Rebuilds.Add(1)
 		if err := w.setup(ctx); err != nil {
-			return nil // only ctx ends setup
+			if ie := asIntegrity(err); ie != nil {
+				return w.halt(ctx, ie)
+			}
+			return nil // otherwise only ctx ends setup
 		}
 	}
 }
@@ -100,15 +109,17 @@ func (w *Writer) follow(ctx context.Context, l *lease) error {
 	defer stop()
 	poll := time.NewTicker(LeasePollInterval)
 	defer poll.Stop()
+	v := w.verifier(w.lastSeq+1, w.chainHead)
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case m := <-msgs:
-			if err := w.applyFollowed(m); err != nil {
+			if err := w.applyFollowed(m, v); err != nil {
 				return err
 			}
 		case <-poll.C:
+			w.noteHistory(false)
 			ok, err := l.tryAcquire(ctx)
 			if err != nil {
 				w.log.Warn("cannot read the lease", "err", err)
@@ -147,8 +158,9 @@ func tail(ctx context.Context, js jetstream.JetStream, filter string, start uint
 	}, nil
 }
 
-// applyFollowed applies one commit received by the follower.
-func (w *Writer) applyFollowed(m jetstream.Msg) error {
+// applyFollowed applies one commit received by the follower, once v (if
+// the writer verifies) finds nothing wrong with it.
+func (w *Writer) applyFollowed(m jetstream.Msg, v *LogVerifier) error {
 	md, err := m.Metadata()
 	if err != nil {
 		return fmt.Errorf("follow: %w", err)
@@ -159,6 +171,11 @@ func (w *Writer) applyFollowed(m jetstream.Msg) error {
 	c, err := events.DecodeCommit(m.Data())
 	if err != nil {
 		return fmt.Errorf("follow: commit at sequence %d: %w", md.Sequence.Stream, err)
+	}
+	if v != nil {
+		if err := v.verify(md.Sequence.Stream, m.Subject(), m.Headers(), m.Data(), c); err != nil {
+			return err
+		}
 	}
 	for _, e := range c.Events {
 		w.state.Apply(e)
@@ -183,7 +200,9 @@ func (w *Writer) applyFollowed(m jetstream.Msg) error {
 // on, a deposed leader still running cannot append anything.
 func (w *Writer) takeover(ctx context.Context, l *lease) error {
 	start := time.Now()
-	seq, err := Replay(ctx, w.js, w.replayStop(w.lastSeq+1), func(seq uint64, e *events.Envelope) error {
+	stop := w.replayStop(w.lastSeq + 1)
+	stop.Verify = w.verifier(w.lastSeq+1, w.chainHead)
+	seq, err := Replay(ctx, w.js, stop, func(seq uint64, e *events.Envelope) error {
 		w.state.Apply(e)
 		return nil
 	})
@@ -203,23 +222,9 @@ func (w *Writer) takeover(ctx context.Context, l *lease) error {
 			"caught_up_in", time.Since(start).Round(time.Millisecond))
 		return nil
 	}
-	id := newEventID()
-	w.enc.Reset(id, w.cfg.Name, w.now())
-	body := w.enc.Bytes()
-	fence := w.fence(w.lastSeq)
-	m := commitMsg(w.subject, id, body, fence, w.chainHead)
-	m.Header.Set(TakeoverHeader, l.holder)
-	actx, cancel := context.WithTimeout(ctx, AppendTimeout)
-	defer cancel()
-	ack, err := w.js.PublishMsg(actx, m)
-	if err != nil {
-		return fmt.Errorf("takeover commit on sequence %d: %w", w.lastSeq, err)
+	if err := w.appendEmpty(ctx, TakeoverHeader, l.holder); err != nil {
+		return fmt.Errorf("takeover %w", err)
 	}
-	if ack.Duplicate || !fence.next(ack.Sequence) {
-		return fmt.Errorf("%w: takeover commit acknowledged at sequence %d after %d", ErrAppend, ack.Sequence, w.lastSeq)
-	}
-	w.lastSeq, w.chainHead, w.snap.commit = ack.Sequence, events.ChainHash(w.chainHead, body), id
-	w.stats.LastSeq.Store(w.lastSeq)
 	w.log.Info("took over as leader", "writer", w.cfg.Name, "holder", l.holder, "seq", w.lastSeq,
 		"caught_up_in", time.Since(start).Round(time.Millisecond))
 	return nil

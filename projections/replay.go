@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -36,6 +37,10 @@ type ReplayStop struct {
 	// Writer, if set, replays only that writer's (partition's) commits,
 	// up to its last one; every writer's otherwise.
 	Writer string
+	// Verify, if set, checks every commit before any of its events is
+	// passed on (LogVerifier); the first that fails ends the replay with
+	// its *IntegrityError.
+	Verify *LogVerifier
 }
 
 // ReplayProgressEvery is how often, in commits, Replay reports progress.
@@ -114,6 +119,9 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 		go func() {
 			for j := range work {
 				j.commit, j.err = events.DecodeCommit(j.data)
+				if v := stop.Verify; v != nil && j.err == nil {
+					j.check = v.checkAlone(j.seq, j.subject, j.header, j.data, j.commit)
+				}
 				close(j.done)
 			}
 		}()
@@ -132,7 +140,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 					if seq > last {
 						return
 					}
-					j.seq, j.data = seq, msg.Data()
+					j.seq, j.data, j.subject, j.header = seq, msg.Data(), msg.Subject(), msg.Headers()
 				}
 			}
 			if err != nil {
@@ -168,6 +176,11 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 				return seq, ctx.Err()
 			}
 			return seq, fmt.Errorf("replay: commit at sequence %d: %w", j.seq, j.err)
+		}
+		if v := stop.Verify; v != nil {
+			if err := v.link(j.seq, j.subject, j.header, j.check); err != nil {
+				return seq, err
+			}
 		}
 		for _, e := range j.commit.Events {
 			if !stop.UntilTime.IsZero() && e.At.After(stop.UntilTime) {
@@ -234,11 +247,14 @@ func SeqAtTime(ctx context.Context, js jetstream.JetStream, t time.Time, last ui
 
 // replayJob is one commit moving through the replay pipeline.
 type replayJob struct {
-	seq    uint64
-	data   []byte
-	commit *events.Commit
-	err    error
-	done   chan struct{} // closed when commit or err is set
+	seq     uint64
+	data    []byte
+	subject string
+	header  nats.Header
+	commit  *events.Commit
+	check   checked // with ReplayStop.Verify: its checks of the commit alone
+	err     error
+	done    chan struct{} // closed when commit or err is set
 }
 
 // Rebuild returns a fresh state with every event up to stop applied, and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +64,9 @@ var ErrNoSnapshot = errors.New("no usable snapshot")
 
 // errSnapshotDiverged: the log after a snapshot does not apply to it.
 var errSnapshotDiverged = errors.New("snapshot and log disagree")
+
+// errSnapshotSignature: a stored snapshot not signed by a trusted key.
+var errSnapshotSignature = errors.New("snapshot signature")
 
 // SnapshotConfig tunes the writer's snapshots (Config.Snapshots).
 type SnapshotConfig struct {
@@ -147,7 +151,11 @@ func SnapshotStore(ctx context.Context, js jetstream.JetStream, replicas int) (j
 // writer at the same sequence; if a part fails, the parts stored are
 // deleted. Then it deletes the writer's snapshots beyond
 // SnapshotVersionsKept.
-func SaveSnapshot(ctx context.Context, obs jetstream.ObjectStore, meta ledger.SnapshotMeta, body io.Reader, size int64) error {
+//
+// sig, the snapshot's signature (events.Signer.SignSnapshot), is stored in
+// every part's metadata ("sig"); "" stores an unsigned snapshot, which a
+// writer that verifies never uses.
+func SaveSnapshot(ctx context.Context, obs jetstream.ObjectStore, meta ledger.SnapshotMeta, sig string, body io.Reader, size int64) error {
 	parts := max(1, int((size+int64(snapshotPartBytes)-1)/int64(snapshotPartBytes)))
 	if parts > SnapshotPartsMax {
 		return fmt.Errorf("snapshot of %d bytes needs %d parts, more than %d", size, parts, SnapshotPartsMax)
@@ -169,7 +177,7 @@ func SaveSnapshot(ctx context.Context, obs jetstream.ObjectStore, meta ledger.Sn
 			Name:        SnapshotPartName(meta.Writer, meta.Seq, i),
 			Description: fmt.Sprintf("state of writer %s at sequence %d, part %d of %d", meta.Writer, meta.Seq, i+1, parts),
 			Metadata: map[string]string{"writer": meta.Writer, "seq": strconv.FormatUint(meta.Seq, 10), "commit": meta.Commit,
-				"part": strconv.Itoa(i), "parts": strconv.Itoa(parts)},
+				"part": strconv.Itoa(i), "parts": strconv.Itoa(parts), "sig": sig},
 		}, io.LimitReader(body, partSize))
 		if err != nil {
 			for j := range i {
@@ -249,12 +257,14 @@ func (sn *storedSnapshot) complete() error {
 }
 
 // LoadSnapshot returns the writer's newest stored snapshot that verifies:
-// every part stored, its SHA-256, its writer, a sequence the stream has,
-// and the ID of the commit at that sequence (so a snapshot of another log
-// is never used). Each snapshot refused on the way is passed to reject. It
-// returns an error wrapping ErrNoSnapshot if none can be used, or another
-// error if the store cannot be read.
-func LoadSnapshot(ctx context.Context, js jetstream.JetStream, writer string, reject func(name string, err error)) (*Snapshot, error) {
+// every part stored, its SHA-256, its signature by one of keys (if keys is
+// not nil), its writer, a sequence the stream has, and the ID of the
+// commit at that sequence (so a snapshot of another log is never used).
+// Each snapshot refused on the way is passed to reject. It returns an
+// error wrapping ErrNoSnapshot if none can be used, an *IntegrityError
+// (KindBehind) if keys is set and a genuine snapshot covers more than the
+// stream holds, or another error if the store cannot be read.
+func LoadSnapshot(ctx context.Context, js jetstream.JetStream, writer string, keys events.Keyring, reject func(name string, err error)) (*Snapshot, error) {
 	obs, err := js.ObjectStore(ctx, SnapshotBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("%w: no snapshot store", ErrNoSnapshot)
@@ -275,12 +285,15 @@ func LoadSnapshot(ctx context.Context, js jetstream.JetStream, writer string, re
 		return nil, err
 	}
 	for _, sn := range stored {
-		snap, err := loadSnapshot(ctx, obs, st, sn, writer, last)
+		snap, err := loadSnapshot(ctx, obs, st, sn, writer, keys, last)
 		if err == nil {
 			return snap, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if asIntegrity(err) != nil {
+			return nil, err
 		}
 		if reject != nil {
 			reject(sn.name, err)
@@ -292,8 +305,8 @@ func LoadSnapshot(ctx context.Context, js jetstream.JetStream, writer string, re
 	return nil, fmt.Errorf("%w: %d stored for writer %s, all refused", ErrNoSnapshot, len(stored), writer)
 }
 
-func loadSnapshot(ctx context.Context, obs jetstream.ObjectStore, st jetstream.Stream, sn *storedSnapshot, writer string, last uint64) (*Snapshot, error) {
-	if sn.seq > last {
+func loadSnapshot(ctx context.Context, obs jetstream.ObjectStore, st jetstream.Stream, sn *storedSnapshot, writer string, keys events.Keyring, last uint64) (*Snapshot, error) {
+	if sn.seq > last && keys == nil {
 		return nil, fmt.Errorf("it covers sequence %d, beyond the stream's last, %d", sn.seq, last)
 	}
 	if err := sn.complete(); err != nil {
@@ -309,6 +322,17 @@ func loadSnapshot(ctx context.Context, obs jetstream.ObjectStore, st jetstream.S
 	}
 	if meta.Writer != writer || meta.Seq != sn.seq {
 		return nil, fmt.Errorf("it holds writer %q at sequence %d, not writer %q at %d", meta.Writer, meta.Seq, writer, sn.seq)
+	}
+	if keys != nil {
+		if err := keys.VerifySnapshot(meta.Writer, meta.Seq, meta.Commit, meta.Digest, sn.parts[0].Metadata["sig"]); err != nil {
+			return nil, fmt.Errorf("%w: %w", errSnapshotSignature, err)
+		}
+		if sn.seq > last {
+			// Our own key says the log reached sn.seq: it was cut short,
+			// or replaced by an older copy.
+			return nil, integrityErr(KindBehind, 0, "stream %s ends at sequence %d, but snapshot %s (signed by this service) covers sequence %d",
+				events.StreamName, last, sn.name, sn.seq)
+		}
 	}
 	if commit, err := commitAt(ctx, st, sn.seq); err != nil {
 		return nil, err
@@ -361,6 +385,23 @@ func (r *partsReader) Close() {
 	}
 }
 
+// headAt returns the chain hash of the writer's commit at seq: where the
+// commits after it link. The commit at seq must be the writer's own.
+func (w *Writer) headAt(ctx context.Context, seq uint64) (string, error) {
+	st, err := w.js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return "", fmt.Errorf("stream %s: %w", events.StreamName, err)
+	}
+	m, err := st.GetMsg(ctx, seq)
+	if err != nil {
+		return "", fmt.Errorf("commit at sequence %d: %w", seq, err)
+	}
+	if m.Subject != w.subject {
+		return "", integrityErr(KindWriter, seq, "the snapshot's commit is on %s, not this writer's %s", m.Subject, w.subject)
+	}
+	return events.ChainHash(m.Header.Get(events.ChainHeader), m.Data), nil
+}
+
 // commitAt returns the ID (Nats-Msg-Id) of the commit at seq.
 func commitAt(ctx context.Context, st jetstream.Stream, seq uint64) (string, error) {
 	m, err := st.GetMsg(ctx, seq)
@@ -402,13 +443,20 @@ func (w *Writer) restore(ctx context.Context) (*ledger.State, uint64, error) {
 		if ctx.Err() != nil {
 			return nil, 0, ctx.Err()
 		}
+		if ie := asIntegrity(err); ie != nil {
+			if err := w.breakOrReset(ie); err != nil {
+				return nil, 0, err
+			}
+		}
 		if errors.Is(err, ErrNoSnapshot) {
 			w.log.Info("replaying the whole log", "reason", err)
 		} else {
 			w.log.Error("snapshot not used; replaying the whole log", "err", err)
 		}
 	}
-	s, seq, err := Rebuild(ctx, w.js, w.replayStop(0), w.cfg.Default)
+	stop := w.replayStop(0)
+	stop.Verify = w.verifier(1, "")
+	s, seq, err := Rebuild(ctx, w.js, stop, w.cfg.Default)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -421,8 +469,11 @@ func (w *Writer) restore(ctx context.Context) (*ledger.State, uint64, error) {
 
 func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, error) {
 	start := time.Now()
-	snap, err := LoadSnapshot(ctx, w.js, w.cfg.Name, func(name string, err error) {
+	snap, err := LoadSnapshot(ctx, w.js, w.cfg.Name, w.cfg.Keys, func(name string, err error) {
 		w.stats.Snapshots.Rejected.Add(1)
+		if errors.Is(err, errSnapshotSignature) {
+			w.countIntegrity(KindSnapshot)
+		}
 		w.log.Error("snapshot refused, not used", "snapshot", name, "err", err)
 	})
 	if err != nil {
@@ -432,7 +483,15 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, er
 	s := snap.State
 	s.Default = w.cfg.Default
 	at := s.EventsApplied()
-	seq, err := Replay(ctx, w.js, w.replayStop(snap.Meta.Seq+1), func(_ uint64, e *events.Envelope) (err error) {
+	stop := w.replayStop(snap.Meta.Seq + 1)
+	if w.verifying() {
+		head, err := w.headAt(ctx, snap.Meta.Seq)
+		if err != nil {
+			return nil, 0, err
+		}
+		stop.Verify = w.verifier(snap.Meta.Seq+1, head)
+	}
+	seq, err := Replay(ctx, w.js, stop, func(_ uint64, e *events.Envelope) (err error) {
 		// A broken invariant here means the snapshot and the log disagree
 		// (Apply never fails on a state the log built): drop the snapshot
 		// and replay the whole log rather than stop for good.
@@ -447,6 +506,9 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, er
 	if err != nil {
 		if errors.Is(err, errSnapshotDiverged) {
 			w.stats.Snapshots.Rejected.Add(1)
+		}
+		if ie := asIntegrity(err); ie != nil {
+			return nil, 0, ie // the log itself is broken: no snapshot mends that
 		}
 		return nil, 0, fmt.Errorf("replay after snapshot %s: %w", snap.Name, err)
 	}
@@ -529,10 +591,14 @@ func (w *Writer) maybeSnapshot(ctx context.Context) {
 		w.log.Error("snapshot not taken", "seq", meta.Seq, "err", err)
 		return
 	}
+	var sig string
+	if w.cfg.Signer != nil {
+		sig = w.cfg.Signer.SignSnapshot(meta.Writer, meta.Seq, meta.Commit, buf.tail(sha256.Size))
+	}
 	w.snap.forced.Store(false)
 	w.snap.uploading.Store(true)
 	w.snap.uploads.Add(1)
-	go w.upload(ctx, meta, w.state.EventsApplied(), buf, time.Since(start))
+	go w.upload(ctx, meta, sig, w.state.EventsApplied(), buf, time.Since(start))
 }
 
 // snapshotBuffer holds an encoded snapshot in fixed-size chunks, kept for
@@ -563,6 +629,16 @@ func (b *snapshotBuffer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// tail returns a copy of the last n bytes written (n <= b.n).
+func (b *snapshotBuffer) tail(n int) []byte {
+	out := make([]byte, n)
+	for i := range n {
+		at := b.n - n + i
+		out[i] = b.chunks[at/snapshotChunkBytes][at%snapshotChunkBytes]
+	}
+	return out
+}
+
 // reader returns the bytes written, from the start.
 func (b *snapshotBuffer) reader() io.Reader {
 	rs := make([]io.Reader, 0, len(b.chunks))
@@ -574,7 +650,7 @@ func (b *snapshotBuffer) reader() io.Reader {
 
 // upload stores a snapshot taken by maybeSnapshot. It uses the request
 // connection, so that its megabytes never delay a commit on LogConn.
-func (w *Writer) upload(ctx context.Context, meta ledger.SnapshotMeta, eventsApplied uint64, body *snapshotBuffer, encode time.Duration) {
+func (w *Writer) upload(ctx context.Context, meta ledger.SnapshotMeta, sig string, eventsApplied uint64, body *snapshotBuffer, encode time.Duration) {
 	defer w.snap.uploads.Done()
 	defer w.snap.uploading.Store(false)
 	start := time.Now()
@@ -586,7 +662,7 @@ func (w *Writer) upload(ctx context.Context, meta ledger.SnapshotMeta, eventsApp
 		obs, err = SnapshotStore(ctx, js, w.cfg.Replicas)
 	}
 	if err == nil {
-		err = SaveSnapshot(ctx, obs, meta, body.reader(), int64(body.n))
+		err = SaveSnapshot(ctx, obs, meta, sig, body.reader(), int64(body.n))
 	}
 	if err != nil {
 		w.stats.Snapshots.Failed.Add(1)

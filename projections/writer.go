@@ -81,6 +81,24 @@ type Config struct {
 	// flight), and replays only that subject. Name is ignored.
 	Partitions int
 	Partition  int
+	// Signer, if set, signs every commit and snapshot this writer makes
+	// (events.SigHeader). Keys, if set, makes the writer verify every
+	// commit it reads before applying it (chain link, writer, signature,
+	// no gap) and every snapshot before using it, and halt on a break
+	// (integrity.go). serve always sets both; without Keys the log is
+	// trusted as it is (tests of fencing, tools).
+	Signer *events.Signer
+	Keys   events.Keyring
+	// HistoryFile, if set, is where the writer records the stream it
+	// serves (creation time, last sequence), so that after a restart it
+	// can tell a deleted, replaced or truncated stream from a new one.
+	HistoryFile string
+	// AcceptReset, if set, is the operator's reason for accepting a
+	// history that is gone or was replaced (KindMissing, KindRecreated,
+	// KindBehind) instead of halting; the decision is recorded in the log
+	// as a reset commit (ResetHeader). It never accepts a commit that
+	// fails its checks.
+	AcceptReset string
 }
 
 // Observer hears what the writer does. Its methods run on the writer's
@@ -92,6 +110,9 @@ type Observer interface {
 	// Committed is called for every acknowledged commit, with its events,
 	// its size and the time from sending it to its ack.
 	Committed(events, bytes int, took time.Duration)
+	// IntegrityViolation is called for every break of the history the
+	// writer meets, with its kind (the Kind constants).
+	IntegrityViolation(kind string)
 }
 
 // Roles a writer reports (Writer.Role).
@@ -134,6 +155,13 @@ type Writer struct {
 	// links to it (events.ChainHeader).
 	chainHead string
 	snap      snapshotter
+	// known is the stream this writer serves, as far as it has applied it
+	// (and as Config.HistoryFile recorded it), last written at historyAt.
+	known     history
+	historyAt time.Time
+	reset     *IntegrityError // a break accepted by Config.AcceptReset, to record
+	halted    atomic.Value    // *IntegrityError: the break that halted the writer
+	haltSubs  []*nats.Subscription
 
 	stats Stats
 }
@@ -156,6 +184,8 @@ type Stats struct {
 	Customers        atomic.Uint64
 	OpenReservations atomic.Uint64
 	Snapshots        SnapshotStats
+	// IntegrityViolations counts the breaks of the history met.
+	IntegrityViolations atomic.Uint64
 }
 
 // notice is a committed event to announce on its own subject.
@@ -233,16 +263,26 @@ func (w *Writer) Run(ctx context.Context) error {
 	w.js = js
 	defer w.role.Store(RoleStopped)
 	if err := w.setup(ctx); err != nil {
+		if ie := asIntegrity(err); ie != nil {
+			return w.halt(ctx, ie)
+		}
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for NATS
 		}
 		return err
 	}
 	defer w.snap.uploads.Wait()
+	defer w.noteHistory(true)
 	if w.cfg.Lease != nil {
 		return w.runElected(ctx)
 	}
-	return w.lead(ctx, nil)
+	if err := w.lead(ctx, nil); err != nil {
+		if ie := asIntegrity(err); ie != nil {
+			return w.halt(ctx, ie)
+		}
+		return err
+	}
+	return nil
 }
 
 // partitioned reports whether the writer is one partition of several.
@@ -266,6 +306,10 @@ func (w *Writer) lead(ctx context.Context, lost <-chan error) error {
 	subs := make([]*nats.Subscription, 0, 2)
 	defer func() {
 		w.ready.Store(false)
+		if w.Halted() != nil {
+			w.haltSubs = subs // halt keeps answering on them, without a gap
+			return
+		}
 		for _, s := range subs {
 			_ = s.Unsubscribe()
 		}
@@ -300,16 +344,25 @@ func (w *Writer) refuseQueued() {
 	}
 }
 
-// setup ensures the stream and rebuilds the state, retrying with backoff
-// while NATS is unreachable (a cluster still starting), until ctx ends.
+// setup opens the stream (openStream: the one its history knows) and
+// rebuilds the state, retrying with backoff while NATS is unreachable (a
+// cluster still starting), until ctx ends. A break of the history is
+// returned at once (an *IntegrityError): retrying cannot mend it.
 func (w *Writer) setup(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
-		_, err := EnsureStream(ctx, w.js, w.cfg.Replicas)
+		known := w.known.LastSeq
+		err := w.openStream(ctx)
 		if err == nil {
-			if err = w.rebuild(ctx); err == nil {
+			if err = w.rebuild(ctx); err == nil && w.reset != nil {
+				err = w.appendReset(ctx, known)
+			}
+			if err == nil {
 				return nil
 			}
+		}
+		if asIntegrity(err) != nil {
+			return err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -336,8 +389,12 @@ func (w *Writer) rebuild(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if seq < w.known.LastSeq {
+		return w.breakOrReset(integrityErr(KindBehind, 0, "the log ends at sequence %d; this writer had applied up to %d", seq, w.known.LastSeq))
+	}
 	s.NewID = newEventID
 	w.state, w.lastSeq, w.chainHead = s, seq, head
+	w.noteHistory(true)
 	w.stats.LastSeq.Store(seq)
 	w.stats.ReplayedSeq.Store(seq)
 	w.stats.Customers.Store(uint64(s.Customers()))
@@ -356,6 +413,10 @@ func (w *Writer) receive(m *nats.Msg) {
 		return // nobody to answer; a request must be a request
 	}
 	if !w.ready.Load() {
+		if ie := w.Halted(); ie != nil {
+			w.respondErr(m, w.haltedErr(ie))
+			return
+		}
 		w.respondErr(m, ledger.Errorf(ledger.CodeUnavailable, "the writer is rebuilding its state; retry"))
 		return
 	}
@@ -443,6 +504,7 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error) error {
 			for _, e := range w.state.Sweep(w.now(), SweepEventsMax) {
 				w.add(e)
 			}
+			w.noteHistory(false)
 		case m := <-acks:
 			failure = w.onAck(m)
 		case <-deadline.C:
@@ -466,7 +528,9 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error) error {
 				w.abandon(ledger.Errorf(ledger.CodeUnavailable, "the ledger could not make this decision durable; retry"))
 				return failure
 			}
-			w.fail(ctx, failure)
+			if err := w.fail(ctx, failure); err != nil {
+				return err // a break of the history: the caller halts
+			}
 		}
 		w.answerReady()
 		w.maybeSnapshot(ctx)
@@ -533,11 +597,15 @@ func (w *Writer) send() error {
 	}
 	w.sentSeq++
 	w.inflight++
-	body := w.enc.Bytes()
-	err := publishCommit(w.lc, w.subject, w.openID, body, w.fence(f.expect), w.ackSubject(f.no), w.chainHead)
-	w.chainHead = events.ChainHash(w.chainHead, body)
+	m, head := w.commitMsg(w.openID, w.enc.Bytes(), w.fence(f.expect))
+	m.Reply = w.ackSubject(f.no)
+	w.chainHead = head
+	err := w.lc.PublishMsg(m)
 	w.openCommit()
-	return err
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrAppend, err)
+	}
+	return nil
 }
 
 // onAck takes the ack of the oldest commit in flight.
@@ -618,8 +686,9 @@ func (w *Writer) add(e *events.Envelope) {
 // their idempotency keys), the in-memory state, which holds their undurable
 // decisions, is dropped and rebuilt from the log, and serving resumes. A
 // commit after the failed one that did land is in the log, so the retries
-// find it through their idempotency keys.
-func (w *Writer) fail(ctx context.Context, cause error) {
+// find it through their idempotency keys. If the rebuild meets a break of
+// the history, fail returns it (an *IntegrityError) and nothing is served.
+func (w *Writer) fail(ctx context.Context, cause error) error {
 	w.ready.Store(false)
 	w.role.Store(RoleRebuilding)
 	w.stats.Rebuilds.Add(1)
@@ -627,12 +696,19 @@ func (w *Writer) fail(ctx context.Context, cause error) {
 	w.abandon(ledger.Errorf(ledger.CodeUnavailable, "the ledger could not make this decision durable; retry"))
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		err := w.rebuild(ctx)
+		err := w.openStream(ctx)
+		if err == nil {
+			err = w.rebuild(ctx)
+		}
 		if err == nil {
 			w.sentSeq = w.lastSeq
 			w.ready.Store(true)
 			w.role.Store(RoleLeader)
-			return
+			return nil
+		}
+		if ie := asIntegrity(err); ie != nil {
+			w.markHalted(ie)
+			return err
 		}
 		w.log.Error("rebuild failed; retrying", "err", err, "in", backoff)
 		select {
@@ -641,6 +717,7 @@ func (w *Writer) fail(ctx context.Context, cause error) {
 		}
 		backoff = min(backoff*2, RebuildBackoffMax)
 	}
+	return nil
 }
 
 // abandon answers every request not yet answered (sent or open) with err,
