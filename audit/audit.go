@@ -100,13 +100,37 @@ func (l *Link) String() string {
 		l.Seq, l.Writer, l.Got, l.Want)
 }
 
+// Fault is the first commit whose signature VerifyChain refused.
+type Fault struct {
+	Seq     uint64 `json:"seq"`
+	Writer  string `json:"writer"`
+	Problem string `json:"problem"`
+}
+
+func (f *Fault) String() string {
+	return fmt.Sprintf("commit at sequence %d (writer %s) is not signed by the service: %s", f.Seq, f.Writer, f.Problem)
+}
+
+// Reset is a reset commit: a break of the history an operator accepted
+// (serve --accept-reset), with its record (JSON).
+type Reset struct {
+	Seq    uint64 `json:"seq"`
+	Writer string `json:"writer"`
+	Record string `json:"record"`
+}
+
 // ChainReport is what VerifyChain found.
 type ChainReport struct {
 	Commits uint64            `json:"commits"`
 	Writers map[string]int    `json:"writers"` // commits per writer
 	Heads   map[string]string `json:"heads"`   // each writer's last chain hash
-	Broken  *Link             `json:"broken,omitempty"`
-	Unknown []string          `json:"unknown_writers,omitempty"` // see CheckWriters
+	// Keys are the ids of the public keys signatures were checked with
+	// (none: signatures were not checked).
+	Keys         []string `json:"keys"`
+	Broken       *Link    `json:"broken,omitempty"`
+	BadSignature *Fault   `json:"bad_signature,omitempty"`
+	Resets       []Reset  `json:"resets,omitempty"`
+	Unknown      []string `json:"unknown_writers,omitempty"` // see CheckWriters
 }
 
 // CheckWriters records in r.Unknown every writer not in expected: a forged

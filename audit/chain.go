@@ -13,9 +13,12 @@ import (
 // VerifyChain walks every commit of the stream, as it is when the walk
 // starts, recomputing each writer's hash chain from the stored bytes, and
 // reports the first commit whose Agentbill-Chain-Prev does not match its
-// writer's previous commit. It streams: memory holds one hash per writer.
-func VerifyChain(ctx context.Context, js jetstream.JetStream, progress func(seq, last uint64)) (*ChainReport, error) {
-	rep := &ChainReport{Writers: map[string]int{}, Heads: map[string]string{}}
+// writer's previous commit and, if keys is not nil, the first commit whose
+// signature (events.SigHeader) is missing or not made by one of keys. It
+// also lists the reset commits (an operator's accepted break). It streams:
+// memory holds one hash per writer.
+func VerifyChain(ctx context.Context, js jetstream.JetStream, keys events.Keyring, progress func(seq, last uint64)) (*ChainReport, error) {
+	rep := &ChainReport{Writers: map[string]int{}, Heads: map[string]string{}, Keys: keys.IDs()}
 	last, err := projections.LastSequence(ctx, js)
 	if err != nil || last == 0 {
 		return rep, err
@@ -59,7 +62,16 @@ func VerifyChain(ctx context.Context, js jetstream.JetStream, progress func(seq,
 		}
 		// Chain on from this commit as stored, so one bad commit is
 		// reported once, not as every later link.
-		rep.Heads[writer] = events.ChainHash(got, msg.Data())
+		hash := events.ChainHash(got, msg.Data())
+		rep.Heads[writer] = hash
+		if keys != nil {
+			if err := keys.VerifyCommit(msg.Subject(), hash, msg.Headers().Get(events.SigHeader)); err != nil && rep.BadSignature == nil {
+				rep.BadSignature = &Fault{Seq: seq, Writer: writer, Problem: err.Error()}
+			}
+		}
+		if r := msg.Headers().Get(projections.ResetHeader); r != "" {
+			rep.Resets = append(rep.Resets, Reset{Seq: seq, Writer: writer, Record: r})
+		}
 		rep.Writers[writer]++
 		if progress != nil && (seq%projections.ReplayProgressEvery == 0 || seq == last) {
 			progress(seq, last)

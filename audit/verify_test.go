@@ -58,7 +58,7 @@ func TestVerifyChainCatchesAForgedCommit(t *testing.T) {
 			c := testenv.Client(t, s)
 			scripted(t, c, testenv.NewClock(t0))
 			js := testenv.JetStream(t, c.Conn())
-			rep, err := audit.VerifyChain(context.Background(), js, nil)
+			rep, err := audit.VerifyChain(context.Background(), js, nil, nil)
 			if err != nil || rep.Broken != nil || rep.Commits == 0 {
 				t.Fatalf("before forging: %+v %v, want an intact chain", rep, err)
 			}
@@ -67,7 +67,7 @@ func TestVerifyChainCatchesAForgedCommit(t *testing.T) {
 			if _, err := c.TopUp(context.Background(), "user_123", ledger.TopUpRequest{Units: testenv.Ptr(t, "1")}); err != nil {
 				t.Fatal(err)
 			}
-			rep, err = audit.VerifyChain(context.Background(), js, nil)
+			rep, err = audit.VerifyChain(context.Background(), js, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +16,7 @@ import (
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
+	"github.com/agentbill/agentbill/signing"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -122,15 +124,29 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newLogFlags("audit verify", stderr)
 	writers := f.fs.String("writers", events.WriterDefault, "comma-separated writers expected in the log (partitioned ledgers list theirs)")
+	pubPath := f.fs.String("public-keys", filepath.Join(defaultDataDir(), signing.PublicFile), "PEM file of the service's public keys that every commit must be signed by (serve writes DATA/"+signing.PublicFile+")")
+	noSigs := f.fs.Bool("no-signatures", false, "check the hash chain alone, not the signatures")
 	if err := f.fs.Parse(args); err != nil {
 		return errUsage
+	}
+	var keys events.Keyring
+	if !*noSigs {
+		pubs, err := signing.ReadPublicKeys(*pubPath)
+		if err != nil {
+			return err
+		}
+		if len(pubs) == 0 {
+			return ledger.Errorf(ledger.CodeInvalidArgument,
+				"no public keys in %s: pass --public-keys FILE (serve writes it as DATA/%s), or --no-signatures to check the chain alone", *pubPath, signing.PublicFile)
+		}
+		keys = events.NewKeyring(pubs...)
 	}
 	s, js, err := f.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	rep, err := audit.VerifyChain(s.ctx, js, progressFunc(stderr, "verifying", f.jsonOut))
+	rep, err := audit.VerifyChain(s.ctx, js, keys, progressFunc(stderr, "verifying", f.jsonOut))
 	if err != nil {
 		return s.explain(err)
 	}
@@ -139,11 +155,21 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		if err := printJSON(stdout, rep); err != nil {
 			return err
 		}
-	} else if rep.Broken == nil && len(rep.Unknown) == 0 {
-		fmt.Fprintf(stdout, "chain intact: %d commits from %d writer(s)\n", rep.Commits, len(rep.Writers))
+	} else if rep.Broken == nil && rep.BadSignature == nil && len(rep.Unknown) == 0 {
+		signed := "signatures not checked"
+		if keys != nil {
+			signed = fmt.Sprintf("every commit signed by the service (keys %s)", strings.Join(rep.Keys, ", "))
+		}
+		fmt.Fprintf(stdout, "chain intact: %d commits from %d writer(s); %s\n", rep.Commits, len(rep.Writers), signed)
+		for _, r := range rep.Resets {
+			fmt.Fprintf(stdout, "reset accepted by an operator at sequence %d (writer %s): %s\n", r.Seq, r.Writer, r.Record)
+		}
 	}
 	if rep.Broken != nil {
 		return fmt.Errorf("tampering detected: %s", rep.Broken)
+	}
+	if rep.BadSignature != nil {
+		return fmt.Errorf("tampering detected: %s", rep.BadSignature)
 	}
 	if len(rep.Unknown) > 0 {
 		return fmt.Errorf("tampering detected: commits from unexpected writer(s) %s (expected %s)", strings.Join(rep.Unknown, ", "), *writers)

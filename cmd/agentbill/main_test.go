@@ -39,6 +39,7 @@ func TestMain(m *testing.M) {
 type service struct {
 	cmd    *exec.Cmd
 	url    string
+	data   string // its data directory: the CLI finds its public keys there
 	stderr *testenv.SyncBuffer
 }
 
@@ -47,7 +48,7 @@ type service struct {
 func serve(t *testing.T, dir string, port int, extra ...string) *service {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	s := &service{url: "nats://" + addr}
+	s := &service{url: "nats://" + addr, data: dir}
 	answers := func() bool {
 		_, code := s.cli(t, "status", "--customer", "probe")
 		return code == 0 || code == 1
@@ -84,7 +85,7 @@ func startServe(t *testing.T, env []string, ready func() bool, args ...string) (
 func (s *service) cli(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "AGENTBILL_NATS_URL="+s.url)
+	cmd.Env = append(os.Environ(), "AGENTBILL_NATS_URL="+s.url, "AGENTBILL_DATA="+s.data)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

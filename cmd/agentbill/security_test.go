@@ -20,7 +20,8 @@ import (
 // nats.conf (only listen and store_dir changed), with the fresh passwords
 // TestMain put in the environment.
 type secured struct {
-	url string
+	url  string
+	data string // serve's data directory: the CLI finds its public keys there
 }
 
 // securedConfig writes the copy of nats.conf.
@@ -35,7 +36,8 @@ func securedConfig(t *testing.T) (s *secured, conf string) {
 func serveSecured(t *testing.T) *secured {
 	t.Helper()
 	s, conf := securedConfig(t)
-	startServe(t, s.credsEnv("service"), nil, "--data", filepath.Join(t.TempDir(), "data"), "--nats-config", conf)
+	s.data = filepath.Join(t.TempDir(), "data")
+	startServe(t, s.credsEnv("service"), nil, "--data", s.data, "--nats-config", conf)
 	return s
 }
 
@@ -50,7 +52,7 @@ func (s *secured) credsEnv(user string) []string {
 func (s *secured) as(t *testing.T, user string, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(append(os.Environ(), "AGENTBILL_NATS_URL="+s.url), s.credsEnv(user)...)
+	cmd.Env = append(append(os.Environ(), "AGENTBILL_NATS_URL="+s.url, "AGENTBILL_DATA="+s.data), s.credsEnv(user)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/metrics"
 	"github.com/agentbill/agentbill/projections"
+	"github.com/agentbill/agentbill/signing"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
@@ -45,6 +47,14 @@ type serveConfig struct {
 	// Creds authenticate the service's own connections (nats.conf's
 	// service user); empty for a server without authorization.
 	Creds client.Credentials
+	// SigningKey is the private key every commit is signed with (created
+	// if missing); TrustedKeys the public keys trusted besides it. Both
+	// default to files in DataDir (package signing).
+	SigningKey  string
+	TrustedKeys string
+	// AcceptReset is the operator's reason for accepting a lost or
+	// replaced history instead of halting (projections.Config.AcceptReset).
+	AcceptReset string
 }
 
 // Validate reports every problem at once.
@@ -128,6 +138,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log lines as text or json")
 	fs.IntVar(&cfg.CommitsInFlight, "commits-in-flight", projections.CommitsInFlightDefault,
 		"group commits sent and awaiting their acks at once (more can help on R3; BENCHMARKS.md)")
+	fs.StringVar(&cfg.SigningKey, "signing-key", "", "Ed25519 key (PEM) every commit is signed with, created if missing; every writer of one ledger needs the same one (default DATA/"+signing.KeyFile+")")
+	fs.StringVar(&cfg.TrustedKeys, "trusted-keys", "", "PEM public keys whose commits are trusted besides the signing key's: earlier keys, after a rotation (default DATA/"+signing.TrustedFile+")")
+	fs.StringVar(&cfg.AcceptReset, "accept-reset", "", "REASON: start over a ledger stream that is gone, was replaced or ends early, instead of halting, and record that decision and REASON in the log (SECURITY.md)")
 	nf := addNATSFlags(fs, false)
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -139,6 +152,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(cfg.LogFormat, stderr)
 	def, _ := parseDefaultBudget(cfg.DefaultBudget)
+	keys, err := openSigningKeys(&cfg, log)
+	if err != nil {
+		return err
+	}
 
 	srv, err := startEmbedded(cfg, log)
 	if err != nil {
@@ -165,13 +182,41 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	defer lc.Drain()
 	wcfg := projections.Config{Conn: nc, LogConn: lc, Replicas: cfg.Replicas, Default: def, Logger: log,
 		Partitions: cfg.Partitions, Partition: cfg.Partition, CommitsInFlight: cfg.CommitsInFlight,
-		Lease: &projections.LeaseConfig{Instance: cfg.Instance, TTL: cfg.LeaseTTL}}
+		Lease:  &projections.LeaseConfig{Instance: cfg.Instance, TTL: cfg.LeaseTTL},
+		Signer: keys.Signer, Keys: keys.Keyring, AcceptReset: cfg.AcceptReset,
+		HistoryFile: filepath.Join(cfg.DataDir, fmt.Sprintf("history-%d.json", cfg.Partition))}
 	if cfg.HTTP == "" {
 		return projections.New(wcfg).Run(ctx)
 	}
 	m := metrics.New(log) // served at /metrics; the writer reports to it
 	wcfg.Observer = m
 	return runGateway(ctx, cfg, srv, projections.New(wcfg), m, log)
+}
+
+// openSigningKeys opens the commit-signing key (creating it if missing)
+// and the trusted public keys, and publishes every trusted public key in
+// DATA/signing.pub for auditors.
+func openSigningKeys(cfg *serveConfig, log *slog.Logger) (*signing.Keys, error) {
+	if cfg.SigningKey == "" {
+		cfg.SigningKey = filepath.Join(cfg.DataDir, signing.KeyFile)
+	}
+	if cfg.TrustedKeys == "" {
+		cfg.TrustedKeys = filepath.Join(cfg.DataDir, signing.TrustedFile)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	public := filepath.Join(cfg.DataDir, signing.PublicFile)
+	keys, created, err := signing.Open(cfg.SigningKey, cfg.TrustedKeys, public)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Warn("created a new commit-signing key; keep it safe and give every writer of this ledger the same one",
+			"key", cfg.SigningKey, "key_id", keys.Signer.KeyID())
+	}
+	log.Info("signing commits", "key_id", keys.Signer.KeyID(), "trusted", len(keys.Keyring), "public_keys", public)
+	return keys, nil
 }
 
 // newLogger returns serve's logger: one line per lifecycle event.

@@ -81,7 +81,9 @@ func waitServing(w *projections.Writer, werr <-chan error) (bool, error) {
 	defer tick.Stop()
 	for {
 		switch w.Role() {
-		case projections.RoleLeader, projections.RoleStandby:
+		case projections.RoleLeader, projections.RoleStandby, projections.RoleHalted:
+			// A halted writer answers every request unavailable, naming
+			// the break; the gateway serves so /readyz says 503 and why.
 			return true, nil
 		}
 		select {

@@ -152,6 +152,7 @@ type node struct {
 // cluster is one or three nats-server processes on loopback.
 type cluster struct {
 	nodes []*node
+	dir   string // the nodes' stores and logs, and the services' data
 }
 
 func (c *cluster) urls() string {
@@ -168,7 +169,7 @@ func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
 	_, natsBin := binaries(t)
 	dir := t.TempDir()
-	c := &cluster{}
+	c := &cluster{dir: dir}
 	routes := make([]string, n)
 	cports := make([]int, n)
 	for i := range n {
@@ -247,13 +248,15 @@ type service struct {
 }
 
 // startService starts `agentbill serve` against the cluster, with extra
-// flags (--http ...) if given.
+// flags (--http ...) if given. Each instance has a data directory of its
+// own (its history file) and signs with the one key all of them share.
 func startService(t *testing.T, c *cluster, instance string, replicas int, leaseTTL time.Duration, extra ...string) *service {
 	t.Helper()
 	bin, _ := binaries(t)
 	s := &service{instance: instance, proc: proc{name: instance, bin: bin, log: filepath.Join(t.TempDir(), instance+".log"),
 		args: append([]string{"serve", "--nats-url", c.urls(), "--instance", instance, "--replicas", strconv.Itoa(replicas),
-			"--default-budget", "none", "--lease-ttl", leaseTTL.String()}, extra...)}}
+			"--default-budget", "none", "--lease-ttl", leaseTTL.String(),
+			"--data", filepath.Join(c.dir, "service-"+instance), "--signing-key", filepath.Join(c.dir, "signing.key")}, extra...)}}
 	s.start(t)
 	t.Cleanup(func() { s.signal(t, syscall.SIGTERM) })
 	return s

@@ -330,7 +330,7 @@ func TestPartitionMappingRoutesToOwners(t *testing.T) {
 	if total != len(cids) {
 		t.Errorf("the partitions' logs hold %d customers, want %d", total, len(cids))
 	}
-	rep, err := audit.VerifyChain(ctx, js, nil)
+	rep, err := audit.VerifyChain(ctx, js, nil, nil)
 	if err != nil || rep.Broken != nil {
 		t.Fatalf("audit verify across partitions: %v %+v", err, rep)
 	}

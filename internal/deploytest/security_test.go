@@ -232,7 +232,7 @@ func TestPermissionMatrix(t *testing.T) {
 		js := testenv.JetStream(t, rc.nc)
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
-		rep, err := audit.VerifyChain(ctx, js, nil)
+		rep, err := audit.VerifyChain(ctx, js, nil, nil)
 		if err != nil || rep.Broken != nil || rep.Commits == 0 {
 			t.Fatalf("auditor audit verify: %+v, %v", rep, err)
 		}
@@ -277,7 +277,7 @@ func TestPermissionMatrix(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	js := testenv.JetStream(t, svc.nc)
-	rep, err := audit.VerifyChain(ctx, js, nil)
+	rep, err := audit.VerifyChain(ctx, js, nil, nil)
 	if err != nil || rep.Broken != nil {
 		t.Errorf("chain after the attacks: %+v, %v", rep, err)
 	}
