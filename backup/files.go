@@ -188,34 +188,51 @@ func readSmall(path string, limit int64) ([]byte, error) {
 // ErrPublicKeysDiffer: the target already trusts other public keys.
 var ErrPublicKeysDiffer = errors.New("a different trusted public-key file exists")
 
+// CheckPublicKeys says whether InstallPublicKeys would succeed: the
+// backup's public-key file (if it has one) is intact, and path does not
+// hold different keys. It writes nothing.
+func CheckPublicKeys(dir string, m *Manifest, path string) error {
+	_, _, err := publicKeys(dir, m, path)
+	return err
+}
+
 // InstallPublicKeys copies the backup's public-key file (if it has one) to
 // path, atomically. An existing file with the same bytes is left as it
 // is; a different one is never overwritten. It reports whether the backup
 // had a public-key file.
 func InstallPublicKeys(dir string, m *Manifest, path string) (bool, error) {
-	if m.PublicKeys == nil {
-		return false, nil
-	}
-	if err := checkFile(dir, *m.PublicKeys); err != nil {
-		return true, err
-	}
-	want, err := readSmall(filepath.Join(dir, m.PublicKeys.Name), PublicKeysBytesMax)
-	if err != nil {
-		return true, err
-	}
-	have, err := os.ReadFile(path)
-	switch {
-	case err == nil && bytes.Equal(have, want):
-		return true, nil
-	case err == nil:
-		return true, fmt.Errorf("%w: %s differs from the backup's %s: compare them, and move %s away if the backup's keys are the ones to trust",
-			ErrPublicKeysDiffer, path, m.PublicKeys.Name, path)
-	case !errors.Is(err, os.ErrNotExist):
-		return true, err
+	want, present, err := publicKeys(dir, m, path)
+	if want == nil || present || err != nil {
+		return m.PublicKeys != nil, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
 		return true, err
 	}
 	_, err = writeFile(filepath.Dir(path), filepath.Base(path), writeBytes(want))
 	return true, err
+}
+
+// publicKeys returns the backup's public keys (nil if it has none) and
+// whether path already holds exactly them.
+func publicKeys(dir string, m *Manifest, path string) (want []byte, present bool, err error) {
+	if m.PublicKeys == nil {
+		return nil, false, nil
+	}
+	if err := checkFile(dir, *m.PublicKeys); err != nil {
+		return nil, false, err
+	}
+	if want, err = readSmall(filepath.Join(dir, m.PublicKeys.Name), PublicKeysBytesMax); err != nil {
+		return nil, false, err
+	}
+	have, err := os.ReadFile(path)
+	switch {
+	case err == nil && bytes.Equal(have, want):
+		return want, true, nil
+	case err == nil:
+		return nil, false, fmt.Errorf("%w: %s differs from the backup's %s: compare them, and move %s away if the backup's keys are the ones to trust",
+			ErrPublicKeysDiffer, path, m.PublicKeys.Name, path)
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, false, err
+	}
+	return want, false, nil
 }
