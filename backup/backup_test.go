@@ -2,7 +2,6 @@ package backup_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"github.com/agentbill/agentbill/internal/testenv"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
-	"github.com/agentbill/agentbill/projections"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -346,21 +344,9 @@ const archiveBytesMin = backup.WindowBytes + 4*backup.ChunkBytes
 func TestBackupRestoreManyChunks(t *testing.T) {
 	src := testenv.StartServer(t, "")
 	nc := testenv.Connect(t, src)
-	js := testenv.JetStream(t, nc)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	if _, err := projections.EnsureStream(ctx, js, 1); err != nil {
-		t.Fatal(err)
-	}
-	// Random bytes do not compress: the archive is as large as the data.
-	const msgBytes = 256 << 10
-	payload := make([]byte, msgBytes)
-	for n := 0; n < archiveBytesMin+msgBytes; n += msgBytes {
-		_, _ = rand.Read(payload)
-		if _, err := js.Publish(ctx, "agentbill.log.0", payload); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fillLog(t, ctx, nc)
 	var seen []int64
 	out := filepath.Join(t.TempDir(), "backup")
 	m, err := backup.Create(ctx, backup.Options{Conn: nc, Out: out, Progress: func(stream string, n int64) {
