@@ -55,6 +55,9 @@ func Restore(ctx context.Context, o RestoreOptions) (*Manifest, error) {
 			for _, d := range m.Streams[:i] {
 				done = append(done, d.Name)
 			}
+			if errors.Is(err, ErrStateMismatch) { // created, but not as backed up
+				done = append(done, s.Name)
+			}
 			if len(done) > 0 {
 				err = fmt.Errorf("%w (already restored: %v; delete them, e.g. `nats stream rm`, before trying again)", err, done)
 			}

@@ -202,6 +202,9 @@ func (p *byteProgress) show(stream string, n, total int64) {
 	case p.terminal:
 		fmt.Fprintf(p.w, "\r%s: %d bytes%s", stream, n, of)
 		p.printed = n
+		if total > 0 && n == total { // a restore knows where it ends
+			p.end()
+		}
 	case n-p.printed >= progressLineBytes || p.printed == 0:
 		fmt.Fprintf(p.w, "%s: %d bytes%s\n", stream, n, of)
 		p.printed = n
