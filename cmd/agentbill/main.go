@@ -53,6 +53,8 @@ Usage:
   agentbill audit     --customer C [--from T] [--to T] [--format table|json|csv]
   agentbill audit verify [--json]
   agentbill replay    [--until-seq N | --until-time T] [--customer C] [--verify] [--json]
+  agentbill backup    --out DIR [--force] [--public-keys FILE | --data DIR] [--nats-url URL]
+  agentbill restore   --from DIR (--data DIR | --nats-url URL) [--replicas 1|3]
   agentbill mcp       [--nats-url URL]   # MCP server over stdio
   agentbill bench     [--clients 64] [--customers 10000] [--duration 5s] [--rate CYCLES/S]
                       [--nats-url URL [--replicas 3]] [--json] [--cpuprofile FILE]
@@ -92,6 +94,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runAudit(ctx, rest, stdout, stderr)
 	case "replay":
 		err = runReplay(ctx, rest, stdout, stderr)
+	case "backup":
+		err = runBackup(ctx, rest, stdout, stderr)
+	case "restore":
+		err = runRestore(ctx, rest, stdout, stderr)
 	case "mcp":
 		err = runMCP(ctx, rest, stderr)
 	case "bench":
