@@ -12,6 +12,8 @@ import (
 
 	"github.com/agentbill/agentbill/internal/testenv"
 	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/projections"
+	"github.com/agentbill/agentbill/signing"
 )
 
 // backupCustomers is how many customers the backup test serves.
@@ -25,11 +27,11 @@ const backupCustomers = 4
 func TestBackupRestore(t *testing.T) {
 	dir, root := t.TempDir(), t.TempDir()
 	snapshotLedger(t, dir)
-	pub := []byte("ed25519 key-0 MCowBQYDK2VwAyEA\n")
-	if err := os.WriteFile(filepath.Join(dir, "signing.pub"), pub, 0o600); err != nil {
+	s := serve(t, dir, testenv.FreePort(t))
+	pub, err := os.ReadFile(filepath.Join(dir, signing.PublicFile)) // serve's
+	if err != nil {
 		t.Fatal(err)
 	}
-	s := serve(t, dir, testenv.FreePort(t))
 	if out := s.must(t, 0, "status", "--customer", "snap_0"); !strings.Contains(out, "snap_0") {
 		t.Fatalf("status of the customer served before serve: %s", out)
 	}
@@ -129,11 +131,16 @@ func TestRestoreRefusesDamagedBackups(t *testing.T) {
 
 // snapshotLedger serves a customer in process on dir and stores a state
 // snapshot: serve has no flag to take one, and its schedule (1,000,000
-// events or 10 minutes) is too slow for a test.
+// events or 10 minutes) is too slow for a test. It signs with the key
+// serve will use on dir.
 func snapshotLedger(t *testing.T, dir string) {
 	t.Helper()
+	keys, _, err := signing.Open(filepath.Join(dir, signing.KeyFile), filepath.Join(dir, signing.TrustedFile), "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := testenv.StartServer(t, dir)
-	w := testenv.StartWriter(t, srv, nil, nil)
+	w := testenv.StartWriter(t, srv, nil, nil, func(c *projections.Config) { c.Signer, c.Keys = keys.Signer, keys.Keyring })
 	ctx, cancel := context.WithTimeout(context.Background(), ProcessTimeout)
 	defer cancel()
 	c := testenv.Client(t, srv)
