@@ -5,6 +5,8 @@ package bench
 
 import (
 	"context"
+	"crypto/ed25519"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +57,7 @@ const (
 	ScenarioRefused      = "preflight_mostly_refused"
 	ScenarioHalfLoad     = "preflight_at_half_load"
 	ScenarioReplay       = "replay"
+	ScenarioSignature    = "commit_signature"
 )
 
 // Config is what one bench run measures.
@@ -131,6 +134,10 @@ type env struct {
 	logNC   *nats.Conn
 	conns   []*nats.Conn
 	clients []*client.Client
+	signer  *events.Signer // the embedded writer's, as serve's: it signs every commit
+	// commitRate is the commits/s the writer appended in each ledger
+	// scenario (warm-up included).
+	commitRate map[string]float64
 }
 
 // Run measures every scenario and returns the report.
@@ -180,6 +187,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return e.halfLoad(ctx, spread.CyclesPerSec/2)
 		})},
 		{ScenarioReplay, e.replay},
+		{ScenarioSignature, e.signature(rep)},
 	}
 	for _, step := range steps {
 		if !cfg.selected(step.name) {
@@ -216,6 +224,7 @@ func (e *env) ledgerRun(name string, run func(context.Context) (Result, error)) 
 		r, err := run(ctx)
 		b, ev, rq, ap := st.Batches.Load()-b0, st.Events.Load()-ev0, st.Requests.Load()-rq0, st.AppendNanos.Load()-ap0
 		if b > 0 {
+			e.commitRate[name] = float64(b) / (r.Seconds + min(e.cfg.Duration/10, WarmupMax).Seconds())
 			r.Note += fmt.Sprintf("; writer: %d commits, %.1f events and %.1f requests per commit, %.2f ms per append (warm-up included)",
 				b, float64(ev)/float64(b), float64(rq)/float64(b), float64(ap)/float64(b)/1e6)
 		}
@@ -242,7 +251,7 @@ func find(rep *Report, name string) *Result {
 // start embeds a server and a writer (unless cfg.NATSURL), and connects
 // the clients over TCP, as real agent workers would.
 func start(ctx context.Context, cfg Config) (*env, error) {
-	e := &env{cfg: cfg, url: cfg.NATSURL, stop: func() {}}
+	e := &env{cfg: cfg, url: cfg.NATSURL, stop: func() {}, commitRate: map[string]float64{}}
 	if e.url == "" {
 		dir := cfg.DataDir
 		if dir == "" {
@@ -264,11 +273,18 @@ func start(ctx context.Context, cfg Config) (*env, error) {
 		if e.logNC, err = nats.Connect("", nats.InProcessServer(srv)); err != nil {
 			return nil, err
 		}
+		_, key, err := ed25519.GenerateKey(crand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		e.signer = events.NewSigner(key)
 		e.writer = projections.New(projections.Config{
 			Conn:    e.writeNC,
 			LogConn: e.logNC,
 			Default: &ledger.DefaultBudget{Limit: events.NewUnits(1, events.UnitsMaxExponent), Period: ledger.PeriodMonth},
 			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Signer:  e.signer,
+			Keys:    events.NewKeyring(e.signer.Public()),
 		})
 		go func() { _ = e.writer.Run(ctx) }()
 		deadline := time.Now().Add(30 * time.Second)

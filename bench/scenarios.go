@@ -234,15 +234,67 @@ func (e *env) replay(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{Scenario: ScenarioReplay}, err
 	}
+	stop := projections.ReplayStop{}
+	verified := "not verified (no signing key: an external service)"
+	if e.signer != nil {
+		// As the writer replays: every commit's chain link and signature.
+		stop.Verify = projections.NewLogVerifier(events.NewKeyring(e.signer.Public()), events.LogSubject(events.WriterDefault), true, 1, "")
+		verified = "every commit verified (chain link and signature), as the writer does"
+	}
 	t0 := time.Now()
-	s, seq, err := projections.Rebuild(ctx, js, projections.ReplayStop{}, nil)
+	s, seq, err := projections.Rebuild(ctx, js, stop, nil)
 	if err != nil {
 		return Result{Scenario: ScenarioReplay}, err
 	}
 	secs := time.Since(t0).Seconds()
 	n := s.EventsApplied()
+	if stop.Verify != nil {
+		t1 := time.Now()
+		if _, _, err := projections.Rebuild(ctx, js, projections.ReplayStop{UntilSeq: seq}, nil); err != nil {
+			return Result{Scenario: ScenarioReplay}, err
+		}
+		verified += fmt.Sprintf(" (the same replay unverified: %.0f events/s)", float64(n)/time.Since(t1).Seconds())
+	}
 	return Result{
 		Scenario: ScenarioReplay, Clients: 1, Seconds: secs, Ops: n, OpsPerSec: float64(n) / secs,
-		Note: fmt.Sprintf("ops are events: %d events in %d commits, %d customers rebuilt", n, seq, s.Customers()),
+		Note: fmt.Sprintf("ops are events: %d events in %d commits, %d customers rebuilt; %s", n, seq, s.Customers(), verified),
 	}, nil
+}
+
+// signature measures what authenticating commits costs: signing one
+// commit's chain hash (the writer, once per commit) and verifying it (a
+// replay or standby, once per commit), on one core, and puts the signing
+// cost beside the commit rate the spread run reached.
+func (e *env) signature(rep *Report) func(context.Context) (Result, error) {
+	return func(ctx context.Context) (Result, error) {
+		sg := e.signer
+		if sg == nil {
+			return Result{Scenario: ScenarioSignature, Note: "skipped: measured only with the embedded writer"}, nil
+		}
+		keys := events.NewKeyring(sg.Public())
+		subject := events.LogSubject(events.WriterDefault)
+		hash := events.ChainHash("", make([]byte, benchPayloadLen))
+		var h Histogram
+		var n uint64
+		t0 := time.Now()
+		for time.Since(t0) < e.cfg.Duration && ctx.Err() == nil {
+			s := time.Now()
+			sig := sg.SignCommit(subject, hash)
+			h.Record(time.Since(s))
+			if err := keys.VerifyCommit(subject, hash, sig); err != nil {
+				return Result{Scenario: ScenarioSignature}, err
+			}
+			n++
+		}
+		secs := time.Since(t0).Seconds()
+		signUs := float64(h.Quantile(0.5)) / 1e3
+		note := fmt.Sprintf("ops are commits signed and verified on one core: sign p50 %.1f us, sign+verify %.1f us per commit",
+			signUs, secs/float64(n)*1e6)
+		if rate := e.commitRate[ScenarioSpread]; rate > 0 {
+			note += fmt.Sprintf("; the spread run appended about %.0f commits/s, so signing took about %.1f%% of one core there",
+				rate, rate*signUs/1e4)
+		}
+		return Result{Scenario: ScenarioSignature, Clients: 1, Seconds: secs, Ops: n, OpsPerSec: float64(n) / secs,
+			P50us: signUs, P99us: float64(h.Quantile(0.99)) / 1e3, P999us: float64(h.Quantile(0.999)) / 1e3, Note: note}, nil
+	}
 }
