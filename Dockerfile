@@ -14,10 +14,14 @@ RUN go mod download
 COPY . .
 # Static binary: no cgo, so it runs on distroless/static.
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/agentbill ./cmd/agentbill
+# Empty directories for the data and signing-key volumes, so a named
+# volume mounted there starts owned by nonroot (uid 65532).
+RUN mkdir -p /out/home/data /out/home/keys && chmod 700 /out/home/data /out/home/keys
 
 # distroless/static: CA certificates and tzdata, no shell; runs as uid 65532.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/agentbill /usr/local/bin/agentbill
+COPY --from=build --chown=65532:65532 /out/home/ /home/nonroot/
 # `serve` without --nats-url stores in ./data: a directory nonroot can write.
 WORKDIR /home/nonroot
 USER nonroot:nonroot

@@ -134,6 +134,22 @@ func TestComposeClusterRuns(t *testing.T) {
 		p.waitReady(t)
 	}
 
+	// Leader and standby must sign with one key: a standby halts on
+	// commits signed by a key it does not trust.
+	key := flagValue(serveCmds[0], "--signing-key")
+	mount := regexp.MustCompile(`(?m)^\s*-\s*(\S+):` + regexp.QuoteMeta(path.Dir(key)) + `\s*$`)
+	mounts := mount.FindAllSubmatch(compose, -1)
+	for _, cmd := range serveCmds {
+		if got := flagValue(cmd, "--signing-key"); key == "" || got != key {
+			t.Errorf("agentbill command %v: --signing-key %q, want one key for every instance", cmd, got)
+		}
+	}
+	if len(mounts) != len(serveCmds) || len(mounts) > 0 && slices.ContainsFunc(mounts, func(m [][]byte) bool {
+		return string(m[1]) != string(mounts[0][1])
+	}) {
+		t.Errorf("the signing key's directory %s is not one volume mounted in every agentbill instance: %q", path.Dir(key), mounts)
+	}
+
 	// The agentbill instances: the same flags, the nodes' URLs mapped.
 	var instances []string
 	for _, cmd := range serveCmds {
