@@ -297,6 +297,9 @@ func (w *Writer) historyProof(ctx context.Context) (string, error) {
 	if w.known.LastSeq > 0 {
 		return fmt.Sprintf("this writer had applied it up to sequence %d", w.known.LastSeq), nil
 	}
+	if !w.known.Created.IsZero() {
+		return fmt.Sprintf("this writer served the one created at %s (%s)", w.known.Created.UTC().Format(time.RFC3339Nano), w.cfg.HistoryFile), nil
+	}
 	obs, err := w.js.ObjectStore(ctx, SnapshotBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		return "", nil
@@ -391,6 +394,7 @@ func (w *Writer) markHalted(ie *IntegrityError) {
 func (w *Writer) halt(ctx context.Context, ie *IntegrityError) error {
 	w.ready.Store(false)
 	w.halted.Store(ie)
+	w.noteHistory(true) // what this writer knew stays evidence for the next start
 	w.countIntegrity(ie.Kind)
 	w.log.Error("ledger halted: its history is broken; nothing is approved until an operator acts (SECURITY.md, \"When the writer halts\")",
 		"kind", ie.Kind, "seq", ie.Seq, "detail", ie.Detail)

@@ -37,6 +37,7 @@ Usage:
                       [--nats-config FILE] [--default-budget UNITS/PERIOD | none]
                       [--http HOST:PORT] [--replicas 1|3] [--partitions N --partition I]
                       [--instance NAME] [--lease-ttl 3s] [--log-format text|json]
+                      [--signing-key FILE] [--trusted-keys FILE] [--accept-reset REASON]
   agentbill preflight --customer C --agent A --units N [--task T] [--task-ceiling N]
                       [--ceiling N] [--ttl D] [--idempotency-key K] [--json]
   agentbill record    --customer C --agent A --units N [--reservation ID] [--failed] [--json]
@@ -51,8 +52,9 @@ Usage:
   agentbill keys list [--json]
   agentbill keys revoke ID [--json]
   agentbill audit     --customer C [--from T] [--to T] [--format table|json|csv]
-  agentbill audit verify [--json]
+  agentbill audit verify [--public-keys FILE | --no-signatures] [--json]
   agentbill replay    [--until-seq N | --until-time T] [--customer C] [--verify] [--json]
+  agentbill signing-key show|rotate [--data DIR] [--signing-key FILE] [--trusted-keys FILE]
   agentbill backup    --out DIR [--force] [--public-keys FILE | --data DIR] [--nats-url URL]
   agentbill restore   --from DIR (--data DIR | --nats-url URL) [--replicas 1|3]
   agentbill mcp       [--nats-url URL]   # MCP server over stdio
@@ -104,6 +106,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runBench(ctx, rest, stdout, stderr)
 	case "keys":
 		err = runKeys(ctx, rest, stdout, stderr)
+	case "signing-key":
+		err = runSigningKey(ctx, rest, stdout, stderr)
 	case "budget":
 		if len(rest) == 0 || rest[0] != "set" {
 			fmt.Fprintln(stderr, "agentbill budget: the only subcommand is `budget set`")
