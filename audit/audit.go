@@ -126,7 +126,11 @@ type ChainReport struct {
 	Heads   map[string]string `json:"heads"`   // each writer's last chain hash
 	// Keys are the ids of the public keys signatures were checked with
 	// (none: signatures were not checked).
-	Keys         []string `json:"keys"`
+	Keys []string `json:"keys"`
+	// Unsigned counts commits without a signature that a later signed
+	// commit of their writer covers (a log written before commits were
+	// signed, adopted); one that nothing covers is BadSignature.
+	Unsigned     uint64   `json:"unsigned,omitempty"`
 	Broken       *Link    `json:"broken,omitempty"`
 	BadSignature *Fault   `json:"bad_signature,omitempty"`
 	Resets       []Reset  `json:"resets,omitempty"`

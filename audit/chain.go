@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -19,6 +20,7 @@ import (
 // memory holds one hash per writer.
 func VerifyChain(ctx context.Context, js jetstream.JetStream, keys events.Keyring, progress func(seq, last uint64)) (*ChainReport, error) {
 	rep := &ChainReport{Writers: map[string]int{}, Heads: map[string]string{}, Keys: keys.IDs()}
+	unsigned := map[string]uint64{} // per writer, the first unsigned commit no signature covers yet
 	last, err := projections.LastSequence(ctx, js)
 	if err != nil || last == 0 {
 		return rep, err
@@ -65,8 +67,21 @@ func VerifyChain(ctx context.Context, js jetstream.JetStream, keys events.Keyrin
 		hash := events.ChainHash(got, msg.Data())
 		rep.Heads[writer] = hash
 		if keys != nil {
-			if err := keys.VerifyCommit(msg.Subject(), hash, msg.Headers().Get(events.SigHeader)); err != nil && rep.BadSignature == nil {
-				rep.BadSignature = &Fault{Seq: seq, Writer: writer, Problem: err.Error()}
+			err := keys.VerifyCommit(msg.Subject(), hash, msg.Headers().Get(events.SigHeader))
+			switch {
+			case errors.Is(err, events.ErrUnsigned):
+				// Written before commits were signed: fine once a later
+				// signed commit of its writer covers it.
+				if _, ok := unsigned[writer]; !ok {
+					unsigned[writer] = seq
+				}
+				rep.Unsigned++
+			case err != nil:
+				if rep.BadSignature == nil {
+					rep.BadSignature = &Fault{Seq: seq, Writer: writer, Problem: err.Error()}
+				}
+			default:
+				delete(unsigned, writer)
 			}
 		}
 		if r := msg.Headers().Get(projections.ResetHeader); r != "" {
@@ -75,6 +90,11 @@ func VerifyChain(ctx context.Context, js jetstream.JetStream, keys events.Keyrin
 		rep.Writers[writer]++
 		if progress != nil && (seq%projections.ReplayProgressEvery == 0 || seq == last) {
 			progress(seq, last)
+		}
+	}
+	for writer, seq := range unsigned {
+		if rep.BadSignature == nil || seq < rep.BadSignature.Seq {
+			rep.BadSignature = &Fault{Seq: seq, Writer: writer, Problem: "no signature, and no later commit of its writer is signed"}
 		}
 	}
 	return rep, nil

@@ -2,6 +2,8 @@ package audit_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"strconv"
 	"sync"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/internal/testenv"
 	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/projections"
 	"github.com/nats-io/nats.go"
 )
 
@@ -138,5 +141,45 @@ func TestVerifyStateFlagsALogTheWriterHasNotSeen(t *testing.T) {
 	}
 	if len(rep.Mismatches)+len(rep.Unsettled) == 0 {
 		t.Fatalf("report %+v: the forged top-up went unnoticed", rep)
+	}
+}
+
+// With the service's public keys, a forged commit whose chain link is
+// right is still caught, by its missing signature; unsigned commits that a
+// later signed one covers (a log adopted when signatures began) are not.
+func TestVerifyChainChecksSignatures(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	old := testenv.StartWriter(t, s, nil, nil) // unsigned, as before signatures
+	c := testenv.Client(t, s)
+	ctx := context.Background()
+	if _, err := c.SetBudget(ctx, "user_123", ledger.BudgetRequest{Limit: testenv.Ptr(t, "100"), Period: "month"}); err != nil {
+		t.Fatal(err)
+	}
+	old.Stop(t)
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg := events.NewSigner(key)
+	keys := events.NewKeyring(sg.Public())
+	w := testenv.StartWriter(t, s, nil, nil, func(c *projections.Config) {
+		c.Signer, c.Keys, c.AdoptUnsigned = sg, keys, "signatures begin"
+	})
+	if _, err := c.Preflight(ctx, "user_123", ledger.PreflightRequest{AgentID: "a", EstimatedUnits: testenv.Ptr(t, "1")}); err != nil {
+		t.Fatal(err)
+	}
+	w.Stop(t)
+	js := testenv.JetStream(t, testenv.Connect(t, s))
+	rep, err := audit.VerifyChain(ctx, js, keys, nil)
+	if err != nil || rep.BadSignature != nil || rep.Broken != nil || rep.Unsigned != 1 {
+		t.Fatalf("adopted log: %+v, %v; want intact with 1 covered unsigned commit", rep, err)
+	}
+	seq := forge(t, s, events.WriterDefault, rep.Heads[events.WriterDefault], true)
+	rep, err = audit.VerifyChain(ctx, js, keys, nil)
+	if err != nil || rep.Broken != nil || rep.BadSignature == nil || rep.BadSignature.Seq != seq {
+		t.Fatalf("after a forged commit with a correct link: %+v, %v; want its sequence %d as not signed", rep, err, seq)
+	}
+	if rep, err = audit.VerifyChain(ctx, js, nil, nil); err != nil || rep.BadSignature != nil || rep.Broken != nil {
+		t.Errorf("without keys the chain alone is checked, and it is intact: %+v, %v", rep, err)
 	}
 }

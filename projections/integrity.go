@@ -61,6 +61,13 @@ const RoleHalted = "halted"
 // the reason given.
 const ResetHeader = "Agentbill-Reset"
 
+// AdoptHeader marks an adoption commit: a signed commit without events
+// that a writer started with Config.AdoptUnsigned appends over a log whose
+// commits before it are unsigned (written before commits were signed).
+// Its signature covers the chain, so those commits verify from then on;
+// its value (JSON) records the unsigned range and the operator's reason.
+const AdoptHeader = "Agentbill-Adopt"
+
 // HistoryWriteInterval is how often, at most, the writer records its
 // position in Config.HistoryFile while commits arrive.
 const HistoryWriteInterval = time.Second
@@ -94,18 +101,27 @@ func (e *IntegrityError) resettable() bool {
 // names its subject's writer, its signature verifies (if Keys is set), it
 // links to the chain hash of its writer's previous commit, it is on
 // Subject (if set), and, if Contiguous, the sequences do not skip.
+//
+// Unsigned commits (a log written before commits were signed) pass only
+// when a later commit of the same writer is signed: its signature covers
+// the chain, and so them (an adoption commit, AdoptHeader, is made for
+// that). Until then they are uncovered: Uncovered reports the first, and a
+// replay that ends with one fails with KindSignature. A commit with a
+// signature that does not verify never passes.
 type LogVerifier struct {
 	Keys       events.Keyring
 	Subject    string // the only subject commits may be on; "" for any
 	Contiguous bool   // every sequence is read (no subject filter)
 	heads      map[string]string
-	next       uint64 // the sequence the next commit must have; 0 before the first
+	next       uint64            // the sequence the next commit must have; 0 before the first
+	unsigned   map[string]uint64 // per subject, the first unsigned commit no signature covers yet
 }
 
 // NewLogVerifier returns a verifier for commits after next-1, where the
 // chain head of subject is head.
 func NewLogVerifier(keys events.Keyring, subject string, contiguous bool, next uint64, head string) *LogVerifier {
-	v := &LogVerifier{Keys: keys, Subject: subject, Contiguous: contiguous, heads: map[string]string{}, next: next}
+	v := &LogVerifier{Keys: keys, Subject: subject, Contiguous: contiguous, heads: map[string]string{}, next: next,
+		unsigned: map[string]uint64{}}
 	if subject != "" {
 		v.heads[subject] = head
 	}
@@ -117,8 +133,9 @@ func (v *LogVerifier) Head(subject string) string { return v.heads[subject] }
 
 // checked is what the parallel part of verification (checkAlone) found.
 type checked struct {
-	hash string // the commit's chain hash
-	err  error
+	hash     string // the commit's chain hash
+	unsigned bool   // it has no signature (an error only if nothing covers it)
+	err      error
 }
 
 // checkAlone runs the checks that need only the commit itself, so replay
@@ -128,14 +145,18 @@ func (v *LogVerifier) checkAlone(seq uint64, subject string, h nats.Header, body
 	prev := h.Get(events.ChainHeader)
 	hash := events.ChainHash(prev, body)
 	if w := strings.TrimPrefix(subject, events.LogSubjectPrefix); c != nil && c.Writer != w {
-		return checked{hash, integrityErr(KindWriter, seq, "commit %s on %s names writer %q", c.ID, subject, c.Writer)}
+		return checked{hash: hash, err: integrityErr(KindWriter, seq, "commit %s on %s names writer %q", c.ID, subject, c.Writer)}
 	}
 	if v.Keys != nil {
-		if err := v.Keys.VerifyCommit(subject, hash, h.Get(events.SigHeader)); err != nil {
-			return checked{hash, integrityErr(KindSignature, seq, "commit on %s: %v", subject, err)}
+		err := v.Keys.VerifyCommit(subject, hash, h.Get(events.SigHeader))
+		if errors.Is(err, events.ErrUnsigned) {
+			return checked{hash: hash, unsigned: true}
+		}
+		if err != nil {
+			return checked{hash: hash, err: integrityErr(KindSignature, seq, "commit on %s: %v", subject, err)}
 		}
 	}
-	return checked{hash, nil}
+	return checked{hash: hash}
 }
 
 // link runs the checks that depend on the commits before it, in log order,
@@ -154,12 +175,46 @@ func (v *LogVerifier) link(seq uint64, subject string, h nats.Header, ck checked
 		return integrityErr(KindChain, seq, "commit on %s links to %.16q, its writer's previous commit hashes to %.16q", subject, got, want)
 	}
 	v.heads[subject], v.next = ck.hash, seq+1
+	switch {
+	case !ck.unsigned:
+		delete(v.unsigned, subject) // its signature covers the chain before it
+	case v.unsigned[subject] == 0:
+		v.unsigned[subject] = seq
+	}
 	return nil
 }
 
-// verify runs every check on one commit (a follower's, one at a time).
+// Uncovered returns the first unsigned commit no later signature covers,
+// and its subject (0 if there is none).
+func (v *LogVerifier) Uncovered() (uint64, string) {
+	var first uint64
+	var subject string
+	for subj, seq := range v.unsigned {
+		if first == 0 || seq < first {
+			first, subject = seq, subj
+		}
+	}
+	return first, subject
+}
+
+// finish is the check at the end of a replay: no unsigned commit may be
+// left uncovered.
+func (v *LogVerifier) finish() error {
+	if seq, subject := v.Uncovered(); seq != 0 {
+		return integrityErr(KindSignature, seq, "commit on %s: %v, and no later commit of its writer is signed", subject, events.ErrUnsigned)
+	}
+	return nil
+}
+
+// verify runs every check on one commit as it is appended (a standby's,
+// one at a time): a live commit must be signed, since nothing after it
+// can cover it before it is applied.
 func (v *LogVerifier) verify(seq uint64, subject string, h nats.Header, body []byte, c *events.Commit) error {
-	return v.link(seq, subject, h, v.checkAlone(seq, subject, h, body, c))
+	ck := v.checkAlone(seq, subject, h, body, c)
+	if ck.unsigned && ck.err == nil {
+		ck.err = integrityErr(KindSignature, seq, "commit on %s: %v", subject, events.ErrUnsigned)
+	}
+	return v.link(seq, subject, h, ck)
 }
 
 // verifying reports whether the writer verifies what it reads.
@@ -347,6 +402,25 @@ func (w *Writer) appendReset(ctx context.Context, known uint64) error {
 	}
 	w.log.Warn("reset recorded in the log", "seq", w.lastSeq, "kind", w.reset.Kind)
 	w.reset = nil
+	return nil
+}
+
+// adoptRecord is an adoption commit's AdoptHeader value.
+type adoptRecord struct {
+	FirstUnsigned uint64 `json:"first_unsigned_seq"`
+	LastSeq       uint64 `json:"last_seq"`
+	Reason        string `json:"reason"`
+}
+
+// adoptUnsigned covers the unsigned commits at the end of the writer's log
+// with a signed adoption commit, if the operator said so.
+func (w *Writer) adoptUnsigned(ctx context.Context, first uint64) error {
+	rec, _ := json.Marshal(adoptRecord{FirstUnsigned: first, LastSeq: w.lastSeq, Reason: w.cfg.AdoptUnsigned})
+	if err := w.appendEmpty(ctx, AdoptHeader, string(rec)); err != nil {
+		return fmt.Errorf("adoption commit: %w", err)
+	}
+	w.log.Warn("unsigned commits adopted: the signed adoption commit now covers them", "first_unsigned_seq", first,
+		"through_seq", w.lastSeq-1, "reason", w.cfg.AdoptUnsigned)
 	return nil
 }
 

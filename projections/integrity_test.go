@@ -442,3 +442,47 @@ func TestUnsignedSnapshotIsRefused(t *testing.T) {
 	}
 	checkStatuses(t, c, want)
 }
+
+// A log written before commits were signed halts a writer that verifies,
+// unless the operator adopts it: then one signed adoption commit covers
+// the unsigned ones, later starts need no flag, and audit's chain walk
+// accepts them. An unsigned commit appended after the adoption is caught
+// (the flag, given again, would adopt it: it is the operator's word that
+// the log's unsigned end is genuine).
+func TestUnsignedLogIsAdoptedOnlyWhenTold(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	old := testenv.StartWriter(t, s, nil, nil) // before signatures
+	c := testenv.Client(t, s)
+	setBudget(t, c, "u", "100", ledger.PeriodMonth)
+	preflight(t, c, "u", "a", "10")
+	old.Stop(t)
+
+	sg := newSigner(t)
+	r, stop := runUntilRole(t, s, projections.RoleHalted, signed(sg, "", nil))
+	wantHalted(t, r, s, projections.KindSignature, 1, nil)
+	stop()
+
+	w := testenv.StartWriter(t, s, nil, nil, signed(sg, "", nil), func(c *projections.Config) { c.AdoptUnsigned = "upgrade to signed commits" })
+	js := testenv.JetStream(t, testenv.Connect(t, s))
+	adopt := lastCommit(t, js)
+	if rec := adopt.Header.Get(projections.AdoptHeader); !strings.Contains(rec, `"first_unsigned_seq":1`) || !strings.Contains(rec, "upgrade") {
+		t.Fatalf("last commit %d: %s %q, want the adoption record", adopt.Sequence, projections.AdoptHeader, rec)
+	}
+	preflight(t, c, "u", "a", "10")
+	wantUnits(t, "remaining after the adoption", status(t, c, "u").Remaining, "80")
+	w.Stop(t)
+	testenv.StartWriter(t, s, nil, nil, signed(sg, "", nil)).Stop(t) // no flag needed now
+
+	forged := nats.NewMsg(events.LogSubject(events.WriterDefault))
+	last := lastCommit(t, js)
+	var enc events.CommitEncoder
+	enc.Reset("late", events.WriterDefault, time.Now())
+	forged.Data = enc.Bytes()
+	forged.Header.Set(events.ChainHeader, events.ChainHash(last.Header.Get(events.ChainHeader), last.Data))
+	ack, err := js.PublishMsg(context.Background(), forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, _ := runUntilRole(t, s, projections.RoleHalted, signed(sg, "", nil))
+	wantHalted(t, r2, s, projections.KindSignature, ack.Sequence, nil)
+}

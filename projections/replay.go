@@ -39,8 +39,11 @@ type ReplayStop struct {
 	Writer string
 	// Verify, if set, checks every commit before any of its events is
 	// passed on (LogVerifier); the first that fails ends the replay with
-	// its *IntegrityError.
-	Verify *LogVerifier
+	// its *IntegrityError, and so does an unsigned commit that no later
+	// signed one covers, at the end (unless KeepUncovered: the caller
+	// asks Verify.Uncovered itself).
+	Verify        *LogVerifier
+	KeepUncovered bool
 }
 
 // ReplayProgressEvery is how often, in commits, Replay reports progress.
@@ -201,6 +204,11 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 			return seq, ctx.Err()
 		}
 		return seq, fmt.Errorf("replay stopped at sequence %d of %d", seq, last)
+	}
+	if v := stop.Verify; v != nil && !stop.KeepUncovered {
+		if err := v.finish(); err != nil {
+			return seq, err
+		}
 	}
 	return seq, nil
 }

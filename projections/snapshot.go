@@ -456,9 +456,13 @@ func (w *Writer) restore(ctx context.Context) (*ledger.State, uint64, error) {
 	}
 	stop := w.replayStop(0)
 	stop.Verify = w.verifier(1, "")
+	stop.KeepUncovered = w.cfg.AdoptUnsigned != ""
 	s, seq, err := Rebuild(ctx, w.js, stop, w.cfg.Default)
 	if err != nil {
 		return nil, 0, err
+	}
+	if stop.Verify != nil {
+		w.uncovered, _ = stop.Verify.Uncovered()
 	}
 	w.stats.Snapshots.TailEvents.Store(s.EventsApplied())
 	if !w.cfg.Snapshots.Off {
@@ -490,6 +494,7 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, er
 			return nil, 0, err
 		}
 		stop.Verify = w.verifier(snap.Meta.Seq+1, head)
+		stop.KeepUncovered = w.cfg.AdoptUnsigned != ""
 	}
 	seq, err := Replay(ctx, w.js, stop, func(_ uint64, e *events.Envelope) (err error) {
 		// A broken invariant here means the snapshot and the log disagree
@@ -513,6 +518,9 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, er
 		return nil, 0, fmt.Errorf("replay after snapshot %s: %w", snap.Name, err)
 	}
 	seq = max(seq, snap.Meta.Seq) // 0 if nothing follows the snapshot
+	if stop.Verify != nil {
+		w.uncovered, _ = stop.Verify.Uncovered()
+	}
 	w.stats.Snapshots.LoadedSeq.Store(snap.Meta.Seq)
 	w.stats.Snapshots.LoadNanos.Store(uint64(loaded))
 	w.stats.Snapshots.TailEvents.Store(s.EventsApplied() - at)

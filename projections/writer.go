@@ -99,6 +99,12 @@ type Config struct {
 	// as a reset commit (ResetHeader). It never accepts a commit that
 	// fails its checks.
 	AcceptReset string
+	// AdoptUnsigned, if set, is the operator's reason for adopting the
+	// unsigned commits a log written before commits were signed ends
+	// with: instead of halting, the writer appends a signed adoption
+	// commit (AdoptHeader) that covers them. Commits with a signature that
+	// does not verify are never adopted.
+	AdoptUnsigned string
 }
 
 // Observer hears what the writer does. Its methods run on the writer's
@@ -160,6 +166,7 @@ type Writer struct {
 	known     history
 	historyAt time.Time
 	reset     *IntegrityError // a break accepted by Config.AcceptReset, to record
+	uncovered uint64          // the first unsigned commit to adopt (Config.AdoptUnsigned)
 	halted    atomic.Value    // *IntegrityError: the break that halted the writer
 	haltSubs  []*nats.Subscription
 
@@ -356,6 +363,11 @@ func (w *Writer) setup(ctx context.Context) error {
 		if err == nil {
 			if err = w.rebuild(ctx); err == nil && w.reset != nil {
 				err = w.appendReset(ctx, known)
+			}
+			if err == nil && w.uncovered != 0 {
+				if err = w.adoptUnsigned(ctx, w.uncovered); err == nil {
+					w.uncovered = 0
+				}
 			}
 			if err == nil {
 				return nil

@@ -159,6 +159,9 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		signed := "signatures not checked"
 		if keys != nil {
 			signed = fmt.Sprintf("every commit signed by the service (keys %s)", strings.Join(rep.Keys, ", "))
+			if rep.Unsigned > 0 {
+				signed += fmt.Sprintf(", %d from before signatures covered by a later signed commit", rep.Unsigned)
+			}
 		}
 		fmt.Fprintf(stdout, "chain intact: %d commits from %d writer(s); %s\n", rep.Commits, len(rep.Writers), signed)
 		for _, r := range rep.Resets {

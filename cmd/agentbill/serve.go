@@ -55,6 +55,9 @@ type serveConfig struct {
 	// AcceptReset is the operator's reason for accepting a lost or
 	// replaced history instead of halting (projections.Config.AcceptReset).
 	AcceptReset string
+	// AdoptUnsigned is the operator's reason for adopting the unsigned
+	// commits of a log written before commits were signed.
+	AdoptUnsigned string
 }
 
 // Validate reports every problem at once.
@@ -140,6 +143,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		"group commits sent and awaiting their acks at once (more can help on R3; BENCHMARKS.md)")
 	fs.StringVar(&cfg.SigningKey, "signing-key", "", "Ed25519 key (PEM) every commit is signed with, created if missing; every writer of one ledger needs the same one (default DATA/"+signing.KeyFile+")")
 	fs.StringVar(&cfg.TrustedKeys, "trusted-keys", "", "PEM public keys whose commits are trusted besides the signing key's: earlier keys, after a rotation (default DATA/"+signing.TrustedFile+")")
+	fs.StringVar(&cfg.AdoptUnsigned, "adopt-unsigned", "", "REASON: cover the unsigned commits a log written before signed commits ends with by one signed adoption commit, instead of halting (once, on upgrade; SECURITY.md)")
 	fs.StringVar(&cfg.AcceptReset, "accept-reset", "", "REASON: start over a ledger stream that is gone, was replaced or ends early, instead of halting, and record that decision and REASON in the log (SECURITY.md)")
 	nf := addNATSFlags(fs, false)
 	if err := fs.Parse(args); err != nil {
@@ -183,7 +187,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	wcfg := projections.Config{Conn: nc, LogConn: lc, Replicas: cfg.Replicas, Default: def, Logger: log,
 		Partitions: cfg.Partitions, Partition: cfg.Partition, CommitsInFlight: cfg.CommitsInFlight,
 		Lease:  &projections.LeaseConfig{Instance: cfg.Instance, TTL: cfg.LeaseTTL},
-		Signer: keys.Signer, Keys: keys.Keyring, AcceptReset: cfg.AcceptReset,
+		Signer: keys.Signer, Keys: keys.Keyring, AcceptReset: cfg.AcceptReset, AdoptUnsigned: cfg.AdoptUnsigned,
 		HistoryFile: filepath.Join(cfg.DataDir, fmt.Sprintf("history-%d.json", cfg.Partition))}
 	if cfg.HTTP == "" {
 		return projections.New(wcfg).Run(ctx)
