@@ -113,7 +113,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg := serveConfig{}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.DataDir, "data", "./data", "directory for the embedded server's JetStream store")
+	fs.StringVar(&cfg.DataDir, "data", defaultDataDir(), "directory for the embedded server's JetStream store and, without --nats-config, the local admin credential "+
+		embedded.AdminKeyFile+" (env "+EnvDataDir+")")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "address the embedded nats-server listens on")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use this external NATS (cluster) instead of embedding one")
 	fs.StringVar(&cfg.NATSConfig, "nats-config", "", "nats-server config file for the embedded server")
