@@ -39,6 +39,7 @@ func TestMain(m *testing.M) {
 type service struct {
 	cmd    *exec.Cmd
 	url    string
+	data   string // serve's --data: the CLI finds the admin credential there
 	stderr *testenv.SyncBuffer
 }
 
@@ -47,7 +48,7 @@ type service struct {
 func serve(t *testing.T, dir string, port int, extra ...string) *service {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	s := &service{url: "nats://" + addr}
+	s := &service{url: "nats://" + addr, data: dir}
 	answers := func() bool {
 		_, code := s.cli(t, "status", "--customer", "probe")
 		return code == 0 || code == 1
@@ -79,12 +80,18 @@ func startServe(t *testing.T, env []string, ready func() bool, args ...string) (
 	return cmd, stderr
 }
 
-// cli runs a client subcommand against the service; it returns stdout and
-// the exit code.
+// env is the environment of a CLI run against the service: its URL, and
+// its data directory, so the CLI connects as the local admin.
+func (s *service) env() []string {
+	return append(os.Environ(), "AGENTBILL_NATS_URL="+s.url, "AGENTBILL_DATA="+s.data)
+}
+
+// cli runs a client subcommand against the service as the local admin; it
+// returns stdout and the exit code.
 func (s *service) cli(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "AGENTBILL_NATS_URL="+s.url)
+	cmd.Env = s.env()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -222,22 +229,26 @@ func TestCLIAuditReplayAndVerify(t *testing.T) {
 	}
 	s.must(t, 2, "replay", "--until-seq", "1", "--until-time", "2026-01-01")
 	s.must(t, 2, "replay", "--verify", "--until-seq", "1")
+}
 
-	// A commit appended behind the writer's back breaks the chain.
-	nc, err := nats.Connect(s.url)
+// TestAuditVerifyDetectsForgery: a commit appended behind the writer's
+// back breaks the chain. Only the service may append, so the forger here
+// holds nats.conf's service credential (a stolen one; in the default mode
+// the service's key never leaves serve's memory).
+func TestAuditVerifyDetectsForgery(t *testing.T) {
+	s := serveSecured(t)
+	s.must(t, 0, "admin", "budget", "set", "--customer", "user_123", "--limit", "100", "--period", "month")
+	nc, err := testenv.NATSConfCreds("service").Connect(s.url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if _, err := nc.Request("$JS.API.STREAM.INFO.AGENTBILL", nil, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
 	msg := nats.NewMsg("agentbill.log.0")
 	msg.Data = []byte(`{"v":1,"id":"forged","writer":"0","at":"2026-01-01T00:00:00Z","events":[]}`)
 	if _, err := nc.RequestMsg(msg, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if out := s.must(t, 1, "audit", "verify"); !strings.Contains(out, "broken link at sequence 5") {
+	if out := s.must(t, 1, "auditor", "audit", "verify"); !strings.Contains(out, "broken link at sequence 2") {
 		t.Errorf("audit verify after forgery: %s", out)
 	}
 }
