@@ -15,6 +15,7 @@ import (
 	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/embedded"
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/testenv"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
@@ -23,11 +24,11 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// callTimeout bounds one call a test makes; deniedWait how long it waits
-// for the server to report a permission violation (asynchronous).
+// callTimeout bounds one call a test makes; watchFor how long it lets
+// `watch` run.
 const (
 	callTimeout = 10 * time.Second
-	deniedWait  = 500 * time.Millisecond
+	watchFor    = 500 * time.Millisecond
 )
 
 func TestAdminKeyFile(t *testing.T) {
@@ -111,41 +112,6 @@ func TestStartOptionsConflict(t *testing.T) {
 	}
 }
 
-// conn is a connection that collects the permission violations the
-// server reports on it.
-type conn struct {
-	nc     *nats.Conn
-	denied chan error
-}
-
-func newConn(t *testing.T, dial func(...nats.Option) (*nats.Conn, error)) *conn {
-	t.Helper()
-	c := &conn{denied: make(chan error, 64)}
-	nc, err := dial(nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		select {
-		case c.denied <- err:
-		default:
-		}
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	c.nc = nc
-	return c
-}
-
-// noViolations fails the test if the server reported any.
-func (c *conn) noViolations(t *testing.T, what string) {
-	t.Helper()
-	_ = c.nc.Flush()
-	select {
-	case err := <-c.denied:
-		t.Errorf("%s: %v", what, err)
-	case <-time.After(deniedWait):
-	}
-}
-
 // started is a default-mode server with a writer and the admin's seed file.
 type started struct {
 	srv       *embedded.Server
@@ -185,9 +151,9 @@ func start(t *testing.T) *started {
 	return &started{srv: srv, adminSeed: seed}
 }
 
-func (s *started) admin(t *testing.T) *conn {
+func (s *started) admin(t *testing.T) *testenv.Watched {
 	t.Helper()
-	return newConn(t, func(opts ...nats.Option) (*nats.Conn, error) {
+	return testenv.ConnectWatched(t, func(opts ...nats.Option) (*nats.Conn, error) {
 		return (client.Credentials{NKeyFile: s.adminSeed, InboxPrefix: embedded.AdminInboxPrefix}).
 			Connect("", append(opts, nats.InProcessServer(s.srv), nats.Name("test-admin"))...)
 	})
@@ -202,15 +168,15 @@ func TestAdminRights(t *testing.T) {
 	a := s.admin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	c := client.New(a.nc, client.WithTimeout(callTimeout))
+	c := client.New(a.NC, client.WithTimeout(callTimeout))
 	lim := events.NewUnits(50, 0)
 	if _, err := c.SetBudget(ctx, "user_123", ledger.BudgetRequest{Limit: &lim, Period: "month"}); err != nil {
 		t.Fatalf("budget set: %v", err)
 	}
-	a.noViolations(t, "requests")
+	a.NoViolations(t, "requests")
 
 	// agentbill keys create, list, revoke; the bucket does not exist yet.
-	store, err := keys.Open(ctx, a.nc, keys.Options{})
+	store, err := keys.Open(ctx, a.NC, keys.Options{})
 	if err != nil {
 		t.Fatalf("keys open: %v", err)
 	}
@@ -224,10 +190,10 @@ func TestAdminRights(t *testing.T) {
 	if _, err := store.Revoke(ctx, k.ID); err != nil {
 		t.Fatalf("keys revoke: %v", err)
 	}
-	a.noViolations(t, "keys")
+	a.NoViolations(t, "keys")
 
 	// audit, audit verify, replay, watch.
-	js, err := jetstream.New(a.nc)
+	js, err := jetstream.New(a.NC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,28 +209,28 @@ func TestAdminRights(t *testing.T) {
 	if _, err := audit.VerifyState(ctx, js, c, nil, nil); err != nil {
 		t.Fatalf("replay --verify: %v", err)
 	}
-	wctx, wcancel := context.WithTimeout(ctx, deniedWait)
+	wctx, wcancel := context.WithTimeout(ctx, watchFor)
 	defer wcancel()
 	if err := c.Watch(wctx, "", nil, func(uint64, *events.Envelope) error { return nil }); err != nil {
 		t.Fatalf("watch: %v", err)
 	}
-	a.noViolations(t, "log reads")
+	a.NoViolations(t, "log reads")
 
 	// A read-only backup: snapshot every stream it names.
 	for _, stream := range []string{events.StreamName, "KV_" + keys.Bucket} {
-		if n := snapshot(t, a.nc, stream); n == 0 {
+		if n := snapshot(t, a.NC, stream); n == 0 {
 			t.Errorf("snapshot of %s: no data", stream)
 		}
 	}
 	// The writer has stored no snapshot yet: the server answers "not
 	// found", which shows the request was let through.
 	for _, subj := range []string{"$JS.API.STREAM.INFO.OBJ_AGENTBILL_SNAPSHOTS", "$JS.API.STREAM.SNAPSHOT.OBJ_AGENTBILL_SNAPSHOTS"} {
-		req := []byte(`{"deliver_subject":"` + a.nc.NewRespInbox() + `"}`)
-		if _, err := a.nc.Request(subj, req, callTimeout); err != nil {
+		req := []byte(`{"deliver_subject":"` + a.NC.NewRespInbox() + `"}`)
+		if _, err := a.NC.Request(subj, req, callTimeout); err != nil {
 			t.Errorf("%s: %v", subj, err)
 		}
 	}
-	a.noViolations(t, "backup")
+	a.NoViolations(t, "backup")
 }
 
 // snapshot takes a JetStream snapshot of stream the way a backup does

@@ -62,8 +62,15 @@ func serve(t *testing.T, dir string, port int, extra ...string) *service {
 // log says the writer serves and ready (if not nil) reports true.
 func startServe(t *testing.T, env []string, ready func() bool, args ...string) (*exec.Cmd, *testenv.SyncBuffer) {
 	t.Helper()
+	return startServeIn(t, "", append(os.Environ(), env...), ready, args...)
+}
+
+// startServeIn is startServe in the working directory dir ("": the
+// test's), with exactly the environment env.
+func startServeIn(t *testing.T, dir string, env []string, ready func() bool, args ...string) (*exec.Cmd, *testenv.SyncBuffer) {
+	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir, cmd.Env = dir, env
 	stderr := &testenv.SyncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

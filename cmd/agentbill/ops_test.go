@@ -24,6 +24,12 @@ func (s *service) watch(t *testing.T, args ...string) *watcher {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"watch"}, args...)...)
 	cmd.Env = s.env()
+	return startWatch(t, cmd)
+}
+
+// startWatch starts cmd, an `agentbill watch`, and reads its stdout.
+func startWatch(t *testing.T, cmd *exec.Cmd) *watcher {
+	t.Helper()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
