@@ -1,8 +1,12 @@
 package main_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -202,4 +206,62 @@ func TestDefaultModeAttacks(t *testing.T) {
 func (s *service) cliAnonymous(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	return s.cli(t, append(args, "--data", "")...)
+}
+
+// TestServeRefusesAnUnsafeAdminKey: serve will not start on an admin
+// credential others may read, or one that is not an nkey seed, and says
+// what to do; the CLI will not use one either.
+func TestServeRefusesAnUnsafeAdminKey(t *testing.T) {
+	for _, c := range []struct {
+		name, content string
+		mode          os.FileMode
+		want          string
+	}{
+		{"group-readable", "", 0o640, "mode 0640, want 0600"},
+		{"not a seed", "hello\n", 0o600, "not an nkey seed"},
+	} {
+		dir := t.TempDir()
+		path := embedded.AdminKeyPath(dir)
+		content := c.content
+		if content == "" {
+			if _, err := embedded.EnsureAdminKey(path); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.WriteFile(path, []byte(content), c.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(binary, "serve", "--data", dir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)))
+		out, err := runBounded(t, cmd)
+		if err == nil || !strings.Contains(out, c.want) || !strings.Contains(out, "delete it") {
+			t.Errorf("serve on a %s admin key: %v, want a failure saying %q and what to do:\n%s", c.name, err, c.want, out)
+		}
+		cli := exec.Command(binary, "status", "--customer", "c", "--data", dir, "--nats-url", "nats://127.0.0.1:1")
+		if out, err := runBounded(t, cli); err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("the CLI on a %s admin key: %v, want a failure saying %q:\n%s", c.name, err, c.want, out)
+		}
+	}
+}
+
+// runBounded runs cmd, killing it after ProcessTimeout; it returns its
+// combined output.
+func runBounded(t *testing.T, cmd *exec.Cmd) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return out.String(), err
+	case <-time.After(ProcessTimeout):
+		_ = cmd.Process.Kill()
+		<-done
+		return out.String(), fmt.Errorf("still running after %s", ProcessTimeout)
+	}
 }
