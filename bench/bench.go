@@ -22,7 +22,6 @@ import (
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -127,7 +126,7 @@ type Report struct {
 type env struct {
 	cfg     Config
 	url     string
-	srv     *server.Server
+	srv     *embedded.Server
 	stop    func()
 	writer  *projections.Writer
 	writeNC *nats.Conn
@@ -262,7 +261,10 @@ func start(ctx context.Context, cfg Config) (*env, error) {
 			dir = tmp
 			e.stop = func() { os.RemoveAll(tmp) }
 		}
-		srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:-1", StoreDir: dir})
+		// NoAuth: the baselines publish on the bench's own subjects and
+		// stream, which no role of the default mode may use; this server
+		// lives for the run only.
+		srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:-1", StoreDir: dir, NoAuth: true})
 		if err != nil {
 			return nil, err
 		}

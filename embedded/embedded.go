@@ -1,8 +1,18 @@
 // Package embedded starts the nats-server that `agentbill serve` runs in
 // process by default, with JetStream on file storage and fsync before ack.
+//
+// Without a config file the server has authorization built in (SECURITY.md,
+// "Default mode"): a client with no credential is an agent and nothing
+// more; the service's own connections (Server.Connect) authenticate with an
+// nkey made in memory for this process; and an optional local admin
+// authenticates with the nkey seed serve keeps in its data directory
+// (EnsureAdminKey). With a config file, the file's authorization applies
+// unchanged.
 package embedded
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +20,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // ReadyTimeout bounds how long Start waits for the server to accept clients.
@@ -28,16 +40,52 @@ type Options struct {
 	// NoSync turns off fsync before ack. Only benchmarks that measure its
 	// cost set it; the service never does.
 	NoSync bool
+	// AdminNKey is the public key of the local admin user (EnsureAdminKey),
+	// or "" for none. Without ConfigFile only; a config file's users are
+	// its own.
+	AdminNKey string
+	// NoAuth leaves the server without authorization, as before the default
+	// mode had any: every client may do anything. Only `agentbill bench`
+	// sets it, for its throwaway server's bare-NATS baselines on subjects
+	// no role may use; the service never does. Without ConfigFile only.
+	NoAuth bool
 }
 
+// Server is a running embedded nats-server.
+type Server struct {
+	*server.Server
+	// service authenticates the service's connections; nil when the
+	// authorization is a config file's (or there is none, NoAuth).
+	service nkeys.KeyPair
+}
+
+// anonymousUser is the user a client without credentials is (NoAuthUser).
+// Its password is random and never given out: nobody logs in as it.
+const anonymousUser = "anonymous"
+
+// anonymousPasswordBytes is the entropy of anonymousUser's password.
+const anonymousPasswordBytes = 32
+
 // Start starts a server and waits until it accepts connections.
-func Start(o Options) (*server.Server, error) {
+func Start(o Options) (*Server, error) {
 	opts := &server.Options{}
 	if o.ConfigFile != "" {
 		var err error
 		if opts, err = server.ProcessConfigFile(o.ConfigFile); err != nil {
 			return nil, fmt.Errorf("nats config %s: %w", o.ConfigFile, err)
 		}
+		if o.AdminNKey != "" || o.NoAuth {
+			return nil, errors.New("embedded nats: AdminNKey and NoAuth apply without a config file only")
+		}
+	}
+	srv := &Server{}
+	if o.ConfigFile == "" && !o.NoAuth {
+		var err error
+		if srv.service, err = defaultAuthorization(opts, o.AdminNKey); err != nil {
+			return nil, err
+		}
+	} else if o.NoAuth && o.AdminNKey != "" {
+		return nil, errors.New("embedded nats: AdminNKey needs authorization (NoAuth is set)")
 	}
 	if opts.ServerName == "" {
 		opts.ServerName = "agentbill"
@@ -71,7 +119,56 @@ func Start(o Options) (*server.Server, error) {
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded nats: not ready within %s", ReadyTimeout)
 	}
-	return s, nil
+	srv.Server = s
+	return srv, nil
+}
+
+// defaultAuthorization sets the default mode's users on opts: the
+// anonymous agent, the service (a fresh nkey, returned) and, if adminNKey
+// is set, the local admin.
+func defaultAuthorization(opts *server.Options, adminNKey string) (nkeys.KeyPair, error) {
+	pw := make([]byte, anonymousPasswordBytes)
+	if _, err := rand.Read(pw); err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: service nkey: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: service nkey: %w", err)
+	}
+	opts.Users = []*server.User{{Username: anonymousUser, Password: hex.EncodeToString(pw), Permissions: anonymousPermissions()}}
+	opts.NoAuthUser = anonymousUser
+	opts.Nkeys = []*server.NkeyUser{{Nkey: pub, Permissions: servicePermissions()}}
+	if adminNKey != "" {
+		if !nkeys.IsValidPublicUserKey(adminNKey) {
+			return nil, fmt.Errorf("embedded nats: admin nkey %q is not a public user key", adminNKey)
+		}
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: adminNKey, Permissions: adminPermissions()})
+	}
+	return kp, nil
+}
+
+// ServiceOptions are the nats.Connect options that authenticate as the
+// service: its nkey and inbox prefix. They are nil when the server's
+// authorization is a config file's (the caller brings the service user's
+// credentials) or when there is none (NoAuth).
+func (s *Server) ServiceOptions() []nats.Option {
+	if s.service == nil {
+		return nil
+	}
+	pub, _ := s.service.PublicKey() // a key pair made by nkeys.CreateUser has one
+	return []nats.Option{nats.Nkey(pub, s.service.Sign), nats.CustomInboxPrefix(ServiceInboxPrefix)}
+}
+
+// Connect opens an in-process connection named name as the service
+// (ServiceOptions), with opts after those; with a config file, opts must
+// carry the service user's credentials.
+func (s *Server) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
+	all := append([]nats.Option{nats.InProcessServer(s.Server), nats.Name(name)}, s.ServiceOptions()...)
+	return nats.Connect("", append(all, opts...)...)
 }
 
 func splitHostPort(hp string) (string, int, error) {

@@ -124,10 +124,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newLogFlags("audit verify", stderr)
 	writers := f.fs.String("writers", events.WriterDefault, "comma-separated writers expected in the log (partitioned ledgers list theirs)")
-	pubPath := f.fs.String("public-keys", filepath.Join(defaultDataDir(), signing.PublicFile), "PEM file of the service's public keys that every commit must be signed by (serve writes DATA/"+signing.PublicFile+")")
+	pubPath := f.fs.String("public-keys", "", "PEM file of the service's public keys that every commit must be signed by (default DATA/"+signing.PublicFile+", which serve writes)")
 	noSigs := f.fs.Bool("no-signatures", false, "check the hash chain alone, not the signatures")
 	if err := f.fs.Parse(args); err != nil {
 		return errUsage
+	}
+	if *pubPath == "" {
+		*pubPath = filepath.Join(f.nats.dataDir, signing.PublicFile)
 	}
 	var keys events.Keyring
 	if !*noSigs {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/agentbill/agentbill/backup"
 	"github.com/agentbill/agentbill/embedded"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -154,10 +153,10 @@ func restoreOffline(ctx context.Context, o backup.RestoreOptions, data string, s
 }
 
 // embeddedConn opens restore's in-process connection to the embedded
-// server. It is the one place that does: when the embedded server
-// requires authentication, this becomes its service connection.
-func embeddedConn(srv *server.Server) (*nats.Conn, error) {
-	return nats.Connect("", nats.InProcessServer(srv), nats.Name("agentbill-restore"))
+// server, as the service: restoring a stream needs rights no other user
+// of the default mode has.
+func embeddedConn(srv *embedded.Server) (*nats.Conn, error) {
+	return srv.Connect("agentbill-restore")
 }
 
 // printManifest prints one line per stream of a backup.

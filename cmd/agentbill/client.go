@@ -20,17 +20,6 @@ import (
 // DefaultNATSURL is where client subcommands connect unless told otherwise.
 const DefaultNATSURL = "nats://127.0.0.1:4222"
 
-// EnvData names the data directory the CLI looks in for what serve
-// writes there (its public keys); ./data, serve's default, if unset.
-const EnvData = "AGENTBILL_DATA"
-
-// defaultDataDir is $AGENTBILL_DATA, or ./data.
-func defaultDataDir() string {
-	if d := os.Getenv(EnvData); d != "" {
-		return d
-	}
-	return "data"
-}
 
 // clientFlags are the flags every client subcommand takes.
 type clientFlags struct {

@@ -68,6 +68,10 @@ takes credentials for a server with authorization (nats.conf, SECURITY.md):
   --nats-user U --nats-password P | --nats-creds FILE | --nats-nkey SEEDFILE
   --nats-inbox-prefix _INBOX_<user>
 (env AGENTBILL_NATS_USER, _PASSWORD, _CREDS, _NKEY, _INBOX_PREFIX).
+Without them, a client subcommand connects as the local admin if
+--data DIR (default $AGENTBILL_DATA or ./data) holds the admin.nkey that
+serve writes there, and otherwise anonymously: serve without --nats-config
+lets anonymous clients send agent requests only.
 Exit codes: 0 ok or approved, 3 refused, 1 error, 2 bad command line.
 `
 

@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 type service struct {
 	cmd    *exec.Cmd
 	url    string
-	data   string // its data directory: the CLI finds its public keys there
+	data   string // serve's --data: the CLI finds the admin credential and the public keys there
 	stderr *testenv.SyncBuffer
 }
 
@@ -62,8 +62,15 @@ func serve(t *testing.T, dir string, port int, extra ...string) *service {
 // log says the writer serves and ready (if not nil) reports true.
 func startServe(t *testing.T, env []string, ready func() bool, args ...string) (*exec.Cmd, *testenv.SyncBuffer) {
 	t.Helper()
+	return startServeIn(t, "", append(os.Environ(), env...), ready, args...)
+}
+
+// startServeIn is startServe in the working directory dir ("": the
+// test's), with exactly the environment env.
+func startServeIn(t *testing.T, dir string, env []string, ready func() bool, args ...string) (*exec.Cmd, *testenv.SyncBuffer) {
+	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir, cmd.Env = dir, env
 	stderr := &testenv.SyncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -80,12 +87,18 @@ func startServe(t *testing.T, env []string, ready func() bool, args ...string) (
 	return cmd, stderr
 }
 
-// cli runs a client subcommand against the service; it returns stdout and
-// the exit code.
+// env is the environment of a CLI run against the service: its URL, and
+// its data directory, so the CLI connects as the local admin.
+func (s *service) env() []string {
+	return append(os.Environ(), "AGENTBILL_NATS_URL="+s.url, "AGENTBILL_DATA="+s.data)
+}
+
+// cli runs a client subcommand against the service as the local admin; it
+// returns stdout and the exit code.
 func (s *service) cli(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "AGENTBILL_NATS_URL="+s.url, "AGENTBILL_DATA="+s.data)
+	cmd.Env = s.env()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -223,22 +236,26 @@ func TestCLIAuditReplayAndVerify(t *testing.T) {
 	}
 	s.must(t, 2, "replay", "--until-seq", "1", "--until-time", "2026-01-01")
 	s.must(t, 2, "replay", "--verify", "--until-seq", "1")
+}
 
-	// A commit appended behind the writer's back breaks the chain.
-	nc, err := nats.Connect(s.url)
+// TestAuditVerifyDetectsForgery: a commit appended behind the writer's
+// back breaks the chain. Only the service may append, so the forger here
+// holds nats.conf's service credential (a stolen one; in the default mode
+// the service's key never leaves serve's memory).
+func TestAuditVerifyDetectsForgery(t *testing.T) {
+	s := serveSecured(t)
+	s.must(t, 0, "admin", "budget", "set", "--customer", "user_123", "--limit", "100", "--period", "month")
+	nc, err := testenv.NATSConfCreds("service").Connect(s.url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if _, err := nc.Request("$JS.API.STREAM.INFO.AGENTBILL", nil, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
 	msg := nats.NewMsg("agentbill.log.0")
 	msg.Data = []byte(`{"v":1,"id":"forged","writer":"0","at":"2026-01-01T00:00:00Z","events":[]}`)
 	if _, err := nc.RequestMsg(msg, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if out := s.must(t, 1, "audit", "verify"); !strings.Contains(out, "broken link at sequence 5") {
+	if out := s.must(t, 1, "auditor", "audit", "verify"); !strings.Contains(out, "broken link at sequence 2") {
 		t.Errorf("audit verify after forgery: %s", out)
 	}
 }

@@ -23,7 +23,7 @@ var mcpTools = []string{"budget_status", "preflight", "recent_refusals", "record
 // SDK's client to it over stdio.
 func connectStdio(t *testing.T, s *service) (*mcp.ClientSession, *testenv.SyncBuffer) {
 	t.Helper()
-	cmd := exec.Command(binary, "mcp", "--nats-url", s.url)
+	cmd := exec.Command(binary, "mcp", "--nats-url", s.url, "--data", s.data)
 	stderr := &testenv.SyncBuffer{}
 	cmd.Stderr = stderr
 	return connectMCP(t, &mcp.CommandTransport{Command: cmd}), stderr

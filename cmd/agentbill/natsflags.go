@@ -5,22 +5,43 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/agentbill/agentbill/client"
+	"github.com/agentbill/agentbill/embedded"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/nats-io/nats.go"
 )
 
-// natsFlags are the connection flags every subcommand that talks to NATS
-// takes: the URL and the credentials (nats.conf's users; SECURITY.md).
-type natsFlags struct {
-	url   string
-	creds client.Credentials
+// EnvDataDir names serve's data directory when --data is not given; the
+// client subcommands look there for the local admin credential.
+const EnvDataDir = "AGENTBILL_DATA"
+
+// dataDirDefault is --data when neither the flag nor EnvDataDir is set.
+const dataDirDefault = "./data"
+
+// defaultDataDir is $AGENTBILL_DATA, or ./data.
+func defaultDataDir() string {
+	if d := os.Getenv(EnvDataDir); d != "" {
+		return d
+	}
+	return dataDirDefault
 }
 
-// addNATSFlags registers --nats-url (unless withURL is false: serve has its
-// own) and the credential flags on fs, with defaults from the environment.
+// natsFlags are the connection flags every subcommand that talks to NATS
+// takes: the URL and the credentials (nats.conf's users; SECURITY.md), and
+// serve's data directory, whose local admin credential is used when no
+// credential is given.
+type natsFlags struct {
+	url     string
+	creds   client.Credentials
+	dataDir string
+}
+
+// addNATSFlags registers --nats-url and --data (unless withURL is false:
+// serve has its own) and the credential flags on fs, with defaults from
+// the environment.
 func addNATSFlags(fs *flag.FlagSet, withURL bool) *natsFlags {
 	f := &natsFlags{}
 	env := client.CredentialsFromEnv()
@@ -30,6 +51,8 @@ func addNATSFlags(fs *flag.FlagSet, withURL bool) *natsFlags {
 			url = DefaultNATSURL
 		}
 		fs.StringVar(&f.url, "nats-url", url, "NATS server URL (env AGENTBILL_NATS_URL)")
+		fs.StringVar(&f.dataDir, "data", defaultDataDir(), "serve's data directory: with no NATS credential given, connect as the local admin if it holds "+
+			embedded.AdminKeyFile+" (env "+EnvDataDir+"; '' to connect anonymously)")
 	}
 	fs.StringVar(&f.creds.User, "nats-user", env.User, "NATS user (env "+client.EnvUser+")")
 	fs.StringVar(&f.creds.Password, "nats-password", env.Password, "NATS password (env "+client.EnvPassword+"; prefer the env: flags show in ps)")
@@ -58,12 +81,43 @@ func (f *natsFlags) connect(ctx context.Context, opts ...nats.Option) (*session,
 			cancel(ledger.Errorf(ledger.CodePermissionDenied, "%v", err))
 		}
 	})
-	nc, err := f.creds.Connect(f.url, append(opts, onErr)...)
+	creds, admin, err := f.credentials()
 	if err != nil {
 		cancel(nil)
+		return nil, err
+	}
+	nc, err := creds.Connect(f.url, append(opts, onErr)...)
+	if err != nil {
+		cancel(nil)
+		if admin {
+			return nil, fmt.Errorf("connect %s as the local admin (%s): %w (is `agentbill serve` running, on this data directory, without --nats-config? give --data or the credential flags otherwise)", f.url, creds.NKeyFile, err)
+		}
 		return nil, fmt.Errorf("connect %s: %w (is `agentbill serve` running? are the credentials right?)", f.url, err)
 	}
 	return &session{nc: nc, ctx: ctx, cancel: cancel}, nil
+}
+
+// credentials are the credentials given by flag or environment; or, when
+// none is, the local admin's if the data directory holds its seed
+// (admin is then true); or none (an anonymous client: an agent). A seed
+// file that exists but is unusable (too open, malformed) is an error, not
+// a silent fall back to fewer rights.
+func (f *natsFlags) credentials() (c client.Credentials, admin bool, err error) {
+	c = f.creds
+	if c.User != "" || c.Password != "" || c.CredsFile != "" || c.NKeyFile != "" || f.dataDir == "" {
+		return c, false, nil
+	}
+	path := embedded.AdminKeyPath(f.dataDir)
+	if _, err := embedded.ReadAdminKey(path); errors.Is(err, fs.ErrNotExist) {
+		return c, false, nil
+	} else if err != nil {
+		return c, false, err
+	}
+	c.NKeyFile = path
+	if c.InboxPrefix == "" {
+		c.InboxPrefix = embedded.AdminInboxPrefix
+	}
+	return c, true, nil
 }
 
 // explain turns the error of a call made with s.ctx into permission_denied

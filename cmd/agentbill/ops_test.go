@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -24,7 +23,13 @@ type watcher struct {
 func (s *service) watch(t *testing.T, args ...string) *watcher {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"watch"}, args...)...)
-	cmd.Env = append(os.Environ(), "AGENTBILL_NATS_URL="+s.url)
+	cmd.Env = s.env()
+	return startWatch(t, cmd)
+}
+
+// startWatch starts cmd, an `agentbill watch`, and reads its stdout.
+func startWatch(t *testing.T, cmd *exec.Cmd) *watcher {
+	t.Helper()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

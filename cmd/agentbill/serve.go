@@ -20,7 +20,6 @@ import (
 	"github.com/agentbill/agentbill/metrics"
 	"github.com/agentbill/agentbill/projections"
 	"github.com/agentbill/agentbill/signing"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -127,7 +126,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg := serveConfig{}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.DataDir, "data", "./data", "directory for the embedded server's JetStream store")
+	fs.StringVar(&cfg.DataDir, "data", defaultDataDir(), "directory for the embedded server's JetStream store and, without --nats-config, the local admin credential "+
+		embedded.AdminKeyFile+" (env "+EnvDataDir+")")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "address the embedded nats-server listens on")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use this external NATS (cluster) instead of embedding one")
 	fs.StringVar(&cfg.NATSConfig, "nats-config", "", "nats-server config file for the embedded server")
@@ -241,29 +241,54 @@ func defaultInstance() string {
 }
 
 // startEmbedded starts the embedded server, unless --nats-url names one.
-func startEmbedded(cfg serveConfig, log *slog.Logger) (*server.Server, error) {
+// Without --nats-config it has the default mode's authorization
+// (SECURITY.md): anonymous clients are agents, serve's own connections
+// authenticate with a key made for this process, and the local admin with
+// the seed in --data (written on the first start).
+func startEmbedded(cfg serveConfig, log *slog.Logger) (*embedded.Server, error) {
 	if cfg.NATSURL != "" {
 		log.Info("using external NATS", "url", cfg.NATSURL)
 		return nil, nil
 	}
-	srv, err := embedded.Start(embedded.Options{Listen: cfg.NATSListen, StoreDir: cfg.DataDir, ConfigFile: cfg.NATSConfig})
+	o := embedded.Options{Listen: cfg.NATSListen, StoreDir: cfg.DataDir, ConfigFile: cfg.NATSConfig}
+	adminKey := ""
+	if cfg.NATSConfig == "" {
+		adminKey = embedded.AdminKeyPath(cfg.DataDir)
+		pub, err := embedded.EnsureAdminKey(adminKey)
+		if err != nil {
+			return nil, err
+		}
+		o.AdminNKey = pub
+		if cfg.Creds != (client.Credentials{}) {
+			log.Warn("the NATS credential flags and variables apply with --nats-config or --nats-url; the embedded server's own users are used instead")
+		}
+	}
+	srv, err := embedded.Start(o)
 	if err != nil {
 		return nil, err
 	}
 	log.Info("embedded nats-server started", "listen", srv.ClientURL(), "store", srv.JetStreamConfig().StoreDir, "fsync", "always")
+	if adminKey != "" {
+		log.Info("local admin credential", "nkey_seed", adminKey, "inbox_prefix", embedded.AdminInboxPrefix,
+			"anonymous", "agent requests only (SECURITY.md, Default mode)")
+	}
 	return srv, nil
 }
 
-// connectWriter opens one of the writer's connections: in process to the
-// embedded server, or to the external NATS, retrying until it is up (a
+// connectWriter opens one of serve's connections: in process to the
+// embedded server (as the service: with --nats-config, the service user's
+// credentials), or to the external NATS, retrying until it is up (a
 // cluster starting beside us).
-func connectWriter(cfg serveConfig, srv *server.Server, name string) (*nats.Conn, error) {
+func connectWriter(cfg serveConfig, srv *embedded.Server, name string) (*nats.Conn, error) {
 	creds, err := cfg.Creds.Options()
 	if err != nil {
 		return nil, err
 	}
 	if srv != nil {
-		nc, err := nats.Connect("", append(creds, nats.InProcessServer(srv), nats.Name(name))...)
+		if cfg.NATSConfig == "" {
+			creds = nil // the embedded server's service key (Server.Connect)
+		}
+		nc, err := srv.Connect(name, creds...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to the embedded server as %q: %w (with --nats-config, serve needs the service user's credentials: --nats-user and AGENTBILL_NATS_PASSWORD, --nats-nkey or --nats-creds)", cfg.Creds.User, err)
 		}

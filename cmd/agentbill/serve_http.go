@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/dashboard"
+	"github.com/agentbill/agentbill/embedded"
 	"github.com/agentbill/agentbill/httpapi"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/metrics"
 	"github.com/agentbill/agentbill/projections"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -45,7 +45,7 @@ func checkHTTPAddr(addr string) error {
 // runGateway runs the writer and, once it leads or stands by, the HTTP
 // gateway on its own NATS connection. It returns when ctx ends, after
 // stopping the gateway and then the writer, or as soon as either fails.
-func runGateway(ctx context.Context, cfg serveConfig, srv *server.Server, w *projections.Writer, m *metrics.Metrics, log *slog.Logger) error {
+func runGateway(ctx context.Context, cfg serveConfig, srv *embedded.Server, w *projections.Writer, m *metrics.Metrics, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	m.Watch(w, nil)
@@ -97,7 +97,7 @@ func waitServing(w *projections.Writer, werr <-chan error) (bool, error) {
 // startGateway connects, builds the gateway (newGateway), listens on
 // --http and serves. herr receives the server's error if it stops by
 // itself; stop shuts it all down gracefully and closes its connection.
-func startGateway(ctx context.Context, cfg serveConfig, srv *server.Server, w *projections.Writer, m *metrics.Metrics, log *slog.Logger) (<-chan error, func(), error) {
+func startGateway(ctx context.Context, cfg serveConfig, srv *embedded.Server, w *projections.Writer, m *metrics.Metrics, log *slog.Logger) (<-chan error, func(), error) {
 	nc, err := connectWriter(cfg, srv, "agentbill-http")
 	if err != nil {
 		return nil, nil, err

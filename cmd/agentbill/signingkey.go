@@ -24,7 +24,7 @@ func runSigningKey(_ context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	flags := flag.NewFlagSet("signing-key "+args[0], flag.ContinueOnError)
 	flags.SetOutput(stderr)
-	data := flags.String("data", defaultDataDir(), "serve's data directory (env "+EnvData+")")
+	data := flags.String("data", defaultDataDir(), "serve's data directory (env "+EnvDataDir+")")
 	key := flags.String("signing-key", "", "the private key file (default DATA/"+signing.KeyFile+")")
 	trusted := flags.String("trusted-keys", "", "the trusted public keys file (default DATA/"+signing.TrustedFile+")")
 	if err := flags.Parse(args[1:]); err != nil {

@@ -153,6 +153,7 @@ func TestPermissionMatrix(t *testing.T) {
 	forbidden := []string{
 		"agentbill.log.0",
 		"agentbill.events.user_123.recorded",
+		events.EventSubject("user_123", events.TypeBudgetExhausted), // a spoofed alert
 		"$JS.API.INFO",
 		"$JS.API.STREAM.PURGE.AGENTBILL",
 		"$JS.API.STREAM.DELETE.AGENTBILL",
@@ -163,6 +164,12 @@ func TestPermissionMatrix(t *testing.T) {
 		"$JS.API.STREAM.INFO.KV_AGENTBILL_KEYS",
 	}
 	before := lastSeq(t, svc.nc)
+	// A listener for alerts (the admin may subscribe): a spoofed one must
+	// never reach it.
+	alerts, err := connectRole(t, url, "admin").nc.SubscribeSync("agentbill.events.>")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	t.Run("agent", func(t *testing.T) {
 		rc := connectRole(t, url, "agent")
@@ -280,6 +287,26 @@ func TestPermissionMatrix(t *testing.T) {
 	rep, err := audit.VerifyChain(ctx, js, nil, nil)
 	if err != nil || rep.Broken != nil {
 		t.Errorf("chain after the attacks: %+v, %v", rep, err)
+	}
+	// Purge, update and message delete changed nothing either.
+	st, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := st.CachedInfo().Config; !cfg.DenyDelete || !cfg.DenyPurge {
+		t.Errorf("the log lost DenyDelete (%v) or DenyPurge (%v)", cfg.DenyDelete, cfg.DenyPurge)
+	}
+	if _, err := st.GetMsg(ctx, 1); err != nil {
+		t.Errorf("message 1 of the log: %v", err)
+	}
+	for {
+		m, err := alerts.NextMsg(testenv.NotDeliveredWait)
+		if err != nil {
+			break
+		}
+		if strings.Contains(string(m.Data), "forged") {
+			t.Errorf("a spoofed alert reached a listener: %s %s", m.Subject, m.Data)
+		}
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -47,9 +46,10 @@ func (c *Clock) Advance(d time.Duration) {
 }
 
 // Server is an embedded nats-server on a store directory that outlives
-// restarts of the writer.
+// restarts of the writer. It has the default mode's authorization, as
+// `agentbill serve` runs it (SECURITY.md, "Default mode").
 type Server struct {
-	*server.Server
+	*embedded.Server
 	Dir string
 }
 
@@ -68,10 +68,23 @@ func StartServer(t testing.TB, dir string) *Server {
 	return &Server{Server: s, Dir: dir}
 }
 
-// Connect opens an in-process connection.
+// Connect opens an in-process connection as the service (what serve's
+// own connections are: the writer, the gateway, MCP, the dashboard).
 func Connect(t testing.TB, s *Server) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect("", nats.InProcessServer(s.Server))
+	nc, err := s.Connect("testenv")
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// ConnectAnonymous opens an in-process connection with no credential:
+// what any process on serve's NATS port is, an agent.
+func ConnectAnonymous(t testing.TB, s *Server, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect("", append([]nats.Option{nats.InProcessServer(s.Server), nats.Name("testenv-anonymous")}, opts...)...)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

@@ -50,9 +50,10 @@ export class Server {
     const httpPort = await freePort();
     s.natsUrl = `nats://127.0.0.1:${natsPort}`;
     s.baseUrl = `http://127.0.0.1:${httpPort}`;
+    s.data = path.join(s.tmp, 'data');
     s.logPath = path.join(s.tmp, 'serve.log');
     const log = fs.openSync(s.logPath, 'w');
-    s.proc = spawn(s.bin, ['serve', '--data', path.join(s.tmp, 'data'), '--nats-listen', `127.0.0.1:${natsPort}`,
+    s.proc = spawn(s.bin, ['serve', '--data', s.data, '--nats-listen', `127.0.0.1:${natsPort}`,
       '--http', `127.0.0.1:${httpPort}`, ...extra], { stdio: ['ignore', log, log] });
     fs.closeSync(log);
     s.exited = new Promise((resolve) => s.proc.once('exit', resolve));
@@ -85,8 +86,11 @@ export class Server {
     return fs.readFileSync(this.logPath, 'utf8');
   }
 
+  /** Runs `agentbill ARGS` as the local admin: serve's data directory holds its credential. */
   cli(...args) {
-    return execFileSync(this.bin, [...args, '--nats-url', this.natsUrl], { encoding: 'utf8', timeout: CLI_TIMEOUT_MS });
+    return execFileSync(this.bin, [...args, '--nats-url', this.natsUrl], {
+      encoding: 'utf8', timeout: CLI_TIMEOUT_MS, env: { ...process.env, AGENTBILL_DATA: this.data },
+    });
   }
 
   /** Returns { key, id } of a new key. */

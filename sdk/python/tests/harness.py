@@ -53,9 +53,10 @@ class Server:
         self.nats_url = "nats://127.0.0.1:%d" % free_port()
         http_port = free_port()
         self.base_url = "http://127.0.0.1:%d" % http_port
+        self.data = os.path.join(self.tmp, "data")
         self.log = open(os.path.join(self.tmp, "serve.log"), "w+")
         self.proc = subprocess.Popen(
-            [self.bin, "serve", "--data", os.path.join(self.tmp, "data"),
+            [self.bin, "serve", "--data", self.data,
              "--nats-listen", self.nats_url[len("nats://"):],
              "--http", "127.0.0.1:%d" % http_port] + list(extra_args),
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -85,9 +86,11 @@ class Server:
         return self.log.read()
 
     def cli(self, *args):
-        """Runs `agentbill ARGS --nats-url URL` and returns its stdout."""
+        """Runs `agentbill ARGS --nats-url URL` as the local admin (serve's
+        data directory holds its credential) and returns its stdout."""
+        env = dict(os.environ, AGENTBILL_DATA=self.data)
         res = subprocess.run([self.bin] + list(args) + ["--nats-url", self.nats_url],
-                             capture_output=True, text=True, timeout=CLI_TIMEOUT)
+                             capture_output=True, text=True, timeout=CLI_TIMEOUT, env=env)
         if res.returncode != 0:
             raise RuntimeError("agentbill %s: exit %d\n%s%s" % (" ".join(args), res.returncode, res.stdout, res.stderr))
         return res.stdout

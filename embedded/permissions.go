@@ -1,0 +1,134 @@
+package embedded
+
+import (
+	"slices"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Inbox prefixes of the default mode's users. Each user may subscribe
+// only under its own, so no one reads another's replies; anonymous
+// clients keep nats.go's default (_INBOX), which they cannot be expected
+// to change.
+const (
+	AnonymousInboxPrefix = "_INBOX"
+	ServiceInboxPrefix   = "_INBOX_service"
+	AdminInboxPrefix     = "_INBOX_admin"
+)
+
+// The service answers each request once, within the server's default
+// window for allow_responses (nats.conf's `allow_responses: true`).
+const (
+	serviceResponsesMax = server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS
+	serviceResponseTTL  = server.DEFAULT_ALLOW_RESPONSE_EXPIRATION
+)
+
+// Subjects of the default mode's permissions. Each list mirrors a user of
+// the repo's nats.conf (SECURITY.md, "Default mode"); permissions_test.go
+// compares them with it.
+var (
+	// agentRequests: preflight, record, release, extend, status.
+	agentRequests = []string{"agentbill.v1.>", "agentbill.p.*.v1.>"}
+	// adminRequests: budget set and top-up.
+	adminRequests = []string{"agentbill.admin.v1.>", "agentbill.p.*.admin.v1.>"}
+	// readLog is nats.conf's READ_LOG: an ordered consumer and message
+	// gets on AGENTBILL, and nothing else of JetStream (no purge, no
+	// delete, no update, no other stream).
+	readLog = []string{
+		"$JS.API.STREAM.INFO.AGENTBILL",
+		"$JS.API.STREAM.MSG.GET.AGENTBILL",
+		"$JS.API.DIRECT.GET.AGENTBILL",
+		"$JS.API.DIRECT.GET.AGENTBILL.>",
+		"$JS.API.CONSUMER.CREATE.AGENTBILL.>",
+		"$JS.API.CONSUMER.INFO.AGENTBILL.*",
+		"$JS.API.CONSUMER.MSG.NEXT.AGENTBILL.*",
+		"$JS.API.CONSUMER.DELETE.AGENTBILL.*",
+	}
+	// keysBucket is what `agentbill keys create|list|revoke` needs on the
+	// API-key bucket (keys.Open, Create, List, Revoke; embedded_test.go's
+	// TestAdminRights fails on any violation): look the bucket up, create
+	// it if `serve --http` has not yet (jetstream.CreateKeyValue reads the
+	// account info first; create only: the server refuses to change an
+	// existing bucket, and there is no update, purge or delete), get and
+	// put records, and list keys with an ordered push consumer (its flow
+	// control replies and cleanup).
+	keysBucket = []string{
+		"$JS.API.STREAM.INFO.KV_AGENTBILL_KEYS",
+		"$JS.API.INFO",
+		"$JS.API.STREAM.CREATE.KV_AGENTBILL_KEYS",
+		"$JS.API.DIRECT.GET.KV_AGENTBILL_KEYS.>",
+		"$JS.API.CONSUMER.CREATE.KV_AGENTBILL_KEYS.>",
+		"$JS.API.CONSUMER.DELETE.KV_AGENTBILL_KEYS.*",
+		"$JS.FC.KV_AGENTBILL_KEYS.>",
+		"$KV.AGENTBILL_KEYS.>",
+	}
+	// backupRead is what a read-only backup needs: stream snapshots of
+	// the log, the snapshot object store and the key bucket, with their
+	// flow-control acks, and the two buckets' info. A snapshot reads; it
+	// cannot change a stream.
+	backupRead = []string{
+		"$JS.API.STREAM.SNAPSHOT.AGENTBILL",
+		"$JS.API.STREAM.SNAPSHOT.OBJ_AGENTBILL_SNAPSHOTS",
+		"$JS.API.STREAM.SNAPSHOT.KV_AGENTBILL_KEYS",
+		"$JS.API.STREAM.INFO.OBJ_AGENTBILL_SNAPSHOTS",
+		"$JS.API.STREAM.INFO.KV_AGENTBILL_KEYS",
+		"$JS.SNAPSHOT.ACK.>",
+	}
+	// servicePublish is nats.conf's service user: the only one that may
+	// append to the log and announce events.
+	servicePublish = []string{
+		"agentbill.log.>", "agentbill.events.>",
+		"agentbill.v1.>", "agentbill.admin.v1.>", "agentbill.p.>",
+		"$JS.API.>", "$JS.ACK.>", "$JS.FC.>",
+		"$KV.AGENTBILL_KEYS.>", "$KV.AGENTBILL_LEASES.>", "$O.AGENTBILL_SNAPSHOTS.>",
+	}
+	// serviceSubscribe is nats.conf's service user, plus agentbill.events.>:
+	// the dashboard's live feed (dashboard/feed.go) runs in serve on the
+	// service's connection and subscribes to the announced events.
+	serviceSubscribe = []string{
+		"agentbill.v1.*.*", "agentbill.admin.v1.*.*",
+		"agentbill.p.*.v1.*.*", "agentbill.p.*.admin.v1.*.*",
+		ServiceInboxPrefix + ".>",
+		"agentbill.events.>",
+	}
+)
+
+// anonymousPermissions: a client with no credential is an agent.
+func anonymousPermissions() *server.Permissions {
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: slices.Clone(agentRequests)},
+		Subscribe: &server.SubjectPermission{Allow: []string{AnonymousInboxPrefix + ".>", "agentbill.events.>"}},
+	}
+}
+
+// servicePermissions: serve's own connections.
+func servicePermissions() *server.Permissions {
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: slices.Clone(servicePublish)},
+		Subscribe: &server.SubjectPermission{Allow: slices.Clone(serviceSubscribe)},
+		Response:  &server.ResponsePermission{MaxMsgs: serviceResponsesMax, Expires: serviceResponseTTL},
+	}
+}
+
+// adminPermissions: the local admin (data/admin.nkey) is nats.conf's
+// admin and auditor together, plus the key bucket (`agentbill keys`) and
+// read-only backups.
+func adminPermissions() *server.Permissions {
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: union(agentRequests, adminRequests, readLog, keysBucket, backupRead)},
+		Subscribe: &server.SubjectPermission{Allow: []string{AdminInboxPrefix + ".>", "agentbill.events.>"}},
+	}
+}
+
+// union returns the subjects of every list, each once, in order.
+func union(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		for _, s := range l {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
