@@ -79,12 +79,12 @@ var (
 	servicePublish = []string{
 		"agentbill.log.>", "agentbill.events.>",
 		"agentbill.v1.>", "agentbill.admin.v1.>", "agentbill.p.>",
-		"$JS.API.>", "$JS.ACK.>", "$JS.FC.>",
+		"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$JS.SNAPSHOT.>",
 		"$KV.AGENTBILL_KEYS.>", "$KV.AGENTBILL_LEASES.>", "$O.AGENTBILL_SNAPSHOTS.>",
 	}
-	// serviceSubscribe is nats.conf's service user, plus agentbill.events.>:
-	// the dashboard's live feed (dashboard/feed.go) runs in serve on the
-	// service's connection and subscribes to the announced events.
+	// serviceSubscribe is nats.conf's service user, agentbill.events.>
+	// included: the dashboard's live feed (dashboard/feed.go) runs in serve
+	// on the service's connection and subscribes to the announced events.
 	serviceSubscribe = []string{
 		"agentbill.v1.*.*", "agentbill.admin.v1.*.*",
 		"agentbill.p.*.v1.*.*", "agentbill.p.*.admin.v1.*.*",

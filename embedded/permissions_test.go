@@ -58,7 +58,7 @@ func TestPermissionsFollowNATSConf(t *testing.T) {
 		{"anonymous", anonymousPermissions(), []*server.Permissions{conf["agent"]},
 			nil, []string{"agentbill.events.>"}, "_INBOX_agent.>", AnonymousInboxPrefix + ".>"},
 		{"service", servicePermissions(), []*server.Permissions{conf["service"]},
-			nil, []string{"agentbill.events.>"}, "", ""},
+			nil, nil, "", ""},
 		{"admin", adminPermissions(), []*server.Permissions{conf["admin"], conf["auditor"]},
 			union(keysBucket, backupRead), nil, "_INBOX_auditor.>", ""},
 	} {

@@ -33,8 +33,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	nf := addNATSFlags(fs, true)
 	out := fs.String("out", "", "backup directory: new or empty (or a finished backup, with --force)")
 	force := fs.Bool("force", false, "replace the finished backup in --out")
-	data := fs.String("data", "./data", "the ledger's data directory, where "+signingPubName+" is looked for")
-	pub := fs.String("public-keys", "", "file of public keys auditors check commit signatures with (default <data>/"+signingPubName+" if it exists)")
+	pub := fs.String("public-keys", "", "file of public keys auditors check commit signatures with (default DATA/"+signingPubName+" if it exists)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -42,6 +41,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr, "agentbill backup: give --out DIR, and no other arguments")
 		return errUsage
 	}
+	data := &nf.dataDir // --data: where serve keeps signing.pub
 	if *pub == "" {
 		if p := filepath.Join(*data, signingPubName); fileExists(p) {
 			*pub = p
@@ -68,9 +68,8 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	nf := addNATSFlags(fs, true)
+	nf := addNATSFlags(fs, true) // --data: restore offline into this data directory (without --nats-url), a fresh one no serve uses
 	from := fs.String("from", "", "the backup directory")
-	data := fs.String("data", "", "restore offline into this data directory (no --nats-url): a fresh one, while no serve uses it")
 	replicas := fs.Int("replicas", 0, "replicas of the restored streams: 1, or 3 on a cluster (default: as backed up)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -79,7 +78,8 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *from == "" || fs.NArg() > 0 {
 		errs = append(errs, errors.New("give --from DIR, and no other arguments"))
 	}
-	if *data != "" && flagGiven(fs, "nats-url") {
+	online := flagGiven(fs, "nats-url")
+	if online && flagGiven(fs, "data") {
 		errs = append(errs, errors.New("give --data DIR (offline, embedded server) or --nats-url URL, not both"))
 	}
 	if *replicas != 0 && *replicas != 1 && *replicas != 3 {
@@ -90,8 +90,12 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return errUsage
 	}
 	o := backup.RestoreOptions{From: *from, Replicas: *replicas, Progress: newByteProgress(stderr).reportOf}
-	if *data != "" {
-		return restoreOffline(ctx, o, *data, stdout, stderr)
+	if !online {
+		if nf.dataDir == "" {
+			fmt.Fprintln(stderr, "agentbill restore: give --data DIR (offline) or --nats-url URL")
+			return errUsage
+		}
+		return restoreOffline(ctx, o, nf.dataDir, stdout, stderr)
 	}
 	s, err := nf.connect(ctx, nats.Name("agentbill-restore"))
 	if err != nil {
