@@ -20,7 +20,6 @@ import (
 // DefaultNATSURL is where client subcommands connect unless told otherwise.
 const DefaultNATSURL = "nats://127.0.0.1:4222"
 
-
 // clientFlags are the flags every client subcommand takes.
 type clientFlags struct {
 	fs            *flag.FlagSet
