@@ -109,7 +109,7 @@ func (w *Writer) follow(ctx context.Context, l *lease) error {
 	defer stop()
 	poll := time.NewTicker(LeasePollInterval)
 	defer poll.Stop()
-	v := w.verifier(w.lastSeq+1, w.chainHead)
+	v := w.verifier(w.lastSeq+1, w.chainHead, false) // live commits: each checked before it is applied
 	for {
 		select {
 		case <-ctx.Done():
@@ -201,7 +201,7 @@ func (w *Writer) applyFollowed(m jetstream.Msg, v *LogVerifier) error {
 func (w *Writer) takeover(ctx context.Context, l *lease) error {
 	start := time.Now()
 	stop := w.replayStop(w.lastSeq + 1)
-	stop.Verify = w.verifier(w.lastSeq+1, w.chainHead)
+	stop.Verify = w.verifier(w.lastSeq+1, w.chainHead, true)
 	seq, err := Replay(ctx, w.js, stop, func(seq uint64, e *events.Envelope) error {
 		w.state.Apply(e)
 		return nil

@@ -108,20 +108,45 @@ func (e *IntegrityError) resettable() bool {
 // that). Until then they are uncovered: Uncovered reports the first, and a
 // replay that ends with one fails with KindSignature. A commit with a
 // signature that does not verify never passes.
+//
+// Lazy defers signature checks to the end of a replay, where only each
+// writer's last signed commit is checked: its signature covers its chain,
+// and every chain link is checked. That is sound because the service
+// never signs over a commit it has not verified: a commit whose signature
+// is bad is followed by no genuine signed commit of its writer, so it is
+// the last signed one, or an unsigned commit follows it and it is again
+// the last signed one. When the final check fails, Replay reads the range
+// again checking every signature, to name the first bad commit.
 type LogVerifier struct {
 	Keys       events.Keyring
 	Subject    string // the only subject commits may be on; "" for any
 	Contiguous bool   // every sequence is read (no subject filter)
+	Lazy       bool   // check only each writer's last signature, at the end
 	heads      map[string]string
 	next       uint64            // the sequence the next commit must have; 0 before the first
 	unsigned   map[string]uint64 // per subject, the first unsigned commit no signature covers yet
+	lastSigned map[string]signedCommit
+	from       verifierStart // where it started, for a strict second pass
+}
+
+// signedCommit is a signature to check at the end of a lazy replay.
+type signedCommit struct {
+	seq       uint64
+	hash, sig string
+}
+
+// verifierStart is a verifier's starting point.
+type verifierStart struct {
+	next    uint64
+	subject string
+	head    string
 }
 
 // NewLogVerifier returns a verifier for commits after next-1, where the
 // chain head of subject is head.
 func NewLogVerifier(keys events.Keyring, subject string, contiguous bool, next uint64, head string) *LogVerifier {
 	v := &LogVerifier{Keys: keys, Subject: subject, Contiguous: contiguous, heads: map[string]string{}, next: next,
-		unsigned: map[string]uint64{}}
+		unsigned: map[string]uint64{}, lastSigned: map[string]signedCommit{}, from: verifierStart{next, subject, head}}
 	if subject != "" {
 		v.heads[subject] = head
 	}
@@ -134,8 +159,15 @@ func (v *LogVerifier) Head(subject string) string { return v.heads[subject] }
 // checked is what the parallel part of verification (checkAlone) found.
 type checked struct {
 	hash     string // the commit's chain hash
+	sig      string // its signature, not yet checked (Lazy)
 	unsigned bool   // it has no signature (an error only if nothing covers it)
 	err      error
+}
+
+// strict returns a verifier that checks every signature, from the same
+// starting point as v.
+func (v *LogVerifier) strict() *LogVerifier {
+	return NewLogVerifier(v.Keys, v.from.subject, v.Contiguous, v.from.next, v.from.head)
 }
 
 // checkAlone runs the checks that need only the commit itself, so replay
@@ -146,6 +178,10 @@ func (v *LogVerifier) checkAlone(seq uint64, subject string, h nats.Header, body
 	hash := events.ChainHash(prev, body)
 	if w := strings.TrimPrefix(subject, events.LogSubjectPrefix); c != nil && c.Writer != w {
 		return checked{hash: hash, err: integrityErr(KindWriter, seq, "commit %s on %s names writer %q", c.ID, subject, c.Writer)}
+	}
+	if v.Keys != nil && v.Lazy {
+		sig := h.Get(events.SigHeader)
+		return checked{hash: hash, sig: sig, unsigned: sig == ""}
 	}
 	if v.Keys != nil {
 		err := v.Keys.VerifyCommit(subject, hash, h.Get(events.SigHeader))
@@ -178,6 +214,9 @@ func (v *LogVerifier) link(seq uint64, subject string, h nats.Header, ck checked
 	switch {
 	case !ck.unsigned:
 		delete(v.unsigned, subject) // its signature covers the chain before it
+		if v.Lazy {
+			v.lastSigned[subject] = signedCommit{seq: seq, hash: ck.hash, sig: ck.sig}
+		}
 	case v.unsigned[subject] == 0:
 		v.unsigned[subject] = seq
 	}
@@ -197,9 +236,18 @@ func (v *LogVerifier) Uncovered() (uint64, string) {
 	return first, subject
 }
 
-// finish is the check at the end of a replay: no unsigned commit may be
+// finish is the check at the end of a replay: with Lazy, each writer's
+// last signature verifies; unless keepUncovered, no unsigned commit is
 // left uncovered.
-func (v *LogVerifier) finish() error {
+func (v *LogVerifier) finish(keepUncovered bool) error {
+	for subject, sc := range v.lastSigned {
+		if err := v.Keys.VerifyCommit(subject, sc.hash, sc.sig); err != nil {
+			return integrityErr(KindSignature, sc.seq, "commit on %s: %v", subject, err)
+		}
+	}
+	if keepUncovered {
+		return nil
+	}
 	if seq, subject := v.Uncovered(); seq != 0 {
 		return integrityErr(KindSignature, seq, "commit on %s: %v, and no later commit of its writer is signed", subject, events.ErrUnsigned)
 	}
@@ -221,12 +269,15 @@ func (v *LogVerifier) verify(seq uint64, subject string, h nats.Header, body []b
 func (w *Writer) verifying() bool { return w.cfg.Keys != nil }
 
 // verifier returns a verifier for the writer's commits from sequence
-// start on, its chain head being head.
-func (w *Writer) verifier(start uint64, head string) *LogVerifier {
+// start on, its chain head being head: lazy for a replay (signatures at
+// its end), strict for commits applied one by one as they arrive.
+func (w *Writer) verifier(start uint64, head string, lazy bool) *LogVerifier {
 	if !w.verifying() {
 		return nil
 	}
-	return NewLogVerifier(w.cfg.Keys, w.subject, !w.partitioned(), start, head)
+	v := NewLogVerifier(w.cfg.Keys, w.subject, !w.partitioned(), start, head)
+	v.Lazy = lazy
+	return v
 }
 
 // history is what Config.HistoryFile records: the stream this writer

@@ -486,3 +486,22 @@ func TestUnsignedLogIsAdoptedOnlyWhenTold(t *testing.T) {
 	r2, _ := runUntilRole(t, s, projections.RoleHalted, signed(sg, "", nil))
 	wantHalted(t, r2, s, projections.KindSignature, ack.Sequence, nil)
 }
+
+// A replay checks only each writer's last signature (the chain carries
+// it over the rest); when that fails it reads the range again to name the
+// first forged commit, not the last.
+func TestReplayNamesTheFirstForgedCommit(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	sg := newSigner(t)
+	w := testenv.StartWriter(t, s, nil, nil, signed(sg, "", nil))
+	c := testenv.Client(t, s)
+	setBudget(t, c, "u", "100", ledger.PeriodMonth)
+	w.Stop(t)
+	js := testenv.JetStream(t, testenv.Connect(t, s))
+	forger := newSigner(t)
+	first := forgeTopUp(t, js, "u", forger)
+	forgeTopUp(t, js, "u", forger)
+	forgeTopUp(t, js, "u", nil)
+	r, _ := runUntilRole(t, s, projections.RoleHalted, signed(sg, "", nil))
+	wantHalted(t, r, s, projections.KindSignature, first, nil)
+}

@@ -205,8 +205,17 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 		}
 		return seq, fmt.Errorf("replay stopped at sequence %d of %d", seq, last)
 	}
-	if v := stop.Verify; v != nil && !stop.KeepUncovered {
-		if err := v.finish(); err != nil {
+	if v := stop.Verify; v != nil {
+		err := v.finish(stop.KeepUncovered)
+		if ie := asIntegrity(err); ie != nil && v.Lazy && ie.Kind == KindSignature {
+			// Name the first commit that fails, not the last signed one.
+			strict := stop
+			strict.Verify, strict.Progress, strict.UntilSeq = v.strict(), nil, seq
+			if _, serr := Replay(ctx, js, strict, func(uint64, *events.Envelope) error { return nil }); asIntegrity(serr) != nil {
+				err = serr
+			}
+		}
+		if err != nil {
 			return seq, err
 		}
 	}

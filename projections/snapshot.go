@@ -455,7 +455,7 @@ func (w *Writer) restore(ctx context.Context) (*ledger.State, uint64, error) {
 		}
 	}
 	stop := w.replayStop(0)
-	stop.Verify = w.verifier(1, "")
+	stop.Verify = w.verifier(1, "", true)
 	stop.KeepUncovered = w.cfg.AdoptUnsigned != ""
 	s, seq, err := Rebuild(ctx, w.js, stop, w.cfg.Default)
 	if err != nil {
@@ -493,7 +493,7 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, er
 		if err != nil {
 			return nil, 0, err
 		}
-		stop.Verify = w.verifier(snap.Meta.Seq+1, head)
+		stop.Verify = w.verifier(snap.Meta.Seq+1, head, true)
 		stop.KeepUncovered = w.cfg.AdoptUnsigned != ""
 	}
 	seq, err := Replay(ctx, w.js, stop, func(_ uint64, e *events.Envelope) (err error) {
