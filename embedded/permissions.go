@@ -44,6 +44,24 @@ var (
 		"$JS.API.CONSUMER.MSG.NEXT.AGENTBILL.*",
 		"$JS.API.CONSUMER.DELETE.AGENTBILL.*",
 	}
+	// readAlerts is nats.conf's READ_ALERTS: read the alert stream
+	// AGENTBILL_EVENTS and keep consumers on it, durable ones included
+	// (client.Subscribe, watch --durable, `nats consumer add`), with their
+	// acks; nothing that changes the stream.
+	readAlerts = []string{
+		"$JS.API.STREAM.INFO.AGENTBILL_EVENTS",
+		"$JS.API.STREAM.MSG.GET.AGENTBILL_EVENTS",
+		"$JS.API.DIRECT.GET.AGENTBILL_EVENTS",
+		"$JS.API.DIRECT.GET.AGENTBILL_EVENTS.>",
+		"$JS.API.CONSUMER.CREATE.AGENTBILL_EVENTS.>",
+		"$JS.API.CONSUMER.DURABLE.CREATE.AGENTBILL_EVENTS.*",
+		"$JS.API.CONSUMER.INFO.AGENTBILL_EVENTS.*",
+		"$JS.API.CONSUMER.NAMES.AGENTBILL_EVENTS",
+		"$JS.API.CONSUMER.LIST.AGENTBILL_EVENTS",
+		"$JS.API.CONSUMER.MSG.NEXT.AGENTBILL_EVENTS.*",
+		"$JS.API.CONSUMER.DELETE.AGENTBILL_EVENTS.*",
+		"$JS.ACK.AGENTBILL_EVENTS.>",
+	}
 	// keysBucket is what `agentbill keys create|list|revoke` needs on the
 	// API-key bucket (keys.Open, Create, List, Revoke; embedded_test.go's
 	// TestAdminRights fails on any violation): look the bucket up, create
@@ -96,7 +114,7 @@ var (
 // anonymousPermissions: a client with no credential is an agent.
 func anonymousPermissions() *server.Permissions {
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: slices.Clone(agentRequests)},
+		Publish:   &server.SubjectPermission{Allow: union(agentRequests, readAlerts)},
 		Subscribe: &server.SubjectPermission{Allow: []string{AnonymousInboxPrefix + ".>", "agentbill.events.>"}},
 	}
 }
@@ -115,7 +133,7 @@ func servicePermissions() *server.Permissions {
 // read-only backups.
 func adminPermissions() *server.Permissions {
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: union(agentRequests, adminRequests, readLog, keysBucket, backupRead)},
+		Publish:   &server.SubjectPermission{Allow: union(agentRequests, adminRequests, readLog, readAlerts, keysBucket, backupRead)},
 		Subscribe: &server.SubjectPermission{Allow: []string{AdminInboxPrefix + ".>", "agentbill.events.>"}},
 	}
 }

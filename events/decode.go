@@ -146,6 +146,8 @@ func (w *wireData) typed(t Type) Data {
 		return &ThresholdCrossed{Fraction: w.Fraction, Balance: w.Balance}
 	case TypeBudgetExhausted:
 		return &BudgetExhausted{Trigger: w.Trigger, AgentID: w.AgentID, UpgradeURL: w.UpgradeURL, Balance: w.Balance}
+	case TypeBudgetRestored:
+		return &BudgetRestored{Trigger: w.Trigger, Balance: w.Balance}
 	}
 	return nil
 }

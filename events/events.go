@@ -31,12 +31,14 @@ const (
 	TypeExtended         Type = "extended"
 	TypeThresholdCrossed Type = "threshold_crossed"
 	TypeBudgetExhausted  Type = "budget_exhausted"
+	TypeBudgetRestored   Type = "budget_restored"
 )
 
 // Types lists every event type, in a stable order.
 var Types = []Type{
 	TypeBudgetSet, TypeToppedUp, TypeReserved, TypeDenied, TypeRecorded,
 	TypeReleased, TypeExpired, TypeExtended, TypeThresholdCrossed, TypeBudgetExhausted,
+	TypeBudgetRestored,
 }
 
 // ErrInvalidEvent is wrapped by every decoding error.
@@ -190,6 +192,21 @@ type BudgetExhausted struct {
 	Balance    Balance `json:"balance"`
 }
 
+// Restoration triggers: what gave an exhausted customer budget again.
+const (
+	TriggerToppedUp  = "topped_up"  // a top-up
+	TriggerBudgetSet = "budget_set" // a raised limit
+	TriggerNewPeriod = "new_period" // the period rolled over
+)
+
+// BudgetRestored: a customer whose budget was exhausted has something left
+// again (after a top-up, a raised limit or a new period), so a product can
+// unblock it without polling. It follows the event that restored it.
+type BudgetRestored struct {
+	Trigger string  `json:"trigger"`
+	Balance Balance `json:"balance"`
+}
+
 // EventType implementations.
 func (BudgetSet) EventType() Type        { return TypeBudgetSet }
 func (ToppedUp) EventType() Type         { return TypeToppedUp }
@@ -201,6 +218,7 @@ func (Expired) EventType() Type          { return TypeExpired }
 func (Extended) EventType() Type         { return TypeExtended }
 func (ThresholdCrossed) EventType() Type { return TypeThresholdCrossed }
 func (BudgetExhausted) EventType() Type  { return TypeBudgetExhausted }
+func (BudgetRestored) EventType() Type   { return TypeBudgetRestored }
 
 // BalanceOf returns the balance an event carries.
 func BalanceOf(d Data) Balance {
@@ -233,6 +251,8 @@ func BalanceRef(d Data) *Balance {
 	case *ThresholdCrossed:
 		return &e.Balance
 	case *BudgetExhausted:
+		return &e.Balance
+	case *BudgetRestored:
 		return &e.Balance
 	}
 	return nil

@@ -836,6 +836,7 @@ var fastSchemas = [...]fastSchema{
 		fieldRequestHash, fieldBalance),
 	schema(TypeThresholdCrossed, fieldFraction, fieldBalance),
 	schema(TypeBudgetExhausted, fieldTrigger, fieldAgentID, fieldUpgradeURL, fieldBalance),
+	schema(TypeBudgetRestored, fieldTrigger, fieldBalance),
 }
 
 func schema(t Type, fields ...dataField) fastSchema {

@@ -261,6 +261,8 @@ func (g *eventGen) data(t Type) Data {
 		return &ThresholdCrossed{Fraction: g.units(1), Balance: g.balance()}
 	case TypeBudgetExhausted:
 		return &BudgetExhausted{Trigger: g.str(), AgentID: g.opt(g.str()), UpgradeURL: g.opt(g.str()), Balance: g.balance()}
+	case TypeBudgetRestored:
+		return &BudgetRestored{Trigger: g.str(), Balance: g.balance()}
 	}
 	panic("unknown type " + t)
 }

@@ -332,6 +332,7 @@ func sampleEvents(t *testing.T) []*events.Envelope {
 		&events.Extended{ReservationID: "r1", AgentID: "a1", ExpiresAt: at.Add(time.Hour), Request: req, Balance: bal},
 		&events.ThresholdCrossed{Fraction: u("0.8"), Balance: bal},
 		&events.BudgetExhausted{Trigger: events.TriggerRefused, AgentID: "a1", UpgradeURL: "https://example.com/up", Balance: bal},
+		&events.BudgetRestored{Trigger: events.TriggerToppedUp, Balance: bal},
 	}
 	var out []*events.Envelope
 	for i, d := range data {

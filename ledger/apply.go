@@ -64,6 +64,8 @@ func (s *State) applyState(e *events.Envelope) {
 		}
 	case *events.BudgetExhausted:
 		c.Exhausted = true
+	case *events.BudgetRestored:
+		c.Exhausted = false // already re-armed by the event before it
 	}
 	c.check()
 }

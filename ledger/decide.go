@@ -91,13 +91,32 @@ func (d *decision) emit(id string, data events.Data) *events.Envelope {
 		// budget_set computes the start of its new period itself.
 		b.PeriodStart = c.Period.Start(d.now, c.PeriodStart)
 	}
+	exhausted, period := c != nil && c.Exhausted, time.Time{}
+	if c != nil {
+		period = c.PeriodStart
+	}
 	d.s.applyState(e)
 	if c = d.s.customers[d.cid]; c != nil {
 		*b = c.balance()
 	}
 	d.s.remember(e)
 	d.out = append(d.out, e)
+	if exhausted && !c.Exhausted && c.Remaining().Sign() > 0 {
+		d.emit("", &events.BudgetRestored{Trigger: restoredBy(e.Type, c.PeriodStart.After(period))})
+	}
 	return e
+}
+
+// restoredBy names what gave an exhausted customer budget again: the
+// period rolling over, or the event of type t.
+func restoredBy(t events.Type, rolled bool) string {
+	switch {
+	case rolled:
+		return events.TriggerNewPeriod
+	case t == events.TypeToppedUp:
+		return events.TriggerToppedUp
+	}
+	return events.TriggerBudgetSet
 }
 
 // customer returns the customer, creating it from the default budget (with
@@ -198,11 +217,13 @@ func (d *decision) alerts(c *Customer, agentID string) {
 }
 
 // Sweep expires up to max holds whose deadline has passed, returning the
-// events (already applied).
+// events (already applied): an expired each, and a budget_restored after
+// one that starts a new period for an exhausted customer, so at most
+// 2*max.
 func (s *State) Sweep(now time.Time, max int) []*events.Envelope {
 	now = now.UTC()
 	var out []*events.Envelope
-	for len(s.expiries) > 0 && len(out) < max {
+	for n := 0; len(s.expiries) > 0 && n < max; {
 		top := s.expiries[0]
 		if top.at.After(now) {
 			break
@@ -215,6 +236,7 @@ func (s *State) Sweep(now time.Time, max int) []*events.Envelope {
 		d := &decision{s: s, now: now, cid: r.CustomerID}
 		d.emit("", &events.Expired{ReservationID: r.ID, AgentID: r.AgentID, Units: r.Units, ExpiresAt: r.ExpiresAt})
 		out = append(out, d.out...)
+		n++
 	}
 	return out
 }

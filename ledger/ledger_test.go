@@ -1708,14 +1708,23 @@ func (s *propSim) decide(cmd ledger.Command) propOutcome {
 func (s *propSim) sweep(max int) propOutcome {
 	s.t.Helper()
 	evs := s.live.Sweep(s.now, max)
-	if len(evs) > max {
-		s.t.Fatalf("Sweep(max %d) expired %d", max, len(evs))
-	}
-	for _, e := range evs {
-		if e.Type != events.TypeExpired {
+	expired := 0
+	for i, e := range evs {
+		if e.Type == events.TypeExpired {
+			expired++
+			continue
+		}
+		// A hold expiring into a new period restores an exhausted customer.
+		if e.Type != events.TypeBudgetRestored || i == 0 || evs[i-1].Type != events.TypeExpired ||
+			evs[i-1].CustomerID != e.CustomerID || e.Data.(*events.BudgetRestored).Trigger != events.TriggerNewPeriod {
 			s.t.Fatalf("Sweep emitted %s", e.Type)
 		}
-		if ex := e.Data.(*events.Expired); ex.ExpiresAt.After(s.now) {
+	}
+	if expired > max {
+		s.t.Fatalf("Sweep(max %d) expired %d", max, expired)
+	}
+	for _, e := range evs {
+		if ex, ok := e.Data.(*events.Expired); ok && ex.ExpiresAt.After(s.now) {
 			s.t.Fatalf("Sweep at %s expired a hold due at %s", s.now, ex.ExpiresAt)
 		}
 	}
@@ -2091,4 +2100,82 @@ func TestLateRecordChargesOnce(t *testing.T) {
 			f.checkReplay()
 		})
 	}
+}
+
+// types lists the types of evs, in order.
+func types(evs []*events.Envelope) []events.Type {
+	out := make([]events.Type, len(evs))
+	for i, e := range evs {
+		out[i] = e.Type
+	}
+	return out
+}
+
+// budget_restored follows whatever gives an exhausted customer budget
+// again (a top-up, a raised limit, a new period) and nothing else: not a
+// restated limit, not a top-up of a customer who was never exhausted, not
+// a top-up too small to leave anything.
+func TestBudgetRestored(t *testing.T) {
+	exhaust := func(f *fixture) {
+		t.Helper()
+		f.budget("c1", "10", "month")
+		f.reserve("c1", "a", "10", "1h")
+		if !f.status("c1").Exhausted {
+			t.Fatal("not exhausted")
+		}
+	}
+	// restoredAfter: exactly one budget_restored, right after the event
+	// that restored the budget (not first).
+	restoredAfter := func(t *testing.T, evs []*events.Envelope, trigger string) {
+		t.Helper()
+		at := -1
+		for i, e := range evs {
+			if e.Type == events.TypeBudgetRestored {
+				if at >= 0 {
+					t.Fatalf("events %v: budget_restored twice", types(evs))
+				}
+				at = i
+			}
+		}
+		if at < 1 || evs[at].Data.(*events.BudgetRestored).Trigger != trigger {
+			t.Fatalf("events %v, want budget_restored (%s) after the event that restored", types(evs), trigger)
+		}
+		if b := events.BalanceOf(evs[at].Data); b.Remaining.Sign() <= 0 {
+			t.Errorf("budget_restored with remaining %s", b.Remaining)
+		}
+	}
+	t.Run("top-up", func(t *testing.T) {
+		f := newFixture(t)
+		exhaust(f)
+		_, evs := f.ok(&ledger.TopUpRequest{CustomerID: "c1", Units: up("5")})
+		restoredAfter(t, evs, events.TriggerToppedUp)
+		if _, evs = f.ok(&ledger.TopUpRequest{CustomerID: "c1", Units: up("5")}); len(evs) != 1 {
+			t.Errorf("a second top-up: %v, want topped_up alone", types(evs))
+		}
+	})
+	t.Run("raised limit", func(t *testing.T) {
+		f := newFixture(t)
+		exhaust(f)
+		_, evs := f.ok(&ledger.BudgetRequest{CustomerID: "c1", Limit: up("10"), Period: "month"})
+		if len(evs) != 1 {
+			t.Errorf("restating the limit: %v, want budget_set alone", types(evs))
+		}
+		_, evs = f.ok(&ledger.BudgetRequest{CustomerID: "c1", Limit: up("20"), Period: "month"})
+		restoredAfter(t, evs, events.TriggerBudgetSet)
+	})
+	t.Run("new period", func(t *testing.T) {
+		f := newFixture(t)
+		exhaust(f)
+		f.now = f.now.AddDate(0, 1, 0)
+		_, evs := f.preflight(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a", EstimatedUnits: up("1")})
+		restoredAfter(t, evs, events.TriggerNewPeriod) // [expired (the old hold), budget_restored, reserved]
+	})
+	t.Run("not enough", func(t *testing.T) {
+		f := newFixture(t)
+		exhaust(f)
+		f.budget("c1", "5", "month") // 10 held of 5: deeper in
+		if _, evs := f.ok(&ledger.TopUpRequest{CustomerID: "c1", Units: up("1")}); len(evs) != 1 {
+			t.Errorf("a top-up that leaves nothing: %v, want topped_up alone", types(evs))
+		}
+	})
 }

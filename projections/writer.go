@@ -99,6 +99,14 @@ type Config struct {
 	// as a reset commit (ResetHeader). It never accepts a commit that
 	// fails its checks.
 	AcceptReset string
+	// Alerts, if set, makes the leader publish every announced event to
+	// the alert stream (alerts.go) after its commit is acknowledged, and
+	// publish what the stream lacks before it serves; nil announces them
+	// on core NATS only.
+	Alerts *AlertConfig
+	// Fault, if set, is called at named points (the Fault constants) so a
+	// crash test can kill the process exactly there.
+	Fault func(point string)
 	// AdoptUnsigned, if set, is the operator's reason for adopting the
 	// unsigned commits a log written before commits were signed ends
 	// with: instead of halting, the writer appends a signed adoption
@@ -168,6 +176,7 @@ type Writer struct {
 	reset     *IntegrityError // a break accepted by Config.AcceptReset, to record
 	uncovered uint64          // the first unsigned commit to adopt (Config.AdoptUnsigned)
 	halted    atomic.Value    // *IntegrityError: the break that halted the writer
+	alerts    *alerter        // while leading with Config.Alerts
 	haltSubs  []*nats.Subscription
 
 	stats Stats
@@ -197,6 +206,7 @@ type Stats struct {
 
 // notice is a committed event to announce on its own subject.
 type notice struct {
+	id      string // the event's ID: the alert's Nats-Msg-Id
 	subject string
 	body    []byte
 }
@@ -205,6 +215,7 @@ type notice struct {
 // after they are committed, for core NATS subscribers.
 var notifyTypes = map[events.Type]bool{
 	events.TypeBudgetExhausted: true, events.TypeThresholdCrossed: true, events.TypeDenied: true,
+	events.TypeBudgetRestored: true,
 }
 
 type pending struct {
@@ -322,6 +333,14 @@ func (w *Writer) lead(ctx context.Context, lost <-chan error) error {
 		}
 		w.refuseQueued() // their clients retry at once, elsewhere
 	}()
+	if w.cfg.Alerts != nil {
+		actx, stop, err := w.startAlerts(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		ctx = actx
+	}
 	for _, subj := range w.requestSubjects() {
 		sub, err := w.nc.Subscribe(subj, w.receive)
 		if err != nil {
@@ -643,8 +662,15 @@ func (w *Writer) onAck(m *nats.Msg) error {
 	if o := w.cfg.Observer; o != nil {
 		o.Committed(f.events, f.bytes, took)
 	}
-	for _, nt := range f.notify {
-		_ = w.nc.Publish(nt.subject, nt.body)
+	if w.cfg.Fault != nil && len(f.notify) > 0 {
+		w.cfg.Fault(FaultAfterAckBeforeAlerts)
+	}
+	if w.alerts != nil {
+		w.alerts.offer(seq, f.notify)
+	} else {
+		for _, nt := range f.notify {
+			_ = w.nc.Publish(nt.subject, nt.body)
+		}
 	}
 	w.answer(f, before)
 	w.queue = w.queue[1:]
@@ -689,7 +715,7 @@ func (w *Writer) add(e *events.Envelope) {
 	}
 	w.enc.Add(b)
 	if notifyTypes[e.Type] {
-		w.notify = append(w.notify, notice{subject: events.EventSubject(e.CustomerID, e.Type), body: b})
+		w.notify = append(w.notify, notice{id: e.ID, subject: events.EventSubject(e.CustomerID, e.Type), body: b})
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/agentbill/agentbill/client"
@@ -57,6 +58,8 @@ type serveConfig struct {
 	// AdoptUnsigned is the operator's reason for adopting the unsigned
 	// commits of a log written before commits were signed.
 	AdoptUnsigned string
+	// AlertsMaxAge is how long the alert stream keeps alerts.
+	AlertsMaxAge time.Duration
 }
 
 // Validate reports every problem at once.
@@ -86,6 +89,9 @@ func (c *serveConfig) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: use text or json", c.LogFormat))
+	}
+	if c.AlertsMaxAge < projections.AlertMaxAgeMin {
+		errs = append(errs, fmt.Errorf("--alerts-max-age %s: at least %s", c.AlertsMaxAge, projections.AlertMaxAgeMin))
 	}
 	if c.Replicas != 1 && c.Replicas != 3 {
 		errs = append(errs, fmt.Errorf("--replicas %d: use 1, or 3 on a cluster", c.Replicas))
@@ -143,6 +149,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		"group commits sent and awaiting their acks at once (more can help on R3; BENCHMARKS.md)")
 	fs.StringVar(&cfg.SigningKey, "signing-key", "", "Ed25519 key (PEM) every commit is signed with, created if missing; every writer of one ledger needs the same one (default DATA/"+signing.KeyFile+")")
 	fs.StringVar(&cfg.TrustedKeys, "trusted-keys", "", "PEM public keys whose commits are trusted besides the signing key's: earlier keys, after a rotation (default DATA/"+signing.TrustedFile+")")
+	fs.DurationVar(&cfg.AlertsMaxAge, "alerts-max-age", projections.AlertMaxAgeDefault, "how long the alert stream "+projections.AlertStream+" keeps alerts (its max age)")
 	fs.StringVar(&cfg.AdoptUnsigned, "adopt-unsigned", "", "REASON: cover the unsigned commits a log written before signed commits ends with by one signed adoption commit, instead of halting (once, on upgrade; SECURITY.md)")
 	fs.StringVar(&cfg.AcceptReset, "accept-reset", "", "REASON: start over a ledger stream that is gone, was replaced or ends early, instead of halting, and record that decision and REASON in the log (SECURITY.md)")
 	nf := addNATSFlags(fs, false)
@@ -188,6 +195,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		Partitions: cfg.Partitions, Partition: cfg.Partition, CommitsInFlight: cfg.CommitsInFlight,
 		Lease:  &projections.LeaseConfig{Instance: cfg.Instance, TTL: cfg.LeaseTTL},
 		Signer: keys.Signer, Keys: keys.Keyring, AcceptReset: cfg.AcceptReset, AdoptUnsigned: cfg.AdoptUnsigned,
+		Alerts: &projections.AlertConfig{MaxAge: cfg.AlertsMaxAge}, Fault: faultFromEnv(log),
 		HistoryFile: filepath.Join(cfg.DataDir, fmt.Sprintf("history-%d.json", cfg.Partition))}
 	if cfg.HTTP == "" {
 		return projections.New(wcfg).Run(ctx)
@@ -221,6 +229,27 @@ func openSigningKeys(cfg *serveConfig, log *slog.Logger) (*signing.Keys, error) 
 	}
 	log.Info("signing commits", "key_id", keys.Signer.KeyID(), "trusted", len(keys.Keyring), "public_keys", public)
 	return keys, nil
+}
+
+// EnvFault names a fault-injection point (projections.FaultAfterAck...)
+// at which serve kills itself with SIGKILL the first time the writer
+// passes it: for crash tests of the real process, never set otherwise.
+const EnvFault = "AGENTBILL_FAULT"
+
+// faultFromEnv returns the writer's fault hook for $AGENTBILL_FAULT, nil
+// if it is unset.
+func faultFromEnv(log *slog.Logger) func(point string) {
+	want := os.Getenv(EnvFault)
+	if want == "" {
+		return nil
+	}
+	log.Warn("fault injection armed: this process kills itself at the named point", "point", want)
+	return func(point string) {
+		if point == want {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	}
 }
 
 // newLogger returns serve's logger: one line per lifecycle event.
