@@ -136,7 +136,8 @@ func start(t *testing.T) *started {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	w := projections.New(projections.Config{Conn: nc, Default: &ledger.DefaultBudget{Limit: events.NewUnits(100, 0), Period: ledger.PeriodMonth}})
+	w := projections.New(projections.Config{Conn: nc, Default: &ledger.DefaultBudget{Limit: events.NewUnits(100, 0), Period: ledger.PeriodMonth},
+		Alerts: &projections.AlertConfig{}}) // as serve: watch reads the alert stream
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = w.Run(ctx); close(done) }()

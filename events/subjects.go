@@ -128,3 +128,16 @@ func UnmapPartition(subject string) string {
 	}
 	return "agentbill." + rest
 }
+
+// The alert stream: every announced event (alerts: budget_exhausted,
+// budget_restored, threshold_crossed, denied) is also stored, after its
+// commit, in the JetStream stream AlertStreamName on its event subject,
+// with Nats-Msg-Id = the event's ID and these headers (docs/PROTOCOL.md).
+const (
+	// AlertStreamName is the alert stream.
+	AlertStreamName = "AGENTBILL_EVENTS"
+	// AlertLogSeqHeader names the log sequence of an alert's commit.
+	AlertLogSeqHeader = "Agentbill-Log-Seq"
+	// AlertWriterHeader names the writer (partition) that published it.
+	AlertWriterHeader = "Agentbill-Writer"
+)

@@ -26,13 +26,13 @@ import (
 // and RebuildAlerts makes it again from the log.
 const (
 	// AlertStream is the alert stream's name.
-	AlertStream = "AGENTBILL_EVENTS"
+	AlertStream = events.AlertStreamName
 	// AlertSubjects is its subject filter: agentbill.events.<ctok>.<type>.
 	AlertSubjects = events.EventSubjectPrefix + "*.*"
 	// AlertLogSeqHeader names the log sequence an alert's commit is at.
-	AlertLogSeqHeader = "Agentbill-Log-Seq"
+	AlertLogSeqHeader = events.AlertLogSeqHeader
 	// AlertWriterHeader names the writer (partition) that published it.
-	AlertWriterHeader = "Agentbill-Writer"
+	AlertWriterHeader = events.AlertWriterHeader
 	// AlertMaxAgeDefault is how long alerts are kept (serve --alerts-max-age).
 	AlertMaxAgeDefault = 30 * 24 * time.Hour
 	// AlertMaxAgeMin bounds --alerts-max-age from below: it must exceed

@@ -41,8 +41,9 @@ type clientFlags struct {
 	upgradeURL    string
 	thresholds    listFlag
 	agentLimits   listFlag
-	customerOptIn bool // watch: --customer is optional
-	denied        bool // watch: refusals too
+	customerOptIn bool   // watch: --customer is optional
+	denied        bool   // watch: refusals too
+	durable       string // watch: resume as this durable subscription
 }
 
 type listFlag []string
@@ -91,6 +92,7 @@ func newClientFlags(cmd string, stderr io.Writer) *clientFlags {
 	case "watch":
 		f.customerOptIn = true
 		fs.BoolVar(&f.denied, "denied", false, "also print refusals (denied events)")
+		fs.StringVar(&f.durable, "durable", "", "resume where the last watch with this NAME stopped (a durable consumer on the alert stream); without it, alerts from now on")
 	}
 	return f
 }
@@ -304,7 +306,7 @@ func watchCmd(ctx context.Context, c *client.Client, f *clientFlags, out *printe
 			return ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
 		}
 	}
-	types := []events.Type{events.TypeBudgetExhausted, events.TypeThresholdCrossed}
+	types := []events.Type{events.TypeBudgetExhausted, events.TypeBudgetRestored, events.TypeThresholdCrossed}
 	if f.denied {
 		types = append(types, events.TypeDenied)
 	}
@@ -318,6 +320,11 @@ func watchCmd(ctx context.Context, c *client.Client, f *clientFlags, out *printe
 			names[i] = string(t)
 		}
 		fmt.Fprintln(out.w, pal.dim("watching for "+strings.Join(names, ", ")+"; Ctrl-C to stop"))
+	}
+	if f.durable != "" {
+		return c.Subscribe(ctx, f.durable, client.SubscribeOptions{CustomerID: f.customer, Types: types}, func(a client.Alert) error {
+			return out.print(a.Event, alertText(a.Event, pal))
+		})
 	}
 	return c.Watch(ctx, f.customer, types, func(_ uint64, e *events.Envelope) error {
 		return out.print(e, alertText(e, pal))
@@ -339,6 +346,9 @@ func alertText(e *events.Envelope, pal palette) string {
 			s += "; upgrade: " + d.UpgradeURL
 		}
 		return s
+	case *events.BudgetRestored:
+		return fmt.Sprintf("%s  %s  %s: %s left of %s again (%s)",
+			at, pal.green(alertLabel(e.Type)), who, b.Remaining, limit, d.Trigger)
 	case *events.ThresholdCrossed:
 		return fmt.Sprintf("%s  %s  %s: passed %s of %s; %s used, %s reserved, %s left",
 			at, pal.yellow(alertLabel(e.Type)), who, d.Fraction, limit, b.Used, b.Reserved, b.Remaining)
@@ -395,6 +405,7 @@ func (p palette) wrap(code, s string) string {
 func (p palette) bold(s string) string    { return p.wrap("1", s) }
 func (p palette) dim(s string) string     { return p.wrap("2", s) }
 func (p palette) red(s string) string     { return p.wrap("1;31", s) }
+func (p palette) green(s string) string   { return p.wrap("1;32", s) }
 func (p palette) yellow(s string) string  { return p.wrap("1;33", s) }
 func (p palette) magenta(s string) string { return p.wrap("1;35", s) }
 

@@ -48,7 +48,7 @@ Usage:
   agentbill budget set --customer C --limit N --period day|week|month|none
                       [--threshold 0.8 ...] [--upgrade-url URL] [--agent-limit A=N ...] [--json]
   agentbill topup     --customer C --units N [--note TEXT] [--json]
-  agentbill watch     [--customer C] [--denied] [--json]
+  agentbill watch     [--customer C] [--denied] [--durable NAME] [--json]
   agentbill keys create --role agent|admin|auditor [--customer C] [--name N] [--replicas 1|3] [--json]
   agentbill keys list [--json]
   agentbill keys revoke ID [--json]
