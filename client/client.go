@@ -1,7 +1,7 @@
 // Package client is the Go client for agent workers: preflight before a
 // run, record after it, or wrap the run in Gate. It speaks NATS
 // request/reply to the AgentBill writer, encodes customer IDs into subject
-// tokens as DESIGN.md says, gives every mutating request an idempotency key,
+// tokens as docs/PROTOCOL.md says, gives every mutating request an idempotency key,
 // and retries "unavailable" with the same key, so a retry never charges
 // twice.
 package client

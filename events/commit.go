@@ -9,8 +9,8 @@ import (
 
 // Log layout. Each group commit of the writer is one stream message: a
 // Commit holding the events it decided, in order. One message is one fsync
-// and is stored whole or not at all (see README: "Why one message per
-// commit").
+// and is stored whole or not at all (see docs/architecture.md: "Why one
+// message per commit").
 const (
 	// LogSubjectPrefix prefixes commit subjects: agentbill.log.<writer>.
 	LogSubjectPrefix = "agentbill.log."

@@ -19,7 +19,7 @@ const Version = 1
 // Type is an event type; it is also the last token of the event's subject.
 type Type string
 
-// Every event type (DESIGN.md).
+// Every event type (docs/PROTOCOL.md, "Events").
 const (
 	TypeBudgetSet        Type = "budget_set"
 	TypeToppedUp         Type = "topped_up"

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Subject layout (DESIGN.md).
+// Subject layout (docs/PROTOCOL.md, "Subjects").
 const (
 	// StreamName is the one JetStream stream that is the ledger.
 	StreamName = "AGENTBILL"

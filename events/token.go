@@ -10,7 +10,8 @@ import (
 
 // Bounds on identifiers.
 const (
-	// CustomerIDBytesMax bounds a customer ID (DESIGN.md: 1..128 bytes).
+	// CustomerIDBytesMax bounds a customer ID (docs/PROTOCOL.md, "Customer IDs
+	// and subject tokens": 1..128 bytes).
 	CustomerIDBytesMax = 128
 	// tokenPlainBytesMax: IDs up to this length of [A-Za-z0-9_-] appear in
 	// subjects as they are.
@@ -45,7 +46,8 @@ func ValidateID(what, id string, maxBytes int) error {
 	return nil
 }
 
-// ValidateCustomerID checks a customer ID against DESIGN.md's rules.
+// ValidateCustomerID checks a customer ID against the rules of
+// docs/PROTOCOL.md, "Customer IDs and subject tokens".
 func ValidateCustomerID(id string) error {
 	return ValidateID("customer_id", id, CustomerIDBytesMax)
 }

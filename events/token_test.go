@@ -14,7 +14,8 @@ import (
 	"github.com/agentbill/agentbill/events"
 )
 
-// b64 is the token encoding DESIGN.md names: unpadded base64url.
+// b64 is the token encoding docs/PROTOCOL.md names ("Customer IDs and
+// subject tokens"): unpadded base64url.
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 // checkTokenSafe fails if a token could change a subject's shape.
@@ -393,7 +394,8 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	}
 }
 
-// TestEncodeWireFields checks the envelope field names DESIGN.md fixes.
+// TestEncodeWireFields checks the envelope field names docs/PROTOCOL.md
+// fixes ("Events").
 func TestEncodeWireFields(t *testing.T) {
 	e := sampleEvents(t)[2] // reserved
 	b, err := events.Encode(e)

@@ -22,7 +22,7 @@ const (
 
 // EventsPage is the reply of GET /v1/customers/{id}/events: the newest
 // events of one customer found in the scanned commits, oldest first, each
-// exactly as in the log (DESIGN.md's envelope).
+// exactly as in the log (docs/PROTOCOL.md, "Events": the envelope).
 type EventsPage struct {
 	CustomerID string            `json:"customer_id"`
 	Events     []json.RawMessage `json:"events"`

@@ -12,7 +12,7 @@ import (
 )
 
 // EstimatedUnitsDefault is a preflight's estimate when the body has none
-// (DESIGN.md: estimated_units defaults to 1).
+// (docs/PROTOCOL.md, "HTTP mapping": estimated_units defaults to 1).
 var EstimatedUnitsDefault = events.NewUnits(1, 0)
 
 // RecordBody is POST /v1/events: a usage event, which is a record. The

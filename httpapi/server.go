@@ -1,5 +1,5 @@
 // Package httpapi is the HTTP gateway of `agentbill serve --http`: the
-// AgentBill REST paths of DESIGN.md, for agents and SDKs that do not speak
+// AgentBill REST paths of docs/PROTOCOL.md, for agents and SDKs that do not speak
 // NATS. It is a thin adapter. It authenticates the API key (keys.Store),
 // checks what the key's role and customer allow (keys.Key.Authorize),
 // decodes the body exactly (amounts as events.Units, never float64), and
@@ -55,7 +55,7 @@ const (
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout = 10 * time.Second
 	// DefaultCustomer is the customer of a request that names none, when
-	// its key is not bound to one (DESIGN.md).
+	// its key is not bound to one (docs/PROTOCOL.md, "HTTP mapping").
 	DefaultCustomer = "default"
 )
 

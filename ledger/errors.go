@@ -6,7 +6,7 @@ import (
 )
 
 // Code classifies an error for every transport (NATS reply, HTTP status,
-// CLI exit code). The set is DESIGN.md's.
+// CLI exit code). The set is docs/PROTOCOL.md's ("Errors").
 type Code string
 
 // Error codes.

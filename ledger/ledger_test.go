@@ -1350,9 +1350,9 @@ func TestTableBounds(t *testing.T) {
 	})
 }
 
-// TestBudgetExhaustedNotReArmedByUnchangedLimit: DESIGN.md says
-// budget_exhausted fires "again only after a top-up, a raised limit or a new
-// period re-arms it".
+// TestBudgetExhaustedNotReArmedByUnchangedLimit: docs/PROTOCOL.md ("Decision
+// rules") says budget_exhausted is "re-armed by a top-up or a raised limit
+// that leaves something remaining, or by a new period".
 func TestBudgetExhaustedNotReArmedByUnchangedLimit(t *testing.T) {
 	for _, limit := range []string{"10", "8"} {
 		t.Run("limit "+limit, func(t *testing.T) {

@@ -40,7 +40,7 @@ const (
 	// live writer forgot.
 	IdempotencyWindow = 24 * time.Hour
 	// IdempotencyKeysMax bounds remembered keys; past it the oldest are
-	// forgotten before their window ends (see README: sizing).
+	// forgotten before their window ends (see docs/PROTOCOL.md: "Idempotency").
 	IdempotencyKeysMax = 20_000_000
 	// ClosedReservationsMax bounds remembered closed reservation IDs.
 	ClosedReservationsMax = 5_000_000

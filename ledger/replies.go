@@ -7,7 +7,7 @@ import (
 	"github.com/agentbill/agentbill/events"
 )
 
-// Refusal reasons (DESIGN.md).
+// Refusal reasons (docs/PROTOCOL.md, "Refusal reasons").
 const (
 	ReasonBudgetExhausted     = "budget_exhausted"
 	ReasonAgentLimitExceeded  = "agent_limit_exceeded"

@@ -16,7 +16,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// mcpTools are the tools DESIGN.md names, in the order ListTools sorts them.
+// mcpTools are the tools docs/PROTOCOL.md names ("MCP tools"), in the order
+// ListTools sorts them.
 var mcpTools = []string{"budget_status", "preflight", "recent_refusals", "record_usage", "release"}
 
 // connectStdio starts the real `agentbill mcp` binary and connects the Go

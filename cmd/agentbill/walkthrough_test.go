@@ -68,7 +68,7 @@ func wantIn(t *testing.T, what, out string, wants ...string) {
 }
 
 // TestReadmeWalkthrough runs README's "Five-minute walkthrough" and then
-// its "HTTP gateway" section verbatim from one working directory: `serve`
+// its HTTP example ("Ways in"; docs/http.md) verbatim from one working directory: `serve`
 // with the default --data (./data), and every other command from the same
 // directory with no credential, as the local admin serve wrote there. Only
 // the ports differ, so tests can run side by side.
@@ -101,7 +101,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 	wantIn(t, "status", u.must(t, 0, "status", "--customer", "user_123"),
 		"limit      100", "used       55", "remaining  45", "research_agent: used 55")
 
-	// The sections after it, from the same directory.
+	// The commands of docs/http.md and docs/audit.md, from the same directory.
 	wantIn(t, "keys create", u.must(t, 0, "keys", "create", "--role", "admin"), "agb_", "role admin")
 	wantIn(t, "audit", u.must(t, 0, "audit", "--customer", "user_123"), "budget_set", "reserved", "recorded", "denied", "budget_exhausted")
 	wantIn(t, "audit verify", u.must(t, 0, "audit", "verify"), "chain intact: 4 commits from 1 writer(s)")

@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// full runs every scenario at full length (README, "Crash tests"):
+// full runs every scenario at full length (docs/high-availability.md, "Crash tests"):
 //
 //	go test ./internal/crashtest -v -timeout 30m -args -crash.full
 //

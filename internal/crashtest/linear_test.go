@@ -127,8 +127,8 @@ func step(s budget, in opIn, out opOut) []any {
 	}
 	if in.kind == opTopUp {
 		// A top-up answers with the customer's status, and a retried one
-		// (same key) with the status when the retry is answered (README,
-		// "Duplicates return the first reply"), after whatever happened
+		// (same key) with the status when the retry is answered (docs/PROTOCOL.md,
+		// "Idempotency": duplicates return the first reply), after whatever happened
 		// in between: its effect is checked, its reply is not.
 		return []any{next}
 	}

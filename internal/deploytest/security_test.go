@@ -140,7 +140,8 @@ func lastSeq(t *testing.T, nc *nats.Conn) uint64 {
 }
 
 // TestPermissionMatrix runs the repo's nats.conf in the embedded server and
-// checks what each user may and may not do, DESIGN.md "Security model".
+// checks what each user may and may not do, docs/PROTOCOL.md "NATS
+// permissions" and SECURITY.md "Roles in `nats.conf`".
 func TestPermissionMatrix(t *testing.T) {
 	url := startSecured(t)
 	svc := connectRole(t, url, "service")
