@@ -179,6 +179,7 @@ func (s *Server) routes() {
 	s.handle("/v1/customers/{id}", map[string]method{http.MethodGet: {keys.ActionRead, s.customer}})
 	s.handle("/v1/customers/{id}/events", map[string]method{http.MethodGet: {keys.ActionAudit, s.customerEvents}})
 	s.mux.Handle(MCPPath, s.mcp)
+	s.mux.HandleFunc(OpenAPIPath, openAPI)
 	s.mux.HandleFunc("/healthz", s.healthz)
 	s.mux.HandleFunc("/readyz", s.readyz)
 	if s.cfg.Metrics != nil {

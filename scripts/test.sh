@@ -23,3 +23,10 @@ if [ ! -d sdk/node/node_modules/@langchain/core ]; then
   (cd sdk/node && npm ci --no-audit --no-fund)
 fi
 node --test sdk/node/test/
+echo "== contracts (node --test: docs/openapi.json, docs/asyncapi.yaml)"
+# The wire contracts against the binary and the SDKs (contracts/README.md);
+# they need contracts/'s devDependencies (pinned by its package-lock.json).
+if [ ! -d contracts/node_modules/ajv ]; then
+  (cd contracts && npm ci --no-audit --no-fund)
+fi
+node --test contracts/test/
