@@ -178,6 +178,8 @@ test('the events page holds every event type, each matching its schema', async (
   await new Promise((r) => setTimeout(r, Math.max(0, state.shortAt + 1100 - Date.now())));
   await call('GET', '/v1/budget', `/v1/budget?customer_id=${cid}`, { status: 200, key: keys.agent });
   await call('POST', '/v1/preflight', '/v1/preflight', { status: 200, key: keys.agent, body: { customer_id: cid, agent_id: 'sweep' } });
+  // A top-up gives the exhausted customer budget again: budget_restored.
+  await call('POST', '/v1/topup', '/v1/topup', { status: 200, key: keys.admin, body: { customer_id: small, units: 1000 } });
   const types = new Set();
   for (const c of [cid, small]) {
     const page = await call('GET', '/v1/customers/{id}/events', `/v1/customers/${c}/events?limit=1000`, { status: 200, key: keys.auditor });
