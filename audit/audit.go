@@ -83,6 +83,8 @@ func RowOf(seq uint64, e *events.Envelope) Row {
 		r.Units, r.Reason = d.Fraction.String(), "threshold"
 	case *events.BudgetExhausted:
 		r.Agent, r.Reason = d.AgentID, d.Trigger
+	case *events.BudgetRestored:
+		r.Reason = d.Trigger
 	}
 	return r
 }

@@ -87,6 +87,7 @@ func TestHistoryRowsInEveryFormat(t *testing.T) {
 5    2026-03-14T09:04:00Z  denied             research_agent  -            50         budget_exhausted: customer user_123 has 44.5 units left in this month; 50 requested  55.5  0         44.5
 5    2026-03-14T09:04:00Z  budget_exhausted   research_agent  -            -          refused                                                                              55.5  0         44.5
 6    2026-03-14T09:05:00Z  topped_up          -               -            10         goodwill                                                                             55.5  0         54.5
+6    2026-03-14T09:05:00Z  budget_restored    -               -            -          topped_up                                                                            55.5  0         54.5
 `
 	// Column padding depends on the reservation ID's length; compare cells.
 	cells := regexp.MustCompile(`  +`)
@@ -104,6 +105,7 @@ func TestHistoryRowsInEveryFormat(t *testing.T) {
 		{"5", "2026-03-14T09:04:00Z", "denied", "research_agent", "", "50", "budget_exhausted: customer user_123 has 44.5 units left in this month; 50 requested", "100", "55.5", "0", "44.5"},
 		{"5", "2026-03-14T09:04:00Z", "budget_exhausted", "research_agent", "", "", "refused", "100", "55.5", "0", "44.5"},
 		{"6", "2026-03-14T09:05:00Z", "topped_up", "", "", "10", "goodwill", "110", "55.5", "0", "54.5"},
+		{"6", "2026-03-14T09:05:00Z", "budget_restored", "", "", "", "topped_up", "110", "55.5", "0", "54.5"},
 	}
 	recs, err := csv.NewReader(strings.NewReader(render(audit.FormatCSV))).ReadAll()
 	if err != nil {

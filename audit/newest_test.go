@@ -43,7 +43,8 @@ func TestNewest(t *testing.T) {
 	if len(scan.Matches) != 2 || scan.Truncated || scan.Matches[0].Seq < scan.Matches[1].Seq {
 		t.Fatalf("limit 2: %+v, want 2 matches, newest first, not truncated", scan)
 	}
-	if got, want := scan.Matches[0].Event.Type, events.TypeToppedUp; got != want {
+	// The top-up restored the exhausted customer: budget_restored follows it.
+	if got, want := scan.Matches[0].Event.Type, events.TypeBudgetRestored; got != want {
 		t.Fatalf("newest event %q, want %q", got, want)
 	}
 

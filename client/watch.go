@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -117,8 +118,8 @@ func (c *Client) Subscribe(ctx context.Context, name string, o SubscribeOptions,
 	}
 	for ctx.Err() == nil {
 		msg, err := cons.Next(jetstream.FetchMaxWait(SubscribeFetchWait))
-		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) {
-			continue
+		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+			continue // nothing within SubscribeFetchWait
 		}
 		if err != nil {
 			if ctx.Err() != nil {

@@ -65,12 +65,20 @@ const FaultAfterAckBeforeAlerts = "after-ack-before-alerts"
 type AlertConfig struct {
 	// MaxAge is how long alerts are kept; AlertMaxAgeDefault if 0.
 	MaxAge time.Duration
+	// DuplicateWindow is the stream's Nats-Msg-Id window;
+	// AlertDuplicateWindow if 0 (tests shorten it to show that restarts
+	// do not depend on it).
+	DuplicateWindow time.Duration
 }
 
 // AlertStreamConfig returns the alert stream's configuration.
-func AlertStreamConfig(replicas int, maxAge time.Duration) jetstream.StreamConfig {
+func AlertStreamConfig(replicas int, c AlertConfig) jetstream.StreamConfig {
+	maxAge, window := c.MaxAge, c.DuplicateWindow
 	if maxAge <= 0 {
 		maxAge = AlertMaxAgeDefault
+	}
+	if window <= 0 {
+		window = AlertDuplicateWindow
 	}
 	return jetstream.StreamConfig{
 		Name:        AlertStream,
@@ -80,7 +88,7 @@ func AlertStreamConfig(replicas int, maxAge time.Duration) jetstream.StreamConfi
 		Retention:   jetstream.LimitsPolicy,
 		Replicas:    max(replicas, 1),
 		MaxAge:      maxAge,
-		Duplicates:  min(AlertDuplicateWindow, maxAge),
+		Duplicates:  min(window, maxAge),
 		DenyDelete:  true,
 		DenyPurge:   true,
 		AllowDirect: true,
@@ -89,8 +97,8 @@ func AlertStreamConfig(replicas int, maxAge time.Duration) jetstream.StreamConfi
 
 // EnsureAlertStream creates the alert stream, or updates it to its
 // configuration.
-func EnsureAlertStream(ctx context.Context, js jetstream.JetStream, replicas int, maxAge time.Duration) (jetstream.Stream, error) {
-	st, err := js.CreateOrUpdateStream(ctx, AlertStreamConfig(replicas, maxAge))
+func EnsureAlertStream(ctx context.Context, js jetstream.JetStream, replicas int, c AlertConfig) (jetstream.Stream, error) {
+	st, err := js.CreateOrUpdateStream(ctx, AlertStreamConfig(replicas, c))
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", AlertStream, err)
 	}
@@ -314,7 +322,7 @@ func (w *Writer) startAlerts(ctx context.Context) (context.Context, func(), erro
 	if maxAge <= 0 {
 		maxAge = AlertMaxAgeDefault
 	}
-	if _, err := EnsureAlertStream(ctx, w.js, w.cfg.Replicas, maxAge); err != nil {
+	if _, err := EnsureAlertStream(ctx, w.js, w.cfg.Replicas, *w.cfg.Alerts); err != nil {
 		return nil, nil, err
 	}
 	a := &alerter{w: w, js: w.js, queue: make(chan alertBatch, AlertQueueMax)}
