@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -126,7 +127,9 @@ type alertBatch struct {
 // sequence through which every alert is stored; if its queue overflows it
 // reads the missed commits back from the log.
 type alerter struct {
-	w         *Writer
+	name      string // the writer whose alerts these are
+	only      string // its own subject's commits only (a partition), or every one ("")
+	log       *slog.Logger
 	js        jetstream.JetStream
 	queue     chan alertBatch
 	behind    atomic.Bool   // batches were dropped: read them from the log
@@ -179,7 +182,7 @@ func (a *alerter) publish(ctx context.Context, b alertBatch) error {
 	backoff := 50 * time.Millisecond
 	for i := 0; i < len(b.notices); {
 		pctx, cancel := context.WithTimeout(ctx, AlertPublishTimeout)
-		_, err := a.js.PublishMsg(pctx, alertMsg(b.notices[i], b.seq, a.w.cfg.Name))
+		_, err := a.js.PublishMsg(pctx, alertMsg(b.notices[i], b.seq, a.name))
 		cancel()
 		if err == nil {
 			i++
@@ -189,7 +192,7 @@ func (a *alerter) publish(ctx context.Context, b alertBatch) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		a.w.log.Warn("alert not stored yet; retrying", "seq", b.seq, "event", b.notices[i].id, "err", err, "in", backoff)
+		a.log.Warn("alert not stored yet; retrying", "seq", b.seq, "event", b.notices[i].id, "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -221,9 +224,7 @@ func (a *alerter) catchUp(ctx context.Context, through uint64) error {
 		batch.notices = batch.notices[:0]
 		return err
 	}
-	stop := a.w.replayStop(max(from, 1))
-	stop.UntilSeq = through
-	stop.Progress = nil
+	stop := ReplayStop{StartSeq: max(from, 1), UntilSeq: through, Writer: a.only}
 	_, err = Replay(ctx, a.js, stop, func(seq uint64, e *events.Envelope) error {
 		if !notifyTypes[e.Type] || (seq == from && stored[e.ID]) {
 			return nil
@@ -275,7 +276,7 @@ func (a *alerter) storedAt(ctx context.Context, seq uint64) (map[string]bool, er
 		if err != nil {
 			return nil, fmt.Errorf("stream %s message %d: %w", AlertStream, s, err)
 		}
-		if m.Header.Get(AlertWriterHeader) != a.w.cfg.Name {
+		if m.Header.Get(AlertWriterHeader) != a.name {
 			continue
 		}
 		if m.Header.Get(AlertLogSeqHeader) != want {
@@ -305,7 +306,7 @@ func (a *alerter) lastPublished(ctx context.Context) (uint64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("stream %s message %d: %w", AlertStream, s, err)
 		}
-		if m.Header.Get(AlertWriterHeader) == a.w.cfg.Name {
+		if m.Header.Get(AlertWriterHeader) == a.name {
 			return strconv.ParseUint(strings.TrimSpace(m.Header.Get(AlertLogSeqHeader)), 10, 64)
 		}
 	}
@@ -325,7 +326,7 @@ func (w *Writer) startAlerts(ctx context.Context) (context.Context, func(), erro
 	if _, err := EnsureAlertStream(ctx, w.js, w.cfg.Replicas, *w.cfg.Alerts); err != nil {
 		return nil, nil, err
 	}
-	a := &alerter{w: w, js: w.js, queue: make(chan alertBatch, AlertQueueMax)}
+	a := w.newAlerter()
 	last, err := a.lastPublished(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -361,4 +362,58 @@ func (w *Writer) startAlerts(ctx context.Context) (context.Context, func(), erro
 		<-done
 		w.alerts = nil
 	}, nil
+}
+
+// newAlerter returns the writer's alert publisher, not yet started.
+func (w *Writer) newAlerter() *alerter {
+	a := &alerter{name: w.cfg.Name, log: w.log, js: w.js, queue: make(chan alertBatch, AlertQueueMax)}
+	if w.partitioned() {
+		a.only = w.cfg.Name
+	}
+	return a
+}
+
+// RebuildAlerts makes the alert stream again from the log: it deletes
+// the stream, creates it with cfg, and publishes the alerts of every
+// commit of writer (every writer of an unpartitioned ledger: "0"; a
+// partition: its number, with partitioned) within cfg's max age, in log
+// order. Run it while no writer serves (`agentbill alerts rebuild`); a
+// durable consumer on the old stream is deleted with it. It returns the
+// number of alerts published.
+func RebuildAlerts(ctx context.Context, js jetstream.JetStream, replicas int, cfg AlertConfig, writer string, partitioned bool, log *slog.Logger) (uint64, error) {
+	maxAge := cfg.MaxAge
+	if maxAge <= 0 {
+		maxAge = AlertMaxAgeDefault
+	}
+	if err := js.DeleteStream(ctx, AlertStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, fmt.Errorf("delete %s: %w", AlertStream, err)
+	}
+	if _, err := EnsureAlertStream(ctx, js, replicas, cfg); err != nil {
+		return 0, err
+	}
+	last, err := LastSequence(ctx, js)
+	if err != nil || last == 0 {
+		return 0, err
+	}
+	first, err := SeqAtTime(ctx, js, time.Now().Add(-maxAge), last)
+	if err != nil {
+		return 0, err
+	}
+	a := &alerter{name: writer, log: log, js: js}
+	if partitioned {
+		a.only = writer
+	}
+	a.published.Store(first - 1)
+	if err := a.catchUp(ctx, last); err != nil {
+		return 0, err
+	}
+	st, err := js.Stream(ctx, AlertStream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
 }

@@ -56,6 +56,8 @@ Usage:
   agentbill audit verify [--public-keys FILE | --no-signatures] [--json]
   agentbill replay    [--until-seq N | --until-time T] [--customer C] [--verify] [--json]
   agentbill signing-key show|rotate [--data DIR] [--signing-key FILE] [--trusted-keys FILE]
+  agentbill alerts rebuild [--data DIR | --nats-url URL] [--alerts-max-age D] [--replicas 1|3]
+                      [--partitions N --partition I]   # while no serve writes
   agentbill backup    --out DIR [--force] [--public-keys FILE | --data DIR] [--nats-url URL]
   agentbill restore   --from DIR (--data DIR | --nats-url URL) [--replicas 1|3]
   agentbill mcp       [--nats-url URL]   # MCP server over stdio
@@ -113,6 +115,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runKeys(ctx, rest, stdout, stderr)
 	case "signing-key":
 		err = runSigningKey(ctx, rest, stdout, stderr)
+	case "alerts":
+		err = runAlerts(ctx, rest, stdout, stderr)
 	case "budget":
 		if len(rest) == 0 || rest[0] != "set" {
 			fmt.Fprintln(stderr, "agentbill budget: the only subcommand is `budget set`")
