@@ -6,6 +6,7 @@ import (
 
 	"github.com/agentbill/agentbill/internal/ops"
 	"github.com/agentbill/agentbill/keys"
+	"github.com/agentbill/agentbill/ledger"
 )
 
 // The /v1/ API is generated from the operation table (internal/ops): each
@@ -22,6 +23,11 @@ type (
 	// EventsPage is the reply of GET /v1/customers/{id}/events.
 	EventsPage = ops.EventsPage
 )
+
+// EstimatedUnitsDefault is a preflight's estimate when the request has
+// none. The rule is the ledger's (ledger.EstimatedUnitsDefault), for every
+// transport alike; the name stays here for callers that used it.
+var EstimatedUnitsDefault = ledger.EstimatedUnitsDefault
 
 // Bounds on GET /v1/customers/{id}/events (?limit=N).
 const (
