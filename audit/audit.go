@@ -1,7 +1,9 @@
 // Package audit reads the ledger's log for people: a customer's history
-// with running balances, the hash chain check, and the comparison of a
-// replayed state with the live writer's. It streams the log; nothing here
-// loads the whole stream into memory.
+// with running balances, the hash chain and signature checks, the
+// comparison of a replayed state with the live writer's, and the bounded
+// scan of the newest events (Scanner) behind the gateway's events
+// endpoint and the MCP server's recent_refusals. It streams the log;
+// nothing here loads the whole stream into memory.
 package audit
 
 import (

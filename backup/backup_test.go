@@ -12,7 +12,7 @@ import (
 
 	"github.com/agentbill/agentbill/backup"
 	"github.com/agentbill/agentbill/events"
-	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/nats-io/nats.go/jetstream"

@@ -8,7 +8,7 @@ import (
 
 	"github.com/agentbill/agentbill/backup"
 	"github.com/agentbill/agentbill/embedded"
-	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/projections"
 	"github.com/nats-io/nats-server/v2/server"

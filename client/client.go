@@ -1,9 +1,9 @@
 // Package client is the Go client for agent workers: preflight before a
 // run, record after it, or wrap the run in Gate. It speaks NATS
 // request/reply to the AgentBill writer, encodes customer IDs into subject
-// tokens as docs/PROTOCOL.md says, gives every mutating request an idempotency key,
-// and retries "unavailable" with the same key, so a retry never charges
-// twice.
+// tokens as docs/PROTOCOL.md says, gives every mutating request an
+// idempotency key, and retries "unavailable" with the same key (through
+// internal/retry, with jitter), so a retry never charges twice.
 package client
 
 import (
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/retry"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
@@ -26,14 +27,20 @@ const (
 	// RequestTimeout bounds one attempt.
 	RequestTimeout = 5 * time.Second
 	// AttemptsMax bounds the attempts of one call (first try included).
-	// With the backoff below, the attempts span about 10 s when nobody
-	// answers at all: a failover (lease TTL 3 s, projections.LeaseTTLDefault)
-	// fits with room to spare.
+	// With the backoff below, the attempts span 5 to 10 s (jitter) when
+	// nobody answers at all: a failover (lease TTL 3 s,
+	// projections.LeaseTTLDefault) fits with room to spare.
 	AttemptsMax = 16
-	// BackoffMin and BackoffMax bound the wait between attempts. The cap
-	// keeps the gap after a failover ends under a second.
+	// BackoffMin and BackoffMax bound the wait between attempts, before
+	// jitter (internal/retry: each wait is drawn from [step/2, step]). The
+	// cap keeps the gap after a failover ends under a second.
 	BackoffMin = 20 * time.Millisecond
 	BackoffMax = time.Second
+	// CallElapsedMax bounds the time one call's attempts span: no attempt
+	// starts later than this after the first. Without it, attempts that each
+	// time out (a writer that accepts and never answers) would take
+	// AttemptsMax × RequestTimeout, 80 s.
+	CallElapsedMax = 30 * time.Second
 )
 
 // Client sends requests to AgentBill. It is safe for concurrent use.
@@ -142,7 +149,7 @@ func (c *Client) TopUp(ctx context.Context, customerID string, req ledger.TopUpR
 
 // call sends one request, retrying unavailable replies, timeouts and
 // missing responders (a writer restarting) with the same body, so the same
-// idempotency key, until AttemptsMax or ctx ends.
+// idempotency key, until c.attempts, CallElapsedMax or ctx ends.
 func (c *Client) call(ctx context.Context, op events.Op, customerID string, req, out any) error {
 	if err := events.ValidateCustomerID(customerID); err != nil {
 		return ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
@@ -152,23 +159,16 @@ func (c *Client) call(ctx context.Context, op events.Op, customerID string, req,
 		return fmt.Errorf("agentbill: encode %s request: %w", op, err)
 	}
 	subject := events.RequestSubject(op, customerID)
-	backoff := BackoffMin
-	var last error
-	for attempt := 0; attempt < c.attempts; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return errors.Join(ctx.Err(), last)
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, BackoffMax)
-		}
-		last = c.once(ctx, subject, body, out)
-		if last == nil || !retryable(last) {
-			return last
-		}
-	}
-	return last
+	return retry.Do(ctx, c.retryPolicy(), func(ctx context.Context) error {
+		return c.once(ctx, subject, body, out)
+	})
+}
+
+// retryPolicy is a call's: c.attempts attempts within CallElapsedMax,
+// retrying only unavailable.
+func (c *Client) retryPolicy() retry.Policy {
+	return retry.Policy{Attempts: c.attempts, Elapsed: CallElapsedMax,
+		First: BackoffMin, Max: BackoffMax, Retryable: retryable}
 }
 
 func (c *Client) once(ctx context.Context, subject string, body []byte, out any) error {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/events"
-	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/ledger"
 )
 

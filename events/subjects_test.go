@@ -3,7 +3,7 @@ package events
 import "testing"
 
 // PartitionOf is FNV-1a 32-bit mod n, as nats-server's partition()
-// (internal/deploytest checks the two agree on a real server). The
+// (internal/testing/deploytest checks the two agree on a real server). The
 // published test vector: FNV-1a 32 of "a" is 0xe40c292c = 3826002220.
 func TestPartitionOfIsFNV1a32(t *testing.T) {
 	if got := PartitionOf("a", 1000); got != 220 {

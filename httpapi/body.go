@@ -7,9 +7,7 @@ import (
 	"mime"
 	"net/http"
 
-	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/internal/strictjson"
-	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
 )
 
@@ -43,24 +41,4 @@ func decodeBody(r *http.Request, v any) error {
 
 func invalid(format string, args ...any) *ledger.Error {
 	return ledger.Errorf(ledger.CodeInvalidArgument, format, args...)
-}
-
-// customerOf resolves the customer a request is for: the one it names, or
-// else the key's own customer, or else DefaultCustomer. It checks the ID,
-// and that the key may perform action on that customer.
-func customerOf(named string, k *keys.Key, action keys.Action) (string, error) {
-	cid := named
-	if cid == "" {
-		cid = k.CustomerID
-	}
-	if cid == "" {
-		cid = DefaultCustomer
-	}
-	if err := events.ValidateCustomerID(cid); err != nil {
-		return "", invalid("%v", err)
-	}
-	if err := k.Authorize(action, cid); err != nil {
-		return "", err
-	}
-	return cid, nil
 }

@@ -1,10 +1,12 @@
 // Package httpapi is the HTTP gateway of `agentbill serve --http`: the
-// AgentBill REST paths of docs/PROTOCOL.md, for agents and SDKs that do not speak
-// NATS. It is a thin adapter. It authenticates the API key (keys.Store),
-// checks what the key's role and customer allow (keys.Key.Authorize),
-// decodes the body exactly (amounts as events.Units, never float64), and
-// sends the same NATS request any agent would through client.Client. Every
-// decision is the single writer's; the gateway decides nothing about money.
+// AgentBill REST paths of docs/PROTOCOL.md, for agents and SDKs that do not
+// speak NATS, and the MCP tools at /mcp. It is a thin adapter. Its /v1/
+// routes are generated from the operation table (internal/ops). It
+// authenticates the API key (keys.Store), checks what the key's role and
+// customer allow (keys.Key.Authorize), decodes the body exactly (amounts as
+// events.Units, never float64), and sends the same NATS request any agent
+// would through client.Client; the ledger validates it. Every decision is
+// the single writer's; the gateway decides nothing about money.
 package httpapi
 
 import (
@@ -18,11 +20,10 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/audit"
-	"github.com/agentbill/agentbill/client"
+	"github.com/agentbill/agentbill/internal/ops"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Bounds on every request. See README.md.
@@ -42,20 +43,19 @@ const (
 	// NATS request with its retries. Past it the answer is unavailable.
 	HandlerTimeout = 15 * time.Second
 	// AttemptTimeout and Attempts bound the gateway's NATS calls to the
-	// writer (per attempt, and attempts per call, retried with the same
-	// idempotency key); HandlerTimeout bounds them all together. The
-	// client's attempts span about 10 s when no writer answers at all, so a
-	// failover to the standby (about 3 s) costs an HTTP caller latency,
-	// not a 503.
-	AttemptTimeout = 5 * time.Second
-	Attempts       = client.AttemptsMax
+	// writer (ops.AttemptTimeout, ops.Attempts); HandlerTimeout bounds
+	// them all together, so a failover to the standby (about 3 s) costs
+	// an HTTP caller latency, not a 503.
+	AttemptTimeout = ops.AttemptTimeout
+	Attempts       = ops.Attempts
 	// ConcurrentRequestsMax bounds requests being handled at once; past it
 	// the answer is unavailable at once, and the client retries.
 	ConcurrentRequestsMax = 1024
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout = 10 * time.Second
 	// DefaultCustomer is the customer of a request that names none, when
-	// its key is not bound to one (docs/PROTOCOL.md, "HTTP mapping").
+	// its key is not bound to one (docs/PROTOCOL.md). MCP has none: a tool
+	// call must name its customer unless its key is bound to one.
 	DefaultCustomer = "default"
 )
 
@@ -98,15 +98,15 @@ func (c *Config) Validate() error {
 
 // Server is the gateway: an http.Handler.
 type Server struct {
-	nc     *nats.Conn
-	client *client.Client
-	keys   Authenticator
-	log    *slog.Logger
-	mux    *http.ServeMux
-	slots  chan struct{}  // ConcurrentRequestsMax
-	scans  *audit.Scanner // the events endpoint's scans of the log
-	mcp    http.Handler   // MCPPath
-	cfg    Config         // Role, Metrics and Dashboard
+	nc      *nats.Conn
+	backend ops.Backend // the writer's client and the log's scans
+	keys    Authenticator
+	log     *slog.Logger
+	mux     *http.ServeMux
+	slots   chan struct{}  // ConcurrentRequestsMax
+	scans   *audit.Scanner // backend.Scans: the events endpoint's scans of the log
+	mcp     http.Handler   // MCPPath
+	cfg     Config         // Role, Metrics and Dashboard
 }
 
 // New returns a gateway.
@@ -114,23 +114,22 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(cfg.Conn)
-	if err != nil {
-		return nil, err
-	}
 	s := &Server{
-		nc:     cfg.Conn,
-		client: client.New(cfg.Conn, client.WithTimeout(AttemptTimeout), client.WithAttempts(Attempts)),
-		keys:   cfg.Keys,
-		log:    cfg.Logger,
-		mux:    http.NewServeMux(),
-		slots:  make(chan struct{}, ConcurrentRequestsMax),
-		scans:  audit.NewScanner(js),
-		cfg:    cfg,
+		nc:    cfg.Conn,
+		keys:  cfg.Keys,
+		log:   cfg.Logger,
+		mux:   http.NewServeMux(),
+		slots: make(chan struct{}, ConcurrentRequestsMax),
+		cfg:   cfg,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	var err error
+	if s.backend, err = ops.NewBackend(cfg.Conn); err != nil {
+		return nil, err
+	}
+	s.scans = s.backend.Scans
 	if s.mcp, err = s.newMCPHandler(); err != nil {
 		return nil, err
 	}
@@ -156,28 +155,11 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// handlerFunc handles one authenticated, authorized-by-role request and
-// returns the reply to write with 200, or an error.
-type handlerFunc func(ctx context.Context, r *http.Request, k *keys.Key) (any, error)
-
-// method is one method of a path: the action its key needs, and the handler.
-type method struct {
-	action keys.Action
-	h      handlerFunc
-}
-
+// routes registers the API (generated from the operation table, api.go),
+// then every path that is not an operation: MCP, the probes, metrics and
+// the dashboard, and the 404 for everything else.
 func (s *Server) routes() {
-	s.handle("/v1/preflight", map[string]method{http.MethodPost: {keys.ActionSpend, s.preflight}})
-	s.handle("/v1/events", map[string]method{http.MethodPost: {keys.ActionSpend, s.record}})
-	s.handle("/v1/release", map[string]method{http.MethodPost: {keys.ActionSpend, s.release}})
-	s.handle("/v1/extend", map[string]method{http.MethodPost: {keys.ActionSpend, s.extend}})
-	s.handle("/v1/budget", map[string]method{
-		http.MethodGet: {keys.ActionRead, s.getBudget},
-		http.MethodPut: {keys.ActionAdmin, s.putBudget},
-	})
-	s.handle("/v1/topup", map[string]method{http.MethodPost: {keys.ActionAdmin, s.topUp}})
-	s.handle("/v1/customers/{id}", map[string]method{http.MethodGet: {keys.ActionRead, s.customer}})
-	s.handle("/v1/customers/{id}/events", map[string]method{http.MethodGet: {keys.ActionAudit, s.customerEvents}})
+	s.apiRoutes()
 	s.mux.Handle(MCPPath, s.mcp)
 	s.mux.HandleFunc(OpenAPIPath, openAPI)
 	s.mux.HandleFunc("/healthz", s.healthz)
@@ -196,7 +178,8 @@ func (s *Server) routes() {
 
 // handle registers a path. Every request on it is, in order: matched to
 // a method, given a slot and a deadline (limited), authenticated, checked
-// against the role, then handled. The handler checks the customer.
+// against the role, then decoded and performed (call), which checks the
+// customer.
 func (s *Server) handle(path string, methods map[string]method) {
 	allowed := make([]string, 0, len(methods))
 	byMethod := make(map[string]http.Handler, len(methods))
@@ -259,10 +242,10 @@ func (s *Server) serve(ctx context.Context, r *http.Request, m method) (any, err
 	if err != nil {
 		return nil, err
 	}
-	if err := k.AuthorizeAction(m.action); err != nil {
+	if err := k.AuthorizeAction(m.op.Action); err != nil {
 		return nil, err
 	}
-	return m.h(ctx, r, k)
+	return s.call(ctx, r, k, m)
 }
 
 // authenticate reads "Authorization: Bearer agb_..." and looks the key up.

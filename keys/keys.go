@@ -1,8 +1,9 @@
 // Package keys owns AgentBill's API keys: their format, the hash that is
 // the only thing stored, the roles, and what each role may do. Store keeps
 // them in a JetStream key-value bucket. The HTTP gateway authenticates
-// every request with Store.Authenticate and authorizes it with
-// Key.Authorize; no other package decides who may do what.
+// every request with Store.Authenticate; the adapters (HTTP and MCP)
+// authorize it with Key.Authorize, through internal/ops; no other package
+// decides who may do what.
 package keys
 
 import (

@@ -1214,6 +1214,30 @@ func TestBudgetPeriodChange(t *testing.T) {
 	})
 }
 
+// TestRequestDefaults: the defaults of docs/PROTOCOL.md live in the
+// ledger, so every transport (NATS, HTTP, MCP) gets them: a preflight with
+// no estimate reserves 1, a failed record with no units releases, and a
+// request that leaves a default out means the same as one that spells it
+// (its idempotency key is not a conflict).
+func TestRequestDefaults(t *testing.T) {
+	f := newFixture(t)
+	f.budget("c1", "100", "month")
+	pr, _ := f.preflight(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a", IdempotencyKey: "k1"})
+	if !pr.Approved || pr.ReservedUnits.String() != "1" {
+		t.Fatalf("preflight without an estimate: approved %v reserved %s, want true 1", pr.Approved, pr.ReservedUnits)
+	}
+	again, evs := f.preflight(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a", EstimatedUnits: up("1"), IdempotencyKey: "k1"})
+	if again.ReservationID != pr.ReservationID || len(evs) != 0 {
+		t.Fatalf("the same preflight spelled out: reservation %s with %d events, want %s with none", again.ReservationID, len(evs), pr.ReservationID)
+	}
+	rr, _ := f.record(&ledger.RecordRequest{CustomerID: "c1", AgentID: "a", ReservationID: pr.ReservationID, Success: ptrBool(false)})
+	if rr.Status != ledger.StatusReleased || rr.ReleasedUnits.String() != "1" {
+		t.Fatalf("failed record without units: status %s released %s, want released 1", rr.Status, rr.ReleasedUnits)
+	}
+	f.fail(&ledger.RecordRequest{CustomerID: "c1", AgentID: "a", Success: ptrBool(true)}, ledger.CodeInvalidArgument)
+	f.checkReplay()
+}
+
 func TestValidation(t *testing.T) {
 	big := new(events.Units)
 	if err := big.UnmarshalJSON([]byte("1e16")); err != nil { // valid in the log, not in a request
@@ -1225,7 +1249,6 @@ func TestValidation(t *testing.T) {
 		cmd  ledger.Command
 	}{
 		{"preflight no agent", &ledger.PreflightRequest{CustomerID: "c1", EstimatedUnits: up("1")}},
-		{"preflight no estimate", &ledger.PreflightRequest{CustomerID: "c1", AgentID: "a"}},
 		{"preflight zero estimate", &ledger.PreflightRequest{CustomerID: "c1", AgentID: "a", EstimatedUnits: up("0")}},
 		{"preflight estimate above 10^15", &ledger.PreflightRequest{CustomerID: "c1", AgentID: "a", EstimatedUnits: big}},
 		{"preflight ceiling above 10^15", &ledger.PreflightRequest{CustomerID: "c1", AgentID: "a", EstimatedUnits: up("1"), Ceiling: big}},

@@ -13,19 +13,29 @@ import (
 )
 
 // Command is one request addressed to the ledger: one of the *Request types
-// below, already decoded and validated (Validate) by the transport.
+// below, decoded by the transport. The ledger validates it (Decide calls
+// Validate; so does the writer when it decodes a NATS request): adapters
+// leave the request's rules to the ledger.
 type Command interface {
 	// Op is the operation, as in the request subject.
 	Op() events.Op
 	// Customer is the customer the command is for.
 	Customer() string
-	// Validate reports the first problem with the request, as an
-	// invalid_argument *Error.
+	// Validate first fills in what the ledger's rules give a request that
+	// leaves it out (see the request types: a preflight's estimate, a
+	// failed record's units), then reports the first problem with the
+	// request, as an invalid_argument *Error. Every transport gets the
+	// same defaults because they are applied here and nowhere else.
 	Validate() error
 	key() string
 }
 
-// PreflightRequest asks to reserve estimated units for an agent run.
+// EstimatedUnitsDefault is a preflight's estimate when the request has none
+// (docs/PROTOCOL.md: estimated_units defaults to 1).
+var EstimatedUnitsDefault = events.NewUnits(1, 0)
+
+// PreflightRequest asks to reserve estimated units for an agent run. With
+// no EstimatedUnits it reserves EstimatedUnitsDefault.
 type PreflightRequest struct {
 	CustomerID     string          `json:"customer_id,omitempty"`
 	AgentID        string          `json:"agent_id"`
@@ -38,7 +48,9 @@ type PreflightRequest struct {
 	Metadata       json.RawMessage `json:"metadata,omitempty"`
 }
 
-// RecordRequest reports actual usage, settling a reservation.
+// RecordRequest reports actual usage, settling a reservation. A failed run
+// (Success false) releases the reservation and charges nothing, so it
+// needs no Units: without them it is normalised to 0.
 type RecordRequest struct {
 	CustomerID     string          `json:"customer_id,omitempty"`
 	AgentID        string          `json:"agent_id"`
@@ -197,7 +209,25 @@ func checkMetadata(m json.RawMessage) error {
 	return nil
 }
 
+// normalize fills in the estimate a preflight leaves out.
+func (r *PreflightRequest) normalize() {
+	if r.EstimatedUnits == nil {
+		est := EstimatedUnitsDefault
+		r.EstimatedUnits = &est
+	}
+}
+
+// normalize gives a failed run without units zero units: it releases,
+// and units do not matter.
+func (r *RecordRequest) normalize() {
+	if r.Units == nil && r.Success != nil && !*r.Success {
+		zero := events.Zero
+		r.Units = &zero
+	}
+}
+
 func (r *PreflightRequest) Validate() error {
+	r.normalize()
 	return firstErr(
 		checkID("agent_id", r.AgentID, AgentIDBytesMax, true),
 		checkAmount("estimated_units", r.EstimatedUnits, true, true),
@@ -217,6 +247,7 @@ func (r *PreflightRequest) Validate() error {
 }
 
 func (r *RecordRequest) Validate() error {
+	r.normalize()
 	return firstErr(
 		checkID("agent_id", r.AgentID, AgentIDBytesMax, true),
 		checkAmount("units", r.Units, true, false),

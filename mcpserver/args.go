@@ -9,7 +9,6 @@ import (
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/internal/errcode"
 	"github.com/agentbill/agentbill/internal/strictjson"
-	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
 )
 
@@ -61,28 +60,6 @@ func badAmount(args json.RawMessage, err error) string {
 
 func invalid(format string, args ...any) *ledger.Error {
 	return ledger.Errorf(ledger.CodeInvalidArgument, format, args...)
-}
-
-// customerOf resolves the customer of a call: the one named, or else the
-// API key's own customer. It checks the ID, and, for a call with a key,
-// that the key may perform action on that customer.
-func customerOf(named string, k *keys.Key, action keys.Action) (string, error) {
-	cid := named
-	if cid == "" && k != nil {
-		cid = k.CustomerID
-	}
-	if cid == "" {
-		return "", invalid("customer_id is required")
-	}
-	if err := events.ValidateCustomerID(cid); err != nil {
-		return "", invalid("%v", err)
-	}
-	if k != nil {
-		if err := k.Authorize(action, cid); err != nil {
-			return "", err
-		}
-	}
-	return cid, nil
 }
 
 // toError turns any error into the *ledger.Error the client sees (see

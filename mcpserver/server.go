@@ -1,11 +1,13 @@
 // Package mcpserver is the Model Context Protocol adapter of AgentBill
-// (`agentbill mcp` over stdio, and /mcp on the HTTP gateway): five tools,
+// (`agentbill mcp` over stdio, and /mcp on the HTTP gateway): a tool for
+// every operation of the table (internal/ops) that declares one, today
 // preflight, record_usage, release, budget_status and recent_refusals,
 // whose arguments use the NATS requests' field names and whose results
 // carry the replies' fields. Like the HTTP gateway it decides nothing about
 // money: it decodes the arguments exactly (amounts as events.Units, never
 // float64), sends the same NATS request any agent would through
-// client.Client, and reads refusals back from the log.
+// client.Client (the ledger validates it), and reads refusals back from
+// the log.
 //
 // A refusal is a normal tool result (approved: false, with the reason and
 // what remains); bad arguments, permission problems and an unavailable
@@ -18,23 +20,20 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/agentbill/agentbill/audit"
-	"github.com/agentbill/agentbill/client"
+	"github.com/agentbill/agentbill/internal/ops"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Bounds on the server's calls to the writer.
 const (
-	// AttemptTimeout and Attempts bound one tool's NATS calls (per
-	// attempt, and attempts per call, retried with the same idempotency
-	// key); ToolTimeout bounds one tool call in all. The client's attempts
-	// span about 10 s when no writer answers, so a failover to the standby
-	// (about 3 s) costs a tool call latency, not an error.
-	AttemptTimeout = 5 * time.Second
-	Attempts       = client.AttemptsMax
+	// AttemptTimeout and Attempts bound one tool's NATS calls
+	// (ops.AttemptTimeout, ops.Attempts); ToolTimeout bounds one tool call
+	// in all, so a failover to the standby (about 3 s) costs a tool call
+	// latency, not an error.
+	AttemptTimeout = ops.AttemptTimeout
+	Attempts       = ops.Attempts
 	ToolTimeout    = 15 * time.Second
 )
 
@@ -70,10 +69,9 @@ func (c *Config) Validate() error {
 
 // Server holds what the tools need. It is safe for concurrent use.
 type Server struct {
-	client     *client.Client
+	backend    ops.Backend // the writer's client and the log's scans
 	requireKey bool
 	log        *slog.Logger
-	scans      *audit.Scanner // recent_refusals' scans of the log
 	mcp        *mcp.Server
 }
 
@@ -82,16 +80,11 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(cfg.Conn)
+	backend, err := ops.NewBackend(cfg.Conn)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{
-		client:     client.New(cfg.Conn, client.WithTimeout(AttemptTimeout), client.WithAttempts(Attempts)),
-		requireKey: cfg.RequireKey,
-		log:        cfg.Logger,
-		scans:      audit.NewScanner(js),
-	}
+	s := &Server{backend: backend, requireKey: cfg.RequireKey, log: cfg.Logger}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/retry"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -46,18 +47,19 @@ func (w *Writer) logFilter() string {
 // holding the lease it takes over and serves until it loses it or an
 // append fails, then rebuilds and competes again.
 func (w *Writer) runElected(ctx context.Context) error {
-	l, err := openLease(ctx, w.js, w.cfg.Replicas, w.cfg.Name, *w.cfg.Lease)
-	for err != nil {
-		if ctx.Err() != nil {
-			return nil
+	var l *lease
+	err := retry.Do(ctx, rebuildRetry(), func(ctx context.Context) error {
+		var err error
+		if l, err = openLease(ctx, w.js, w.cfg.Replicas, w.cfg.Name, *w.cfg.Lease); err != nil && ctx.Err() == nil {
+			w.log.Warn("cannot open the lease bucket yet; retrying", "err", err)
 		}
-		w.log.Warn("cannot open the lease bucket yet; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(RebuildBackoffMax):
-		}
-		l, err = openLease(ctx, w.js, w.cfg.Replicas, w.cfg.Name, *w.cfg.Lease)
+		return err
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot open the lease bucket: gave up: %w", err)
 	}
 	defer l.release()
 	for {
@@ -90,7 +92,10 @@ func (w *Writer) runElected(ctx context.Context) error {
 			if ie := asIntegrity(err); ie != nil {
 				return w.halt(ctx, ie)
 			}
-			return nil // otherwise only ctx ends setup
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err // the stream stayed out of reach: stop, to be restarted
 		}
 	}
 }

@@ -2,12 +2,13 @@ package projections
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/retry"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -57,22 +58,32 @@ func (f *Follower) Read(fn func(s *ledger.State, seq uint64)) {
 }
 
 // Run replays the log, then follows it until ctx ends, starting over from
-// the last sequence applied after any error. It returns nil when ctx ends.
+// the last sequence applied after any error (rebuildRetry; the count starts
+// again once an attempt applied anything). It returns nil when ctx ends,
+// and the last error when the log stays out of reach past rebuildRetry's
+// bounds.
 func (f *Follower) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
+	b, err := retry.New(rebuildRetry())
+	if err != nil {
+		return err
+	}
+	for {
+		seq, ready := f.Seq(), f.ready.Load()
 		err := f.run(ctx)
 		if ctx.Err() != nil {
-			break
+			return nil
 		}
-		f.cfg.Logger.Warn("log follower interrupted; resuming", "err", err, "seq", f.Seq(), "in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
+		if f.Seq() != seq || f.ready.Load() != ready {
+			b.Reset() // progress: this is a new outage
 		}
-		backoff = min(backoff*2, RebuildBackoffMax)
+		f.cfg.Logger.Warn("log follower interrupted; resuming", "err", err, "seq", f.Seq(), "attempt", b.Attempt())
+		if err := b.Wait(ctx, err); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("log follower: gave up: %w", err)
+		}
 	}
-	return nil
 }
 
 func (f *Follower) run(ctx context.Context) error {

@@ -1,7 +1,8 @@
 // Package projections owns the live ledger: the single writer that decides
-// requests against in-memory state and appends the resulting events to
-// JetStream in atomic batches (group commit), and the replay that rebuilds
-// that state from the stream. See README.md for its invariants.
+// requests against in-memory state and appends each group commit's events
+// to JetStream as one message (a commit), its leader election and standby,
+// the read-side Follower, snapshots, and the replay that rebuilds that
+// state from the stream. See README.md for its invariants.
 package projections
 
 import (

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/retry"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
@@ -43,9 +44,29 @@ const (
 	CommitsInFlightDefault = 1
 	// CommitsInFlightMax bounds Config.CommitsInFlight.
 	CommitsInFlightMax = 16
-	// RebuildBackoffMax bounds the wait between failed rebuild attempts.
+	// RebuildBackoffMin and RebuildBackoffMax bound the wait between
+	// attempts to reach the stream again (setup, the rebuild after a failed
+	// append, opening the lease bucket, the follower), before jitter
+	// (internal/retry).
+	RebuildBackoffMin = 100 * time.Millisecond
 	RebuildBackoffMax = 5 * time.Second
+	// RebuildAttemptsMax and RebuildElapsedMax bound one outage's attempts
+	// to reach the stream. Past them the writer stops with the error rather
+	// than retry unseen forever: its supervisor restarts it (docker-compose:
+	// restart: unless-stopped) and the outage shows. At RebuildBackoffMax
+	// the elapsed bound is reached first (about 160 attempts).
+	RebuildAttemptsMax = 1000
+	RebuildElapsedMax  = 10 * time.Minute
 )
+
+// rebuildRetry is the policy of every attempt to reach the stream again.
+// A break of the history (an *IntegrityError) is never retried: retrying
+// cannot mend it.
+func rebuildRetry() retry.Policy {
+	return retry.Policy{Attempts: RebuildAttemptsMax, Elapsed: RebuildElapsedMax,
+		First: RebuildBackoffMin, Max: RebuildBackoffMax,
+		Retryable: func(err error) bool { return asIntegrity(err) == nil }}
+}
 
 // Config configures a Writer.
 type Config struct {
@@ -371,41 +392,48 @@ func (w *Writer) refuseQueued() {
 }
 
 // setup opens the stream (openStream: the one its history knows) and
-// rebuilds the state, retrying with backoff while NATS is unreachable (a
-// cluster still starting), until ctx ends. A break of the history is
-// returned at once (an *IntegrityError): retrying cannot mend it.
+// rebuilds the state, retrying (rebuildRetry) while NATS is unreachable (a
+// cluster still starting), until ctx ends or RebuildElapsedMax passes. A
+// break of the history is returned at once (an *IntegrityError): retrying
+// cannot mend it.
 func (w *Writer) setup(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
-	for {
-		known := w.known.LastSeq
-		err := w.openStream(ctx)
-		if err == nil {
-			if err = w.rebuild(ctx); err == nil && w.reset != nil {
-				err = w.appendReset(ctx, known)
-			}
-			if err == nil && w.uncovered != 0 {
-				if err = w.adoptUnsigned(ctx, w.uncovered); err == nil {
-					w.uncovered = 0
-				}
-			}
-			if err == nil {
-				return nil
-			}
+	err := retry.Do(ctx, rebuildRetry(), func(ctx context.Context) error {
+		err := w.setupOnce(ctx)
+		if err != nil && asIntegrity(err) == nil && ctx.Err() == nil {
+			w.log.Warn("cannot reach the ledger stream yet; retrying", "err", err)
 		}
-		if asIntegrity(err) != nil {
+		return err
+	})
+	switch {
+	case err == nil || asIntegrity(err) != nil:
+		return err
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return fmt.Errorf("cannot reach the ledger stream: gave up: %w", err)
+}
+
+// setupOnce is one attempt of setup.
+func (w *Writer) setupOnce(ctx context.Context) error {
+	known := w.known.LastSeq
+	if err := w.openStream(ctx); err != nil {
+		return err
+	}
+	if err := w.rebuild(ctx); err != nil {
+		return err
+	}
+	if w.reset != nil {
+		if err := w.appendReset(ctx, known); err != nil {
 			return err
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		w.log.Warn("cannot reach the ledger stream yet; retrying", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, RebuildBackoffMax)
 	}
+	if w.uncovered != 0 {
+		if err := w.adoptUnsigned(ctx, w.uncovered); err != nil {
+			return err
+		}
+		w.uncovered = 0
+	}
+	return nil
 }
 
 // rebuild replaces the state with one replayed from the log (from the
@@ -560,7 +588,7 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error) error {
 				return failure
 			}
 			if err := w.fail(ctx, failure); err != nil {
-				return err // a break of the history: the caller halts
+				return err // a break of the history (the caller halts), or the stream out of reach
 			}
 		}
 		w.answerReady()
@@ -725,37 +753,38 @@ func (w *Writer) add(e *events.Envelope) {
 // decisions, is dropped and rebuilt from the log, and serving resumes. A
 // commit after the failed one that did land is in the log, so the retries
 // find it through their idempotency keys. If the rebuild meets a break of
-// the history, fail returns it (an *IntegrityError) and nothing is served.
+// the history, fail returns it (an *IntegrityError) and nothing is served;
+// if the stream stays out of reach past rebuildRetry's bounds, fail returns
+// that error and the writer stops.
 func (w *Writer) fail(ctx context.Context, cause error) error {
 	w.ready.Store(false)
 	w.role.Store(RoleRebuilding)
 	w.stats.Rebuilds.Add(1)
 	w.log.Error("append failed; rebuilding state from the log", "err", cause, "last_seq", w.lastSeq, "in_flight", w.inflight)
 	w.abandon(ledger.Errorf(ledger.CodeUnavailable, "the ledger could not make this decision durable; retry"))
-	backoff := 50 * time.Millisecond
-	for ctx.Err() == nil {
+	err := retry.Do(ctx, rebuildRetry(), func(ctx context.Context) error {
 		err := w.openStream(ctx)
 		if err == nil {
 			err = w.rebuild(ctx)
 		}
-		if err == nil {
-			w.sentSeq = w.lastSeq
-			w.ready.Store(true)
-			w.role.Store(RoleLeader)
-			return nil
+		if err != nil && asIntegrity(err) == nil && ctx.Err() == nil {
+			w.log.Error("rebuild failed; retrying", "err", err)
 		}
-		if ie := asIntegrity(err); ie != nil {
-			w.markHalted(ie)
-			return err
-		}
-		w.log.Error("rebuild failed; retrying", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, RebuildBackoffMax)
+		return err
+	})
+	switch ie := asIntegrity(err); {
+	case err == nil:
+		w.sentSeq = w.lastSeq
+		w.ready.Store(true)
+		w.role.Store(RoleLeader)
+		return nil
+	case ie != nil:
+		w.markHalted(ie)
+		return err
+	case ctx.Err() != nil:
+		return nil
 	}
-	return nil
+	return fmt.Errorf("rebuild after a failed append: gave up: %w", err)
 }
 
 // abandon answers every request not yet answered (sent or open) with err,

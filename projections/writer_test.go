@@ -10,7 +10,7 @@ import (
 
 	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/events"
-	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/ledger"
 )
 
@@ -434,7 +434,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"19 fractional digits", "agentbill.v1.preflight.u", `{"agent_id":"a","estimated_units":0.0000000000000000001}`, ledger.CodeInvalidArgument},
 		{"zero estimate", "agentbill.v1.preflight.u", `{"agent_id":"a","estimated_units":0}`, ledger.CodeInvalidArgument},
 		{"empty agent", "agentbill.v1.preflight.u", `{"agent_id":"","estimated_units":1}`, ledger.CodeInvalidArgument},
-		{"missing units", "agentbill.v1.preflight.u", `{"agent_id":"a"}`, ledger.CodeInvalidArgument},
+		{"missing units", "agentbill.v1.record.u", `{"agent_id":"a"}`, ledger.CodeInvalidArgument}, // a preflight's default to 1 (ledger)
 		{"unknown field", "agentbill.v1.preflight.u", `{"agent_id":"a","estimated_units":1,"x":1}`, ledger.CodeInvalidArgument},
 		{"trailing data", "agentbill.v1.preflight.u", `{"agent_id":"a","estimated_units":1} {}`, ledger.CodeInvalidArgument},
 		{"bad ttl", "agentbill.v1.preflight.u", `{"agent_id":"a","estimated_units":1,"ttl":"forever"}`, ledger.CodeInvalidArgument},

@@ -8,7 +8,7 @@ import (
 
 	"github.com/agentbill/agentbill/embedded"
 	"github.com/agentbill/agentbill/events"
-	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )

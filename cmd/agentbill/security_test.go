@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/internal/testing/testenv"
 )
 
 // secured is `agentbill serve --nats-config` on a copy of the repo's

@@ -131,7 +131,14 @@ func newGateway(ctx context.Context, cfg serveConfig, nc *nats.Conn, w *projecti
 	}
 	fctx, stopFollower := context.WithCancel(ctx)
 	follower := projections.NewFollower(projections.FollowerConfig{JS: js, Logger: log})
-	go func() { _ = follower.Run(fctx) }()
+	go func() {
+		// The follower stops only when fctx ends or the log stayed out of
+		// reach past its retry bounds; the dashboard then shows the state
+		// as of then, and the writer meets the same outage and stops.
+		if err := follower.Run(fctx); err != nil {
+			log.Error("log follower stopped", "err", err)
+		}
+	}()
 	m.WatchFollower(follower.Seq)
 	dash, err := dashboard.New(dashboard.Config{Conn: nc, JS: js, Keys: store, Ledger: follower, Logger: log})
 	if err != nil {

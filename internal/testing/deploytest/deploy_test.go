@@ -21,7 +21,7 @@ import (
 
 	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/events"
-	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
 	"github.com/nats-io/nats-server/v2/server"
@@ -29,10 +29,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Files under test, relative to this package's directory (go test's cwd).
-const (
+// Files under test, in the repository.
+var (
 	natsConfPath = testenv.NATSConfPath
-	composePath  = "../../docker-compose.yml"
+	composePath  = testenv.RepoPath("docker-compose.yml")
 )
 
 // Every wait is bounded.

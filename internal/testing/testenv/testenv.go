@@ -1,6 +1,9 @@
 // Package testenv starts what tests need for real: an embedded nats-server
 // with JetStream on files in t.TempDir(), a writer with a controllable
-// clock, and clients. Nothing here is a mock.
+// clock, a log follower and clients; it builds the agentbill and
+// nats-server binaries for the tests that run processes, and writes the
+// repository's nats.conf with test passwords. Nothing here is a mock. It
+// is test harness only: no production package imports it.
 package testenv
 
 import (

@@ -12,10 +12,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// NATSConfPath is the repo's nats.conf, relative to the directory of a
-// package two levels below the root (go test's cwd): cmd/agentbill,
-// internal/deploytest.
-const NATSConfPath = "../../nats.conf"
+// NATSConfPath is the repo's nats.conf.
+var NATSConfPath = RepoPath("nats.conf")
 
 // NATSConfPasswordEnv maps nats.conf's users to the environment variables
 // their passwords come from (nats-server's $VAR substitution).

@@ -1,12 +1,19 @@
-package mcpserver
+package ops
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/agentbill/agentbill/ledger"
+)
+
+// The MCP tools' schemas, descriptions and summaries.
 
 // The tools' input schemas, written out rather than inferred: amounts are
 // JSON numbers or decimal strings (events.Units), which no Go type the
 // inference knows describes. Field names are the NATS requests'.
-
-const amount = `{"type": ["number", "string"], "description": "%s Units as a JSON number or a decimal string (exact, up to 18 fractional digits)."}`
 
 const customerField = `"customer_id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "The customer whose budget is used. Optional over HTTP with a key bound to one customer."}`
 
@@ -15,7 +22,7 @@ var preflightSchema = json.RawMessage(`{
   "properties": {
     ` + customerField + `,
     "agent_id": {"type": "string", "minLength": 1, "description": "The agent about to run."},
-    "estimated_units": {"type": ["number", "string"], "description": "Units the run is expected to cost; reserved until record_usage or release. A JSON number or a decimal string."},
+    "estimated_units": {"type": ["number", "string"], "description": "Units the run is expected to cost; reserved until record_usage or release (default 1). A JSON number or a decimal string."},
     "task_ref": {"type": "string", "description": "Optional task this run belongs to (for a per-task ceiling)."},
     "task_ceiling": {"type": ["number", "string"], "description": "Optional ceiling on the whole task's units (needs task_ref)."},
     "ceiling": {"type": ["number", "string"], "description": "Optional ceiling on this run's units."},
@@ -23,7 +30,7 @@ var preflightSchema = json.RawMessage(`{
     "idempotency_key": {"type": "string", "description": "Optional; a retry with the same key is answered with the first reply."},
     "metadata": {"type": "object", "description": "Optional metadata stored with the event."}
   },
-  "required": ["agent_id", "estimated_units"],
+  "required": ["agent_id"],
   "additionalProperties": false
 }`)
 
@@ -80,3 +87,69 @@ const releaseDoc = `Release a reservation without charging anything, for a run t
 const statusDoc = `A customer's budget position: limit, top_ups, used, reserved, remaining, the period and its end, open reservations, whether the budget is exhausted, and per-agent usage.`
 
 const refusalsDoc = `The most recent refused preflights, newest first, read from AgentBill's event log: when, which customer and agent, the reason and message, the units requested and what remained. The scan of the log is bounded; truncated: true says older refusals may exist.`
+
+func preflightSummary(_ Request, reply any) string {
+	r := reply.(*ledger.PreflightReply)
+	if !r.Approved {
+		var b strings.Builder
+		fmt.Fprintf(&b, "Refused (%s): %s %s units remain. Do not start the run.", r.Reason, r.Message, r.RemainingUnits)
+		if r.UpgradeURL != "" {
+			fmt.Fprintf(&b, " More budget: %s", r.UpgradeURL)
+		}
+		return b.String()
+	}
+	s := fmt.Sprintf("Approved: %s. reservation_id %s", r.Message, r.ReservationID)
+	if r.ExpiresAt != nil {
+		s += fmt.Sprintf(" (expires %s)", r.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	return s + ". When the run ends call record_usage with it, or release if the run fails."
+}
+
+func recordSummary(_ Request, reply any) string {
+	r := reply.(*ledger.RecordReply)
+	s := fmt.Sprintf("%s: charged %s units, released %s, overage %s; %s units remain.",
+		r.Status, r.ChargedUnits, r.ReleasedUnits, r.OverageUnits, r.RemainingUnits)
+	if r.Exhausted {
+		s += " The budget is exhausted."
+	}
+	return s
+}
+
+func releaseSummary(req Request, reply any) string {
+	r := reply.(*ledger.ReleaseReply)
+	return fmt.Sprintf("Reservation %s: %s, %s units released; %s units remain.",
+		req.(*ledger.ReleaseRequest).ReservationID, r.Status, r.ReleasedUnits, r.RemainingUnits)
+}
+
+func statusSummary(_ Request, reply any) string {
+	r := reply.(*ledger.StatusReply)
+	s := fmt.Sprintf("Customer %s: %s units remain of a %s-unit limit (top-ups %s); used %s, reserved %s, %d open reservations; period %s",
+		r.CustomerID, r.Remaining, r.Limit, r.TopUps, r.Used, r.Reserved, r.OpenReservations, r.Period)
+	if r.PeriodEnd != nil {
+		s += " until " + r.PeriodEnd.UTC().Format("2006-01-02T15:04:05Z")
+	}
+	s += "."
+	if r.Exhausted {
+		s += " The budget is exhausted."
+	}
+	return s
+}
+
+func refusalsSummary(_ Request, reply any) string {
+	r := reply.(*RefusalsReply)
+	var b strings.Builder
+	who := "all customers"
+	if r.CustomerID != "" {
+		who = "customer " + r.CustomerID
+	}
+	fmt.Fprintf(&b, "%d recent refusals for %s (newest first, %d commits scanned", len(r.Refusals), who, r.ScannedCommits)
+	if r.Truncated {
+		b.WriteString(", scan bounded: older ones may exist")
+	}
+	b.WriteString(")")
+	for _, f := range r.Refusals {
+		fmt.Fprintf(&b, "\n- %s customer %s agent %s asked %s units: %s: %s (%s remained)",
+			f.At.UTC().Format(time.RFC3339), f.CustomerID, f.AgentID, f.RequestedUnits, f.Reason, f.Message, f.RemainingUnits)
+	}
+	return b.String()
+}

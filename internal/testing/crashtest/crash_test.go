@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/events"
-	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // full runs every scenario at full length (docs/high-availability.md, "Crash tests"):
 //
-//	go test ./internal/crashtest -v -timeout 30m -args -crash.full
+//	go test ./internal/testing/crashtest -v -timeout 30m -args -crash.full
 //
 // Without it each scenario runs a short variant in the normal suite.
 var full = flag.Bool("crash.full", false, "run the crash scenarios at full length (20 writer kills, 5 failovers, ...)")

@@ -13,7 +13,7 @@ import (
 	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/embedded"
 	"github.com/agentbill/agentbill/events"
-	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/nats-io/nats.go"

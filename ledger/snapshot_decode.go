@@ -1,0 +1,494 @@
+package ledger
+
+// The decoding half of the snapshot codec (format: snapshot.go).
+
+import (
+	"bufio"
+	"bytes"
+	"container/heap"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+)
+
+// ReadSnapshot restores a state written by WriteSnapshot, and its meta.
+// The whole input is read; anything that does not verify (magic, version,
+// bounds, invariants, the SHA-256 trailer, trailing data) is refused with
+// an error wrapping ErrInvalidSnapshot, and no state is returned. The
+// restored state has no Default and no NewID: set them as for a replay.
+func ReadSnapshot(r io.Reader) (*State, SnapshotMeta, error) {
+	tr := &trailerReader{r: r, h: sha256.New(), buf: make([]byte, snapshotBufferBytes+sha256.Size)}
+	d := &snapReader{r: bufio.NewReaderSize(tr, snapshotBufferBytes)}
+	s, meta, err := d.state()
+	if err != nil {
+		return nil, SnapshotMeta{}, fmt.Errorf("%w: %v", ErrInvalidSnapshot, err)
+	}
+	if err := d.end(tr); err != nil {
+		return nil, SnapshotMeta{}, fmt.Errorf("%w: %v", ErrInvalidSnapshot, err)
+	}
+	meta.Digest = bytes.Clone(tr.buf[:sha256.Size])
+	return s, meta, nil
+}
+
+func (d *snapReader) state() (*State, SnapshotMeta, error) {
+	var meta SnapshotMeta
+	magic := d.bytes(len(snapshotMagic))
+	if d.err != nil || string(magic) != snapshotMagic {
+		return nil, meta, fmt.Errorf("not a snapshot (bad magic)")
+	}
+	if v := d.uvarint(); d.err == nil && v != snapshotVersion {
+		return nil, meta, fmt.Errorf("version %d, want %d", v, snapshotVersion)
+	}
+	meta.Seq = d.uvarint()
+	meta.Writer = d.str()
+	meta.Commit = d.str()
+	s := NewState()
+	s.events = d.uvarint()
+	if d.err != nil {
+		return nil, meta, fmt.Errorf("header: %w", d.err)
+	}
+	indexed := d.customers(s)
+	var err error
+	if d.err == nil {
+		if s.idem, err = readWindow(d, IdempotencyKeysMax, readIdemEntry); err != nil {
+			err = fmt.Errorf("idempotency keys: %w", err)
+		} else if s.closed, err = readWindow(d, ClosedReservationsMax, readClosedEntry); err != nil {
+			err = fmt.Errorf("closed reservations: %w", err)
+		}
+	}
+	if err = errors.Join(indexed(), err); err != nil {
+		return nil, meta, err
+	}
+	return s, meta, nil
+}
+
+// customers decodes the customers on this goroutine and indexes them on
+// another (the map inserts cost about as much as the decoding: a cache
+// miss each), in slabs of snapshotSlabCustomers. The indexing goes on
+// while the windows are read; the returned func waits for it.
+func (d *snapReader) customers(s *State) (wait func() error) {
+	n := d.uvarint()
+	s.customers = make(map[string]*Customer, min(n, snapshotPresizeMax))
+	slabs := make(chan []Customer, snapshotSlabsQueued)
+	indexed := make(chan error, 1)
+	go func() {
+		var err error
+		for slab := range slabs {
+			if err == nil {
+				err = s.index(slab)
+			}
+		}
+		if err == nil {
+			heap.Init(&s.expiries)
+		}
+		indexed <- err
+	}()
+	err := d.decodeCustomers(n, slabs)
+	close(slabs)
+	if err != nil {
+		d.fail(err) // the windows are not read
+	}
+	return func() error { return errors.Join(err, <-indexed) }
+}
+
+func (d *snapReader) decodeCustomers(n uint64, slabs chan<- []Customer) error {
+	var prev hashedCustomer
+	for i := uint64(0); i < n && d.err == nil; {
+		// One allocation per slab: a million small objects cost the
+		// allocator and the collector far more than a thousand large.
+		slab := make([]Customer, min(n-i, snapshotSlabCustomers))
+		for j := range slab {
+			c := &slab[j]
+			if err := d.customer(c); err != nil {
+				return fmt.Errorf("customer %d: %w", i, err)
+			}
+			hc := hashedCustomer{h: idHash(c.ID), c: c}
+			if i > 0 && compareHashed(prev, hc) >= 0 {
+				return fmt.Errorf("customer %q out of order", c.ID)
+			}
+			prev = hc
+			i++
+		}
+		slabs <- slab
+	}
+	return d.err
+}
+
+// index adds decoded customers and their open holds to the state's tables.
+func (s *State) index(slab []Customer) error {
+	for i := range slab {
+		c := &slab[i]
+		s.customers[c.ID] = c
+		for _, r := range c.Open {
+			if s.reservations[r.ID] != nil {
+				return fmt.Errorf("reservation %s is open twice", r.ID)
+			}
+			s.reservations[r.ID] = r
+			s.expiries = append(s.expiries, expiryItem{at: r.ExpiresAt, id: r.ID})
+		}
+	}
+	return nil
+}
+
+func (d *snapReader) customer(c *Customer) error {
+	c.ID = d.str()
+	c.Limit = d.units()
+	c.Period = Period(d.oneOf(knownPeriods))
+	c.Thresholds = d.unitsList(ThresholdsMax)
+	c.UpgradeURL = d.str()
+	c.AgentLimits = d.unitsMap(AgentLimitsMax)
+	c.PeriodStart = d.time()
+	c.TopUps, c.Used, c.Reserved = d.units(), d.units(), d.units()
+	if n := d.count(AgentsPerCustomerMax); n > 0 {
+		c.Agents = make(map[string]*AgentUsage, n)
+		for range n {
+			id := d.str()
+			c.Agents[id] = &AgentUsage{Used: d.units(), Reserved: d.units()}
+		}
+	}
+	if n := d.count(TasksPerCustomerMax); n > 0 {
+		c.Tasks, c.taskOrder = make(map[string]*Task, n), make([]string, 0, n)
+		for range n {
+			ref, t := d.str(), &Task{Ceiling: d.unitsPtr()}
+			t.Used, t.Reserved = d.units(), d.units()
+			c.Tasks[ref], c.taskOrder = t, append(c.taskOrder, ref)
+		}
+	}
+	if n := d.count(OpenReservationsPerCustomerMax); n > 0 {
+		c.Open = make([]*Reservation, n)
+		for i := range c.Open {
+			c.Open[i] = &Reservation{ID: d.str(), CustomerID: c.ID, AgentID: d.str(), TaskRef: d.str(),
+				Units: d.units(), ExpiresAt: d.time()}
+		}
+	}
+	c.Exhausted = d.byte() == 1
+	c.Fired = uint32(d.uvarint())
+	if d.err != nil {
+		return d.err
+	}
+	return checkRestored(c)
+}
+
+// checkRestored asserts a restored customer's invariants: the tables are
+// consistent and every hold is counted once, in the customer, its agent
+// and its task.
+func checkRestored(c *Customer) error {
+	if err := events.ValidateCustomerID(c.ID); err != nil {
+		return err
+	}
+	if len(c.Tasks) != len(c.taskOrder) {
+		return fmt.Errorf("customer %q: a task is listed twice", c.ID)
+	}
+	if len(c.Open) == 0 && len(c.Agents) == 0 {
+		if !c.Reserved.IsZero() {
+			return fmt.Errorf("customer %q: reserved %s with no open hold", c.ID, c.Reserved)
+		}
+		return nil
+	}
+	held, agents := events.Zero, events.Zero
+	for _, r := range c.Open {
+		held = held.Add(r.Units)
+	}
+	for _, a := range c.Agents {
+		agents = agents.Add(a.Reserved)
+	}
+	if held.Cmp(c.Reserved) != 0 || agents.Cmp(c.Reserved) != 0 {
+		return fmt.Errorf("customer %q: reserved %s, open holds sum to %s, agents' holds to %s", c.ID, c.Reserved, held, agents)
+	}
+	return nil
+}
+
+// restoredEntry is a window entry read, on its way to the window's map.
+type restoredEntry[V any] struct {
+	key string
+	v   V
+}
+
+// readWindow reads a window; the entries go into its map on another
+// goroutine, as customers do. A key listed twice is refused.
+func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (V, error)) (w window[V], err error) {
+	w = newWindow[V](max)
+	n := d.uvarint()
+	if d.err == nil && n > uint64(max) {
+		return w, fmt.Errorf("%d keys, more than %d", n, max)
+	}
+	m := make(map[string]V, min(n, snapshotPresizeMax))
+	w.m = m
+	w.order = make([]windowKey, 0, min(n, snapshotPresizeMax))
+	batches := make(chan []restoredEntry[V], snapshotSlabsQueued)
+	inserted := make(chan error, 1)
+	go func() {
+		var err error
+		for b := range batches {
+			for i := 0; i < len(b) && err == nil; i++ {
+				size := len(m)
+				if m[b[i].key] = b[i].v; len(m) == size {
+					err = fmt.Errorf("key %q is listed twice", b[i].key)
+				}
+			}
+		}
+		inserted <- err
+	}()
+	batch := make([]restoredEntry[V], 0, min(n, snapshotSlabCustomers))
+	defer func() {
+		if len(batch) > 0 {
+			batches <- batch
+		}
+		close(batches)
+		err = errors.Join(err, <-inserted)
+	}()
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		k := windowKey{key: d.str(), at: d.time()}
+		v, err := value(d, k.key)
+		if err != nil {
+			return w, fmt.Errorf("key %q: %w", k.key, err)
+		}
+		w.order = append(w.order, k)
+		if batch = append(batch, restoredEntry[V]{key: k.key, v: v}); len(batch) == snapshotSlabCustomers {
+			batches <- batch
+			batch = make([]restoredEntry[V], 0, snapshotSlabCustomers)
+		}
+	}
+	return w, d.err
+}
+
+var closedStatuses = []string{StatusRecorded, StatusReleased, StatusExpired}
+
+func readClosedEntry(d *snapReader, _ string) (closedEntry, error) {
+	v := closedEntry{customerID: d.str()}
+	v.status = d.oneOf(closedStatuses)
+	return v, d.err
+}
+
+// snapReader decodes from a buffered reader; the first error sticks and
+// every later read returns zero values.
+type snapReader struct {
+	r   *bufio.Reader
+	err error
+}
+
+func (d *snapReader) fail(err error) {
+	if d.err == nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		d.err = err
+	}
+}
+
+func (d *snapReader) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	b, err := d.r.ReadByte()
+	if err != nil {
+		d.fail(err)
+	}
+	return b
+}
+
+func (d *snapReader) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	b, _ := d.r.Peek(binary.MaxVarintLen64) // fewer near the end
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		d.fail(varintError(n, len(b)))
+		return 0
+	}
+	_, _ = d.r.Discard(n)
+	return v
+}
+
+// varint reads a signed varint: zigzag over an unsigned one, as
+// binary.AppendVarint writes it.
+func (d *snapReader) varint() int64 {
+	u := d.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
+}
+
+func varintError(n, avail int) error {
+	if n == 0 && avail < binary.MaxVarintLen64 {
+		return io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("varint overflows 64 bits")
+}
+
+// count reads a table size, at most max.
+func (d *snapReader) count(max int) int {
+	n := d.uvarint()
+	if n > uint64(max) {
+		d.fail(fmt.Errorf("table of %d entries, more than %d", n, max))
+		return 0
+	}
+	return int(n)
+}
+
+// length reads a string length, at most snapshotStringBytesMax.
+func (d *snapReader) length() int { return d.count(snapshotStringBytesMax) }
+
+// bytes returns the next n bytes; valid until the next read.
+func (d *snapReader) bytes(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n <= d.r.Size() {
+		b, err := d.r.Peek(n)
+		if err != nil {
+			d.fail(err)
+			return nil
+		}
+		_, _ = d.r.Discard(n)
+		return b
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(d.r, b); err != nil {
+		d.fail(err)
+		return nil
+	}
+	return b
+}
+
+func (d *snapReader) str() string {
+	n := d.length()
+	if n == 0 {
+		return ""
+	}
+	return string(d.bytes(n))
+}
+
+// oneOf reads a string that must be one of known, and returns the known
+// one it equals, without allocating. Any other string fails the read.
+func (d *snapReader) oneOf(known []string) string {
+	b := d.bytes(d.length())
+	if d.err != nil {
+		return ""
+	}
+	for _, k := range known {
+		if string(b) == k {
+			return k
+		}
+	}
+	d.fail(fmt.Errorf("unknown value %q, want one of %q", truncate(string(b), 16), known))
+	return ""
+}
+
+func (d *snapReader) time() time.Time {
+	sec, nsec := d.varint(), d.uvarint()
+	if d.err != nil {
+		return time.Time{}
+	}
+	if nsec >= uint64(time.Second) {
+		d.fail(fmt.Errorf("time with %d nanoseconds", nsec))
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(nsec)).UTC()
+}
+
+// units reads an amount from its canonical text, exactly. Amounts of at
+// most 18 digits (all but running totals past 10^18) take a fast path;
+// both paths enforce the bounds of any amount in the log.
+func (d *snapReader) units() events.Units {
+	b := d.bytes(d.length())
+	if d.err != nil {
+		return events.Zero
+	}
+	if u, ok := smallUnits(b); ok {
+		return u
+	}
+	var u events.Units
+	if err := u.UnmarshalJSON(b); err != nil {
+		d.fail(err)
+	}
+	return u
+}
+
+// smallUnits parses "digits[.digits]" of at most 18 digits into the same
+// reduced value events.ParseUnits would return.
+func smallUnits(b []byte) (events.Units, bool) {
+	var coeff int64
+	exp, digits, dot := int32(0), 0, -1
+	for i, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			coeff = coeff*10 + int64(c-'0')
+			digits++
+			if dot >= 0 {
+				exp--
+			}
+		case c == '.' && dot < 0 && i > 0 && i < len(b)-1:
+			dot = i
+		default:
+			return events.Units{}, false
+		}
+	}
+	if digits == 0 || digits > 18 || (b[0] == '0' && len(b) > 1 && b[1] != '.') {
+		return events.Units{}, false
+	}
+	if coeff == 0 {
+		return events.Zero, true
+	}
+	for coeff%10 == 0 {
+		coeff /= 10
+		exp++
+	}
+	return events.NewUnits(coeff, exp), true
+}
+
+// end checks that the input ends right after the payload with the trailer,
+// and that the trailer is the SHA-256 of everything before it.
+func (d *snapReader) end(tr *trailerReader) error {
+	if _, err := d.r.ReadByte(); err == nil {
+		return fmt.Errorf("data after the state")
+	} else if !errors.Is(err, io.EOF) {
+		return err
+	}
+	if tr.n != sha256.Size {
+		return fmt.Errorf("truncated: no trailer")
+	}
+	if !bytes.Equal(tr.buf[:sha256.Size], tr.h.Sum(nil)) {
+		return fmt.Errorf("SHA-256 does not match: the snapshot is corrupt")
+	}
+	return nil
+}
+
+// trailerReader passes its input through except the last sha256.Size
+// bytes (the trailer), which it holds back, hashing what it passes.
+type trailerReader struct {
+	r   io.Reader
+	h   hash.Hash
+	buf []byte // buf[:n] read and not yet passed
+	n   int
+	eof bool
+}
+
+func (t *trailerReader) Read(p []byte) (int, error) {
+	for {
+		if t.n > sha256.Size && len(p) > 0 {
+			k := copy(p, t.buf[:t.n-sha256.Size])
+			t.h.Write(p[:k])
+			t.n = copy(t.buf, t.buf[k:t.n])
+			return k, nil
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		if t.eof {
+			return 0, io.EOF
+		}
+		m, err := t.r.Read(t.buf[t.n:])
+		t.n += m
+		if errors.Is(err, io.EOF) {
+			t.eof = true
+		} else if err != nil {
+			return 0, err
+		}
+	}
+}

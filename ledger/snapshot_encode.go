@@ -1,0 +1,339 @@
+package ledger
+
+// The encoding half of the snapshot codec (format: snapshot.go).
+
+import (
+	"bufio"
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+)
+
+// WriteSnapshot writes the complete state: every customer, open
+// reservation, remembered idempotency key and closed reservation, in FIFO
+// order, and the events-applied count. ReadSnapshot restores a state that
+// decides exactly as this one. Default and NewID are configuration and are
+// not written. The state must not change while it is written.
+func (s *State) WriteSnapshot(w io.Writer, meta SnapshotMeta) error {
+	h := sha256.New()
+	e := &snapWriter{w: bufio.NewWriterSize(io.MultiWriter(w, h), snapshotBufferBytes)}
+	e.b = append(e.b, snapshotMagic...)
+	e.uvarint(snapshotVersion)
+	e.uvarint(meta.Seq)
+	e.str(meta.Writer)
+	e.str(meta.Commit)
+	e.uvarint(s.events)
+	if err := s.writeCustomers(e); err != nil {
+		return err
+	}
+	if err := writeWindow(e, &s.idem, writeIdemEntry); err != nil {
+		return err
+	}
+	if err := writeWindow(e, &s.closed, writeClosedEntry); err != nil {
+		return err
+	}
+	e.flush()
+	if e.err == nil {
+		e.err = e.w.Flush()
+	}
+	if e.err != nil {
+		return fmt.Errorf("write snapshot: %w", e.err)
+	}
+	if _, err := w.Write(h.Sum(nil)); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	return nil
+}
+
+// writeCustomers writes every customer. The writer is paused while it
+// runs, so it uses every core: the customers are hashed, then encoded in
+// contiguous parts, the first straight to the output and the others into
+// buffers appended after it (measured on 1,000,000 customers with an
+// agent each, 2 cores: 1.3 s serially, 0.6-0.9 s in two parts).
+func (s *State) writeCustomers(e *snapWriter) error {
+	cs := make([]hashedCustomer, 0, len(s.customers))
+	for _, c := range s.customers {
+		cs = append(cs, hashedCustomer{c: c})
+	}
+	parts := min(runtime.GOMAXPROCS(0), snapshotEncodersMax, max(1, len(cs)/snapshotPartCustomersMin))
+	inParallel(len(cs), parts, func(_, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			cs[i].h = idHash(cs[i].c.ID)
+		}
+	})
+	slices.SortFunc(cs, compareHashed)
+	e.uvarint(uint64(len(cs)))
+	bufs := make([]chunks, parts)
+	open := make([]int, parts)
+	errs := make([]error, parts)
+	inParallel(len(cs), parts, func(part, lo, hi int) {
+		pe := e
+		if part > 0 {
+			pe = &snapWriter{w: bufio.NewWriterSize(&bufs[part], snapshotBufferBytes)}
+		}
+		open[part], errs[part] = s.encodeCustomers(pe, cs[lo:hi])
+		if part > 0 {
+			pe.flush()
+			errs[part] = errors.Join(errs[part], pe.err, pe.w.Flush())
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	e.flush()
+	for _, c := range bufs[1:] {
+		for _, b := range c {
+			if e.err == nil {
+				_, e.err = e.w.Write(b)
+			}
+		}
+	}
+	if n := sum(open); n != len(s.reservations) {
+		return fmt.Errorf("snapshot: customers hold %d open reservations, the table %d", n, len(s.reservations))
+	}
+	return e.err
+}
+
+// chunks holds bytes in memory in fixed-size chunks: growing never copies,
+// and no memory is cleared twice (in a VM, first touching fresh memory
+// was measured at ~6 ms per MB: a doubling buffer paid that twice over).
+type chunks [][]byte
+
+func (c *chunks) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if len(*c) == 0 || len((*c)[len(*c)-1]) == snapshotChunkBytes {
+			*c = append(*c, make([]byte, 0, snapshotChunkBytes))
+		}
+		last := &(*c)[len(*c)-1]
+		k := min(len(p), snapshotChunkBytes-len(*last))
+		*last = append(*last, p[:k]...)
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// encodeCustomers encodes customers into e, flushing as it goes, and
+// returns how many open holds they have.
+func (s *State) encodeCustomers(e *snapWriter, cs []hashedCustomer) (int, error) {
+	open := 0
+	for _, hc := range cs {
+		c := hc.c
+		if err := e.customer(c); err != nil {
+			return 0, fmt.Errorf("snapshot of customer %q: %w", c.ID, err)
+		}
+		open += len(c.Open)
+		for _, r := range c.Open {
+			if s.reservations[r.ID] != r {
+				return 0, fmt.Errorf("snapshot: open reservation %s of customer %q is not in the reservation table", r.ID, c.ID)
+			}
+		}
+		e.flushIfFull()
+	}
+	return open, nil
+}
+
+// inParallel calls fn on parts contiguous ranges of [0, n) at once, the
+// first on this goroutine, and waits for all.
+func inParallel(n, parts int, fn func(part, lo, hi int)) {
+	var wg sync.WaitGroup
+	for i := 1; i < parts; i++ {
+		wg.Go(func() { fn(i, i*n/parts, (i+1)*n/parts) })
+	}
+	fn(0, 0, n/parts)
+	wg.Wait()
+}
+
+func sum(xs []int) int {
+	t := 0
+	for _, x := range xs {
+		t += x
+	}
+	return t
+}
+
+// hashedCustomer orders customers in a snapshot: by a fixed hash of the
+// ID, then by ID. The order is deterministic, and sorting a million of them
+// compares integers instead of chasing a million scattered strings
+// (measured: 0.1 s against 0.6 s for sorting by ID).
+type hashedCustomer struct {
+	h uint64
+	c *Customer
+}
+
+func compareHashed(a, b hashedCustomer) int {
+	if a.h != b.h {
+		return cmp.Compare(a.h, b.h)
+	}
+	return strings.Compare(a.c.ID, b.c.ID)
+}
+
+// idHash is 64-bit FNV-1a: fixed, so the order is the same in every process.
+func idHash(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// snapWriter appends to a scratch buffer and hands it to the buffered
+// writer in large pieces.
+type snapWriter struct {
+	w    *bufio.Writer
+	b    []byte
+	keys []string // scratch for sortedKeys
+	err  error
+}
+
+func (e *snapWriter) flushIfFull() {
+	if len(e.b) >= snapshotBufferBytes/2 {
+		e.flush()
+	}
+}
+
+func (e *snapWriter) flush() {
+	if e.err == nil {
+		_, e.err = e.w.Write(e.b)
+	}
+	e.b = e.b[:0]
+}
+
+func (e *snapWriter) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *snapWriter) str(v string)     { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+
+func (e *snapWriter) bool(v bool) {
+	if v {
+		e.b = append(e.b, 1)
+	} else {
+		e.b = append(e.b, 0)
+	}
+}
+
+func (e *snapWriter) time(t time.Time) {
+	e.b = binary.AppendVarint(e.b, t.Unix())
+	e.uvarint(uint64(t.Nanosecond()))
+}
+
+func (e *snapWriter) units(u events.Units) {
+	if u.IsZero() {
+		e.b = append(e.b, 1, '0')
+		return
+	}
+	e.str(u.String())
+}
+
+// customer writes one customer; maps sorted by key, tasks in first-use
+// order, open holds oldest first.
+func (e *snapWriter) customer(c *Customer) error {
+	if len(c.Thresholds) > ThresholdsMax || len(c.AgentLimits) > AgentLimitsMax || len(c.Agents) > AgentsPerCustomerMax ||
+		len(c.Tasks) > TasksPerCustomerMax || len(c.Open) > OpenReservationsPerCustomerMax {
+		return fmt.Errorf("a table is past its bound: %d thresholds, %d agent limits, %d agents, %d tasks, %d open",
+			len(c.Thresholds), len(c.AgentLimits), len(c.Agents), len(c.Tasks), len(c.Open))
+	}
+	e.str(c.ID)
+	e.units(c.Limit)
+	e.str(string(c.Period))
+	e.unitsList(c.Thresholds)
+	e.str(c.UpgradeURL)
+	e.unitsMap(c.AgentLimits)
+	e.time(c.PeriodStart)
+	e.units(c.TopUps)
+	e.units(c.Used)
+	e.units(c.Reserved)
+	e.uvarint(uint64(len(c.Agents)))
+	for _, id := range sortedKeys(e, c.Agents) {
+		a := c.Agents[id]
+		e.str(id)
+		e.units(a.Used)
+		e.units(a.Reserved)
+	}
+	if err := e.tasks(c); err != nil {
+		return err
+	}
+	e.uvarint(uint64(len(c.Open)))
+	for _, r := range c.Open {
+		if r.CustomerID != c.ID {
+			return fmt.Errorf("open reservation %s belongs to customer %q", r.ID, r.CustomerID)
+		}
+		e.str(r.ID)
+		e.str(r.AgentID)
+		e.str(r.TaskRef)
+		e.units(r.Units)
+		e.time(r.ExpiresAt)
+	}
+	e.bool(c.Exhausted)
+	e.uvarint(uint64(c.Fired))
+	return nil
+}
+
+func (e *snapWriter) tasks(c *Customer) error {
+	if len(c.taskOrder) != len(c.Tasks) {
+		return fmt.Errorf("%d tasks but %d in first-use order", len(c.Tasks), len(c.taskOrder))
+	}
+	e.uvarint(uint64(len(c.taskOrder)))
+	for _, ref := range c.taskOrder {
+		t := c.Tasks[ref]
+		if t == nil {
+			return fmt.Errorf("task %q is ordered but not tracked", ref)
+		}
+		e.str(ref)
+		e.unitsPtr(t.Ceiling)
+		e.units(t.Used)
+		e.units(t.Reserved)
+	}
+	return nil
+}
+
+// sortedKeys returns m's keys sorted, in e's scratch slice, valid until
+// the next call (most customers have one agent or none: no allocation
+// each).
+func sortedKeys[V any](e *snapWriter, m map[string]V) []string {
+	e.keys = e.keys[:0]
+	for k := range m {
+		e.keys = append(e.keys, k)
+	}
+	slices.Sort(e.keys)
+	return e.keys
+}
+
+// writeWindow writes a window's live FIFO order (from head): each key, the
+// time of its put, and its value. Restored, the window forgets the same
+// keys at the same moments.
+func writeWindow[V any](e *snapWriter, w *window[V], value func(*snapWriter, string, V) error) error {
+	live := w.order[w.head:]
+	if len(live) != len(w.m) {
+		return fmt.Errorf("snapshot: a window's order holds %d keys, its map %d", len(live), len(w.m))
+	}
+	e.uvarint(uint64(len(live)))
+	for _, k := range live {
+		v, ok := w.m[k.key]
+		if !ok {
+			return fmt.Errorf("snapshot: a window's order holds a key its map does not")
+		}
+		e.str(k.key)
+		e.time(k.at)
+		if err := value(e, k.key, v); err != nil {
+			return err
+		}
+		e.flushIfFull()
+	}
+	return e.err
+}
+
+func writeClosedEntry(e *snapWriter, _ string, v closedEntry) error {
+	e.str(v.customerID)
+	e.str(v.status)
+	return nil
+}
