@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,54 +94,6 @@ func runUntilRole(t *testing.T, s *testenv.Server, role string, opts ...func(*pr
 	return w, stop
 }
 
-// lastCommit returns the stream's last message.
-func lastCommit(t *testing.T, js jetstream.JetStream) *jetstream.RawStreamMsg {
-	t.Helper()
-	st, err := js.Stream(context.Background(), events.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := st.GetMsg(context.Background(), info.State.LastSeq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-// forgeTopUp appends, fenced on the stream's end and linked into writer
-// 0's chain exactly as the writer would link it, a commit topping up cid
-// by a million units, signed by sg (nil: unsigned). It returns its
-// sequence.
-func forgeTopUp(t *testing.T, js jetstream.JetStream, cid string, sg *events.Signer) uint64 {
-	t.Helper()
-	last := lastCommit(t, js)
-	prev := events.ChainHash(last.Header.Get(events.ChainHeader), last.Data)
-	ev, err := events.Encode(&events.Envelope{ID: "forged-ev", Type: events.TypeToppedUp, V: events.Version,
-		At: time.Now().UTC(), CustomerID: cid, Data: &events.ToppedUp{Units: events.NewUnits(1_000_000, 0)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var enc events.CommitEncoder
-	enc.Reset("forged-commit", events.WriterDefault, time.Now())
-	enc.Add(ev)
-	m := nats.NewMsg(events.LogSubject(events.WriterDefault))
-	m.Data = enc.Bytes()
-	m.Header.Set(events.ChainHeader, prev)
-	m.Header.Set(jetstream.ExpectedLastSeqHeader, fmt.Sprint(last.Sequence))
-	if sg != nil {
-		m.Header.Set(events.SigHeader, sg.SignCommit(m.Subject, events.ChainHash(prev, m.Data)))
-	}
-	ack, err := js.PublishMsg(context.Background(), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ack.Sequence
-}
-
 // wantHalted waits until w halts and checks the break it names, that a
 // request is refused unavailable naming it, and that obs counted it.
 func wantHalted(t *testing.T, w *projections.Writer, c *testenv.Server, kind string, seq uint64, obs *integrityLog) {
@@ -193,7 +144,7 @@ func TestForgedCommitWithAValidChainLinkIsNeverApplied(t *testing.T) {
 			preflight(t, c, "u", "a", "10")
 			takeSnapshot(t, w)
 			js := testenv.JetStream(t, testenv.Connect(t, s))
-			seq := forgeTopUp(t, js, "u", tc.signer(t))
+			seq := testenv.ForgeTopUp(t, js, "u", tc.signer(t))
 
 			// The next append is fenced out: unavailable, then halted.
 			msg, err := c.Conn().Request(events.RequestSubject(events.OpPreflight, "u"),
@@ -235,7 +186,7 @@ func TestReplayedOldCommitIsCaught(t *testing.T) {
 	c := testenv.Client(t, s)
 	setBudget(t, c, "u", "100", ledger.PeriodMonth)
 	js := testenv.JetStream(t, testenv.Connect(t, s))
-	topup := lastCommit(t, js) // the budget_set commit
+	topup := testenv.LastCommit(t, js) // the budget_set commit
 	preflight(t, c, "u", "a", "10")
 
 	again := nats.NewMsg(topup.Subject)
@@ -284,7 +235,7 @@ func TestStandbyRefusesAForgedCommit(t *testing.T) {
 	waitRole(t, b.Writer, projections.RoleStandby, roleTimeout)
 	c := testenv.Client(t, s)
 	setBudget(t, c, "u", "100", ledger.PeriodMonth)
-	seq := forgeTopUp(t, testenv.JetStream(t, testenv.Connect(t, s)), "u", newSigner(t))
+	seq := testenv.ForgeTopUp(t, testenv.JetStream(t, testenv.Connect(t, s)), "u", newSigner(t))
 	waitFor(t, func() bool { return b.Role() == projections.RoleHalted })
 	if ie := b.Halted(); ie.Kind != projections.KindSignature || ie.Seq != seq {
 		t.Fatalf("standby halted on %v, want a signature break at %d", ie, seq)
@@ -345,7 +296,7 @@ func TestDeletedStreamHaltsAndIsNeverRecreatedEmpty(t *testing.T) {
 	// first commit records the decision, and later starts need no flag.
 	reset := testenv.StartWriter(t, s, nil, nil, signed(sg, dir, nil),
 		func(c *projections.Config) { c.AcceptReset = "restore failed, ticket 42" })
-	first := lastCommit(t, js)
+	first := testenv.LastCommit(t, js)
 	if rec := first.Header.Get(projections.ResetHeader); first.Sequence != 1 ||
 		!strings.Contains(rec, `"kind":"missing"`) || !strings.Contains(rec, "ticket 42") {
 		t.Fatalf("first commit after the reset: sequence %d, %s %q", first.Sequence, projections.ResetHeader, rec)
@@ -464,7 +415,7 @@ func TestUnsignedLogIsAdoptedOnlyWhenTold(t *testing.T) {
 
 	w := testenv.StartWriter(t, s, nil, nil, signed(sg, "", nil), func(c *projections.Config) { c.AdoptUnsigned = "upgrade to signed commits" })
 	js := testenv.JetStream(t, testenv.Connect(t, s))
-	adopt := lastCommit(t, js)
+	adopt := testenv.LastCommit(t, js)
 	if rec := adopt.Header.Get(projections.AdoptHeader); !strings.Contains(rec, `"first_unsigned_seq":1`) || !strings.Contains(rec, "upgrade") {
 		t.Fatalf("last commit %d: %s %q, want the adoption record", adopt.Sequence, projections.AdoptHeader, rec)
 	}
@@ -474,7 +425,7 @@ func TestUnsignedLogIsAdoptedOnlyWhenTold(t *testing.T) {
 	testenv.StartWriter(t, s, nil, nil, signed(sg, "", nil)).Stop(t) // no flag needed now
 
 	forged := nats.NewMsg(events.LogSubject(events.WriterDefault))
-	last := lastCommit(t, js)
+	last := testenv.LastCommit(t, js)
 	var enc events.CommitEncoder
 	enc.Reset("late", events.WriterDefault, time.Now())
 	forged.Data = enc.Bytes()
@@ -499,9 +450,9 @@ func TestReplayNamesTheFirstForgedCommit(t *testing.T) {
 	w.Stop(t)
 	js := testenv.JetStream(t, testenv.Connect(t, s))
 	forger := newSigner(t)
-	first := forgeTopUp(t, js, "u", forger)
-	forgeTopUp(t, js, "u", forger)
-	forgeTopUp(t, js, "u", nil)
+	first := testenv.ForgeTopUp(t, js, "u", forger)
+	testenv.ForgeTopUp(t, js, "u", forger)
+	testenv.ForgeTopUp(t, js, "u", nil)
 	r, _ := runUntilRole(t, s, projections.RoleHalted, signed(sg, "", nil))
 	wantHalted(t, r, s, projections.KindSignature, first, nil)
 }

@@ -160,7 +160,7 @@ func TestForgedCommitOnAnOpenNATSIsNeverApplied(t *testing.T) {
 	}
 	defer nc.Close()
 	js := testenv.JetStream(t, nc)
-	seq := forgeLinkedTopUp(t, js, "user_123")
+	seq := testenv.ForgeTopUp(t, js, "user_123", nil)
 
 	if got := s.must(t, 0, "status", "--customer", "user_123", "--json"); got != before {
 		t.Errorf("status after the forgery:\n%s\nwant as before:\n%s", got, before)
@@ -249,43 +249,6 @@ func TestDeletedStreamIsNeverStartedOver(t *testing.T) {
 	if out := a.must(t, 0, "audit", "verify"); !strings.Contains(out, "reset accepted") || !strings.Contains(out, "ticket 7") {
 		t.Errorf("audit verify after the reset: %s", out)
 	}
-}
-
-// forgeLinkedTopUp appends, fenced on the stream's end and linked into
-// writer 0's chain, an unsigned commit topping cid up by a million.
-func forgeLinkedTopUp(t *testing.T, js jetstream.JetStream, cid string) uint64 {
-	t.Helper()
-	ctx := context.Background()
-	st, err := js.Stream(ctx, events.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last, err := st.GetMsg(ctx, info.State.LastSeq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prev := events.ChainHash(last.Header.Get(events.ChainHeader), last.Data)
-	ev, err := events.Encode(&events.Envelope{ID: "forged-ev", Type: events.TypeToppedUp, V: events.Version,
-		At: time.Now().UTC(), CustomerID: cid, Data: &events.ToppedUp{Units: events.NewUnits(1_000_000, 0)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var enc events.CommitEncoder
-	enc.Reset("forged-commit", events.WriterDefault, time.Now())
-	enc.Add(ev)
-	m := nats.NewMsg(events.LogSubject(events.WriterDefault))
-	m.Data = enc.Bytes()
-	m.Header.Set(events.ChainHeader, prev)
-	m.Header.Set(jetstream.ExpectedLastSeqHeader, fmt.Sprint(last.Sequence))
-	ack, err := js.PublishMsg(ctx, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ack.Sequence
 }
 
 // rawRequest sends one request for user_123 and returns the reply (one
