@@ -227,4 +227,3 @@ func (r *receiver) checkExactlyOnce(t *testing.T, got, want []string) {
 		t.Fatalf("requests failed verification: %v", r.bad)
 	}
 }
-

@@ -217,5 +217,4 @@ func TestScheduleDelay(t *testing.T) {
 	}
 }
 
-
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
