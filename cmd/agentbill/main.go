@@ -65,7 +65,7 @@ Usage:
   agentbill restore   --from DIR (--data DIR | --nats-url URL) [--replicas 1|3]
   agentbill mcp       [--nats-url URL]   # MCP server over stdio
   agentbill bench     [--clients 64] [--customers 10000] [--duration 5s] [--rate CYCLES/S]
-                      [--nats-url URL [--replicas 3]] [--json] [--cpuprofile FILE]
+                      [--nats-url URL [--replicas 3]] [--webhooks] [--json] [--cpuprofile FILE]
 
 Client subcommands connect to --nats-url (default $AGENTBILL_NATS_URL or
 nats://127.0.0.1:4222). Every subcommand that talks to NATS (serve too)
