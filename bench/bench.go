@@ -57,6 +57,9 @@ const (
 	ScenarioHalfLoad     = "preflight_at_half_load"
 	ScenarioReplay       = "replay"
 	ScenarioSignature    = "commit_signature"
+	// ScenarioSpreadWebhook is the spread scenario with one webhook
+	// endpoint delivering (Config.Webhooks).
+	ScenarioSpreadWebhook = "preflight_record_spread_webhook"
 )
 
 // Config is what one bench run measures.
@@ -70,6 +73,11 @@ type Config struct {
 	DataDir   string        // embedded store; a temp dir if ""
 	Only      []string      // run only these scenarios (the request/reply baseline always runs)
 	Progress  io.Writer     // one line per scenario; nil for none
+	// Webhooks makes the embedded writer publish alerts, sends AlertShare
+	// of the spread cycles to customers that raise them, and adds
+	// ScenarioSpreadWebhook right after the spread run: the same load with
+	// one webhook endpoint delivering.
+	Webhooks bool
 }
 
 // Validate reports every problem at once.
@@ -137,6 +145,7 @@ type env struct {
 	// commitRate is the commits/s the writer appended in each ledger
 	// scenario (warm-up included).
 	commitRate map[string]float64
+	alerting   bool // the alerting customers have their budgets (Config.Webhooks)
 }
 
 // Run measures every scenario and returns the report.
@@ -176,6 +185,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{ScenarioJSBatch100, e.jsBatch(100)},
 		{ScenarioJSBatch1000, e.jsBatch(1000)},
 		{ScenarioSpread, e.ledgerRun(ScenarioSpread, e.spread)},
+		{ScenarioSpreadWebhook, e.ledgerRun(ScenarioSpreadWebhook, e.spreadWebhook(rep))},
 		{ScenarioHot, e.ledgerRun(ScenarioHot, e.hot)},
 		{ScenarioRefused, e.ledgerRun(ScenarioRefused, e.refused)},
 		{ScenarioHalfLoad, e.ledgerRun(ScenarioHalfLoad, func(ctx context.Context) (Result, error) {
@@ -200,6 +210,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 func (c *Config) selected(name string) bool {
+	if name == ScenarioSpreadWebhook {
+		return c.Webhooks && c.selected(ScenarioSpread)
+	}
 	if len(c.Only) == 0 || name == ScenarioRequestReply {
 		return true
 	}
@@ -280,7 +293,12 @@ func start(ctx context.Context, cfg Config) (*env, error) {
 			return nil, err
 		}
 		e.signer = events.NewSigner(key)
+		var alerts *projections.AlertConfig
+		if cfg.Webhooks {
+			alerts = &projections.AlertConfig{}
+		}
 		e.writer = projections.New(projections.Config{
+			Alerts:  alerts,
 			Conn:    e.writeNC,
 			LogConn: e.logNC,
 			Default: &ledger.DefaultBudget{Limit: events.NewUnits(1, events.UnitsMaxExponent), Period: ledger.PeriodMonth},

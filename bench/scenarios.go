@@ -179,12 +179,20 @@ func cycleResult(name string, clients int, st loopStats, secs float64) Result {
 }
 
 // spread: preflight+record cycles over many customers.
+// With Config.Webhooks, AlertShare of them go to customers that raise
+// alerts (webhook.go).
 func (e *env) spread(ctx context.Context) (Result, error) {
-	n := e.cfg.Customers
+	if err := e.setupAlerting(ctx); err != nil {
+		return Result{Scenario: ScenarioSpread}, err
+	}
 	st, secs := e.drive(ctx, e.cfg.Rate, func(ctx context.Context, i int, st *loopStats, due time.Time) error {
-		return e.cycle(ctx, i, st, due, "cust-"+strconv.Itoa(rand.IntN(n)))
+		return e.cycle(ctx, i, st, due, e.spreadCustomer())
 	})
-	return cycleResult(ScenarioSpread, len(e.clients), st, secs), nil
+	r := cycleResult(ScenarioSpread, len(e.clients), st, secs)
+	if e.cfg.Webhooks {
+		r.Note += fmt.Sprintf("; alerts on, %.0f%% of cycles to %d customers that raise them", 100*AlertShare, alertCustomers)
+	}
+	return r, nil
 }
 
 // hot: every client on one customer, the row-lock killer.

@@ -19,6 +19,7 @@ import (
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
+	"github.com/agentbill/agentbill/webhooks"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -161,7 +162,7 @@ func (s *started) admin(t *testing.T) *testenv.Watched {
 }
 
 // TestAdminRights runs, as the local admin, everything `agentbill keys`,
-// `audit`, `replay`, `watch` and a read-only backup do, and checks the
+// `webhooks`, `audit`, `replay`, `watch` and a read-only backup do, and checks the
 // server reported no permission violation: the admin's subject lists in
 // permissions.go are exactly sufficient.
 func TestAdminRights(t *testing.T) {
@@ -192,6 +193,45 @@ func TestAdminRights(t *testing.T) {
 		t.Fatalf("keys revoke: %v", err)
 	}
 	a.NoViolations(t, "keys")
+
+	// agentbill webhooks add, list, resume, test, remove; the bucket does
+	// not exist yet, the alert stream does (serve's leader makes it).
+	svc, err := s.srv.Connect("test-alerts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if _, err := projections.EnsureAlertStream(ctx, testenv.JetStream(t, svc), 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := webhooks.OpenRegistry(ctx, a.NC, webhooks.Options{})
+	if err != nil {
+		t.Fatalf("webhooks open: %v", err)
+	}
+	ep, err := reg.Add(ctx, webhooks.AddRequest{URL: "http://127.0.0.1:9/hook", AllowPrivate: true, CustomerID: "user_123",
+		Types: []events.Type{events.TypeDenied, events.TypeBudgetExhausted}})
+	if err != nil {
+		t.Fatalf("webhooks add: %v", err)
+	}
+	if list, err := reg.List(ctx); err != nil || len(list) != 1 {
+		t.Fatalf("webhooks list: %v, %v", list, err)
+	}
+	if _, err := reg.Pending(ctx, ep.ID); err != nil {
+		t.Fatalf("webhooks list (pending): %v", err)
+	}
+	if _, err := reg.Status(ctx, ep.ID); err != nil {
+		t.Fatalf("webhooks list (status): %v", err)
+	}
+	if _, err := reg.Resume(ctx, ep.ID); err != nil {
+		t.Fatalf("webhooks resume: %v", err)
+	}
+	if _, _, err := reg.Get(ctx, ep.ID); err != nil { // webhooks test reads it, then sends over HTTP
+		t.Fatalf("webhooks test: %v", err)
+	}
+	if err := reg.Remove(ctx, ep.ID); err != nil {
+		t.Fatalf("webhooks remove: %v", err)
+	}
+	a.NoViolations(t, "webhooks")
 
 	// audit, audit verify, replay, watch.
 	js, err := jetstream.New(a.NC)

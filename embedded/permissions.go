@@ -80,6 +80,24 @@ var (
 		"$JS.FC.KV_AGENTBILL_KEYS.>",
 		"$KV.AGENTBILL_KEYS.>",
 	}
+	// webhooksBucket is what `agentbill webhooks add|list|remove|resume|test`
+	// needs on the webhook bucket (webhooks.OpenRegistry, Add, List, Get,
+	// Remove, Resume; TestAdminRights fails on any violation), as for the
+	// key bucket: look it up, create it if serve has not yet, read records
+	// directly, watch them with an ordered push consumer (List), and put
+	// and delete them. The endpoint's durable consumer on AGENTBILL_EVENTS
+	// (create at add, info for list's pending count, delete at remove) is
+	// already within readAlerts.
+	webhooksBucket = []string{
+		"$JS.API.STREAM.INFO.KV_AGENTBILL_WEBHOOKS",
+		"$JS.API.INFO",
+		"$JS.API.STREAM.CREATE.KV_AGENTBILL_WEBHOOKS",
+		"$JS.API.DIRECT.GET.KV_AGENTBILL_WEBHOOKS.>",
+		"$JS.API.CONSUMER.CREATE.KV_AGENTBILL_WEBHOOKS.>",
+		"$JS.API.CONSUMER.DELETE.KV_AGENTBILL_WEBHOOKS.*",
+		"$JS.FC.KV_AGENTBILL_WEBHOOKS.>",
+		"$KV.AGENTBILL_WEBHOOKS.>",
+	}
 	// backupRead is what a read-only backup needs: stream snapshots of
 	// the log, the snapshot object store and the key bucket, with their
 	// flow-control acks, and the two buckets' info. A snapshot reads; it
@@ -99,6 +117,7 @@ var (
 		"agentbill.v1.>", "agentbill.admin.v1.>", "agentbill.p.>",
 		"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$JS.SNAPSHOT.>",
 		"$KV.AGENTBILL_KEYS.>", "$KV.AGENTBILL_LEASES.>", "$O.AGENTBILL_SNAPSHOTS.>",
+		"$KV.AGENTBILL_WEBHOOKS.>",
 	}
 	// serviceSubscribe is nats.conf's service user, agentbill.events.>
 	// included: the dashboard's live feed (dashboard/feed.go) runs in serve
@@ -129,11 +148,11 @@ func servicePermissions() *server.Permissions {
 }
 
 // adminPermissions: the local admin (data/admin.nkey) is nats.conf's
-// admin and auditor together, plus the key bucket (`agentbill keys`) and
-// read-only backups.
+// admin and auditor together, plus the key bucket (`agentbill keys`), the
+// webhook bucket (`agentbill webhooks`) and read-only backups.
 func adminPermissions() *server.Permissions {
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: union(agentRequests, adminRequests, readLog, readAlerts, keysBucket, backupRead)},
+		Publish:   &server.SubjectPermission{Allow: union(agentRequests, adminRequests, readLog, readAlerts, keysBucket, webhooksBucket, backupRead)},
 		Subscribe: &server.SubjectPermission{Allow: []string{AdminInboxPrefix + ".>", "agentbill.events.>"}},
 	}
 }

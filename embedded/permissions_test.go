@@ -43,8 +43,8 @@ func missing(want, got []string) []string {
 // TestPermissionsFollowNATSConf: the default mode's users have nats.conf's
 // rights: the anonymous user the agent's (with the default inbox), the
 // service the service's (plus the events the dashboard subscribes to),
-// the local admin the admin's and the auditor's (plus the key bucket and
-// backups). Nothing in nats.conf is lost here, and the additions are the
+// the local admin the admin's and the auditor's (plus the key and webhook
+// buckets and backups). Nothing in nats.conf is lost here, and the additions are the
 // documented ones only.
 func TestPermissionsFollowNATSConf(t *testing.T) {
 	conf := natsConfUsers(t)
@@ -60,7 +60,7 @@ func TestPermissionsFollowNATSConf(t *testing.T) {
 		{"service", servicePermissions(), []*server.Permissions{conf["service"]},
 			nil, nil, "", ""},
 		{"admin", adminPermissions(), []*server.Permissions{conf["admin"], conf["auditor"]},
-			union(keysBucket, backupRead), nil, "_INBOX_auditor.>", ""},
+			union(keysBucket, webhooksBucket, backupRead), nil, "_INBOX_auditor.>", ""},
 	} {
 		var wantPub, wantSub []string
 		for _, p := range c.want {

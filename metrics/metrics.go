@@ -134,6 +134,17 @@ func (m *Metrics) WatchFollower(seq func() uint64) {
 	}, func() float64 { return float64(seq()) }))
 }
 
+// Register adds collectors that another package owns (the webhook
+// deliveries) to the registry served at /metrics.
+func (m *Metrics) Register(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := m.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Handler serves the metrics in Prometheus' text format.
 func (m *Metrics) Handler() http.Handler { return m.handler }
 

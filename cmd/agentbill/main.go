@@ -39,6 +39,8 @@ Usage:
                       [--instance NAME] [--lease-ttl 3s] [--log-format text|json]
                       [--signing-key FILE] [--trusted-keys FILE]
                       [--accept-reset REASON] [--adopt-unsigned REASON]
+                      [--webhook-backoff-min 1s] [--webhook-backoff-max 1h]
+                      [--webhook-retry-max-age 24h]
   agentbill preflight --customer C --agent A --units N [--task T] [--task-ceiling N]
                       [--ceiling N] [--ttl D] [--idempotency-key K] [--json]
   agentbill record    --customer C --agent A --units N [--reservation ID] [--failed] [--json]
@@ -52,6 +54,9 @@ Usage:
   agentbill keys create --role agent|admin|auditor [--customer C] [--name N] [--replicas 1|3] [--json]
   agentbill keys list [--json]
   agentbill keys revoke ID [--json]
+  agentbill webhooks add --url URL [--types T,...] [--customer C] [--allow-private] [--json]
+  agentbill webhooks list [--json]
+  agentbill webhooks remove|resume|test ID [--json]
   agentbill audit     --customer C [--from T] [--to T] [--format table|json|csv]
   agentbill audit verify [--public-keys FILE | --no-signatures] [--json]
   agentbill replay    [--until-seq N | --until-time T] [--customer C] [--verify] [--json]
@@ -62,7 +67,7 @@ Usage:
   agentbill restore   --from DIR (--data DIR | --nats-url URL) [--replicas 1|3]
   agentbill mcp       [--nats-url URL]   # MCP server over stdio
   agentbill bench     [--clients 64] [--customers 10000] [--duration 5s] [--rate CYCLES/S]
-                      [--nats-url URL [--replicas 3]] [--json] [--cpuprofile FILE]
+                      [--nats-url URL [--replicas 3]] [--webhooks] [--json] [--cpuprofile FILE]
 
 Client subcommands connect to --nats-url (default $AGENTBILL_NATS_URL or
 nats://127.0.0.1:4222). Every subcommand that talks to NATS (serve too)
@@ -113,6 +118,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runBench(ctx, rest, stdout, stderr)
 	case "keys":
 		err = runKeys(ctx, rest, stdout, stderr)
+	case "webhooks":
+		err = runWebhooks(ctx, rest, stdout, stderr)
 	case "signing-key":
 		err = runSigningKey(ctx, rest, stdout, stderr)
 	case "alerts":

@@ -21,6 +21,7 @@ import (
 	"github.com/agentbill/agentbill/metrics"
 	"github.com/agentbill/agentbill/projections"
 	"github.com/agentbill/agentbill/signing"
+	"github.com/agentbill/agentbill/webhooks"
 	"github.com/nats-io/nats.go"
 )
 
@@ -60,6 +61,8 @@ type serveConfig struct {
 	AdoptUnsigned string
 	// AlertsMaxAge is how long the alert stream keeps alerts.
 	AlertsMaxAge time.Duration
+	// Webhooks is the webhook deliveries' retry schedule.
+	Webhooks webhooks.Schedule
 }
 
 // Validate reports every problem at once.
@@ -92,6 +95,9 @@ func (c *serveConfig) Validate() error {
 	}
 	if c.AlertsMaxAge < projections.AlertMaxAgeMin {
 		errs = append(errs, fmt.Errorf("--alerts-max-age %s: at least %s", c.AlertsMaxAge, projections.AlertMaxAgeMin))
+	}
+	if err := c.Webhooks.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Replicas != 1 && c.Replicas != 3 {
 		errs = append(errs, fmt.Errorf("--replicas %d: use 1, or 3 on a cluster", c.Replicas))
@@ -150,6 +156,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.SigningKey, "signing-key", "", "Ed25519 key (PEM) every commit is signed with, created if missing; every writer of one ledger needs the same one (default DATA/"+signing.KeyFile+")")
 	fs.StringVar(&cfg.TrustedKeys, "trusted-keys", "", "PEM public keys whose commits are trusted besides the signing key's: earlier keys, after a rotation (default DATA/"+signing.TrustedFile+")")
 	fs.DurationVar(&cfg.AlertsMaxAge, "alerts-max-age", projections.AlertMaxAgeDefault, "how long the alert stream "+projections.AlertStream+" keeps alerts (its max age)")
+	fs.DurationVar(&cfg.Webhooks.Min, "webhook-backoff-min", webhooks.BackoffMinDefault, "wait after a webhook delivery's first failure; each further failure doubles it (docs/webhooks.md)")
+	fs.DurationVar(&cfg.Webhooks.Max, "webhook-backoff-max", webhooks.BackoffMaxDefault, "longest wait between retries of a webhook delivery")
+	fs.DurationVar(&cfg.Webhooks.MaxAge, "webhook-retry-max-age", webhooks.RetryMaxAgeDefault, "how long an endpoint may keep failing before it is parked (`agentbill webhooks resume` restarts it)")
 	fs.StringVar(&cfg.AdoptUnsigned, "adopt-unsigned", "", "REASON: cover the unsigned commits a log written before signed commits ends with by one signed adoption commit, instead of halting (once, on upgrade; SECURITY.md)")
 	fs.StringVar(&cfg.AcceptReset, "accept-reset", "", "REASON: start over a ledger stream that is gone, was replaced or ends early, instead of halting, and record that decision and REASON in the log (SECURITY.md)")
 	nf := addNATSFlags(fs, false)
@@ -197,12 +206,21 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		Signer: keys.Signer, Keys: keys.Keyring, AcceptReset: cfg.AcceptReset, AdoptUnsigned: cfg.AdoptUnsigned,
 		Alerts: &projections.AlertConfig{MaxAge: cfg.AlertsMaxAge}, Fault: faultFromEnv(log),
 		HistoryFile: filepath.Join(cfg.DataDir, fmt.Sprintf("history-%d.json", cfg.Partition))}
-	if cfg.HTTP == "" {
-		return projections.New(wcfg).Run(ctx)
+	var m *metrics.Metrics
+	if cfg.HTTP != "" {
+		m = metrics.New(log) // served at /metrics; the writer reports to it
+		wcfg.Observer = m
 	}
-	m := metrics.New(log) // served at /metrics; the writer reports to it
-	wcfg.Observer = m
-	return runGateway(ctx, cfg, srv, projections.New(wcfg), m, log)
+	w := projections.New(wcfg)
+	stopWebhooks, err := startWebhooks(ctx, cfg, srv, w, m, log)
+	if err != nil {
+		return err
+	}
+	defer stopWebhooks()
+	if cfg.HTTP == "" {
+		return w.Run(ctx)
+	}
+	return runGateway(ctx, cfg, srv, w, m, log)
 }
 
 // openSigningKeys opens the commit-signing key (creating it if missing)

@@ -261,4 +261,26 @@ export declare class AgentBillClient {
   request(method: string, path: string, body?: Record<string, unknown>): Promise<any>;
 }
 
+/** Prefix of a webhook signing secret (`agentbill webhooks add` prints it once). */
+export declare const WEBHOOK_SECRET_PREFIX: string;
+/** How far (ms) a delivery's timestamp may be from this clock (5 minutes). */
+export declare const WEBHOOK_TOLERANCE_MS: number;
+/** A webhook delivery failed verification. */
+export declare class WebhookVerificationError extends Error {
+  code: 'invalid_signature';
+}
+/**
+ * Verifies a webhook delivery (Standard Webhooks: webhook-id,
+ * webhook-timestamp, webhook-signature v1) and returns its event. Pass the
+ * raw body as received. Throws WebhookVerificationError.
+ */
+export declare function verifyWebhook(
+  body: string | Uint8Array,
+  headers: Record<string, string | string[] | undefined> | { get(name: string): string | null },
+  secret: string,
+  options?: { toleranceMs?: number; now?: number },
+): any;
+/** The webhook-signature value ("v1,<base64>") of one delivery. */
+export declare function signWebhook(secret: string, id: string, timestamp: number, body: string | Uint8Array): string;
+
 export default AgentBillClient;

@@ -435,4 +435,12 @@ export class AgentBillClient {
   }
 }
 
+export {
+  verifyWebhook,
+  signWebhook,
+  WebhookVerificationError,
+  WEBHOOK_SECRET_PREFIX,
+  WEBHOOK_TOLERANCE_MS,
+} from './webhooks.js';
+
 export default AgentBillClient;

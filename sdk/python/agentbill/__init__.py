@@ -37,6 +37,8 @@ from .errors import (  # noqa: E402
     RefusedError,
     UnavailableError,
 )
+from . import webhooks  # noqa: E402
+from .webhooks import WebhookVerificationError  # noqa: E402
 from .models import (  # noqa: E402
     AgentStatus,
     Budget,
@@ -74,4 +76,6 @@ __all__ = [
     "Status",
     "UnavailableError",
     "Usage",
+    "WebhookVerificationError",
+    "webhooks",
 ]

@@ -1,0 +1,192 @@
+package webhooks
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentbill/agentbill/projections"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// OrphanAge is how old a webhook consumer without an endpoint record must
+// be before the leader deletes it: Add creates the consumer just before
+// the record, and a Remove that stopped half way leaves the consumer.
+const OrphanAge = 2 * time.Minute
+
+// manager runs one term of delivery: it watches the endpoints and keeps
+// one worker per active endpoint.
+type manager struct {
+	reg     *Registry
+	svc     *Service
+	mu      sync.Mutex // guards known (read by metrics)
+	known   map[string]*Endpoint
+	workers map[string]*running
+}
+
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (r *running) finished() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// run watches ep.* until ctx ends or the watch fails, then stops every
+// worker.
+func (m *manager) run(ctx context.Context) error {
+	w, err := m.reg.kv.Watch(ctx, keyEndpoint+"*")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	defer m.stopAll()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("endpoint watch ended")
+			}
+			if e == nil { // every current endpoint has been seen
+				m.deleteOrphans(ctx)
+				continue
+			}
+			m.apply(ctx, e)
+		}
+	}
+}
+
+// apply starts or stops the worker of the endpoint e is about.
+func (m *manager) apply(ctx context.Context, e jetstream.KeyValueEntry) {
+	id := strings.TrimPrefix(e.Key(), keyEndpoint)
+	var ep *Endpoint
+	if e.Operation() == jetstream.KeyValuePut {
+		var err error
+		if ep, err = decodeEndpoint(e.Value()); err != nil {
+			m.svc.cfg.Logger.Error("webhooks: skipping a corrupt endpoint record", "key", e.Key(), "err", err)
+			return
+		}
+	}
+	m.mu.Lock()
+	if ep == nil {
+		delete(m.known, id)
+	} else {
+		m.known[id] = ep.Public()
+	}
+	m.mu.Unlock()
+	r := m.workers[id]
+	if ep == nil || ep.Disabled() {
+		if r != nil {
+			r.cancel()
+			<-r.done
+			delete(m.workers, id)
+		}
+		return
+	}
+	if r != nil && !r.finished() {
+		return
+	}
+	if len(m.workers) >= EndpointsMax && r == nil {
+		m.svc.cfg.Logger.Error("webhooks: too many endpoints; not delivering to this one", "endpoint", id, "max", EndpointsMax)
+		return
+	}
+	m.start(ctx, ep)
+}
+
+// start runs a worker for ep.
+func (m *manager) start(ctx context.Context, ep *Endpoint) {
+	log := m.svc.cfg.Logger
+	key, err := DecodeSecret(ep.Secret)
+	if err != nil {
+		log.Error("webhooks: endpoint has an unusable secret; not delivering", "endpoint", ep.ID, "err", err)
+		return
+	}
+	cons, err := m.consumer(ctx, ep)
+	if err != nil {
+		log.Error("webhooks: no consumer for the endpoint; not delivering", "endpoint", ep.ID, "err", err)
+		return
+	}
+	st, err := m.reg.Status(ctx, ep.ID)
+	if err != nil {
+		log.Warn("webhooks: cannot read the endpoint's status; starting afresh", "endpoint", ep.ID, "err", err)
+		st = &Status{}
+	}
+	w := &worker{ep: ep, key: key, reg: m.reg, cons: cons, send: m.svc.send, sched: m.svc.cfg.Schedule,
+		met: m.svc.met, log: log, now: m.svc.cfg.Now, rnd: jitter, st: resumeStatus(st, ep)}
+	wctx, cancel := context.WithCancel(ctx)
+	r := &running{cancel: cancel, done: make(chan struct{})}
+	m.workers[ep.ID] = r
+	go func() {
+		defer close(r.done)
+		w.run(wctx)
+	}()
+	log.Info("webhooks: delivering to endpoint", "endpoint", ep.ID, "url", ep.URL)
+}
+
+// consumer returns the endpoint's consumer, creating it (new events only)
+// if it is gone: events between its loss and now are not delivered, and
+// the log says so.
+func (m *manager) consumer(ctx context.Context, ep *Endpoint) (jetstream.Consumer, error) {
+	c, err := m.reg.js.Consumer(ctx, projections.AlertStream, ConsumerName(ep.ID))
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return c, err
+	}
+	m.svc.cfg.Logger.Warn("webhooks: the endpoint's consumer was missing; recreated it from now on", "endpoint", ep.ID)
+	return m.reg.js.CreateConsumer(ctx, projections.AlertStream, consumerConfig(ep))
+}
+
+// deleteOrphans deletes webhook consumers older than OrphanAge whose
+// endpoint record is gone.
+func (m *manager) deleteOrphans(ctx context.Context) {
+	st, err := m.reg.alertStream(ctx)
+	if err != nil {
+		return
+	}
+	names := st.ConsumerNames(ctx)
+	for name := range names.Name() {
+		id, ok := strings.CutPrefix(name, ConsumerPrefix)
+		m.mu.Lock()
+		_, known := m.known[id]
+		m.mu.Unlock()
+		if !ok || known {
+			continue
+		}
+		c, err := st.Consumer(ctx, name)
+		if err != nil || m.svc.cfg.Now().Sub(c.CachedInfo().Created) < OrphanAge {
+			continue
+		}
+		if err := st.DeleteConsumer(ctx, name); err == nil {
+			m.svc.cfg.Logger.Info("webhooks: deleted the consumer of a removed endpoint", "consumer", name)
+		}
+	}
+}
+
+// stopAll stops every worker and waits for them.
+func (m *manager) stopAll() {
+	for id, r := range m.workers {
+		r.cancel()
+		<-r.done
+		delete(m.workers, id)
+	}
+}
+
+// snapshot returns the endpoints the term knows, without secrets.
+func (m *manager) snapshot() []*Endpoint {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Endpoint, 0, len(m.known))
+	for _, ep := range m.known {
+		out = append(out, ep)
+	}
+	return out
+}
