@@ -201,7 +201,7 @@ func TestAdminRights(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.Close()
-	if _, err := projections.EnsureAlertStream(ctx, testenv.JetStream(t, svc), 1, 0); err != nil {
+	if _, err := projections.EnsureAlertStream(ctx, testenv.JetStream(t, svc), 1, projections.AlertConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	reg, err := webhooks.OpenRegistry(ctx, a.NC, webhooks.Options{})

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/client"
-	"github.com/agentbill/agentbill/internal/testenv"
+	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
 	"github.com/agentbill/agentbill/webhooks"
