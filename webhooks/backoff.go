@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/agentbill/agentbill/internal/retry"
 )
 
 // The retry schedule's defaults and bounds (serve --webhook-backoff-min,
@@ -58,10 +60,5 @@ func (s Schedule) Validate() error {
 // [1/2, 1) from rnd (a uniform [0, 1) source) so that endpoints failing
 // together do not retry together, and never below half the step.
 func (s Schedule) Delay(attempt int, rnd func() float64) time.Duration {
-	d := s.Min
-	for i := 1; i < attempt && d < s.Max; i++ {
-		d *= 2
-	}
-	d = min(d, s.Max)
-	return d/2 + time.Duration(rnd()*float64(d/2))
+	return retry.Delay(s.Min, s.Max, attempt, rnd())
 }

@@ -118,12 +118,7 @@ func (b *Backoff) Next() (time.Duration, bool) {
 	if b.attempt >= b.p.Attempts {
 		return 0, false
 	}
-	d := b.p.First
-	for i := 1; i < b.attempt && d < b.p.Max; i++ {
-		d *= 2
-	}
-	d = min(d, b.p.Max)
-	wait := d/2 + time.Duration(b.p.Rand()*float64(d-d/2))
+	wait := Delay(b.p.First, b.p.Max, b.attempt, b.p.Rand())
 	if b.p.Clock.Now().Add(wait).Sub(b.start) > b.p.Elapsed {
 		return 0, false
 	}
@@ -162,4 +157,18 @@ func (realClock) Sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// Delay is the wait after the attempt-th failure in a row (1 is the
+// first): first * 2^(attempt-1), capped at max, then jittered to a point
+// in [step/2, step) by r, a uniform draw from [0, 1). For callers that
+// keep the count elsewhere (a webhook's redelivery count lives in its
+// consumer); Backoff uses it for its waits.
+func Delay(first, max time.Duration, attempt int, r float64) time.Duration {
+	d := first
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	return d/2 + time.Duration(r*float64(d-d/2))
 }
