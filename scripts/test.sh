@@ -16,17 +16,21 @@ echo "== go test"
 go test -count=1 -timeout 15m ./...
 echo "== python SDK (unittest)"
 python3 -m unittest discover -s sdk/python/tests
+# npm_ready DIR installs DIR's devDependencies exactly as its
+# package-lock.json pins them, unless node_modules was installed from
+# that very lock file (a copy is kept beside it).
+npm_ready() {
+  if ! cmp -s "$1/package-lock.json" "$1/node_modules/.installed-lock.json"; then
+    (cd "$1" && npm ci --no-audit --no-fund && cp package-lock.json node_modules/.installed-lock.json)
+  fi
+}
 echo "== node SDK (node --test)"
-# The LangChain handler's tests need sdk/node's devDependencies
-# (@langchain/core, pinned by package-lock.json); CI installs them first.
-if [ ! -d sdk/node/node_modules/@langchain/core ]; then
-  (cd sdk/node && npm ci --no-audit --no-fund)
-fi
+# The LangChain handler's and the webhook tests need sdk/node's
+# devDependencies (@langchain/core, standardwebhooks); CI installs them first.
+npm_ready sdk/node
 node --test sdk/node/test/
 echo "== contracts (node --test: docs/openapi.json, docs/asyncapi.yaml)"
 # The wire contracts against the binary and the SDKs (contracts/README.md);
 # they need contracts/'s devDependencies (pinned by its package-lock.json).
-if [ ! -d contracts/node_modules/ajv ]; then
-  (cd contracts && npm ci --no-audit --no-fund)
-fi
+npm_ready contracts
 node --test contracts/test/
