@@ -88,8 +88,22 @@ func (e *env) spreadWebhook(rep *Report) func(context.Context) (Result, error) {
 		stop()
 		_ = reg.Remove(context.WithoutCancel(ctx), ep.ID)
 		r.Note = fmt.Sprintf("one webhook endpoint (every alert type, a receiver on 127.0.0.1 in this process): %d deliveries accepted, %d pending at the end", accepted.Load(), pending)
-		if base := find(rep, ScenarioSpread); base != nil && base.CyclesPerSec > 0 {
-			r.Note += fmt.Sprintf("; %.1f%% of %s's cycles/s in this run", 100*r.CyclesPerSec/base.CyclesPerSec, ScenarioSpread)
+		return r, err
+	}
+}
+
+// spreadAfter runs the spread scenario again, without the webhook, and
+// puts the webhook run beside the mean of the spread runs before and
+// after it (ScenarioSpreadAfter says why).
+func (e *env) spreadAfter(rep *Report) func(context.Context) (Result, error) {
+	return func(ctx context.Context) (Result, error) {
+		r, err := e.spread(ctx)
+		r.Scenario = ScenarioSpreadAfter
+		before, hook := find(rep, ScenarioSpread), find(rep, ScenarioSpreadWebhook)
+		if err == nil && before != nil && hook != nil && before.CyclesPerSec > 0 && r.CyclesPerSec > 0 {
+			mean := (before.CyclesPerSec + r.CyclesPerSec) / 2
+			r.Note = fmt.Sprintf("the spread run again, without the webhook: %s made %.1f%% of the mean cycles/s of the runs before and after it (%.0f; %.1f%% of the one before alone)",
+				ScenarioSpreadWebhook, 100*hook.CyclesPerSec/mean, mean, 100*hook.CyclesPerSec/before.CyclesPerSec)
 		}
 		return r, err
 	}
