@@ -21,6 +21,7 @@ import (
 func VerifyChain(ctx context.Context, js jetstream.JetStream, keys events.Keyring, progress func(seq, last uint64)) (*ChainReport, error) {
 	rep := &ChainReport{Writers: map[string]int{}, Heads: map[string]string{}, Keys: keys.IDs()}
 	unsigned := map[string]uint64{} // per writer, the first unsigned commit no signature covers yet
+	signed := map[string]bool{}     // per writer, a signed commit was seen: its unsigned prefix is over
 	last, err := projections.LastSequence(ctx, js)
 	if err != nil || last == 0 {
 		return rep, err
@@ -69,6 +70,10 @@ func VerifyChain(ctx context.Context, js jetstream.JetStream, keys events.Keyrin
 		if keys != nil {
 			err := keys.VerifyCommit(msg.Subject(), hash, msg.Headers().Get(events.SigHeader))
 			switch {
+			case errors.Is(err, events.ErrUnsigned) && signed[writer]:
+				if rep.BadSignature == nil {
+					rep.BadSignature = &Fault{Seq: seq, Writer: writer, Problem: "no signature, after signed commits of its writer"}
+				}
 			case errors.Is(err, events.ErrUnsigned):
 				// Written before commits were signed: fine once a later
 				// signed commit of its writer covers it.
@@ -82,6 +87,7 @@ func VerifyChain(ctx context.Context, js jetstream.JetStream, keys events.Keyrin
 				}
 			default:
 				delete(unsigned, writer)
+				signed[writer] = true
 			}
 		}
 		if r := msg.Headers().Get(projections.ResetHeader); r != "" {

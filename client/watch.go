@@ -65,6 +65,7 @@ func (c *Client) Watch(ctx context.Context, customerID string, types []events.Ty
 	if err != nil {
 		return fmt.Errorf("agentbill: watch: %w", err)
 	}
+	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	for {

@@ -132,6 +132,7 @@ type alerter struct {
 	log       *slog.Logger
 	js        jetstream.JetStream
 	queue     chan alertBatch
+	wake      chan struct{} // offer dropped a batch: run catches up even with nothing queued
 	behind    atomic.Bool   // batches were dropped: read them from the log
 	published atomic.Uint64 // every alert of commits up to here is stored
 	target    atomic.Uint64 // the writer's last acknowledged sequence
@@ -140,7 +141,7 @@ type alerter struct {
 // offer hands the alerts of the commit at seq to the publisher, never
 // blocking the writer.
 func (a *alerter) offer(seq uint64, notices []notice) {
-	a.target.Store(seq)
+	a.target.Store(seq) // before behind is read: see run
 	if len(notices) == 0 || a.behind.Load() {
 		return
 	}
@@ -148,15 +149,30 @@ func (a *alerter) offer(seq uint64, notices []notice) {
 	case a.queue <- alertBatch{seq: seq, notices: notices}:
 	default:
 		a.behind.Store(true)
+		select {
+		case a.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// run publishes until ctx ends.
+// run publishes until ctx ends. When it is behind (offer dropped a
+// batch), it catches up from the log once its queue is empty: it clears
+// behind first and then reads target, so every commit whose batch offer
+// dropped is at or below the target it reads (offer stores target before
+// it reads behind), and every later one is queued.
 func (a *alerter) run(ctx context.Context) {
 	for {
+		if a.behind.Load() && len(a.queue) == 0 {
+			a.behind.Store(false)
+			if err := a.catchUp(ctx, a.target.Load()); err != nil {
+				return // only ctx ends catchUp's publishing
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-a.wake:
 		case b := <-a.queue:
 			if b.seq <= a.published.Load() {
 				continue // already published by a catch-up from the log
@@ -165,12 +181,6 @@ func (a *alerter) run(ctx context.Context) {
 				return // only ctx ends publish
 			}
 			a.published.Store(b.seq)
-		}
-		if a.behind.Load() && len(a.queue) == 0 {
-			if err := a.catchUp(ctx, a.target.Load()); err != nil {
-				return
-			}
-			a.behind.Store(false)
 		}
 	}
 }
@@ -366,32 +376,50 @@ func (w *Writer) startAlerts(ctx context.Context) (context.Context, func(), erro
 
 // newAlerter returns the writer's alert publisher, not yet started.
 func (w *Writer) newAlerter() *alerter {
-	a := &alerter{name: w.cfg.Name, log: w.log, js: w.js, queue: make(chan alertBatch, AlertQueueMax)}
+	a := &alerter{name: w.cfg.Name, log: w.log, js: w.js, queue: make(chan alertBatch, AlertQueueMax),
+		wake: make(chan struct{}, 1)}
 	if w.partitioned() {
 		a.only = w.cfg.Name
 	}
 	return a
 }
 
-// RebuildAlerts makes the alert stream again from the log: it deletes
-// the stream, creates it with cfg, and publishes the alerts of every
-// commit of writer (every writer of an unpartitioned ledger: "0"; a
-// partition: its number, with partitioned) within cfg's max age, in log
-// order. Run it while no writer serves (`agentbill alerts rebuild`); a
-// durable consumer on the old stream is deleted with it. It returns the
-// number of alerts published.
-func RebuildAlerts(ctx context.Context, js jetstream.JetStream, replicas int, cfg AlertConfig, writer string, partitioned bool, log *slog.Logger) (uint64, error) {
+// RebuildAlerts makes the alert stream again from the log: it checks the
+// log (every chain link and each writer's last signature, with keys;
+// nothing if keys is nil), deletes the stream, creates it with cfg, and
+// publishes the alerts of every commit within cfg's max age, writer by
+// writer (writers: "0" for an unpartitioned ledger, every partition's
+// number for a partitioned one). Run it while no writer serves
+// (`agentbill alerts rebuild`); durable consumers on the old stream are
+// deleted with it. It returns the number of alerts stored.
+func RebuildAlerts(ctx context.Context, js jetstream.JetStream, replicas int, cfg AlertConfig, writers []string, partitioned bool, keys events.Keyring, log *slog.Logger) (uint64, error) {
 	maxAge := cfg.MaxAge
 	if maxAge <= 0 {
 		maxAge = AlertMaxAgeDefault
 	}
+	last, err := LastSequence(ctx, js)
+	if err != nil {
+		return 0, err
+	}
+	only := func(w string) string {
+		if partitioned {
+			return w
+		}
+		return ""
+	}
+	if keys != nil {
+		for _, w := range writers {
+			v := NewLogVerifier(keys, events.LogSubject(w), !partitioned, 1, "")
+			v.Lazy = true
+			if _, err := Replay(ctx, js, ReplayStop{Writer: only(w), Verify: v}, func(uint64, *events.Envelope) error { return nil }); err != nil {
+				return 0, fmt.Errorf("the log of writer %s does not verify; no alert stream is made from it: %w", w, err)
+			}
+		}
+	}
 	if err := js.DeleteStream(ctx, AlertStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return 0, fmt.Errorf("delete %s: %w", AlertStream, err)
 	}
-	if _, err := EnsureAlertStream(ctx, js, replicas, cfg); err != nil {
-		return 0, err
-	}
-	last, err := LastSequence(ctx, js)
+	st, err := EnsureAlertStream(ctx, js, replicas, cfg)
 	if err != nil || last == 0 {
 		return 0, err
 	}
@@ -399,17 +427,12 @@ func RebuildAlerts(ctx context.Context, js jetstream.JetStream, replicas int, cf
 	if err != nil {
 		return 0, err
 	}
-	a := &alerter{name: writer, log: log, js: js}
-	if partitioned {
-		a.only = writer
-	}
-	a.published.Store(first - 1)
-	if err := a.catchUp(ctx, last); err != nil {
-		return 0, err
-	}
-	st, err := js.Stream(ctx, AlertStream)
-	if err != nil {
-		return 0, err
+	for _, w := range writers {
+		a := &alerter{name: w, only: only(w), log: log, js: js}
+		a.published.Store(first - 1)
+		if err := a.catchUp(ctx, last); err != nil {
+			return 0, err
+		}
 	}
 	info, err := st.Info(ctx)
 	if err != nil {

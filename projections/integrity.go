@@ -103,11 +103,12 @@ func (e *IntegrityError) resettable() bool {
 // Subject (if set), and, if Contiguous, the sequences do not skip.
 //
 // Unsigned commits (a log written before commits were signed) pass only
-// when a later commit of the same writer is signed: its signature covers
-// the chain, and so them (an adoption commit, AdoptHeader, is made for
-// that). Until then they are uncovered: Uncovered reports the first, and a
-// replay that ends with one fails with KindSignature. A commit with a
-// signature that does not verify never passes.
+// as a prefix of their writer's chain, and only when a later commit of the
+// same writer is signed: its signature covers the chain, and so them (an
+// adoption commit, AdoptHeader, is made for that). Until then they are
+// uncovered: Uncovered reports the first, and a replay that ends with one
+// fails with KindSignature. An unsigned commit after a signed one, and a
+// commit with a signature that does not verify, never pass.
 //
 // Lazy defers signature checks to the end of a replay, where only each
 // writer's last signed commit is checked: its signature covers its chain,
@@ -125,6 +126,7 @@ type LogVerifier struct {
 	heads      map[string]string
 	next       uint64            // the sequence the next commit must have; 0 before the first
 	unsigned   map[string]uint64 // per subject, the first unsigned commit no signature covers yet
+	signed     map[string]bool   // per subject, a signed commit was seen (or lies before next)
 	lastSigned map[string]signedCommit
 	from       verifierStart // where it started, for a strict second pass
 }
@@ -146,9 +148,13 @@ type verifierStart struct {
 // chain head of subject is head.
 func NewLogVerifier(keys events.Keyring, subject string, contiguous bool, next uint64, head string) *LogVerifier {
 	v := &LogVerifier{Keys: keys, Subject: subject, Contiguous: contiguous, heads: map[string]string{}, next: next,
-		unsigned: map[string]uint64{}, lastSigned: map[string]signedCommit{}, from: verifierStart{next, subject, head}}
+		unsigned: map[string]uint64{}, signed: map[string]bool{}, lastSigned: map[string]signedCommit{},
+		from: verifierStart{next, subject, head}}
 	if subject != "" {
 		v.heads[subject] = head
+		// A verifier that starts past the first commit continues from a
+		// state that was verified, signed: no unsigned prefix is left.
+		v.signed[subject] = next > 1
 	}
 	return v
 }
@@ -210,16 +216,21 @@ func (v *LogVerifier) link(seq uint64, subject string, h nats.Header, ck checked
 	if got, want := h.Get(events.ChainHeader), v.heads[subject]; got != want {
 		return integrityErr(KindChain, seq, "commit on %s links to %.16q, its writer's previous commit hashes to %.16q", subject, got, want)
 	}
-	v.heads[subject], v.next = ck.hash, seq+1
 	switch {
 	case !ck.unsigned:
 		delete(v.unsigned, subject) // its signature covers the chain before it
+		v.signed[subject] = true
 		if v.Lazy {
 			v.lastSigned[subject] = signedCommit{seq: seq, hash: ck.hash, sig: ck.sig}
 		}
+	case v.signed[subject]:
+		// Unsigned commits are a log's prefix from before signatures;
+		// one after a signed commit of its writer is never genuine.
+		return integrityErr(KindSignature, seq, "commit on %s: %v, after signed commits of its writer", subject, events.ErrUnsigned)
 	case v.unsigned[subject] == 0:
 		v.unsigned[subject] = seq
 	}
+	v.heads[subject], v.next = ck.hash, seq+1
 	return nil
 }
 

@@ -456,3 +456,51 @@ func TestReplayNamesTheFirstForgedCommit(t *testing.T) {
 	r, _ := runUntilRole(t, s, projections.RoleHalted, signed(sg, "", nil))
 	wantHalted(t, r, s, projections.KindSignature, first, nil)
 }
+
+// The operator's flags cover the log's unsigned prefix and the start they
+// were given for, never more: a forged unsigned commit after signed ones
+// halts a writer started with --adopt-unsigned, and a stream deleted
+// under a writer started with --accept-reset halts it.
+func TestOperatorFlagsAreNarrow(t *testing.T) {
+	t.Run("adopt-unsigned", func(t *testing.T) {
+		s := testenv.StartServer(t, "")
+		sg := newSigner(t)
+		w := testenv.StartWriter(t, s, nil, nil, signed(sg, "", nil))
+		c := testenv.Client(t, s)
+		setBudget(t, c, "u", "100", ledger.PeriodMonth)
+		w.Stop(t)
+		seq := testenv.ForgeTopUp(t, testenv.JetStream(t, testenv.Connect(t, s)), "u", nil)
+		r, _ := runUntilRole(t, s, projections.RoleHalted, signed(sg, "", nil), func(c *projections.Config) { c.AdoptUnsigned = "upgrade" })
+		wantHalted(t, r, s, projections.KindSignature, seq, nil)
+	})
+	t.Run("adopt-unsigned, later", func(t *testing.T) {
+		s := testenv.StartServer(t, "")
+		sg := newSigner(t)
+		w := testenv.StartWriter(t, s, nil, nil, signed(sg, "", nil), func(c *projections.Config) { c.AdoptUnsigned = "upgrade" })
+		c := testenv.Client(t, s)
+		setBudget(t, c, "u", "100", ledger.PeriodMonth)
+		seq := testenv.ForgeTopUp(t, testenv.JetStream(t, testenv.Connect(t, s)), "u", nil)
+		if _, err := c.Conn().Request(events.RequestSubject(events.OpPreflight, "u"), []byte(`{"agent_id":"a"}`), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		wantHalted(t, w.Writer, s, projections.KindSignature, seq, nil)
+	})
+	t.Run("accept-reset, later", func(t *testing.T) {
+		s := testenv.StartServer(t, "")
+		sg := newSigner(t)
+		w := testenv.StartWriter(t, s, nil, nil, signed(sg, t.TempDir(), nil), func(c *projections.Config) { c.AcceptReset = "new ledger" })
+		c := testenv.Client(t, s)
+		setBudget(t, c, "u", "100", ledger.PeriodMonth)
+		js := testenv.JetStream(t, testenv.Connect(t, s))
+		if err := js.DeleteStream(context.Background(), events.StreamName); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Conn().Request(events.RequestSubject(events.OpPreflight, "u"), []byte(`{"agent_id":"a"}`), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		wantHalted(t, w.Writer, s, projections.KindMissing, 0, nil)
+		if streamExists(t, js) {
+			t.Error("the writer created a stream over the history it knew")
+		}
+	})
+}

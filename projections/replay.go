@@ -182,7 +182,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 		}
 		if v := stop.Verify; v != nil {
 			if err := v.link(j.seq, j.subject, j.header, j.check); err != nil {
-				return seq, err
+				return seq, firstFailure(ctx, js, stop, j.seq, err)
 			}
 		}
 		for _, e := range j.commit.Events {
@@ -206,20 +206,28 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 		return seq, fmt.Errorf("replay stopped at sequence %d of %d", seq, last)
 	}
 	if v := stop.Verify; v != nil {
-		err := v.finish(stop.KeepUncovered)
-		if ie := asIntegrity(err); ie != nil && v.Lazy && ie.Kind == KindSignature {
-			// Name the first commit that fails, not the last signed one.
-			strict := stop
-			strict.Verify, strict.Progress, strict.UntilSeq = v.strict(), nil, seq
-			if _, serr := Replay(ctx, js, strict, func(uint64, *events.Envelope) error { return nil }); asIntegrity(serr) != nil {
-				err = serr
-			}
-		}
-		if err != nil {
-			return seq, err
+		if err := v.finish(stop.KeepUncovered); err != nil {
+			return seq, firstFailure(ctx, js, stop, seq, err)
 		}
 	}
 	return seq, nil
+}
+
+// firstFailure names the first commit through until that fails its
+// checks, when err is a signature break found by a lazy verifier (which
+// checks only each writer's last signature, so it may meet a later one
+// first): it reads the range again checking every signature.
+func firstFailure(ctx context.Context, js jetstream.JetStream, stop ReplayStop, until uint64, err error) error {
+	v := stop.Verify
+	if ie := asIntegrity(err); ie == nil || !v.Lazy || ie.Kind != KindSignature {
+		return err
+	}
+	strict := stop
+	strict.Verify, strict.Progress, strict.UntilSeq = v.strict(), nil, until
+	if _, serr := Replay(ctx, js, strict, func(uint64, *events.Envelope) error { return nil }); asIntegrity(serr) != nil {
+		return serr
+	}
+	return err
 }
 
 // lastMsgOn returns the last message on subject, nil if there is none.

@@ -399,7 +399,13 @@ func (w *Writer) headAt(ctx context.Context, seq uint64) (string, error) {
 	if m.Subject != w.subject {
 		return "", integrityErr(KindWriter, seq, "the snapshot's commit is on %s, not this writer's %s", m.Subject, w.subject)
 	}
-	return events.ChainHash(m.Header.Get(events.ChainHeader), m.Data), nil
+	hash := events.ChainHash(m.Header.Get(events.ChainHeader), m.Data)
+	// The snapshot's signature names this commit's ID, not its bytes:
+	// the commit the replay chains on from must be genuine too.
+	if err := w.cfg.Keys.VerifyCommit(m.Subject, hash, m.Header.Get(events.SigHeader)); err != nil {
+		return "", integrityErr(KindSignature, seq, "the snapshot's commit on %s: %v", m.Subject, err)
+	}
+	return hash, nil
 }
 
 // commitAt returns the ID (Nats-Msg-Id) of the commit at seq.

@@ -433,6 +433,9 @@ func (w *Writer) setupOnce(ctx context.Context) error {
 		}
 		w.uncovered = 0
 	}
+	// The operator's word covers the start it was given for: a break
+	// met later (a rebuild, a step-down) halts as always.
+	w.cfg.AcceptReset, w.cfg.AdoptUnsigned = "", ""
 	return nil
 }
 
@@ -449,7 +452,9 @@ func (w *Writer) rebuild(ctx context.Context) error {
 		return err
 	}
 	if seq < w.known.LastSeq {
-		return w.breakOrReset(integrityErr(KindBehind, 0, "the log ends at sequence %d; this writer had applied up to %d", seq, w.known.LastSeq))
+		if err := w.breakOrReset(integrityErr(KindBehind, 0, "the log ends at sequence %d; this writer had applied up to %d", seq, w.known.LastSeq)); err != nil {
+			return err
+		}
 	}
 	s.NewID = newEventID
 	w.state, w.lastSeq, w.chainHead = s, seq, head
@@ -560,7 +565,9 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error) error {
 			w.decide(p)
 			w.drain()
 		case <-sweep.C:
-			for _, e := range w.state.Sweep(w.now(), SweepEventsMax) {
+			// Each expiry may bring a budget_restored: at most
+			// SweepEventsMax events in all.
+			for _, e := range w.state.Sweep(w.now(), SweepEventsMax/2) {
 				w.add(e)
 			}
 			w.noteHistory(false)

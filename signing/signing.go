@@ -177,11 +177,24 @@ func WritePublicKeys(path string, keys []ed25519.PublicKey) error {
 			return err
 		}
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+	// A temporary file of its own: writers sharing a data directory may
+	// publish at the same moment.
+	f, err := os.CreateTemp(filepath.Dir(path), ".public-*.tmp")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	defer os.Remove(f.Name())
+	_, werr := f.Write(buf.Bytes())
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(f.Name(), 0o644)
+	}
+	if werr != nil {
+		return werr
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // Keys is the service's signing setup: its signer, and the keyring of

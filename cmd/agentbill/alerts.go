@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strconv"
 
 	"github.com/agentbill/agentbill/embedded"
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
+	"github.com/agentbill/agentbill/signing"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -30,13 +33,28 @@ func runAlerts(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	maxAge := fs.Duration("alerts-max-age", projections.AlertMaxAgeDefault, "the stream's max age (as serve's --alerts-max-age)")
 	replicas := fs.Int("replicas", 1, "stream replicas: 1, or 3 on a cluster (as serve's --replicas)")
 	partitions := fs.Int("partitions", 1, "as serve's --partitions")
-	partition := fs.Int("partition", 0, "with --partitions: the partition whose alerts to publish (run once per partition, the first deletes the stream)")
+	pubPath := fs.String("public-keys", "", "PEM public keys the log must be signed by before alerts are made from it (default DATA/"+signing.PublicFile+")")
+	noSigs := fs.Bool("no-signatures", false, "make the alerts without checking the log's signatures")
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
 		return errUsage
 	}
-	if *maxAge < projections.AlertMaxAgeMin || (*replicas != 1 && *replicas != 3) || *partitions < 1 || *partition < 0 || *partition >= *partitions {
-		fmt.Fprintf(stderr, "agentbill alerts rebuild: --alerts-max-age at least %s, --replicas 1 or 3, 0 <= --partition < --partitions\n", projections.AlertMaxAgeMin)
+	if *maxAge < projections.AlertMaxAgeMin || (*replicas != 1 && *replicas != 3) || *partitions < 1 || *partitions > events.PartitionsMax {
+		fmt.Fprintf(stderr, "agentbill alerts rebuild: --alerts-max-age at least %s, --replicas 1 or 3, --partitions 1 to %d\n", projections.AlertMaxAgeMin, events.PartitionsMax)
 		return errUsage
+	}
+	if *pubPath == "" {
+		*pubPath = filepath.Join(nf.dataDir, signing.PublicFile)
+	}
+	var keys events.Keyring
+	if !*noSigs {
+		pubs, err := signing.ReadPublicKeys(*pubPath)
+		if err != nil {
+			return err
+		}
+		if len(pubs) == 0 {
+			return ledger.Errorf(ledger.CodeInvalidArgument, "no public keys in %s: pass --public-keys FILE, or --no-signatures", *pubPath)
+		}
+		keys = events.NewKeyring(pubs...)
 	}
 	var nc *nats.Conn
 	if flagGiven(fs, "nats-url") {
@@ -61,12 +79,15 @@ func runAlerts(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	writer := events.WriterDefault
+	writers := []string{events.WriterDefault}
 	if *partitions > 1 {
-		writer = strconv.Itoa(*partition)
+		writers = writers[:0]
+		for p := range *partitions {
+			writers = append(writers, strconv.Itoa(p))
+		}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	n, err := projections.RebuildAlerts(ctx, js, *replicas, projections.AlertConfig{MaxAge: *maxAge}, writer, *partitions > 1, log)
+	n, err := projections.RebuildAlerts(ctx, js, *replicas, projections.AlertConfig{MaxAge: *maxAge}, writers, *partitions > 1, keys, log)
 	if err != nil {
 		return err
 	}

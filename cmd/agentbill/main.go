@@ -62,7 +62,7 @@ Usage:
   agentbill replay    [--until-seq N | --until-time T] [--customer C] [--verify] [--json]
   agentbill signing-key show|rotate [--data DIR] [--signing-key FILE] [--trusted-keys FILE]
   agentbill alerts rebuild [--data DIR | --nats-url URL] [--alerts-max-age D] [--replicas 1|3]
-                      [--partitions N --partition I]   # while no serve writes
+                      [--partitions N] [--public-keys FILE | --no-signatures]   # while no serve writes
   agentbill backup    --out DIR [--force] [--public-keys FILE | --data DIR] [--nats-url URL]
   agentbill restore   --from DIR (--data DIR | --nats-url URL) [--replicas 1|3]
   agentbill mcp       [--nats-url URL]   # MCP server over stdio
