@@ -85,10 +85,15 @@ var (
 	// Remove, Resume; TestAdminRights fails on any violation), as for the
 	// key bucket: look it up, create it if serve has not yet, read records
 	// directly, watch them with an ordered push consumer (List), and put
-	// and delete them. The endpoint's durable consumer on AGENTBILL_EVENTS
-	// (create at add, info for list's pending count, delete at remove) is
-	// already within readAlerts.
+	// and delete them; and the endpoint's durable consumer on the webhook
+	// stream AGENTBILL_WEBHOOK_EVENTS (stream info, consumer create at add,
+	// info for list's pending count, delete at remove), a stream no other
+	// user of the default mode may touch.
 	webhooksBucket = []string{
+		"$JS.API.STREAM.INFO.AGENTBILL_WEBHOOK_EVENTS",
+		"$JS.API.CONSUMER.CREATE.AGENTBILL_WEBHOOK_EVENTS.>",
+		"$JS.API.CONSUMER.INFO.AGENTBILL_WEBHOOK_EVENTS.*",
+		"$JS.API.CONSUMER.DELETE.AGENTBILL_WEBHOOK_EVENTS.*",
 		"$JS.API.STREAM.INFO.KV_AGENTBILL_WEBHOOKS",
 		"$JS.API.INFO",
 		"$JS.API.STREAM.CREATE.KV_AGENTBILL_WEBHOOKS",

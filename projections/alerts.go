@@ -28,6 +28,11 @@ import (
 const (
 	// AlertStream is the alert stream's name.
 	AlertStream = events.AlertStreamName
+	// WebhookStream is a copy of the alert stream (it sources it) that
+	// only the service may touch: webhook deliveries keep their durable
+	// consumers there, where readers of the alert stream, who may manage
+	// consumers on it, cannot pull, acknowledge, delete or refilter them.
+	WebhookStream = "AGENTBILL_WEBHOOK_EVENTS"
 	// AlertSubjects is its subject filter: agentbill.events.<ctok>.<type>.
 	AlertSubjects = events.EventSubjectPrefix + "*.*"
 	// AlertLogSeqHeader names the log sequence an alert's commit is at.
@@ -96,12 +101,33 @@ func AlertStreamConfig(replicas int, c AlertConfig) jetstream.StreamConfig {
 	}
 }
 
-// EnsureAlertStream creates the alert stream, or updates it to its
-// configuration.
+// WebhookStreamConfig returns the webhook stream's configuration: the
+// alert stream's retention, sourcing every alert from it (subjects kept).
+func WebhookStreamConfig(replicas int, c AlertConfig) jetstream.StreamConfig {
+	a := AlertStreamConfig(replicas, c)
+	return jetstream.StreamConfig{
+		Name:        WebhookStream,
+		Description: "AgentBill alerts for webhook deliveries: a copy of " + AlertStream + " only the service may touch",
+		Sources:     []*jetstream.StreamSource{{Name: AlertStream}},
+		Storage:     a.Storage,
+		Retention:   a.Retention,
+		Replicas:    a.Replicas,
+		MaxAge:      a.MaxAge,
+		DenyDelete:  true,
+		DenyPurge:   true,
+	}
+}
+
+// EnsureAlertStream creates the alert stream and the webhook stream that
+// copies it, or updates them to their configuration, and returns the
+// alert stream.
 func EnsureAlertStream(ctx context.Context, js jetstream.JetStream, replicas int, c AlertConfig) (jetstream.Stream, error) {
 	st, err := js.CreateOrUpdateStream(ctx, AlertStreamConfig(replicas, c))
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", AlertStream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, WebhookStreamConfig(replicas, c)); err != nil {
+		return nil, fmt.Errorf("stream %s: %w", WebhookStream, err)
 	}
 	return st, nil
 }
@@ -416,8 +442,12 @@ func RebuildAlerts(ctx context.Context, js jetstream.JetStream, replicas int, cf
 			}
 		}
 	}
-	if err := js.DeleteStream(ctx, AlertStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0, fmt.Errorf("delete %s: %w", AlertStream, err)
+	// The webhook stream goes too: it would copy every rebuilt alert
+	// again, and its consumers would deliver them twice.
+	for _, name := range []string{WebhookStream, AlertStream} {
+		if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return 0, fmt.Errorf("delete %s: %w", name, err)
+		}
 	}
 	st, err := EnsureAlertStream(ctx, js, replicas, cfg)
 	if err != nil || last == 0 {

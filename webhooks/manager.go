@@ -137,12 +137,12 @@ func (m *manager) start(ctx context.Context, ep *Endpoint) {
 // if it is gone: events between its loss and now are not delivered, and
 // the log says so.
 func (m *manager) consumer(ctx context.Context, ep *Endpoint) (jetstream.Consumer, error) {
-	c, err := m.reg.js.Consumer(ctx, projections.AlertStream, ConsumerName(ep.ID))
+	c, err := m.reg.js.Consumer(ctx, projections.WebhookStream, ConsumerName(ep.ID))
 	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return c, err
 	}
 	m.svc.cfg.Logger.Warn("webhooks: the endpoint's consumer was missing; recreated it from now on", "endpoint", ep.ID)
-	return m.reg.js.CreateConsumer(ctx, projections.AlertStream, consumerConfig(ep))
+	return m.reg.js.CreateConsumer(ctx, projections.WebhookStream, consumerConfig(ep))
 }
 
 // deleteOrphans deletes webhook consumers older than OrphanAge whose

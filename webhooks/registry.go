@@ -187,12 +187,12 @@ func consumerConfig(ep *Endpoint) jetstream.ConsumerConfig {
 }
 
 func (r *Registry) alertStream(ctx context.Context) (jetstream.Stream, error) {
-	st, err := r.js.Stream(ctx, projections.AlertStream)
+	st, err := r.js.Stream(ctx, projections.WebhookStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("%w: %s does not exist yet; start `agentbill serve` once (its leader creates it)", ErrNoAlertStream, projections.AlertStream)
+		return nil, fmt.Errorf("%w: %s does not exist yet; start `agentbill serve` once (its leader creates it)", ErrNoAlertStream, projections.WebhookStream)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("webhooks: stream %s: %w", projections.AlertStream, err)
+		return nil, fmt.Errorf("webhooks: stream %s: %w", projections.WebhookStream, err)
 	}
 	return st, nil
 }
@@ -329,7 +329,7 @@ func isWrongRevision(err error) bool {
 func (r *Registry) Pending(ctx context.Context, id string) (uint64, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	c, err := r.js.Consumer(ctx, projections.AlertStream, ConsumerName(id))
+	c, err := r.js.Consumer(ctx, projections.WebhookStream, ConsumerName(id))
 	if err != nil {
 		return 0, fmt.Errorf("webhooks: consumer %s: %w", ConsumerName(id), err)
 	}

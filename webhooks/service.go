@@ -1,7 +1,8 @@
 // Package webhooks delivers the alert stream (projections.AlertStream) to
 // HTTP endpoints in the Standard Webhooks format. Registry keeps the
 // endpoints in a key-value bucket, each with a durable consumer on the
-// alert stream; Service runs, on the leader only, one worker per active
+// webhook stream (projections.WebhookStream, the service's own copy of the
+// alert stream); Service runs, on the leader only, one worker per active
 // endpoint that delivers its events in order, retrying with backoff. See
 // README.md for the invariants and docs/webhooks.md for the user guide.
 package webhooks

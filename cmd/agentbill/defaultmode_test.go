@@ -75,6 +75,13 @@ func agentForbidden() []attack {
 		{"$JS.API.DIRECT.GET.KV_AGENTBILL_KEYS.$KV.AGENTBILL_KEYS.x", ""},
 		{"$KV.AGENTBILL_KEYS.0123456789abcdef", `{"role":"admin"}`},
 		{"$JS.API.STREAM.SNAPSHOT.AGENTBILL", ""},
+		// Webhook deliveries' consumers: an agent reads the alert stream,
+		// never the webhook stream where they live.
+		{"$JS.API.STREAM.INFO.AGENTBILL_WEBHOOK_EVENTS", ""},
+		{"$JS.API.CONSUMER.MSG.NEXT.AGENTBILL_WEBHOOK_EVENTS.webhook_x", `{"batch":1}`},
+		{"$JS.API.CONSUMER.DELETE.AGENTBILL_WEBHOOK_EVENTS.webhook_x", ""},
+		{"$JS.API.CONSUMER.CREATE.AGENTBILL_WEBHOOK_EVENTS.webhook_x", ""},
+		{"$JS.ACK.AGENTBILL_WEBHOOK_EVENTS.webhook_x.1.1.1.1.1", ""},
 	}
 }
 
