@@ -3,6 +3,7 @@ package webhooks
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ type manager struct {
 	svc     *Service
 	mu      sync.Mutex // guards known (read by metrics)
 	known   map[string]*Endpoint
+	corrupt map[string]bool // records that do not decode: their consumers are kept
 	workers map[string]*running
 }
 
@@ -74,6 +76,9 @@ func (m *manager) apply(ctx context.Context, e jetstream.KeyValueEntry) {
 		var err error
 		if ep, err = decodeEndpoint(e.Value()); err != nil {
 			m.svc.cfg.Logger.Error("webhooks: skipping a corrupt endpoint record", "key", e.Key(), "err", err)
+			m.mu.Lock()
+			m.corrupt[id] = true // its consumer is no orphan: keep its events
+			m.mu.Unlock()
 			return
 		}
 	}
@@ -130,7 +135,7 @@ func (m *manager) start(ctx context.Context, ep *Endpoint) {
 		defer close(r.done)
 		w.run(wctx)
 	}()
-	log.Info("webhooks: delivering to endpoint", "endpoint", ep.ID, "url", ep.URL)
+	log.Info("webhooks: delivering to endpoint", "endpoint", ep.ID, "host", endpointHost(ep.URL))
 }
 
 // consumer returns the endpoint's consumer, creating it (new events only)
@@ -157,6 +162,7 @@ func (m *manager) deleteOrphans(ctx context.Context) {
 		id, ok := strings.CutPrefix(name, ConsumerPrefix)
 		m.mu.Lock()
 		_, known := m.known[id]
+		known = known || m.corrupt[id]
 		m.mu.Unlock()
 		if !ok || known {
 			continue
@@ -189,4 +195,14 @@ func (m *manager) snapshot() []*Endpoint {
 		out = append(out, ep)
 	}
 	return out
+}
+
+// endpointHost is the host of a webhook URL, for logs: the rest of a URL
+// may hold a secret.
+func endpointHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Host
 }

@@ -176,7 +176,7 @@ func (r *Registry) newEndpoint(ctx context.Context, req AddRequest) (*Endpoint, 
 func consumerConfig(ep *Endpoint) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        ConsumerName(ep.ID),
-		Description:    "webhook " + truncate(ep.URL),
+		Description:    "webhook " + ep.ID, // not the URL: it may hold a secret
 		FilterSubjects: ep.FilterSubjects(),
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,

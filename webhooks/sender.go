@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -24,8 +25,8 @@ const (
 	// errorQuoteMax bounds the response text kept in an endpoint's last
 	// error.
 	errorQuoteMax = 200
-	// idleConnsPerHost bounds the kept-alive connections per receiver: one
-	// worker per endpoint sends one request at a time.
+	// idleConnsPerHost bounds the kept-alive connections per receiver
+	// host: each endpoint's worker sends one request at a time.
 	idleConnsPerHost = 2
 	dialTimeout      = 5 * time.Second
 	keepAlive        = 30 * time.Second
@@ -73,11 +74,13 @@ func NewSender(timeout time.Duration, now func() time.Time) *Sender {
 
 func newClient(timeout time.Duration, allowPrivate bool) *http.Client {
 	tr := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           newDialer(allowPrivate).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConnsPerHost:   idleConnsPerHost,
-		MaxConnsPerHost:       idleConnsPerHost,
+		Proxy:               nil,
+		DialContext:         newDialer(allowPrivate).DialContext,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: idleConnsPerHost,
+		// No cap on connections per host: endpoints on one host must not
+		// queue behind each other (each worker has one request in flight,
+		// and EndpointsMax bounds the workers).
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   dialTimeout,
 		ResponseHeaderTimeout: timeout,
@@ -115,6 +118,12 @@ func (s *Sender) send(ctx context.Context, ep *Endpoint, key []byte, id string, 
 	}
 	res, err := hc.Do(req)
 	if err != nil {
+		// A *url.Error quotes the whole URL, and a webhook URL's path or
+		// query is often a secret: keep only what went wrong.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = fmt.Errorf("%s to %s: %w", ue.Op, req.URL.Host, ue.Err)
+		}
 		if errors.Is(err, ErrPrivateAddress) {
 			return Attempt{Outcome: OutcomeBlocked, Err: err}
 		}

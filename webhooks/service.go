@@ -124,7 +124,7 @@ func (s *Service) term(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m := &manager{reg: reg, svc: s, workers: map[string]*running{}, known: map[string]*Endpoint{}}
+	m := &manager{reg: reg, svc: s, workers: map[string]*running{}, known: map[string]*Endpoint{}, corrupt: map[string]bool{}}
 	s.current.Store(m)
 	defer s.current.CompareAndSwap(m, nil)
 	if err := m.run(ctx); err != nil {

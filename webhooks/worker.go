@@ -9,6 +9,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// AckTimeout bounds acknowledging a delivered event, which is done even
+// after the worker was told to stop.
+const AckTimeout = 5 * time.Second
+
 // Worker timing.
 const (
 	// FetchWait bounds one pull for the next event. A stopping worker
@@ -81,7 +85,12 @@ func (w *worker) deliver(ctx context.Context, m jetstream.Msg) bool {
 	a := w.send.Send(ctx, w.ep, w.key, id, m.Data())
 	w.met.attempted(a)
 	if a.Outcome == OutcomeDelivered {
-		if err := m.DoubleAck(ctx); err != nil {
+		// Acknowledge even if leadership was lost meanwhile: the receiver
+		// has it, and a redelivery would only repeat it.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), AckTimeout)
+		err := m.DoubleAck(actx)
+		cancel()
+		if err != nil {
 			// Delivered but not acknowledged: the consumer hands it out
 			// again (at least once; receivers deduplicate on webhook-id).
 			w.log.Warn("webhook: delivered but not acknowledged", "endpoint", w.ep.ID, "event", id, "err", err)
