@@ -17,6 +17,12 @@ import (
 // the record, and a Remove that stopped half way leaves the consumer.
 const OrphanAge = 2 * time.Minute
 
+// ReconcileInterval is how often the leader starts again the worker of an
+// endpoint that should deliver but has none running: one whose start
+// failed (its consumer could not be read, during a failover say) or whose
+// worker stopped on an error.
+const ReconcileInterval = 5 * time.Second
+
 // manager runs one term of delivery: it watches the endpoints and keeps
 // one worker per active endpoint.
 type manager struct {
@@ -26,6 +32,7 @@ type manager struct {
 	known   map[string]*Endpoint
 	corrupt map[string]bool // records that do not decode: their consumers are kept
 	workers map[string]*running
+	want    map[string]*Endpoint // endpoints that should have a running worker
 }
 
 type running struct {
@@ -51,10 +58,14 @@ func (m *manager) run(ctx context.Context) error {
 	}
 	defer func() { _ = w.Stop() }()
 	defer m.stopAll()
+	tick := time.NewTicker(ReconcileInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tick.C:
+			m.reconcile(ctx)
 		case e, ok := <-w.Updates():
 			if !ok {
 				return errors.New("endpoint watch ended")
@@ -91,6 +102,7 @@ func (m *manager) apply(ctx context.Context, e jetstream.KeyValueEntry) {
 	m.mu.Unlock()
 	r := m.workers[id]
 	if ep == nil || ep.Disabled() {
+		delete(m.want, id)
 		if r != nil {
 			r.cancel()
 			<-r.done
@@ -105,7 +117,19 @@ func (m *manager) apply(ctx context.Context, e jetstream.KeyValueEntry) {
 		m.svc.cfg.Logger.Error("webhooks: too many endpoints; not delivering to this one", "endpoint", id, "max", EndpointsMax)
 		return
 	}
+	m.want[id] = ep
 	m.start(ctx, ep)
+}
+
+// reconcile starts a worker for every endpoint that should deliver and
+// has none running.
+func (m *manager) reconcile(ctx context.Context) {
+	for id, ep := range m.want {
+		if r := m.workers[id]; r == nil || r.finished() {
+			delete(m.workers, id)
+			m.start(ctx, ep)
+		}
+	}
 }
 
 // start runs a worker for ep.

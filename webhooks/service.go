@@ -124,7 +124,8 @@ func (s *Service) term(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m := &manager{reg: reg, svc: s, workers: map[string]*running{}, known: map[string]*Endpoint{}, corrupt: map[string]bool{}}
+	m := &manager{reg: reg, svc: s, workers: map[string]*running{}, known: map[string]*Endpoint{}, corrupt: map[string]bool{},
+		want: map[string]*Endpoint{}}
 	s.current.Store(m)
 	defer s.current.CompareAndSwap(m, nil)
 	if err := m.run(ctx); err != nil {
