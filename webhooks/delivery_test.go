@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentbill/agentbill/internal/testing/testenv"
+	"github.com/agentbill/agentbill/projections"
 	"github.com/agentbill/agentbill/webhooks"
 )
 
@@ -201,4 +203,36 @@ func waitPending(t *testing.T, e *env, id string, want uint64) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// A worker whose start failed (here: the webhook stream was gone when the
+// leader began) is started again once it can be: deliveries resume without
+// any change to the endpoint's record.
+func TestStartRetriedAfterAFailure(t *testing.T) {
+	e := newEnv(t)
+	r := newReceiver(t)
+	ep := e.add(t, r.url())
+	r.secret = ep.Secret
+	js := testenv.JetStream(t, e.nc)
+	ctx := context.Background()
+	if err := js.DeleteStream(ctx, projections.WebhookStream); err != nil {
+		t.Fatal(err)
+	}
+	e.deliver(t, fastSchedule, nil)
+	time.Sleep(200 * time.Millisecond) // the start has failed by now
+	if _, err := projections.EnsureAlertStream(ctx, js, 1, projections.AlertConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(webhooks.ReconcileInterval + waitFor)
+	for {
+		if _, err := js.Consumer(ctx, projections.WebhookStream, webhooks.ConsumerName(ep.ID)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the endpoint's worker was never started again")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.deny(t, 3)
+	r.waitAccepted(t, 3)
 }
