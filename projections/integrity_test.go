@@ -319,8 +319,16 @@ func TestReplacedOrTruncatedStreamHalts(t *testing.T) {
 	if err := js.DeleteStream(context.Background(), events.StreamName); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := projections.EnsureStream(context.Background(), js, 1); err != nil {
-		t.Fatal(err)
+	// The server may still be removing the old store: it refuses a new
+	// one meanwhile ("error creating store for stream"), so try again.
+	for deadline := time.Now().Add(testenv.ReadyTimeout); ; time.Sleep(20 * time.Millisecond) {
+		_, err := projections.EnsureStream(context.Background(), js, 1)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
 	}
 	r, stop := runUntilRole(t, s, projections.RoleHalted, signed(sg, dir, nil))
 	wantHalted(t, r, s, projections.KindRecreated, 0, nil)
