@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strconv"
 
 	"github.com/agentbill/agentbill/embedded"
 	"github.com/agentbill/agentbill/events"
-	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
-	"github.com/agentbill/agentbill/signing"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -33,8 +30,7 @@ func runAlerts(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	maxAge := fs.Duration("alerts-max-age", projections.AlertMaxAgeDefault, "the stream's max age (as serve's --alerts-max-age)")
 	replicas := fs.Int("replicas", 1, "stream replicas: 1, or 3 on a cluster (as serve's --replicas)")
 	partitions := fs.Int("partitions", 1, "as serve's --partitions")
-	pubPath := fs.String("public-keys", "", "PEM public keys the log must be signed by before alerts are made from it (default DATA/"+signing.PublicFile+")")
-	noSigs := fs.Bool("no-signatures", false, "make the alerts without checking the log's signatures")
+	pk := addPubKeyFlags(fs, "the log must be signed by before alerts are made from it")
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
 		return errUsage
 	}
@@ -42,19 +38,9 @@ func runAlerts(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "agentbill alerts rebuild: --alerts-max-age at least %s, --replicas 1 or 3, --partitions 1 to %d\n", projections.AlertMaxAgeMin, events.PartitionsMax)
 		return errUsage
 	}
-	if *pubPath == "" {
-		*pubPath = filepath.Join(nf.dataDir, signing.PublicFile)
-	}
-	var keys events.Keyring
-	if !*noSigs {
-		pubs, err := signing.ReadPublicKeys(*pubPath)
-		if err != nil {
-			return err
-		}
-		if len(pubs) == 0 {
-			return ledger.Errorf(ledger.CodeInvalidArgument, "no public keys in %s: pass --public-keys FILE, or --no-signatures", *pubPath)
-		}
-		keys = events.NewKeyring(pubs...)
+	keys, err := pk.keyring(nf.dataDir)
+	if err != nil {
+		return err
 	}
 	var nc *nats.Conn
 	if flagGiven(fs, "nats-url") {

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -16,7 +15,6 @@ import (
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
-	"github.com/agentbill/agentbill/signing"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -124,25 +122,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f := newLogFlags("audit verify", stderr)
 	writers := f.fs.String("writers", events.WriterDefault, "comma-separated writers expected in the log (partitioned ledgers list theirs)")
-	pubPath := f.fs.String("public-keys", "", "PEM file of the service's public keys that every commit must be signed by (default DATA/"+signing.PublicFile+", which serve writes)")
-	noSigs := f.fs.Bool("no-signatures", false, "check the hash chain alone, not the signatures")
+	pk := addPubKeyFlags(f.fs, "that every commit must be signed by")
 	if err := f.fs.Parse(args); err != nil {
 		return errUsage
 	}
-	if *pubPath == "" {
-		*pubPath = filepath.Join(f.nats.dataDir, signing.PublicFile)
-	}
-	var keys events.Keyring
-	if !*noSigs {
-		pubs, err := signing.ReadPublicKeys(*pubPath)
-		if err != nil {
-			return err
-		}
-		if len(pubs) == 0 {
-			return ledger.Errorf(ledger.CodeInvalidArgument,
-				"no public keys in %s: pass --public-keys FILE (serve writes it as DATA/%s), or --no-signatures to check the chain alone", *pubPath, signing.PublicFile)
-		}
-		keys = events.NewKeyring(pubs...)
+	keys, err := pk.keyring(f.nats.dataDir)
+	if err != nil {
+		return err
 	}
 	s, js, err := f.connect(ctx)
 	if err != nil {
