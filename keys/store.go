@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/agentbill/agentbill/internal/kvbucket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -58,20 +59,14 @@ func Open(ctx context.Context, nc *nats.Conn, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:       Bucket,
-			Description:  "AgentBill API keys: SHA-256 hashes, roles, revocations",
-			History:      BucketHistory,
-			MaxValueSize: RecordBytesMax,
-			Storage:      jetstream.FileStorage,
-			Replicas:     max(1, o.Replicas),
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) { // created beside us
-			kv, err = js.KeyValue(ctx, Bucket)
-		}
-	}
+	kv, err := kvbucket.Open(ctx, js, jetstream.KeyValueConfig{
+		Bucket:       Bucket,
+		Description:  "AgentBill API keys: SHA-256 hashes, roles, revocations",
+		History:      BucketHistory,
+		MaxValueSize: RecordBytesMax,
+		Storage:      jetstream.FileStorage,
+		Replicas:     max(1, o.Replicas),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("keys: bucket %s: %w", Bucket, err)
 	}

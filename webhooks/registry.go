@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/kvbucket"
 	"github.com/agentbill/agentbill/projections"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -67,20 +68,14 @@ func OpenRegistry(ctx context.Context, nc *nats.Conn, o Options) (*Registry, err
 	if err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:       Bucket,
-			Description:  "AgentBill webhook endpoints (with their signing secrets) and delivery status",
-			History:      BucketHistory,
-			MaxValueSize: RecordBytesMax,
-			Storage:      jetstream.FileStorage,
-			Replicas:     max(1, o.Replicas),
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) { // created beside us
-			kv, err = js.KeyValue(ctx, Bucket)
-		}
-	}
+	kv, err := kvbucket.Open(ctx, js, jetstream.KeyValueConfig{
+		Bucket:       Bucket,
+		Description:  "AgentBill webhook endpoints (with their signing secrets) and delivery status",
+		History:      BucketHistory,
+		MaxValueSize: RecordBytesMax,
+		Storage:      jetstream.FileStorage,
+		Replicas:     max(1, o.Replicas),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: bucket %s: %w", Bucket, err)
 	}
