@@ -53,6 +53,21 @@ type wireData struct {
 	Cause         string           `json:"cause"`
 	Fraction      Units            `json:"fraction"`
 	Trigger       string           `json:"trigger"`
+	// Since 2026-12: grants, scopes, overdraft, concurrency caps.
+	Rollover        string            `json:"rollover"`
+	Overdraft       *Units            `json:"overdraft"`
+	ScopeLimits     []ScopeLimit      `json:"scope_limits"`
+	MaxRuns         int               `json:"max_concurrent_runs"`
+	MaxRunsPerAgent int               `json:"max_concurrent_runs_per_agent"`
+	Scope           map[string]string `json:"scope"`
+	CountedScopes   []ScopeRef        `json:"counted_scopes"`
+	InOverdraft     bool              `json:"in_overdraft"`
+	RefusedScope    *ScopeRef         `json:"refused_scope"`
+	FundedBy        []GrantDraw       `json:"funded_by"`
+	GrantID         string            `json:"grant_id"`
+	Priority        int               `json:"priority"`
+	EffectiveAt     time.Time         `json:"effective_at"`
+	Remaining       Units             `json:"remaining"`
 	Request
 	Balance Balance `json:"balance"`
 }
@@ -123,18 +138,24 @@ func (w *wireData) typed(t Type) Data {
 	switch t {
 	case TypeBudgetSet:
 		return &BudgetSet{Limit: w.Limit, Period: w.Period, Thresholds: w.Thresholds, UpgradeURL: w.UpgradeURL,
-			AgentLimits: w.AgentLimits, Source: w.Source, Request: w.Request, Balance: w.Balance}
+			AgentLimits: w.AgentLimits, Source: w.Source, Rollover: w.Rollover, Overdraft: w.Overdraft,
+			ScopeLimits: w.ScopeLimits, MaxRuns: w.MaxRuns, MaxRunsPerAgent: w.MaxRunsPerAgent,
+			Request: w.Request, Balance: w.Balance}
 	case TypeToppedUp:
 		return &ToppedUp{Units: w.Units, Note: w.Note, Request: w.Request, Balance: w.Balance}
 	case TypeReserved:
 		return &Reserved{ReservationID: w.ReservationID, AgentID: w.AgentID, Units: w.Units, TaskRef: w.TaskRef,
-			TaskCeiling: w.TaskCeiling, ExpiresAt: w.ExpiresAt, Metadata: w.Metadata, Request: w.Request, Balance: w.Balance}
+			TaskCeiling: w.TaskCeiling, ExpiresAt: w.ExpiresAt, Metadata: w.Metadata, Scope: w.Scope,
+			CountedScopes: w.CountedScopes, Requested: w.Requested, InOverdraft: w.InOverdraft,
+			Request: w.Request, Balance: w.Balance}
 	case TypeDenied:
 		return &Denied{AgentID: w.AgentID, Requested: w.Requested, Reason: w.Reason, Message: w.Message,
-			TaskRef: w.TaskRef, UpgradeURL: w.UpgradeURL, Request: w.Request, Balance: w.Balance}
+			TaskRef: w.TaskRef, UpgradeURL: w.UpgradeURL, Scope: w.Scope, RefusedScope: w.RefusedScope,
+			Request: w.Request, Balance: w.Balance}
 	case TypeRecorded:
 		return &Recorded{AgentID: w.AgentID, ReservationID: w.ReservationID, HeldUnits: w.HeldUnits, Units: w.Units,
-			Released: w.Released, Overage: w.Overage, TaskRef: w.TaskRef, Metadata: w.Metadata, Request: w.Request, Balance: w.Balance}
+			Released: w.Released, Overage: w.Overage, TaskRef: w.TaskRef, Metadata: w.Metadata, Scope: w.Scope,
+			CountedScopes: w.CountedScopes, FundedBy: w.FundedBy, Request: w.Request, Balance: w.Balance}
 	case TypeReleased:
 		return &Released{ReservationID: w.ReservationID, AgentID: w.AgentID, Units: w.Units, Cause: w.Cause,
 			Request: w.Request, Balance: w.Balance}
@@ -148,6 +169,20 @@ func (w *wireData) typed(t Type) Data {
 		return &BudgetExhausted{Trigger: w.Trigger, AgentID: w.AgentID, UpgradeURL: w.UpgradeURL, Balance: w.Balance}
 	case TypeBudgetRestored:
 		return &BudgetRestored{Trigger: w.Trigger, Balance: w.Balance}
+	case TypeGranted:
+		return &Granted{GrantID: w.GrantID, Units: w.Units, Priority: w.Priority, Source: w.Source, Note: w.Note,
+			EffectiveAt: w.EffectiveAt, ExpiresAt: w.ExpiresAt, Request: w.Request, Balance: w.Balance}
+	case TypeGrantExpired:
+		return &GrantExpired{GrantID: w.GrantID, Units: w.Units, Remaining: w.Remaining, ExpiresAt: w.ExpiresAt, Balance: w.Balance}
+	case TypeOverdraftStarted:
+		return &OverdraftStarted{AgentID: w.AgentID, Overdraft: derefUnits(w.Overdraft), Balance: w.Balance}
 	}
 	return nil
+}
+
+func derefUnits(u *Units) Units {
+	if u == nil {
+		return Zero
+	}
+	return *u
 }

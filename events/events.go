@@ -32,13 +32,16 @@ const (
 	TypeThresholdCrossed Type = "threshold_crossed"
 	TypeBudgetExhausted  Type = "budget_exhausted"
 	TypeBudgetRestored   Type = "budget_restored"
+	TypeGranted          Type = "granted"
+	TypeGrantExpired     Type = "grant_expired"
+	TypeOverdraftStarted Type = "overdraft_started"
 )
 
 // Types lists every event type, in a stable order.
 var Types = []Type{
 	TypeBudgetSet, TypeToppedUp, TypeReserved, TypeDenied, TypeRecorded,
 	TypeReleased, TypeExpired, TypeExtended, TypeThresholdCrossed, TypeBudgetExhausted,
-	TypeBudgetRestored,
+	TypeBudgetRestored, TypeGranted, TypeGrantExpired, TypeOverdraftStarted,
 }
 
 // ErrInvalidEvent is wrapped by every decoding error.
@@ -66,6 +69,16 @@ type Request struct {
 
 // Balance is a customer's position right after the event, so that an
 // auditor can read any event alone. Limit includes the period's top-ups.
+// Grants is what the customer's credit grants usable then have left, and
+// GrantsUsed the part of this period's Used they funded, so
+//
+//	remaining = limit - (used - grants_used) + grants - reserved
+//
+// floored at zero. For a customer with an overdraft, Overdraft is how far
+// below zero approvals may go and Overdrawn how far below zero the true
+// remaining is (docs/PROTOCOL.md, "Overdraft"). The new fields are
+// omitted when zero, so a customer without grants or overdraft writes the
+// balance it always did.
 type Balance struct {
 	PeriodStart time.Time `json:"period_start"`
 	Limit       Units     `json:"limit"`
@@ -73,6 +86,31 @@ type Balance struct {
 	Used        Units     `json:"used"`
 	Reserved    Units     `json:"reserved"`
 	Remaining   Units     `json:"remaining"`
+	Grants      Units     `json:"grants,omitzero"`
+	GrantsUsed  Units     `json:"grants_used,omitzero"`
+	Overdraft   Units     `json:"overdraft,omitzero"`
+	Overdrawn   Units     `json:"overdrawn,omitzero"`
+}
+
+// ScopeRef names one value of one scope dimension, like team=research.
+type ScopeRef struct {
+	Dimension string `json:"dimension"`
+	Value     string `json:"value"`
+}
+
+// ScopeLimit caps the usage of one scope value within a customer, per
+// period (a budget's scope_limits).
+type ScopeLimit struct {
+	Dimension string `json:"dimension"`
+	Value     string `json:"value"`
+	Limit     Units  `json:"limit"`
+	Period    string `json:"period"`
+}
+
+// GrantDraw is the part of a charge one credit grant funded.
+type GrantDraw struct {
+	GrantID string `json:"grant_id"`
+	Units   Units  `json:"units"`
 }
 
 // BudgetSet: a customer's budget was set or changed (by an admin, or
@@ -84,6 +122,13 @@ type BudgetSet struct {
 	UpgradeURL  string           `json:"upgrade_url,omitempty"`
 	AgentLimits map[string]Units `json:"agent_limits,omitempty"`
 	Source      string           `json:"source"` // "admin" or "default"
+	// Rollover is what of the period's unused allowance becomes a grant at
+	// the next boundary: "all" or a decimal cap ("" = none).
+	Rollover        string       `json:"rollover,omitempty"`
+	Overdraft       *Units       `json:"overdraft,omitempty"`
+	ScopeLimits     []ScopeLimit `json:"scope_limits,omitempty"` // sorted by dimension, value
+	MaxRuns         int          `json:"max_concurrent_runs,omitempty"`
+	MaxRunsPerAgent int          `json:"max_concurrent_runs_per_agent,omitempty"`
 	Request
 	Balance Balance `json:"balance"`
 }
@@ -105,6 +150,14 @@ type Reserved struct {
 	TaskCeiling   *Units          `json:"task_ceiling,omitempty"`
 	ExpiresAt     time.Time       `json:"expires_at"`
 	Metadata      json.RawMessage `json:"metadata,omitempty"`
+	// Scope is the run's scope; CountedScopes the scope limits its hold
+	// counts against. Requested is the estimate when the hold is a partial
+	// approval of it (Units < Requested). InOverdraft: the hold took the
+	// customer's remaining below zero, into its overdraft.
+	Scope         map[string]string `json:"scope,omitempty"`
+	CountedScopes []ScopeRef        `json:"counted_scopes,omitempty"`
+	Requested     Units             `json:"requested,omitzero"`
+	InOverdraft   bool              `json:"in_overdraft,omitempty"`
 	Request
 	Balance Balance `json:"balance"`
 }
@@ -117,6 +170,10 @@ type Denied struct {
 	Message    string `json:"message"`
 	TaskRef    string `json:"task_ref,omitempty"`
 	UpgradeURL string `json:"upgrade_url,omitempty"`
+	// Scope is the run's scope; RefusedScope the scope limit that refused
+	// it (reason scope_limit_exceeded).
+	Scope        map[string]string `json:"scope,omitempty"`
+	RefusedScope *ScopeRef         `json:"refused_scope,omitempty"`
 	Request
 	Balance Balance `json:"balance"`
 }
@@ -132,6 +189,13 @@ type Recorded struct {
 	Overage       Units           `json:"overage"`
 	TaskRef       string          `json:"task_ref,omitempty"`
 	Metadata      json.RawMessage `json:"metadata,omitempty"`
+	// Scope is the run's scope (its reservation's, if it settles one);
+	// CountedScopes the scope limits the charge counts against. FundedBy
+	// is what credit grants paid, in draw-down order; the rest of Units
+	// came from the period's allowance.
+	Scope         map[string]string `json:"scope,omitempty"`
+	CountedScopes []ScopeRef        `json:"counted_scopes,omitempty"`
+	FundedBy      []GrantDraw       `json:"funded_by,omitempty"`
 	Request
 	Balance Balance `json:"balance"`
 }
@@ -197,6 +261,7 @@ const (
 	TriggerToppedUp  = "topped_up"  // a top-up
 	TriggerBudgetSet = "budget_set" // a raised limit
 	TriggerNewPeriod = "new_period" // the period rolled over
+	TriggerGranted   = "granted"    // a credit grant
 )
 
 // BudgetRestored: a customer whose budget was exhausted has something left
@@ -205,6 +270,47 @@ const (
 type BudgetRestored struct {
 	Trigger string  `json:"trigger"`
 	Balance Balance `json:"balance"`
+}
+
+// Grant sources with a meaning to the ledger; any other text up to
+// GrantSourceBytesMax is a label.
+const (
+	SourcePurchase = "purchase" // the default
+	SourceRollover = "rollover" // unused allowance carried into a new period
+)
+
+// Granted: credits were granted to a customer. They are drawn after the
+// period's allowance, by Priority (lower first), then earliest expiry,
+// then oldest, between EffectiveAt and ExpiresAt (zero: never), across
+// periods until used up. The grant's ID is this event's ID.
+type Granted struct {
+	GrantID     string    `json:"grant_id"`
+	Units       Units     `json:"units"`
+	Priority    int       `json:"priority"`
+	Source      string    `json:"source"`
+	Note        string    `json:"note,omitempty"`
+	EffectiveAt time.Time `json:"effective_at"`
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`
+	Request
+	Balance Balance `json:"balance"`
+}
+
+// GrantExpired: a grant reached its expiry with Remaining units unused,
+// which are forfeited.
+type GrantExpired struct {
+	GrantID   string    `json:"grant_id"`
+	Units     Units     `json:"units"` // granted
+	Remaining Units     `json:"remaining"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Balance   Balance   `json:"balance"`
+}
+
+// OverdraftStarted: an approval took the customer's remaining below zero,
+// into its overdraft; once per period.
+type OverdraftStarted struct {
+	AgentID   string  `json:"agent_id,omitempty"`
+	Overdraft Units   `json:"overdraft"`
+	Balance   Balance `json:"balance"`
 }
 
 // EventType implementations.
@@ -219,6 +325,9 @@ func (Extended) EventType() Type         { return TypeExtended }
 func (ThresholdCrossed) EventType() Type { return TypeThresholdCrossed }
 func (BudgetExhausted) EventType() Type  { return TypeBudgetExhausted }
 func (BudgetRestored) EventType() Type   { return TypeBudgetRestored }
+func (Granted) EventType() Type          { return TypeGranted }
+func (GrantExpired) EventType() Type     { return TypeGrantExpired }
+func (OverdraftStarted) EventType() Type { return TypeOverdraftStarted }
 
 // BalanceOf returns the balance an event carries.
 func BalanceOf(d Data) Balance {
@@ -253,6 +362,12 @@ func BalanceRef(d Data) *Balance {
 	case *BudgetExhausted:
 		return &e.Balance
 	case *BudgetRestored:
+		return &e.Balance
+	case *Granted:
+		return &e.Balance
+	case *GrantExpired:
+		return &e.Balance
+	case *OverdraftStarted:
 		return &e.Balance
 	}
 	return nil

@@ -35,10 +35,11 @@ const (
 	OpStatus    Op = "status"
 	OpBudget    Op = "budget"
 	OpTopUp     Op = "topup"
+	OpGrant     Op = "grant"
 )
 
 // IsAdmin reports whether op is served under AdminPrefix.
-func (op Op) IsAdmin() bool { return op == OpBudget || op == OpTopUp }
+func (op Op) IsAdmin() bool { return op == OpBudget || op == OpTopUp || op == OpGrant }
 
 // RequestSubject returns the subject for op on a customer.
 func RequestSubject(op Op, customerID string) string {

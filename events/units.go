@@ -282,3 +282,35 @@ func (u *Units) UnmarshalJSON(b []byte) error {
 	*u = v
 	return nil
 }
+
+// Signed is an amount that may be negative: a reply's remaining units in
+// overdraft (docs/PROTOCOL.md, "Overdraft"). Log amounts are Units, which
+// are never negative.
+type Signed struct{ Units }
+
+// SignedOf returns u as a Signed.
+func SignedOf(u Units) Signed { return Signed{u} }
+
+// UnmarshalJSON reads what Units reads, or its negation with a leading '-'.
+func (s *Signed) UnmarshalJSON(b []byte) error {
+	t := string(b)
+	quoted := len(t) >= 2 && t[0] == '"'
+	if quoted {
+		t = t[1 : len(t)-1]
+	}
+	neg := len(t) > 0 && t[0] == '-'
+	if !neg {
+		return s.Units.UnmarshalJSON(b)
+	}
+	if quoted {
+		t = `"` + t[1:] + `"`
+	} else {
+		t = t[1:]
+	}
+	var u Units
+	if err := u.UnmarshalJSON([]byte(t)); err != nil {
+		return err
+	}
+	s.Units = Zero.Sub(u)
+	return nil
+}

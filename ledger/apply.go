@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/agentbill/agentbill/events"
 )
@@ -36,12 +37,21 @@ func (s *State) applyState(e *events.Envelope) {
 	}
 	switch d := e.Data.(type) {
 	case *events.BudgetSet:
-		s.applyBudgetSet(c, d)
+		s.applyBudgetSet(c, d, e.At)
 	case *events.ToppedUp:
 		c.TopUps = c.TopUps.Add(d.Units)
-		if c.Remaining().Sign() > 0 {
+		if !c.exhaustedAt(e.At) {
 			c.Exhausted = false
 		}
+	case *events.Granted:
+		s.applyGranted(c, d)
+		if !c.exhaustedAt(e.At) {
+			c.Exhausted = false
+		}
+	case *events.GrantExpired:
+		c.removeGrant(d.GrantID)
+	case *events.OverdraftStarted:
+		c.Overdrafted = true
 	case *events.Reserved:
 		s.applyReserved(c, d)
 	case *events.Denied:
@@ -70,13 +80,19 @@ func (s *State) applyState(e *events.Envelope) {
 	c.check()
 }
 
-func (s *State) applyBudgetSet(c *Customer, d *events.BudgetSet) {
+func (s *State) applyBudgetSet(c *Customer, d *events.BudgetSet, at time.Time) {
 	// A new period kind can move the start back (day -> month): the start
 	// follows, usage is kept (rollTo above handles moving forward).
 	c.PeriodStart = d.Balance.PeriodStart
 	fired := firedFractions(c)
-	raised := d.Limit.Cmp(c.Limit) > 0
+	overdraft := events.Zero
+	if d.Overdraft != nil {
+		overdraft = *d.Overdraft
+	}
+	raised := d.Limit.Cmp(c.Limit) > 0 || overdraft.Cmp(c.overdraft()) > 0
 	c.Limit = d.Limit
+	c.Policy = policyOf(d, overdraft)
+	c.setScopeLimits(d.ScopeLimits, at)
 	c.Period = Period(d.Period)
 	c.Thresholds = append([]events.Units(nil), d.Thresholds...)
 	c.UpgradeURL = d.UpgradeURL
@@ -98,9 +114,23 @@ func (s *State) applyBudgetSet(c *Customer, d *events.BudgetSet) {
 	}
 	// Only a raised limit re-arms budget_exhausted (so do a top-up and a
 	// new period); restating or lowering the limit does not.
-	if raised && c.Remaining().Sign() > 0 {
+	if raised && !c.exhaustedAt(at) {
 		c.Exhausted = false
 	}
+}
+
+// policyOf returns a budget's less common settings, nil if it has none.
+func policyOf(d *events.BudgetSet, overdraft events.Units) *Policy {
+	if overdraft.IsZero() && d.Rollover == "" && d.MaxRuns == 0 && d.MaxRunsPerAgent == 0 {
+		return nil
+	}
+	p := &Policy{Overdraft: overdraft, Rollover: d.Rollover, MaxRuns: d.MaxRuns, MaxRunsPerAgent: d.MaxRunsPerAgent}
+	if d.Rollover != "" && d.Rollover != RolloverAll {
+		// Decide wrote a canonical decimal; a log that says otherwise
+		// rolls nothing over rather than guess.
+		p.RolloverCap, _ = events.ParseUnits(d.Rollover)
+	}
+	return p
 }
 
 func firedFractions(c *Customer) []events.Units {
@@ -116,9 +146,10 @@ func firedFractions(c *Customer) []events.Units {
 func (s *State) applyReserved(c *Customer, d *events.Reserved) {
 	r := &Reservation{
 		ID: d.ReservationID, CustomerID: c.ID, AgentID: d.AgentID,
-		TaskRef: d.TaskRef, Units: d.Units, ExpiresAt: d.ExpiresAt,
+		TaskRef: d.TaskRef, Units: d.Units, ExpiresAt: d.ExpiresAt, Scope: scopeOf(d.Scope),
 	}
 	c.Reserved = c.Reserved.Add(r.Units)
+	c.holdScopes(r.Scope, r.Units, 1)
 	a := c.agent(r.AgentID)
 	a.Reserved = a.Reserved.Add(r.Units)
 	if r.TaskRef != "" {
@@ -147,6 +178,8 @@ func (s *State) applyRecorded(c *Customer, d *events.Recorded, e *events.Envelop
 		s.closed.put(d.ReservationID, closedEntry{customerID: c.ID, status: StatusRecorded}, e.At)
 	}
 	c.Used = c.Used.Add(d.Units)
+	applyFunded(c, d.FundedBy)
+	c.chargeScopes(d.CountedScopes, d.Units, e.At)
 	a := c.agent(d.AgentID)
 	a.Used = a.Used.Add(d.Units)
 	if taskRef != "" {
@@ -164,6 +197,7 @@ func (s *State) close(c *Customer, id, status string, e *events.Envelope) {
 	}
 	delete(s.reservations, id)
 	c.Reserved = c.Reserved.Sub(r.Units)
+	c.holdScopes(r.Scope, r.Units, -1)
 	if a := c.Agents[r.AgentID]; a != nil {
 		a.Reserved = a.Reserved.Sub(r.Units)
 	}
@@ -221,6 +255,8 @@ func requestOf(d events.Data) (events.Request, events.Op) {
 		return e.Request, events.OpRelease
 	case *events.Extended:
 		return e.Request, events.OpExtend
+	case *events.Granted:
+		return e.Request, events.OpGrant
 	}
 	return events.Request{}, ""
 }
@@ -230,5 +266,21 @@ func (c *Customer) check() {
 	if c.Used.Sign() < 0 || c.Reserved.Sign() < 0 || c.TopUps.Sign() < 0 {
 		panic(fmt.Sprintf("agentbill: customer %q has a negative balance: used %s reserved %s top-ups %s",
 			c.ID, c.Used, c.Reserved, c.TopUps))
+	}
+	if cr := c.Credits; cr != nil {
+		if cr.Used.Sign() < 0 || cr.Used.Cmp(c.Used) > 0 {
+			panic(fmt.Sprintf("agentbill: customer %q: grants funded %s of %s used", c.ID, cr.Used, c.Used))
+		}
+		for _, g := range cr.Grants {
+			if g.Remaining.Sign() < 0 || g.Remaining.Cmp(g.Units) > 0 {
+				panic(fmt.Sprintf("agentbill: customer %q grant %s has %s of %s left", c.ID, g.ID, g.Remaining, g.Units))
+			}
+		}
+	}
+	for r, u := range c.Scopes {
+		if u.Used.Sign() < 0 || u.Reserved.Sign() < 0 {
+			panic(fmt.Sprintf("agentbill: customer %q scope %s=%s has used %s reserved %s",
+				c.ID, r.Dimension, r.Value, u.Used, u.Reserved))
+		}
 	}
 }

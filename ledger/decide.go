@@ -54,6 +54,8 @@ func (s *State) Decide(cmd Command, now time.Time) (Reply, []*events.Envelope, e
 		reply, err = d.budget(c)
 	case *TopUpRequest:
 		reply, err = d.topUp(c)
+	case *GrantRequest:
+		reply, err = d.grant(c)
 	default:
 		err = invalid("unknown command %T", cmd)
 	}
@@ -75,6 +77,8 @@ type decision struct {
 	cid string
 	req events.Request
 	out []*events.Envelope
+
+	rolling bool // emitting the rollover grant that opens a new period
 }
 
 // emit applies an event and appends it to the decision's output. The
@@ -84,24 +88,30 @@ func (d *decision) emit(id string, data events.Data) *events.Envelope {
 	if id == "" {
 		id = d.s.NewID()
 	}
-	e := &events.Envelope{ID: id, Type: data.EventType(), V: events.Version, At: d.now, CustomerID: d.cid, Data: data}
 	b := events.BalanceRef(data)
 	c := d.s.customers[d.cid]
 	if c != nil && b.PeriodStart.IsZero() {
 		// budget_set computes the start of its new period itself.
 		b.PeriodStart = c.Period.Start(d.now, c.PeriodStart)
 	}
+	if c != nil && !d.rolling && b.PeriodStart.After(c.PeriodStart) {
+		d.rollover(c, b.PeriodStart) // the rollover grant opens the new period
+	}
+	if id == "" {
+		id = d.s.NewID()
+	}
+	e := &events.Envelope{ID: id, Type: data.EventType(), V: events.Version, At: d.now, CustomerID: d.cid, Data: data}
 	exhausted, period := c != nil && c.Exhausted, time.Time{}
 	if c != nil {
 		period = c.PeriodStart
 	}
 	d.s.applyState(e)
 	if c = d.s.customers[d.cid]; c != nil {
-		*b = c.balance()
+		*b = c.balance(d.now)
 	}
 	d.s.remember(e)
 	d.out = append(d.out, e)
-	if exhausted && !c.Exhausted && c.Remaining().Sign() > 0 {
+	if exhausted && !c.Exhausted && !c.exhaustedAt(d.now) {
 		d.emit("", &events.BudgetRestored{Trigger: restoredBy(e.Type, c.PeriodStart.After(period))})
 	}
 	return e
@@ -111,10 +121,12 @@ func (d *decision) emit(id string, data events.Data) *events.Envelope {
 // period rolling over, or the event of type t.
 func restoredBy(t events.Type, rolled bool) string {
 	switch {
-	case rolled:
+	case rolled || t == events.TypeGranted && rolled:
 		return events.TriggerNewPeriod
 	case t == events.TypeToppedUp:
 		return events.TriggerToppedUp
+	case t == events.TypeGranted:
+		return events.TriggerGranted
 	}
 	return events.TriggerBudgetSet
 }
@@ -152,15 +164,27 @@ func (d *decision) expireDue(c *Customer) {
 	}
 }
 
+// prepare brings a customer up to the decision's time before deciding:
+// it opens a new period that has started with its rollover grant, if it
+// has one, so the first decision of the period can use it (without one,
+// the view reads the new period), and expires grants past their expiry.
+func (d *decision) prepare(c *Customer) {
+	if start := c.Period.Start(d.now, c.PeriodStart); start.After(c.PeriodStart) {
+		d.rollover(c, start)
+	}
+	d.expireGrants(c)
+}
+
 // view is a customer's period numbers as of now: if the period has rolled
 // over but no event has applied the rollover yet, usage reads as zero.
 type view struct {
 	c      *Customer
 	rolled bool
+	now    time.Time
 }
 
 func (d *decision) view(c *Customer) view {
-	return view{c: c, rolled: c.Period.Start(d.now, c.PeriodStart).After(c.PeriodStart)}
+	return view{c: c, rolled: c.Period.Start(d.now, c.PeriodStart).After(c.PeriodStart), now: d.now}
 }
 
 func (v view) used() events.Units {
@@ -177,8 +201,22 @@ func (v view) topUps() events.Units {
 	return v.c.TopUps
 }
 
+func (v view) grantsUsed() events.Units {
+	if v.rolled {
+		return events.Zero
+	}
+	return v.c.grantsUsed()
+}
+
+// allowanceLeft is Customer.allowanceLeft with the period's numbers as of
+// now.
+func (v view) allowanceLeft() events.Units {
+	return v.c.Limit.Add(v.topUps()).Sub(v.used().Sub(v.grantsUsed()))
+}
+
+// remaining is RemainingAt(now) with the period's numbers as of now.
 func (v view) remaining() events.Units {
-	return v.c.Limit.Add(v.topUps()).Sub(v.used()).Sub(v.c.Reserved)
+	return v.allowanceLeft().Add(v.c.grantsLeft(v.now)).Sub(v.c.Reserved)
 }
 
 func (v view) agentSpent(id string) events.Units {
@@ -199,8 +237,9 @@ func (v view) taskSpent(t *Task) events.Units {
 	return t.Used.Add(t.Reserved)
 }
 
-// alerts appends threshold_crossed and budget_exhausted events that the
-// customer's new position calls for.
+// alerts appends threshold_crossed, overdraft_started and budget_exhausted
+// events that the customer's new position calls for. Thresholds measure
+// the period's allowance (limit and top-ups), not grants.
 func (d *decision) alerts(c *Customer, agentID string) {
 	denom := c.Limit.Add(c.TopUps)
 	if denom.Sign() > 0 {
@@ -211,19 +250,26 @@ func (d *decision) alerts(c *Customer, agentID string) {
 			}
 		}
 	}
-	if !c.Exhausted && c.Remaining().Sign() <= 0 {
+	if od := c.overdraft(); od.Sign() > 0 && !c.Overdrafted && c.RemainingAt(d.now).Sign() < 0 {
+		d.emit("", &events.OverdraftStarted{AgentID: agentID, Overdraft: od})
+	}
+	if !c.Exhausted && c.exhaustedAt(d.now) {
 		d.emit("", &events.BudgetExhausted{Trigger: events.TriggerRemainingZero, AgentID: agentID, UpgradeURL: c.UpgradeURL})
 	}
 }
 
-// Sweep expires up to max holds whose deadline has passed, returning the
-// events (already applied): an expired each, and a budget_restored after
-// one that starts a new period for an exhausted customer, so at most
-// 2*max.
+// SweepEventsPerExpiryMax bounds the events one expiry of Sweep brings:
+// the expiry, and if it opens a new period a rollover grant and a
+// budget_restored; after a grant expiry, a budget_exhausted.
+const SweepEventsPerExpiryMax = 4
+
+// Sweep expires up to max grants and holds (grants first) whose deadline
+// has passed, and returns the events (already applied): at most
+// SweepEventsPerExpiryMax*max.
 func (s *State) Sweep(now time.Time, max int) []*events.Envelope {
 	now = now.UTC()
-	var out []*events.Envelope
-	for n := 0; len(s.expiries) > 0 && n < max; {
+	out, n := s.sweepGrants(now, max)
+	for ; len(s.expiries) > 0 && n < max; n++ {
 		top := s.expiries[0]
 		if top.at.After(now) {
 			break
@@ -231,20 +277,53 @@ func (s *State) Sweep(now time.Time, max int) []*events.Envelope {
 		heap.Pop(&s.expiries)
 		r := s.reservations[top.id]
 		if r == nil || !r.ExpiresAt.Equal(top.at) {
+			n--
 			continue // settled or extended since
 		}
 		d := &decision{s: s, now: now, cid: r.CustomerID}
 		d.emit("", &events.Expired{ReservationID: r.ID, AgentID: r.AgentID, Units: r.Units, ExpiresAt: r.ExpiresAt})
 		out = append(out, d.out...)
-		n++
 	}
 	return out
 }
 
-// NextExpiry returns the earliest hold deadline, if any (possibly stale).
-func (s *State) NextExpiry() (time.Time, bool) {
-	if len(s.expiries) == 0 {
-		return time.Time{}, false
+func (s *State) sweepGrants(now time.Time, max int) ([]*events.Envelope, int) {
+	var out []*events.Envelope
+	n := 0
+	for len(s.grantExpiries) > 0 && n < max {
+		top := s.grantExpiries[0]
+		if top.at.After(now) {
+			break
+		}
+		heap.Pop(&s.grantExpiries)
+		c := s.customers[top.customer]
+		if c == nil {
+			continue
+		}
+		g := c.grant(top.id)
+		if g == nil || !g.ExpiresAt.Equal(top.at) {
+			continue // used up
+		}
+		d := &decision{s: s, now: now, cid: c.ID}
+		d.emit("", &events.GrantExpired{GrantID: g.ID, Units: g.Units, Remaining: g.Remaining, ExpiresAt: g.ExpiresAt})
+		if !c.Exhausted && c.exhaustedAt(now) {
+			d.emit("", &events.BudgetExhausted{Trigger: events.TriggerRemainingZero, UpgradeURL: c.UpgradeURL})
+		}
+		out = append(out, d.out...)
+		n++
 	}
-	return s.expiries[0].at, true
+	return out, n
+}
+
+// NextExpiry returns the earliest hold or grant deadline, if any (possibly
+// stale).
+func (s *State) NextExpiry() (time.Time, bool) {
+	var at time.Time
+	if len(s.expiries) > 0 {
+		at = s.expiries[0].at
+	}
+	if len(s.grantExpiries) > 0 && (at.IsZero() || s.grantExpiries[0].at.Before(at)) {
+		at = s.grantExpiries[0].at
+	}
+	return at, !at.IsZero()
 }

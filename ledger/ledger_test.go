@@ -431,7 +431,7 @@ func TestPreflightScopes(t *testing.T) {
 				t.Errorf("reason = %q, want %q", pr.Reason, tt.wantReason)
 			}
 			checkContains(t, "message", pr.Message, tt.wantMsg...)
-			checkUnits(t, "remaining_units", pr.RemainingUnits, tt.wantRemaining)
+			checkUnits(t, "remaining_units", pr.RemainingUnits.Units, tt.wantRemaining)
 			if pr.Approved {
 				checkApproval(t, f, &req, pr, evs[0])
 				return
@@ -497,7 +497,7 @@ func TestDefaultBudget(t *testing.T) {
 	f.s.Default = &ledger.DefaultBudget{Limit: events.MustParseUnits("100"), Period: ledger.PeriodMonth}
 
 	st := f.status("new")
-	checkUnits(t, "untouched default remaining", st.Remaining, "100")
+	checkUnits(t, "untouched default remaining", st.Remaining.Units, "100")
 	if got := f.s.Customers(); got != 0 {
 		t.Errorf("Status created a customer: Customers() = %d, want 0", got)
 	}
@@ -514,7 +514,7 @@ func TestDefaultBudget(t *testing.T) {
 	if want := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC); !bs.Balance.PeriodStart.Equal(want) {
 		t.Errorf("budget_set period_start = %s, want %s", bs.Balance.PeriodStart, want)
 	}
-	checkUnits(t, "remaining", pr.RemainingUnits, "90")
+	checkUnits(t, "remaining", pr.RemainingUnits.Units, "90")
 
 	// A second use does not set the budget again.
 	_, evs = f.preflight(&ledger.PreflightRequest{CustomerID: "new", AgentID: "a", EstimatedUnits: up("1")})
@@ -619,7 +619,7 @@ func TestRecord(t *testing.T) {
 			checkUnits(t, "charged_units", rr.ChargedUnits, w.charged)
 			checkUnits(t, "released_units", rr.ReleasedUnits, w.released)
 			checkUnits(t, "overage_units", rr.OverageUnits, w.overage)
-			checkUnits(t, "remaining_units", rr.RemainingUnits, w.remaining)
+			checkUnits(t, "remaining_units", rr.RemainingUnits.Units, w.remaining)
 			if got, want := rr.Exhausted, w.remaining == "0"; got != want {
 				t.Errorf("exhausted = %v, want %v", got, want)
 			}
@@ -694,7 +694,7 @@ func TestRelease(t *testing.T) {
 		t.Errorf("status = %q, want %q", rr.Status, ledger.StatusReleased)
 	}
 	checkUnits(t, "released_units", rr.ReleasedUnits, "10")
-	checkUnits(t, "remaining_units", rr.RemainingUnits, "100")
+	checkUnits(t, "remaining_units", rr.RemainingUnits.Units, "100")
 	if rel := evs[0].Data.(*events.Released); rel.Cause != events.CauseReleased || rel.ReservationID != id || rel.AgentID != "a" {
 		t.Errorf("released event = %+v, want cause %q for %s of agent a", rel, events.CauseReleased, id)
 	}
@@ -1096,7 +1096,7 @@ func TestPeriodRollover(t *testing.T) {
 	f.reserve("c1", "a", "10", "24h")
 	st := f.status("c1")
 	checkUnits(t, "used", st.Used, "60")
-	checkUnits(t, "remaining", st.Remaining, "35")
+	checkUnits(t, "remaining", st.Remaining.Units, "35")
 
 	// Just after midnight, before any event: usage and top-ups read as zero,
 	// the hold keeps its hold.
@@ -1105,7 +1105,7 @@ func TestPeriodRollover(t *testing.T) {
 	checkUnits(t, "used in the new day", st.Used, "0")
 	checkUnits(t, "top-ups in the new day", st.TopUps, "0")
 	checkUnits(t, "reserved in the new day", st.Reserved, "10")
-	checkUnits(t, "remaining in the new day", st.Remaining, "90")
+	checkUnits(t, "remaining in the new day", st.Remaining.Units, "90")
 	checkUnits(t, "agent used in the new day", st.Agents["a"].Used, "0")
 	if want := time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC); !st.PeriodStart.Equal(want) || st.PeriodEnd == nil ||
 		!st.PeriodEnd.Equal(want.AddDate(0, 0, 1)) {
@@ -1140,7 +1140,7 @@ func TestStatus(t *testing.T) {
 	checkUnits(t, "limit", st.Limit, "100")
 	checkUnits(t, "used", st.Used, "2.5")
 	checkUnits(t, "reserved", st.Reserved, "10")
-	checkUnits(t, "remaining", st.Remaining, "87.5")
+	checkUnits(t, "remaining", st.Remaining.Units, "87.5")
 	if st.OpenReservations != 1 || st.Exhausted || st.UpgradeURL != "https://example.com/u" || len(st.Thresholds) != 1 {
 		t.Errorf("status = %+v", st)
 	}

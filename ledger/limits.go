@@ -47,7 +47,29 @@ const (
 	// ExpiriesPerCommandMax bounds the overdue holds of one customer that a
 	// command expires before it is decided.
 	ExpiriesPerCommandMax = 16
+	// GrantExpiriesPerCommandMax bounds the expired grants of one customer
+	// that a command records before it is decided; the sweep does the rest.
+	GrantExpiriesPerCommandMax = 16
+	// GrantsPerCustomerMax bounds a customer's open grants: draw-down walks
+	// them on every charge, and a status reply lists them (~250 bytes each).
+	GrantsPerCustomerMax = 256
+	// GrantSourceBytesMax bounds a grant's source label.
+	GrantSourceBytesMax = 32
+	// GrantPriorityMax bounds a grant's priority (0..GrantPriorityMax);
+	// GrantPriorityDefault is a grant's priority when the request has none.
+	GrantPriorityMax     = 1_000_000
+	GrantPriorityDefault = 100
+	// ScopeDimensionsMax bounds the dimensions of a request's scope: every
+	// one is checked on every preflight.
+	ScopeDimensionsMax = 4
+	// ScopeLimitsMax bounds a budget's scope limits (~200 bytes each in a
+	// status reply, so the reply stays well under NATS's 1 MiB max_payload).
+	ScopeLimitsMax = 1024
+	// ConcurrentRunsMax bounds max_concurrent_runs: no customer can hold
+	// more open reservations than OpenReservationsPerCustomerMax anyway.
+	ConcurrentRunsMax = OpenReservationsPerCustomerMax
 	// EventsPerCommandMax bounds the events one command can produce:
-	// expiries, an implicit budget, the decision, thresholds, exhaustion.
-	EventsPerCommandMax = ExpiriesPerCommandMax + 1 + 1 + ThresholdsMax + 1
+	// expiries of holds and grants, an implicit budget, a rollover grant,
+	// the decision, budget_restored, thresholds, exhaustion, overdraft.
+	EventsPerCommandMax = ExpiriesPerCommandMax + GrantExpiriesPerCommandMax + 1 + 1 + 1 + 1 + ThresholdsMax + 1 + 1
 )

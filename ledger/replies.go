@@ -14,6 +14,12 @@ const (
 	ReasonTaskCeilingExceeded = "task_ceiling_exceeded"
 	ReasonCeilingExceeded     = "ceiling_exceeded"
 	ReasonNoBudget            = "no_budget"
+	// ReasonScopeLimitExceeded: a scope limit of a value in the request's
+	// scope does not fit; the reply's scope names it.
+	ReasonScopeLimitExceeded = "scope_limit_exceeded"
+	// ReasonConcurrencyLimitExceeded: the customer, or the agent, has its
+	// maximum of open reservations.
+	ReasonConcurrencyLimitExceeded = "concurrency_limit_exceeded"
 )
 
 // Record and release statuses.
@@ -27,41 +33,84 @@ const (
 // Reply is the answer to a command: one of the *Reply types below.
 type Reply any
 
-// PreflightReply answers a preflight.
+// PreflightReply answers a preflight. RemainingUnits is negative when the
+// customer is in its overdraft.
 type PreflightReply struct {
-	Approved       bool         `json:"approved"`
-	Reason         string       `json:"reason,omitempty"`
-	Message        string       `json:"message"`
-	ReservationID  string       `json:"reservation_id,omitempty"`
-	ReservedUnits  events.Units `json:"reserved_units"`
-	RemainingUnits events.Units `json:"remaining_units"`
-	ExpiresAt      *time.Time   `json:"expires_at,omitempty"`
-	UpgradeURL     string       `json:"upgrade_url,omitempty"`
+	Approved       bool          `json:"approved"`
+	Reason         string        `json:"reason,omitempty"`
+	Message        string        `json:"message"`
+	ReservationID  string        `json:"reservation_id,omitempty"`
+	ReservedUnits  events.Units  `json:"reserved_units"`
+	RemainingUnits events.Signed `json:"remaining_units"`
+	ExpiresAt      *time.Time    `json:"expires_at,omitempty"`
+	UpgradeURL     string        `json:"upgrade_url,omitempty"`
+	// Partial: the hold is less than the estimate (min_units allowed it).
+	Partial bool `json:"partial,omitempty"`
+	// Overdraft: the hold dipped into the customer's overdraft.
+	Overdraft bool `json:"overdraft,omitempty"`
+	// Scope names the scope limit that refused (scope_limit_exceeded).
+	Scope *events.ScopeRef `json:"scope,omitempty"`
 }
 
 // RecordReply answers a record.
 type RecordReply struct {
-	Status         string       `json:"status"`
-	EventID        string       `json:"event_id,omitempty"`
-	ReservationID  string       `json:"reservation_id,omitempty"`
-	ChargedUnits   events.Units `json:"charged_units"`
-	ReleasedUnits  events.Units `json:"released_units"`
-	OverageUnits   events.Units `json:"overage_units"`
-	RemainingUnits events.Units `json:"remaining_units"`
-	Exhausted      bool         `json:"exhausted"`
+	Status         string        `json:"status"`
+	EventID        string        `json:"event_id,omitempty"`
+	ReservationID  string        `json:"reservation_id,omitempty"`
+	ChargedUnits   events.Units  `json:"charged_units"`
+	ReleasedUnits  events.Units  `json:"released_units"`
+	OverageUnits   events.Units  `json:"overage_units"`
+	RemainingUnits events.Signed `json:"remaining_units"`
+	Exhausted      bool          `json:"exhausted"`
+	// FundedBy is what credit grants paid of the charge.
+	FundedBy []events.GrantDraw `json:"funded_by,omitempty"`
 }
 
 // ReleaseReply answers a release.
 type ReleaseReply struct {
-	Status         string       `json:"status"`
-	ReleasedUnits  events.Units `json:"released_units"`
-	RemainingUnits events.Units `json:"remaining_units"`
+	Status         string        `json:"status"`
+	ReleasedUnits  events.Units  `json:"released_units"`
+	RemainingUnits events.Signed `json:"remaining_units"`
 }
 
 // ExtendReply answers an extend.
 type ExtendReply struct {
 	ReservationID string    `json:"reservation_id"`
 	ExpiresAt     time.Time `json:"expires_at"`
+}
+
+// GrantReply answers a grant.
+type GrantReply struct {
+	GrantID        string        `json:"grant_id"`
+	Units          events.Units  `json:"units"`
+	Priority       int           `json:"priority"`
+	Source         string        `json:"source"`
+	EffectiveAt    time.Time     `json:"effective_at"`
+	ExpiresAt      *time.Time    `json:"expires_at,omitempty"`
+	RemainingUnits events.Signed `json:"remaining_units"`
+}
+
+// GrantStatus is one open grant, as status lists them (in draw-down order).
+type GrantStatus struct {
+	GrantID     string       `json:"grant_id"`
+	Units       events.Units `json:"units"`
+	Remaining   events.Units `json:"remaining"`
+	Priority    int          `json:"priority"`
+	Source      string       `json:"source"`
+	EffectiveAt time.Time    `json:"effective_at"`
+	ExpiresAt   *time.Time   `json:"expires_at,omitempty"`
+}
+
+// ScopeStatus is one limited scope value's position in its period.
+type ScopeStatus struct {
+	Dimension   string        `json:"dimension"`
+	Value       string        `json:"value"`
+	Limit       events.Units  `json:"limit"`
+	Period      Period        `json:"period"`
+	PeriodStart time.Time     `json:"period_start"`
+	Used        events.Units  `json:"used"`
+	Reserved    events.Units  `json:"reserved"`
+	Remaining   events.Signed `json:"remaining"`
 }
 
 // AgentStatus is one agent's position within its customer's period.
@@ -78,7 +127,7 @@ type StatusReply struct {
 	TopUps           events.Units           `json:"top_ups"`
 	Used             events.Units           `json:"used"`
 	Reserved         events.Units           `json:"reserved"`
-	Remaining        events.Units           `json:"remaining"`
+	Remaining        events.Signed          `json:"remaining"`
 	Period           Period                 `json:"period"`
 	PeriodStart      time.Time              `json:"period_start"`
 	PeriodEnd        *time.Time             `json:"period_end"`
@@ -87,6 +136,16 @@ type StatusReply struct {
 	Thresholds       []events.Units         `json:"thresholds,omitempty"`
 	UpgradeURL       string                 `json:"upgrade_url,omitempty"`
 	Agents           map[string]AgentStatus `json:"agents"`
+	// Grants are the open credit grants in draw-down order;
+	// GrantsRemaining what those usable now have left (in Remaining).
+	Grants          []GrantStatus `json:"grants,omitempty"`
+	GrantsRemaining events.Units  `json:"grants_remaining"`
+	// Scopes are the limited scope values, by dimension and value.
+	Scopes          []ScopeStatus `json:"scopes,omitempty"`
+	Overdraft       *events.Units `json:"overdraft,omitempty"`
+	Rollover        string        `json:"rollover,omitempty"`
+	MaxRuns         int           `json:"max_concurrent_runs,omitempty"`
+	MaxRunsPerAgent int           `json:"max_concurrent_runs_per_agent,omitempty"`
 	// AsOfSeq is the log sequence this status reflects: every event up to
 	// it, and none after. The writer fills it in.
 	AsOfSeq uint64 `json:"as_of_seq,omitempty"`
@@ -108,36 +167,74 @@ func replyFor(eventID string, data events.Data, period Period) Reply {
 		exp := d.ExpiresAt
 		return &PreflightReply{
 			Approved: true, ReservationID: d.ReservationID, ReservedUnits: d.Units,
-			RemainingUnits: d.Balance.Remaining, ExpiresAt: &exp,
-			Message: approvalMessage(period, d),
+			RemainingUnits: remainingOf(d.Balance), ExpiresAt: &exp,
+			Message: approvalMessage(period, d), Partial: !d.Requested.IsZero(), Overdraft: d.InOverdraft,
 		}
 	case *events.Denied:
 		return &PreflightReply{
-			Reason: d.Reason, Message: d.Message, RemainingUnits: d.Balance.Remaining, UpgradeURL: d.UpgradeURL,
+			Reason: d.Reason, Message: d.Message, RemainingUnits: remainingOf(d.Balance), UpgradeURL: d.UpgradeURL,
+			Scope: d.RefusedScope,
 		}
 	case *events.Recorded:
 		return &RecordReply{
 			Status: StatusRecorded, EventID: eventID, ReservationID: d.ReservationID, ChargedUnits: d.Units,
-			ReleasedUnits: d.Released, OverageUnits: d.Overage, RemainingUnits: d.Balance.Remaining,
-			Exhausted: d.Balance.Remaining.Sign() <= 0,
+			ReleasedUnits: d.Released, OverageUnits: d.Overage, RemainingUnits: remainingOf(d.Balance),
+			Exhausted: exhaustedOf(d.Balance), FundedBy: d.FundedBy,
 		}
 	case *events.Released:
 		if d.Cause == events.CauseRunFailed {
 			return &RecordReply{
 				Status: StatusReleased, EventID: eventID, ReservationID: d.ReservationID, ReleasedUnits: d.Units,
-				RemainingUnits: d.Balance.Remaining, Exhausted: d.Balance.Remaining.Sign() <= 0,
+				RemainingUnits: remainingOf(d.Balance), Exhausted: exhaustedOf(d.Balance),
 			}
 		}
-		return &ReleaseReply{Status: StatusReleased, ReleasedUnits: d.Units, RemainingUnits: d.Balance.Remaining}
+		return &ReleaseReply{Status: StatusReleased, ReleasedUnits: d.Units, RemainingUnits: remainingOf(d.Balance)}
+	case *events.Granted:
+		r := &GrantReply{GrantID: d.GrantID, Units: d.Units, Priority: d.Priority, Source: d.Source,
+			EffectiveAt: d.EffectiveAt, RemainingUnits: remainingOf(d.Balance)}
+		if !d.ExpiresAt.IsZero() {
+			exp := d.ExpiresAt
+			r.ExpiresAt = &exp
+		}
+		return r
 	case *events.Extended:
 		return &ExtendReply{ReservationID: d.ReservationID, ExpiresAt: d.ExpiresAt}
 	}
 	return nil // budget_set, topped_up: answered with the status at the time
 }
 
+// remainingOf is a balance's remaining as replies show it: negative by
+// what is overdrawn (recorded only for a customer with an overdraft).
+func remainingOf(b events.Balance) events.Signed {
+	return events.SignedOf(b.Remaining.Sub(b.Overdrawn))
+}
+
+// exhaustedOf reports whether nothing is left to approve after the event:
+// the remaining, with any overdraft, is spent.
+func exhaustedOf(b events.Balance) bool {
+	return b.Remaining.Sub(b.Overdrawn).Add(b.Overdraft).Sign() <= 0
+}
+
+// shown is a remaining amount as replies show it: negative only for a
+// customer with an overdraft.
+func (c *Customer) shown(rem events.Units) events.Signed {
+	if c.overdraft().Sign() > 0 {
+		return events.SignedOf(rem)
+	}
+	return events.SignedOf(rem.NonNegative())
+}
+
 func approvalMessage(period Period, d *events.Reserved) string {
-	return fmt.Sprintf("reserved %s units for agent %s; %s units left %s",
-		d.Units, d.AgentID, d.Balance.Remaining, period.phrase())
+	msg := fmt.Sprintf("reserved %s units for agent %s; %s units left %s",
+		d.Units, d.AgentID, remainingOf(d.Balance), period.phrase())
+	if !d.Requested.IsZero() {
+		msg = fmt.Sprintf("reserved %s of the %s units requested for agent %s (all that fits); %s units left %s",
+			d.Units, d.Requested, d.AgentID, remainingOf(d.Balance), period.phrase())
+	}
+	if d.InOverdraft {
+		msg += ", in overdraft"
+	}
+	return msg
 }
 
 // duplicateReply answers a retried request: the first reply, with status

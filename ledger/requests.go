@@ -46,6 +46,13 @@ type PreflightRequest struct {
 	TTL            string          `json:"ttl,omitempty"` // Go duration; default 15m
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 	Metadata       json.RawMessage `json:"metadata,omitempty"`
+	// Scope places the run in the customer's organisation, e.g.
+	// {"team": "research", "user": "alice"}: every scope limit of a value
+	// it names must fit too.
+	Scope map[string]string `json:"scope,omitempty"`
+	// MinUnits asks for a partial approval: if EstimatedUnits does not fit
+	// but at least MinUnits does, hold what fits.
+	MinUnits *events.Units `json:"min_units,omitempty"`
 }
 
 // RecordRequest reports actual usage, settling a reservation. A failed run
@@ -60,6 +67,9 @@ type RecordRequest struct {
 	TaskRef        string          `json:"task_ref,omitempty"`
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 	Metadata       json.RawMessage `json:"metadata,omitempty"`
+	// Scope is the run's scope when the record settles no open hold (a
+	// hold's scope is its preflight's).
+	Scope map[string]string `json:"scope,omitempty"`
 }
 
 // ReleaseRequest gives a reservation's hold back without charge.
@@ -91,6 +101,72 @@ type BudgetRequest struct {
 	UpgradeURL     string                  `json:"upgrade_url,omitempty"`
 	AgentLimits    map[string]events.Units `json:"agent_limits,omitempty"`
 	IdempotencyKey string                  `json:"idempotency_key,omitempty"`
+	// Rollover is what of a period's unused allowance becomes a grant in
+	// the next: "none" (the default), "all", or a decimal cap.
+	Rollover Rollover `json:"rollover,omitempty"`
+	// Overdraft lets approvals go this many units below zero (a soft limit).
+	Overdraft *events.Units `json:"overdraft,omitempty"`
+	// ScopeLimits caps scope values within the customer (period: the
+	// budget's when left out).
+	ScopeLimits []events.ScopeLimit `json:"scope_limits,omitempty"`
+	// MaxRuns caps the customer's open reservations, MaxRunsPerAgent
+	// each agent's (0 or absent: no cap).
+	MaxRuns         int `json:"max_concurrent_runs,omitempty"`
+	MaxRunsPerAgent int `json:"max_concurrent_runs_per_agent,omitempty"`
+}
+
+// Rollover is a budget's rollover policy as a request states it: "none",
+// "all", or a decimal cap, which may be a JSON number or string.
+// Validate makes it canonical: "" (none), "all", or the cap's canonical
+// decimal.
+type Rollover string
+
+// UnmarshalJSON takes a JSON string or number.
+func (r *Rollover) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*r = Rollover(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("rollover must be \"none\", \"all\" or a decimal")
+	}
+	*r = Rollover(n.String())
+	return nil
+}
+
+func (r *Rollover) normalize() error {
+	switch *r {
+	case "", "none":
+		*r = ""
+		return nil
+	case RolloverAll:
+		return nil
+	}
+	u, err := events.ParseUnits(string(*r))
+	if err != nil {
+		return invalid("rollover %q is not \"none\", \"all\" or a decimal cap: %v", truncate(string(*r), 40), err)
+	}
+	*r = Rollover(u.String())
+	return nil
+}
+
+// GrantRequest grants credits to a customer (admin). They are used after
+// the period's allowance and survive period boundaries until used up or
+// expired.
+type GrantRequest struct {
+	CustomerID     string        `json:"customer_id,omitempty"`
+	Units          *events.Units `json:"units"`
+	ExpiresAt      *time.Time    `json:"expires_at,omitempty"`   // none: never
+	EffectiveAt    *time.Time    `json:"effective_at,omitempty"` // none: now
+	Priority       *int          `json:"priority,omitempty"`     // lower first; GrantPriorityDefault
+	Source         string        `json:"source,omitempty"`       // events.SourcePurchase when left out
+	Note           string        `json:"note,omitempty"`
+	IdempotencyKey string        `json:"idempotency_key,omitempty"`
 }
 
 // TopUpRequest adds units to the customer's current period (admin).
@@ -108,6 +184,7 @@ func (r *ExtendRequest) Op() events.Op    { return events.OpExtend }
 func (r *StatusRequest) Op() events.Op    { return events.OpStatus }
 func (r *BudgetRequest) Op() events.Op    { return events.OpBudget }
 func (r *TopUpRequest) Op() events.Op     { return events.OpTopUp }
+func (r *GrantRequest) Op() events.Op     { return events.OpGrant }
 
 func (r *PreflightRequest) Customer() string { return r.CustomerID }
 func (r *RecordRequest) Customer() string    { return r.CustomerID }
@@ -116,6 +193,7 @@ func (r *ExtendRequest) Customer() string    { return r.CustomerID }
 func (r *StatusRequest) Customer() string    { return r.CustomerID }
 func (r *BudgetRequest) Customer() string    { return r.CustomerID }
 func (r *TopUpRequest) Customer() string     { return r.CustomerID }
+func (r *GrantRequest) Customer() string     { return r.CustomerID }
 
 func (r *PreflightRequest) key() string { return r.IdempotencyKey }
 func (r *RecordRequest) key() string    { return r.IdempotencyKey }
@@ -124,6 +202,7 @@ func (r *ExtendRequest) key() string    { return r.IdempotencyKey }
 func (r *StatusRequest) key() string    { return "" }
 func (r *BudgetRequest) key() string    { return r.IdempotencyKey }
 func (r *TopUpRequest) key() string     { return r.IdempotencyKey }
+func (r *GrantRequest) key() string     { return r.IdempotencyKey }
 
 // NewCommand returns an empty request for op, to decode into, or nil for an
 // unknown op.
@@ -143,6 +222,8 @@ func NewCommand(op events.Op) Command {
 		return &BudgetRequest{}
 	case events.OpTopUp:
 		return &TopUpRequest{}
+	case events.OpGrant:
+		return &GrantRequest{}
 	}
 	return nil
 }
@@ -243,6 +324,14 @@ func (r *PreflightRequest) Validate() error {
 			}
 			return nil
 		}(),
+		validateScope(r.Scope),
+		checkAmount("min_units", r.MinUnits, false, true),
+		func() error {
+			if r.MinUnits != nil && r.MinUnits.Cmp(*r.EstimatedUnits) > 0 {
+				return invalid("min_units %s is more than estimated_units %s", *r.MinUnits, *r.EstimatedUnits)
+			}
+			return nil
+		}(),
 	)
 }
 
@@ -255,6 +344,7 @@ func (r *RecordRequest) Validate() error {
 		checkID("task_ref", r.TaskRef, TaskRefBytesMax, false),
 		checkID("idempotency_key", r.IdempotencyKey, IdempotencyKeyBytesMax, false),
 		checkMetadata(r.Metadata),
+		validateScope(r.Scope),
 	)
 }
 
@@ -309,6 +399,16 @@ func (r *BudgetRequest) Validate() error {
 		errs = append(errs, checkID("agent_limits key", a, AgentIDBytesMax, true))
 		errs = append(errs, checkAmount("agent limit of "+a, &l, true, false))
 	}
+	errs = append(errs, r.Rollover.normalize(), checkAmount("overdraft", r.Overdraft, false, false))
+	if r.Rollover != "" && r.Period == string(PeriodNone) {
+		errs = append(errs, invalid("rollover needs a period: a budget with period none never rolls over"))
+	}
+	errs = append(errs, validateScopeLimits(r.ScopeLimits)...)
+	for what, n := range map[string]int{"max_concurrent_runs": r.MaxRuns, "max_concurrent_runs_per_agent": r.MaxRunsPerAgent} {
+		if n < 0 || n > ConcurrentRunsMax {
+			errs = append(errs, invalid("%s %d is outside 0..%d", what, n, ConcurrentRunsMax))
+		}
+	}
 	return firstErr(errs...)
 }
 
@@ -337,6 +437,28 @@ func (r *TopUpRequest) Validate() error {
 			return checkID("note", r.Note, NoteBytesMax, false)
 		}(),
 	)
+}
+
+func (r *GrantRequest) Validate() error {
+	errs := []error{
+		checkAmount("units", r.Units, true, true),
+		checkID("idempotency_key", r.IdempotencyKey, IdempotencyKeyBytesMax, false),
+		checkID("note", r.Note, NoteBytesMax, false),
+		checkID("source", r.Source, GrantSourceBytesMax, false),
+	}
+	if r.Priority != nil && (*r.Priority < 0 || *r.Priority > GrantPriorityMax) {
+		errs = append(errs, invalid("priority %d is outside 0..%d", *r.Priority, GrantPriorityMax))
+	}
+	if r.ExpiresAt != nil && r.EffectiveAt != nil && !r.ExpiresAt.After(*r.EffectiveAt) {
+		errs = append(errs, invalid("expires_at %s is not after effective_at %s",
+			r.ExpiresAt.UTC().Format(time.RFC3339), r.EffectiveAt.UTC().Format(time.RFC3339)))
+	}
+	for what, t := range map[string]*time.Time{"expires_at": r.ExpiresAt, "effective_at": r.EffectiveAt} {
+		if t != nil && (t.Year() < 2000 || t.Year() > 9999) {
+			errs = append(errs, invalid("%s %s is outside the years 2000..9999", what, t.UTC().Format(time.RFC3339)))
+		}
+	}
+	return firstErr(errs...)
 }
 
 func firstErr(errs ...error) error {
@@ -402,6 +524,8 @@ func BindCustomer(c Command, subjectID string) error {
 	case *BudgetRequest:
 		return normalizeCustomer(&r.CustomerID, subjectID)
 	case *TopUpRequest:
+		return normalizeCustomer(&r.CustomerID, subjectID)
+	case *GrantRequest:
 		return normalizeCustomer(&r.CustomerID, subjectID)
 	}
 	return invalid("unknown command %T", c)

@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"cmp"
+	"slices"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
@@ -36,20 +38,28 @@ func (d *decision) record(r *RecordRequest) (Reply, error) {
 	if c == nil {
 		return nil, Errorf(CodeNotFound, "customer %s has no budget and there is no default budget", d.cid)
 	}
+	d.prepare(c)
 	if r.ReservationID == "" {
 		res = oldestOpen(c, r.AgentID)
 	}
 	if r.Success != nil && !*r.Success {
 		if res == nil {
 			rem := d.view(c).remaining()
-			return &RecordReply{Status: StatusReleased, RemainingUnits: rem.NonNegative(), Exhausted: rem.Sign() <= 0}, nil
+			return &RecordReply{Status: StatusReleased, RemainingUnits: c.shown(rem),
+				Exhausted: rem.Add(c.overdraft()).Sign() <= 0}, nil
 		}
 		e := d.emit("", &events.Released{ReservationID: res.ID, AgentID: res.AgentID, Units: res.Units,
 			Cause: events.CauseRunFailed, Request: d.req})
 		return replyOf(d.s, e), nil
 	}
 	units := *r.Units
-	rec := &events.Recorded{AgentID: r.AgentID, Units: units, TaskRef: r.TaskRef, Metadata: r.Metadata, Request: d.req}
+	sc := scopeOf(r.Scope)
+	if res != nil {
+		sc = res.Scope
+	}
+	rec := &events.Recorded{AgentID: r.AgentID, Units: units, TaskRef: r.TaskRef, Metadata: r.Metadata,
+		Scope: sc.asMap(), CountedScopes: c.counted(sc), FundedBy: c.draw(units, d.view(c).allowanceLeft(), d.now),
+		Request: d.req}
 	if res != nil {
 		rec.ReservationID, rec.HeldUnits = res.ID, res.Units
 		rec.Released = res.Units.Sub(units).NonNegative()
@@ -119,7 +129,7 @@ func (d *decision) release(r *ReleaseRequest) (Reply, error) {
 		return nil, err
 	}
 	if res == nil {
-		return &ReleaseReply{Status: closed, RemainingUnits: d.view(c).remaining().NonNegative()}, nil
+		return &ReleaseReply{Status: closed, RemainingUnits: c.shown(d.view(c).remaining())}, nil
 	}
 	e := d.emit("", &events.Released{ReservationID: res.ID, AgentID: res.AgentID, Units: res.Units,
 		Cause: events.CauseReleased, Request: d.req})
@@ -156,8 +166,9 @@ func (d *decision) budget(r *BudgetRequest) (Reply, error) {
 	}
 	d.emit("", &events.BudgetSet{
 		Limit: *r.Limit, Period: string(period), Thresholds: r.Thresholds, UpgradeURL: r.UpgradeURL,
-		AgentLimits: r.AgentLimits, Source: "admin", Request: d.req,
-		Balance: events.Balance{PeriodStart: period.Start(d.now, since)},
+		AgentLimits: r.AgentLimits, Source: "admin", Rollover: string(r.Rollover), Overdraft: r.Overdraft,
+		ScopeLimits: sortedScopeLimits(r.ScopeLimits, period), MaxRuns: r.MaxRuns, MaxRunsPerAgent: r.MaxRunsPerAgent,
+		Request: d.req, Balance: events.Balance{PeriodStart: period.Start(d.now, since)},
 	})
 	c := d.s.customers[d.cid]
 	d.alerts(c, "")
@@ -169,6 +180,7 @@ func (d *decision) topUp(r *TopUpRequest) (Reply, error) {
 	if c == nil {
 		return nil, Errorf(CodeNotFound, "customer %s has no budget; set one before topping up", d.cid)
 	}
+	d.prepare(c)
 	d.emit("", &events.ToppedUp{Units: *r.Units, Note: r.Note, Request: d.req})
 	d.alerts(c, "")
 	return d.s.Status(d.cid, d.now)
@@ -191,13 +203,29 @@ func (s *State) Status(cid string, now time.Time) (*StatusReply, error) {
 	if !v.rolled {
 		start = c.PeriodStart
 	}
-	rem := v.remaining()
+	// A rollover grant not written yet (no event since the period began)
+	// counts as the grant it will be.
+	pending := events.Zero
+	if v.rolled {
+		pending = c.rolloverUnits(start)
+	}
+	rem := v.remaining().Add(pending)
 	st := &StatusReply{
 		CustomerID: cid, Limit: c.Limit, TopUps: v.topUps(), Used: v.used(), Reserved: c.Reserved,
-		Remaining: rem.NonNegative(), Period: c.Period, PeriodStart: start,
-		OpenReservations: len(c.Open), Exhausted: rem.Sign() <= 0,
+		Remaining: c.shown(rem), Period: c.Period, PeriodStart: start,
+		OpenReservations: len(c.Open), Exhausted: rem.Add(c.overdraft()).Sign() <= 0,
 		Thresholds: c.Thresholds, UpgradeURL: c.UpgradeURL, Agents: make(map[string]AgentStatus, len(c.Agents)),
+		GrantsRemaining: c.grantsLeft(now).Add(pending),
 	}
+	if p := c.Policy; p != nil {
+		if p.Overdraft.Sign() > 0 {
+			od := p.Overdraft
+			st.Overdraft = &od
+		}
+		st.Rollover, st.MaxRuns, st.MaxRunsPerAgent = p.Rollover, p.MaxRuns, p.MaxRunsPerAgent
+	}
+	st.Grants = c.grantStatus(now)
+	st.Scopes = c.scopeStatus(now)
 	if end := c.Period.End(start); !end.IsZero() {
 		st.PeriodEnd = &end
 	}
@@ -217,4 +245,75 @@ func (s *State) Status(cid string, now time.Time) (*StatusReply, error) {
 		}
 	}
 	return st, nil
+}
+
+// grantStatus lists the open grants not expired at now, in draw-down order.
+func (c *Customer) grantStatus(now time.Time) []GrantStatus {
+	if c.Credits == nil {
+		return nil
+	}
+	var out []GrantStatus
+	for _, g := range c.Credits.Grants {
+		if !g.ExpiresAt.IsZero() && !now.Before(g.ExpiresAt) {
+			continue
+		}
+		gs := GrantStatus{GrantID: g.ID, Units: g.Units, Remaining: g.Remaining, Priority: g.Priority,
+			Source: g.Source, EffectiveAt: g.EffectiveAt}
+		if !g.ExpiresAt.IsZero() {
+			exp := g.ExpiresAt
+			gs.ExpiresAt = &exp
+		}
+		out = append(out, gs)
+	}
+	return out
+}
+
+// scopeStatus lists the limited scope values by dimension and value.
+func (c *Customer) scopeStatus(now time.Time) []ScopeStatus {
+	if len(c.Scopes) == 0 {
+		return nil
+	}
+	out := make([]ScopeStatus, 0, len(c.Scopes))
+	for ref, u := range c.Scopes {
+		spent := u.spent(now)
+		start := u.Period.Start(now, u.PeriodStart)
+		out = append(out, ScopeStatus{Dimension: ref.Dimension, Value: ref.Value, Limit: u.Limit, Period: u.Period,
+			PeriodStart: start, Used: spent.Sub(u.Reserved), Reserved: u.Reserved,
+			Remaining: events.SignedOf(u.Limit.Sub(spent))})
+	}
+	slices.SortFunc(out, func(a, b ScopeStatus) int {
+		return cmp.Or(cmp.Compare(a.Dimension, b.Dimension), cmp.Compare(a.Value, b.Value))
+	})
+	return out
+}
+
+func (d *decision) grant(r *GrantRequest) (Reply, error) {
+	if r.ExpiresAt != nil && !r.ExpiresAt.After(d.now) {
+		return nil, invalid("expires_at %s is not in the future", r.ExpiresAt.UTC().Format(time.RFC3339Nano))
+	}
+	if c := d.s.customers[d.cid]; c != nil && c.Credits != nil && len(c.grantStatus(d.now)) >= GrantsPerCustomerMax {
+		return nil, invalid("customer %s has %d open grants, the maximum", d.cid, GrantsPerCustomerMax)
+	}
+	c := d.customer() // may create it from the default budget: no errors after this
+	if c == nil {
+		return nil, Errorf(CodeNotFound, "customer %s has no budget; set one before granting credits", d.cid)
+	}
+	d.prepare(c)
+	g := &events.Granted{Units: *r.Units, Priority: GrantPriorityDefault, Source: events.SourcePurchase,
+		Note: r.Note, EffectiveAt: d.now, Request: d.req}
+	if r.Priority != nil {
+		g.Priority = *r.Priority
+	}
+	if r.Source != "" {
+		g.Source = r.Source
+	}
+	if r.EffectiveAt != nil && r.EffectiveAt.After(d.now) {
+		g.EffectiveAt = r.EffectiveAt.UTC()
+	}
+	if r.ExpiresAt != nil {
+		g.ExpiresAt = r.ExpiresAt.UTC()
+	}
+	g.GrantID = d.s.NewID()
+	e := d.emit(g.GrantID, g)
+	return replyOf(d.s, e), nil
 }

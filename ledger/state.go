@@ -16,11 +16,12 @@ type DefaultBudget struct {
 // State is every balance the writer owns, in memory. Only Apply changes it
 // (Decide and Sweep call Apply for every event they produce).
 type State struct {
-	customers    map[string]*Customer
-	reservations map[string]*Reservation // open only
-	expiries     expiryHeap
-	idem         window[idemEntry]
-	closed       window[closedEntry]
+	customers     map[string]*Customer
+	reservations  map[string]*Reservation // open only
+	expiries      expiryHeap
+	grantExpiries grantExpiryHeap
+	idem          window[idemEntry]
+	closed        window[closedEntry]
 
 	// Default is the budget given to unknown customers; nil refuses them
 	// with no_budget. It is configuration, not state: the budget_set event
@@ -61,8 +62,30 @@ type Customer struct {
 	taskOrder   []string       // tasks in first-use order, for eviction
 	Open        []*Reservation // open holds, oldest first
 
-	Exhausted bool   // budget_exhausted appended this period and not re-armed
-	Fired     uint32 // bit i: Thresholds[i] crossed this period
+	Exhausted   bool   // budget_exhausted appended this period and not re-armed
+	Overdrafted bool   // overdraft_started appended this period
+	Fired       uint32 // bit i: Thresholds[i] crossed this period
+
+	Policy  *Policy                         // nil: no overdraft, rollover or run caps
+	Credits *Credits                        // nil: no grants
+	Scopes  map[events.ScopeRef]*ScopeUsage // limited scope values only
+}
+
+// Policy is a budget's less common settings, kept apart so a customer
+// without them costs one pointer.
+type Policy struct {
+	Overdraft       events.Units // approvals may go this far below zero
+	Rollover        string       // "all", a decimal cap, or "" (none)
+	RolloverCap     events.Units // Rollover parsed, when it is a cap
+	MaxRuns         int          // open holds of the customer; 0: no cap
+	MaxRunsPerAgent int          // open holds of one agent; 0: no cap
+}
+
+func (c *Customer) overdraft() events.Units {
+	if c.Policy == nil {
+		return events.Zero
+	}
+	return c.Policy.Overdraft
 }
 
 // AgentUsage is one agent's position within its customer.
@@ -86,6 +109,7 @@ type Reservation struct {
 	TaskRef    string
 	Units      events.Units
 	ExpiresAt  time.Time
+	Scope      scope // sorted by dimension; nil without one
 }
 
 // idemEntry is a remembered request. Its hash and op are its event's
@@ -120,9 +144,17 @@ func (s *State) CustomerIDs(fn func(id string)) {
 	}
 }
 
-// Remaining is limit + top-ups - used - reserved (negative after overage).
-func (c *Customer) Remaining() events.Units {
-	return c.Limit.Add(c.TopUps).Sub(c.Used).Sub(c.Reserved)
+// RemainingAt is what the customer has left at t: the allowance's rest
+// (limit + top-ups - usage it funded), plus what grants usable at t have
+// left, minus every hold. Negative after overage or in overdraft.
+func (c *Customer) RemainingAt(t time.Time) events.Units {
+	return c.allowanceLeft().Add(c.grantsLeft(t)).Sub(c.Reserved)
+}
+
+// exhaustedAt reports whether nothing more can be approved at t: the
+// remaining, plus any overdraft, is spent.
+func (c *Customer) exhaustedAt(t time.Time) bool {
+	return c.RemainingAt(t).Add(c.overdraft()).Sign() <= 0
 }
 
 func (c *Customer) agent(id string) *AgentUsage {
@@ -180,7 +212,13 @@ func (c *Customer) evictIdleTask() {
 func (c *Customer) rollTo(start time.Time) {
 	c.PeriodStart = start
 	c.Used, c.TopUps = events.Zero, events.Zero
-	c.Exhausted, c.Fired = false, 0
+	c.Exhausted, c.Overdrafted, c.Fired = false, false, 0
+	if c.Credits != nil {
+		c.Credits.Used = events.Zero
+		if len(c.Credits.Grants) == 0 {
+			c.Credits = nil
+		}
+	}
 	for id, a := range c.Agents {
 		a.Used = events.Zero
 		if a.Reserved.IsZero() {
@@ -200,16 +238,26 @@ func (c *Customer) rollTo(start time.Time) {
 	c.taskOrder = order
 }
 
-// balance is the customer's position as events record it.
-func (c *Customer) balance() events.Balance {
-	return events.Balance{
+// balance is the customer's position at t as events record it.
+func (c *Customer) balance(t time.Time) events.Balance {
+	rem := c.RemainingAt(t)
+	b := events.Balance{
 		PeriodStart: c.PeriodStart,
 		Limit:       c.Limit.Add(c.TopUps),
 		TopUps:      c.TopUps,
 		Used:        c.Used,
 		Reserved:    c.Reserved,
-		Remaining:   c.Remaining().NonNegative(),
+		Remaining:   rem.NonNegative(),
+		Grants:      c.grantsLeft(t),
+		GrantsUsed:  c.grantsUsed(),
 	}
+	if od := c.overdraft(); od.Sign() > 0 {
+		b.Overdraft = od
+		if rem.Sign() < 0 {
+			b.Overdrawn = events.Zero.Sub(rem)
+		}
+	}
+	return b
 }
 
 // expiryHeap orders open holds by deadline. Entries go stale when a hold

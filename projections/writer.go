@@ -565,9 +565,7 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error) error {
 			w.decide(p)
 			w.drain()
 		case <-sweep.C:
-			// Each expiry may bring a budget_restored: at most
-			// SweepEventsMax events in all.
-			for _, e := range w.state.Sweep(w.now(), SweepEventsMax/2) {
+			for _, e := range w.state.Sweep(w.now(), SweepEventsMax/ledger.SweepEventsPerExpiryMax) {
 				w.add(e)
 			}
 			w.noteHistory(false)
