@@ -50,7 +50,7 @@ func (c *Client) Gate(ctx context.Context, o GateOptions, fn func(ctx context.Co
 		return nil, err
 	}
 	if !pf.Approved {
-		return nil, &RefusedError{Reason: pf.Reason, Message: pf.Message, Remaining: pf.RemainingUnits, UpgradeURL: pf.UpgradeURL}
+		return nil, &RefusedError{Reason: pf.Reason, Message: pf.Message, Remaining: pf.RemainingUnits.Units, UpgradeURL: pf.UpgradeURL}
 	}
 	res = &GateResult{ReservationID: pf.ReservationID}
 	settled := false

@@ -14,9 +14,7 @@ import (
 
 // AlertTypes are the event types announced as alerts: the ones Watch and
 // Subscribe deliver (the alert stream AGENTBILL_EVENTS holds only these).
-var AlertTypes = []events.Type{
-	events.TypeBudgetExhausted, events.TypeBudgetRestored, events.TypeThresholdCrossed, events.TypeDenied,
-}
+var AlertTypes = events.AlertTypes
 
 // Subscription bounds.
 const (

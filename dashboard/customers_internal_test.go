@@ -21,7 +21,7 @@ func TestKeepMostUrgent(t *testing.T) {
 		used := events.NewUnits(int64(rng.IntN(1100)), -1) // up to 110 units
 		st := &ledger.StatusReply{
 			CustomerID: fmt.Sprintf("c%05d", i), Limit: limit, Used: used, Reserved: events.Zero,
-			Remaining: limit.Sub(used).NonNegative(), Exhausted: limit.Sub(used).Sign() <= 0, PeriodStart: time.Time{},
+			Remaining: events.SignedOf(limit.Sub(used).NonNegative()), Exhausted: limit.Sub(used).Sign() <= 0, PeriodStart: time.Time{},
 		}
 		row := rowOf(st)
 		kept = keepMostUrgent(kept, row)

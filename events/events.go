@@ -44,6 +44,24 @@ var Types = []Type{
 	TypeBudgetRestored, TypeGranted, TypeGrantExpired, TypeOverdraftStarted,
 }
 
+// AlertTypes are the event types announced as alerts, one by one, on
+// agentbill.events.<ctok>.<type> and in the alert stream: the ones
+// subscribers, watchers and webhook endpoints receive.
+var AlertTypes = []Type{
+	TypeBudgetExhausted, TypeBudgetRestored, TypeThresholdCrossed, TypeDenied,
+	TypeOverdraftStarted, TypeGrantExpired,
+}
+
+// IsAlert reports whether t is one of AlertTypes.
+func IsAlert(t Type) bool {
+	for _, a := range AlertTypes {
+		if a == t {
+			return true
+		}
+	}
+	return false
+}
+
 // ErrInvalidEvent is wrapped by every decoding error.
 var ErrInvalidEvent = errors.New("invalid event")
 

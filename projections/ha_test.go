@@ -133,7 +133,7 @@ func TestStandbyTakesOverWhenTheLeaderDies(t *testing.T) {
 		t.Errorf("failover took %s, want under %s (lease TTL %s)", failover, max, testLeaseTTL)
 	}
 	t.Logf("failover: %s (lease TTL %s)", failover, testLeaseTTL)
-	wantUnits(t, "remaining after failover", r.RemainingUnits, "10")
+	wantUnits(t, "remaining after failover", r.RemainingUnits.Units, "10")
 
 	// The retry of the first request (same key) is answered from the log.
 	again, err := c.Preflight(ctx, "u", ledger.PreflightRequest{AgentID: "x", EstimatedUnits: testenv.Ptr(t, "30"), IdempotencyKey: "k1"})

@@ -428,7 +428,7 @@ func TestUnsignedLogIsAdoptedOnlyWhenTold(t *testing.T) {
 		t.Fatalf("last commit %d: %s %q, want the adoption record", adopt.Sequence, projections.AdoptHeader, rec)
 	}
 	preflight(t, c, "u", "a", "10")
-	wantUnits(t, "remaining after the adoption", status(t, c, "u").Remaining, "80")
+	wantUnits(t, "remaining after the adoption", status(t, c, "u").Remaining.Units, "80")
 	w.Stop(t)
 	testenv.StartWriter(t, s, nil, nil, signed(sg, "", nil)).Stop(t) // no flag needed now
 

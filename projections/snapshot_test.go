@@ -413,7 +413,7 @@ func TestFailedAppendRebuildsFromSnapshot(t *testing.T) {
 			st.LoadedSeq.Load(), st.TailEvents.Load(), snapSeq)
 	}
 	want := before.Remaining.Add(events.NewUnits(50, 0)).Sub(events.NewUnits(1, 0))
-	wantUnits(t, "remaining after the forged top-up", r.RemainingUnits, want.String())
+	wantUnits(t, "remaining after the forged top-up", r.RemainingUnits.Units, want.String())
 }
 
 // A snapshot is stored in parts; a restart reads them in order, and a

@@ -233,11 +233,14 @@ type notice struct {
 }
 
 // notifyTypes are announced one by one on agentbill.events.<ctok>.<type>
-// after they are committed, for core NATS subscribers.
-var notifyTypes = map[events.Type]bool{
-	events.TypeBudgetExhausted: true, events.TypeThresholdCrossed: true, events.TypeDenied: true,
-	events.TypeBudgetRestored: true,
-}
+// after they are committed, for core NATS subscribers: events.AlertTypes.
+var notifyTypes = func() map[events.Type]bool {
+	m := make(map[events.Type]bool, len(events.AlertTypes))
+	for _, t := range events.AlertTypes {
+		m[t] = true
+	}
+	return m
+}()
 
 type pending struct {
 	msg   *nats.Msg

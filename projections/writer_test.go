@@ -98,7 +98,7 @@ func TestFiftyParallelRunsNeverOverspend(t *testing.T) {
 	}
 	st := status(t, c, "user_123")
 	wantUnits(t, "reserved", st.Reserved, "100")
-	wantUnits(t, "remaining", st.Remaining, "0")
+	wantUnits(t, "remaining", st.Remaining.Units, "0")
 	if !st.Exhausted {
 		t.Error("status not exhausted")
 	}
@@ -157,7 +157,7 @@ func TestRecordSettlesReservation(t *testing.T) {
 	st = status(t, c, "u")
 	wantUnits(t, "used", st.Used, "19")
 	wantUnits(t, "reserved", st.Reserved, "0")
-	wantUnits(t, "remaining", st.Remaining, "81")
+	wantUnits(t, "remaining", st.Remaining.Units, "81")
 
 	// Without a reservation ID, the oldest open hold of the agent settles.
 	first := preflight(t, c, "u", "a", "5")
@@ -223,7 +223,7 @@ func TestExpiryAndExtendWithControlledClock(t *testing.T) {
 	waitFor(t, func() bool { return testenv.CountType(testenv.StreamEvents(t, c.Conn()), "u", events.TypeExpired) == 1 })
 	st := status(t, c, "u")
 	wantUnits(t, "reserved", st.Reserved, "20")
-	wantUnits(t, "remaining", st.Remaining, "80")
+	wantUnits(t, "remaining", st.Remaining.Units, "80")
 	evs := testenv.StreamEvents(t, c.Conn())
 	for _, e := range evs {
 		if x, ok := e.Data.(*events.Expired); ok && x.ReservationID != short.ReservationID {

@@ -48,9 +48,7 @@ const (
 
 // AlertTypes are the event types an endpoint may subscribe to: those the
 // writer publishes to the alert stream.
-var AlertTypes = []events.Type{
-	events.TypeBudgetExhausted, events.TypeBudgetRestored, events.TypeThresholdCrossed, events.TypeDenied,
-}
+var AlertTypes = events.AlertTypes
 
 // Endpoint is one registered receiver. Only the registry (the CLI) creates
 // and removes endpoints; the delivery worker changes only State.

@@ -306,9 +306,11 @@ func watchCmd(ctx context.Context, c *client.Client, f *clientFlags, out *printe
 			return ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
 		}
 	}
-	types := []events.Type{events.TypeBudgetExhausted, events.TypeBudgetRestored, events.TypeThresholdCrossed}
-	if f.denied {
-		types = append(types, events.TypeDenied)
+	var types []events.Type
+	for _, t := range events.AlertTypes {
+		if t != events.TypeDenied || f.denied {
+			types = append(types, t)
+		}
 	}
 	pal := plain
 	if !out.json && colorTerminal(out.w, os.LookupEnv) {

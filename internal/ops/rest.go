@@ -106,7 +106,7 @@ func budgetView(reply any) any {
 	}
 	return &BudgetView{
 		CustomerID: st.CustomerID, LimitUnits: st.Limit.Add(st.TopUps), TopUpUnits: st.TopUps,
-		UsedUnits: st.Used, ReservedUnits: st.Reserved, RemainingUnits: st.Remaining,
+		UsedUnits: st.Used, ReservedUnits: st.Reserved, RemainingUnits: st.Remaining.Units,
 		IsBlocked: st.Exhausted, Period: st.Period, PeriodEnd: st.PeriodEnd,
 	}
 }

@@ -148,7 +148,7 @@ func (l *load) worker(c *client.Client, w int) {
 		l.note(req.IdempotencyKey, err == nil)
 		out := opOut{unknown: err != nil}
 		if err == nil {
-			out.approved, out.resID, out.remaining = r.Approved, r.ReservationID, wholeUnits(r.RemainingUnits)
+			out.approved, out.resID, out.remaining = r.Approved, r.ReservationID, wholeUnits(r.RemainingUnits.Units)
 		}
 		l.history(w, call, opIn{kind: opPreflight, cid: cid, units: int64(n)}, out)
 		if err != nil {
@@ -180,14 +180,14 @@ func (l *load) worker(c *client.Client, w int) {
 		if rng.Float64() < loadReleaseShare {
 			var rr *ledger.ReleaseReply
 			if rr, err = c.ReleaseWith(ctx, cid, ledger.ReleaseRequest{ReservationID: r.ReservationID, IdempotencyKey: key}); err == nil {
-				out.remaining = wholeUnits(rr.RemainingUnits)
+				out.remaining = wholeUnits(rr.RemainingUnits.Units)
 			}
 		} else {
 			in.kind, in.units = opRecord, int64(1+rng.IntN(n)) // never over the hold
 			used := events.NewUnits(in.units, 0)
 			var rr *ledger.RecordReply
 			if rr, err = c.Record(ctx, cid, ledger.RecordRequest{AgentID: agent, Units: &used, ReservationID: r.ReservationID, IdempotencyKey: key}); err == nil {
-				out.remaining = wholeUnits(rr.RemainingUnits)
+				out.remaining = wholeUnits(rr.RemainingUnits.Units)
 			}
 		}
 		out.unknown = err != nil
@@ -217,7 +217,7 @@ func (l *load) topUps() {
 		cancel()
 		out := opOut{unknown: err != nil}
 		if err == nil {
-			out.remaining = wholeUnits(st.Remaining)
+			out.remaining = wholeUnits(st.Remaining.Units)
 		}
 		l.history(loadWorkers, call, opIn{kind: opTopUp, cid: cid, units: topUpUnits}, out)
 		l.note(key, err == nil)
@@ -329,9 +329,9 @@ func (l *load) verify() {
 		if k := idempotencyKey(e); k != "" {
 			effects[k]++
 		}
-		if c := s.Customer(e.CustomerID); c != nil && c.Remaining().Sign() < 0 {
+		if c := s.Customer(e.CustomerID); c != nil && c.RemainingAt(e.At).Sign() < 0 {
 			if overspent++; overspent <= 5 {
-				t.Errorf("event %s (%s) leaves %s at %s remaining", e.ID, e.Type, e.CustomerID, c.Remaining())
+				t.Errorf("event %s (%s) leaves %s at %s remaining", e.ID, e.Type, e.CustomerID, c.RemainingAt(e.At))
 			}
 		}
 		return nil

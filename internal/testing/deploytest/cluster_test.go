@@ -219,7 +219,7 @@ func TestComposeClusterRuns(t *testing.T) {
 		}
 	}
 	t.Logf("first approval %s after killing the stream leader's node", time.Since(killed).Round(time.Millisecond))
-	wantUnits(t, "remaining with a node dead", status(t, c, "user_123").Remaining, "40")
+	wantUnits(t, "remaining with a node dead", status(t, c, "user_123").Remaining.Units, "40")
 }
 
 // clusterRecoveryMax bounds the wait for the ledger to serve again after

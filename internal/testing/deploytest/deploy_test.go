@@ -118,7 +118,7 @@ func TestStandaloneServerSurvivesKill9(t *testing.T) {
 	before := status(t, c, cid)
 	wantUnits(t, "used", before.Used, "25")
 	wantUnits(t, "reserved", before.Reserved, "10")
-	wantUnits(t, "remaining", before.Remaining, "65")
+	wantUnits(t, "remaining", before.Remaining.Units, "65")
 	if before.OpenReservations != 1 {
 		t.Errorf("open_reservations = %d, want 1", before.OpenReservations)
 	}
