@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -1416,6 +1417,9 @@ var (
 	propLimits     = []string{"0", "10", "50", "100", "250.5", "1000"}
 	propFractions  = []string{"0.25", "0.5", "0.8", "1"}
 	propTTLs       = []string{"", "1s", "45s", "10m", "2h", "24h"}
+	// propScopes are the scope values runs are placed in; limits name some.
+	propScopes = map[string][]string{"team": {"t0", "t1"}, "user": {"u0", "u1", "u2"}, "project": {"p0"}}
+	propDims   = []string{"project", "team", "user"}
 	propClockSteps = []time.Duration{time.Second, 10 * time.Second, time.Minute, 5 * time.Minute, 10 * time.Minute,
 		30 * time.Minute, time.Hour, 5 * time.Hour, 25 * time.Hour}
 	// propDefaults cycles through default budgets, none included, by seed.
@@ -1473,12 +1477,47 @@ type propSim struct {
 	keyed []ledger.Command
 	keys  map[string]propKey // customer \x00 key
 	snaps []propSnap
+	// grants is a model of every customer's open grants, kept from the
+	// events alone, to check draw-down order and expiry.
+	grants map[string][]*propGrant
+	cases  map[string]int // rules reached, by name
+}
+
+// propGrant is the model of one open grant.
+type propGrant struct {
+	id                 string
+	remaining          events.Units
+	priority           int
+	effective, expires time.Time
+	seq                int
+}
+
+func (g *propGrant) usable(t time.Time) bool {
+	return !g.effective.After(t) && (g.expires.IsZero() || t.Before(g.expires))
+}
+
+// propDrawsBefore is the documented draw-down order: priority, then the
+// earliest expiry (never last), then the oldest.
+func propDrawsBefore(a, b *propGrant) bool {
+	switch {
+	case a.priority != b.priority:
+		return a.priority < b.priority
+	case a.expires.Equal(b.expires):
+		return a.seq < b.seq
+	case a.expires.IsZero():
+		return false
+	case b.expires.IsZero():
+		return true
+	}
+	return a.expires.Before(b.expires)
 }
 
 func TestDeterministicReplay(t *testing.T) {
+	seen := make(map[string]int)
 	for seed := uint64(1); seed <= propSeeds; seed++ {
 		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
 			s := newPropSim(t, seed)
+			s.cases = seen
 			for i := 0; i < propSteps; i++ {
 				s.step(s.gen())
 				s.snapshot()
@@ -1487,6 +1526,47 @@ func TestDeterministicReplay(t *testing.T) {
 			s.checkTwin()
 		})
 	}
+	// The property holds only if the runs reached the rules it is about.
+	for _, c := range []string{"partial", "scope_limit_exceeded", "concurrency_limit_exceeded", "budget_exhausted",
+		"funded", "funded by two", "grant_expired", "rollover", "overdraft_started", "in_overdraft", "future grant"} {
+		if seen[c] < 3 {
+			t.Errorf("the random runs reached %q %d times; the generator must reach it more", c, seen[c])
+		}
+	}
+}
+
+// count notes which rules an event exercised.
+func (s *propSim) count(e *events.Envelope) {
+	if s.cases == nil {
+		return
+	}
+	switch d := e.Data.(type) {
+	case *events.Reserved:
+		if !d.Requested.IsZero() {
+			s.cases["partial"]++
+		}
+		if d.InOverdraft {
+			s.cases["in_overdraft"]++
+		}
+	case *events.Denied:
+		s.cases[d.Reason]++
+	case *events.Recorded:
+		if len(d.FundedBy) > 0 {
+			s.cases["funded"]++
+		}
+		if len(d.FundedBy) > 1 {
+			s.cases["funded by two"]++
+		}
+	case *events.Granted:
+		if d.Source == events.SourceRollover {
+			s.cases["rollover"]++
+		}
+		if d.EffectiveAt.After(e.At) {
+			s.cases["future grant"]++
+		}
+	default:
+		s.cases[string(e.Type)]++
+	}
 }
 
 func newPropSim(t *testing.T, seed uint64) *propSim {
@@ -1494,6 +1574,7 @@ func newPropSim(t *testing.T, seed uint64) *propSim {
 	s := &propSim{
 		t: t, rng: rand.New(rand.NewPCG(seed, 0x5eed)), live: ledger.NewState(), ids: &counter{},
 		now: propStarts[int(seed)%len(propStarts)], seen: make(map[string]bool), keys: make(map[string]propKey),
+		grants: make(map[string][]*propGrant),
 	}
 	s.live.NewID = s.ids.next
 	s.live.Default = propDefaults[int(seed)%len(propDefaults)]
@@ -1555,12 +1636,14 @@ func (s *propSim) gen() propAction {
 		return propAction{cmd: s.genRelease(cid)}
 	case p < 61:
 		return propAction{cmd: s.genExtend(cid)}
-	case p < 66:
+	case p < 64:
 		return propAction{cmd: &ledger.TopUpRequest{CustomerID: cid, Units: up(s.pickPositive()),
 			Note: []string{"", "promo"}[s.rng.IntN(2)], IdempotencyKey: s.genKey(20)}}
-	case p < 71:
+	case p < 68:
+		return propAction{cmd: s.genGrant(cid)}
+	case p < 72:
 		return propAction{cmd: s.genBudget(cid)}
-	case p < 73:
+	case p < 74:
 		return propAction{cmd: &ledger.StatusRequest{CustomerID: cid}}
 	case p < 79:
 		return propAction{cmd: s.genRetry()}
@@ -1585,6 +1668,46 @@ func (s *propSim) genPreflight(cid string) *ledger.PreflightRequest {
 	if s.chance(10) {
 		r.Metadata = json.RawMessage(`{"run":"x","n":1}`)
 	}
+	r.Scope = s.genScope(50)
+	if s.chance(25) {
+		min := events.MustParseUnits(s.pickPositive())
+		r.MinUnits = &min
+		if min.Cmp(*r.EstimatedUnits) > 0 {
+			r.MinUnits = r.EstimatedUnits
+		}
+	}
+	return r
+}
+
+// genScope returns a random scope (nil unless percent chance).
+func (s *propSim) genScope(percent int) map[string]string {
+	if !s.chance(percent) {
+		return nil
+	}
+	m := make(map[string]string)
+	for _, dim := range propDims {
+		if s.chance(60) {
+			m[dim] = s.pick(propScopes[dim])
+		}
+	}
+	return m
+}
+
+func (s *propSim) genGrant(cid string) *ledger.GrantRequest {
+	r := &ledger.GrantRequest{CustomerID: cid, Units: up(s.pick([]string{"1", "5", "20", "100", "0.5"})),
+		IdempotencyKey: s.genKey(20), Source: s.pick([]string{"", "promo", "purchase"})}
+	if s.chance(50) {
+		at := s.now.Add([]time.Duration{time.Minute, time.Hour, 25 * time.Hour, 40 * 24 * time.Hour}[s.rng.IntN(4)])
+		r.ExpiresAt = &at
+	}
+	if s.chance(20) {
+		at := s.now.Add([]time.Duration{10 * time.Minute, 2 * time.Hour}[s.rng.IntN(2)])
+		r.EffectiveAt = &at
+	}
+	if s.chance(30) {
+		p := []int{0, 50, 200}[s.rng.IntN(3)]
+		r.Priority = &p
+	}
 	return r
 }
 
@@ -1603,6 +1726,7 @@ func (s *propSim) genRecord(cid string) *ledger.RecordRequest {
 	if s.chance(15) {
 		r.TaskRef = s.pick(propTasks)
 	}
+	r.Scope = s.genScope(20)
 	return r
 }
 
@@ -1636,6 +1760,31 @@ func (s *propSim) genBudget(cid string) *ledger.BudgetRequest {
 	}
 	if s.chance(30) {
 		r.UpgradeURL = "https://example.com/upgrade"
+	}
+	if s.chance(40) {
+		seen := map[string]bool{}
+		for n := 1 + s.rng.IntN(3); n > 0; n-- {
+			dim := s.pick(propDims)
+			val := s.pick(propScopes[dim])
+			if seen[dim+"="+val] {
+				continue
+			}
+			seen[dim+"="+val] = true
+			r.ScopeLimits = append(r.ScopeLimits, events.ScopeLimit{Dimension: dim, Value: val,
+				Limit: events.MustParseUnits(s.pick([]string{"0", "3", "10", "40"})), Period: s.pick([]string{"", "day", "none"})})
+		}
+	}
+	if s.chance(25) {
+		r.Overdraft = up(s.pick([]string{"0", "5", "30"}))
+	}
+	if s.chance(25) && r.Period != "none" {
+		r.Rollover = ledger.Rollover(s.pick([]string{"all", "5", "none"}))
+	}
+	if s.chance(15) {
+		r.MaxRuns = 1 + s.rng.IntN(4)
+	}
+	if s.chance(15) {
+		r.MaxRunsPerAgent = 1 + s.rng.IntN(2)
 	}
 	return r
 }
@@ -1732,19 +1881,26 @@ func (s *propSim) sweep(max int) propOutcome {
 	s.t.Helper()
 	evs := s.live.Sweep(s.now, max)
 	expired := 0
-	for i, e := range evs {
-		if e.Type == events.TypeExpired {
+	for _, e := range evs {
+		switch d := e.Data.(type) {
+		case *events.Expired, *events.GrantExpired:
 			expired++
-			continue
-		}
-		// A hold expiring into a new period restores an exhausted customer.
-		if e.Type != events.TypeBudgetRestored || i == 0 || evs[i-1].Type != events.TypeExpired ||
-			evs[i-1].CustomerID != e.CustomerID || e.Data.(*events.BudgetRestored).Trigger != events.TriggerNewPeriod {
+		case *events.BudgetRestored:
+			// An expiry that opens a new period restores an exhausted customer.
+			if d.Trigger != events.TriggerNewPeriod {
+				s.t.Fatalf("Sweep emitted budget_restored by %s", d.Trigger)
+			}
+		case *events.Granted:
+			if d.Source != events.SourceRollover {
+				s.t.Fatalf("Sweep granted %s from %s", d.Units, d.Source)
+			}
+		case *events.BudgetExhausted: // a grant expired and nothing is left
+		default:
 			s.t.Fatalf("Sweep emitted %s", e.Type)
 		}
 	}
-	if expired > max {
-		s.t.Fatalf("Sweep(max %d) expired %d", max, expired)
+	if expired > max || len(evs) > max*ledger.SweepEventsPerExpiryMax {
+		s.t.Fatalf("Sweep(max %d) expired %d in %d events", max, expired, len(evs))
 	}
 	for _, e := range evs {
 		if ex, ok := e.Data.(*events.Expired); ok && ex.ExpiresAt.After(s.now) {
@@ -1816,6 +1972,8 @@ func (s *propSim) checkEvents(cmd ledger.Command, evs []*events.Envelope) string
 		if r, ok := e.Data.(*events.Reserved); ok {
 			s.checkApproval(cmd.(*ledger.PreflightRequest), e.CustomerID, r)
 		}
+		s.checkGrants(e)
+		s.count(e)
 		b, err := events.Encode(e)
 		if err != nil {
 			t.Fatalf("Encode(%s): %v", e.Type, err)
@@ -1838,10 +1996,103 @@ func checkBalance(t *testing.T, e *events.Envelope) {
 			t.Fatalf("%s event %s has negative %s %s", e.Type, e.ID, name, u)
 		}
 	}
-	if want := b.Limit.Sub(b.Used).Sub(b.Reserved).NonNegative(); b.Remaining.Cmp(want) != 0 {
-		t.Fatalf("%s event %s: remaining %s, want %s (limit %s used %s reserved %s)",
-			e.Type, e.ID, b.Remaining, want, b.Limit, b.Used, b.Reserved)
+	left := b.Limit.Sub(b.Used.Sub(b.GrantsUsed)).Add(b.Grants).Sub(b.Reserved)
+	if b.Remaining.Cmp(left.NonNegative()) != 0 {
+		t.Fatalf("%s event %s: remaining %s, want %s (limit %s used %s grants_used %s grants %s reserved %s)",
+			e.Type, e.ID, b.Remaining, left.NonNegative(), b.Limit, b.Used, b.GrantsUsed, b.Grants, b.Reserved)
 	}
+	if b.Overdraft.Sign() > 0 && b.Remaining.Sub(b.Overdrawn).Cmp(left) != 0 {
+		t.Fatalf("%s event %s: overdrawn %s, but remaining is %s", e.Type, e.ID, b.Overdrawn, left)
+	}
+	if b.Overdraft.IsZero() && !b.Overdrawn.IsZero() {
+		t.Fatalf("%s event %s: overdrawn %s without an overdraft", e.Type, e.ID, b.Overdrawn)
+	}
+}
+
+// checkGrants checks an event against the model of the customer's grants,
+// then applies it there: a charge draws the allowance first, then usable
+// grants strictly in draw-down order, never an expired or future grant,
+// never more than a grant has; an expiry comes at or after its time and
+// forfeits exactly what was left.
+func (s *propSim) checkGrants(e *events.Envelope) {
+	t := s.t
+	t.Helper()
+	gs := s.grants[e.CustomerID]
+	switch d := e.Data.(type) {
+	case *events.Granted:
+		g := &propGrant{id: d.GrantID, remaining: d.Units, priority: d.Priority, effective: d.EffectiveAt,
+			expires: d.ExpiresAt, seq: len(s.seen)}
+		s.grants[e.CustomerID] = append(gs, g)
+	case *events.GrantExpired:
+		i := slices.IndexFunc(gs, func(g *propGrant) bool { return g.id == d.GrantID })
+		if i < 0 || gs[i].expires.IsZero() || s.now.Before(gs[i].expires) || gs[i].remaining.Cmp(d.Remaining) != 0 {
+			t.Fatalf("grant_expired %s at %s with %s left does not match the model %+v", d.GrantID, s.now, d.Remaining, gs)
+		}
+		s.grants[e.CustomerID] = slices.Delete(gs, i, i+1)
+	case *events.Recorded:
+		s.checkDraw(e.CustomerID, d)
+	}
+}
+
+func (s *propSim) checkDraw(cid string, d *events.Recorded) {
+	t := s.t
+	t.Helper()
+	gs := slices.Clone(s.grants[cid])
+	slices.SortStableFunc(gs, func(a, b *propGrant) int {
+		if propDrawsBefore(a, b) {
+			return -1
+		}
+		if propDrawsBefore(b, a) {
+			return 1
+		}
+		return 0
+	})
+	funded := events.Zero
+	for _, f := range d.FundedBy {
+		funded = funded.Add(f.Units)
+	}
+	b := d.Balance
+	allowance := b.Limit.Sub(b.Used.Sub(b.GrantsUsed)) // after the charge
+	if funded.Sign() > 0 && allowance.Sign() > 0 {
+		t.Fatalf("grants funded %s of a charge while the allowance still has %s", funded, allowance)
+	}
+	// The allowance's part went past what it had: the grants must be spent.
+	part := d.Units.Sub(funded)
+	overflow := part.Cmp(allowance.Add(part).NonNegative()) > 0
+	k := 0 // next funded draw to match
+	for _, g := range gs {
+		if !g.usable(s.now) || g.remaining.Sign() == 0 {
+			continue
+		}
+		if k < len(d.FundedBy) && d.FundedBy[k].GrantID == g.id {
+			f := d.FundedBy[k]
+			if f.Units.Sign() <= 0 || f.Units.Cmp(g.remaining) > 0 {
+				t.Fatalf("grant %s with %s left funded %s", g.id, g.remaining, f.Units)
+			}
+			g.remaining = g.remaining.Sub(f.Units)
+			k++
+			if g.remaining.Sign() > 0 && k < len(d.FundedBy) {
+				t.Fatalf("grant %s funded part of a charge, yet a later grant funded the rest: %+v", g.id, d.FundedBy)
+			}
+			continue
+		}
+		if k < len(d.FundedBy) {
+			t.Fatalf("grant %s was skipped for a later one in draw-down order: %+v", g.id, d.FundedBy)
+		}
+		if overflow {
+			t.Fatalf("usage went past the allowance while grant %s had %s left", g.id, g.remaining)
+		}
+	}
+	if k != len(d.FundedBy) {
+		t.Fatalf("charge drew %+v, not all of them open and usable grants at %s", d.FundedBy, s.now)
+	}
+	live := s.grants[cid][:0]
+	for _, g := range s.grants[cid] {
+		if g.remaining.Sign() > 0 {
+			live = append(live, g)
+		}
+	}
+	s.grants[cid] = live
 }
 
 // checkApproval asserts that an approval fits every scope as it stands
@@ -1852,8 +2103,31 @@ func (s *propSim) checkApproval(req *ledger.PreflightRequest, cid string, r *eve
 	t := s.t
 	t.Helper()
 	b := r.Balance
-	if b.Used.Add(b.Reserved).Cmp(b.Limit) > 0 {
-		t.Fatalf("approval of %s took used %s + reserved %s past limit + top-ups %s", r.Units, b.Used, b.Reserved, b.Limit)
+	if b.Remaining.Sub(b.Overdrawn).Add(b.Overdraft).Sign() < 0 {
+		t.Fatalf("approval of %s went past the overdraft %s: %+v", r.Units, b.Overdraft, b)
+	}
+	switch est := *req.EstimatedUnits; {
+	case r.Units.Cmp(est) > 0 || r.Units.Sign() <= 0:
+		t.Fatalf("approval of %s for an estimate of %s", r.Units, est)
+	case r.Units.Cmp(est) < 0 && (req.MinUnits == nil || r.Units.Cmp(*req.MinUnits) < 0 || r.Requested.Cmp(est) != 0):
+		t.Fatalf("partial approval of %s (requested %s) for an estimate of %s, min_units %v", r.Units, r.Requested, est, req.MinUnits)
+	}
+	st, err := s.live.Status(cid, s.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range st.Scopes {
+		if slices.Contains(r.CountedScopes, events.ScopeRef{Dimension: sc.Dimension, Value: sc.Value}) &&
+			sc.Used.Add(sc.Reserved).Cmp(sc.Limit) > 0 {
+			t.Fatalf("approval of %s took scope %s=%s to used %s + reserved %s past its limit %s",
+				r.Units, sc.Dimension, sc.Value, sc.Used, sc.Reserved, sc.Limit)
+		}
+	}
+	for dim, val := range req.Scope {
+		ref := events.ScopeRef{Dimension: dim, Value: val}
+		if _, ok := s.live.Customer(cid).Scopes[ref]; ok != slices.Contains(r.CountedScopes, ref) {
+			t.Fatalf("approval counted %+v, but %s=%s limited is %v", r.CountedScopes, dim, val, ok)
+		}
 	}
 	if req.Ceiling != nil && r.Units.Cmp(*req.Ceiling) > 0 {
 		t.Fatalf("approval of %s above the call's ceiling %s", r.Units, req.Ceiling)
@@ -1938,9 +2212,17 @@ func (s *propSim) snapshot() {
 		if err != nil {
 			t.Fatalf("Status(%s): %v", cid, err)
 		}
-		left := st.Limit.Add(st.TopUps).Sub(st.Used).Sub(st.Reserved)
-		if st.Used.Sign() < 0 || st.Reserved.Sign() < 0 || st.Remaining.Cmp(left.NonNegative()) != 0 ||
-			st.Exhausted != (left.Sign() <= 0) || st.OpenReservations != len(s.live.Customer(cid).Open) {
+		left := st.Limit.Add(st.TopUps).Sub(st.Used.Sub(st.GrantsUsed)).Add(st.GrantsRemaining).Sub(st.Reserved)
+		od := events.Zero
+		if st.Overdraft != nil {
+			od = *st.Overdraft
+		}
+		shown := left
+		if od.IsZero() {
+			shown = left.NonNegative()
+		}
+		if st.Used.Sign() < 0 || st.Reserved.Sign() < 0 || st.Remaining.Cmp(shown) != 0 ||
+			st.Exhausted != (left.Add(od).Sign() <= 0) || st.OpenReservations != len(s.live.Customer(cid).Open) {
 			t.Fatalf("status of %s is inconsistent: %s", cid, mustJSON(t, st))
 		}
 		snap.status[cid] = mustJSON(t, st)

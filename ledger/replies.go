@@ -137,9 +137,12 @@ type StatusReply struct {
 	UpgradeURL       string                 `json:"upgrade_url,omitempty"`
 	Agents           map[string]AgentStatus `json:"agents"`
 	// Grants are the open credit grants in draw-down order;
-	// GrantsRemaining what those usable now have left (in Remaining).
+	// GrantsRemaining what those usable now have left (in Remaining);
+	// GrantsUsed the part of Used they funded this period. So
+	// remaining = limit + top_ups - (used - grants_used) + grants_remaining - reserved.
 	Grants          []GrantStatus `json:"grants,omitempty"`
 	GrantsRemaining events.Units  `json:"grants_remaining"`
+	GrantsUsed      events.Units  `json:"grants_used"`
 	// Scopes are the limited scope values, by dimension and value.
 	Scopes          []ScopeStatus `json:"scopes,omitempty"`
 	Overdraft       *events.Units `json:"overdraft,omitempty"`

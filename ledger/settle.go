@@ -215,7 +215,7 @@ func (s *State) Status(cid string, now time.Time) (*StatusReply, error) {
 		Remaining: c.shown(rem), Period: c.Period, PeriodStart: start,
 		OpenReservations: len(c.Open), Exhausted: rem.Add(c.overdraft()).Sign() <= 0,
 		Thresholds: c.Thresholds, UpgradeURL: c.UpgradeURL, Agents: make(map[string]AgentStatus, len(c.Agents)),
-		GrantsRemaining: c.grantsLeft(now).Add(pending),
+		GrantsRemaining: c.grantsLeft(now).Add(pending), GrantsUsed: v.grantsUsed(),
 	}
 	if p := c.Policy; p != nil {
 		if p.Overdraft.Sign() > 0 {
