@@ -71,11 +71,58 @@ type refusal struct {
 	scope   *events.ScopeRef // the scope limit that refused, for scope_limit_exceeded
 }
 
-// room is one limit a hold must fit: how much it has left, and how to say
-// so when it refuses.
+// roomKind says which limit a room is.
+type roomKind uint8
+
+const (
+	roomCeiling roomKind = iota
+	roomTask
+	roomAgent
+	roomScope
+	roomRuns
+	roomCustomer
+)
+
+// room is one limit a hold must fit: how much it has left, and what to
+// say when it refuses. Rooms are plain values in a reused slice: the
+// preflight path allocates nothing for them.
 type room struct {
-	left   events.Units
-	refuse func(want events.Units) refusal
+	kind  roomKind
+	left  events.Units
+	limit events.Units    // the ceiling, task ceiling, agent limit, scope limit or overdraft
+	ref   events.ScopeRef // roomScope: the scope value; roomTask: Value is the task
+	per   Period          // roomAgent, roomScope, roomCustomer: the period the limit is per
+	msg   string          // roomRuns: the whole message
+}
+
+// refusal is the room's refusal of a request for want units.
+func (rm *room) refusal(d *decision, agentID string, want events.Units) refusal {
+	left := rm.left.NonNegative()
+	switch rm.kind {
+	case roomCeiling:
+		return refusal{reason: ReasonCeilingExceeded,
+			message: fmt.Sprintf("%s units requested, above this call's ceiling of %s", want, rm.limit)}
+	case roomTask:
+		return refusal{reason: ReasonTaskCeilingExceeded,
+			message: fmt.Sprintf("task %s has %s units left of its ceiling of %s; %s requested", rm.ref.Value, left, rm.limit, want)}
+	case roomAgent:
+		return refusal{reason: ReasonAgentLimitExceeded,
+			message: fmt.Sprintf("agent %s of customer %s has %s units left of its %s-unit limit %s; %s requested",
+				agentID, d.cid, left, rm.limit, rm.per.phrase(), want)}
+	case roomScope:
+		ref := rm.ref
+		return refusal{reason: ReasonScopeLimitExceeded, scope: &ref,
+			message: fmt.Sprintf("%s %s of customer %s has %s units left of its %s-unit limit %s; %s requested",
+				ref.Dimension, ref.Value, d.cid, left, rm.limit, rm.per.phrase(), want)}
+	case roomRuns:
+		return refusal{reason: ReasonConcurrencyLimitExceeded, message: rm.msg}
+	}
+	if rm.limit.Sign() > 0 {
+		return refusal{reason: ReasonBudgetExhausted, message: fmt.Sprintf(
+			"customer %s has %s units left %s, with its overdraft of %s; %s requested", d.cid, left, rm.per.phrase(), rm.limit, want)}
+	}
+	return refusal{reason: ReasonBudgetExhausted, message: fmt.Sprintf(
+		"customer %s has %s units left %s; %s requested", d.cid, left, rm.per.phrase(), want)}
 }
 
 // fit decides how many units a preflight may hold: its estimate if that
@@ -93,63 +140,52 @@ func (d *decision) fit(c *Customer, r *PreflightRequest) (events.Units, *refusal
 		need = *r.MinUnits
 	}
 	rooms := d.rooms(c, r)
-	for _, rm := range rooms {
-		if rm.left.Cmp(need) < 0 {
-			no := rm.refuse(need)
+	for i := range rooms {
+		if rooms[i].left.Cmp(need) < 0 {
+			no := rooms[i].refusal(d, r.AgentID, need)
 			return events.Zero, &no
 		}
 	}
 	units := est
-	for _, rm := range rooms {
-		units = units.Min(rm.left)
+	for i := range rooms {
+		units = units.Min(rooms[i].left)
 	}
 	return units, nil
 }
 
+// rooms returns every limit the preflight must fit, most specific first,
+// in the state's scratch slice (valid until the next decision).
 func (d *decision) rooms(c *Customer, r *PreflightRequest) []room {
 	v := d.view(c)
-	var out []room
+	out := d.s.rooms[:0]
 	if r.Ceiling != nil {
-		ceiling := *r.Ceiling
-		out = append(out, room{left: ceiling, refuse: func(want events.Units) refusal {
-			return refusal{reason: ReasonCeilingExceeded,
-				message: fmt.Sprintf("%s units requested, above this call's ceiling of %s", want, ceiling)}
-		}})
+		out = append(out, room{kind: roomCeiling, left: *r.Ceiling, limit: *r.Ceiling})
 	}
 	if r.TaskRef != "" {
-		if rm, ok := d.taskRoom(c, v, r); ok {
+		if rm, ok := taskRoom(c, v, r); ok {
 			out = append(out, rm)
 		}
 	}
 	if l, ok := c.AgentLimits[r.AgentID]; ok {
-		left := l.Sub(v.agentSpent(r.AgentID))
-		out = append(out, room{left: left, refuse: func(want events.Units) refusal {
-			return refusal{reason: ReasonAgentLimitExceeded,
-				message: fmt.Sprintf("agent %s of customer %s has %s units left of its %s-unit limit %s; %s requested",
-					r.AgentID, d.cid, left.NonNegative(), l, c.Period.phrase(), want)}
-		}})
+		out = append(out, room{kind: roomAgent, left: l.Sub(v.agentSpent(r.AgentID)), limit: l, per: c.Period})
 	}
-	for _, ref := range scopeOf(r.Scope) {
-		if u := c.Scopes[ref]; u != nil {
-			out = append(out, d.scopeRoom(ref, u))
+	if len(c.Scopes) > 0 {
+		for _, ref := range scopeOf(r.Scope) {
+			if u := c.Scopes[ref]; u != nil {
+				out = append(out, room{kind: roomScope, left: u.Limit.Sub(u.spent(d.now)), limit: u.Limit, ref: ref, per: u.Period})
+			}
 		}
 	}
-	if rm, ok := d.runsRoom(c, r.AgentID); ok {
-		out = append(out, rm)
+	if msg := d.runsFull(c, r.AgentID); msg != "" {
+		out = append(out, room{kind: roomRuns, left: events.Zero, msg: msg})
 	}
-	left, od := v.remaining(), c.overdraft()
-	out = append(out, room{left: left.Add(od), refuse: func(want events.Units) refusal {
-		msg := fmt.Sprintf("customer %s has %s units left %s; %s requested", d.cid, left.NonNegative(), c.Period.phrase(), want)
-		if od.Sign() > 0 {
-			msg = fmt.Sprintf("customer %s has %s units left %s, with its overdraft of %s; %s requested",
-				d.cid, left.Add(od).NonNegative(), c.Period.phrase(), od, want)
-		}
-		return refusal{reason: ReasonBudgetExhausted, message: msg}
-	}})
+	od := c.overdraft()
+	out = append(out, room{kind: roomCustomer, left: v.remaining().Add(od), limit: od, per: c.Period})
+	d.s.rooms = out
 	return out
 }
 
-func (d *decision) taskRoom(c *Customer, v view, r *PreflightRequest) (room, bool) {
+func taskRoom(c *Customer, v view, r *PreflightRequest) (room, bool) {
 	t := c.Tasks[r.TaskRef]
 	ceiling := r.TaskCeiling
 	if ceiling == nil && t != nil {
@@ -162,38 +198,19 @@ func (d *decision) taskRoom(c *Customer, v view, r *PreflightRequest) (room, boo
 	if t != nil {
 		spent = v.taskSpent(t)
 	}
-	left, cl := ceiling.Sub(spent), *ceiling
-	return room{left: left, refuse: func(want events.Units) refusal {
-		return refusal{reason: ReasonTaskCeilingExceeded,
-			message: fmt.Sprintf("task %s has %s units left of its ceiling of %s; %s requested",
-				r.TaskRef, left.NonNegative(), cl, want)}
-	}}, true
+	return room{kind: roomTask, left: ceiling.Sub(spent), limit: *ceiling, ref: events.ScopeRef{Value: r.TaskRef}}, true
 }
 
-func (d *decision) scopeRoom(ref events.ScopeRef, u *ScopeUsage) room {
-	left := u.Limit.Sub(u.spent(d.now))
-	return room{left: left, refuse: func(want events.Units) refusal {
-		return refusal{reason: ReasonScopeLimitExceeded, scope: &ref,
-			message: fmt.Sprintf("%s %s of customer %s has %s units left of its %s-unit limit %s; %s requested",
-				ref.Dimension, ref.Value, d.cid, left.NonNegative(), u.Limit, u.Period.phrase(), want)}
-	}}
-}
-
-// runsRoom is the run caps as a limit: no room at all when the customer,
-// or the agent, already has its maximum of open holds.
-func (d *decision) runsRoom(c *Customer, agentID string) (room, bool) {
+// runsFull says why the customer, or the agent, may not open another run
+// (its run cap is reached), or "".
+func (d *decision) runsFull(c *Customer, agentID string) string {
 	p := c.Policy
 	if p == nil || (p.MaxRuns == 0 && p.MaxRunsPerAgent == 0) {
-		return room{}, false
-	}
-	full := func(msg string) (room, bool) {
-		return room{left: events.Zero, refuse: func(events.Units) refusal {
-			return refusal{reason: ReasonConcurrencyLimitExceeded, message: msg}
-		}}, true
+		return ""
 	}
 	if p.MaxRuns > 0 && len(c.Open) >= p.MaxRuns {
-		return full(fmt.Sprintf("customer %s has %d runs open, its maximum of concurrent runs; record or release one first",
-			d.cid, len(c.Open)))
+		return fmt.Sprintf("customer %s has %d runs open, its maximum of concurrent runs; record or release one first",
+			d.cid, len(c.Open))
 	}
 	if p.MaxRunsPerAgent > 0 {
 		n := 0
@@ -203,9 +220,9 @@ func (d *decision) runsRoom(c *Customer, agentID string) (room, bool) {
 			}
 		}
 		if n >= p.MaxRunsPerAgent {
-			return full(fmt.Sprintf("agent %s of customer %s has %d runs open, the maximum per agent; record or release one first",
-				agentID, d.cid, n))
+			return fmt.Sprintf("agent %s of customer %s has %d runs open, the maximum per agent; record or release one first",
+				agentID, d.cid, n)
 		}
 	}
-	return room{}, false
+	return ""
 }

@@ -32,6 +32,7 @@ type State struct {
 	NewID func() string
 
 	events uint64 // events applied, for assertions and progress
+	rooms  []room // scratch of Decide's preflight; not state
 }
 
 // NewState returns an empty ledger.
