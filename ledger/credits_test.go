@@ -269,3 +269,16 @@ func TestGrantRestoresAndRetries(t *testing.T) {
 	}
 	f.fail(&ledger.GrantRequest{CustomerID: "c", Units: up("6"), IdempotencyKey: "buy-1"}, ledger.CodeConflict)
 }
+
+// A grant's times in another offset are the same request: its retry is a
+// duplicate, not a conflict.
+func TestGrantTimesAreCanonical(t *testing.T) {
+	f := newFixture(t)
+	f.budget("c", "1", "month")
+	exp := t0.Add(48 * time.Hour)
+	first := f.grant(&ledger.GrantRequest{CustomerID: "c", Units: up("5"), ExpiresAt: at(exp), IdempotencyKey: "k"})
+	again := f.grant(&ledger.GrantRequest{CustomerID: "c", Units: up("5"), ExpiresAt: at(exp.In(time.FixedZone("x", 3600))), IdempotencyKey: "k"})
+	if again.GrantID != first.GrantID || len(f.status("c").Grants) != 1 {
+		t.Fatalf("retry in another offset granted %s (first %s)", again.GrantID, first.GrantID)
+	}
+}

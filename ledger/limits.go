@@ -59,6 +59,10 @@ const (
 	// GrantPriorityDefault is a grant's priority when the request has none.
 	GrantPriorityMax     = 1_000_000
 	GrantPriorityDefault = 100
+	// GrantYearMin and GrantYearMax bound a grant's times: a year outside
+	// them is a typo, and RFC 3339 cannot write years past 9999.
+	GrantYearMin = 2000
+	GrantYearMax = 9999
 	// ScopeDimensionsMax bounds the dimensions of a request's scope: every
 	// one is checked on every preflight.
 	ScopeDimensionsMax = 4

@@ -404,9 +404,10 @@ func (r *BudgetRequest) Validate() error {
 		errs = append(errs, invalid("rollover needs a period: a budget with period none never rolls over"))
 	}
 	errs = append(errs, validateScopeLimits(r.ScopeLimits)...)
-	for what, n := range map[string]int{"max_concurrent_runs": r.MaxRuns, "max_concurrent_runs_per_agent": r.MaxRunsPerAgent} {
+	for i, n := range []int{r.MaxRuns, r.MaxRunsPerAgent} {
 		if n < 0 || n > ConcurrentRunsMax {
-			errs = append(errs, invalid("%s %d is outside 0..%d", what, n, ConcurrentRunsMax))
+			errs = append(errs, invalid("%s %d is outside 0..%d",
+				[]string{"max_concurrent_runs", "max_concurrent_runs_per_agent"}[i], n, ConcurrentRunsMax))
 		}
 	}
 	return firstErr(errs...)
@@ -439,7 +440,18 @@ func (r *TopUpRequest) Validate() error {
 	)
 }
 
+// normalize writes the grant's times in UTC, so a retry that spells the
+// same instants in another offset is the same request.
+func (r *GrantRequest) normalize() {
+	for _, t := range []*time.Time{r.ExpiresAt, r.EffectiveAt} {
+		if t != nil {
+			*t = t.UTC()
+		}
+	}
+}
+
 func (r *GrantRequest) Validate() error {
+	r.normalize()
 	errs := []error{
 		checkAmount("units", r.Units, true, true),
 		checkID("idempotency_key", r.IdempotencyKey, IdempotencyKeyBytesMax, false),
@@ -453,9 +465,10 @@ func (r *GrantRequest) Validate() error {
 		errs = append(errs, invalid("expires_at %s is not after effective_at %s",
 			r.ExpiresAt.UTC().Format(time.RFC3339), r.EffectiveAt.UTC().Format(time.RFC3339)))
 	}
-	for what, t := range map[string]*time.Time{"expires_at": r.ExpiresAt, "effective_at": r.EffectiveAt} {
-		if t != nil && (t.Year() < 2000 || t.Year() > 9999) {
-			errs = append(errs, invalid("%s %s is outside the years 2000..9999", what, t.UTC().Format(time.RFC3339)))
+	for i, t := range []*time.Time{r.ExpiresAt, r.EffectiveAt} {
+		if t != nil && (t.Year() < GrantYearMin || t.Year() > GrantYearMax) {
+			errs = append(errs, invalid("%s %s is outside the years %d..%d",
+				[]string{"expires_at", "effective_at"}[i], t.Format(time.RFC3339), GrantYearMin, GrantYearMax))
 		}
 	}
 	return firstErr(errs...)
