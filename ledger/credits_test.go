@@ -38,7 +38,7 @@ func TestCreditValidation(t *testing.T) {
 			Scope: map[string]string{"team": ""}},
 		"min_units above the estimate": &ledger.PreflightRequest{CustomerID: "c", AgentID: "a", EstimatedUnits: est,
 			MinUnits: up("11")},
-		"min_units zero": &ledger.PreflightRequest{CustomerID: "c", AgentID: "a", EstimatedUnits: est, MinUnits: up("0")},
+		"min_units zero":           &ledger.PreflightRequest{CustomerID: "c", AgentID: "a", EstimatedUnits: est, MinUnits: up("0")},
 		"rollover without periods": &ledger.BudgetRequest{CustomerID: "c", Limit: up("1"), Period: "none", Rollover: "all"},
 		"rollover gibberish":       &ledger.BudgetRequest{CustomerID: "c", Limit: up("1"), Period: "day", Rollover: "most"},
 		"negative max runs":        &ledger.BudgetRequest{CustomerID: "c", Limit: up("1"), Period: "day", MaxRuns: -1},
@@ -55,9 +55,9 @@ func TestCreditValidation(t *testing.T) {
 		"grant expiring at once": &ledger.GrantRequest{CustomerID: "c", Units: up("1"), ExpiresAt: at(t0)},
 		"grant expiring before it starts": &ledger.GrantRequest{CustomerID: "c", Units: up("1"),
 			EffectiveAt: at(t0.Add(2 * time.Hour)), ExpiresAt: at(t0.Add(time.Hour))},
-		"grant priority negative": &ledger.GrantRequest{CustomerID: "c", Units: up("1"), Priority: intp(-1)},
-		"grant priority huge":     &ledger.GrantRequest{CustomerID: "c", Units: up("1"), Priority: intp(ledger.GrantPriorityMax + 1)},
-		"grant source too long":   &ledger.GrantRequest{CustomerID: "c", Units: up("1"), Source: strings.Repeat("s", ledger.GrantSourceBytesMax+1)},
+		"grant priority negative":             &ledger.GrantRequest{CustomerID: "c", Units: up("1"), Priority: intp(-1)},
+		"grant priority huge":                 &ledger.GrantRequest{CustomerID: "c", Units: up("1"), Priority: intp(ledger.GrantPriorityMax + 1)},
+		"grant source too long":               &ledger.GrantRequest{CustomerID: "c", Units: up("1"), Source: strings.Repeat("s", ledger.GrantSourceBytesMax+1)},
 		"grant note with a control character": &ledger.GrantRequest{CustomerID: "c", Units: up("1"), Note: "a\x00b"},
 	} {
 		t.Run(name, func(t *testing.T) { f.fail(cmd, ledger.CodeInvalidArgument) })

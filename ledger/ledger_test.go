@@ -1414,12 +1414,12 @@ var (
 	propTasks     = []string{"t0", "t1", "t2"}
 	propAmounts   = []string{"0", "0.000000000000000001", "0.5", "1", "1.25", "2", "3.333", "5", "10", "25", "50",
 		"99.999999999999999999"}
-	propLimits     = []string{"0", "10", "50", "100", "250.5", "1000"}
-	propFractions  = []string{"0.25", "0.5", "0.8", "1"}
-	propTTLs       = []string{"", "1s", "45s", "10m", "2h", "24h"}
+	propLimits    = []string{"0", "10", "50", "100", "250.5", "1000"}
+	propFractions = []string{"0.25", "0.5", "0.8", "1"}
+	propTTLs      = []string{"", "1s", "45s", "10m", "2h", "24h"}
 	// propScopes are the scope values runs are placed in; limits name some.
-	propScopes = map[string][]string{"team": {"t0", "t1"}, "user": {"u0", "u1", "u2"}, "project": {"p0"}}
-	propDims   = []string{"project", "team", "user"}
+	propScopes     = map[string][]string{"team": {"t0", "t1"}, "user": {"u0", "u1", "u2"}, "project": {"p0"}}
+	propDims       = []string{"project", "team", "user"}
 	propClockSteps = []time.Duration{time.Second, 10 * time.Second, time.Minute, 5 * time.Minute, 10 * time.Minute,
 		30 * time.Minute, time.Hour, 5 * time.Hour, 25 * time.Hour}
 	// propDefaults cycles through default budgets, none included, by seed.
