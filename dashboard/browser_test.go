@@ -238,3 +238,110 @@ func shoot(ctx context.Context, t *testing.T, name string) {
 	abs, _ := filepath.Abs(p)
 	t.Logf("screenshot: %s", abs)
 }
+
+// readGrants and readScopes are the customer page's grant and scope
+// tables, one string per row, cells joined by " | ".
+const (
+	readGrants = `Array.from(document.querySelectorAll('#d-grants tbody tr')).map(tr => Array.from(tr.cells).map(c => c.textContent).join(' | '))`
+	readScopes = `Array.from(document.querySelectorAll('#d-scopes tbody tr')).map(tr => Array.from(tr.cells).map(c => c.textContent).join(' | '))`
+	// readInjected counts what a scope value could have injected: any
+	// element in the scope table other than the table's own.
+	readInjected = `document.querySelectorAll('#d-scopes img, #d-scopes script, #d-scopes td *').length`
+)
+
+// TestRulesInBrowser opens the customer page of a customer with grants,
+// scope limits, an overdraft, rollover and run caps in headless Chromium:
+// the grants show in draw-down order, the scopes with their usage (one
+// past its limit), the rules as figures, the negative remaining as it
+// is, and a scope value that looks like HTML as text.
+func TestRulesInBrowser(t *testing.T) {
+	browser := findChromium(t)
+	e := newEnv(t)
+	promo, purchase := e.rulesScript()
+	e.waitFollower()
+
+	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.WindowSize(1440, 1100))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, browserTimeout)
+	defer cancel()
+
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(e.url+"/?key="+e.auditor),
+		chromedp.WaitVisible(`#customers tbody tr[data-id="credits"]`),
+		chromedp.Click(`#customers tbody tr[data-id="credits"]`),
+		chromedp.WaitVisible(`#d-grants tbody tr`),
+		chromedp.WaitVisible(`#d-scopes tbody tr`),
+	)
+	if err != nil {
+		shoot(ctx, t, "dashboard-rules-failed.png")
+		t.Fatalf("the customer page with grants and scopes: %v", err)
+	}
+	grants, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](readGrants))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{
+		promo.GrantID + " | 13 / 50 | 10 | promo | 2026-04-13 09:00:00",
+		purchase.GrantID + " | 25 / 25 | 100 | purchase | never",
+	}; !slices.Equal(grants, want) {
+		t.Fatalf("grants read %q, want %q", grants, want)
+	}
+	scopes, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](readScopes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{
+		"team | " + hostileValue + " | 7 | 0 | 5 | -2 | day",
+		"team | research | 20 | 0 | 30 | 10 | month",
+	}; !slices.Equal(scopes, want) {
+		t.Fatalf("scopes read %q, want %q", scopes, want)
+	}
+	injected, err := chromedp.Run(ctx, chromedp.Evaluate[int](readInjected))
+	if err != nil {
+		t.Fatal(err)
+	}
+	title, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.title`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if injected != 0 || title != "AgentBill" {
+		t.Fatalf("the scope value ran as markup: %d elements in the scope cells, title %q", injected, title)
+	}
+	stats, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](readStats))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"Limit 100", "Used 137", "Reserved 50", "Remaining -12", "Open holds 1", "Thresholds —",
+		"Grants left 38", "Overdraft 20", "Rollover all unused", "Run caps 3 open · 2 per agent"}; !slices.Equal(stats, want) {
+		t.Fatalf("credits' figures read %q, want %q", stats, want)
+	}
+	// The overdraft was announced while the dashboard ran: the feed
+	// replays it to the page.
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`#feed li[data-type="overdraft_started"][data-customer="credits"]`)); err != nil {
+		t.Fatalf("the overdraft is not in the feed: %v", err)
+	}
+	od, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#feed li[data-type="overdraft_started"] .body').textContent`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "credits · writer: -12 left, overdraft 20"; od != want {
+		t.Fatalf("the feed's overdraft reads %q, want %q", od, want)
+	}
+	shoot(ctx, t, "dashboard-rules.png")
+
+	// A customer without rules shows neither table.
+	e.budget("plain", "10")
+	e.waitFollower()
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(e.url+"/#/customer/plain"),
+		chromedp.WaitVisible(`#d-stats .stat`),
+		chromedp.WaitNotVisible(`#d-rules`),
+	)
+	if err != nil {
+		t.Fatalf("a customer without rules: %v", err)
+	}
+}

@@ -1,7 +1,8 @@
 // Package dashboard is the operator's web page of `agentbill serve --http`:
 // every customer's position against its limit, a live feed of exhaustions,
-// crossed thresholds and refusals, and one customer's history with a chart
-// of its usage over the period. It reads; it changes nothing. The page and
+// crossed thresholds, refusals, overdrafts and expired grants, and one
+// customer's history with a chart of its usage over the period, its credit
+// grants and its scope limits. It reads; it changes nothing. The page and
 // its assets are embedded in the binary (no CDN: it works offline), and
 // every data path needs an auditor or admin API key (auth.go).
 package dashboard

@@ -38,7 +38,10 @@ const (
 
 // feedTypes are the events the feed carries. The writer announces each,
 // once committed, on agentbill.events.<ctok>.<type> (core NATS).
-var feedTypes = []events.Type{events.TypeBudgetExhausted, events.TypeThresholdCrossed, events.TypeDenied}
+var feedTypes = []events.Type{
+	events.TypeBudgetExhausted, events.TypeThresholdCrossed, events.TypeDenied,
+	events.TypeOverdraftStarted, events.TypeGrantExpired,
+}
 
 func feedSubjects() []string {
 	subs := make([]string, len(feedTypes))

@@ -47,15 +47,35 @@ type EventRow struct {
 	Remaining   string    `json:"remaining"`
 }
 
-// eventRowOf describes one event (audit.RowOf, with strings).
+// eventRowOf describes one event (audit.RowOf, with strings). Remaining
+// is signed, as replies show it: the balance's remaining (never below 0)
+// less what is overdrawn.
 func eventRowOf(seq uint64, e *events.Envelope) EventRow {
 	r := audit.RowOf(seq, e)
 	b := events.BalanceOf(e.Data)
-	return EventRow{
+	row := EventRow{
 		Seq: r.Seq, At: r.At, EventID: r.EventID, Type: string(r.Type), CustomerID: e.CustomerID,
 		Agent: r.Agent, Reservation: r.Reservation, Units: r.Units, Reason: r.Reason,
 		Limit: b.Limit.Add(b.TopUps).String(), Used: r.Used.String(), Reserved: r.Reserved.String(),
-		Remaining: r.Remaining.String(),
+		Remaining: b.Remaining.Sub(b.Overdrawn).String(),
+	}
+	describeCredit(&row, e.Data)
+	return row
+}
+
+// describeCredit fills in what audit.RowOf leaves empty for the events of
+// credit grants and overdraft: the units and a detail.
+func describeCredit(row *EventRow, data events.Data) {
+	if row.Units != "" || row.Reason != "" {
+		return // audit.RowOf describes it
+	}
+	switch d := data.(type) {
+	case *events.Granted:
+		row.Units, row.Reason = d.Units.String(), d.Source
+	case *events.GrantExpired:
+		row.Units, row.Reason = d.Remaining.String(), "unused of "+d.Units.String()+" granted"
+	case *events.OverdraftStarted:
+		row.Agent, row.Units, row.Reason = d.AgentID, d.Overdraft.String(), "overdraft"
 	}
 }
 
@@ -70,6 +90,21 @@ type CustomerPage struct {
 	History     []EventRow          `json:"history"` // this period's, oldest first
 	Truncated   bool                `json:"truncated"`
 	Agents      map[string]AgentRow `json:"agents"`
+	// Grants are the open credit grants in draw-down order (at most
+	// ledger.GrantsPerCustomerMax), GrantsRemaining what those usable now
+	// have left.
+	Grants          []GrantRow `json:"grants"`
+	GrantsRemaining string     `json:"grants_remaining"`
+	// Scopes are the limited scope values by dimension and value (at most
+	// ledger.ScopeLimitsMax).
+	Scopes []ScopeRow `json:"scopes"`
+	// The budget's other rules, each left out when not set: how far
+	// approvals may go below zero, what of an unused allowance rolls over
+	// ("all" or a cap), and the caps on open reservations.
+	Overdraft       string `json:"overdraft,omitempty"`
+	Rollover        string `json:"rollover,omitempty"`
+	MaxRuns         int    `json:"max_concurrent_runs,omitempty"`
+	MaxRunsPerAgent int    `json:"max_concurrent_runs_per_agent,omitempty"`
 }
 
 // AgentRow is one agent's use within the customer's period.
@@ -77,6 +112,31 @@ type AgentRow struct {
 	Used     string `json:"used"`
 	Reserved string `json:"reserved"`
 	Limit    string `json:"limit,omitempty"`
+}
+
+// GrantRow is one open credit grant (ledger.GrantStatus, amounts as
+// exact decimal strings). ExpiresAt is nil for a grant that never expires.
+type GrantRow struct {
+	ID          string     `json:"id"`
+	Units       string     `json:"units"`
+	Remaining   string     `json:"remaining"`
+	Priority    int        `json:"priority"`
+	Source      string     `json:"source"`
+	EffectiveAt time.Time  `json:"effective_at"`
+	ExpiresAt   *time.Time `json:"expires_at"`
+}
+
+// ScopeRow is one limited scope value's position (ledger.ScopeStatus).
+// Remaining is negative when its usage went past the limit.
+type ScopeRow struct {
+	Dimension string `json:"dimension"`
+	Value     string `json:"value"`
+	Limit     string `json:"limit"`
+	Period    string `json:"period"`
+	Used      string `json:"used"`
+	Reserved  string `json:"reserved"`
+	Remaining string `json:"remaining"`
+	Level     string `json:"level"`
 }
 
 // GET /ui/api/customers/{id}
@@ -138,7 +198,30 @@ func (d *Dashboard) status(id string) (*CustomerPage, error) {
 		}
 		page.Agents[a] = v
 	}
+	addRules(page, st)
 	return page, nil
+}
+
+// addRules fills in the page's grants, scopes and the budget's other
+// rules from the customer's status.
+func addRules(page *CustomerPage, st *ledger.StatusReply) {
+	page.Grants = make([]GrantRow, 0, len(st.Grants))
+	for _, g := range st.Grants {
+		page.Grants = append(page.Grants, GrantRow{ID: g.GrantID, Units: g.Units.String(), Remaining: g.Remaining.String(),
+			Priority: g.Priority, Source: g.Source, EffectiveAt: g.EffectiveAt, ExpiresAt: g.ExpiresAt})
+	}
+	page.GrantsRemaining = st.GrantsRemaining.String()
+	page.Scopes = make([]ScopeRow, 0, len(st.Scopes))
+	for _, sc := range st.Scopes {
+		committed := sc.Used.Add(sc.Reserved)
+		page.Scopes = append(page.Scopes, ScopeRow{Dimension: sc.Dimension, Value: sc.Value, Limit: sc.Limit.String(),
+			Period: string(sc.Period), Used: sc.Used.String(), Reserved: sc.Reserved.String(),
+			Remaining: sc.Remaining.String(), Level: levelOf(committed, sc.Limit, sc.Remaining.Sign() <= 0)})
+	}
+	if st.Overdraft != nil {
+		page.Overdraft = st.Overdraft.String()
+	}
+	page.Rollover, page.MaxRuns, page.MaxRunsPerAgent = st.Rollover, st.MaxRuns, st.MaxRunsPerAgent
 }
 
 // readHistory fills page.History with the period's events up to the

@@ -29,6 +29,13 @@ const REPLIES = [
   ['StatusReply', 'Status', 'Status'],
   ['AgentStatus', 'AgentStatus', 'AgentStatus'],
   ['EventsPage', 'EventsPage', 'EventsPage'],
+  ['POST /v1/grants 200', 'GrantResult', 'GrantResult'],
+  // Objects inside replies, named by where they are (whatever the
+  // document calls their schema): "[]" is an array's item.
+  ['StatusReply.grants[]', 'GrantStatus', 'GrantStatus'],
+  ['StatusReply.scopes[]', 'ScopeStatus', 'ScopeStatus'],
+  ['RecordReply.funded_by[]', 'GrantDraw', 'GrantDraw'],
+  ['PreflightReply.scope', 'ScopeRef', 'ScopeRef'],
 ];
 const REQUESTS = [
   ['PreflightBody', 'PreflightOptions', 'preflight'],
@@ -37,6 +44,8 @@ const REQUESTS = [
   ['ExtendRequest', 'ExtendOptions', 'extend'],
   ['BudgetBody', 'SetBudgetOptions', 'set_budget'],
   ['TopUpRequest', 'TopUpOptions', 'top_up'],
+  ['POST /v1/grants body', 'GrantOptions', 'grant'],
+  ['BudgetBody.scope_limits[]', 'ScopeLimit', 'ScopeLimit'],
 ];
 // Fields only the SDKs have, by design.
 const SDK_ONLY = new Set(['raw']);
@@ -51,9 +60,40 @@ const GAPS = {
 
 const camel = (s) => s.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
 
-function schemaProperties(name) {
-  const s = deref(doc, doc.components.schemas[name]);
-  return Object.keys(s.properties);
+/**
+ * The object schema of a name: a schema ("StatusReply"), a property path
+ * into one ("StatusReply.grants[]"), or an operation's JSON body or reply
+ * ("POST /v1/grants body", "POST /v1/grants 200"); null if there is none.
+ * A $ref, and an allOf/oneOf/anyOf wrapper (a description, a null
+ * branch), are looked through.
+ */
+function objectSchema(name) {
+  const op = name.match(/^(\w+) (\S+) (body|\d{3})$/);
+  if (op) {
+    const o = doc.paths[op[2]]?.[op[1].toLowerCase()];
+    const part = op[3] === 'body' ? deref(doc, o?.requestBody) : deref(doc, o?.responses?.[op[3]]);
+    return objectOf(part?.content?.['application/json']?.schema);
+  }
+  const [base, ...path] = name.split('.');
+  let s = doc.components.schemas[base];
+  for (const seg of path) {
+    const o = objectOf(s);
+    const item = seg.endsWith('[]');
+    s = o?.properties?.[item ? seg.slice(0, -2) : seg];
+    if (item) s = deref(doc, s)?.items;
+  }
+  return objectOf(s);
+}
+
+function objectOf(x) {
+  const s = deref(doc, x);
+  if (!s) return null;
+  if (s.properties) return s;
+  for (const branch of [...(s.allOf ?? []), ...(s.oneOf ?? []), ...(s.anyOf ?? [])]) {
+    const o = objectOf(branch);
+    if (o) return o;
+  }
+  return null;
 }
 
 /** The members of `export interface NAME { ... }` in index.d.ts. */
@@ -78,7 +118,10 @@ function pythonNames() {
 }
 
 /** Compares schema properties with SDK fields; returns the disagreements. */
-function compare(schema, props, fields, toSdk) {
+function compare(schema, fields, toSdk) {
+  const o = objectSchema(schema);
+  if (!o) return [`docs/openapi.json has no object schema at ${schema}`];
+  const props = Object.keys(o.properties);
   const problems = [];
   for (const p of props) {
     const gap = GAPS[`${schema}.${p}`];
@@ -99,7 +142,7 @@ test('index.d.ts: result and option interfaces match the schemas (camelCase)', (
   const src = fs.readFileSync(path.join(REPO, 'sdk', 'node', 'index.d.ts'), 'utf8');
   const problems = [];
   for (const [schema, ts] of [...REPLIES, ...REQUESTS]) {
-    problems.push(...compare(schema, schemaProperties(schema), tsMembers(src, ts), camel).map((p) => `${ts}: ${p}`));
+    problems.push(...compare(schema, tsMembers(src, ts), camel).map((p) => `${ts}: ${p}`));
   }
   assert.deepEqual(problems, []);
 });
@@ -109,11 +152,14 @@ test('models.py and client.py: result classes and keyword arguments match the sc
   const problems = [];
   for (const [schema, , cls] of REPLIES) {
     assert.ok(py[cls], `dataclass ${cls} in models.py`);
-    problems.push(...compare(schema, schemaProperties(schema), py[cls], (s) => s).map((p) => `${cls}: ${p}`));
+    problems.push(...compare(schema, py[cls], (s) => s).map((p) => `${cls}: ${p}`));
   }
-  for (const [schema, , method] of REQUESTS) {
-    assert.ok(py[`client.${method}`], `AgentBillClient.${method}`);
-    problems.push(...compare(schema, schemaProperties(schema), py[`client.${method}`], (s) => s).map((p) => `${method}(): ${p}`));
+  for (const [schema, , name] of REQUESTS) {
+    // A client method's keyword arguments, or a dataclass sent inside a
+    // body (ScopeLimit).
+    const fields = py[`client.${name}`] ?? py[name];
+    assert.ok(fields, `AgentBillClient.${name} or models.${name}`);
+    problems.push(...compare(schema, fields, (s) => s).map((p) => `${name}: ${p}`));
   }
   assert.deepEqual(problems, []);
 });

@@ -182,8 +182,10 @@ async function loadDetail(id) {
   $('#d-stats').replaceChildren(
     stat('Limit', c.limit), stat('Used', c.used), stat('Reserved', c.reserved),
     stat('Remaining', c.remaining, `lvl-${c.level}`), stat('Open holds', String(c.open_reservations)),
-    stat('Thresholds', p.thresholds.length ? p.thresholds.map(percent).join(', ') : '—'));
+    stat('Thresholds', p.thresholds.length ? p.thresholds.map(percent).join(', ') : '—'),
+    ...ruleStats(p));
   $('#d-chart').replaceChildren(chart(p));
+  renderRules(p);
   const agents = Object.entries(p.agents).sort((a, b) => a[0].localeCompare(b[0]));
   $('#d-agents tbody').replaceChildren(...(agents.length ? agents.map(([a, s]) => el('tr', {},
     el('td', { text: a }), el('td', { class: 'num', text: s.used }), el('td', { class: 'num', text: s.reserved }),
@@ -195,6 +197,41 @@ async function loadDetail(id) {
     el('td', { class: 'num', text: h.units || '—' }), el('td', { class: 'detail', text: h.reason || '' }),
     el('td', { class: 'num', text: h.used }), el('td', { class: 'num', text: h.reserved }),
     el('td', { class: 'num', text: h.remaining }))));
+}
+
+// ruleStats are the figures of the budget's rules that are set: credit
+// grants, overdraft, rollover and run caps. A budget without them shows none.
+function ruleStats(p) {
+  const out = [];
+  if (p.grants.length || p.grants_remaining !== '0') out.push(stat('Grants left', p.grants_remaining));
+  if (p.overdraft) out.push(stat('Overdraft', p.overdraft));
+  if (p.rollover) out.push(stat('Rollover', p.rollover === 'all' ? 'all unused' : `up to ${p.rollover}`));
+  const caps = [];
+  if (p.max_concurrent_runs) caps.push(`${p.max_concurrent_runs} open`);
+  if (p.max_concurrent_runs_per_agent) caps.push(`${p.max_concurrent_runs_per_agent} per agent`);
+  if (caps.length) out.push(stat('Run caps', caps.join(' · ')));
+  return out;
+}
+
+// renderRules fills the grant and scope tables; each shows only when the
+// customer has some. Every value is text (el's text), never markup: scope
+// values, sources and IDs are whatever an admin typed.
+function renderRules(p) {
+  $('#d-grants-box').hidden = p.grants.length === 0;
+  $('#d-scopes-box').hidden = p.scopes.length === 0;
+  $('#d-rules').hidden = p.grants.length === 0 && p.scopes.length === 0;
+  $('#d-grants-note').textContent = `${p.grants_remaining} usable now, drawn top to bottom`;
+  $('#d-grants tbody').replaceChildren(...p.grants.map((g) => el('tr', { 'data-id': g.id, title: `effective ${fmtTime(g.effective_at)}` },
+    el('td', { class: 'cid', text: g.id, title: g.id }),
+    el('td', { class: 'num', text: `${g.remaining} / ${g.units}` }),
+    el('td', { class: 'num', text: String(g.priority) }),
+    el('td', { text: g.source }),
+    el('td', { text: g.expires_at ? fmtTime(g.expires_at) : 'never' }))));
+  $('#d-scopes tbody').replaceChildren(...p.scopes.map((s) => el('tr', { 'data-dimension': s.dimension, 'data-value': s.value },
+    el('td', { text: s.dimension }), el('td', { class: 'cid', text: s.value, title: s.value }),
+    el('td', { class: 'num', text: s.used }), el('td', { class: 'num', text: s.reserved }),
+    el('td', { class: 'num', text: s.limit }), el('td', { class: `num lvl-${s.level}`, text: s.remaining }),
+    el('td', { text: s.period }))));
 }
 
 // chart draws used and used + reserved over the period as step lines, the
@@ -280,6 +317,14 @@ function feedItem(a) {
     case 'threshold_crossed':
       kind = 'Threshold crossed';
       body = [who, ` passed ${percent(a.units)} of ${a.limit} (used ${a.used}, reserved ${a.reserved})`];
+      break;
+    case 'overdraft_started':
+      kind = 'Overdraft started';
+      body = [who, a.agent ? ` · ${a.agent}` : '', `: ${a.remaining} left, overdraft ${a.units}`];
+      break;
+    case 'grant_expired':
+      kind = 'Grant expired';
+      body = [who, `: ${a.units} unused units forfeited`];
       break;
     default:
       kind = 'Refused';

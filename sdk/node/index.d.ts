@@ -7,6 +7,13 @@
 export type UnitsInput = number | string | bigint;
 /** An amount in a reply: the exact decimal as a string, e.g. "92.75". */
 export type Units = string;
+/**
+ * A signed amount in a reply: remaining units, negative ("-2.5") when the
+ * customer is in its overdraft.
+ */
+export type SignedUnits = string;
+/** A run's scope: dimension to value, e.g. { team: 'research', user: 'alice' } (at most 4). */
+export type Scope = Record<string, string>;
 
 export declare const VERSION: string;
 export declare const DEFAULT_BASE_URL: string;
@@ -35,7 +42,17 @@ export type RefusalReason =
   | 'agent_limit_exceeded'
   | 'task_ceiling_exceeded'
   | 'ceiling_exceeded'
+  | 'scope_limit_exceeded'
+  | 'concurrency_limit_exceeded'
   | 'no_budget';
+/** Every refusal reason, in the order the ledger checks them. */
+export declare const REFUSAL_REASONS: readonly RefusalReason[];
+
+/** A scope value: the scope limit that refused a preflight. */
+export interface ScopeRef {
+  dimension: string;
+  value: string;
+}
 
 export declare class AgentBillError extends Error {
   constructor(message: string, options?: { code?: ErrorCode | string; status?: number | null; cause?: unknown });
@@ -56,8 +73,10 @@ export declare class InternalError extends AgentBillError {}
 export declare class RefusedError extends AgentBillError {
   constructor(preflight: PreflightResult);
   reason: RefusalReason | string;
-  remainingUnits: Units | null;
+  remainingUnits: SignedUnits | null;
   upgradeUrl: string | null;
+  /** The scope limit that refused (reason scope_limit_exceeded), else null. */
+  scope: ScopeRef | null;
   preflight: PreflightResult;
 }
 
@@ -95,6 +114,10 @@ export interface PreflightOptions {
   ttl?: string | number;
   idempotencyKey?: string;
   metadata?: Record<string, unknown>;
+  /** Where the run belongs; every scope limit of a value it names must fit too. */
+  scope?: Scope;
+  /** Accept a partial hold: if estimatedUnits does not fit but this does, hold the most that fits. */
+  minUnits?: UnitsInput;
 }
 
 export interface PreflightResult {
@@ -102,10 +125,18 @@ export interface PreflightResult {
   reason: RefusalReason | string | null;
   message: string;
   reservationId: string | null;
+  /** The hold: less than the estimate when partial. */
   reservedUnits: Units | null;
-  remainingUnits: Units | null;
+  /** Negative when the customer is in its overdraft. */
+  remainingUnits: SignedUnits | null;
   expiresAt: string | null;
   upgradeUrl: string | null;
+  /** The hold is less than the estimate (minUnits allowed it). */
+  partial: boolean;
+  /** The hold took the customer below zero, into its overdraft. */
+  overdraft: boolean;
+  /** The scope limit that refused (reason scope_limit_exceeded), else null. */
+  scope: ScopeRef | null;
   raw: Record<string, unknown>;
 }
 
@@ -120,6 +151,14 @@ export interface RecordOptions {
   taskRef?: string;
   idempotencyKey?: string;
   metadata?: Record<string, unknown>;
+  /** The run's scope when the record settles no hold (a hold keeps its preflight's). */
+  scope?: Scope;
+}
+
+/** What one credit grant paid of a charge. */
+export interface GrantDraw {
+  grantId: string;
+  units: Units;
 }
 
 export interface RecordResult {
@@ -129,8 +168,12 @@ export interface RecordResult {
   chargedUnits: Units | null;
   releasedUnits: Units | null;
   overageUnits: Units | null;
-  remainingUnits: Units | null;
+  /** Negative when the customer is in its overdraft. */
+  remainingUnits: SignedUnits | null;
+  /** Nothing is left to approve, the overdraft included. */
   exhausted: boolean;
+  /** What credit grants paid of the charge; empty when the allowance paid it all. */
+  fundedBy: GrantDraw[];
   raw: Record<string, unknown>;
 }
 
@@ -143,7 +186,7 @@ export interface ReleaseOptions {
 export interface ReleaseResult {
   status: string;
   releasedUnits: Units | null;
-  remainingUnits: Units | null;
+  remainingUnits: SignedUnits | null;
   raw: Record<string, unknown>;
 }
 
@@ -167,7 +210,7 @@ export interface Budget {
   topUpUnits: Units;
   usedUnits: Units;
   reservedUnits: Units;
-  remainingUnits: Units;
+  remainingUnits: SignedUnits;
   isBlocked: boolean;
   period: 'day' | 'week' | 'month' | 'none' | string;
   periodEnd: string | null;
@@ -180,20 +223,64 @@ export interface AgentStatus {
   limit: Units | null;
 }
 
+/** One open credit grant, as status lists them (in draw-down order). */
+export interface GrantStatus {
+  grantId: string;
+  units: Units;
+  remaining: Units;
+  /** Lower is drawn first. */
+  priority: number;
+  /** purchase, promo, allowance, rollover (written by the ledger)... */
+  source: string;
+  effectiveAt: string | null;
+  /** null: never expires. */
+  expiresAt: string | null;
+}
+
+/** One limited scope value's position in its period. */
+export interface ScopeStatus {
+  dimension: string;
+  value: string;
+  limit: Units;
+  period: 'day' | 'week' | 'month' | 'none' | string;
+  periodStart: string | null;
+  used: Units;
+  reserved: Units;
+  /** Negative when usage went past the limit. */
+  remaining: SignedUnits;
+}
+
 export interface Status {
   customerId: string;
-  /** Excludes top-ups; remaining = limit + topUps - used - reserved. */
+  /**
+   * Excludes top-ups; remaining = limit + topUps - (used - what grants
+   * paid) + grantsRemaining - reserved, negative in overdraft.
+   */
   limit: Units;
   topUps: Units;
   used: Units;
   reserved: Units;
-  remaining: Units;
+  remaining: SignedUnits;
   period: string;
   periodStart: string | null;
   periodEnd: string | null;
   openReservations: number;
+  /** remaining + overdraft is spent. */
   exhausted: boolean;
   agents: Record<string, AgentStatus>;
+  /** Open credit grants, in draw-down order. */
+  grants: GrantStatus[];
+  /** What the grants usable now have left (included in remaining). */
+  grantsRemaining: Units;
+  /** The limited scope values, by dimension then value. */
+  scopes: ScopeStatus[];
+  /** null when the budget has none. */
+  overdraft: Units | null;
+  /** 'all' or a cap; null for no rollover. */
+  rollover: 'all' | Units | null;
+  /** null: no cap. */
+  maxConcurrentRuns: number | null;
+  maxConcurrentRunsPerAgent: number | null;
   raw: Record<string, unknown>;
 }
 
@@ -216,6 +303,24 @@ export interface SetBudgetOptions {
   upgradeUrl?: string;
   agentLimits?: Record<string, UnitsInput>;
   idempotencyKey?: string;
+  /** What of a period's unused allowance becomes a grant in the next: 'none' (default), 'all' or a cap. */
+  rollover?: 'none' | 'all' | UnitsInput;
+  /** Approvals may go this many units below zero. */
+  overdraft?: UnitsInput;
+  scopeLimits?: ScopeLimit[];
+  /** The customer's open reservations at most (0: no cap). */
+  maxConcurrentRuns?: number;
+  /** Each agent's open reservations at most (0: no cap). */
+  maxConcurrentRunsPerAgent?: number;
+}
+
+/** A budget's cap on one scope value, e.g. { dimension: 'team', value: 'research', limit: 500 }. */
+export interface ScopeLimit {
+  dimension: string;
+  value: string;
+  limit: UnitsInput;
+  /** Default: the budget's period. */
+  period?: 'day' | 'week' | 'month' | 'none';
 }
 
 export interface TopUpOptions {
@@ -223,6 +328,35 @@ export interface TopUpOptions {
   units: UnitsInput;
   note?: string;
   idempotencyKey?: string;
+}
+
+export interface GrantOptions {
+  /** Default: the key's customer if bound, else "default". */
+  customerId?: string;
+  units: UnitsInput;
+  /** Default: never. */
+  expiresAt?: Date | string;
+  /** Default: now. */
+  effectiveAt?: Date | string;
+  /** 0..1000000, lower drawn first; default 100. */
+  priority?: number;
+  /** At most 32 bytes; default "purchase". */
+  source?: string;
+  note?: string;
+  idempotencyKey?: string;
+}
+
+export interface GrantResult {
+  grantId: string;
+  units: Units;
+  priority: number;
+  source: string;
+  effectiveAt: string | null;
+  /** null: never expires. */
+  expiresAt: string | null;
+  /** The customer's remaining after the grant. */
+  remainingUnits: SignedUnits;
+  raw: Record<string, unknown>;
 }
 
 export interface GateOptions<T> {
@@ -234,6 +368,9 @@ export interface GateOptions<T> {
   ttl?: string | number;
   /** Units the run used, from fn's result (when fn returns no Usage). */
   unitsFrom?: (result: T) => UnitsInput;
+  scope?: Scope;
+  /** Accept a partial hold; fn reads it in preflight.reservedUnits. */
+  minUnits?: UnitsInput;
 }
 
 export interface GateContext {
@@ -256,6 +393,8 @@ export declare class AgentBillClient {
   events(customerId: string, options?: { limit?: number }): Promise<EventsPage>;
   setBudget(options: SetBudgetOptions): Promise<Budget>;
   topUp(options: TopUpOptions): Promise<Budget>;
+  /** Grants credits that outlive the period until used up or expired. Admin keys only. */
+  grant(options: GrantOptions): Promise<GrantResult>;
   /** Preflight, run fn, record; release if fn throws; RefusedError on refusal. */
   gate<T>(options: GateOptions<T>, fn: (ctx: GateContext) => Promise<T | Usage<T>> | T | Usage<T>): Promise<T>;
   request(method: string, path: string, body?: Record<string, unknown>): Promise<any>;

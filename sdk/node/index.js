@@ -35,7 +35,24 @@ export const BACKOFF_MAX_MS = 2_000;
 export const RESPONSE_BYTES_MAX = 8 * 1024 * 1024;
 
 // Reply fields that are counts, not amounts: they come back as numbers.
-const INTEGER_FIELDS = new Set(['open_reservations', 'scanned_commits', 'last_seq', 'as_of_seq', 'v']);
+const INTEGER_FIELDS = new Set([
+  'open_reservations', 'scanned_commits', 'last_seq', 'as_of_seq', 'v',
+  'priority', 'max_concurrent_runs', 'max_concurrent_runs_per_agent',
+]);
+
+/**
+ * Why a preflight can be refused (docs/PROTOCOL.md, "Refusal reasons"), in
+ * the order the ledger checks them; no_budget needs no check.
+ */
+export const REFUSAL_REASONS = Object.freeze([
+  'ceiling_exceeded',
+  'task_ceiling_exceeded',
+  'agent_limit_exceeded',
+  'scope_limit_exceeded', // a scope limit of the run's scope; the reply's scope names it
+  'concurrency_limit_exceeded', // the customer's or the agent's open runs are at their cap
+  'budget_exhausted',
+  'no_budget',
+]);
 
 // Errors.
 
@@ -70,6 +87,7 @@ export class RefusedError extends AgentBillError {
     this.reason = preflight.reason;
     this.remainingUnits = preflight.remainingUnits;
     this.upgradeUrl = preflight.upgradeUrl;
+    this.scope = preflight.scope ?? null; // the scope limit that refused (scope_limit_exceeded)
     this.preflight = preflight;
   }
 }
@@ -160,8 +178,48 @@ function opt(name, v, f) {
   return v === undefined || v === null ? undefined : f(name, v);
 }
 
+// timeText is a time sent to the gateway: an RFC 3339 string as given, or
+// a Date in UTC.
+function timeText(name, v) {
+  if (typeof v === 'string') return v;
+  if (v instanceof Date) {
+    if (Number.isNaN(v.getTime())) throw new RangeError(`${name} is an invalid Date`);
+    return v.toISOString();
+  }
+  throw new TypeError(`${name} must be an RFC 3339 string or a Date, not ${typeof v}`);
+}
+
+// integer is a count sent to the gateway (not an amount).
+function integer(name, v) {
+  if (!Number.isSafeInteger(v)) throw new TypeError(`${name} must be an integer, not ${typeof v === 'number' ? v : typeof v}`);
+  return v;
+}
+
+// scopeOf is a run's scope: { dimension: value }, e.g. { team: 'research' }.
+// The server checks the names and the bound (at most 4 dimensions).
+function scopeOf(name, v) {
+  if (typeof v !== 'object' || Array.isArray(v)) throw new TypeError(`${name} must be an object of dimension to value, like { team: 'research' }`);
+  return { ...v };
+}
+
+// scopeLimits are a budget's scope limits: [{ dimension, value, limit, period? }].
+function scopeLimits(name, v) {
+  if (!Array.isArray(v)) throw new TypeError(`${name} must be an array of { dimension, value, limit, period }`);
+  return v.map((l) => {
+    if (typeof l !== 'object' || l === null) throw new TypeError(`${name} items must be objects of { dimension, value, limit, period }`);
+    return compact({ dimension: l.dimension, value: l.value, limit: amount(`${name} limit`, l.limit), period: l.period });
+  });
+}
+
+// rollover is a rollover policy: 'none', 'all', or a cap (an amount).
+function rollover(name, v) {
+  return v === 'none' || v === 'all' ? v : amount(name, v);
+}
+
 // Replies, in JavaScript naming.
 
+// Amounts of replies are exact decimal strings; remaining amounts are
+// signed ('-2.5' for a customer in its overdraft).
 const preflightResult = (d) => ({
   approved: d.approved === true,
   reason: d.reason ?? null,
@@ -171,6 +229,9 @@ const preflightResult = (d) => ({
   remainingUnits: d.remaining_units ?? null,
   expiresAt: d.expires_at ?? null,
   upgradeUrl: d.upgrade_url ?? null,
+  partial: d.partial === true,
+  overdraft: d.overdraft === true,
+  scope: d.scope ? { dimension: d.scope.dimension, value: d.scope.value } : null,
   raw: d,
 });
 
@@ -183,6 +244,7 @@ const recordResult = (d) => ({
   overageUnits: d.overage_units ?? null,
   remainingUnits: d.remaining_units ?? null,
   exhausted: d.exhausted === true,
+  fundedBy: (d.funded_by ?? []).map((g) => ({ grantId: g.grant_id, units: g.units })),
   raw: d,
 });
 
@@ -206,6 +268,38 @@ const budgetResult = (d) => ({
   raw: d,
 });
 
+const grantResult = (d) => ({
+  grantId: d.grant_id,
+  units: d.units,
+  priority: d.priority,
+  source: d.source,
+  effectiveAt: d.effective_at ?? null,
+  expiresAt: d.expires_at ?? null,
+  remainingUnits: d.remaining_units,
+  raw: d,
+});
+
+const grantStatus = (g) => ({
+  grantId: g.grant_id,
+  units: g.units,
+  remaining: g.remaining,
+  priority: g.priority,
+  source: g.source,
+  effectiveAt: g.effective_at ?? null,
+  expiresAt: g.expires_at ?? null,
+});
+
+const scopeStatus = (s) => ({
+  dimension: s.dimension,
+  value: s.value,
+  limit: s.limit,
+  period: s.period,
+  periodStart: s.period_start ?? null,
+  used: s.used,
+  reserved: s.reserved,
+  remaining: s.remaining,
+});
+
 const statusResult = (d) => ({
   customerId: d.customer_id,
   limit: d.limit,
@@ -221,6 +315,13 @@ const statusResult = (d) => ({
   agents: Object.fromEntries(Object.entries(d.agents ?? {}).map(([name, a]) => [
     name, { used: a.used, reserved: a.reserved, limit: a.limit ?? null },
   ])),
+  grants: (d.grants ?? []).map(grantStatus),
+  grantsRemaining: d.grants_remaining ?? '0',
+  scopes: (d.scopes ?? []).map(scopeStatus),
+  overdraft: d.overdraft ?? null,
+  rollover: d.rollover || null,
+  maxConcurrentRuns: d.max_concurrent_runs ?? null,
+  maxConcurrentRunsPerAgent: d.max_concurrent_runs_per_agent ?? null,
   raw: d,
 });
 
@@ -260,8 +361,13 @@ export class AgentBillClient {
     this.fetch = fetchImpl ?? globalThis.fetch;
   }
 
-  /** Asks to reserve estimatedUnits (default 1). A refusal is not an error: check `approved`. */
-  async preflight({ agentId, customerId, estimatedUnits, ceiling, taskRef, taskCeiling, ttl, idempotencyKey, metadata } = {}) {
+  /**
+   * Asks to reserve estimatedUnits (default 1). A refusal is not an error:
+   * check `approved`. `scope` ({ team: 'research' }) must fit every scope
+   * limit of the values it names; with `minUnits`, an estimate that does
+   * not fit holds the most that does (`partial` is then true).
+   */
+  async preflight({ agentId, customerId, estimatedUnits, ceiling, taskRef, taskCeiling, ttl, idempotencyKey, metadata, scope, minUnits } = {}) {
     const body = compact({
       agent_id: agentId,
       customer_id: customerId,
@@ -272,12 +378,18 @@ export class AgentBillClient {
       ttl: ttlText(ttl),
       idempotency_key: idempotencyKey ?? randomUUID(),
       metadata,
+      scope: opt('scope', scope, scopeOf),
+      min_units: opt('minUnits', minUnits, amount),
     });
     return preflightResult(await this.request('POST', '/v1/preflight', body));
   }
 
-  /** Records what a run used, settling reservationId (or the agent's oldest hold). */
-  async record({ agentId, units, customerId, reservationId, success = true, taskRef, idempotencyKey, metadata } = {}) {
+  /**
+   * Records what a run used, settling reservationId (or the agent's oldest
+   * hold). `scope` is the run's scope when it settles no hold (a hold keeps
+   * its preflight's). `fundedBy` says what credit grants paid.
+   */
+  async record({ agentId, units, customerId, reservationId, success = true, taskRef, idempotencyKey, metadata, scope } = {}) {
     const body = compact({
       customer_id: customerId,
       event_type: agentId,
@@ -288,6 +400,7 @@ export class AgentBillClient {
       task_ref: taskRef,
       idempotency_key: idempotencyKey ?? randomUUID(),
       metadata,
+      scope: opt('scope', scope, scopeOf),
     });
     return recordResult(await this.request('POST', '/v1/events', body));
   }
@@ -326,8 +439,16 @@ export class AgentBillClient {
     return { customerId: d.customer_id, events: d.events ?? [], scannedCommits: d.scanned_commits, lastSeq: d.last_seq, truncated: d.truncated === true, raw: d };
   }
 
-  /** Sets a customer's budget per period (day, week, month, none). Admin keys only. */
-  async setBudget({ customerId, limitUnits, period, thresholds, upgradeUrl, agentLimits, idempotencyKey } = {}) {
+  /**
+   * Sets a customer's budget per period (day, week, month, none), replacing
+   * the whole budget. Admin keys only. `rollover` ('none', 'all' or a cap),
+   * `overdraft`, `scopeLimits` ([{ dimension, value, limit, period? }]),
+   * `maxConcurrentRuns` and `maxConcurrentRunsPerAgent` (0: no cap).
+   */
+  async setBudget({
+    customerId, limitUnits, period, thresholds, upgradeUrl, agentLimits, idempotencyKey,
+    rollover: rolloverPolicy, overdraft, scopeLimits: limits, maxConcurrentRuns, maxConcurrentRunsPerAgent,
+  } = {}) {
     const body = compact({
       customer_id: customerId,
       limit_units: amount('limitUnits', limitUnits),
@@ -336,6 +457,12 @@ export class AgentBillClient {
       upgrade_url: upgradeUrl,
       agent_limits: agentLimits && Object.fromEntries(Object.entries(agentLimits).map(([a, u]) => [a, amount('agentLimits', u)])),
       idempotency_key: idempotencyKey ?? randomUUID(),
+      rollover: opt('rollover', rolloverPolicy, rollover),
+      overdraft: opt('overdraft', overdraft, amount),
+      scope_limits: opt('scopeLimits', limits, scopeLimits),
+      // 0 is no cap, as is leaving it out.
+      max_concurrent_runs: opt('maxConcurrentRuns', maxConcurrentRuns, integer) || undefined,
+      max_concurrent_runs_per_agent: opt('maxConcurrentRunsPerAgent', maxConcurrentRunsPerAgent, integer) || undefined,
     });
     return budgetResult(await this.request('PUT', '/v1/budget', body));
   }
@@ -347,16 +474,40 @@ export class AgentBillClient {
   }
 
   /**
+   * Grants the customer credits: used after the period's allowance, kept
+   * across periods until used up or expired (topUp raises this period
+   * only). Admin keys only. expiresAt (default never) and effectiveAt
+   * (default now) are Dates or RFC 3339 strings; grants are drawn by
+   * priority (0..1000000, lower first, default 100), then earliest expiry.
+   */
+  async grant({ customerId, units, expiresAt, effectiveAt, priority, source, note, idempotencyKey } = {}) {
+    const body = compact({
+      customer_id: customerId,
+      units: amount('units', units),
+      expires_at: opt('expiresAt', expiresAt, timeText),
+      effective_at: opt('effectiveAt', effectiveAt, timeText),
+      priority: opt('priority', priority, integer),
+      source,
+      note,
+      idempotency_key: idempotencyKey ?? randomUUID(),
+    });
+    return grantResult(await this.request('POST', '/v1/grants', body));
+  }
+
+  /**
    * Runs fn only if its preflight is approved, then records what it used.
-   * fn gets `{ reservationId, preflight }`. The units recorded are those of
-   * a returned Usage (`return usage(7, answer)`; the caller gets answer),
-   * else `options.unitsFrom(result)`, else the estimate. If fn throws, the
-   * hold is released and the error rethrown. A refusal throws RefusedError
-   * and fn never runs.
+   * fn gets `{ reservationId, preflight }` (on a partial approval,
+   * preflight.reservedUnits is what it may spend). The units recorded are
+   * those of a returned Usage (`return usage(7, answer)`; the caller gets
+   * answer), else `options.unitsFrom(result)`, else what the preflight
+   * held: the estimate, or less on a partial approval. `scope` and
+   * `minUnits` are the preflight's; the hold keeps the scope. If fn
+   * throws, the hold is released and the error rethrown. A refusal throws
+   * RefusedError and fn never runs.
    */
   async gate(options, fn) {
-    const { agentId, customerId, estimatedUnits, taskRef, ttl, unitsFrom } = options ?? {};
-    const check = await this.preflight({ agentId, customerId, estimatedUnits, taskRef, ttl });
+    const { agentId, customerId, estimatedUnits, taskRef, ttl, unitsFrom, scope, minUnits } = options ?? {};
+    const check = await this.preflight({ agentId, customerId, estimatedUnits, taskRef, ttl, scope, minUnits });
     if (!check.approved) throw new RefusedError(check);
     let out;
     try {
@@ -376,6 +527,9 @@ export class AgentBillClient {
       ({ units, result } = out);
     } else if (unitsFrom) {
       units = unitsFrom(out);
+      result = out;
+    } else if (check.partial) {
+      units = check.reservedUnits; // the hold, not the estimate that did not fit
       result = out;
     } else {
       units = estimatedUnits ?? 1;

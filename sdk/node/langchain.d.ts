@@ -4,7 +4,7 @@
 import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
 import type { LLMResult } from '@langchain/core/outputs';
 
-import type { AgentBillClient, UnitsInput } from './index.js';
+import type { AgentBillClient, Scope, Units, UnitsInput } from './index.js';
 
 export { RefusedError } from './index.js';
 
@@ -23,8 +23,10 @@ export interface TokenUsage {
 /** What unitsFromUsage receives: a whole run's usage (every model call in it). */
 export interface RunUsage extends TokenUsage {
   llmCalls: number;
-  /** The units the run's preflight reserved. */
+  /** The units the run's preflight asked for. */
   estimatedUnits: UnitsInput;
+  /** The units it holds: the estimate, or less on a partial approval (minUnits). */
+  reservedUnits: Units;
 }
 
 export interface AgentBillCallbackHandlerOptions {
@@ -42,6 +44,10 @@ export interface AgentBillCallbackHandlerOptions {
   unitsFromUsage: (usage: RunUsage) => UnitsInput | Promise<UnitsInput>;
   taskRef?: string;
   ttl?: string | number;
+  /** Every run's scope, e.g. { team: 'research' }: its scope limits must fit too. */
+  scope?: Scope;
+  /** Accept a partial hold of at least this many units when the estimate does not fit. */
+  minUnits?: UnitsInput;
 }
 
 /**

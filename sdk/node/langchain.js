@@ -61,8 +61,10 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
    *   { inputTokens, outputTokens, totalTokens, reported, llmCalls, estimatedUnits }
    * @param {string} [options.taskRef] task reference for every run
    * @param {string|number} [options.ttl] reservation lifetime
+   * @param {Record<string, string>} [options.scope] every run's scope, e.g. { team: 'research' }
+   * @param {number|string} [options.minUnits] accept a partial hold of at least this many units
    */
-  constructor({ client, apiKey, baseUrl, agentId, customerId, estimatedUnits, unitsFromUsage, taskRef, ttl } = {}) {
+  constructor({ client, apiKey, baseUrl, agentId, customerId, estimatedUnits, unitsFromUsage, taskRef, ttl, scope, minUnits } = {}) {
     // raiseError: a refusal (or an unavailable AgentBill) must stop the
     // run, not be logged and ignored; it also makes LangChain await the
     // handler, so the model waits for the preflight.
@@ -79,6 +81,8 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
     this.unitsFromUsage = unitsFromUsage;
     this.taskRef = taskRef;
     this.ttl = ttl;
+    this.scope = scope;
+    this.minUnits = minUnits;
     this.roots = new Map(); // root run id -> { reservationId, estimate, usage }
     this.rootOf = new Map(); // run id (root or nested) -> root run id
   }
@@ -134,12 +138,14 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
     const estimate = typeof this.estimatedUnits === 'function' ? await this.estimatedUnits({ kind, input }) : this.estimatedUnits;
     const check = await this.client.preflight({
       agentId: this.agentId, customerId: this.customerId, estimatedUnits: estimate, taskRef: this.taskRef, ttl: this.ttl,
+      scope: this.scope, minUnits: this.minUnits,
     });
     if (!check.approved) throw new RefusedError(check);
     this.#track(runId, runId);
     this.roots.set(runId, {
       reservationId: check.reservationId,
       estimate,
+      reserved: check.reservedUnits,
       usage: { inputTokens: 0, outputTokens: 0, totalTokens: 0, reported: false, llmCalls: 0 },
     });
   }
@@ -160,7 +166,7 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
   async #end(runId) {
     const root = this.#settle(runId);
     if (!root) return;
-    const units = await this.unitsFromUsage({ ...root.usage, estimatedUnits: root.estimate });
+    const units = await this.unitsFromUsage({ ...root.usage, estimatedUnits: root.estimate, reservedUnits: root.reserved });
     await this.client.record({
       agentId: this.agentId, customerId: this.customerId, units, reservationId: root.reservationId, taskRef: this.taskRef,
     });

@@ -40,6 +40,19 @@ function binary(tmp) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Whether docs/openapi.json documents the route `path`, or the property
+ * `field` of the schema `schema`. Tests of a gateway surface another branch
+ * adds skip while the contract does not have it yet, and run (so must
+ * pass) as soon as it does: a skip never hides a documented route.
+ */
+export function gatewayHas({ path: route, schema, field } = {}) {
+  const doc = JSON.parse(fs.readFileSync(path.join(REPO, 'docs', 'openapi.json'), 'utf8'));
+  if (route !== undefined && !(route in (doc.paths ?? {}))) return false;
+  if (schema !== undefined && !(field in (doc.components?.schemas?.[schema]?.properties ?? {}))) return false;
+  return true;
+}
+
 /** One `agentbill serve --http` process with its own data directory. */
 export class Server {
   static async start(...extra) {

@@ -48,7 +48,7 @@ async function customerWithBudget(limit) {
   return cid;
 }
 
-function handler(customerId, seen = []) {
+function handler(customerId, seen = [], extra = {}) {
   return new AgentBillCallbackHandler({
     apiKey: agentKey,
     baseUrl: server.baseUrl,
@@ -59,6 +59,7 @@ function handler(customerId, seen = []) {
       seen.push(u);
       return u.totalTokens;
     },
+    ...extra,
   });
 }
 
@@ -72,11 +73,26 @@ test('an approved run records the token usage the model reported', async () => {
 
   assert.equal(reply.content, 'hello back');
   assert.equal(model.calls, 1);
-  assert.deepEqual(seen, [{ inputTokens: 30, outputTokens: 12, totalTokens: 42, reported: true, llmCalls: 1, estimatedUnits: 100 }]);
+  assert.deepEqual(seen, [{ inputTokens: 30, outputTokens: 12, totalTokens: 42, reported: true, llmCalls: 1, estimatedUnits: 100, reservedUnits: '100' }]);
   const st = await admin.status(cid);
   assert.equal(st.used, '42');
   assert.equal(st.reserved, '0');
   assert.deepEqual(h.openReservations, []);
+});
+
+test('minUnits and scope: a partial hold is what unitsFromUsage is told', async () => {
+  const cid = await customerWithBudget(50);
+  const seen = [];
+  const model = new UsageChatModel({ responses: ['short'] });
+
+  await model.invoke('hello', { callbacks: [handler(cid, seen, { minUnits: 10, scope: { team: 'research' } })] });
+
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0].estimatedUnits, 100);
+  assert.equal(seen[0].reservedUnits, '50');
+  const st = await admin.status(cid);
+  assert.equal(st.used, '42');
+  assert.equal(st.reserved, '0');
 });
 
 test('a chain is one reservation charged with every model call inside it', async () => {

@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from decimal import Decimal
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Union
 
 from . import __version__
 from .errors import AgentBillError, RefusedError, UnavailableError, error_for
@@ -25,9 +25,11 @@ from .models import (
     Budget,
     EventsPage,
     ExtendResult,
+    GrantResult,
     PreflightResult,
     RecordResult,
     ReleaseResult,
+    ScopeLimit,
     Status,
     Usage,
 )
@@ -91,6 +93,71 @@ def _ttl(value: Any) -> Optional[str]:
     raise TypeError("ttl must be a duration string like '15m', seconds, or a timedelta")
 
 
+def _time(name: str, value: Any) -> Optional[str]:
+    """A time sent to the gateway: an RFC 3339 string as given, or an aware
+    datetime.datetime written in UTC. A naive datetime is refused: which
+    zone it means is a guess, and a guess moves an expiry by hours."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("%s must be timezone-aware (e.g. datetime.now(timezone.utc)), not naive" % name)
+        return value.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    raise TypeError("%s must be an RFC 3339 string or a datetime.datetime, not %s" % (name, type(value).__name__))
+
+
+def _scope(value: Optional[Mapping[str, str]]) -> Optional[Dict[str, str]]:
+    """A run's scope: dimension -> value, e.g. {"team": "research"}. The
+    server checks the names and the bound (at most 4 dimensions)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError("scope must be a mapping of dimension to value, like {'team': 'research'}")
+    return dict(value)
+
+
+def _scope_limits(limits: Optional[Iterable[Union[ScopeLimit, Mapping[str, Any]]]]) -> Optional[list]:
+    """A budget's scope limits, each a ScopeLimit or a dict with the same
+    keys (dimension, value, limit, period)."""
+    if limits is None:
+        return None
+    out = []
+    for sl in limits:
+        if isinstance(sl, Mapping):
+            sl = ScopeLimit(**sl)
+        if not isinstance(sl, ScopeLimit):
+            raise TypeError("scope_limits items must be ScopeLimit or dict, not %s" % type(sl).__name__)
+        out.append(_compact({
+            "dimension": sl.dimension,
+            "value": sl.value,
+            "limit": _amount("scope limit", sl.limit),
+            "period": sl.period,
+        }))
+    return out
+
+
+def _rollover(value: Any) -> Any:
+    """A rollover policy: "none", "all", or a cap (an amount)."""
+    if value in ("none", "all"):
+        return value
+    return _amount("rollover", value)
+
+
+def _int(name: str, value: Any) -> Optional[int]:
+    """An integer field (not an amount): an int, never a bool or float."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s must be an int, not %s" % (name, type(value).__name__))
+    return value
+
+
+def _runs(name: str, value: Any) -> Optional[int]:
+    """A run cap: None and 0 both mean no cap, and are left out."""
+    value = _int(name, value)
+    return value or None
+
+
 def _new_key() -> str:
     return str(uuid.uuid4())
 
@@ -141,10 +208,19 @@ class AgentBillClient:
         ttl: Any = None,
         idempotency_key: Optional[str] = None,
         metadata: Optional[Dict[str, Any]] = None,
+        scope: Optional[Mapping[str, str]] = None,
+        min_units: Any = None,
     ) -> PreflightResult:
         """Asks to reserve ``estimated_units`` (default 1) for a run of
         ``agent_id``. A refusal is not an error: check ``.approved``, and
-        ``.reason``/``.message`` say why."""
+        ``.reason``/``.message`` say why.
+
+        ``scope`` places the run in the customer's organisation, e.g.
+        ``{"team": "research", "user": "alice"}`` (at most 4 dimensions):
+        every scope limit of a value it names must fit too. ``min_units``
+        asks for a partial approval: if the estimate does not fit but
+        ``min_units`` does, the hold is the most that fits, and the reply
+        says ``partial=True`` with the hold in ``reserved_units``."""
         body = _compact({
             "agent_id": agent_id,
             "customer_id": customer_id,
@@ -155,6 +231,8 @@ class AgentBillClient:
             "ttl": _ttl(ttl),
             "idempotency_key": idempotency_key or _new_key(),
             "metadata": metadata,
+            "scope": _scope(scope),
+            "min_units": None if min_units is None else _amount("min_units", min_units),
         })
         return PreflightResult.from_json(self._request("POST", "/v1/preflight", body))
 
@@ -169,11 +247,15 @@ class AgentBillClient:
         task_ref: Optional[str] = None,
         idempotency_key: Optional[str] = None,
         metadata: Optional[Dict[str, Any]] = None,
+        scope: Optional[Mapping[str, str]] = None,
     ) -> RecordResult:
         """Records what a run actually used. It settles ``reservation_id``
         (or the agent's oldest open reservation, if None): the units are
         charged and the rest of the hold released. ``success=False``
-        releases the hold instead of charging (``units`` may then be None)."""
+        releases the hold instead of charging (``units`` may then be None).
+        ``scope`` is the run's scope when the record settles no hold (a
+        hold's scope is its preflight's). ``.funded_by`` says what credit
+        grants paid."""
         body = _compact({
             "customer_id": customer_id,
             "event_type": agent_id,
@@ -184,6 +266,7 @@ class AgentBillClient:
             "task_ref": task_ref,
             "idempotency_key": idempotency_key or _new_key(),
             "metadata": metadata,
+            "scope": _scope(scope),
         })
         return RecordResult.from_json(self._request("POST", "/v1/events", body))
 
@@ -249,8 +332,23 @@ class AgentBillClient:
         upgrade_url: Optional[str] = None,
         agent_limits: Optional[Dict[str, Any]] = None,
         idempotency_key: Optional[str] = None,
+        rollover: Any = None,
+        overdraft: Any = None,
+        scope_limits: Optional[Iterable[Union[ScopeLimit, Mapping[str, Any]]]] = None,
+        max_concurrent_runs: Optional[int] = None,
+        max_concurrent_runs_per_agent: Optional[int] = None,
     ) -> Budget:
-        """Sets a customer's budget per ``period`` (day, week, month, none)."""
+        """Sets a customer's budget per ``period`` (day, week, month, none).
+        It replaces the whole budget: a field left out is removed.
+
+        ``rollover`` is what of a period's unused allowance becomes a grant
+        in the next: ``"none"`` (the default), ``"all"``, or a cap (an
+        amount); it needs a period other than none. ``overdraft`` lets
+        approvals go that many units below zero. ``scope_limits`` cap scope
+        values (:class:`ScopeLimit` or dicts with the same keys).
+        ``max_concurrent_runs`` caps the customer's open reservations,
+        ``max_concurrent_runs_per_agent`` each agent's (0 or None: no cap).
+        """
         body = _compact({
             "customer_id": customer_id,
             "limit_units": _amount("limit_units", limit_units),
@@ -261,6 +359,11 @@ class AgentBillClient:
                 a: _amount("agent_limits", u) for a, u in agent_limits.items()
             },
             "idempotency_key": idempotency_key or _new_key(),
+            "rollover": None if rollover is None else _rollover(rollover),
+            "overdraft": None if overdraft is None else _amount("overdraft", overdraft),
+            "scope_limits": _scope_limits(scope_limits),
+            "max_concurrent_runs": _runs("max_concurrent_runs", max_concurrent_runs),
+            "max_concurrent_runs_per_agent": _runs("max_concurrent_runs_per_agent", max_concurrent_runs_per_agent),
         })
         return Budget.from_json(self._request("PUT", "/v1/budget", body))
 
@@ -281,6 +384,40 @@ class AgentBillClient:
         })
         return Budget.from_json(self._request("POST", "/v1/topup", body))
 
+    def grant(
+        self,
+        customer_id: Optional[str],
+        units: Any,
+        *,
+        expires_at: Any = None,
+        effective_at: Any = None,
+        priority: Optional[int] = None,
+        source: Optional[str] = None,
+        note: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> GrantResult:
+        """Grants the customer ``units`` of credit: used after the period's
+        allowance, kept across periods until used up or expired. Use it for
+        credits a customer buys; :meth:`top_up` raises this period only.
+
+        ``expires_at`` (None: never) and ``effective_at`` (None: now) are
+        aware datetimes or RFC 3339 strings. Grants are drawn by
+        ``priority`` (0..1000000, lower first, default 100), then the
+        earliest expiry. ``source`` labels it (default ``"purchase"``;
+        ``"promo"``, ``"allowance"``...; at most 32 bytes).
+        """
+        body = _compact({
+            "customer_id": customer_id,
+            "units": _amount("units", units),
+            "expires_at": _time("expires_at", expires_at),
+            "effective_at": _time("effective_at", effective_at),
+            "priority": _int("priority", priority),
+            "source": source,
+            "note": note,
+            "idempotency_key": idempotency_key or _new_key(),
+        })
+        return GrantResult.from_json(self._request("POST", "/v1/grants", body))
+
     # The gate.
 
     def gate(
@@ -292,6 +429,8 @@ class AgentBillClient:
         task_ref: Optional[str] = None,
         ttl: Any = None,
         units_from: Optional[Callable[[Any], Any]] = None,
+        scope: Optional[Mapping[str, str]] = None,
+        min_units: Any = None,
     ) -> Callable:
         """A decorator that runs a function only if its preflight is approved.
 
@@ -299,17 +438,26 @@ class AgentBillClient:
         then records what the run used and settles the reservation. The
         units recorded are, in order: those of a returned :class:`Usage`
         (``return Usage(units=7, result=answer)``, and the caller gets
-        ``answer``), ``units_from(result)`` if given, else the estimate.
-        If the function raises, the hold is released and the exception
-        propagates. A refusal raises :class:`RefusedError` and the function
-        never runs. ``async def`` functions are gated too (the HTTP calls
-        then run in a worker thread).
+        ``answer``), ``units_from(result)`` if given, else what the
+        preflight held: the estimate, or less on a partial approval.
+        ``scope`` and ``min_units`` are the preflight's (see
+        :meth:`preflight`); the reservation keeps the scope, so the record
+        needs none. If the function raises, the hold is released and the
+        exception propagates. A refusal raises :class:`RefusedError` (its
+        ``reason`` may be ``scope_limit_exceeded`` or
+        ``concurrency_limit_exceeded`` too) and the function never runs.
+        ``async def`` functions are gated too (the HTTP calls then run in a
+        worker thread).
         """
+        # Fail at decoration time, not at the first call.
         if estimated_units is not None:
-            _amount("estimated_units", estimated_units)  # fail at decoration time
+            _amount("estimated_units", estimated_units)
+        if min_units is not None:
+            _amount("min_units", min_units)
+        _scope(scope)
 
         def decorator(fn: Callable) -> Callable:
-            gate = _Gate(self, agent_id, estimated_units, customer_id, task_ref, ttl, units_from)
+            gate = _Gate(self, agent_id, estimated_units, customer_id, task_ref, ttl, units_from, scope, min_units)
             if inspect.iscoroutinefunction(fn):
                 @functools.wraps(fn)
                 async def run_async(*args: Any, **kwargs: Any) -> Any:
@@ -381,7 +529,8 @@ class AgentBillClient:
 class _Gate:
     """The steps of one gated call; see AgentBillClient.gate."""
 
-    def __init__(self, client, agent_id, estimated_units, customer_id, task_ref, ttl, units_from):
+    def __init__(self, client, agent_id, estimated_units, customer_id, task_ref, ttl, units_from,
+                 scope=None, min_units=None):
         self.client = client
         self.agent_id = agent_id
         self.estimated_units = estimated_units
@@ -389,10 +538,13 @@ class _Gate:
         self.task_ref = task_ref
         self.ttl = ttl
         self.units_from = units_from
+        self.scope = scope
+        self.min_units = min_units
 
     def preflight(self) -> PreflightResult:
         check = self.client.preflight(
-            self.agent_id, self.customer_id, self.estimated_units, task_ref=self.task_ref, ttl=self.ttl)
+            self.agent_id, self.customer_id, self.estimated_units, task_ref=self.task_ref, ttl=self.ttl,
+            scope=self.scope, min_units=self.min_units)
         if not check.approved:
             raise RefusedError(check)
         return check
@@ -409,6 +561,8 @@ class _Gate:
             units, result = out.units, out.result
         elif self.units_from is not None:
             units, result = self.units_from(out), out
+        elif check.partial:
+            units, result = check.reserved_units, out  # the hold, not the estimate that did not fit
         else:
             units = 1 if self.estimated_units is None else self.estimated_units
             result = out

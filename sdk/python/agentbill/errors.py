@@ -10,6 +10,19 @@ from __future__ import annotations
 from typing import Any, Optional
 
 
+#: Why a preflight can be refused (docs/PROTOCOL.md, "Refusal reasons"),
+#: in the order the ledger checks them; ``no_budget`` needs no check.
+REFUSAL_REASONS = (
+    "ceiling_exceeded",
+    "task_ceiling_exceeded",
+    "agent_limit_exceeded",
+    "scope_limit_exceeded",  # a scope limit of the run's scope; .scope names it
+    "concurrency_limit_exceeded",  # the customer's or the agent's open runs are at their cap
+    "budget_exhausted",
+    "no_budget",
+)
+
+
 class AgentBillError(Exception):
     """Base class of every AgentBill error.
 
@@ -78,9 +91,9 @@ class InternalError(AgentBillError):
 class RefusedError(AgentBillError):
     """A gated run was refused by its preflight and never started.
 
-    ``reason`` is one of ``budget_exhausted``, ``agent_limit_exceeded``,
-    ``task_ceiling_exceeded``, ``ceiling_exceeded``, ``no_budget``;
-    ``message`` says why in numbers; ``preflight`` is the full reply.
+    ``reason`` is one of :data:`REFUSAL_REASONS`; ``message`` says why in
+    numbers; ``scope`` names the scope limit that refused (for
+    ``scope_limit_exceeded``, else None); ``preflight`` is the full reply.
     """
 
     code = "refused"
@@ -90,6 +103,7 @@ class RefusedError(AgentBillError):
         self.reason = preflight.reason
         self.remaining_units = preflight.remaining_units
         self.upgrade_url = preflight.upgrade_url
+        self.scope = getattr(preflight, "scope", None)
         self.preflight = preflight
 
     def __str__(self) -> str:

@@ -8,15 +8,127 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 
 def _units(v: Any) -> Optional[Decimal]:
+    """An amount of a reply, exactly. Remaining amounts are signed: they
+    are negative for a customer in its overdraft."""
     if v is None:
         return None
     if isinstance(v, Decimal):
         return v
     return Decimal(str(v))  # ints and strings; floats never reach here
+
+
+def _count(v: Any) -> Optional[int]:
+    return None if v is None else int(v)
+
+
+def _rollover(v: Any) -> Optional[Union[str, Decimal]]:
+    """A budget's rollover as status shows it: "all", a Decimal cap, or
+    None (no rollover)."""
+    if v is None or v == "" or v == "none":
+        return None
+    if v == "all":
+        return "all"
+    return _units(v)
+
+
+@dataclass(frozen=True)
+class ScopeLimit:
+    """One scope limit of a budget (``set_budget(scope_limits=[...])``):
+    the usage of ``value`` in ``dimension`` (say ``team`` = ``research``)
+    is capped at ``limit`` per ``period`` (``day``, ``week``, ``month``,
+    ``none``; None: the budget's period). ``limit`` is an int, str or
+    Decimal, as every amount sent."""
+
+    dimension: str
+    value: str
+    limit: Any
+    period: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ScopeRef:
+    """A scope value: the scope limit that refused a preflight
+    (``reason == "scope_limit_exceeded"``)."""
+
+    dimension: str
+    value: str
+
+    @classmethod
+    def from_json(cls, d: Optional[Dict[str, Any]]) -> Optional["ScopeRef"]:
+        if not d:
+            return None
+        return cls(dimension=d.get("dimension", ""), value=d.get("value", ""))
+
+
+@dataclass(frozen=True)
+class GrantDraw:
+    """What one credit grant paid of a recorded charge."""
+
+    grant_id: str
+    units: Decimal
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "GrantDraw":
+        return cls(grant_id=d.get("grant_id", ""), units=_units(d.get("units", 0)))
+
+
+@dataclass(frozen=True)
+class GrantStatus:
+    """One open credit grant in a status, listed in draw-down order (lower
+    ``priority`` first, then the earliest expiry, then the oldest).
+    ``expires_at`` is None for a grant that never expires."""
+
+    grant_id: str
+    units: Decimal
+    remaining: Decimal
+    priority: int
+    source: str
+    effective_at: Optional[str]
+    expires_at: Optional[str]
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "GrantStatus":
+        return cls(
+            grant_id=d.get("grant_id", ""),
+            units=_units(d.get("units", 0)),
+            remaining=_units(d.get("remaining", 0)),
+            priority=int(d.get("priority", 0)),
+            source=d.get("source", ""),
+            effective_at=d.get("effective_at"),
+            expires_at=d.get("expires_at"),
+        )
+
+
+@dataclass(frozen=True)
+class ScopeStatus:
+    """One limited scope value's position in its period. ``remaining`` is
+    negative when the value's usage went past its limit."""
+
+    dimension: str
+    value: str
+    limit: Decimal
+    period: str
+    period_start: Optional[str]
+    used: Decimal
+    reserved: Decimal
+    remaining: Decimal
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "ScopeStatus":
+        return cls(
+            dimension=d.get("dimension", ""),
+            value=d.get("value", ""),
+            limit=_units(d.get("limit", 0)),
+            period=d.get("period", ""),
+            period_start=d.get("period_start"),
+            used=_units(d.get("used", 0)),
+            reserved=_units(d.get("reserved", 0)),
+            remaining=_units(d.get("remaining", 0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -32,7 +144,14 @@ class Usage:
 @dataclass(frozen=True)
 class PreflightResult:
     """The answer to a preflight. ``approved`` False is a refusal, with a
-    ``reason`` and a ``message`` that says why in numbers."""
+    ``reason`` and a ``message`` that says why in numbers.
+
+    ``partial`` is True when the hold (``reserved_units``) is less than
+    the estimate: ``min_units`` allowed it. ``overdraft`` is True when the
+    hold took the customer below zero, into its overdraft; then
+    ``remaining_units`` is negative. ``scope`` names the scope limit that
+    refused (reason ``scope_limit_exceeded``).
+    """
 
     approved: bool
     reason: Optional[str]
@@ -43,6 +162,11 @@ class PreflightResult:
     expires_at: Optional[str]
     upgrade_url: Optional[str]
     raw: Dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    # New fields have defaults and come after raw, so that code building
+    # a result positionally (a test double, say) keeps working.
+    partial: bool = False
+    overdraft: bool = False
+    scope: Optional[ScopeRef] = None
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "PreflightResult":
@@ -56,13 +180,19 @@ class PreflightResult:
             expires_at=d.get("expires_at"),
             upgrade_url=d.get("upgrade_url"),
             raw=d,
+            partial=bool(d.get("partial")),
+            overdraft=bool(d.get("overdraft")),
+            scope=ScopeRef.from_json(d.get("scope")),
         )
 
 
 @dataclass(frozen=True)
 class RecordResult:
     """The answer to a record: ``status`` is ``recorded``, ``released``
-    (``success=False``) or ``duplicate`` (a retry of a recorded request)."""
+    (``success=False``) or ``duplicate`` (a retry of a recorded request).
+    ``funded_by`` lists what credit grants paid of the charge (empty when
+    the period's allowance paid it all). ``exhausted`` is True when
+    nothing is left to approve, the overdraft included."""
 
     status: str
     event_id: Optional[str]
@@ -73,6 +203,7 @@ class RecordResult:
     remaining_units: Optional[Decimal]
     exhausted: bool
     raw: Dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    funded_by: List[GrantDraw] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "RecordResult":
@@ -86,6 +217,7 @@ class RecordResult:
             remaining_units=_units(d.get("remaining_units")),
             exhausted=bool(d.get("exhausted")),
             raw=d,
+            funded_by=[GrantDraw.from_json(g) for g in d.get("funded_by") or []],
         )
 
 
@@ -119,6 +251,35 @@ class ExtendResult:
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "ExtendResult":
         return cls(reservation_id=d.get("reservation_id", ""), expires_at=d.get("expires_at", ""), raw=d)
+
+
+@dataclass(frozen=True)
+class GrantResult:
+    """The answer to a grant: the new grant, and ``remaining_units``, the
+    customer's remaining after it (negative if still in its overdraft).
+    ``expires_at`` is None for a grant that never expires."""
+
+    grant_id: str
+    units: Decimal
+    priority: int
+    source: str
+    effective_at: Optional[str]
+    expires_at: Optional[str]
+    remaining_units: Decimal
+    raw: Dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "GrantResult":
+        return cls(
+            grant_id=d.get("grant_id", ""),
+            units=_units(d.get("units", 0)),
+            priority=int(d.get("priority", 0)),
+            source=d.get("source", ""),
+            effective_at=d.get("effective_at"),
+            expires_at=d.get("expires_at"),
+            remaining_units=_units(d.get("remaining_units", 0)),
+            raw=d,
+        )
 
 
 @dataclass(frozen=True)
@@ -165,7 +326,17 @@ class AgentStatus:
 @dataclass(frozen=True)
 class Status:
     """GET /v1/customers/{id}: the customer's position. ``limit`` excludes
-    top-ups (``top_ups``); ``remaining`` = limit + top_ups - used - reserved."""
+    top-ups (``top_ups``); ``remaining`` = limit + top_ups - (used - what
+    grants paid) + ``grants_remaining`` - reserved. It is negative for a
+    customer in its overdraft; ``exhausted`` is True when remaining +
+    overdraft is spent.
+
+    ``grants`` are the open credit grants in draw-down order,
+    ``grants_remaining`` what those usable now have left. ``scopes`` are
+    the limited scope values (by dimension, then value). ``overdraft``,
+    ``rollover`` (``"all"`` or a Decimal cap), ``max_concurrent_runs`` and
+    ``max_concurrent_runs_per_agent`` are None when the budget sets none.
+    """
 
     customer_id: str
     limit: Decimal
@@ -180,6 +351,13 @@ class Status:
     exhausted: bool
     agents: Dict[str, AgentStatus]
     raw: Dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    grants: List[GrantStatus] = field(default_factory=list)
+    grants_remaining: Decimal = Decimal(0)
+    scopes: List[ScopeStatus] = field(default_factory=list)
+    overdraft: Optional[Decimal] = None
+    rollover: Optional[Union[str, Decimal]] = None
+    max_concurrent_runs: Optional[int] = None
+    max_concurrent_runs_per_agent: Optional[int] = None
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "Status":
@@ -205,6 +383,13 @@ class Status:
             exhausted=bool(d.get("exhausted")),
             agents=agents,
             raw=d,
+            grants=[GrantStatus.from_json(g) for g in d.get("grants") or []],
+            grants_remaining=_units(d.get("grants_remaining", 0)),
+            scopes=[ScopeStatus.from_json(x) for x in d.get("scopes") or []],
+            overdraft=_units(d.get("overdraft")),
+            rollover=_rollover(d.get("rollover")),
+            max_concurrent_runs=_count(d.get("max_concurrent_runs")),
+            max_concurrent_runs_per_agent=_count(d.get("max_concurrent_runs_per_agent")),
         )
 
 

@@ -29,6 +29,30 @@ STOP_TIMEOUT = 10  # seconds for serve to exit after SIGTERM
 POLL_INTERVAL = 0.05
 
 
+def openapi():
+    """The repository's docs/openapi.json: the gateway's contract."""
+    with open(os.path.join(REPO, "docs", "openapi.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def gateway_has(path=None, schema=None, field=None):
+    """Whether docs/openapi.json documents the route ``path``, or the
+    property ``field`` of the request schema ``schema``.
+
+    Tests of a gateway surface another branch adds skip while the contract
+    does not have it yet, and run, so they must pass, as soon as it does:
+    a skip can never hide a documented route that is missing.
+    """
+    doc = openapi()
+    if path is not None and path not in doc.get("paths", {}):
+        return False
+    if schema is not None:
+        props = doc.get("components", {}).get("schemas", {}).get(schema, {}).get("properties", {})
+        if field not in props:
+            return False
+    return True
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
