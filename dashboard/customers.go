@@ -197,14 +197,22 @@ func moreUrgent(a, b CustomerRow) int {
 	return strings.Compare(a.ID, b.ID)
 }
 
+// rowOf is a customer's row. Its level compares what the period has
+// committed (used and reserved) with everything it could spend: the
+// allowance, what grants funded and still hold, and any overdraft, so a
+// customer living on purchased credits is not shown as critical.
 func rowOf(st *ledger.StatusReply) CustomerRow {
 	limit := st.Limit.Add(st.TopUps)
+	capacity := limit.Add(st.GrantsUsed).Add(st.GrantsRemaining)
+	if st.Overdraft != nil {
+		capacity = capacity.Add(*st.Overdraft)
+	}
 	committed := st.Used.Add(st.Reserved)
 	return CustomerRow{
 		ID: st.CustomerID, Limit: limit.String(), Used: st.Used.String(), Reserved: st.Reserved.String(),
-		Remaining: st.Remaining.String(), Level: levelOf(committed, limit, st.Exhausted),
+		Remaining: st.Remaining.String(), Level: levelOf(committed, capacity, st.Exhausted),
 		Period: string(st.Period), PeriodEnd: st.PeriodEnd, OpenReservations: st.OpenReservations,
-		committed: committed, limit: limit,
+		committed: committed, limit: capacity,
 	}
 }
 

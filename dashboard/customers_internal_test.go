@@ -100,3 +100,18 @@ func TestTableCacheAges(t *testing.T) {
 	c.invalidate()
 	check("invalidated twice", at.Add(time.Hour), nil)
 }
+
+// A customer whose usage is funded by grants is measured against the
+// grants too: 150 used of a 100 allowance with 900 left in grants is fine.
+func TestLevelCountsGrants(t *testing.T) {
+	u := events.MustParseUnits
+	st := &ledger.StatusReply{CustomerID: "c", Limit: u("100"), Used: u("150"), GrantsUsed: u("50"),
+		GrantsRemaining: u("900"), Remaining: events.SignedOf(u("850"))}
+	if got := rowOf(st).Level; got != LevelOK {
+		t.Errorf("level %s, want %s", got, LevelOK)
+	}
+	st.GrantsRemaining = u("10")
+	if got := rowOf(st).Level; got != LevelCritical {
+		t.Errorf("with 10 left in grants: level %s, want %s", got, LevelCritical)
+	}
+}
