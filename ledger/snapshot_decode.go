@@ -154,21 +154,8 @@ func (d *snapReader) customer(c *Customer) error {
 	c.AgentLimits = d.unitsMap(AgentLimitsMax)
 	c.PeriodStart = d.time()
 	c.TopUps, c.Used, c.Reserved = d.units(), d.units(), d.units()
-	if n := d.count(AgentsPerCustomerMax); n > 0 {
-		c.Agents = make(map[string]*AgentUsage, n)
-		for range n {
-			id := d.str()
-			c.Agents[id] = &AgentUsage{Used: d.units(), Reserved: d.units()}
-		}
-	}
-	if n := d.count(TasksPerCustomerMax); n > 0 {
-		c.Tasks, c.taskOrder = make(map[string]*Task, n), make([]string, 0, n)
-		for range n {
-			ref, t := d.str(), &Task{Ceiling: d.unitsPtr()}
-			t.Used, t.Reserved = d.units(), d.units()
-			c.Tasks[ref], c.taskOrder = t, append(c.taskOrder, ref)
-		}
-	}
+	d.agents(c)
+	d.tasks(c)
 	flags := d.byte()
 	if flags&^custFlagsAll != 0 {
 		d.fail(fmt.Errorf("unknown customer flags %#x", flags))
@@ -189,6 +176,27 @@ func (d *snapReader) customer(c *Customer) error {
 		return d.err
 	}
 	return checkRestored(c)
+}
+
+func (d *snapReader) agents(c *Customer) {
+	if n := d.count(AgentsPerCustomerMax); n > 0 {
+		c.Agents = make(map[string]*AgentUsage, n)
+		for range n {
+			id := d.str()
+			c.Agents[id] = &AgentUsage{Used: d.units(), Reserved: d.units()}
+		}
+	}
+}
+
+func (d *snapReader) tasks(c *Customer) {
+	if n := d.count(TasksPerCustomerMax); n > 0 {
+		c.Tasks, c.taskOrder = make(map[string]*Task, n), make([]string, 0, n)
+		for range n {
+			ref, t := d.str(), &Task{Ceiling: d.unitsPtr()}
+			t.Used, t.Reserved = d.units(), d.units()
+			c.Tasks[ref], c.taskOrder = t, append(c.taskOrder, ref)
+		}
+	}
 }
 
 func (d *snapReader) holds(c *Customer, scoped bool) {

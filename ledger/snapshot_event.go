@@ -121,20 +121,7 @@ func (e *snapWriter) eventData(d events.Data, flags byte) error {
 	}
 	switch v := d.(type) {
 	case *events.BudgetSet:
-		e.b = append(e.b, snapBudgetSet)
-		e.units(v.Limit)
-		e.str(v.Period)
-		e.unitsList(v.Thresholds)
-		e.str(v.UpgradeURL)
-		e.unitsMap(v.AgentLimits)
-		e.str(v.Source)
-		if flags&idemDataExt != 0 {
-			e.str(v.Rollover)
-			e.unitsPtr(v.Overdraft)
-			e.scopeLimits(v.ScopeLimits)
-			e.int(v.MaxRuns)
-			e.int(v.MaxRunsPerAgent)
-		}
+		e.budgetSet(v, flags)
 	case *events.ToppedUp:
 		e.b = append(e.b, snapToppedUp)
 		e.units(v.Units)
@@ -142,14 +129,7 @@ func (e *snapWriter) eventData(d events.Data, flags byte) error {
 	case *events.Reserved:
 		e.reserved(v, flags)
 	case *events.Denied:
-		e.b = append(e.b, snapDenied)
-		e.str(v.AgentID)
-		e.units(v.Requested)
-		e.strs(v.Reason, v.Message, v.TaskRef, v.UpgradeURL)
-		if flags&idemDataExt != 0 {
-			e.strMap(v.Scope)
-			e.scopeRefPtr(v.RefusedScope)
-		}
+		e.denied(v, flags)
 	case *events.Recorded:
 		e.recorded(v, flags)
 	case *events.Released:
@@ -170,6 +150,34 @@ func (e *snapWriter) eventData(d events.Data, flags byte) error {
 	e.request(req, flags)
 	e.balance(events.BalanceOf(d), flags)
 	return nil
+}
+
+func (e *snapWriter) budgetSet(v *events.BudgetSet, flags byte) {
+	e.b = append(e.b, snapBudgetSet)
+	e.units(v.Limit)
+	e.str(v.Period)
+	e.unitsList(v.Thresholds)
+	e.str(v.UpgradeURL)
+	e.unitsMap(v.AgentLimits)
+	e.str(v.Source)
+	if flags&idemDataExt != 0 {
+		e.str(v.Rollover)
+		e.unitsPtr(v.Overdraft)
+		e.scopeLimits(v.ScopeLimits)
+		e.int(v.MaxRuns)
+		e.int(v.MaxRunsPerAgent)
+	}
+}
+
+func (e *snapWriter) denied(v *events.Denied, flags byte) {
+	e.b = append(e.b, snapDenied)
+	e.str(v.AgentID)
+	e.units(v.Requested)
+	e.strs(v.Reason, v.Message, v.TaskRef, v.UpgradeURL)
+	if flags&idemDataExt != 0 {
+		e.strMap(v.Scope)
+		e.scopeRefPtr(v.RefusedScope)
+	}
 }
 
 func (e *snapWriter) reserved(v *events.Reserved, flags byte) {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"runtime"
 	"strings"
@@ -416,4 +417,174 @@ func (tw *snapTwin) sweep(max int, typ events.Type) {
 		}
 	}
 	checkContains(t, "Sweep", want.events, `"type":"`+string(typ)+`"`)
+}
+
+// Snapshot property with grants, scopes and policies: random budgets
+// (overdraft, rollover, run caps, scope limits), grants, scoped and partial
+// preflights, records, releases, sweeps and clock steps, each decided alike
+// by the live state, a state restored before the first step and one
+// restored right before the step; at the end the snapshot taken before
+// the first step plus the rest of the log is the full replay.
+func TestSnapshotCreditsPlusTailEqualsReplay(t *testing.T) {
+	const (
+		seeds = 4
+		steps = 300 // per seed
+	)
+	for seed := range uint64(seeds) {
+		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
+			f := creditsFixture(t)
+			start, startEvents := snapshotOf(t, f.s), len(f.log)
+			tw := &snapTwin{f: f, s: restore(t, start)}
+			tw.s.NewID = (&counter{n: f.ids.n}).next
+			g := &creditGen{rng: rand.New(rand.NewPCG(seed, 0xc4ed17)), f: f}
+			for range steps {
+				switch p := g.rng.IntN(100); {
+				case p < 10:
+					tw.sweepAny(g.rng.IntN(3) + 1)
+				case p < 25:
+					f.now = f.now.Add(g.pickDuration(time.Minute, time.Hour, 20*time.Hour, 3*24*time.Hour, 11*24*time.Hour))
+				default:
+					tw.decide(g.command())
+				}
+			}
+			want := snapshotOf(t, f.s)
+			if got := snapshotOf(t, tw.s); !bytes.Equal(got, want) {
+				t.Fatalf("the state restored before step 1 ends with a different snapshot")
+			}
+			tail := restore(t, start)
+			applyLog(t, tail, encodeAll(t, f.log[startEvents:]))
+			if got := snapshotOf(t, tail); !bytes.Equal(got, want) {
+				t.Fatalf("the snapshot plus %d events differs from the live state", len(f.log)-startEvents)
+			}
+		})
+	}
+}
+
+// sweepAny is sweep without an expected event type.
+func (tw *snapTwin) sweepAny(max int) {
+	t := tw.f.t
+	t.Helper()
+	var got [2]propOutcome
+	for i, s := range []*ledger.State{tw.s, tw.fresh()} {
+		got[i] = outcomeOf(t, nil, s.Sweep(tw.f.now, max), nil)
+	}
+	want := outcomeOf(t, nil, tw.f.sweep(max), nil)
+	if got[0] != want || got[1] != want {
+		t.Fatalf("Sweep decided differently:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// creditGen makes random commands for a small world: two customers, three
+// agents, two scope dimensions of two values each, a few keys; and resends
+// keyed commands, which are answered from the remembered event.
+type creditGen struct {
+	rng   *rand.Rand
+	f     *fixture
+	keyed []ledger.Command
+}
+
+func (g *creditGen) chance(percent int) bool { return g.rng.IntN(100) < percent }
+
+func (g *creditGen) pick(from ...string) string { return from[g.rng.IntN(len(from))] }
+
+func (g *creditGen) pickDuration(from ...time.Duration) time.Duration {
+	return from[g.rng.IntN(len(from))]
+}
+
+func (g *creditGen) key() string {
+	if g.chance(60) {
+		return ""
+	}
+	return g.pick("k0", "k1", "k2", "k3", "k4", "k5")
+}
+
+func (g *creditGen) scope() map[string]string {
+	m := map[string]string{}
+	if g.chance(60) {
+		m["team"] = g.pick("r", "o")
+	}
+	if g.chance(50) {
+		m["user"] = g.pick("alice", "bob")
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+func (g *creditGen) command() ledger.Command {
+	if len(g.keyed) > 0 && g.chance(15) {
+		return g.keyed[len(g.keyed)-1-g.rng.IntN(min(len(g.keyed), 5))]
+	}
+	cmd := g.newCommand()
+	if gr, ok := cmd.(*ledger.GrantRequest); (ok && gr.IdempotencyKey != "") || keyOf(cmd) != "" {
+		g.keyed = append(g.keyed, cmd)
+	}
+	return cmd
+}
+
+func (g *creditGen) newCommand() ledger.Command {
+	cid, agent := g.pick("c1", "c1", "c2"), g.pick("a1", "a2", "a3")
+	switch p := g.rng.IntN(100); {
+	case p < 10:
+		return g.budget(cid)
+	case p < 22:
+		return g.grant(cid)
+	case p < 60:
+		r := &ledger.PreflightRequest{CustomerID: cid, AgentID: agent, EstimatedUnits: up(g.pick("1", "5", "20", "60")),
+			TTL: g.pick("1m", "1h", "20h"), Scope: g.scope(), IdempotencyKey: g.key()}
+		if g.chance(30) {
+			r.MinUnits = up(g.pick("0.5", "1"))
+		}
+		return r
+	case p < 90:
+		r := &ledger.RecordRequest{CustomerID: cid, AgentID: agent, Units: up(g.pick("0", "1", "7", "30")),
+			Scope: g.scope(), IdempotencyKey: g.key()}
+		if c := g.f.s.Customer(cid); c != nil && len(c.Open) > 0 && g.chance(70) {
+			h := c.Open[g.rng.IntN(len(c.Open))]
+			r.ReservationID, r.AgentID = h.ID, h.AgentID
+		}
+		return r
+	}
+	r := &ledger.ReleaseRequest{CustomerID: cid, ReservationID: "none", IdempotencyKey: g.key()}
+	if c := g.f.s.Customer(cid); c != nil && len(c.Open) > 0 {
+		r.ReservationID = c.Open[g.rng.IntN(len(c.Open))].ID
+	}
+	return r
+}
+
+func (g *creditGen) budget(cid string) *ledger.BudgetRequest {
+	r := &ledger.BudgetRequest{CustomerID: cid, Limit: up(g.pick("0", "10", "100")), Period: g.pick("day", "week", "month", "none"),
+		Rollover: ledger.Rollover(g.pick("", "", "all", "5")), MaxRuns: g.rng.IntN(3) * 2, MaxRunsPerAgent: g.rng.IntN(3),
+		IdempotencyKey: g.key()}
+	if r.Period == "none" {
+		r.Rollover = ""
+	}
+	if g.chance(50) {
+		r.Overdraft = up(g.pick("0", "10"))
+	}
+	for _, ref := range []events.ScopeRef{{Dimension: "team", Value: "r"}, {Dimension: "team", Value: "o"}, {Dimension: "user", Value: "alice"}} {
+		if g.chance(50) {
+			r.ScopeLimits = append(r.ScopeLimits, events.ScopeLimit{Dimension: ref.Dimension, Value: ref.Value,
+				Limit: events.MustParseUnits(g.pick("5", "40")), Period: g.pick("", "day", "month")})
+		}
+	}
+	return r
+}
+
+func (g *creditGen) grant(cid string) *ledger.GrantRequest {
+	r := &ledger.GrantRequest{CustomerID: cid, Units: up(g.pick("1", "5", "50")), IdempotencyKey: g.key()}
+	if g.chance(50) {
+		p := g.rng.IntN(3) * 500
+		r.Priority = &p
+	}
+	if g.chance(30) {
+		at := g.f.now.Add(g.pickDuration(time.Hour, 2*24*time.Hour))
+		r.EffectiveAt = &at
+	}
+	if g.chance(60) {
+		at := g.f.now.Add(g.pickDuration(2*time.Hour, 3*24*time.Hour, 40*24*time.Hour))
+		r.ExpiresAt = &at
+	}
+	return r
 }
