@@ -19,8 +19,12 @@ import (
 // repeated, out of the encoder's order or spelled with an escape; a string
 // with a \u escape, a control character or invalid UTF-8; null anywhere; an
 // amount that is not a JSON number or that parseTotal refuses; a time not
-// in the exact UTC form time.Time.MarshalJSON writes; empty thresholds or
-// agent limits; metadata that is not an object or nests deeper than
+// in the exact UTC form time.Time.MarshalJSON writes; an integer with a
+// sign but no digits, a leading zero, a fraction, an exponent or more than
+// intDigitsMax digits; a boolean that is not true or false; empty
+// thresholds, agent limits, scope, scope limits, counted scopes or
+// funded_by (encoding/json makes them empty, not nil; the encoder omits
+// them); metadata that is not an object or nests deeper than
 // metadataDepthMax; a wrong version or unknown type; trailing bytes.
 //
 // Keys may be absent: encoding/json leaves an absent field at its zero
@@ -49,6 +53,10 @@ const (
 	// digits, apd keeps the coefficient inline (128 bits), so a remembered
 	// Units holds no pointer and its copies share no memory.
 	unitsMemoTextMax = 38
+	// intDigitsMax bounds the digits of an integer (a priority, a run
+	// cap) the fast decoder reads: 18 digits always fit an int64, so the
+	// value is exact; an int that cannot hold it is handed over.
+	intDigitsMax = 18
 )
 
 // fastDecodeCommit decodes a commit body, or returns errNotHandled.
@@ -96,7 +104,11 @@ func newFastDecoder(b []byte) fastDecoder { return fastDecoder{b: b} }
 var (
 	commitKeys   = []string{"v", "id", "writer", "at", "events"}
 	envelopeKeys = []string{"id", "type", "v", "at", "customer_id", "data"}
-	balanceKeys  = []string{"period_start", "limit", "top_ups", "used", "reserved", "remaining"}
+	balanceKeys  = []string{"period_start", "limit", "top_ups", "used", "reserved", "remaining",
+		"grants", "grants_used", "overdraft", "overdrawn"}
+	scopeRefKeys   = []string{"dimension", "value"}
+	scopeLimitKeys = []string{"dimension", "value", "limit", "period"}
+	grantDrawKeys  = []string{"grant_id", "units"}
 )
 
 func (d *fastDecoder) commit() (*Commit, bool) {
@@ -225,28 +237,74 @@ func (d *fastDecoder) data(schema *fastSchema) (Data, bool) {
 func (d *fastDecoder) field(f dataField, w *wireData) bool {
 	var ok bool
 	switch f {
-	case fieldLimit, fieldUnits, fieldRequested, fieldHeldUnits, fieldReleased, fieldOverage, fieldFraction:
+	case fieldLimit, fieldUnits, fieldRequested, fieldHeldUnits, fieldReleased, fieldOverage, fieldFraction,
+		fieldRemaining:
 		*w.unitsField(f), ok = d.units()
 	case fieldPeriod, fieldUpgradeURL, fieldSource, fieldNote, fieldReservationID, fieldAgentID, fieldTaskRef,
-		fieldReason, fieldMessage, fieldCause, fieldTrigger, fieldIdempotencyKey, fieldRequestHash:
+		fieldReason, fieldMessage, fieldCause, fieldTrigger, fieldIdempotencyKey, fieldRequestHash, fieldRollover,
+		fieldGrantID:
 		*w.stringField(f), ok = d.str()
 	case fieldThresholds:
 		w.Thresholds, ok = d.unitsList()
 	case fieldAgentLimits:
-		w.AgentLimits, ok = d.unitsMap()
-	case fieldTaskCeiling:
+		w.AgentLimits, ok = mapOf(d, d.units)
+	case fieldTaskCeiling, fieldOverdraft:
 		var u Units
 		if u, ok = d.units(); ok {
-			w.TaskCeiling = &u
+			*w.unitsPtrField(f) = &u
 		}
 	case fieldExpiresAt:
 		w.ExpiresAt, ok = d.time()
+	case fieldEffectiveAt:
+		w.EffectiveAt, ok = d.time()
 	case fieldMetadata:
 		w.Metadata, ok = d.rawObject()
 	case fieldBalance:
 		ok = d.balance(&w.Balance)
+	default:
+		ok = d.extField(f, w)
 	}
 	return ok
+}
+
+// extField decodes the fields that came with grants and scopes, apart
+// from the amounts, strings and times field decodes with the rest.
+func (d *fastDecoder) extField(f dataField, w *wireData) bool {
+	var ok bool
+	switch f {
+	case fieldMaxRuns:
+		w.MaxRuns, ok = d.int()
+	case fieldMaxRunsPerAgent:
+		w.MaxRunsPerAgent, ok = d.int()
+	case fieldPriority:
+		w.Priority, ok = d.int()
+	case fieldInOverdraft:
+		w.InOverdraft, ok = d.bool()
+	case fieldScope:
+		w.Scope, ok = mapOf(d, d.str)
+	case fieldScopeLimits:
+		w.ScopeLimits, ok = listOf(d, d.scopeLimit)
+	case fieldCountedScopes:
+		w.CountedScopes, ok = listOf(d, d.scopeRef)
+	case fieldFundedBy:
+		w.FundedBy, ok = listOf(d, d.grantDraw)
+	case fieldRefusedScope:
+		var r ScopeRef
+		if ok = d.scopeRef(&r); ok {
+			w.RefusedScope = &r
+		}
+	}
+	return ok
+}
+
+func (w *wireData) unitsPtrField(f dataField) **Units {
+	switch f {
+	case fieldTaskCeiling:
+		return &w.TaskCeiling
+	case fieldOverdraft:
+		return &w.Overdraft
+	}
+	panic("events: fast decoder: not an optional amount field")
 }
 
 func (w *wireData) unitsField(f dataField) *Units {
@@ -265,6 +323,8 @@ func (w *wireData) unitsField(f dataField) *Units {
 		return &w.Overage
 	case fieldFraction:
 		return &w.Fraction
+	case fieldRemaining:
+		return &w.Remaining
 	}
 	panic("events: fast decoder: not an amount field")
 }
@@ -297,11 +357,19 @@ func (w *wireData) stringField(f dataField) *string {
 		return &w.IdempotencyKey
 	case fieldRequestHash:
 		return &w.RequestHash
+	case fieldRollover:
+		return &w.Rollover
+	case fieldGrantID:
+		return &w.GrantID
 	}
 	panic("events: fast decoder: not a string field")
 }
 
+// balance decodes a balance: its period start, then amounts, in the order
+// of balanceKeys.
 func (d *fastDecoder) balance(b *Balance) bool {
+	amounts := [...]*Units{&b.Limit, &b.TopUps, &b.Used, &b.Reserved, &b.Remaining,
+		&b.Grants, &b.GrantsUsed, &b.Overdraft, &b.Overdrawn}
 	if !d.eat('{') {
 		return false
 	}
@@ -315,19 +383,10 @@ func (d *fastDecoder) balance(b *Balance) bool {
 		}
 		next = k + 1
 		ok := false
-		switch k {
-		case 0:
+		if k == 0 {
 			b.PeriodStart, ok = d.time()
-		case 1:
-			b.Limit, ok = d.units()
-		case 2:
-			b.TopUps, ok = d.units()
-		case 3:
-			b.Used, ok = d.units()
-		case 4:
-			b.Reserved, ok = d.units()
-		case 5:
-			b.Remaining, ok = d.units()
+		} else {
+			*amounts[k-1], ok = d.units()
 		}
 		if !ok {
 			return false
@@ -358,13 +417,15 @@ func (d *fastDecoder) unitsList() ([]Units, bool) {
 	}
 }
 
-// unitsMap decodes a non-empty object of amounts. A repeated key is handed
-// over (encoding/json keeps the last; we do not try to).
-func (d *fastDecoder) unitsMap() (map[string]Units, bool) {
+// mapOf decodes a non-empty object of values that value decodes (amounts,
+// strings). An empty object is handed over (encoding/json makes it an
+// empty, non-nil map, and the encoder never writes one), and so is a
+// repeated key (encoding/json keeps the last; we do not try to).
+func mapOf[V any](d *fastDecoder, value func() (V, bool)) (map[string]V, bool) {
 	if !d.eat('{') || d.eat('}') {
 		return nil, false
 	}
-	m := make(map[string]Units)
+	m := make(map[string]V)
 	for {
 		k, ok := d.str()
 		if !ok || !d.eat(':') {
@@ -373,13 +434,132 @@ func (d *fastDecoder) unitsMap() (map[string]Units, bool) {
 		if _, dup := m[k]; dup {
 			return nil, false
 		}
-		if m[k], ok = d.units(); !ok {
+		if m[k], ok = value(); !ok {
 			return nil, false
 		}
 		if !d.eat(',') {
 			return m, d.eat('}')
 		}
 	}
+}
+
+// listOf decodes a non-empty array of objects that elem decodes into a
+// zero T, as encoding/json decodes each element into a zero value. An
+// empty array is handed over: encoding/json makes it an empty, non-nil
+// slice, and the encoder never writes one.
+func listOf[T any](d *fastDecoder, elem func(*T) bool) ([]T, bool) {
+	var out []T
+	if !d.eat('[') || d.eat(']') {
+		return nil, false
+	}
+	for {
+		var v T
+		if !elem(&v) {
+			return nil, false
+		}
+		out = append(out, v)
+		if !d.eat(',') {
+			return out, d.eat(']')
+		}
+	}
+}
+
+// object decodes an object whose keys are among names, in their order
+// (as the encoder writes a struct's fields), calling value with the index
+// of each. Keys may be absent: their fields stay zero, as in encoding/json.
+func (d *fastDecoder) object(names []string, value func(k int) bool) bool {
+	if !d.eat('{') {
+		return false
+	}
+	if d.eat('}') {
+		return true
+	}
+	for next := 0; ; {
+		k := d.key(names, next)
+		if k < 0 || !value(k) {
+			return false
+		}
+		next = k + 1
+		if !d.eat(',') {
+			return d.eat('}')
+		}
+	}
+}
+
+func (d *fastDecoder) scopeRef(r *ScopeRef) bool {
+	return d.object(scopeRefKeys, func(k int) (ok bool) {
+		switch k {
+		case 0:
+			r.Dimension, ok = d.str()
+		case 1:
+			r.Value, ok = d.str()
+		}
+		return ok
+	})
+}
+
+func (d *fastDecoder) scopeLimit(l *ScopeLimit) bool {
+	return d.object(scopeLimitKeys, func(k int) (ok bool) {
+		switch k {
+		case 0:
+			l.Dimension, ok = d.str()
+		case 1:
+			l.Value, ok = d.str()
+		case 2:
+			l.Limit, ok = d.units()
+		case 3:
+			l.Period, ok = d.str()
+		}
+		return ok
+	})
+}
+
+func (d *fastDecoder) grantDraw(g *GrantDraw) bool {
+	return d.object(grantDrawKeys, func(k int) (ok bool) {
+		switch k {
+		case 0:
+			g.GrantID, ok = d.str()
+		case 1:
+			g.Units, ok = d.units()
+		}
+		return ok
+	})
+}
+
+// int decodes an integer as encoding/json does (strconv.ParseInt of the
+// token) for the tokens it is certain about: an optional minus, then 0 or
+// 1 to intDigitsMax digits without a leading zero. The caller requires one
+// of ",}]" next, so a fraction or an exponent is handed over.
+func (d *fastDecoder) int() (int, bool) {
+	neg := d.eat('-')
+	start := d.i
+	var v int64
+	for d.i < len(d.b) && isDigit(d.b[d.i]) && d.i-start < intDigitsMax {
+		v = v*10 + int64(d.b[d.i]-'0')
+		d.i++
+	}
+	n := d.i - start
+	if n == 0 || (d.b[start] == '0' && n > 1) || (d.i < len(d.b) && isDigit(d.b[d.i])) {
+		return 0, false
+	}
+	if neg {
+		v = -v
+	}
+	if int64(int(v)) != v {
+		return 0, false // past a 32-bit int: encoding/json refuses it
+	}
+	return int(v), true
+}
+
+// bool decodes the literals true and false.
+func (d *fastDecoder) bool() (bool, bool) {
+	switch {
+	case d.skipLiteral("true"):
+		return true, true
+	case d.skipLiteral("false"):
+		return false, true
+	}
+	return false, false
 }
 
 // units decodes an amount written as a JSON number through parseTotal, as
@@ -440,12 +620,19 @@ func (d *fastDecoder) eat(c byte) bool {
 // has next, and returns its index; -1 if none (an unknown, repeated or
 // reordered key, or one spelled with an escape). Keys must come in the
 // encoder's order, which also rules out repeats.
+//
+// Most absent keys (the optional fields an event leaves out) are passed
+// over by the two bytes after the name's length, which must be `":`, before
+// the name is compared: an old event skips the keys that came with grants
+// and scopes at the cost of a few byte compares.
 func (d *fastDecoder) key(names []string, from int) int {
 	rest := d.b[d.i:]
+	if len(rest) == 0 || rest[0] != '"' {
+		return -1
+	}
 	for j := from; j < len(names); j++ {
 		n := names[j]
-		if len(rest) >= len(n)+3 && rest[0] == '"' && string(rest[1:1+len(n)]) == n &&
-			rest[1+len(n)] == '"' && rest[2+len(n)] == ':' {
+		if len(rest) >= len(n)+3 && rest[1+len(n)] == '"' && rest[2+len(n)] == ':' && string(rest[1:1+len(n)]) == n {
 			d.i += len(n) + 3
 			return j
 		}
@@ -793,6 +980,20 @@ const (
 	fieldCause
 	fieldFraction
 	fieldTrigger
+	fieldRollover
+	fieldOverdraft
+	fieldScopeLimits
+	fieldMaxRuns
+	fieldMaxRunsPerAgent
+	fieldScope
+	fieldCountedScopes
+	fieldInOverdraft
+	fieldRefusedScope
+	fieldFundedBy
+	fieldGrantID
+	fieldPriority
+	fieldEffectiveAt
+	fieldRemaining
 	fieldIdempotencyKey
 	fieldRequestHash
 	fieldBalance
@@ -806,7 +1007,11 @@ var dataFieldNames = [...]string{
 	fieldTaskCeiling: "task_ceiling", fieldExpiresAt: "expires_at", fieldMetadata: "metadata",
 	fieldRequested: "requested", fieldReason: "reason", fieldMessage: "message", fieldHeldUnits: "held_units",
 	fieldReleased: "released", fieldOverage: "overage", fieldCause: "cause", fieldFraction: "fraction",
-	fieldTrigger: "trigger", fieldIdempotencyKey: "idempotency_key", fieldRequestHash: "request_hash",
+	fieldTrigger: "trigger", fieldRollover: "rollover", fieldOverdraft: "overdraft", fieldScopeLimits: "scope_limits",
+	fieldMaxRuns: "max_concurrent_runs", fieldMaxRunsPerAgent: "max_concurrent_runs_per_agent", fieldScope: "scope",
+	fieldCountedScopes: "counted_scopes", fieldInOverdraft: "in_overdraft", fieldRefusedScope: "refused_scope",
+	fieldFundedBy: "funded_by", fieldGrantID: "grant_id", fieldPriority: "priority", fieldEffectiveAt: "effective_at",
+	fieldRemaining: "remaining", fieldIdempotencyKey: "idempotency_key", fieldRequestHash: "request_hash",
 	fieldBalance: "balance",
 }
 
@@ -821,14 +1026,17 @@ type fastSchema struct {
 
 var fastSchemas = [...]fastSchema{
 	schema(TypeBudgetSet, fieldLimit, fieldPeriod, fieldThresholds, fieldUpgradeURL, fieldAgentLimits,
-		fieldSource, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
+		fieldSource, fieldRollover, fieldOverdraft, fieldScopeLimits, fieldMaxRuns, fieldMaxRunsPerAgent,
+		fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeToppedUp, fieldUnits, fieldNote, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeReserved, fieldReservationID, fieldAgentID, fieldUnits, fieldTaskRef, fieldTaskCeiling,
-		fieldExpiresAt, fieldMetadata, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
+		fieldExpiresAt, fieldMetadata, fieldScope, fieldCountedScopes, fieldRequested, fieldInOverdraft,
+		fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeDenied, fieldAgentID, fieldRequested, fieldReason, fieldMessage, fieldTaskRef,
-		fieldUpgradeURL, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
+		fieldUpgradeURL, fieldScope, fieldRefusedScope, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeRecorded, fieldAgentID, fieldReservationID, fieldHeldUnits, fieldUnits, fieldReleased,
-		fieldOverage, fieldTaskRef, fieldMetadata, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
+		fieldOverage, fieldTaskRef, fieldMetadata, fieldScope, fieldCountedScopes, fieldFundedBy,
+		fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeReleased, fieldReservationID, fieldAgentID, fieldUnits, fieldCause, fieldIdempotencyKey,
 		fieldRequestHash, fieldBalance),
 	schema(TypeExpired, fieldReservationID, fieldAgentID, fieldUnits, fieldExpiresAt, fieldBalance),
@@ -837,6 +1045,10 @@ var fastSchemas = [...]fastSchema{
 	schema(TypeThresholdCrossed, fieldFraction, fieldBalance),
 	schema(TypeBudgetExhausted, fieldTrigger, fieldAgentID, fieldUpgradeURL, fieldBalance),
 	schema(TypeBudgetRestored, fieldTrigger, fieldBalance),
+	schema(TypeGranted, fieldGrantID, fieldUnits, fieldPriority, fieldSource, fieldNote, fieldEffectiveAt,
+		fieldExpiresAt, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
+	schema(TypeGrantExpired, fieldGrantID, fieldUnits, fieldRemaining, fieldExpiresAt, fieldBalance),
+	schema(TypeOverdraftStarted, fieldAgentID, fieldOverdraft, fieldBalance),
 }
 
 func schema(t Type, fields ...dataField) fastSchema {

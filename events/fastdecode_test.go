@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand"
 	"reflect"
 	"strings"
@@ -21,17 +22,25 @@ var DecodeCommitEncodingJSON = decodeCommitSlow
 // that on random canonical commits, on hand-made inputs it must hand over,
 // and under fuzzing.
 
-// eventGen makes random events of every type. Its strings mix plain text
-// with quotes, backslashes, slashes, the escapes \b \f \n \r \t and
-// multi-byte UTF-8. With unusual set it also uses text that the encoders
-// write with a \u escape (other control characters, U+2028, invalid
-// UTF-8, and <>& in the commit's own strings, which json.Marshal escapes)
-// and times that are not UTC; used records whether it did.
+// eventGen makes random events of every type, with every field. Its
+// strings mix plain text with quotes, backslashes, slashes, the escapes
+// \b \f \n \r \t and multi-byte UTF-8. With unusual set it also uses text
+// that the encoders write with a \u escape (other control characters,
+// U+2028, invalid UTF-8, and <>& in the commit's own strings, which
+// json.Marshal escapes), times that are not UTC and integers of 19 digits;
+// used records whether it did.
 type eventGen struct {
 	r       *rand.Rand
 	unusual bool
 	used    bool
 	small   bool // amounts of at most 6+6 digits, rather than up to 30+18
+	plain   bool // only the types and fields of logs from before grants and scopes
+}
+
+// plainTypes are the event types of logs from before grants and scopes.
+var plainTypes = []Type{
+	TypeBudgetSet, TypeToppedUp, TypeReserved, TypeDenied, TypeRecorded, TypeReleased, TypeExpired,
+	TypeExtended, TypeThresholdCrossed, TypeBudgetExhausted, TypeBudgetRestored,
 }
 
 // Fragments of generated strings.
@@ -142,9 +151,114 @@ func (g *eventGen) time() time.Time {
 	return t
 }
 
+// ext reports whether to set a field that came with grants and scopes:
+// never in plain mode, else half of the time.
+func (g *eventGen) ext() bool { return !g.plain && g.r.Intn(2) == 0 }
+
 func (g *eventGen) balance() Balance {
-	return Balance{PeriodStart: g.time(), Limit: g.total(), TopUps: g.total(), Used: g.total(),
+	b := Balance{PeriodStart: g.time(), Limit: g.total(), TopUps: g.total(), Used: g.total(),
 		Reserved: g.total(), Remaining: g.total()}
+	if g.ext() {
+		b.Grants, b.GrantsUsed, b.Overdraft, b.Overdrawn = g.total(), g.total(), g.total(), g.total()
+	}
+	return b
+}
+
+// optUnits is an amount half of the time, else zero (omitted, omitzero).
+func (g *eventGen) optUnits() Units {
+	if !g.ext() {
+		return Zero
+	}
+	return g.request()
+}
+
+// integer is zero, small, negative or as large as 18 digits; with unusual
+// set, sometimes 19 digits (handed over: the fast decoder reads 18).
+func (g *eventGen) integer() int {
+	switch g.r.Intn(6) {
+	case 0:
+		return 0
+	case 1:
+		return -g.r.Intn(1000)
+	case 2:
+		return g.r.Intn(1e18)
+	case 3:
+		if g.unusual {
+			g.used = true
+			return math.MaxInt64 - g.r.Intn(1000)
+		}
+	}
+	return g.r.Intn(10001)
+}
+
+// optInt is an integer in ext mode, else 0 (omitted, omitempty).
+func (g *eventGen) optInt() int {
+	if !g.ext() {
+		return 0
+	}
+	return g.integer()
+}
+
+func (g *eventGen) scope() map[string]string {
+	if !g.ext() {
+		return nil
+	}
+	m := make(map[string]string)
+	for range 1 + g.r.Intn(4) {
+		m[g.str()] = g.str()
+	}
+	return m
+}
+
+func (g *eventGen) scopeRef() ScopeRef { return ScopeRef{Dimension: g.str(), Value: g.str()} }
+
+func (g *eventGen) scopeRefs() []ScopeRef {
+	if !g.ext() {
+		return nil
+	}
+	rs := make([]ScopeRef, 1+g.r.Intn(4))
+	for i := range rs {
+		rs[i] = g.scopeRef()
+	}
+	return rs
+}
+
+func (g *eventGen) refusedScope() *ScopeRef {
+	if !g.ext() {
+		return nil
+	}
+	r := g.scopeRef()
+	return &r
+}
+
+func (g *eventGen) scopeLimits() []ScopeLimit {
+	if !g.ext() {
+		return nil
+	}
+	ls := make([]ScopeLimit, 1+g.r.Intn(4))
+	for i := range ls {
+		ls[i] = ScopeLimit{Dimension: g.str(), Value: g.str(), Limit: g.request(), Period: g.str()}
+	}
+	return ls
+}
+
+func (g *eventGen) fundedBy() []GrantDraw {
+	if !g.ext() {
+		return nil
+	}
+	ds := make([]GrantDraw, 1+g.r.Intn(4))
+	for i := range ds {
+		ds[i] = GrantDraw{GrantID: g.str(), Units: g.request()}
+	}
+	return ds
+}
+
+func (g *eventGen) overdraft() *Units {
+	if !g.ext() {
+		return nil
+	}
+	u := g.request()
+	return &u
 }
 
 func (g *eventGen) req() Request {
@@ -237,19 +351,22 @@ func (g *eventGen) data(t Type) Data {
 	switch t {
 	case TypeBudgetSet:
 		return &BudgetSet{Limit: g.request(), Period: g.str(), Thresholds: g.thresholds(), UpgradeURL: g.opt(g.str()),
-			AgentLimits: g.agentLimits(), Source: g.str(), Request: g.req(), Balance: g.balance()}
+			AgentLimits: g.agentLimits(), Source: g.str(), Rollover: g.optExt(), Overdraft: g.overdraft(),
+			ScopeLimits: g.scopeLimits(), MaxRuns: g.optInt(), MaxRunsPerAgent: g.optInt(), Request: g.req(), Balance: g.balance()}
 	case TypeToppedUp:
 		return &ToppedUp{Units: g.request(), Note: g.opt(g.str()), Request: g.req(), Balance: g.balance()}
 	case TypeReserved:
 		return &Reserved{ReservationID: g.str(), AgentID: g.str(), Units: g.request(), TaskRef: g.opt(g.str()),
-			TaskCeiling: g.ceiling(), ExpiresAt: g.time(), Metadata: g.metadata(), Request: g.req(), Balance: g.balance()}
+			TaskCeiling: g.ceiling(), ExpiresAt: g.time(), Metadata: g.metadata(), Scope: g.scope(),
+			CountedScopes: g.scopeRefs(), Requested: g.optUnits(), InOverdraft: g.ext(), Request: g.req(), Balance: g.balance()}
 	case TypeDenied:
 		return &Denied{AgentID: g.str(), Requested: g.request(), Reason: g.str(), Message: g.str(),
-			TaskRef: g.opt(g.str()), UpgradeURL: g.opt(g.str()), Request: g.req(), Balance: g.balance()}
+			TaskRef: g.opt(g.str()), UpgradeURL: g.opt(g.str()), Scope: g.scope(), RefusedScope: g.refusedScope(),
+			Request: g.req(), Balance: g.balance()}
 	case TypeRecorded:
 		return &Recorded{AgentID: g.str(), ReservationID: g.opt(g.str()), HeldUnits: g.request(), Units: g.request(),
 			Released: g.request(), Overage: g.request(), TaskRef: g.opt(g.str()), Metadata: g.metadata(),
-			Request: g.req(), Balance: g.balance()}
+			Scope: g.scope(), CountedScopes: g.scopeRefs(), FundedBy: g.fundedBy(), Request: g.req(), Balance: g.balance()}
 	case TypeReleased:
 		return &Released{ReservationID: g.str(), AgentID: g.str(), Units: g.request(), Cause: g.str(),
 			Request: g.req(), Balance: g.balance()}
@@ -263,12 +380,31 @@ func (g *eventGen) data(t Type) Data {
 		return &BudgetExhausted{Trigger: g.str(), AgentID: g.opt(g.str()), UpgradeURL: g.opt(g.str()), Balance: g.balance()}
 	case TypeBudgetRestored:
 		return &BudgetRestored{Trigger: g.str(), Balance: g.balance()}
+	case TypeGranted:
+		return &Granted{GrantID: g.str(), Units: g.request(), Priority: g.integer(), Source: g.str(), Note: g.opt(g.str()),
+			EffectiveAt: g.time(), ExpiresAt: g.time(), Request: g.req(), Balance: g.balance()}
+	case TypeGrantExpired:
+		return &GrantExpired{GrantID: g.str(), Units: g.request(), Remaining: g.request(), ExpiresAt: g.time(), Balance: g.balance()}
+	case TypeOverdraftStarted:
+		return &OverdraftStarted{AgentID: g.opt(g.str()), Overdraft: g.request(), Balance: g.balance()}
 	}
 	panic("unknown type " + t)
 }
 
+// optExt is a string in ext mode, else "" (omitted).
+func (g *eventGen) optExt() string {
+	if !g.ext() {
+		return ""
+	}
+	return g.str()
+}
+
 func (g *eventGen) envelope() *Envelope {
-	t := Types[g.r.Intn(len(Types))]
+	types := Types
+	if g.plain {
+		types = plainTypes
+	}
+	t := types[g.r.Intn(len(types))]
 	return &Envelope{ID: g.str(), Type: t, V: Version, At: g.time(), CustomerID: g.str(), Data: g.data(t)}
 }
 
@@ -393,8 +529,35 @@ const (
 	fastTestBudget = `{"id":"e2","type":"budget_set","v":1,"at":"0001-01-01T00:00:00Z","customer_id":"c",` +
 		`"data":{"limit":100,"period":"monthly","thresholds":[0.5,0.8],"agent_limits":{"a":5,"b":6},"source":"admin",` +
 		`"balance":{"period_start":"0001-01-01T00:00:00Z","limit":100,"top_ups":0,"used":0,"reserved":0,"remaining":100}}}`
+	// fastTestExt are events with every field that came with grants,
+	// scopes and overdraft.
+	fastTestExt = `{"id":"e3","type":"recorded","v":1,"at":"2026-03-14T09:01:00Z","customer_id":"user_123",` +
+		`"data":{"agent_id":"a1","reservation_id":"r1","held_units":10,"units":12,"released":0,"overage":2,` +
+		`"scope":{"team":"research","user":"alice"},"counted_scopes":[{"dimension":"team","value":"research"}],` +
+		`"funded_by":[{"grant_id":"g1","units":2}],"balance":{"period_start":"2026-03-01T00:00:00Z","limit":1000,` +
+		`"top_ups":0,"used":132,"reserved":0,"remaining":868,"grants":48,"grants_used":2,"overdraft":20,"overdrawn":0.5}}},` +
+		`{"id":"e4","type":"granted","v":1,"at":"2026-03-14T09:02:00Z","customer_id":"user_123","data":{"grant_id":"g1",` +
+		`"units":50,"priority":100,"source":"purchase","note":"n","effective_at":"2026-03-14T09:02:00Z",` +
+		`"expires_at":"2026-04-14T09:02:00Z","idempotency_key":"k4","balance":{"period_start":"2026-03-01T00:00:00Z",` +
+		`"limit":1000,"top_ups":0,"used":132,"reserved":0,"remaining":918,"grants":50}}},` +
+		`{"id":"e5","type":"budget_set","v":1,"at":"2026-03-14T09:03:00Z","customer_id":"user_123","data":{"limit":100,` +
+		`"period":"month","source":"admin","rollover":"all","overdraft":5,"scope_limits":[{"dimension":"team",` +
+		`"value":"research","limit":50,"period":"month"}],"max_concurrent_runs":3,"max_concurrent_runs_per_agent":1,` +
+		`"balance":{}}},` +
+		`{"id":"e6","type":"reserved","v":1,"at":"2026-03-14T09:04:00Z","customer_id":"user_123","data":{` +
+		`"reservation_id":"r2","agent_id":"a1","units":4,"expires_at":"2026-03-14T09:19:00Z","scope":{"team":"ops"},` +
+		`"counted_scopes":[{"dimension":"team","value":"ops"},{"dimension":"user","value":"bob"}],"requested":9,` +
+		`"in_overdraft":true,"balance":{}}},` +
+		`{"id":"e7","type":"denied","v":1,"at":"2026-03-14T09:05:00Z","customer_id":"user_123","data":{"agent_id":"a1",` +
+		`"requested":9,"reason":"scope_limit_exceeded","message":"m","scope":{"team":"ops"},` +
+		`"refused_scope":{"dimension":"team","value":"ops"},"balance":{}}},` +
+		`{"id":"e8","type":"grant_expired","v":1,"at":"2026-03-14T09:06:00Z","customer_id":"user_123","data":{` +
+		`"grant_id":"g1","units":50,"remaining":3.5,"expires_at":"2026-03-14T09:06:00Z","balance":{}}},` +
+		`{"id":"e9","type":"overdraft_started","v":1,"at":"2026-03-14T09:07:00Z","customer_id":"user_123","data":{` +
+		`"agent_id":"a1","overdraft":20,"balance":{}}}`
+	fastTestEvents = fastTestEvent + `,` + fastTestExt + `,` + fastTestBudget
 	fastTestCommit = `{"v":1,"id":"c1","writer":"0","at":"2026-03-14T09:00:00.123456789Z","events":[` +
-		fastTestEvent + `,` + fastTestBudget + `]}`
+		fastTestEvents + `]}`
 )
 
 // TestFastDecodeHandsOver: inputs the fast decoder must hand to
@@ -431,7 +594,7 @@ func TestFastDecodeHandsOver(t *testing.T) {
 		{"null time", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":null`},
 		{"null metadata", `"metadata":{"k":[1,"v",{"x":null}]}`, `"metadata":null`},
 		{"null data", `"data":{"limit"`, `"data":null,"x":{"limit"`},
-		{"null events", `"events":[` + fastTestEvent + `,` + fastTestBudget + `]`, `"events":null`},
+		{"null events", `"events":[` + fastTestEvents + `]`, `"events":null`},
 		{"null task ceiling", `"task_ceiling":12.5`, `"task_ceiling":null`},
 		{"null thresholds", `"thresholds":[0.5,0.8]`, `"thresholds":null`},
 		{"empty thresholds", `"thresholds":[0.5,0.8]`, `"thresholds":[]`},
@@ -489,6 +652,45 @@ func TestFastDecodeHandsOver(t *testing.T) {
 		{"truncated", `"remaining":100}}}]}`, `"remaining":100}}}]`},
 		{"event not an object", `"events":[`, `"events":[1,`},
 		{"trailing comma in events", `"remaining":100}}}]}`, `"remaining":100}}},]}`},
+		// The fields that came with grants, scopes and overdraft.
+		{"empty scope", `"scope":{"team":"research","user":"alice"}`, `"scope":{}`},
+		{"repeated scope key", `"scope":{"team":"research","user":"alice"}`, `"scope":{"team":"research","team":"ops"}`},
+		{"scope value a number", `"scope":{"team":"research","user":"alice"}`, `"scope":{"team":1}`},
+		{"scope an array", `"scope":{"team":"research","user":"alice"}`, `"scope":["team"]`},
+		{"null scope", `"scope":{"team":"research","user":"alice"}`, `"scope":null`},
+		{"empty counted scopes", `"counted_scopes":[{"dimension":"team","value":"research"}]`, `"counted_scopes":[]`},
+		{"reordered scope ref", `[{"dimension":"team","value":"research"}]`, `[{"value":"research","dimension":"team"}]`},
+		{"repeated scope ref key", `[{"dimension":"team","value":"research"}]`, `[{"dimension":"team","dimension":"x"}]`},
+		{"unknown scope ref key", `[{"dimension":"team","value":"research"}]`, `[{"dimension":"team","value":"research","x":1}]`},
+		{"scope ref key in other case", `[{"dimension":"team","value":"research"}]`, `[{"Dimension":"team","value":"research"}]`},
+		{"null scope ref", `[{"dimension":"team","value":"research"}]`, `[null]`},
+		{"trailing comma in counted scopes", `[{"dimension":"team","value":"research"}]`, `[{"dimension":"team","value":"research"},]`},
+		{"empty funded_by", `"funded_by":[{"grant_id":"g1","units":2}]`, `"funded_by":[]`},
+		{"funded amount as string", `"funded_by":[{"grant_id":"g1","units":2}]`, `"funded_by":[{"grant_id":"g1","units":"2"}]`},
+		{"funded_by an object", `"funded_by":[{"grant_id":"g1","units":2}]`, `"funded_by":{"grant_id":"g1","units":2}`},
+		{"empty scope limits", `"scope_limits":[{"dimension":"team","value":"research","limit":50,"period":"month"}]`, `"scope_limits":[]`},
+		{"negative scope limit", `"value":"research","limit":50`, `"value":"research","limit":-50`},
+		{"integer with fraction", `"max_concurrent_runs":3`, `"max_concurrent_runs":3.0`},
+		{"integer with exponent", `"max_concurrent_runs":3`, `"max_concurrent_runs":3e0`},
+		{"integer with leading zero", `"max_concurrent_runs":3`, `"max_concurrent_runs":03`},
+		{"integer as string", `"max_concurrent_runs":3`, `"max_concurrent_runs":"3"`},
+		{"null integer", `"max_concurrent_runs":3`, `"max_concurrent_runs":null`},
+		{"integer of 19 digits", `"priority":100`, `"priority":1000000000000000000`},
+		{"integer past int64", `"priority":100`, `"priority":9223372036854775808`},
+		{"minus alone", `"priority":100`, `"priority":-`},
+		{"plus sign", `"priority":100`, `"priority":+1`},
+		{"boolean as number", `"in_overdraft":true`, `"in_overdraft":1`},
+		{"boolean as string", `"in_overdraft":true`, `"in_overdraft":"true"`},
+		{"boolean in capitals", `"in_overdraft":true`, `"in_overdraft":True`},
+		{"null boolean", `"in_overdraft":true`, `"in_overdraft":null`},
+		{"null overdraft", `"overdraft":5`, `"overdraft":null`},
+		{"null refused scope", `"refused_scope":{"dimension":"team","value":"ops"}`, `"refused_scope":null`},
+		{"grant fields reordered", `"priority":100,"source":"purchase"`, `"source":"purchase","priority":100`},
+		{"balance keys reordered", `"grants":48,"grants_used":2`, `"grants_used":2,"grants":48`},
+		{"balance key of another event", `"overdrawn":0.5}`, `"overdrawn":0.5,"requested":1}`},
+		{"effective_at with offset", `"effective_at":"2026-03-14T09:02:00Z"`, `"effective_at":"2026-03-14T10:02:00+01:00"`},
+		{"grant field in a reserved event", `"in_overdraft":true,`, `"in_overdraft":true,"priority":1,`},
+		{"new type case", `"type":"granted"`, `"type":"Granted"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -520,8 +722,8 @@ func TestFastDecodeHandles(t *testing.T) {
 		{"absent key", `"customer_id":"user_123",`, ``},
 		{"absent balance", `,"balance":{"period_start":"2026-03-01T00:00:00Z","limit":1000,"top_ups":0,"used":120,"reserved":10,"remaining":870}`, ``},
 		{"empty balance", `{"period_start":"2026-03-01T00:00:00Z","limit":1000,"top_ups":0,"used":120,"reserved":10,"remaining":870}`, `{}`},
-		{"absent events", `,"events":[` + fastTestEvent + `,` + fastTestBudget + `]`, ``},
-		{"empty events", `[` + fastTestEvent + `,` + fastTestBudget + `]`, `[]`},
+		{"absent events", `,"events":[` + fastTestEvents + `]`, ``},
+		{"empty events", `[` + fastTestEvents + `]`, `[]`},
 		{"empty data", `{"limit":100,"period":"monthly","thresholds":[0.5,0.8],"agent_limits":{"a":5,"b":6},"source":"admin",` +
 			`"balance":{"period_start":"0001-01-01T00:00:00Z","limit":100,"top_ups":0,"used":0,"reserved":0,"remaining":100}}`, `{}`},
 		{"simple escapes", `"agent_id":"a\"1"`, `"agent_id":"\"\\\/\b\f\n\r\t"`},
@@ -545,6 +747,20 @@ func TestFastDecodeHandles(t *testing.T) {
 		{"year 0", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"0000-02-29T00:00:00Z"`},
 		{"year 9999", `"expires_at":"2026-03-14T09:15:00Z"`, `"expires_at":"9999-12-31T23:59:59Z"`},
 		{"fraction with trailing zeros", `"at":"2026-03-14T09:00:00.5Z"`, `"at":"2026-03-14T09:00:00.500000000Z"`},
+		// The fields that came with grants, scopes and overdraft.
+		{"negative integer", `"priority":100`, `"priority":-5`},
+		{"zero integer", `"priority":100`, `"priority":0`},
+		{"negative zero integer", `"priority":100`, `"priority":-0`},
+		{"integer of 18 digits", `"priority":100`, `"priority":-999999999999999999`},
+		{"false", `"in_overdraft":true`, `"in_overdraft":false`},
+		{"empty refused scope", `"refused_scope":{"dimension":"team","value":"ops"}`, `"refused_scope":{}`},
+		{"empty scope ref", `[{"dimension":"team","value":"research"}]`, `[{}]`},
+		{"scope ref without dimension", `[{"dimension":"team","value":"research"}]`, `[{"value":"research"}]`},
+		{"scope limit with its limit alone", `[{"dimension":"team","value":"research","limit":50,"period":"month"}]`, `[{"limit":50}]`},
+		{"escaped scope key", `"scope":{"team":"research","user":"alice"}`, `"scope":{"te\nam":"r\"1","user":"alice"}`},
+		{"amount with exponent in funded_by", `"funded_by":[{"grant_id":"g1","units":2}]`, `"funded_by":[{"grant_id":"g1","units":2e0}]`},
+		{"absent grant balance keys", `,"grants":48,"grants_used":2,"overdraft":20,"overdrawn":0.5`, ``},
+		{"empty new-type data", `"data":{"agent_id":"a1","overdraft":20,"balance":{}}`, `"data":{}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -663,10 +879,11 @@ func FuzzDecodeCommit(f *testing.F) {
 
 // FuzzDecodeCommitFields puts fuzzed text (raw JSON, escapes and all) in
 // one of the places of canonical events where values vary: slot 0 the
-// strings (and a map key), 1 the amounts, 2 the times, 3 the metadata.
-// Unlike FuzzDecodeCommit, the rest stays canonical, so many inputs are
-// ones the fast decoder decodes itself and this explores its decisions
-// more than encoding/json's errors.
+// strings (and a map key, a scope's key and value), 1 the amounts, 2 the
+// times, 3 the metadata, 4 the integers, 5 the booleans. Unlike
+// FuzzDecodeCommit, the rest stays canonical, so many inputs are ones the
+// fast decoder decodes itself and this explores its decisions more than
+// encoding/json's errors.
 func FuzzDecodeCommitFields(f *testing.F) {
 	for _, seed := range []struct {
 		slot uint8
@@ -676,25 +893,58 @@ func FuzzDecodeCommitFields(f *testing.F) {
 		{1, "10"}, {1, "0.000000000000000001"}, {1, "1e3"}, {1, "123456789012345678901234567890.123456789012345678"},
 		{2, "2026-03-14T09:00:00.5Z"}, {2, "0001-01-01T00:00:00Z"}, {2, "2024-02-29T23:59:59.999999999Z"},
 		{3, `{"k":[1]}`}, {3, `{}`}, {3, `{"a":"\u00e9","b":[true,false,null,-1.5e-7]}`}, {3, `{"d":{"e":{"f":[[]]}}}`},
+		{4, "100"}, {4, "-0"}, {4, "999999999999999999"}, {4, "1e2"}, {4, "-"}, {4, "1.0"},
+		{5, "true"}, {5, "false"}, {5, "null"}, {5, "1"},
 	} {
 		f.Add(seed.slot, seed.text)
 	}
 	f.Fuzz(func(t *testing.T, slot uint8, text string) {
-		v := [4]string{"user_123", "10", "2026-03-14T09:00:00.5Z", `{"k":[1]}`}
-		v[slot%4] = text
-		str, amount, at, meta := v[0], v[1], v[2], v[3]
-		event := `{"id":"e","type":"reserved","v":1,"at":"` + at + `","customer_id":"` + str + `",` +
-			`"data":{"reservation_id":"r","agent_id":"a","units":` + amount + `,"expires_at":"2026-03-14T09:15:00Z",` +
-			`"metadata":` + meta + `,"balance":{"period_start":"2026-03-01T00:00:00Z","limit":` + amount +
-			`,"top_ups":0,"used":0,"reserved":` + amount + `,"remaining":870}}}`
-		budget := `{"id":"e2","type":"budget_set","v":1,"at":"0001-01-01T00:00:00Z","customer_id":"c",` +
-			`"data":{"limit":1,"period":"m","thresholds":[` + amount + `,0.5],"agent_limits":{"` + str + `":` + amount +
-			`,"b":2},"source":"admin","balance":{}}}`
-		commit := `{"v":1,"id":"` + str + `","writer":"0","at":"` + at + `","events":[` + event + `,` + budget + `]}`
+		v := fuzzFieldDefaults
+		v[slot%uint8(len(v))] = text
+		event, budget, grant, commit := fuzzFieldEvents(v)
 		sameAsSlow(t, []byte(event))
 		sameAsSlow(t, []byte(budget))
+		sameAsSlow(t, []byte(grant))
 		sameAsSlow(t, []byte(commit))
 	})
+}
+
+// fuzzFieldDefaults are the canonical values of FuzzDecodeCommitFields's
+// slots.
+var fuzzFieldDefaults = [6]string{"user_123", "10", "2026-03-14T09:00:00.5Z", `{"k":[1]}`, "100", "true"}
+
+// fuzzFieldEvents returns FuzzDecodeCommitFields's events and commit with
+// the values v of its slots.
+func fuzzFieldEvents(v [6]string) (event, budget, grant, commit string) {
+	str, amount, at, meta, integer, boolean := v[0], v[1], v[2], v[3], v[4], v[5]
+	event = `{"id":"e","type":"reserved","v":1,"at":"` + at + `","customer_id":"` + str + `",` +
+		`"data":{"reservation_id":"r","agent_id":"a","units":` + amount + `,"expires_at":"2026-03-14T09:15:00Z",` +
+		`"metadata":` + meta + `,"scope":{"` + str + `":"` + str + `","u":"v"},"counted_scopes":[{"dimension":"` + str +
+		`","value":"x"}],"requested":` + amount + `,"in_overdraft":` + boolean + `,` +
+		`"balance":{"period_start":"2026-03-01T00:00:00Z","limit":` + amount +
+		`,"top_ups":0,"used":0,"reserved":` + amount + `,"remaining":870,"grants":` + amount + `}}}`
+	budget = `{"id":"e2","type":"budget_set","v":1,"at":"0001-01-01T00:00:00Z","customer_id":"c",` +
+		`"data":{"limit":1,"period":"m","thresholds":[` + amount + `,0.5],"agent_limits":{"` + str + `":` + amount +
+		`,"b":2},"source":"admin","overdraft":` + amount + `,"scope_limits":[{"dimension":"` + str + `","limit":` + amount +
+		`}],"max_concurrent_runs":` + integer + `,"balance":{}}}`
+	grant = `{"id":"e3","type":"granted","v":1,"at":"` + at + `","customer_id":"c","data":{"grant_id":"` + str +
+		`","units":` + amount + `,"priority":` + integer + `,"source":"s","effective_at":"` + at + `","balance":{}}}`
+	commit = `{"v":1,"id":"` + str + `","writer":"0","at":"` + at + `","events":[` + event + `,` + budget + `,` + grant + `]}`
+	return event, budget, grant, commit
+}
+
+// The canonical events FuzzDecodeCommitFields edits are ones the fast
+// decoder decodes itself, so the fuzzer explores its decisions.
+func TestFuzzFieldEventsAreDecodedFast(t *testing.T) {
+	event, budget, grant, commit := fuzzFieldEvents(fuzzFieldDefaults)
+	for _, e := range []string{event, budget, grant} {
+		if _, err := fastDecode([]byte(e)); err != nil {
+			t.Errorf("fastDecode(%s): %v", e, err)
+		}
+	}
+	if _, err := fastDecodeCommit([]byte(commit)); err != nil {
+		t.Errorf("fastDecodeCommit(%s): %v", commit, err)
+	}
 }
 
 // TestUnitsMemoHoldsNoPointer checks unitsMemoTextMax: an amount whose
@@ -739,12 +989,13 @@ func TestFastDecodeUnitsMemo(t *testing.T) {
 
 // mixedCommit returns a commit of random canonical events of every type
 // (without \u escapes), so that, unlike BenchmarkDecodeCommit's, its
-// amounts and strings vary as in a real log, and rarely repeat.
-func mixedCommit(b *testing.B, eventsN int, small bool) []byte {
+// amounts and strings vary as in a real log, and rarely repeat. With plain
+// set, only the types and fields of logs from before grants and scopes.
+func mixedCommit(b *testing.B, eventsN int, small, plain bool) []byte {
 	b.Helper()
 	var enc CommitEncoder
 	r := rand.New(rand.NewSource(4))
-	g := &eventGen{r: r, small: small}
+	g := &eventGen{r: r, small: small, plain: plain}
 	enc.Reset("c", "0", time.Now())
 	for range eventsN {
 		e, err := Encode(g.envelope())
@@ -773,11 +1024,17 @@ func benchmarkDecode(b *testing.B, body []byte, eventsN int, decode func([]byte)
 
 // BenchmarkDecodeCommitMixed decodes mixed commits with amounts of up to
 // 6+6 digits ("small") and of up to 30+18 digits ("large", where apd's
-// big-number parsing dominates), with DecodeCommit and encoding/json alone.
+// big-number parsing dominates), with DecodeCommit and encoding/json alone:
+// "plain" commits hold only the types and fields of logs from before grants
+// and scopes (replay of an old log must not get slower), the others every
+// type and field.
 func BenchmarkDecodeCommitMixed(b *testing.B) {
-	for _, size := range []string{"small", "large"} {
-		body := mixedCommit(b, 100, size == "small")
-		b.Run(size+"/fast", func(b *testing.B) { benchmarkDecode(b, body, 100, DecodeCommit) })
-		b.Run(size+"/encoding-json", func(b *testing.B) { benchmarkDecode(b, body, 100, decodeCommitSlow) })
+	for _, kind := range []string{"plain", "all"} {
+		for _, size := range []string{"small", "large"} {
+			body := mixedCommit(b, 100, size == "small", kind == "plain")
+			name := kind + "/" + size
+			b.Run(name+"/fast", func(b *testing.B) { benchmarkDecode(b, body, 100, DecodeCommit) })
+			b.Run(name+"/encoding-json", func(b *testing.B) { benchmarkDecode(b, body, 100, decodeCommitSlow) })
+		}
 	}
 }

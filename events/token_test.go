@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -301,7 +303,9 @@ func TestEventSubjectAndFilter(t *testing.T) {
 	}
 }
 
-// sampleEvents returns one event of every type with every field set.
+// sampleEvents returns one event of every type with every field set
+// (TestSampleEventsCoverEveryType checks it), so that the round trips
+// cover them; the amounts need not add up.
 func sampleEvents(t *testing.T) []*events.Envelope {
 	t.Helper()
 	u := func(s string) events.Units { return mustUnits(t, s) }
@@ -314,31 +318,46 @@ func sampleEvents(t *testing.T) []*events.Envelope {
 		Used:        u("40.25"),
 		Reserved:    u("10"),
 		Remaining:   u("100.25"),
+		Grants:      u("30"),
+		GrantsUsed:  u("20"),
+		Overdraft:   u("25"),
+		Overdrawn:   u("0.5"),
 	}
 	req := events.Request{IdempotencyKey: "key-1", RequestHash: "00112233445566778899aabbccddeeff"}
+	scope := map[string]string{"team": "research", "user": "alice"}
+	counted := []events.ScopeRef{{Dimension: "team", Value: "research"}}
 	data := []events.Data{
 		&events.BudgetSet{Limit: u("100"), Period: "month", Thresholds: []events.Units{u("0.5"), u("0.8")},
 			UpgradeURL: "https://example.com/up", AgentLimits: map[string]events.Units{"a1": u("10"), "a2": u("0.5")},
-			Source: "admin", Request: req, Balance: bal},
+			Source: "admin", Rollover: "all", Overdraft: up("25"), ScopeLimits: []events.ScopeLimit{
+				{Dimension: "team", Value: "research", Limit: u("60"), Period: "month"},
+				{Dimension: "user", Value: "alice", Limit: u("20.5"), Period: "day"}},
+			MaxRuns: 10, MaxRunsPerAgent: 3, Request: req, Balance: bal},
 		&events.ToppedUp{Units: u("50.5"), Note: "thanks", Request: req, Balance: bal},
 		&events.Reserved{ReservationID: "r1", AgentID: "a1", Units: u("10"), TaskRef: "t1", TaskCeiling: up("25"),
-			ExpiresAt: at.Add(15 * time.Minute), Metadata: json.RawMessage(`{"run":"x","n":1}`), Request: req, Balance: bal},
-		&events.Denied{AgentID: "a1", Requested: u("1000"), Reason: "budget_exhausted",
-			Message: "customer c1 has 100.25 units left in this month; 1000 requested", TaskRef: "t1",
-			UpgradeURL: "https://example.com/up", Request: req, Balance: bal},
-		&events.Recorded{AgentID: "a1", ReservationID: "r1", HeldUnits: u("10"), Units: u("12.5"), Released: u("0"),
-			Overage: u("2.5"), TaskRef: "t1", Metadata: json.RawMessage(`{"model":"m"}`), Request: req, Balance: bal},
+			ExpiresAt: at.Add(15 * time.Minute), Metadata: json.RawMessage(`{"run":"x","n":1}`), Scope: scope,
+			CountedScopes: counted, Requested: u("12"), InOverdraft: true, Request: req, Balance: bal},
+		&events.Denied{AgentID: "a1", Requested: u("1000"), Reason: "scope_limit_exceeded",
+			Message: "scope team=research has 10 units left in this month; 1000 requested", TaskRef: "t1",
+			UpgradeURL: "https://example.com/up", Scope: scope, RefusedScope: &counted[0], Request: req, Balance: bal},
+		&events.Recorded{AgentID: "a1", ReservationID: "r1", HeldUnits: u("10"), Units: u("12.5"), Released: u("0.5"),
+			Overage: u("2.5"), TaskRef: "t1", Metadata: json.RawMessage(`{"model":"m"}`), Scope: scope, CountedScopes: counted,
+			FundedBy: []events.GrantDraw{{GrantID: "g1", Units: u("2")}, {GrantID: "g2", Units: u("0.5")}}, Request: req, Balance: bal},
 		&events.Released{ReservationID: "r1", AgentID: "a1", Units: u("10"), Cause: events.CauseRunFailed, Request: req, Balance: bal},
 		&events.Expired{ReservationID: "r1", AgentID: "a1", Units: u("10"), ExpiresAt: at.Add(-time.Second), Balance: bal},
 		&events.Extended{ReservationID: "r1", AgentID: "a1", ExpiresAt: at.Add(time.Hour), Request: req, Balance: bal},
 		&events.ThresholdCrossed{Fraction: u("0.8"), Balance: bal},
 		&events.BudgetExhausted{Trigger: events.TriggerRefused, AgentID: "a1", UpgradeURL: "https://example.com/up", Balance: bal},
 		&events.BudgetRestored{Trigger: events.TriggerToppedUp, Balance: bal},
+		&events.Granted{GrantID: "g1", Units: u("30"), Priority: 10, Source: events.SourcePurchase, Note: "pack",
+			EffectiveAt: at, ExpiresAt: at.Add(30 * 24 * time.Hour), Request: req, Balance: bal},
+		&events.GrantExpired{GrantID: "g1", Units: u("30"), Remaining: u("4.5"), ExpiresAt: at.Add(-time.Second), Balance: bal},
+		&events.OverdraftStarted{AgentID: "a1", Overdraft: u("25"), Balance: bal},
 	}
 	var out []*events.Envelope
 	for i, d := range data {
 		out = append(out, &events.Envelope{
-			ID: "0195b2a0-0000-7000-8000-00000000000" + string(rune('0'+i)), Type: d.EventType(), V: events.Version,
+			ID: fmt.Sprintf("0195b2a0-0000-7000-8000-%012d", i), Type: d.EventType(), V: events.Version,
 			At: at, CustomerID: "acme.corp", Data: d,
 		})
 	}
@@ -358,9 +377,31 @@ func TestSampleEventsCoverEveryType(t *testing.T) {
 			t.Errorf("no sample event of type %q", ty)
 		}
 	}
+	for _, e := range sampleEvents(t) {
+		for _, name := range zeroFields(reflect.ValueOf(e.Data).Elem()) {
+			t.Errorf("sample %s event leaves %s zero", e.Type, name)
+		}
+	}
 	if got, want := len(have), len(events.Types); got != want {
 		t.Errorf("sample has %d types, events.Types has %d", got, want)
 	}
+}
+
+// zeroFields names the fields of a struct that are zero, looking into
+// embedded structs and the balance.
+func zeroFields(v reflect.Value) []string {
+	var out []string
+	for i := range v.NumField() {
+		f, ft := v.Field(i), v.Type().Field(i)
+		if ft.Anonymous || ft.Type == reflect.TypeFor[events.Balance]() {
+			out = append(out, zeroFields(f)...)
+			continue
+		}
+		if f.IsZero() {
+			out = append(out, ft.Name)
+		}
+	}
+	return out
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {

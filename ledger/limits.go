@@ -53,6 +53,13 @@ const (
 	// GrantsPerCustomerMax bounds a customer's open grants: draw-down walks
 	// them on every charge, and a status reply lists them (~250 bytes each).
 	GrantsPerCustomerMax = 256
+	// GrantsHeldMax bounds the grants a customer's state can hold, which
+	// is what a snapshot reader accepts. A grant request is refused at
+	// GrantsPerCustomerMax grants not yet expired, but at a period
+	// boundary a rollover grant is added (before the command's own
+	// grant) while the rollover grant of the period that ended is still
+	// held until its grant_expired is applied: two beyond the maximum.
+	GrantsHeldMax = GrantsPerCustomerMax + 2
 	// GrantSourceBytesMax bounds a grant's source label.
 	GrantSourceBytesMax = 32
 	// GrantPriorityMax bounds a grant's priority (0..GrantPriorityMax);

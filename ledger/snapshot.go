@@ -13,7 +13,12 @@ import "errors"
 //
 //	magic "AGBSNAP\n", version
 //	meta: seq, writer, commit; events applied
-//	customers: count, then each customer, in hashedCustomer order
+//	customers: count, then each customer, in hashedCustomer order: its
+//	  budget, period numbers, agents and tasks; a flags byte (the
+//	  exhausted and overdrafted alerts, and which optional parts
+//	  follow); its open holds (each with its scope if a hold has one);
+//	  then, if flagged, its policy, its credit grants and its scope
+//	  usage (snapshot_encode.go, customer)
 //	idempotency window, closed-reservation window (see writeWindow); a
 //	  remembered request's event in a binary form (snapshot_event.go)
 //	trailer: SHA-256 of every byte before it (32 raw bytes)
@@ -23,11 +28,16 @@ import "errors"
 // only if the hash verifies and nothing follows it.
 const (
 	snapshotMagic = "AGBSNAP\n"
-	// snapshotVersion 3: a remembered request is no longer written with
-	// its hash and op (its event holds them); 2: a window entry is its
-	// key, time and value (1 had tags and a list of orphans no window can
+	// snapshotVersion 4: a customer's exhausted byte became a flags byte
+	// before its open holds, which also says which of its policy
+	// (overdraft, rollover, run caps), credit grants, scope usage and
+	// hold scopes follow; a remembered request's event keeps the fields
+	// of grants, scopes and overdraft, and granted events answer
+	// requests. 3: a remembered request is no longer written with its
+	// hash and op (its event holds them); 2: a window entry is its key,
+	// time and value (1 had tags and a list of orphans no window can
 	// hold).
-	snapshotVersion = 3
+	snapshotVersion = 4
 	// snapshotStringBytesMax bounds any string read from a snapshot: an ID,
 	// a URL, or one remembered event (an event fits one commit, 768 KiB).
 	snapshotStringBytesMax = 1 << 20

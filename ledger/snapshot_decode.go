@@ -86,6 +86,7 @@ func (d *snapReader) customers(s *State) (wait func() error) {
 		}
 		if err == nil {
 			heap.Init(&s.expiries)
+			heap.Init(&s.grantExpiries)
 		}
 		indexed <- err
 	}()
@@ -120,7 +121,8 @@ func (d *snapReader) decodeCustomers(n uint64, slabs chan<- []Customer) error {
 	return d.err
 }
 
-// index adds decoded customers and their open holds to the state's tables.
+// index adds decoded customers, their open holds and their expiring grants
+// to the state's tables (the heaps are ordered once all are in).
 func (s *State) index(slab []Customer) error {
 	for i := range slab {
 		c := &slab[i]
@@ -131,6 +133,13 @@ func (s *State) index(slab []Customer) error {
 			}
 			s.reservations[r.ID] = r
 			s.expiries = append(s.expiries, expiryItem{at: r.ExpiresAt, id: r.ID})
+		}
+		if c.Credits != nil {
+			for _, g := range c.Credits.Grants {
+				if !g.ExpiresAt.IsZero() {
+					s.grantExpiries = append(s.grantExpiries, grantExpiry{at: g.ExpiresAt, customer: c.ID, id: g.ID})
+				}
+			}
 		}
 	}
 	return nil
@@ -145,6 +154,31 @@ func (d *snapReader) customer(c *Customer) error {
 	c.AgentLimits = d.unitsMap(AgentLimitsMax)
 	c.PeriodStart = d.time()
 	c.TopUps, c.Used, c.Reserved = d.units(), d.units(), d.units()
+	d.agents(c)
+	d.tasks(c)
+	flags := d.byte()
+	if flags&^custFlagsAll != 0 {
+		d.fail(fmt.Errorf("unknown customer flags %#x", flags))
+	}
+	c.Exhausted, c.Overdrafted = flags&custExhausted != 0, flags&custOverdrafted != 0
+	d.holds(c, flags&custScopedHolds != 0)
+	c.Fired = uint32(d.uvarint())
+	if flags&custPolicy != 0 {
+		c.Policy = d.policy()
+	}
+	if flags&custCredits != 0 {
+		c.Credits = d.credits()
+	}
+	if flags&custScopes != 0 {
+		c.Scopes = d.scopeUsage()
+	}
+	if d.err != nil {
+		return d.err
+	}
+	return checkRestored(c)
+}
+
+func (d *snapReader) agents(c *Customer) {
 	if n := d.count(AgentsPerCustomerMax); n > 0 {
 		c.Agents = make(map[string]*AgentUsage, n)
 		for range n {
@@ -152,6 +186,9 @@ func (d *snapReader) customer(c *Customer) error {
 			c.Agents[id] = &AgentUsage{Used: d.units(), Reserved: d.units()}
 		}
 	}
+}
+
+func (d *snapReader) tasks(c *Customer) {
 	if n := d.count(TasksPerCustomerMax); n > 0 {
 		c.Tasks, c.taskOrder = make(map[string]*Task, n), make([]string, 0, n)
 		for range n {
@@ -160,24 +197,93 @@ func (d *snapReader) customer(c *Customer) error {
 			c.Tasks[ref], c.taskOrder = t, append(c.taskOrder, ref)
 		}
 	}
-	if n := d.count(OpenReservationsPerCustomerMax); n > 0 {
-		c.Open = make([]*Reservation, n)
-		for i := range c.Open {
-			c.Open[i] = &Reservation{ID: d.str(), CustomerID: c.ID, AgentID: d.str(), TaskRef: d.str(),
-				Units: d.units(), ExpiresAt: d.time()}
+}
+
+func (d *snapReader) holds(c *Customer, scoped bool) {
+	n := d.count(OpenReservationsPerCustomerMax)
+	if n == 0 {
+		return
+	}
+	c.Open = make([]*Reservation, n)
+	for i := range c.Open {
+		r := &Reservation{ID: d.str(), CustomerID: c.ID, AgentID: d.str(), TaskRef: d.str(),
+			Units: d.units(), ExpiresAt: d.time()}
+		if scoped {
+			r.Scope = d.holdScope()
+		}
+		c.Open[i] = r
+	}
+}
+
+func (d *snapReader) policy() *Policy {
+	return &Policy{Overdraft: d.units(), Rollover: d.str(), RolloverCap: d.units(),
+		MaxRuns:         d.intUpTo("max_concurrent_runs", ConcurrentRunsMax),
+		MaxRunsPerAgent: d.intUpTo("max_concurrent_runs_per_agent", ConcurrentRunsMax)}
+}
+
+// credits reads what snapWriter.credits wrote; checkRestored checks the
+// order and the amounts.
+func (d *snapReader) credits() *Credits {
+	cr := &Credits{seq: d.uvarint(), Used: d.units()}
+	n := d.count(GrantsHeldMax)
+	if n == 0 {
+		return cr
+	}
+	cr.Grants = make([]*Grant, n)
+	for i := range cr.Grants {
+		cr.Grants[i] = &Grant{ID: d.str(), Units: d.units(), Remaining: d.units(), Priority: d.intUpTo("priority", GrantPriorityMax),
+			Source: d.str(), EffectiveAt: d.time(), ExpiresAt: d.time(), seq: d.uvarint()}
+	}
+	return cr
+}
+
+// scopeUsage reads the limited scope values, which must be in the order
+// snapWriter.scopeUsage writes (which also rules out repeats).
+func (d *snapReader) scopeUsage() map[events.ScopeRef]*ScopeUsage {
+	n := d.count(ScopeLimitsMax)
+	m := make(map[events.ScopeRef]*ScopeUsage, n)
+	var prev events.ScopeRef
+	for i := 0; i < n && d.err == nil; i++ {
+		r := events.ScopeRef{Dimension: d.str(), Value: d.str()}
+		if i > 0 && compareRefs(prev, r) >= 0 {
+			d.fail(fmt.Errorf("scope %s=%s out of order", truncate(r.Dimension, 32), truncate(r.Value, 64)))
+		}
+		m[r] = &ScopeUsage{Limit: d.units(), Period: Period(d.oneOf(knownPeriods)), PeriodStart: d.time(),
+			Used: d.units(), Reserved: d.units()}
+		prev = r
+	}
+	return m
+}
+
+// holdScope reads a hold's scope: at most ScopeDimensionsMax refs, sorted
+// by dimension, each dimension once (scopeOf's form).
+func (d *snapReader) holdScope() scope {
+	s := d.scopeRefs()
+	for i := 1; i < len(s); i++ {
+		if s[i-1].Dimension >= s[i].Dimension {
+			d.fail(fmt.Errorf("scope dimension %q out of order", truncate(s[i].Dimension, 32)))
 		}
 	}
-	c.Exhausted = d.byte() == 1
-	c.Fired = uint32(d.uvarint())
-	if d.err != nil {
-		return d.err
+	return s
+}
+
+// scopeRefs reads a list of at most ScopeDimensionsMax scope refs.
+func (d *snapReader) scopeRefs() []events.ScopeRef {
+	n := d.count(ScopeDimensionsMax)
+	if n == 0 {
+		return nil
 	}
-	return checkRestored(c)
+	s := make([]events.ScopeRef, n)
+	for i := range s {
+		s[i] = events.ScopeRef{Dimension: d.str(), Value: d.str()}
+	}
+	return s
 }
 
 // checkRestored asserts a restored customer's invariants: the tables are
-// consistent and every hold is counted once, in the customer, its agent
-// and its task.
+// consistent, every hold is counted once (in the customer, its agent and
+// its task, and in each limited scope it names), and grants hold what the
+// ledger could have left them.
 func checkRestored(c *Customer) error {
 	if err := events.ValidateCustomerID(c.ID); err != nil {
 		return err
@@ -185,6 +291,18 @@ func checkRestored(c *Customer) error {
 	if len(c.Tasks) != len(c.taskOrder) {
 		return fmt.Errorf("customer %q: a task is listed twice", c.ID)
 	}
+	if err := checkRestoredHolds(c); err != nil {
+		return err
+	}
+	if err := checkRestoredScopes(c); err != nil {
+		return err
+	}
+	return checkRestoredCredits(c)
+}
+
+// checkRestoredHolds: the customer's reserved is what its open holds sum
+// to, and what its agents' holds sum to.
+func checkRestoredHolds(c *Customer) error {
 	if len(c.Open) == 0 && len(c.Agents) == 0 {
 		if !c.Reserved.IsZero() {
 			return fmt.Errorf("customer %q: reserved %s with no open hold", c.ID, c.Reserved)
@@ -200,6 +318,57 @@ func checkRestored(c *Customer) error {
 	}
 	if held.Cmp(c.Reserved) != 0 || agents.Cmp(c.Reserved) != 0 {
 		return fmt.Errorf("customer %q: reserved %s, open holds sum to %s, agents' holds to %s", c.ID, c.Reserved, held, agents)
+	}
+	return nil
+}
+
+// checkRestoredScopes: each limited scope's reserved is the sum of the open
+// holds whose scope names it.
+func checkRestoredScopes(c *Customer) error {
+	if len(c.Scopes) == 0 {
+		return nil
+	}
+	held := make(map[events.ScopeRef]events.Units, len(c.Scopes))
+	for _, r := range c.Open {
+		for _, ref := range r.Scope {
+			if _, ok := c.Scopes[ref]; ok {
+				held[ref] = held[ref].Add(r.Units)
+			}
+		}
+	}
+	for ref, u := range c.Scopes {
+		if u.Used.Sign() < 0 || u.Reserved.Cmp(held[ref]) != 0 {
+			return fmt.Errorf("customer %q: scope %s=%s has used %s, reserved %s; its open holds sum to %s",
+				c.ID, truncate(ref.Dimension, 32), truncate(ref.Value, 64), u.Used, u.Reserved, held[ref])
+		}
+	}
+	return nil
+}
+
+// checkRestoredCredits: grants are in draw-down order with distinct IDs and
+// counters, each has 0 <= remaining <= units, and grants funded at most
+// the period's usage.
+func checkRestoredCredits(c *Customer) error {
+	cr := c.Credits
+	if cr == nil {
+		return nil
+	}
+	if cr.Used.Sign() < 0 || cr.Used.Cmp(c.Used) > 0 {
+		return fmt.Errorf("customer %q: grants funded %s of %s used", c.ID, cr.Used, c.Used)
+	}
+	ids := make(map[string]bool, len(cr.Grants))
+	for i, g := range cr.Grants {
+		switch {
+		case g.Remaining.Sign() < 0 || g.Remaining.Cmp(g.Units) > 0:
+			return fmt.Errorf("customer %q: grant %s has %s of %s left", c.ID, g.ID, g.Remaining, g.Units)
+		case g.seq == 0 || g.seq > cr.seq:
+			return fmt.Errorf("customer %q: grant %s is number %d of %d", c.ID, g.ID, g.seq, cr.seq)
+		case i > 0 && !drawsBefore(cr.Grants[i-1], g):
+			return fmt.Errorf("customer %q: grant %s is out of draw-down order", c.ID, g.ID)
+		case ids[g.ID]:
+			return fmt.Errorf("customer %q: grant %s is listed twice", c.ID, g.ID)
+		}
+		ids[g.ID] = true
 	}
 	return nil
 }
@@ -326,6 +495,17 @@ func (d *snapReader) count(max int) int {
 	n := d.uvarint()
 	if n > uint64(max) {
 		d.fail(fmt.Errorf("table of %d entries, more than %d", n, max))
+		return 0
+	}
+	return int(n)
+}
+
+// intUpTo reads a setting that is an integer in 0..max (a run cap, a
+// grant's priority).
+func (d *snapReader) intUpTo(what string, max int) int {
+	n := d.uvarint()
+	if n > uint64(max) {
+		d.fail(fmt.Errorf("%s %d is more than %d", what, n, max))
 		return 0
 	}
 	return int(n)

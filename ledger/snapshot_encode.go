@@ -193,7 +193,8 @@ func idHash(s string) uint64 {
 type snapWriter struct {
 	w    *bufio.Writer
 	b    []byte
-	keys []string // scratch for sortedKeys
+	keys []string          // scratch for sortedKeys
+	refs []events.ScopeRef // scratch for scopeUsage
 	err  error
 }
 
@@ -234,13 +235,25 @@ func (e *snapWriter) units(u events.Units) {
 	e.str(u.String())
 }
 
+// Flags of a customer: the alerts already appended this period, and which
+// optional parts follow its open holds. A customer without grants, scopes
+// or policy, like most, costs this one byte.
+const (
+	custExhausted   byte = 1 << iota // budget_exhausted appended this period
+	custOverdrafted                  // overdraft_started appended this period
+	custPolicy                       // its Policy follows
+	custCredits                      // its Credits follow
+	custScopes                       // its scope usage follows
+	custScopedHolds                  // each open hold is followed by its scope
+	custFlagsAll    = custScopedHolds<<1 - 1
+)
+
 // customer writes one customer; maps sorted by key, tasks in first-use
-// order, open holds oldest first.
+// order, open holds oldest first, grants in draw-down order, scope usage
+// sorted by dimension and value.
 func (e *snapWriter) customer(c *Customer) error {
-	if len(c.Thresholds) > ThresholdsMax || len(c.AgentLimits) > AgentLimitsMax || len(c.Agents) > AgentsPerCustomerMax ||
-		len(c.Tasks) > TasksPerCustomerMax || len(c.Open) > OpenReservationsPerCustomerMax {
-		return fmt.Errorf("a table is past its bound: %d thresholds, %d agent limits, %d agents, %d tasks, %d open",
-			len(c.Thresholds), len(c.AgentLimits), len(c.Agents), len(c.Tasks), len(c.Open))
+	if err := checkTables(c); err != nil {
+		return err
 	}
 	e.str(c.ID)
 	e.units(c.Limit)
@@ -262,6 +275,85 @@ func (e *snapWriter) customer(c *Customer) error {
 	if err := e.tasks(c); err != nil {
 		return err
 	}
+	flags := customerFlags(c)
+	e.b = append(e.b, flags)
+	if err := e.holds(c, flags&custScopedHolds != 0); err != nil {
+		return err
+	}
+	e.uvarint(uint64(c.Fired))
+	if c.Policy != nil {
+		e.policy(c.Policy)
+	}
+	if c.Credits != nil {
+		e.credits(c.Credits)
+	}
+	if flags&custScopes != 0 {
+		e.scopeUsage(c.Scopes)
+	}
+	return nil
+}
+
+// checkTables refuses to write a customer whose tables are past the bounds
+// the reader enforces: the snapshot could not be read back.
+func checkTables(c *Customer) error {
+	grants := 0
+	if c.Credits != nil {
+		grants = len(c.Credits.Grants)
+	}
+	if len(c.Thresholds) > ThresholdsMax || len(c.AgentLimits) > AgentLimitsMax || len(c.Agents) > AgentsPerCustomerMax ||
+		len(c.Tasks) > TasksPerCustomerMax || len(c.Open) > OpenReservationsPerCustomerMax ||
+		grants > GrantsHeldMax || len(c.Scopes) > ScopeLimitsMax {
+		return fmt.Errorf("a table is past its bound: %d thresholds, %d agent limits, %d agents, %d tasks, %d open, %d grants, %d scopes",
+			len(c.Thresholds), len(c.AgentLimits), len(c.Agents), len(c.Tasks), len(c.Open), grants, len(c.Scopes))
+	}
+	if p := c.Policy; p != nil && (p.MaxRuns < 0 || p.MaxRuns > ConcurrentRunsMax || p.MaxRunsPerAgent < 0 || p.MaxRunsPerAgent > ConcurrentRunsMax) {
+		return fmt.Errorf("run caps %d and %d are outside 0..%d", p.MaxRuns, p.MaxRunsPerAgent, ConcurrentRunsMax)
+	}
+	if c.Credits != nil {
+		for _, g := range c.Credits.Grants {
+			if g.Priority < 0 || g.Priority > GrantPriorityMax {
+				return fmt.Errorf("grant %s has priority %d, outside 0..%d", g.ID, g.Priority, GrantPriorityMax)
+			}
+		}
+	}
+	for _, r := range c.Open {
+		if len(r.Scope) > ScopeDimensionsMax {
+			return fmt.Errorf("open reservation %s has %d scope dimensions, more than %d", r.ID, len(r.Scope), ScopeDimensionsMax)
+		}
+	}
+	return nil
+}
+
+// customerFlags returns the customer's flags byte.
+func customerFlags(c *Customer) byte {
+	var f byte
+	if c.Exhausted {
+		f |= custExhausted
+	}
+	if c.Overdrafted {
+		f |= custOverdrafted
+	}
+	if c.Policy != nil {
+		f |= custPolicy
+	}
+	if c.Credits != nil {
+		f |= custCredits
+	}
+	if len(c.Scopes) > 0 {
+		f |= custScopes
+	}
+	for _, r := range c.Open {
+		if len(r.Scope) > 0 {
+			f |= custScopedHolds
+			break
+		}
+	}
+	return f
+}
+
+// holds writes the open holds, oldest first, each with its scope if any
+// hold has one.
+func (e *snapWriter) holds(c *Customer, scoped bool) error {
 	e.uvarint(uint64(len(c.Open)))
 	for _, r := range c.Open {
 		if r.CustomerID != c.ID {
@@ -272,10 +364,73 @@ func (e *snapWriter) customer(c *Customer) error {
 		e.str(r.TaskRef)
 		e.units(r.Units)
 		e.time(r.ExpiresAt)
+		if scoped {
+			e.scopeRefs(r.Scope)
+		}
 	}
-	e.bool(c.Exhausted)
-	e.uvarint(uint64(c.Fired))
 	return nil
+}
+
+func (e *snapWriter) policy(p *Policy) {
+	e.units(p.Overdraft)
+	e.str(p.Rollover)
+	e.units(p.RolloverCap)
+	e.uvarint(uint64(p.MaxRuns))
+	e.uvarint(uint64(p.MaxRunsPerAgent))
+}
+
+// credits writes the grant counter, this period's usage grants funded,
+// and the open grants in draw-down order (the order decides draw-down
+// ties, so it is kept, not rebuilt).
+func (e *snapWriter) credits(cr *Credits) {
+	e.uvarint(cr.seq)
+	e.units(cr.Used)
+	e.uvarint(uint64(len(cr.Grants)))
+	for _, g := range cr.Grants {
+		e.str(g.ID)
+		e.units(g.Units)
+		e.units(g.Remaining)
+		e.uvarint(uint64(g.Priority))
+		e.str(g.Source)
+		e.time(g.EffectiveAt)
+		e.time(g.ExpiresAt)
+		e.uvarint(g.seq)
+	}
+}
+
+// scopeUsage writes the limited scope values sorted by dimension, then
+// value, so that equal states give equal bytes.
+func (e *snapWriter) scopeUsage(m map[events.ScopeRef]*ScopeUsage) {
+	e.refs = e.refs[:0]
+	for r := range m {
+		e.refs = append(e.refs, r)
+	}
+	slices.SortFunc(e.refs, compareRefs)
+	e.uvarint(uint64(len(e.refs)))
+	for _, r := range e.refs {
+		u := m[r]
+		e.str(r.Dimension)
+		e.str(r.Value)
+		e.units(u.Limit)
+		e.str(string(u.Period))
+		e.time(u.PeriodStart)
+		e.units(u.Used)
+		e.units(u.Reserved)
+	}
+}
+
+// compareRefs orders scope refs by dimension, then value.
+func compareRefs(a, b events.ScopeRef) int {
+	return cmp.Or(strings.Compare(a.Dimension, b.Dimension), strings.Compare(a.Value, b.Value))
+}
+
+// scopeRefs writes a list of scope refs in its order.
+func (e *snapWriter) scopeRefs(rs []events.ScopeRef) {
+	e.uvarint(uint64(len(rs)))
+	for _, r := range rs {
+		e.str(r.Dimension)
+		e.str(r.Value)
+	}
 }
 
 func (e *snapWriter) tasks(c *Customer) error {

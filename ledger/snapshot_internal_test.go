@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,12 +14,42 @@ import (
 	"github.com/agentbill/agentbill/events"
 )
 
+// requestEvents returns an empty event of every type that can answer a
+// request (requestOf names an op for it).
+func requestEvents() []events.Data {
+	return []events.Data{&events.BudgetSet{}, &events.ToppedUp{}, &events.Reserved{}, &events.Denied{},
+		&events.Recorded{}, &events.Released{}, &events.Extended{}, &events.Granted{}}
+}
+
+// TestRequestEventsAreEveryAnsweringType checks requestEvents against
+// requestOf: every type it names an op for is listed, and only those.
+func TestRequestEventsAreEveryAnsweringType(t *testing.T) {
+	listed := make(map[events.Type]bool)
+	for _, d := range requestEvents() {
+		listed[d.EventType()] = true
+	}
+	for _, ty := range events.Types {
+		if _, op := requestOf(dataOfType(t, ty)); (op != "") != listed[ty] {
+			t.Errorf("%s: requestOf names op %q, listed in requestEvents: %v", ty, op, listed[ty])
+		}
+	}
+}
+
+// dataOfType returns an empty event of type ty, decoded from its JSON.
+func dataOfType(t *testing.T, ty events.Type) events.Data {
+	t.Helper()
+	e, err := events.Decode([]byte(`{"id":"e","type":"` + string(ty) + `","v":1,"at":"2026-03-14T09:00:00Z","customer_id":"c","data":{}}`))
+	if err != nil {
+		t.Fatalf("Decode of an empty %s: %v", ty, err)
+	}
+	return e.Data
+}
+
 // Every event type that can answer a request round-trips through the
 // snapshot's event codec with every field set, so a field added to an
 // event without being added to the codec fails here.
 func TestSnapshotEventCodecCoversEveryField(t *testing.T) {
-	for _, d := range []events.Data{&events.BudgetSet{}, &events.ToppedUp{}, &events.Reserved{}, &events.Denied{},
-		&events.Recorded{}, &events.Released{}, &events.Extended{}} {
+	for _, d := range requestEvents() {
 		t.Run(string(d.EventType()), func(t *testing.T) {
 			fillEveryField(t, reflect.ValueOf(d).Elem(), 1)
 			if _, op := requestOf(d); op == "" {
@@ -25,12 +57,19 @@ func TestSnapshotEventCodecCoversEveryField(t *testing.T) {
 			}
 			req, _ := requestOf(d)
 			eventID := "event-1"
-			if r, ok := d.(*events.Reserved); ok {
-				eventID = r.ReservationID
+			switch v := d.(type) {
+			case *events.Reserved:
+				eventID = v.ReservationID
+			case *events.Granted:
+				eventID = v.GrantID
 			}
-			for _, flags := range []byte{0, idemSameKey, idemSameKey | idemResIsEvent} {
-				if _, ok := d.(*events.Reserved); !ok && flags&idemResIsEvent != 0 {
-					continue
+			for _, flags := range []byte{0, idemSameKey, idemSameKey | idemIDIsEvent} {
+				if flags&idemIDIsEvent != 0 && eventID == "event-1" {
+					continue // the type has no ID of its own
+				}
+				flags |= idemFlags(d, "", "") & (idemDataExt | idemBalanceExt)
+				if flags&idemDataExt == 0 && dataExt(d) {
+					t.Fatalf("dataExt(%T) is false with every field set", d)
 				}
 				e := &snapWriter{}
 				if err := e.eventData(d, flags); err != nil {
@@ -48,6 +87,52 @@ func TestSnapshotEventCodecCoversEveryField(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Each field of each such event, set alone, survives a remembered request
+// written and read back: a field that is written only behind a presence
+// flag (idemDataExt, idemBalanceExt) but that the flag forgets is lost
+// here.
+func TestSnapshotEventCodecKeepsEachField(t *testing.T) {
+	const key = "c1\x00k-1"
+	for _, proto := range requestEvents() {
+		full := reflect.New(reflect.TypeOf(proto).Elem()).Elem()
+		fillEveryField(t, full, 1)
+		for _, path := range leafFields(full.Type(), nil) {
+			name := full.Type().FieldByIndex(path).Name
+			t.Run(string(proto.EventType())+"/"+name, func(t *testing.T) {
+				one := reflect.New(full.Type())
+				one.Elem().FieldByIndex(path).Set(full.FieldByIndex(path))
+				want := one.Interface().(events.Data)
+				e := &snapWriter{}
+				if err := writeIdemEntry(e, key, idemEntry{eventID: "event-1", data: want, period: PeriodMonth}); err != nil {
+					t.Fatalf("writeIdemEntry: %v", err)
+				}
+				got, err := readIdemEntry(&snapReader{r: bufio.NewReader(bytes.NewReader(e.b))}, key)
+				if err != nil {
+					t.Fatalf("readIdemEntry: %v", err)
+				}
+				if !reflect.DeepEqual(got.data, want) || got.eventID != "event-1" || got.period != PeriodMonth {
+					t.Fatalf("round trip differs:\n got %s\nwant %s", encodeJSON(t, got.data), encodeJSON(t, want))
+				}
+			})
+		}
+	}
+}
+
+// leafFields returns the index paths of a struct's fields, descending into
+// struct fields (the embedded Request, Balance) as fillEveryField does.
+func leafFields(rt reflect.Type, prefix []int) [][]int {
+	var out [][]int
+	for i := range rt.NumField() {
+		path := append(slices.Clone(prefix), i)
+		if ft := rt.Field(i).Type; ft.Kind() == reflect.Struct && ft != reflect.TypeFor[time.Time]() && ft != reflect.TypeFor[events.Units]() {
+			out = append(out, leafFields(ft, path)...)
+			continue
+		}
+		out = append(out, path)
+	}
+	return out
 }
 
 // fillEveryField sets every field of v to a distinct non-zero value, and
@@ -72,6 +157,23 @@ func fillEveryField(t *testing.T, v reflect.Value, seed int) int {
 			f.Set(reflect.ValueOf([]events.Units{parsed(1, 1), parsed(seed, 2)}))
 		case ft.Type == reflect.TypeFor[map[string]events.Units]():
 			f.Set(reflect.ValueOf(map[string]events.Units{"a1": parsed(seed, 0), "a0": parsed(70, 0)}))
+		case ft.Type == reflect.TypeFor[map[string]string]():
+			f.Set(reflect.ValueOf(map[string]string{"user": fmt.Sprintf("u%d", seed), "team": "research"}))
+		case ft.Type == reflect.TypeFor[[]events.ScopeRef]():
+			// Not in any order: the codec keeps a list as it is.
+			f.Set(reflect.ValueOf([]events.ScopeRef{{Dimension: "user", Value: fmt.Sprintf("u%d", seed)}, {Dimension: "team", Value: "r"}}))
+		case ft.Type == reflect.TypeFor[*events.ScopeRef]():
+			f.Set(reflect.ValueOf(&events.ScopeRef{Dimension: "team", Value: fmt.Sprintf("t%d", seed)}))
+		case ft.Type == reflect.TypeFor[[]events.ScopeLimit]():
+			f.Set(reflect.ValueOf([]events.ScopeLimit{
+				{Dimension: "team", Value: "r", Limit: parsed(seed, 1), Period: "day"},
+				{Dimension: "user", Value: fmt.Sprintf("u%d", seed), Limit: parsed(seed*3, 0), Period: "month"}}))
+		case ft.Type == reflect.TypeFor[[]events.GrantDraw]():
+			f.Set(reflect.ValueOf([]events.GrantDraw{{GrantID: "g2", Units: parsed(seed, 3)}, {GrantID: "g1", Units: parsed(5, 0)}}))
+		case ft.Type.Kind() == reflect.Bool:
+			f.SetBool(true)
+		case ft.Type.Kind() == reflect.Int:
+			f.SetInt(int64(seed * 1001))
 		case ft.Type.Kind() == reflect.String:
 			f.SetString(ft.Name + "-" + string(rune('a'+seed%26)))
 		case ft.Type.Kind() == reflect.Struct:
@@ -113,5 +215,89 @@ func TestSnapshotWindowRefusesARepeatedKey(t *testing.T) {
 	d := &snapReader{r: bufio.NewReader(bytes.NewReader(e.b))}
 	if _, err := readWindow(d, ClosedReservationsMax, readClosedEntry); err == nil || !strings.Contains(err.Error(), "listed twice") {
 		t.Fatalf("readWindow of a key listed twice: err %v, want listed twice", err)
+	}
+}
+
+// checkRestored refuses a customer that breaks an invariant of grants or
+// scopes, and accepts the customer each case breaks.
+func TestSnapshotCheckRestoredGrantsAndScopes(t *testing.T) {
+	team := events.ScopeRef{Dimension: "team", Value: "r"}
+	valid := func() *Customer {
+		at := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+		hold := &Reservation{ID: "h1", CustomerID: "c1", AgentID: "a1", Units: parsed(5, 0), ExpiresAt: at,
+			Scope: scope{team, {Dimension: "user", Value: "u"}}}
+		return &Customer{
+			ID: "c1", Limit: parsed(100, 0), Period: PeriodMonth, Used: parsed(30, 0), Reserved: parsed(5, 0),
+			Agents: map[string]*AgentUsage{"a1": {Reserved: parsed(5, 0)}}, Open: []*Reservation{hold},
+			Credits: &Credits{Used: parsed(10, 0), seq: 3, Grants: []*Grant{
+				{ID: "g1", Units: parsed(20, 0), Remaining: parsed(10, 0), Priority: 1, seq: 2},
+				{ID: "g2", Units: parsed(20, 0), Remaining: parsed(20, 0), Priority: 100, seq: 3},
+			}},
+			Scopes: map[events.ScopeRef]*ScopeUsage{team: {Limit: parsed(50, 0), Period: PeriodMonth, Reserved: parsed(5, 0)}},
+		}
+	}
+	if err := checkRestored(valid()); err != nil {
+		t.Fatalf("checkRestored of a valid customer: %v", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		breaks func(c *Customer)
+		want   string
+	}{
+		{"scope reserved is not its holds", func(c *Customer) { c.Scopes[team].Reserved = parsed(4, 0) }, "scope team=r"},
+		{"scope reserved with no hold", func(c *Customer) { c.Open[0].Scope = nil }, "scope team=r"},
+		{"grant remaining above units", func(c *Customer) { c.Credits.Grants[0].Remaining = parsed(21, 0) }, "grant g1"},
+		{"grants funded more than used", func(c *Customer) { c.Credits.Used = parsed(31, 0) }, "grants funded"},
+		{"grants out of order", func(c *Customer) { c.Credits.Grants[0].Priority = 101 }, "draw-down order"},
+		{"grant counted twice", func(c *Customer) { c.Credits.Grants[1].Priority, c.Credits.Grants[1].seq = 1, 2 }, "draw-down order"},
+		{"grant after the counter", func(c *Customer) { c.Credits.seq = 2 }, "number 3 of 2"},
+		{"grant listed twice", func(c *Customer) { c.Credits.Grants[1].ID = "g1" }, "listed twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid()
+			tc.breaks(c)
+			if err := checkRestored(c); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("checkRestored = %v, want an error naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A flags byte with a bit no version defines is refused, in a customer
+// and in a remembered request: the reader does not guess what follows.
+func TestSnapshotRefusesUnknownFlags(t *testing.T) {
+	c := &Customer{ID: "c1", Limit: parsed(1, 0), Period: PeriodDay}
+	encode := func(exhausted bool) []byte {
+		c.Exhausted = exhausted
+		e := &snapWriter{}
+		if err := e.customer(c); err != nil {
+			t.Fatal(err)
+		}
+		return e.b
+	}
+	plain, flagged := encode(false), encode(true)
+	at, differ := -1, 0
+	for i := range min(len(plain), len(flagged)) {
+		if plain[i] != flagged[i] {
+			at, differ = i, differ+1
+		}
+	}
+	if differ != 1 || len(plain) != len(flagged) {
+		t.Fatalf("no single flags byte between %x and %x", plain, flagged)
+	}
+	plain[at] = 0x80
+	d := &snapReader{r: bufio.NewReader(bytes.NewReader(plain))}
+	if err := d.customer(&Customer{}); err == nil || !strings.Contains(err.Error(), "flags") {
+		t.Errorf("customer with flags 0x80: err %v, want unknown flags", err)
+	}
+
+	e := &snapWriter{}
+	if err := writeIdemEntry(e, "c1\x00k", idemEntry{eventID: "e1", data: &events.ToppedUp{}, period: PeriodDay}); err != nil {
+		t.Fatal(err)
+	}
+	e.b[0] |= 0x80
+	if _, err := readIdemEntry(&snapReader{r: bufio.NewReader(bytes.NewReader(e.b))}, "c1\x00k"); err == nil ||
+		!strings.Contains(err.Error(), "flags") {
+		t.Errorf("remembered request with flags 0x80: err %v, want unknown flags", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"runtime"
 	"strings"
@@ -153,13 +154,19 @@ func TestSnapshotKeepsEveryTable(t *testing.T) {
 }
 
 // A snapshot that does not verify is refused, whatever is wrong with it,
-// and reading it never panics.
+// and reading it never panics: of a state from the property test, and of
+// one with grants, a policy, scope limits and scoped holds.
 func TestSnapshotRejectsCorruption(t *testing.T) {
 	s := newPropSim(t, 7)
 	for i := 0; i < 300; i++ {
 		s.step(s.gen())
 	}
-	good := snapshotOf(t, s.live)
+	for what, st := range map[string]*ledger.State{"property": s.live, "credits": creditsFixture(t).s} {
+		t.Run(what, func(t *testing.T) { checkRefusesCorruption(t, snapshotOf(t, st)) })
+	}
+}
+
+func checkRefusesCorruption(t *testing.T, good []byte) {
 	restore(t, good)
 	refused := func(what string, b []byte) {
 		t.Helper()
@@ -172,7 +179,9 @@ func TestSnapshotRejectsCorruption(t *testing.T) {
 	refused("garbage", []byte("this is not a snapshot at all, not even close to one"))
 	refused("data after the trailer", append(bytes.Clone(good), 0))
 	old := bytes.Clone(good[:len(good)-sha256.Size])
-	for _, v := range []byte{1, 2} { // before windows dropped their tags; before idempotency entries dropped hash and op
+	// 1: before windows dropped their tags; 2: before idempotency entries
+	// dropped hash and op; 3: before grants, scopes and policies.
+	for _, v := range []byte{1, 2, 3} {
 		old[len("AGBSNAP\n")] = v
 		sum := sha256.Sum256(old)
 		refused(fmt.Sprintf("version %d", v), append(bytes.Clone(old), sum[:]...))
@@ -244,4 +253,338 @@ func TestSnapshotEncodingIndependentOfParallelism(t *testing.T) {
 	if r.Customers() != 25_000 || !bytes.Equal(snapshotOf(t, r), want) {
 		t.Fatalf("restored %d customers; re-encoding equal: %v", r.Customers(), bytes.Equal(snapshotOf(t, r), want))
 	}
+}
+
+// A state with every part grants, scopes and policies brought: grants
+// (one expiring, one not yet effective, one that never expires, one
+// partly used), a policy (overdraft, rollover cap, run caps), scope limits
+// with usage, and open holds with scopes. It re-encodes to the same
+// bytes, shows the same status, and decides the next commands exactly as
+// the original: retries answered from remembered grants and scoped holds,
+// a scope refusal, a partial approval into the overdraft, run caps, a
+// charge grants fund, a grant expired by the sweep (whose heap is rebuilt
+// on restore), and the rollover grant of a new period. A snapshot taken
+// midway plus the rest of the log is the full replay.
+func TestSnapshotKeepsCreditsAndScopes(t *testing.T) {
+	f := creditsFixture(t)
+	mid := snapshotOf(t, f.s)
+	midEvents := len(f.log)
+	r := restore(t, mid)
+	if got := snapshotOf(t, r); !bytes.Equal(got, mid) {
+		t.Fatalf("restored state re-encodes differently")
+	}
+	if got, want := statusJSON(t, r, "c1", f.now), f.statusJSON("c1"); got != want {
+		t.Fatalf("restored status:\n got %s\nwant %s", got, want)
+	}
+	twin := &snapTwin{f: f, s: r}
+	twin.s.NewID = (&counter{n: f.ids.n}).next
+	alice := map[string]string{"team": "research", "user": "alice"}
+
+	twin.decide(&ledger.GrantRequest{CustomerID: "c1", Units: up("10"), IdempotencyKey: "k-g3"}, `"grant_id":"id-`)
+	twin.decide(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a1", EstimatedUnits: up("30"), TTL: "1h",
+		Scope: alice, IdempotencyKey: "k-p1"}, `"approved":true`)
+	twin.decide(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a2", EstimatedUnits: up("1"), Scope: alice},
+		ledger.ReasonScopeLimitExceeded, `"dimension":"user"`)
+	for range 3 {
+		twin.decide(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a3", EstimatedUnits: up("0.5")}, `"approved":true`)
+	}
+	twin.decide(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a3", EstimatedUnits: up("0.5")},
+		ledger.ReasonConcurrencyLimitExceeded)
+	twin.decide(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a2", EstimatedUnits: up("500"), MinUnits: up("1"),
+		Scope: map[string]string{"team": "ops"}}, `"partial":true`, `"overdraft":true`, `overdraft_started`)
+	twin.decide(&ledger.RecordRequest{CustomerID: "c1", AgentID: "a1", Units: up("7"), Scope: map[string]string{"team": "ops"}},
+		`"funded_by"`)
+	f.now = f.now.Add(49 * time.Hour) // past the first grant's expiry
+	twin.sweep(10, events.TypeGrantExpired)
+	twin.decide(&ledger.StatusRequest{CustomerID: "c1"}, `"grants"`)
+	f.now = time.Date(2026, 4, 1, 0, 0, 1, 0, time.UTC) // March's allowance is spent: nothing rolls over
+	twin.decide(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a1", EstimatedUnits: up("1")}, `"trigger":"new_period"`)
+	f.now = time.Date(2026, 5, 1, 0, 0, 1, 0, time.UTC) // April's unused allowance, capped, rolls over
+	twin.decide(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a1", EstimatedUnits: up("1")}, `"source":"rollover"`)
+	twin.decide(&ledger.StatusRequest{CustomerID: "c1"}, `"rollover":"30"`)
+
+	want := snapshotOf(t, f.s)
+	if got := snapshotOf(t, twin.s); !bytes.Equal(got, want) {
+		t.Fatalf("after deciding alike, the restored state's snapshot differs from the live one's")
+	}
+	tail := restore(t, mid)
+	applyLog(t, tail, encodeAll(t, f.log[midEvents:]))
+	if got := snapshotOf(t, tail); !bytes.Equal(got, want) {
+		t.Fatalf("the snapshot plus the rest of the log differs from the live state")
+	}
+	if got := snapshotOf(t, replay(t, encodeAll(t, f.log))); !bytes.Equal(got, want) {
+		t.Fatalf("the full replay's snapshot differs from the live state's")
+	}
+}
+
+// creditsFixture builds a customer with grants, a policy, scope limits
+// with usage and scoped open holds, and a second customer without any.
+func creditsFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := newFixture(t)
+	f.budget("c0", "10", "day")
+	f.ok(&ledger.BudgetRequest{CustomerID: "c1", Limit: up("100"), Period: "month", Rollover: "30", Overdraft: up("20"),
+		MaxRuns: 6, MaxRunsPerAgent: 3, Thresholds: []events.Units{events.MustParseUnits("0.5")}, IdempotencyKey: "k-budget",
+		ScopeLimits: []events.ScopeLimit{
+			{Dimension: "user", Value: "alice", Limit: events.MustParseUnits("40"), Period: "day"},
+			{Dimension: "team", Value: "research", Limit: events.MustParseUnits("80")},
+			{Dimension: "team", Value: "ops", Limit: events.MustParseUnits("1000")},
+		}})
+	expires, later := f.now.Add(48*time.Hour), f.now.Add(24*time.Hour)
+	priority := 10
+	f.ok(&ledger.GrantRequest{CustomerID: "c1", Units: up("50"), Priority: &priority, Source: "promo", ExpiresAt: &expires,
+		IdempotencyKey: "k-g1"})
+	f.ok(&ledger.GrantRequest{CustomerID: "c1", Units: up("25"), EffectiveAt: &later, Note: "next week"})
+	f.ok(&ledger.GrantRequest{CustomerID: "c1", Units: up("10"), IdempotencyKey: "k-g3"})
+	alice := map[string]string{"team": "research", "user": "alice"}
+	pr, _ := f.preflight(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a1", EstimatedUnits: up("30"), TTL: "1h",
+		Scope: alice, IdempotencyKey: "k-p1"})
+	f.record(&ledger.RecordRequest{CustomerID: "c1", AgentID: "a2", Units: up("60"), Scope: map[string]string{"user": "bob"}})
+	f.preflight(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a2", EstimatedUnits: up("20"), TTL: "2h",
+		Scope: map[string]string{"team": "research"}, IdempotencyKey: "k-p2"})
+	rr, _ := f.record(&ledger.RecordRequest{CustomerID: "c1", AgentID: "a1", Units: up("45"), ReservationID: pr.ReservationID,
+		IdempotencyKey: "k-r1"})
+	if len(rr.FundedBy) == 0 {
+		t.Fatalf("the fixture's record was funded by no grant: %+v", rr)
+	}
+	f.preflight(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a1", EstimatedUnits: up("5"), TTL: "3h",
+		Scope: map[string]string{"team": "ops", "project": "p1"}})
+	return f
+}
+
+// snapTwin decides the same commands on the fixture's live state, on a
+// state restored earlier (s), and on one restored from the live state
+// right before the step, at the fixture's clock: replies, events and
+// errors must be identical, and contain what the step is meant to
+// exercise.
+type snapTwin struct {
+	f *fixture
+	s *ledger.State
+}
+
+// fresh restores the live state's snapshot, which must re-encode to it.
+func (tw *snapTwin) fresh() *ledger.State {
+	t := tw.f.t
+	t.Helper()
+	b := snapshotOf(t, tw.f.s)
+	r := restore(t, b)
+	if !bytes.Equal(snapshotOf(t, r), b) {
+		t.Fatalf("at %d events, the restored state re-encodes differently", len(tw.f.log))
+	}
+	r.NewID = (&counter{n: tw.f.ids.n}).next
+	return r
+}
+
+func (tw *snapTwin) decide(cmd ledger.Command, wants ...string) {
+	t := tw.f.t
+	t.Helper()
+	if st, ok := cmd.(*ledger.StatusRequest); ok {
+		want := tw.f.statusJSON(st.CustomerID)
+		for _, s := range []*ledger.State{tw.s, tw.fresh()} {
+			if got := statusJSON(t, s, st.CustomerID, tw.f.now); got != want {
+				t.Fatalf("status differs:\n got %s\nwant %s", got, want)
+			}
+		}
+		checkContains(t, "status", want, wants...)
+		return
+	}
+	var got [2]propOutcome
+	for i, s := range []*ledger.State{tw.s, tw.fresh()} {
+		reply, evs, err := s.Decide(cmd, tw.f.now)
+		got[i] = outcomeOf(t, reply, evs, err)
+	}
+	reply, evs, err := tw.f.decide(cmd)
+	want := outcomeOf(t, reply, evs, err)
+	for i, g := range got {
+		if g != want {
+			t.Fatalf("%T %s decided differently by restored state %d:\n got %+v\nwant %+v", cmd, mustJSON(t, cmd), i, g, want)
+		}
+	}
+	checkContains(t, fmt.Sprintf("%T", cmd), want.reply+want.events+want.err, wants...)
+}
+
+func (tw *snapTwin) sweep(max int, typ events.Type) {
+	t := tw.f.t
+	t.Helper()
+	var got [2]propOutcome
+	for i, s := range []*ledger.State{tw.s, tw.fresh()} {
+		got[i] = outcomeOf(t, nil, s.Sweep(tw.f.now, max), nil)
+	}
+	want := outcomeOf(t, nil, tw.f.sweep(max), nil)
+	for i, g := range got {
+		if g != want {
+			t.Fatalf("Sweep decided differently by restored state %d:\n got %+v\nwant %+v", i, g, want)
+		}
+	}
+	checkContains(t, "Sweep", want.events, `"type":"`+string(typ)+`"`)
+}
+
+// Snapshot property with grants, scopes and policies: random budgets
+// (overdraft, rollover, run caps, scope limits), grants, scoped and partial
+// preflights, records, releases, sweeps and clock steps, each decided alike
+// by the live state, a state restored before the first step and one
+// restored right before the step; at the end the snapshot taken before
+// the first step plus the rest of the log is the full replay.
+func TestSnapshotCreditsPlusTailEqualsReplay(t *testing.T) {
+	const (
+		seeds = 4
+		steps = 300 // per seed
+	)
+	for seed := range uint64(seeds) {
+		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
+			f := creditsFixture(t)
+			start, startEvents := snapshotOf(t, f.s), len(f.log)
+			tw := &snapTwin{f: f, s: restore(t, start)}
+			tw.s.NewID = (&counter{n: f.ids.n}).next
+			g := &creditGen{rng: rand.New(rand.NewPCG(seed, 0xc4ed17)), f: f}
+			for range steps {
+				switch p := g.rng.IntN(100); {
+				case p < 10:
+					tw.sweepAny(g.rng.IntN(3) + 1)
+				case p < 25:
+					f.now = f.now.Add(g.pickDuration(time.Minute, time.Hour, 20*time.Hour, 3*24*time.Hour, 11*24*time.Hour))
+				default:
+					tw.decide(g.command())
+				}
+			}
+			want := snapshotOf(t, f.s)
+			if got := snapshotOf(t, tw.s); !bytes.Equal(got, want) {
+				t.Fatalf("the state restored before step 1 ends with a different snapshot")
+			}
+			tail := restore(t, start)
+			applyLog(t, tail, encodeAll(t, f.log[startEvents:]))
+			if got := snapshotOf(t, tail); !bytes.Equal(got, want) {
+				t.Fatalf("the snapshot plus %d events differs from the live state", len(f.log)-startEvents)
+			}
+		})
+	}
+}
+
+// sweepAny is sweep without an expected event type.
+func (tw *snapTwin) sweepAny(max int) {
+	t := tw.f.t
+	t.Helper()
+	var got [2]propOutcome
+	for i, s := range []*ledger.State{tw.s, tw.fresh()} {
+		got[i] = outcomeOf(t, nil, s.Sweep(tw.f.now, max), nil)
+	}
+	want := outcomeOf(t, nil, tw.f.sweep(max), nil)
+	if got[0] != want || got[1] != want {
+		t.Fatalf("Sweep decided differently:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// creditGen makes random commands for a small world: two customers, three
+// agents, two scope dimensions of two values each, a few keys; and resends
+// keyed commands, which are answered from the remembered event.
+type creditGen struct {
+	rng   *rand.Rand
+	f     *fixture
+	keyed []ledger.Command
+}
+
+func (g *creditGen) chance(percent int) bool { return g.rng.IntN(100) < percent }
+
+func (g *creditGen) pick(from ...string) string { return from[g.rng.IntN(len(from))] }
+
+func (g *creditGen) pickDuration(from ...time.Duration) time.Duration {
+	return from[g.rng.IntN(len(from))]
+}
+
+func (g *creditGen) key() string {
+	if g.chance(60) {
+		return ""
+	}
+	return g.pick("k0", "k1", "k2", "k3", "k4", "k5")
+}
+
+func (g *creditGen) scope() map[string]string {
+	m := map[string]string{}
+	if g.chance(60) {
+		m["team"] = g.pick("r", "o")
+	}
+	if g.chance(50) {
+		m["user"] = g.pick("alice", "bob")
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+func (g *creditGen) command() ledger.Command {
+	if len(g.keyed) > 0 && g.chance(15) {
+		return g.keyed[len(g.keyed)-1-g.rng.IntN(min(len(g.keyed), 5))]
+	}
+	cmd := g.newCommand()
+	if gr, ok := cmd.(*ledger.GrantRequest); (ok && gr.IdempotencyKey != "") || keyOf(cmd) != "" {
+		g.keyed = append(g.keyed, cmd)
+	}
+	return cmd
+}
+
+func (g *creditGen) newCommand() ledger.Command {
+	cid, agent := g.pick("c1", "c1", "c2"), g.pick("a1", "a2", "a3")
+	switch p := g.rng.IntN(100); {
+	case p < 10:
+		return g.budget(cid)
+	case p < 22:
+		return g.grant(cid)
+	case p < 60:
+		r := &ledger.PreflightRequest{CustomerID: cid, AgentID: agent, EstimatedUnits: up(g.pick("1", "5", "20", "60")),
+			TTL: g.pick("1m", "1h", "20h"), Scope: g.scope(), IdempotencyKey: g.key()}
+		if g.chance(30) {
+			r.MinUnits = up(g.pick("0.5", "1"))
+		}
+		return r
+	case p < 90:
+		r := &ledger.RecordRequest{CustomerID: cid, AgentID: agent, Units: up(g.pick("0", "1", "7", "30")),
+			Scope: g.scope(), IdempotencyKey: g.key()}
+		if c := g.f.s.Customer(cid); c != nil && len(c.Open) > 0 && g.chance(70) {
+			h := c.Open[g.rng.IntN(len(c.Open))]
+			r.ReservationID, r.AgentID = h.ID, h.AgentID
+		}
+		return r
+	}
+	r := &ledger.ReleaseRequest{CustomerID: cid, ReservationID: "none", IdempotencyKey: g.key()}
+	if c := g.f.s.Customer(cid); c != nil && len(c.Open) > 0 {
+		r.ReservationID = c.Open[g.rng.IntN(len(c.Open))].ID
+	}
+	return r
+}
+
+func (g *creditGen) budget(cid string) *ledger.BudgetRequest {
+	r := &ledger.BudgetRequest{CustomerID: cid, Limit: up(g.pick("0", "10", "100")), Period: g.pick("day", "week", "month", "none"),
+		Rollover: ledger.Rollover(g.pick("", "", "all", "5")), MaxRuns: g.rng.IntN(3) * 2, MaxRunsPerAgent: g.rng.IntN(3),
+		IdempotencyKey: g.key()}
+	if r.Period == "none" {
+		r.Rollover = ""
+	}
+	if g.chance(50) {
+		r.Overdraft = up(g.pick("0", "10"))
+	}
+	for _, ref := range []events.ScopeRef{{Dimension: "team", Value: "r"}, {Dimension: "team", Value: "o"}, {Dimension: "user", Value: "alice"}} {
+		if g.chance(50) {
+			r.ScopeLimits = append(r.ScopeLimits, events.ScopeLimit{Dimension: ref.Dimension, Value: ref.Value,
+				Limit: events.MustParseUnits(g.pick("5", "40")), Period: g.pick("", "day", "month")})
+		}
+	}
+	return r
+}
+
+func (g *creditGen) grant(cid string) *ledger.GrantRequest {
+	r := &ledger.GrantRequest{CustomerID: cid, Units: up(g.pick("1", "5", "50")), IdempotencyKey: g.key()}
+	if g.chance(50) {
+		p := g.rng.IntN(3) * 500
+		r.Priority = &p
+	}
+	if g.chance(30) {
+		at := g.f.now.Add(g.pickDuration(time.Hour, 2*24*time.Hour))
+		r.EffectiveAt = &at
+	}
+	if g.chance(60) {
+		at := g.f.now.Add(g.pickDuration(2*time.Hour, 3*24*time.Hour, 40*24*time.Hour))
+		r.ExpiresAt = &at
+	}
+	return r
 }
