@@ -2333,6 +2333,8 @@ func keyOf(cmd ledger.Command) string {
 		return c.IdempotencyKey
 	case *ledger.TopUpRequest:
 		return c.IdempotencyKey
+	case *ledger.GrantRequest:
+		return c.IdempotencyKey
 	}
 	return ""
 }
@@ -2353,6 +2355,8 @@ func requestOf(d events.Data) events.Request {
 	case *events.Released:
 		return e.Request
 	case *events.Extended:
+		return e.Request
+	case *events.Granted:
 		return e.Request
 	}
 	return events.Request{}
