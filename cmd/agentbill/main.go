@@ -42,14 +42,21 @@ Usage:
                       [--webhook-backoff-min 1s] [--webhook-backoff-max 1h]
                       [--webhook-retry-max-age 24h]
   agentbill preflight --customer C --agent A --units N [--task T] [--task-ceiling N]
-                      [--ceiling N] [--ttl D] [--idempotency-key K] [--json]
-  agentbill record    --customer C --agent A --units N [--reservation ID] [--failed] [--json]
+                      [--ceiling N] [--ttl D] [--scope DIM=V[,DIM=V]] [--min-units N]
+                      [--idempotency-key K] [--json]
+  agentbill record    --customer C --agent A --units N [--reservation ID] [--failed]
+                      [--scope DIM=V[,DIM=V]] [--json]
   agentbill release   --customer C --reservation ID [--json]
   agentbill extend    --customer C --reservation ID --ttl D [--json]
   agentbill status    --customer C [--json]
   agentbill budget set --customer C --limit N --period day|week|month|none
-                      [--threshold 0.8 ...] [--upgrade-url URL] [--agent-limit A=N ...] [--json]
-  agentbill topup     --customer C --units N [--note TEXT] [--json]
+                      [--threshold 0.8 ...] [--upgrade-url URL] [--agent-limit A=N ...]
+                      [--overdraft N] [--rollover none|all|N] [--scope-limit DIM=V:N[:PERIOD] ...]
+                      [--max-runs N] [--max-runs-per-agent N] [--json]
+  agentbill topup     --customer C --units N [--note TEXT] [--json]   # this period only
+  agentbill grant     --customer C --units N [--expires T] [--effective T] [--priority N]
+                      [--source S] [--note TEXT] [--idempotency-key K] [--json]
+                      # credits kept across periods until used or expired
   agentbill watch     [--customer C] [--denied] [--durable NAME] [--json]
   agentbill keys create --role agent|admin|auditor [--customer C] [--name N] [--replicas 1|3] [--json]
   agentbill keys list [--json]
@@ -102,7 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		err = runServe(ctx, rest, stderr)
-	case "preflight", "record", "release", "extend", "status", "topup", "watch":
+	case "preflight", "record", "release", "extend", "status", "topup", "grant", "watch":
 		err = runClient(ctx, cmd, rest, stdout, stderr)
 	case "audit":
 		err = runAudit(ctx, rest, stdout, stderr)
