@@ -535,7 +535,7 @@ func alertText(e *events.Envelope, pal palette) string {
 	b := events.BalanceOf(e.Data)
 	at := pal.dim(e.At.UTC().Format(time.RFC3339))
 	who := pal.bold(e.CustomerID)
-	limit := b.Limit.Add(b.TopUps)
+	limit := b.Limit // with the period's top-ups already (events.Balance)
 	switch d := e.Data.(type) {
 	case *events.BudgetExhausted:
 		s := fmt.Sprintf("%s  %s  %s: %s used, %s reserved of %s, %s left (%s)",
