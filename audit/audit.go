@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
@@ -18,19 +19,29 @@ import (
 )
 
 // Row is one event of a customer's history, with the balance after it.
+// Remaining is as replies show it: negative by what is overdrawn, for a
+// customer in its overdraft. Grants is what the credit grants usable then
+// had left (included in Remaining).
 type Row struct {
-	Seq         uint64       `json:"seq"` // the commit holding the event
-	At          time.Time    `json:"at"`
-	EventID     string       `json:"event_id"`
-	Type        events.Type  `json:"type"`
-	Agent       string       `json:"agent,omitempty"`
-	Reservation string       `json:"reservation,omitempty"`
-	Units       string       `json:"units,omitempty"`
-	Reason      string       `json:"reason,omitempty"`
-	Limit       events.Units `json:"limit"`
-	Used        events.Units `json:"used"`
-	Reserved    events.Units `json:"reserved"`
-	Remaining   events.Units `json:"remaining"`
+	Seq         uint64        `json:"seq"` // the commit holding the event
+	At          time.Time     `json:"at"`
+	EventID     string        `json:"event_id"`
+	Type        events.Type   `json:"type"`
+	Agent       string        `json:"agent,omitempty"`
+	Reservation string        `json:"reservation,omitempty"`
+	Units       string        `json:"units,omitempty"`
+	Reason      string        `json:"reason,omitempty"`
+	Limit       events.Units  `json:"limit"`
+	Used        events.Units  `json:"used"`
+	Reserved    events.Units  `json:"reserved"`
+	Remaining   events.Signed `json:"remaining"`
+	Grants      events.Units  `json:"grants,omitzero"`
+	// Grant is the grant a granted or grant_expired row is about.
+	Grant string `json:"grant,omitempty"`
+	// FundedBy is what credit grants paid of a charge (recorded), and
+	// CountedScopes the scope limits a hold or charge counted against.
+	FundedBy      []events.GrantDraw `json:"funded_by,omitempty"`
+	CountedScopes []events.ScopeRef  `json:"counted_scopes,omitempty"`
 }
 
 // Filter selects the rows of History.
@@ -57,8 +68,8 @@ func History(ctx context.Context, js jetstream.JetStream, f Filter, fn func(Row)
 // RowOf describes one event as a history row.
 func RowOf(seq uint64, e *events.Envelope) Row {
 	b := events.BalanceOf(e.Data)
-	r := Row{Seq: seq, At: e.At, EventID: e.ID, Type: e.Type,
-		Limit: b.Limit, Used: b.Used, Reserved: b.Reserved, Remaining: b.Remaining}
+	r := Row{Seq: seq, At: e.At, EventID: e.ID, Type: e.Type, Limit: b.Limit, Used: b.Used, Reserved: b.Reserved,
+		Remaining: events.SignedOf(b.Remaining.Sub(b.Overdrawn)), Grants: b.Grants}
 	switch d := e.Data.(type) {
 	case *events.BudgetSet:
 		r.Units = d.Limit.String() + "/" + d.Period
@@ -66,11 +77,13 @@ func RowOf(seq uint64, e *events.Envelope) Row {
 	case *events.ToppedUp:
 		r.Units, r.Reason = d.Units.String(), d.Note
 	case *events.Reserved:
-		r.Agent, r.Reservation, r.Units = d.AgentID, d.ReservationID, d.Units.String()
+		r.Agent, r.Reservation, r.Units, r.CountedScopes = d.AgentID, d.ReservationID, d.Units.String(), d.CountedScopes
+		r.Reason = reservedReason(d)
 	case *events.Denied:
 		r.Agent, r.Units, r.Reason = d.AgentID, d.Requested.String(), d.Reason+": "+d.Message
 	case *events.Recorded:
 		r.Agent, r.Reservation, r.Units = d.AgentID, d.ReservationID, d.Units.String()
+		r.FundedBy, r.CountedScopes = d.FundedBy, d.CountedScopes
 		if !d.Overage.IsZero() {
 			r.Reason = "overage " + d.Overage.String()
 		}
@@ -87,8 +100,43 @@ func RowOf(seq uint64, e *events.Envelope) Row {
 		r.Agent, r.Reason = d.AgentID, d.Trigger
 	case *events.BudgetRestored:
 		r.Reason = d.Trigger
+	case *events.Granted:
+		r.Grant, r.Units, r.Reason = d.GrantID, d.Units.String(), grantedReason(d)
+	case *events.GrantExpired:
+		r.Grant, r.Units = d.GrantID, d.Remaining.String()
+		r.Reason = fmt.Sprintf("grant %s expired: %s of %s unused, forfeited", d.GrantID, d.Remaining, d.Units)
+	case *events.OverdraftStarted:
+		r.Agent, r.Units = d.AgentID, d.Overdraft.String()
+		r.Reason = fmt.Sprintf("into the overdraft of %s: %s below zero", d.Overdraft, b.Overdrawn)
 	}
 	return r
+}
+
+// reservedReason says what was special about a hold: a partial approval,
+// or one into the overdraft; "" for neither.
+func reservedReason(d *events.Reserved) string {
+	var parts []string
+	if !d.Requested.IsZero() {
+		parts = append(parts, fmt.Sprintf("partial: %s of %s requested", d.Units, d.Requested))
+	}
+	if d.InOverdraft {
+		parts = append(parts, "in overdraft")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// grantedReason names a grant and its terms.
+func grantedReason(d *events.Granted) string {
+	until := "never expires"
+	if !d.ExpiresAt.IsZero() {
+		until = "expires " + d.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	s := fmt.Sprintf("grant %s: %s, priority %d, from %s, %s", d.GrantID, d.Source, d.Priority,
+		d.EffectiveAt.UTC().Format(time.RFC3339), until)
+	if d.Note != "" {
+		s += ": " + d.Note
+	}
+	return s
 }
 
 // Link is the first broken link VerifyChain found.

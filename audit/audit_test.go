@@ -79,15 +79,15 @@ func TestHistoryRowsInEveryFormat(t *testing.T) {
 		return strings.ReplaceAll(buf.String(), ids[0], "R1")
 	}
 
-	wantTable := `SEQ  TIME                  EVENT              AGENT           RESERVATION  UNITS      REASON                                                                               USED  RESERVED  REMAINING
-1    2026-03-14T09:00:00Z  budget_set         -               -            100/month  admin                                                                                0     0         100
-2    2026-03-14T09:01:00Z  reserved           research_agent  R1           60         -                                                                                    0     60        40
-2    2026-03-14T09:01:00Z  threshold_crossed  -               -            0.5        threshold                                                                            0     60        40
-4    2026-03-14T09:03:00Z  recorded           research_agent  R1           55.5       -                                                                                    55.5  0         44.5
-5    2026-03-14T09:04:00Z  denied             research_agent  -            50         budget_exhausted: customer user_123 has 44.5 units left in this month; 50 requested  55.5  0         44.5
-5    2026-03-14T09:04:00Z  budget_exhausted   research_agent  -            -          refused                                                                              55.5  0         44.5
-6    2026-03-14T09:05:00Z  topped_up          -               -            10         goodwill                                                                             55.5  0         54.5
-6    2026-03-14T09:05:00Z  budget_restored    -               -            -          topped_up                                                                            55.5  0         54.5
+	wantTable := `SEQ  TIME                  EVENT              AGENT           RESERVATION  UNITS      REASON                                                                               USED  RESERVED  REMAINING  GRANTS  FUNDED_BY  SCOPES
+1    2026-03-14T09:00:00Z  budget_set         -               -            100/month  admin                                                                                0     0         100  0       -          -
+2    2026-03-14T09:01:00Z  reserved           research_agent  R1           60         -                                                                                    0     60        40  0       -          -
+2    2026-03-14T09:01:00Z  threshold_crossed  -               -            0.5        threshold                                                                            0     60        40  0       -          -
+4    2026-03-14T09:03:00Z  recorded           research_agent  R1           55.5       -                                                                                    55.5  0         44.5  0       -          -
+5    2026-03-14T09:04:00Z  denied             research_agent  -            50         budget_exhausted: customer user_123 has 44.5 units left in this month; 50 requested  55.5  0         44.5  0       -          -
+5    2026-03-14T09:04:00Z  budget_exhausted   research_agent  -            -          refused                                                                              55.5  0         44.5  0       -          -
+6    2026-03-14T09:05:00Z  topped_up          -               -            10         goodwill                                                                             55.5  0         54.5  0       -          -
+6    2026-03-14T09:05:00Z  budget_restored    -               -            -          topped_up                                                                            55.5  0         54.5  0       -          -
 `
 	// Column padding depends on the reservation ID's length; compare cells.
 	cells := regexp.MustCompile(`  +`)
@@ -111,7 +111,7 @@ func TestHistoryRowsInEveryFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != len(want)+1 || strings.Join(recs[0], ",") != "seq,at,event_id,type,agent,reservation,units,reason,limit,used,reserved,remaining" {
+	if len(recs) != len(want)+1 || strings.Join(recs[0], ",") != "seq,at,event_id,type,agent,reservation,units,reason,limit,used,reserved,remaining,grants,grant,funded_by,counted_scopes" {
 		t.Fatalf("csv has %d records, header %v", len(recs), recs[0])
 	}
 	seen := map[string]bool{}

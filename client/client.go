@@ -147,6 +147,17 @@ func (c *Client) TopUp(ctx context.Context, customerID string, req ledger.TopUpR
 	return &out, c.call(ctx, events.OpTopUp, customerID, &req, &out)
 }
 
+// Grant grants credits to the customer (admin): units used after the
+// period's allowance, kept across periods until used up or expired. Use it
+// for credits a customer buys; TopUp raises this period only.
+func (c *Client) Grant(ctx context.Context, customerID string, req ledger.GrantRequest) (*ledger.GrantReply, error) {
+	if req.IdempotencyKey == "" {
+		req.IdempotencyKey = NewIdempotencyKey()
+	}
+	var out ledger.GrantReply
+	return &out, c.call(ctx, events.OpGrant, customerID, &req, &out)
+}
+
 // call sends one request, retrying unavailable replies, timeouts and
 // missing responders (a writer restarting) with the same body, so the same
 // idempotency key, until c.attempts, CallElapsedMax or ctx ends.

@@ -28,7 +28,12 @@ func (s *Server) newMCPHandler() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return ms.MCP() },
+	// The key picks the tools a client is offered: admin tools only to
+	// admin keys (mcpserver.Server.ForKey).
+	h := mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
+		k, _ := r.Context().Value(mcpKey{}).(*keys.Key)
+		return ms.ForKey(k)
+	},
 		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, MaxRequestBodyBytes: BodyBytesMax})
 	withToken := auth.RequireBearerToken(mcpTokenInfo, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(h)
 	return s.limited(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -63,7 +63,7 @@ const (
 	ActionSpend Action = "spend" // preflight, record, release, extend
 	ActionRead  Action = "read"  // budget and status of a customer
 	ActionAudit Action = "audit" // a customer's events from the log
-	ActionAdmin Action = "admin" // set a budget, top up
+	ActionAdmin Action = "admin" // set a budget, top up, grant credits
 )
 
 // grants is the whole authorization policy: what each role may do.
@@ -136,7 +136,7 @@ var actionPhrase = map[Action]string{
 	ActionSpend: "preflight, record or release",
 	ActionRead:  "read budgets",
 	ActionAudit: "read the event log",
-	ActionAdmin: "set budgets or top up",
+	ActionAdmin: "set budgets, top up or grant credits",
 }
 
 // newSecret returns a fresh key from crypto/rand.

@@ -37,7 +37,7 @@ func decodeArgs(args json.RawMessage, v any) error {
 }
 
 // amountFields are the arguments that are amounts.
-var amountFields = []string{"estimated_units", "units", "task_ceiling", "ceiling"}
+var amountFields = []string{"estimated_units", "units", "task_ceiling", "ceiling", "min_units"}
 
 // badAmount names the amount that failed to decode: encoding/json does
 // not say which field a custom decoder rejected.

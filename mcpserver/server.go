@@ -1,8 +1,8 @@
 // Package mcpserver is the Model Context Protocol adapter of AgentBill
 // (`agentbill mcp` over stdio, and /mcp on the HTTP gateway): a tool for
 // every operation of the table (internal/ops) that declares one, today
-// preflight, record_usage, release, budget_status and recent_refusals,
-// whose arguments use the NATS requests' field names and whose results
+// preflight, record_usage, release, budget_status, recent_refusals and,
+// for admin clients only, grant_credits, whose arguments use the NATS requests' field names and whose results
 // carry the replies' fields. Like the HTTP gateway it decides nothing about
 // money: it decodes the arguments exactly (amounts as events.Units, never
 // float64), sends the same NATS request any agent would through
@@ -55,6 +55,12 @@ type Config struct {
 	// the HTTP gateway. Without it (stdio) a call needs none: the process's
 	// NATS credentials are the boundary, as for the CLI.
 	RequireKey bool
+	// AdminTools offers the admin tools (grant_credits) to a client
+	// without a key (stdio, `agentbill mcp --admin-tools`); the NATS
+	// credentials still decide whether a call succeeds. Over HTTP the key
+	// decides instead (ForKey): only a key that may act as admin is
+	// offered them.
+	AdminTools bool
 	Logger     *slog.Logger // slog.Default() if nil
 }
 
@@ -68,11 +74,18 @@ func (c *Config) Validate() error {
 }
 
 // Server holds what the tools need. It is safe for concurrent use.
+//
+// It is two MCP servers over one backend: one with every tool, for
+// clients that may administer budgets, and one without the admin tools,
+// for every other client, so an agent's model is never offered a tool
+// that grants credits (and could not call one if it guessed the name).
 type Server struct {
 	backend    ops.Backend // the writer's client and the log's scans
 	requireKey bool
+	adminTools bool // a client without a key gets admin
 	log        *slog.Logger
-	mcp        *mcp.Server
+	admin      *mcp.Server // every tool
+	agent      *mcp.Server // every tool but the admin ones
 }
 
 // New returns a Server with its tools registered.
@@ -84,24 +97,43 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{backend: backend, requireKey: cfg.RequireKey, log: cfg.Logger}
+	s := &Server{backend: backend, requireKey: cfg.RequireKey, adminTools: cfg.AdminTools, log: cfg.Logger}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.mcp = mcp.NewServer(&mcp.Implementation{Name: Name, Title: "AgentBill budgets", Version: Version},
-		&mcp.ServerOptions{Instructions: instructions})
+	impl := &mcp.Implementation{Name: Name, Title: "AgentBill budgets", Version: Version}
+	s.admin = mcp.NewServer(impl, &mcp.ServerOptions{Instructions: instructions + adminInstructions})
+	s.agent = mcp.NewServer(impl, &mcp.ServerOptions{Instructions: instructions})
 	s.addTools()
 	return s, nil
 }
 
-// MCP returns the *mcp.Server, to run over a transport or to serve over
-// HTTP with mcp.NewStreamableHTTPHandler.
-func (s *Server) MCP() *mcp.Server { return s.mcp }
+// MCP returns the *mcp.Server of a client without a key (stdio): with the
+// admin tools only if Config.AdminTools.
+func (s *Server) MCP() *mcp.Server {
+	if s.adminTools {
+		return s.admin
+	}
+	return s.agent
+}
+
+// ForKey returns the *mcp.Server for a client with the API key k, to
+// serve over HTTP with mcp.NewStreamableHTTPHandler: with the admin tools
+// only if k may act as admin (nil: as MCP).
+func (s *Server) ForKey(k *keys.Key) *mcp.Server {
+	if k == nil {
+		return s.MCP()
+	}
+	if k.AuthorizeAction(keys.ActionAdmin) == nil {
+		return s.admin
+	}
+	return s.agent
+}
 
 // RunStdio serves one client over stdin and stdout until it disconnects
 // or ctx ends.
 func (s *Server) RunStdio(ctx context.Context) error {
-	return s.mcp.Run(ctx, &mcp.StdioTransport{})
+	return s.MCP().Run(ctx, &mcp.StdioTransport{})
 }
 
 const instructions = `AgentBill keeps a budget, in units, for each customer of an AI agent.
@@ -111,6 +143,11 @@ if the work fails or is abandoned, call release. If preflight is refused
 (approved: false), do not do the work: tell the user the reason, what remains,
 and the upgrade_url if there is one. budget_status shows the customer's position;
 recent_refusals lists the latest refusals from the ledger's log.`
+
+// adminInstructions are added for clients offered the admin tools.
+const adminInstructions = `
+grant_credits grants a customer credits (admin): units kept across periods until
+used up or expired, drawn after the period's allowance.`
 
 // keyOf returns the API key of a call made over HTTP, or nil.
 func keyOf(req *mcp.CallToolRequest) *keys.Key {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/agentbill/agentbill/internal/ops"
+	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -25,25 +26,34 @@ const (
 	RefusalsLimitMax     = ops.RefusalsLimitMax
 )
 
-// addTools registers a tool for every operation of the table that has one.
+// addTools registers a tool for every operation of the table that has
+// one: on the admin server all of them, on the agent server all but those
+// of admin operations.
 func (s *Server) addTools() {
 	for _, op := range ops.Table() {
-		if op.Tool != nil {
-			s.add(op)
+		if op.Tool == nil {
+			continue
+		}
+		tool, handler := s.tool(op)
+		s.admin.AddTool(tool, handler)
+		if op.Action != keys.ActionAdmin {
+			s.agent.AddTool(tool, handler)
 		}
 	}
 }
 
 func ptr[T any](v T) *T { return &v }
 
-// add registers op's tool with the low-level API: the SDK's typed handlers
+// tool is op's tool for the low-level API: the SDK's typed handlers
 // round-trip arguments through map[string]any, which would read amounts
-// as float64. Here the raw arguments are decoded once, exactly.
-func (s *Server) add(op *ops.Op) {
+// as float64. Here the raw arguments are decoded once, exactly. The
+// handler authorizes every call against the key whatever server offered
+// the tool (ops.Op.Call).
+func (s *Server) tool(op *ops.Op) (*mcp.Tool, mcp.ToolHandler) {
 	t := op.Tool
 	tool := &mcp.Tool{Name: t.Name, Title: t.Title, Description: t.Description, InputSchema: t.Schema,
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: t.ReadOnly, IdempotentHint: t.Idempotent, OpenWorldHint: ptr(false)}}
-	s.mcp.AddTool(tool, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	return tool, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		k := keyOf(req)
 		if s.requireKey && k == nil {
 			return s.errorResult(t.Name, ledger.Errorf(ledger.CodeUnauthenticated, "an API key is required")), nil
@@ -66,7 +76,7 @@ func (s *Server) add(op *ops.Op) {
 			Content:           []mcp.Content{&mcp.TextContent{Text: t.Summary(args, reply)}, &mcp.TextContent{Text: string(b)}},
 			StructuredContent: json.RawMessage(b),
 		}, nil
-	})
+	}
 }
 
 // errorResult is a tool error: isError, "code: message" as text, and the

@@ -1,5 +1,6 @@
 // Package metrics exposes the writer's health to Prometheus: what it
-// decided (by operation, outcome and reason), how long preflights took,
+// decided (by operation, outcome and reason), the credit grants it made
+// and forfeited, partial approvals and overdrafts, how long preflights took,
 // how big each group commit was and how long its append took, and, read
 // at scrape time, its role, sequence, replay progress, customers, open
 // reservations, snapshot age and snapshot failures. It implements
@@ -64,6 +65,7 @@ type Metrics struct {
 	batchBytes prometheus.Histogram
 	appendDur  prometheus.Histogram
 	integrity  *prometheus.CounterVec
+	ledger     ledgerCounters
 	handler    http.Handler
 }
 
@@ -105,8 +107,10 @@ func New(log *slog.Logger) *Metrics {
 		Name: "agentbill_integrity_violations_total",
 		Help: "Breaks of the ledger's history the writer met, by kind (chain, signature, writer, gap, behind, recreated, missing, snapshot); any but snapshot halts it.",
 	}, []string{"kind"})
+	m.ledger = newLedgerCounters()
 	m.reg.MustRegister(m.decisions, m.preflight, m.batchSize, m.batchBytes, m.appendDur, m.integrity,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.ledger.collectors()...)
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		MaxRequestsInFlight: ScrapesInFlightMax,
@@ -179,4 +183,7 @@ func (m *Metrics) IntegrityViolation(kind string) {
 	m.integrity.WithLabelValues(kind).Inc()
 }
 
-var _ projections.Observer = (*Metrics)(nil)
+var (
+	_ projections.Observer      = (*Metrics)(nil)
+	_ projections.EventObserver = (*Metrics)(nil)
+)

@@ -260,3 +260,97 @@ func TestSnapshotFailures(t *testing.T) {
 		t.Fatalf("agentbill_snapshot_failures_total after 3 failures: got %v, want 3", got)
 	}
 }
+
+// TestLedgerCounters: grants by bounded source, a forfeited grant,
+// a partial approval, an overdraft entered and the two new refusal
+// reasons are counted from the acknowledged events; no series names a
+// customer, scope or free-text source.
+func TestLedgerCounters(t *testing.T) {
+	srv := testenv.StartServer(t, "")
+	m := metrics.New(nil)
+	clock := testenv.NewClock(time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC))
+	w := testenv.StartWriter(t, srv, clock, nil, func(c *projections.Config) { c.Observer = m })
+	m.Watch(w.Writer, nil)
+	hs := httptest.NewServer(m.Handler())
+	t.Cleanup(hs.Close)
+	if v := value(scrape(t, hs.URL), "agentbill_grants_total", "source", metrics.SourcePurchase); v != 0 {
+		t.Fatalf("grants before any: %v, want a series at 0", v)
+	}
+
+	c := testenv.Client(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	u := func(s string) *events.Units { return testenv.Ptr(t, s) }
+	if _, err := c.SetBudget(ctx, "acme", ledger.BudgetRequest{Limit: u("10"), Period: "month", Overdraft: u("5"), MaxRunsPerAgent: 1,
+		ScopeLimits: []events.ScopeLimit{{Dimension: "team", Value: "research", Limit: testenv.Units(t, "3")}}}); err != nil {
+		t.Fatal(err)
+	}
+	exp := clock.Now().Add(time.Hour)
+	for _, g := range []ledger.GrantRequest{
+		{Units: u("2.5")},
+		{Units: u("4"), Source: "promo-2026", ExpiresAt: &exp},
+		{Units: u("1"), Source: "spring sale"},
+	} {
+		if _, err := c.Grant(ctx, "acme", g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	preflight := func(agent, est, least string, scope map[string]string) *ledger.PreflightReply {
+		t.Helper()
+		req := ledger.PreflightRequest{AgentID: agent, EstimatedUnits: u(est), Scope: scope}
+		if least != "" {
+			req.MinUnits = u(least)
+		}
+		r, err := c.Preflight(ctx, "acme", req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := preflight("a", "5", "1", map[string]string{"team": "research"}); !r.Partial {
+		t.Fatalf("want a partial approval: %+v", r)
+	}
+	if r := preflight("b", "1", "", map[string]string{"team": "research"}); r.Reason != ledger.ReasonScopeLimitExceeded {
+		t.Fatalf("want scope_limit_exceeded: %+v", r)
+	}
+	if r := preflight("a", "1", "", nil); r.Reason != ledger.ReasonConcurrencyLimitExceeded {
+		t.Fatalf("want concurrency_limit_exceeded: %+v", r)
+	}
+	// 17.5 in all, 3 held: 18 more goes 3.5 into the 5 of overdraft.
+	if r := preflight("c", "18", "", nil); !r.Overdraft {
+		t.Fatalf("want an approval into the overdraft: %+v", r)
+	}
+	// The promo grant expires; the next command of the customer forfeits it.
+	clock.Advance(2 * time.Hour)
+	if _, err := c.Status(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	preflight("d", "1", "", nil)
+
+	after := scrape(t, hs.URL)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"agentbill_grants_total", []string{"source", metrics.SourcePurchase}, 1},
+		{"agentbill_grants_total", []string{"source", metrics.SourceOther}, 2},
+		{"agentbill_grants_total", []string{"source", metrics.SourceRollover}, 0},
+		{"agentbill_grant_units_total", []string{"source", metrics.SourcePurchase}, 2.5},
+		{"agentbill_grant_units_total", []string{"source", metrics.SourceOther}, 5},
+		{"agentbill_grants_expired_total", nil, 1},
+		{"agentbill_grant_units_expired_total", nil, 4},
+		{"agentbill_partial_approvals_total", nil, 1},
+		{"agentbill_overdrafts_started_total", nil, 1},
+		{"agentbill_decisions_total", []string{"op", "preflight", "outcome", "refused", "reason", ledger.ReasonScopeLimitExceeded}, 1},
+		{"agentbill_decisions_total", []string{"op", "preflight", "outcome", "refused", "reason", ledger.ReasonConcurrencyLimitExceeded}, 1},
+		{"agentbill_decisions_total", []string{"op", "grant", "outcome", "ok", "reason", ""}, 3},
+	} {
+		if got := value(after, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v: got %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if n := len(after["agentbill_grants_total"].GetMetric()); n != 3 {
+		t.Errorf("agentbill_grants_total has %d series, want 3 (purchase, rollover, other)", n)
+	}
+}

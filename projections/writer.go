@@ -150,6 +150,14 @@ type Observer interface {
 	IntegrityViolation(kind string)
 }
 
+// EventObserver is an Observer that also hears every event this writer
+// decided, in log order, once the commit holding it is acknowledged (a
+// failed append's events are never heard: their requests are decided
+// again). Its method runs on the writer's goroutine and must not block.
+type EventObserver interface {
+	Appended(e *events.Envelope)
+}
+
 // Roles a writer reports (Writer.Role).
 const (
 	RoleStarting   = "starting"   // replaying the log for the first time
@@ -179,6 +187,7 @@ type Writer struct {
 	subject   string
 	enc       events.CommitEncoder
 	notify    []notice
+	appended  []*events.Envelope // the open commit's events, for an EventObserver
 	inbox     string
 	openID    string     // the open commit: being decided, not yet sent
 	openBatch []*pending // the open commit's requests
@@ -523,9 +532,12 @@ type flight struct {
 	expect uint64 // the last sequence this commit is fenced on
 	batch  []*pending
 	notify []notice
-	events int
-	bytes  int
-	sent   time.Time
+	// appended are the commit's events when the Observer is an
+	// EventObserver (at most CommitEventsMax), else nil.
+	appended []*events.Envelope
+	events   int
+	bytes    int
+	sent     time.Time
 }
 
 // loop is the single writer. It decides requests as they arrive into the
@@ -612,6 +624,7 @@ func (w *Writer) openCommit() {
 	w.enc.Reset(w.openID, w.cfg.Name, w.now())
 	w.openBatch = nil
 	w.notify = w.notify[:0]
+	w.appended = w.appended[:0]
 }
 
 // openFull reports whether one more command might not fit the open commit.
@@ -658,6 +671,9 @@ func (w *Writer) send() error {
 		return nil
 	}
 	f.notify = append([]notice(nil), w.notify...)
+	if len(w.appended) > 0 {
+		f.appended = append([]*events.Envelope(nil), w.appended...)
+	}
 	f.expect, f.bytes = w.sentSeq, w.enc.Size()
 	if w.partitioned() {
 		f.expect = w.lastSeq // the one commit in flight: its predecessor is acknowledged
@@ -697,6 +713,11 @@ func (w *Writer) onAck(m *nats.Msg) error {
 	w.stats.OpenReservations.Store(uint64(w.state.OpenReservations()))
 	if o := w.cfg.Observer; o != nil {
 		o.Committed(f.events, f.bytes, took)
+	}
+	if o, ok := w.cfg.Observer.(EventObserver); ok {
+		for _, e := range f.appended {
+			o.Appended(e)
+		}
 	}
 	if w.cfg.Fault != nil && len(f.notify) > 0 {
 		w.cfg.Fault(FaultAfterAckBeforeAlerts)
@@ -750,6 +771,9 @@ func (w *Writer) add(e *events.Envelope) {
 		panic(fmt.Sprintf("agentbill: cannot encode event %s: %v", e.ID, err))
 	}
 	w.enc.Add(b)
+	if _, ok := w.cfg.Observer.(EventObserver); ok {
+		w.appended = append(w.appended, e)
+	}
 	if notifyTypes[e.Type] {
 		w.notify = append(w.notify, notice{id: e.ID, subject: events.EventSubject(e.CustomerID, e.Type), body: b})
 	}

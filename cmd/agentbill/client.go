@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,9 +42,20 @@ type clientFlags struct {
 	upgradeURL    string
 	thresholds    listFlag
 	agentLimits   listFlag
-	customerOptIn bool   // watch: --customer is optional
-	denied        bool   // watch: refusals too
-	durable       string // watch: resume as this durable subscription
+	scope         listFlag // preflight, record: DIM=VALUE[,DIM=VALUE]
+	minUnits      string   // preflight: accept a partial approval
+	overdraft     string   // budget set
+	rollover      string   // budget set
+	scopeLimits   listFlag // budget set: DIM=VALUE:UNITS[:PERIOD]
+	maxRuns       int      // budget set
+	maxRunsAgent  int      // budget set
+	expires       string   // grant
+	effective     string   // grant
+	priority      string   // grant ("": the ledger's default)
+	source        string   // grant
+	customerOptIn bool     // watch: --customer is optional
+	denied        bool     // watch: refusals too
+	durable       string   // watch: resume as this durable subscription
 }
 
 type listFlag []string
@@ -67,6 +79,8 @@ func newClientFlags(cmd string, stderr io.Writer) *clientFlags {
 		fs.StringVar(&f.ceiling, "ceiling", "", "ceiling for this call")
 		fs.StringVar(&f.ttl, "ttl", "", "reservation lifetime (Go duration, default 15m)")
 		fs.StringVar(&f.key, "idempotency-key", "", "idempotency key (generated if empty)")
+		fs.Var(&f.scope, "scope", "the run's scope, DIM=VALUE[,DIM=VALUE...] (repeatable), e.g. team=research,user=alice")
+		fs.StringVar(&f.minUnits, "min-units", "", "accept a partial approval of at least this many units")
 	case "record":
 		fs.StringVar(&f.agent, "agent", "", "agent ID")
 		fs.StringVar(&f.units, "units", "", "units actually used")
@@ -74,6 +88,7 @@ func newClientFlags(cmd string, stderr io.Writer) *clientFlags {
 		fs.StringVar(&f.task, "task", "", "task reference")
 		fs.BoolVar(&f.failed, "failed", false, "the run failed: release the reservation instead of charging")
 		fs.StringVar(&f.key, "idempotency-key", "", "idempotency key (generated if empty)")
+		fs.Var(&f.scope, "scope", "the run's scope when no reservation is settled, DIM=VALUE[,DIM=VALUE...] (repeatable)")
 	case "release":
 		fs.StringVar(&f.reservation, "reservation", "", "reservation to release")
 	case "extend":
@@ -89,6 +104,19 @@ func newClientFlags(cmd string, stderr io.Writer) *clientFlags {
 		fs.StringVar(&f.upgradeURL, "upgrade-url", "", "where a refused customer can upgrade")
 		fs.Var(&f.thresholds, "threshold", "alert fraction, e.g. 0.8 (repeatable)")
 		fs.Var(&f.agentLimits, "agent-limit", "per-agent limit AGENT=UNITS (repeatable)")
+		fs.StringVar(&f.overdraft, "overdraft", "", "units approvals may go below zero")
+		fs.StringVar(&f.rollover, "rollover", "", "unused allowance carried into the next period: none, all or a cap in units")
+		fs.Var(&f.scopeLimits, "scope-limit", "scope limit DIM=VALUE:UNITS[:day|week|month|none] (repeatable), e.g. team=research:100:day")
+		fs.IntVar(&f.maxRuns, "max-runs", 0, "most open reservations of the customer (0: no cap)")
+		fs.IntVar(&f.maxRunsAgent, "max-runs-per-agent", 0, "most open reservations of each agent (0: no cap)")
+	case "grant":
+		fs.StringVar(&f.units, "units", "", "credits to grant")
+		fs.StringVar(&f.expires, "expires", "", "when unused credits are forfeited, RFC 3339 (default: never)")
+		fs.StringVar(&f.effective, "effective", "", "when the credits become usable, RFC 3339 (default: now)")
+		fs.StringVar(&f.priority, "priority", "", "draw-down order among grants, lower first (default 100)")
+		fs.StringVar(&f.source, "source", "", "label: purchase (default), promo, allowance...")
+		fs.StringVar(&f.note, "note", "", "note for the audit trail")
+		fs.StringVar(&f.key, "idempotency-key", "", "idempotency key (generated if empty)")
 	case "watch":
 		f.customerOptIn = true
 		fs.BoolVar(&f.denied, "denied", false, "also print refusals (denied events)")
@@ -178,6 +206,8 @@ func clientOp(ctx context.Context, cmd string, c *client.Client, f *clientFlags,
 		return out.print(st, statusText(st))
 	case "budget set":
 		return budgetCmd(ctx, c, f, out)
+	case "grant":
+		return grantCmd(ctx, c, f, out)
 	case "watch":
 		return watchCmd(ctx, c, f, out)
 	}
@@ -196,6 +226,12 @@ func preflightCmd(ctx context.Context, c *client.Client, f *clientFlags, out *pr
 	if req.Ceiling, err = amount("ceiling", f.ceiling); err != nil {
 		return err
 	}
+	if req.MinUnits, err = amount("min-units", f.minUnits); err != nil {
+		return err
+	}
+	if req.Scope, err = scopeFlag(f.scope); err != nil {
+		return err
+	}
 	r, err := c.Preflight(ctx, f.customer, req)
 	if err != nil {
 		return err
@@ -210,8 +246,15 @@ func preflightCmd(ctx context.Context, c *client.Client, f *clientFlags, out *pr
 		}
 		return errRefused
 	}
-	return out.print(r, fmt.Sprintf("approved: reservation %s holds %s units until %s; %s left",
-		r.ReservationID, r.ReservedUnits, r.ExpiresAt.Format(time.RFC3339), r.RemainingUnits))
+	text := fmt.Sprintf("approved: reservation %s holds %s units until %s; %s left",
+		r.ReservationID, r.ReservedUnits, r.ExpiresAt.Format(time.RFC3339), r.RemainingUnits)
+	if r.Partial {
+		text += " (partial: less than requested, all that fits)"
+	}
+	if r.Overdraft {
+		text += " (in overdraft)"
+	}
+	return out.print(r, text)
 }
 
 func recordCmd(ctx context.Context, c *client.Client, f *clientFlags, out *printer) error {
@@ -224,6 +267,9 @@ func recordCmd(ctx context.Context, c *client.Client, f *clientFlags, out *print
 		no := false
 		req.Success = &no
 	}
+	if req.Scope, err = scopeFlag(f.scope); err != nil {
+		return err
+	}
 	r, err := c.Record(ctx, f.customer, req)
 	if err != nil {
 		return err
@@ -233,7 +279,36 @@ func recordCmd(ctx context.Context, c *client.Client, f *clientFlags, out *print
 	if r.Exhausted {
 		text += " (budget exhausted)"
 	}
+	for i, d := range r.FundedBy {
+		sep := ", "
+		if i == 0 {
+			sep = "\nfunded by grants: "
+		}
+		text += fmt.Sprintf("%s%s (%s)", sep, d.GrantID, d.Units)
+	}
 	return out.print(r, text)
+}
+
+// scopeFlag reads --scope DIM=VALUE[,DIM=VALUE...], repeated or not, into
+// a request's scope (nil for none); the ledger checks the names.
+func scopeFlag(flags []string) (map[string]string, error) {
+	var sc map[string]string
+	for _, fl := range flags {
+		for _, pair := range strings.Split(fl, ",") {
+			dim, value, ok := strings.Cut(pair, "=")
+			if !ok || dim == "" {
+				return nil, ledger.Errorf(ledger.CodeInvalidArgument, "--scope %q: want DIM=VALUE[,DIM=VALUE...]", fl)
+			}
+			if sc == nil {
+				sc = map[string]string{}
+			}
+			if _, dup := sc[dim]; dup {
+				return nil, ledger.Errorf(ledger.CodeInvalidArgument, "--scope names %s twice", dim)
+			}
+			sc[dim] = value
+		}
+	}
+	return sc, nil
 }
 
 func budgetCmd(ctx context.Context, c *client.Client, f *clientFlags, out *printer) error {
@@ -263,11 +338,95 @@ func budgetCmd(ctx context.Context, c *client.Client, f *clientFlags, out *print
 		}
 		req.AgentLimits[agent] = *u
 	}
+	if req.Overdraft, err = amount("overdraft", f.overdraft); err != nil {
+		return err
+	}
+	for _, sl := range f.scopeLimits {
+		l, err := scopeLimitFlag(sl)
+		if err != nil {
+			return err
+		}
+		req.ScopeLimits = append(req.ScopeLimits, l)
+	}
+	req.Rollover, req.MaxRuns, req.MaxRunsPerAgent = ledger.Rollover(f.rollover), f.maxRuns, f.maxRunsAgent
 	st, err := c.SetBudget(ctx, f.customer, req)
 	if err != nil {
 		return err
 	}
 	return out.print(st, statusText(st))
+}
+
+// scopeLimitFlag reads --scope-limit DIM=VALUE:UNITS[:PERIOD]. It splits
+// from the right, so a value may itself hold ':'; the ledger checks the
+// names and the period.
+func scopeLimitFlag(v string) (events.ScopeLimit, error) {
+	bad := ledger.Errorf(ledger.CodeInvalidArgument, "--scope-limit %q: want DIM=VALUE:UNITS[:day|week|month|none]", v)
+	dim, rest, ok := strings.Cut(v, "=")
+	if !ok {
+		return events.ScopeLimit{}, bad
+	}
+	var l events.ScopeLimit
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		if _, err := ledger.ParsePeriod(rest[i+1:]); err == nil && rest[i+1:] != "" {
+			l.Period, rest = rest[i+1:], rest[:i]
+		}
+	}
+	i := strings.LastIndexByte(rest, ':')
+	if i < 0 {
+		return events.ScopeLimit{}, bad
+	}
+	u, err := amount("scope-limit", rest[i+1:])
+	if err != nil {
+		return events.ScopeLimit{}, err
+	}
+	if u == nil {
+		return events.ScopeLimit{}, bad
+	}
+	l.Dimension, l.Value, l.Limit = dim, rest[:i], *u
+	return l, nil
+}
+
+func grantCmd(ctx context.Context, c *client.Client, f *clientFlags, out *printer) error {
+	req := ledger.GrantRequest{Source: f.source, Note: f.note, IdempotencyKey: f.key}
+	var err error
+	if req.Units, err = amount("units", f.units); err != nil {
+		return err
+	}
+	if req.ExpiresAt, err = timeFlag("expires", f.expires); err != nil {
+		return err
+	}
+	if req.EffectiveAt, err = timeFlag("effective", f.effective); err != nil {
+		return err
+	}
+	if f.priority != "" {
+		p, err := strconv.Atoi(f.priority)
+		if err != nil {
+			return ledger.Errorf(ledger.CodeInvalidArgument, "--priority %q is not an integer", f.priority)
+		}
+		req.Priority = &p
+	}
+	r, err := c.Grant(ctx, f.customer, req)
+	if err != nil {
+		return err
+	}
+	until := "never expires"
+	if r.ExpiresAt != nil {
+		until = "expires " + r.ExpiresAt.Format(time.RFC3339)
+	}
+	return out.print(r, fmt.Sprintf("granted %s units: grant %s (source %s, priority %d, usable from %s, %s); %s left",
+		r.Units, r.GrantID, r.Source, r.Priority, r.EffectiveAt.Format(time.RFC3339), until, r.RemainingUnits))
+}
+
+// timeFlag parses an optional RFC 3339 time flag.
+func timeFlag(name, v string) (*time.Time, error) {
+	if v == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return nil, ledger.Errorf(ledger.CodeInvalidArgument, "--%s %q is not an RFC 3339 time (like 2026-04-01T00:00:00Z)", name, v)
+	}
+	return &t, nil
 }
 
 func statusText(st *ledger.StatusReply) string {
@@ -285,6 +444,7 @@ func statusText(st *ledger.StatusReply) string {
 	if st.Exhausted {
 		b.WriteString(" (exhausted)")
 	}
+	policyText(&b, st)
 	agents := make([]string, 0, len(st.Agents))
 	for a := range st.Agents {
 		agents = append(agents, a)
@@ -298,6 +458,42 @@ func statusText(st *ledger.StatusReply) string {
 		}
 	}
 	return b.String()
+}
+
+// policyText adds a status's grants, scopes and less common settings.
+func policyText(b *strings.Builder, st *ledger.StatusReply) {
+	if st.GrantsRemaining.Sign() > 0 || len(st.Grants) > 0 {
+		fmt.Fprintf(b, "\ngrants     %s usable now (in remaining)", st.GrantsRemaining)
+	}
+	for _, g := range st.Grants {
+		until := "never expires"
+		if g.ExpiresAt != nil {
+			until = "expires " + g.ExpiresAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(b, "\ngrant      %s: %s of %s left, %s, priority %d, from %s, %s",
+			g.GrantID, g.Remaining, g.Units, g.Source, g.Priority, g.EffectiveAt.Format(time.RFC3339), until)
+	}
+	if st.Overdraft != nil {
+		fmt.Fprintf(b, "\noverdraft  %s", *st.Overdraft)
+	}
+	if st.Rollover != "" {
+		fmt.Fprintf(b, "\nrollover   %s", st.Rollover)
+	}
+	if st.MaxRuns > 0 || st.MaxRunsPerAgent > 0 {
+		fmt.Fprintf(b, "\nmax runs   %s open, %s per agent", capText(st.MaxRuns), capText(st.MaxRunsPerAgent))
+	}
+	for _, sc := range st.Scopes {
+		fmt.Fprintf(b, "\nscope      %s=%s: used %s, reserved %s, %s left of %s per %s",
+			sc.Dimension, sc.Value, sc.Used, sc.Reserved, sc.Remaining, sc.Limit, sc.Period)
+	}
+}
+
+// capText is a run cap for people: 0 is none.
+func capText(n int) string {
+	if n == 0 {
+		return "no cap"
+	}
+	return strconv.Itoa(n)
 }
 
 func watchCmd(ctx context.Context, c *client.Client, f *clientFlags, out *printer) error {
@@ -339,7 +535,7 @@ func alertText(e *events.Envelope, pal palette) string {
 	b := events.BalanceOf(e.Data)
 	at := pal.dim(e.At.UTC().Format(time.RFC3339))
 	who := pal.bold(e.CustomerID)
-	limit := b.Limit.Add(b.TopUps)
+	limit := b.Limit // with the period's top-ups already (events.Balance)
 	switch d := e.Data.(type) {
 	case *events.BudgetExhausted:
 		s := fmt.Sprintf("%s  %s  %s: %s used, %s reserved of %s, %s left (%s)",
@@ -357,6 +553,16 @@ func alertText(e *events.Envelope, pal palette) string {
 	case *events.Denied:
 		return fmt.Sprintf("%s  %s  %s: agent %s asked %s; %s: %s",
 			at, pal.magenta(alertLabel(e.Type)), who, d.AgentID, d.Requested, d.Reason, d.Message)
+	case *events.OverdraftStarted:
+		s := fmt.Sprintf("%s  %s  %s: %s below zero, of an overdraft of %s",
+			at, pal.yellow(alertLabel(e.Type)), who, b.Overdrawn, d.Overdraft)
+		if d.AgentID != "" {
+			s += " (agent " + d.AgentID + ")"
+		}
+		return s
+	case *events.GrantExpired:
+		return fmt.Sprintf("%s  %s  %s: grant %s of %s expired with %s unused; %s left",
+			at, pal.yellow(alertLabel(e.Type)), who, d.GrantID, d.Units, d.Remaining, b.Remaining)
 	}
 	return fmt.Sprintf("%s  %s  %s", at, alertLabel(e.Type), who)
 }

@@ -67,6 +67,7 @@ func destructive(t *testing.T, js jetstream.JetStream) []attack {
 func agentForbidden() []attack {
 	return []attack{
 		{"agentbill.admin.v1.topup.user_123", `{"units":1000000}`},
+		{"agentbill.admin.v1.grant.user_123", `{"units":1000000}`},
 		{"agentbill.admin.v1.budget.user_123", `{"limit":1000000,"period":"month"}`},
 		{"$JS.API.INFO", ""},
 		{"$JS.API.STREAM.INFO.AGENTBILL", ""},

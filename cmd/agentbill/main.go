@@ -42,14 +42,21 @@ Usage:
                       [--webhook-backoff-min 1s] [--webhook-backoff-max 1h]
                       [--webhook-retry-max-age 24h]
   agentbill preflight --customer C --agent A --units N [--task T] [--task-ceiling N]
-                      [--ceiling N] [--ttl D] [--idempotency-key K] [--json]
-  agentbill record    --customer C --agent A --units N [--reservation ID] [--failed] [--json]
+                      [--ceiling N] [--ttl D] [--scope DIM=V[,DIM=V]] [--min-units N]
+                      [--idempotency-key K] [--json]
+  agentbill record    --customer C --agent A --units N [--reservation ID] [--failed]
+                      [--scope DIM=V[,DIM=V]] [--json]
   agentbill release   --customer C --reservation ID [--json]
   agentbill extend    --customer C --reservation ID --ttl D [--json]
   agentbill status    --customer C [--json]
   agentbill budget set --customer C --limit N --period day|week|month|none
-                      [--threshold 0.8 ...] [--upgrade-url URL] [--agent-limit A=N ...] [--json]
-  agentbill topup     --customer C --units N [--note TEXT] [--json]
+                      [--threshold 0.8 ...] [--upgrade-url URL] [--agent-limit A=N ...]
+                      [--overdraft N] [--rollover none|all|N] [--scope-limit DIM=V:N[:PERIOD] ...]
+                      [--max-runs N] [--max-runs-per-agent N] [--json]
+  agentbill topup     --customer C --units N [--note TEXT] [--json]   # this period only
+  agentbill grant     --customer C --units N [--expires T] [--effective T] [--priority N]
+                      [--source S] [--note TEXT] [--idempotency-key K] [--json]
+                      # credits kept across periods until used or expired
   agentbill watch     [--customer C] [--denied] [--durable NAME] [--json]
   agentbill keys create --role agent|admin|auditor [--customer C] [--name N] [--replicas 1|3] [--json]
   agentbill keys list [--json]
@@ -65,7 +72,7 @@ Usage:
                       [--partitions N] [--public-keys FILE | --no-signatures]   # while no serve writes
   agentbill backup    --out DIR [--force] [--public-keys FILE | --data DIR] [--nats-url URL]
   agentbill restore   --from DIR (--data DIR | --nats-url URL) [--replicas 1|3]
-  agentbill mcp       [--nats-url URL]   # MCP server over stdio
+  agentbill mcp       [--nats-url URL] [--admin-tools]   # MCP server over stdio
   agentbill bench     [--clients 64] [--customers 10000] [--duration 5s] [--rate CYCLES/S]
                       [--nats-url URL [--replicas 3]] [--webhooks] [--json] [--cpuprofile FILE]
 
@@ -102,7 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		err = runServe(ctx, rest, stderr)
-	case "preflight", "record", "release", "extend", "status", "topup", "watch":
+	case "preflight", "record", "release", "extend", "status", "topup", "grant", "watch":
 		err = runClient(ctx, cmd, rest, stdout, stderr)
 	case "audit":
 		err = runAudit(ctx, rest, stdout, stderr)

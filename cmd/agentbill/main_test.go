@@ -211,7 +211,7 @@ func TestCLIAuditReplayAndVerify(t *testing.T) {
 	csvOut := s.must(t, 0, "audit", "--customer", "user_123", "--format", "csv")
 	lines := strings.Split(strings.TrimSpace(csvOut), "\n")
 	if len(lines) != 6 || !strings.HasPrefix(lines[0], "seq,at,event_id,type") ||
-		!strings.Contains(lines[3], ",recorded,a,") || !strings.HasSuffix(lines[3], ",100,55,0,45") {
+		!strings.Contains(lines[3], ",recorded,a,") || !strings.HasSuffix(lines[3], ",100,55,0,45,0,,,") { // limit, used, reserved, remaining, grants, grant, funded_by, counted_scopes
 		t.Errorf("audit csv:\n%s", csvOut)
 	}
 	jsonOut := s.must(t, 0, "audit", "--customer", "user_123", "--json")

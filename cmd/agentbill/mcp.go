@@ -16,11 +16,14 @@ import (
 // the usual connection flags until the client disconnects or the process
 // is told to stop. With nats.conf's users: `agent` serves preflight,
 // record_usage, release and budget_status; recent_refusals also reads the
-// stream, which `admin` may and `agent` may not.
+// stream, which `admin` may and `agent` may not. --admin-tools adds
+// grant_credits, for an operator's assistant running as `admin`; without
+// it an agent's model is not offered a tool that grants credits.
 func runMCP(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mcp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	nf := addNATSFlags(fs, true)
+	adminTools := fs.Bool("admin-tools", false, "also offer the admin tools (grant_credits); the NATS credentials must allow admin requests")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -36,11 +39,11 @@ func runMCP(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer s.close()
-	srv, err := mcpserver.New(mcpserver.Config{Conn: s.nc, Logger: log})
+	srv, err := mcpserver.New(mcpserver.Config{Conn: s.nc, AdminTools: *adminTools, Logger: log})
 	if err != nil {
 		return err
 	}
-	log.Info("mcp server on stdio", "nats_url", nf.url)
+	log.Info("mcp server on stdio", "nats_url", nf.url, "admin_tools", *adminTools)
 	// The server runs on ctx, not s.ctx: one tool call the user may not
 	// make (agent's recent_refusals) is that call's error, answered at
 	// once by the client package, and must not end the server.

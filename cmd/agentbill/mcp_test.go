@@ -20,11 +20,15 @@ import (
 // ListTools sorts them.
 var mcpTools = []string{"budget_status", "preflight", "recent_refusals", "record_usage", "release"}
 
-// connectStdio starts the real `agentbill mcp` binary and connects the Go
-// SDK's client to it over stdio.
-func connectStdio(t *testing.T, s *service) (*mcp.ClientSession, *testenv.SyncBuffer) {
+// adminMCPTools are mcpTools with the admin tools, offered to admin keys
+// and to `agentbill mcp --admin-tools`.
+var adminMCPTools = []string{"budget_status", "grant_credits", "preflight", "recent_refusals", "record_usage", "release"}
+
+// connectStdio starts the real `agentbill mcp` binary (with extra flags)
+// and connects the Go SDK's client to it over stdio.
+func connectStdio(t *testing.T, s *service, extra ...string) (*mcp.ClientSession, *testenv.SyncBuffer) {
 	t.Helper()
-	cmd := exec.Command(binary, "mcp", "--nats-url", s.url, "--data", s.data)
+	cmd := exec.Command(binary, append([]string{"mcp", "--nats-url", s.url, "--data", s.data}, extra...)...)
 	stderr := &testenv.SyncBuffer{}
 	cmd.Stderr = stderr
 	return connectMCP(t, &mcp.CommandTransport{Command: cmd}), stderr
@@ -126,6 +130,13 @@ func field(t *testing.T, r toolResult, name string) string {
 
 func checkToolList(t *testing.T, cs *mcp.ClientSession) {
 	t.Helper()
+	checkTools(t, cs, mcpTools)
+}
+
+// checkTools fails unless cs is offered exactly want (sorted), each with
+// a description and an input schema.
+func checkTools(t *testing.T, cs *mcp.ClientSession, want []string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), ProcessTimeout)
 	defer cancel()
 	lt, err := cs.ListTools(ctx, nil)
@@ -140,8 +151,8 @@ func checkToolList(t *testing.T, cs *mcp.ClientSession) {
 		}
 	}
 	slices.Sort(names)
-	if !slices.Equal(names, mcpTools) {
-		t.Fatalf("tools %v, want %v", names, mcpTools)
+	if !slices.Equal(names, want) {
+		t.Fatalf("tools %v, want %v", names, want)
 	}
 }
 
@@ -223,6 +234,27 @@ func TestMCPOverStdio(t *testing.T) {
 	if len(list) != 2 || list[0].(map[string]any)["customer_id"] != "mcp_c2" {
 		t.Fatalf("recent_refusals of all, newest first: %v\n%s", all.out, stderr)
 	}
+
+	// Without --admin-tools no grant_credits; with it, as the local admin, a grant.
+	toolErrorOrAbsent(t, cs, "grant_credits", `{"customer_id": "mcp_c1", "units": 1}`)
+	admin, _ := connectStdio(t, s, "--admin-tools")
+	checkTools(t, admin, adminMCPTools)
+	g := mustTool(t, admin, "grant_credits", `{"customer_id": "mcp_c1", "units": "2.5", "source": "promo"}`)
+	if field(t, g, "source") != "promo" || field(t, g, "units") != "2.5" || !strings.Contains(g.text, "Granted 2.5 units") {
+		t.Fatalf("grant_credits over stdio: %v %q", g.out, g.text)
+	}
+}
+
+// toolErrorOrAbsent fails if the tool call succeeds: it must be an
+// unknown tool (a protocol error) or a tool error.
+func toolErrorOrAbsent(t *testing.T, cs *mcp.ClientSession, name, args string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), ProcessTimeout)
+	defer cancel()
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: json.RawMessage(args)})
+	if err == nil && !res.IsError {
+		t.Fatalf("%s %s succeeded, want it absent or refused", name, args)
+	}
 }
 
 // createKey creates an API key and returns the secret.
@@ -272,6 +304,10 @@ func TestMCPOverHTTPWithKey(t *testing.T) {
 	agent := connectHTTP(t, base, createKey(t, s, "--role", "agent"))
 	mustTool(t, agent, "recent_refusals", `{"customer_id": "mcp_h2"}`)
 	toolError(t, agent, "recent_refusals", `{}`, "permission_denied", "read the event log")
+
+	// Only an admin key is offered grant_credits.
+	toolErrorOrAbsent(t, bound, "grant_credits", `{"units": 1}`)
+	checkTools(t, connectHTTP(t, base, createKey(t, s, "--role", "admin")), adminMCPTools)
 
 	// An auditor reads everything and spends nothing.
 	auditor := connectHTTP(t, base, createKey(t, s, "--role", "auditor"))

@@ -93,6 +93,7 @@ func TestCLIRolesAgainstRepoNATSConf(t *testing.T) {
 	// Denials come back as permission_denied, at once, not after retries.
 	for _, c := range []struct{ user, args string }{
 		{"agent", "topup --customer user_123 --units 1000"},
+		{"agent", "grant --customer user_123 --units 1000"},
 		{"agent", "budget set --customer user_123 --limit 1000000 --period month"},
 		{"agent-user_123", "status --customer user_456"},
 		{"agent-user_123", "preflight --customer user_1234 --agent a --units 1"},

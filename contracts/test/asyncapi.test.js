@@ -30,7 +30,7 @@ test('@asyncapi/parser: no error-level diagnostics', async () => {
 
 test('schemas named in both documents are the same schema', () => {
   const shared = Object.keys(schemas).filter((n) => n in openapi.components.schemas);
-  for (const n of ['Units', 'UnitsIn', 'ErrorReply', 'PreflightReply', 'RecordReply', 'ReleaseReply', 'ExtendReply', 'StatusReply', 'Envelope', 'Balance', 'ReleaseRequest', 'ExtendRequest', 'TopUpRequest']) {
+  for (const n of ['Units', 'UnitsIn', 'ErrorReply', 'PreflightReply', 'RecordReply', 'ReleaseReply', 'ExtendReply', 'StatusReply', 'Envelope', 'Balance', 'ReleaseRequest', 'ExtendRequest', 'TopUpRequest', 'GrantRequest', 'GrantReply', 'Scope', 'ScopeRef', 'GrantDraw', 'SignedUnits']) {
     assert.ok(shared.includes(n), `${n} is in both documents`);
   }
   for (const n of shared) assert.deepEqual(schemas[n], openapi.components.schemas[n], `schema ${n} differs between asyncapi.yaml and openapi.json`);
@@ -46,11 +46,15 @@ test('request subjects: every operation of events/subjects.go, admin ones under 
   assert.deepEqual(requestChannels.sort(), want.sort());
 });
 
-test('announced events: exactly projections/writer.go notifyTypes', () => {
-  const types = goConsts(goSource('events/events.go'), 'Type');
-  const block = goSource('projections/writer.go').match(/var notifyTypes = map\[events\.Type\]bool\{([^}]*)\}/);
-  assert.ok(block, 'notifyTypes in projections/writer.go');
-  const notify = [...block[1].matchAll(/events\.(Type\w+)/g)].map((m) => types[m[1]]);
+test('announced events: exactly events.AlertTypes, which projections/writer.go notifyTypes announces', () => {
+  const src = goSource('events/events.go');
+  const types = goConsts(src, 'Type');
+  const writer = goSource('projections/writer.go');
+  assert.match(writer, /var notifyTypes = func\(\) map\[events\.Type\]bool \{[^}]*range events\.AlertTypes/, 'notifyTypes in projections/writer.go is built from events.AlertTypes');
+  const block = src.match(/var AlertTypes = \[\]Type\{([^}]*)\}/);
+  assert.ok(block, 'AlertTypes in events/events.go');
+  const notify = [...block[1].matchAll(/\b(Type\w+)/g)].map((m) => types[m[1]]);
+  assert.ok(notify.length >= 4 && notify.every(Boolean), 'read the alert types from the Go source');
   const announced = Object.values(asyncapi.channels).map((c) => c.address).filter((a) => a?.startsWith('agentbill.events.'));
   assert.deepEqual(announced.sort(), notify.map((t) => `agentbill.events.{customer}.${t}`).sort());
 });

@@ -30,6 +30,7 @@ const seen = new Set(); // "METHOD /template STATUS"
 const cid = `c_${randomUUID().slice(0, 8)}`; // a customer with a budget
 const small = `s_${randomUUID().slice(0, 8)}`; // a customer that runs out
 const bound = `b_${randomUUID().slice(0, 8)}`; // the bound key's own customer
+const od = `o_${randomUUID().slice(0, 8)}`; // overdraft, scope limits and run caps
 const state = {};
 
 before(async () => {
@@ -164,6 +165,39 @@ test('success and refusal on every /v1 route', async () => {
   assert.equal(again.released_units, 0);
 
   await call('POST', '/v1/topup', '/v1/topup', { status: 200, key: keys.admin, body: { customer_id: cid, units: 5, note: 'goodwill' } });
+  // Credits: one that expires in a moment (grant_expired, in the events
+  // test), one with every field, one with none but units.
+  state.grantExpiresAt = Date.now() + 1500;
+  await call('POST', '/v1/grants', '/v1/grants', { status: 200, key: keys.admin, body: {
+    customer_id: cid, units: '2.5', expires_at: new Date(state.grantExpiresAt).toISOString(),
+  } });
+  const g = await call('POST', '/v1/grants', '/v1/grants', { status: 200, key: keys.admin, body: {
+    customer_id: cid, units: 50, priority: 5, source: 'promo', note: 'welcome', effective_at: new Date().toISOString(),
+    expires_at: new Date(Date.now() + 86_400_000).toISOString(), idempotency_key: `grant-${cid}`,
+  } });
+  assert.equal(g.priority, 5);
+  await call('POST', '/v1/grants', '/v1/grants', { status: 200, key: keys.admin, body: { customer_id: cid, units: 1 } });
+  await call('GET', '/v1/customers/{id}', `/v1/customers/${cid}`, { status: 200, key: keys.admin });
+  // Overdraft, scope limits and run caps: a partial approval, both new
+  // refusals, a record in a scope, and an approval into the overdraft.
+  await call('PUT', '/v1/budget', '/v1/budget', { status: 200, key: keys.admin, body: {
+    customer_id: od, limit_units: 10, period: 'month', overdraft: 5, rollover: 'all', max_concurrent_runs: 3,
+    max_concurrent_runs_per_agent: 1, scope_limits: [{ dimension: 'team', value: 'research', limit: 4, period: 'day' }],
+  } });
+  const part = await call('POST', '/v1/preflight', '/v1/preflight', { status: 200, key: keys.agent, body: {
+    customer_id: od, agent_id: 'a', estimated_units: 6, min_units: 2, scope: { team: 'research', user: 'alice' },
+  } });
+  assert.equal(part.partial, true);
+  const scoped = await call('POST', '/v1/preflight', '/v1/preflight', { status: 200, key: keys.agent, body: { customer_id: od, agent_id: 'b', scope: { team: 'research' } } });
+  assert.equal(scoped.reason, 'scope_limit_exceeded');
+  const busy = await call('POST', '/v1/preflight', '/v1/preflight', { status: 200, key: keys.agent, body: { customer_id: od, agent_id: 'a' } });
+  assert.equal(busy.reason, 'concurrency_limit_exceeded');
+  await call('POST', '/v1/events', '/v1/events', { status: 200, key: keys.agent, body: { customer_id: od, event_type: 'c', units: 1, scope: { team: 'other' } } });
+  const deep = await call('POST', '/v1/preflight', '/v1/preflight', { status: 200, key: keys.agent, body: { customer_id: od, agent_id: 'd', estimated_units: 8 } });
+  assert.equal(deep.overdraft, true);
+  assert.ok(deep.remaining_units < 0);
+  await call('GET', '/v1/budget', `/v1/budget?customer_id=${od}`, { status: 200, key: keys.admin });
+  await call('GET', '/v1/customers/{id}', `/v1/customers/${od}`, { status: 200, key: keys.admin });
   // Run `small` dry: threshold_crossed, budget_exhausted, then a denial.
   await call('POST', '/v1/events', '/v1/events', { status: 200, key: keys.agent, body: { customer_id: small, event_type: 'a', units: 10 } });
   const dry = await call('POST', '/v1/preflight', '/v1/preflight', { status: 200, key: keys.agent, body: { customer_id: small, agent_id: 'a' } });
@@ -180,8 +214,11 @@ test('the events page holds every event type, each matching its schema', async (
   await call('POST', '/v1/preflight', '/v1/preflight', { status: 200, key: keys.agent, body: { customer_id: cid, agent_id: 'sweep' } });
   // A top-up gives the exhausted customer budget again: budget_restored.
   await call('POST', '/v1/topup', '/v1/topup', { status: 200, key: keys.admin, body: { customer_id: small, units: 1000 } });
+  // The short grant expires; the sweep (every second) or the next command forfeits it.
+  await new Promise((r) => setTimeout(r, Math.max(0, state.grantExpiresAt + 1100 - Date.now())));
+  await call('POST', '/v1/preflight', '/v1/preflight', { status: 200, key: keys.agent, body: { customer_id: cid, agent_id: 'sweep' } });
   const types = new Set();
-  for (const c of [cid, small]) {
+  for (const c of [cid, small, od]) {
     const page = await call('GET', '/v1/customers/{id}/events', `/v1/customers/${c}/events?limit=1000`, { status: 200, key: keys.auditor });
     for (const e of page.events) types.add(e.type);
   }
@@ -232,6 +269,12 @@ test('invalid_argument (400)', async () => {
   await call('GET', '/v1/budget', `/v1/budget?customer_id=${'x'.repeat(129)}`, a);
   await call('PUT', '/v1/budget', '/v1/budget', { status: 400, key: keys.admin, body: { customer_id: cid, limit_units: 1, period: 'year' }, schemaRejects: true });
   await call('POST', '/v1/topup', '/v1/topup', { status: 400, key: keys.admin, body: { customer_id: cid, units: 1, colour: 'red' }, schemaRejects: true });
+  await call('POST', '/v1/grants', '/v1/grants', { status: 400, key: keys.admin, body: { customer_id: cid, units: -1 }, schemaRejects: true });
+  await call('POST', '/v1/grants', '/v1/grants', { status: 400, key: keys.admin, body: { customer_id: cid, units: 1, expires_at: 'tomorrow' }, schemaRejects: true });
+  await call('POST', '/v1/grants', '/v1/grants', { status: 400, key: keys.admin, body: { customer_id: cid, units: 1, source: 's'.repeat(33) }, schemaRejects: true });
+  await call('POST', '/v1/grants', '/v1/grants', { status: 400, key: keys.admin, body: { customer_id: cid, units: 1, expires_at: '2020-01-01T00:00:00Z' } });
+  await call('PUT', '/v1/budget', '/v1/budget', { status: 400, key: keys.admin, body: { customer_id: cid, limit_units: 1, period: 'day', scope_limits: [{ dimension: 'agent', value: 'a', limit: 1 }] }, schemaRejects: true });
+  await call('POST', '/v1/preflight', '/v1/preflight', { ...a, body: { customer_id: cid, agent_id: 'a', scope: { a: '1', b: '2', c: '3', d: '4', e: '5' } }, schemaRejects: true });
   await call('GET', '/v1/customers/{id}', `/v1/customers/${enc('bad\u0001id')}`, a);
   await call('GET', '/v1/customers/{id}/events', `/v1/customers/${cid}/events?limit=0`, { status: 400, key: keys.auditor });
 });
@@ -247,6 +290,7 @@ test('unauthenticated (401): no key, an unknown key', async () => {
     await call('GET', '/v1/budget', '/v1/budget', opts);
     await call('PUT', '/v1/budget', '/v1/budget', { ...opts, body: { limit_units: 1, period: 'day' } });
     await call('POST', '/v1/topup', '/v1/topup', { ...opts, body: { units: 1 } });
+    await call('POST', '/v1/grants', '/v1/grants', { ...opts, body: { units: 1 } });
     await call('GET', '/v1/customers/{id}', `/v1/customers/${cid}`, opts);
     await call('GET', '/v1/customers/{id}/events', `/v1/customers/${cid}/events`, opts);
   }
@@ -256,6 +300,8 @@ test('permission_denied (403): the wrong role, or another customer', async () =>
   const s = { status: 403 };
   await call('PUT', '/v1/budget', '/v1/budget', { ...s, key: keys.agent, body: { customer_id: cid, limit_units: 1, period: 'day' } });
   await call('POST', '/v1/topup', '/v1/topup', { ...s, key: keys.agent, body: { customer_id: cid, units: 1 } });
+  await call('POST', '/v1/grants', '/v1/grants', { ...s, key: keys.agent, body: { customer_id: cid, units: 1 } });
+  await call('POST', '/v1/grants', '/v1/grants', { ...s, key: keys.auditor, body: { customer_id: cid, units: 1 } });
   await call('GET', '/v1/customers/{id}/events', `/v1/customers/${cid}/events`, { ...s, key: keys.agent });
   await call('POST', '/v1/preflight', '/v1/preflight', { ...s, key: keys.auditor, body: { customer_id: cid, agent_id: 'a' } });
   await call('POST', '/v1/preflight', '/v1/preflight', { ...s, key: keys.bound, body: { customer_id: cid, agent_id: 'a' } });
@@ -275,6 +321,7 @@ test('not_found (404): unknown customers and reservations', async () => {
   await call('GET', '/v1/budget', `/v1/budget?customer_id=${nobody}`, s);
   await call('GET', '/v1/customers/{id}', `/v1/customers/${nobody}`, s);
   await call('POST', '/v1/topup', '/v1/topup', { status: 404, key: keys.admin, body: { customer_id: nobody, units: 1 } });
+  await call('POST', '/v1/grants', '/v1/grants', { status: 404, key: keys.admin, body: { customer_id: nobody, units: 1 } });
 });
 
 test('conflict (409): an idempotency key reused with another body, a closed reservation', async () => {
@@ -285,6 +332,7 @@ test('conflict (409): an idempotency key reused with another body, a closed rese
   await call('POST', '/v1/extend', '/v1/extend', { ...s, body: { customer_id: cid, reservation_id: state.released, ttl: '1m' } });
   await call('PUT', '/v1/budget', '/v1/budget', { status: 409, key: keys.admin, body: { customer_id: cid, limit_units: 1, period: 'day', idempotency_key: `budget-${cid}` } });
   await call('POST', '/v1/topup', '/v1/topup', { status: 409, key: keys.admin, body: { customer_id: cid, units: 1, idempotency_key: `budget-${cid}` } });
+  await call('POST', '/v1/grants', '/v1/grants', { status: 409, key: keys.admin, body: { customer_id: cid, units: 51, idempotency_key: `grant-${cid}` } });
 });
 
 test('every documented response was produced (or is listed as not producible)', () => {

@@ -25,6 +25,8 @@ type RecordBody struct {
 	TaskRef        string          `json:"task_ref,omitempty"`
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
 	Metadata       json.RawMessage `json:"metadata,omitempty"`
+	// Scope is the run's scope when the record settles no open hold.
+	Scope map[string]string `json:"scope,omitempty"`
 }
 
 // Customer implements Body.
@@ -45,6 +47,7 @@ func (b *RecordBody) Request() (Request, error) {
 	return &ledger.RecordRequest{
 		CustomerID: b.CustomerID, AgentID: agent, Units: b.Units, ReservationID: b.ReservationID,
 		Success: b.Success, TaskRef: b.TaskRef, IdempotencyKey: b.IdempotencyKey, Metadata: b.Metadata,
+		Scope: b.Scope,
 	}, nil
 }
 
@@ -57,6 +60,13 @@ type BudgetBody struct {
 	UpgradeURL     string                  `json:"upgrade_url,omitempty"`
 	AgentLimits    map[string]events.Units `json:"agent_limits,omitempty"`
 	IdempotencyKey string                  `json:"idempotency_key,omitempty"`
+	// The budget's less common settings, under the NATS request's names
+	// (ledger.BudgetRequest): the ledger checks them.
+	Rollover        ledger.Rollover     `json:"rollover,omitempty"`
+	Overdraft       *events.Units       `json:"overdraft,omitempty"`
+	ScopeLimits     []events.ScopeLimit `json:"scope_limits,omitempty"`
+	MaxRuns         int                 `json:"max_concurrent_runs,omitempty"`
+	MaxRunsPerAgent int                 `json:"max_concurrent_runs_per_agent,omitempty"`
 }
 
 // Customer implements Body.
@@ -71,6 +81,8 @@ func (b *BudgetBody) Request() (Request, error) {
 	return &ledger.BudgetRequest{
 		CustomerID: b.CustomerID, Limit: b.LimitUnits, Period: b.Period, Thresholds: b.Thresholds,
 		UpgradeURL: b.UpgradeURL, AgentLimits: b.AgentLimits, IdempotencyKey: b.IdempotencyKey,
+		Rollover: b.Rollover, Overdraft: b.Overdraft, ScopeLimits: b.ScopeLimits,
+		MaxRuns: b.MaxRuns, MaxRunsPerAgent: b.MaxRunsPerAgent,
 	}, nil
 }
 
@@ -83,18 +95,24 @@ func newBody[B any, PB interface {
 }
 
 // BudgetView is the reply of GET and PUT /v1/budget and POST /v1/topup.
-// LimitUnits includes this period's top-ups, so remaining = limit - used -
-// reserved (never below 0); IsBlocked is true when nothing remains.
+// LimitUnits includes this period's top-ups. RemainingUnits is the
+// status's remaining: what the period's allowance has left, plus what
+// credit grants usable now have left (GrantsRemainingUnits), minus what
+// is reserved; negative only in a customer's overdraft. IsBlocked is true
+// when nothing remains, counting the overdraft (OverdraftUnits, present
+// when the budget has one).
 type BudgetView struct {
-	CustomerID     string        `json:"customer_id"`
-	LimitUnits     events.Units  `json:"limit_units"`
-	TopUpUnits     events.Units  `json:"top_up_units"`
-	UsedUnits      events.Units  `json:"used_units"`
-	ReservedUnits  events.Units  `json:"reserved_units"`
-	RemainingUnits events.Units  `json:"remaining_units"`
-	IsBlocked      bool          `json:"is_blocked"`
-	Period         ledger.Period `json:"period"`
-	PeriodEnd      *time.Time    `json:"period_end"`
+	CustomerID           string        `json:"customer_id"`
+	LimitUnits           events.Units  `json:"limit_units"`
+	TopUpUnits           events.Units  `json:"top_up_units"`
+	UsedUnits            events.Units  `json:"used_units"`
+	ReservedUnits        events.Units  `json:"reserved_units"`
+	RemainingUnits       events.Signed `json:"remaining_units"`
+	GrantsRemainingUnits events.Units  `json:"grants_remaining_units"`
+	OverdraftUnits       *events.Units `json:"overdraft_units,omitempty"`
+	IsBlocked            bool          `json:"is_blocked"`
+	Period               ledger.Period `json:"period"`
+	PeriodEnd            *time.Time    `json:"period_end"`
 }
 
 // budgetView is the View of the budget routes: a *ledger.StatusReply as a
@@ -106,7 +124,8 @@ func budgetView(reply any) any {
 	}
 	return &BudgetView{
 		CustomerID: st.CustomerID, LimitUnits: st.Limit.Add(st.TopUps), TopUpUnits: st.TopUps,
-		UsedUnits: st.Used, ReservedUnits: st.Reserved, RemainingUnits: st.Remaining.Units,
+		UsedUnits: st.Used, ReservedUnits: st.Reserved, RemainingUnits: st.Remaining,
+		GrantsRemainingUnits: st.GrantsRemaining, OverdraftUnits: st.Overdraft,
 		IsBlocked: st.Exhausted, Period: st.Period, PeriodEnd: st.PeriodEnd,
 	}
 }

@@ -61,6 +61,13 @@ func Table() []*Op {
 			HTTP: []Route{{Method: http.MethodPost, Path: "/v1/topup", View: budgetView}},
 		},
 		{
+			Name: "grant", Action: keys.ActionAdmin,
+			New: newOf[ledger.GrantRequest], Run: send((*client.Client).Grant),
+			HTTP: []Route{{Method: http.MethodPost, Path: "/v1/grants"}},
+			Tool: &Tool{Name: "grant_credits", Title: "Grant credits to a customer", Description: grantDoc,
+				Schema: grantSchema, Summary: grantSummary},
+		},
+		{
 			Name: "customer_events", Action: keys.ActionAudit,
 			New: newOf[EventsQuery], Run: customerEvents,
 			HTTP: []Route{{Method: http.MethodGet, Path: "/v1/customers/{id}/events", URL: eventsQuery}},

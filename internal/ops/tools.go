@@ -17,6 +17,11 @@ import (
 
 const customerField = `"customer_id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "The customer whose budget is used. Optional over HTTP with a key bound to one customer."}`
 
+// scopeField is a run's scope: ledger.ScopeDimensionsMax dimensions, each
+// named as ledger's dimension pattern says, with a value bounded like an
+// agent ID.
+const scopeField = `"scope": {"type": "object", "maxProperties": 4, "propertyNames": {"pattern": "^[a-z][a-z0-9_]{0,31}$"}, "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 128}, "description": "Optional: where in the customer's organisation the run belongs, e.g. {\"team\": \"research\", \"user\": \"alice\"}; every scope limit of a value named here must fit too. The dimension agent is reserved."}`
+
 var preflightSchema = json.RawMessage(`{
   "type": "object",
   "properties": {
@@ -28,7 +33,9 @@ var preflightSchema = json.RawMessage(`{
     "ceiling": {"type": ["number", "string"], "description": "Optional ceiling on this run's units."},
     "ttl": {"type": "string", "description": "How long the reservation holds, as a Go duration (default 15m)."},
     "idempotency_key": {"type": "string", "description": "Optional; a retry with the same key is answered with the first reply."},
-    "metadata": {"type": "object", "description": "Optional metadata stored with the event."}
+    "metadata": {"type": "object", "description": "Optional metadata stored with the event."},
+    ` + scopeField + `,
+    "min_units": {"type": ["number", "string"], "description": "Optional: accept a partial approval. If estimated_units does not fit but at least min_units does, hold the most that fits every limit (partial: true in the reply). Greater than 0, at most estimated_units."}
   },
   "required": ["agent_id"],
   "additionalProperties": false
@@ -44,7 +51,8 @@ var recordSchema = json.RawMessage(`{
     "success": {"type": "boolean", "description": "false if the run failed: the reservation is released, nothing is charged (default true)."},
     "task_ref": {"type": "string", "description": "Optional task this run belongs to."},
     "idempotency_key": {"type": "string", "description": "Optional; a retry with the same key is not charged twice."},
-    "metadata": {"type": "object", "description": "Optional metadata stored with the event."}
+    "metadata": {"type": "object", "description": "Optional metadata stored with the event."},
+    ` + scopeField + `
   },
   "required": ["agent_id"],
   "additionalProperties": false
@@ -69,6 +77,22 @@ var statusSchema = json.RawMessage(`{
   "additionalProperties": false
 }`)
 
+var grantSchema = json.RawMessage(`{
+  "type": "object",
+  "properties": {
+    ` + customerField + `,
+    "units": {"type": ["number", "string"], "description": "Credits to grant, greater than 0. A JSON number or a decimal string."},
+    "expires_at": {"type": "string", "format": "date-time", "description": "Optional RFC 3339 time when unused credits are forfeited; in the future and after effective_at. Default: never."},
+    "effective_at": {"type": "string", "format": "date-time", "description": "Optional RFC 3339 time from which the credits can be used (default now; a past time means now)."},
+    "priority": {"type": "integer", "minimum": 0, "maximum": 1000000, "description": "Draw-down order among grants, lower first (default 100)."},
+    "source": {"type": "string", "minLength": 1, "maxLength": 32, "description": "A label: purchase (the default), promo, allowance... (rollover is what the ledger writes for rolled-over allowance)."},
+    "note": {"type": "string", "maxLength": 512, "description": "Optional note for the audit trail."},
+    "idempotency_key": {"type": "string", "description": "Optional; a retry with the same key grants once."}
+  },
+  "required": ["units"],
+  "additionalProperties": false
+}`)
+
 var refusalsSchema = json.RawMessage(`{
   "type": "object",
   "properties": {
@@ -78,13 +102,15 @@ var refusalsSchema = json.RawMessage(`{
   "additionalProperties": false
 }`)
 
-const preflightDoc = `Ask AgentBill to reserve budget before an agent run. Returns approved: true with a reservation_id (pass it to record_usage when the run ends, or to release if it fails), or approved: false with the reason (budget_exhausted, agent_limit_exceeded, task_ceiling_exceeded, ceiling_exceeded, no_budget), a message, remaining_units and any upgrade_url. A refusal is an answer, not an error: do not start the run.`
+const preflightDoc = `Ask AgentBill to reserve budget before an agent run. Returns approved: true with a reservation_id (pass it to record_usage when the run ends, or to release if it fails), or approved: false with the reason (budget_exhausted, agent_limit_exceeded, task_ceiling_exceeded, ceiling_exceeded, scope_limit_exceeded, concurrency_limit_exceeded, no_budget), a message, remaining_units and any upgrade_url. With min_units, a run whose estimate does not fit may be approved for less (partial: true, reserved_units says how much): plan the run to fit it. remaining_units is negative when the customer is in its overdraft (overdraft: true). A refusal is an answer, not an error: do not start the run.`
 
-const recordDoc = `Record the units a run actually used, settling its reservation: the unused rest is released and any excess is reported as overage. With success: false the reservation is released and nothing is charged. Returns status (recorded, released, duplicate), charged_units, released_units, overage_units, remaining_units and exhausted.`
+const recordDoc = `Record the units a run actually used, settling its reservation: the unused rest is released and any excess is reported as overage. With success: false the reservation is released and nothing is charged. Returns status (recorded, released, duplicate), charged_units, released_units, overage_units, remaining_units, exhausted, and funded_by (the credit grants that paid, if any).`
+
+const grantDoc = `Grant credits to a customer (admin keys only): units the customer can use after its period allowance, kept across periods until used up or expired. Use it for credits a customer bought, a promotion or an allowance; a top-up, by contrast, raises this period only and resets at the boundary. Returns grant_id, units, priority, source, effective_at, expires_at (absent: never) and the customer's remaining_units after it.`
 
 const releaseDoc = `Release a reservation without charging anything, for a run that failed or was abandoned. Returns status, released_units and remaining_units.`
 
-const statusDoc = `A customer's budget position: limit, top_ups, used, reserved, remaining, the period and its end, open reservations, whether the budget is exhausted, and per-agent usage.`
+const statusDoc = `A customer's budget position: limit, top_ups, used, reserved, remaining, the period and its end, open reservations, whether the budget is exhausted, per-agent usage, open credit grants (grants, grants_remaining), limited scopes and their usage (scopes), and any overdraft, rollover and concurrency caps.`
 
 const refusalsDoc = `The most recent refused preflights, newest first, read from AgentBill's event log: when, which customer and agent, the reason and message, the units requested and what remained. The scan of the log is bounded; truncated: true says older refusals may exist.`
 
@@ -99,6 +125,10 @@ func preflightSummary(_ Request, reply any) string {
 		return b.String()
 	}
 	s := fmt.Sprintf("Approved: %s. reservation_id %s", r.Message, r.ReservationID)
+	if r.Partial {
+		s = fmt.Sprintf("Partly approved: %s. Only %s units are held: fit the run to them. reservation_id %s",
+			r.Message, r.ReservedUnits, r.ReservationID)
+	}
 	if r.ExpiresAt != nil {
 		s += fmt.Sprintf(" (expires %s)", r.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"))
 	}
@@ -112,7 +142,26 @@ func recordSummary(_ Request, reply any) string {
 	if r.Exhausted {
 		s += " The budget is exhausted."
 	}
+	for i, f := range r.FundedBy {
+		if i == 0 {
+			s += " Paid from credit grants:"
+		}
+		s += fmt.Sprintf(" %s units from %s", f.Units, f.GrantID)
+		if i < len(r.FundedBy)-1 {
+			s += ","
+		}
+	}
 	return s
+}
+
+func grantSummary(_ Request, reply any) string {
+	r := reply.(*ledger.GrantReply)
+	until := "never expires"
+	if r.ExpiresAt != nil {
+		until = "expires " + r.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("Granted %s units (grant %s, source %s, priority %d, usable from %s, %s); the customer has %s units remaining.",
+		r.Units, r.GrantID, r.Source, r.Priority, r.EffectiveAt.UTC().Format(time.RFC3339), until, r.RemainingUnits)
 }
 
 func releaseSummary(req Request, reply any) string {
@@ -129,6 +178,12 @@ func statusSummary(_ Request, reply any) string {
 		s += " until " + r.PeriodEnd.UTC().Format("2006-01-02T15:04:05Z")
 	}
 	s += "."
+	if r.GrantsRemaining.Sign() > 0 {
+		s += fmt.Sprintf(" Credit grants usable now: %s units (in the remaining).", r.GrantsRemaining)
+	}
+	if r.Overdraft != nil {
+		s += fmt.Sprintf(" Overdraft allowed: %s units.", *r.Overdraft)
+	}
 	if r.Exhausted {
 		s += " The budget is exhausted."
 	}

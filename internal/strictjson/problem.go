@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // ProblemBytesMax bounds the error text Problem passes on: enough for any
@@ -25,6 +26,11 @@ func Problem(err error) string {
 			return fmt.Sprintf("want a JSON object (got %s)", ute.Value)
 		}
 		return fmt.Sprintf("field %q has the wrong type (%s)", ute.Field, ute.Value)
+	}
+	var pe *time.ParseError
+	if errors.As(err, &pe) {
+		// encoding/json passes time.Time's error on without the field.
+		return fmt.Sprintf("a time is not in RFC 3339 form, like 2026-04-01T00:00:00Z (got %q)", truncate([]byte(pe.Value)))
 	}
 	msg := err.Error()
 	if errors.Is(err, ErrMalformed) {

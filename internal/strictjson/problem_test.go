@@ -3,11 +3,13 @@ package strictjson
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestProblem(t *testing.T) {
 	type req struct {
-		Name string `json:"name"`
+		Name string    `json:"name"`
+		At   time.Time `json:"at"`
 	}
 	long := `{"` + strings.Repeat("x", 2*ProblemBytesMax) + `":1}`
 	for _, c := range []struct{ name, body, want string }{
@@ -18,6 +20,7 @@ func TestProblem(t *testing.T) {
 		{"duplicate", `{"name":"a","name":"b"}`, `duplicate key "name"`},
 		{"unknown field", `{"nom":"a"}`, `unknown field "nom"`},
 		{"long", long, "unknown field"},
+		{"bad time", `{"at":"tomorrow"}`, `not in RFC 3339 form, like 2026-04-01T00:00:00Z (got "tomorrow")`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var v req
