@@ -24,7 +24,7 @@ func creditHistory(t *testing.T, c *client.Client, exp time.Time) string {
 	ctx := context.Background()
 	u := func(s string) *events.Units { return testenv.Ptr(t, s) }
 	if _, err := c.SetBudget(ctx, "user_9", ledger.BudgetRequest{Limit: u("10"), Period: "month", Overdraft: u("5"),
-		ScopeLimits: []events.ScopeLimit{{Dimension: "team", Value: "research", Limit: testenv.Units(t, "30")}}}); err != nil {
+		ScopeLimits: []ledger.ScopeLimitRequest{{Dimension: "team", Value: "research", Limit: testenv.Ptr(t, "30")}}}); err != nil {
 		t.Fatal(err)
 	}
 	first := 1

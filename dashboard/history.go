@@ -56,7 +56,7 @@ func eventRowOf(seq uint64, e *events.Envelope) EventRow {
 	row := EventRow{
 		Seq: r.Seq, At: r.At, EventID: r.EventID, Type: string(r.Type), CustomerID: e.CustomerID,
 		Agent: r.Agent, Reservation: r.Reservation, Units: r.Units, Reason: r.Reason,
-		Limit: b.Limit.Add(b.TopUps).String(), Used: r.Used.String(), Reserved: r.Reserved.String(),
+		Limit: b.Limit.String(), Used: r.Used.String(), Reserved: r.Reserved.String(),
 		Remaining: b.Remaining.Sub(b.Overdrawn).String(),
 	}
 	describeCredit(&row, e.Data)

@@ -83,9 +83,9 @@ func (e *env) rulesScript() (promo, purchase *ledger.GrantReply) {
 	defer cancel()
 	_, err := e.agents.SetBudget(ctx, "credits", ledger.BudgetRequest{
 		Limit: testenv.Ptr(e.t, "100"), Period: "month", Rollover: "all", Overdraft: testenv.Ptr(e.t, "20"),
-		ScopeLimits: []events.ScopeLimit{
-			{Dimension: "team", Value: "research", Limit: testenv.Units(e.t, "30")},
-			{Dimension: "team", Value: hostileValue, Limit: testenv.Units(e.t, "5"), Period: "day"},
+		ScopeLimits: []ledger.ScopeLimitRequest{
+			{Dimension: "team", Value: "research", Limit: testenv.Ptr(e.t, "30")},
+			{Dimension: "team", Value: hostileValue, Limit: testenv.Ptr(e.t, "5"), Period: "day"},
 		},
 		MaxRuns: 3, MaxRunsPerAgent: 2,
 	})

@@ -43,12 +43,15 @@ func TestCreditValidation(t *testing.T) {
 		"rollover gibberish":       &ledger.BudgetRequest{CustomerID: "c", Limit: up("1"), Period: "day", Rollover: "most"},
 		"negative max runs":        &ledger.BudgetRequest{CustomerID: "c", Limit: up("1"), Period: "day", MaxRuns: -1},
 		"huge max runs per agent":  &ledger.BudgetRequest{CustomerID: "c", Limit: up("1"), Period: "day", MaxRunsPerAgent: ledger.ConcurrentRunsMax + 1},
-		"scope limit twice": &ledger.BudgetRequest{CustomerID: "c", Limit: up("1"), Period: "day", ScopeLimits: []events.ScopeLimit{
-			{Dimension: "team", Value: "r", Limit: *up("1")}, {Dimension: "team", Value: "r", Limit: *up("2")}}},
-		"scope limit with a bad period": &ledger.BudgetRequest{CustomerID: "c", Limit: up("1"), Period: "day", ScopeLimits: []events.ScopeLimit{
-			{Dimension: "team", Value: "r", Limit: *up("1"), Period: "year"}}},
-		"scope limit on agent": &ledger.BudgetRequest{CustomerID: "c", Limit: up("1"), Period: "day", ScopeLimits: []events.ScopeLimit{
-			{Dimension: "agent", Value: "r", Limit: *up("1")}}},
+		"scope limit twice": &ledger.BudgetRequest{CustomerID: "c", Limit: up("1"), Period: "day", ScopeLimits: []ledger.ScopeLimitRequest{
+			{Dimension: "team", Value: "r", Limit: up("1")}, {Dimension: "team", Value: "r", Limit: up("2")}}},
+		"scope limit with a bad period": &ledger.BudgetRequest{CustomerID: "c", Limit: up("1"), Period: "day", ScopeLimits: []ledger.ScopeLimitRequest{
+			{Dimension: "team", Value: "r", Limit: up("1"), Period: "year"}}},
+		"scope limit without a limit": &ledger.BudgetRequest{CustomerID: "c", Limit: up("1"), Period: "day", ScopeLimits: []ledger.ScopeLimitRequest{
+			{Dimension: "team", Value: "r"}}},
+		"grant sourced as a rollover": &ledger.GrantRequest{CustomerID: "c", Units: up("1"), Source: events.SourceRollover},
+		"scope limit on agent": &ledger.BudgetRequest{CustomerID: "c", Limit: up("1"), Period: "day", ScopeLimits: []ledger.ScopeLimitRequest{
+			{Dimension: "agent", Value: "r", Limit: up("1")}}},
 		"grant of zero":          &ledger.GrantRequest{CustomerID: "c", Units: up("0")},
 		"grant without units":    &ledger.GrantRequest{CustomerID: "c"},
 		"grant expired already":  &ledger.GrantRequest{CustomerID: "c", Units: up("1"), ExpiresAt: at(t0.Add(-time.Second))},
@@ -181,7 +184,7 @@ func TestRollover(t *testing.T) {
 func TestPartialApproval(t *testing.T) {
 	f := newFixture(t)
 	f.ok(&ledger.BudgetRequest{CustomerID: "c", Limit: up("100"), Period: "month",
-		ScopeLimits: []events.ScopeLimit{{Dimension: "user", Value: "u", Limit: *up("30")}}})
+		ScopeLimits: []ledger.ScopeLimitRequest{{Dimension: "user", Value: "u", Limit: up("30")}}})
 	scope := map[string]string{"user": "u"}
 	pr, _ := f.preflight(&ledger.PreflightRequest{CustomerID: "c", AgentID: "a", EstimatedUnits: up("50"), MinUnits: up("10"), Scope: scope})
 	if !pr.Approved || !pr.Partial || pr.ReservedUnits.String() != "30" {
@@ -280,5 +283,18 @@ func TestGrantTimesAreCanonical(t *testing.T) {
 	again := f.grant(&ledger.GrantRequest{CustomerID: "c", Units: up("5"), ExpiresAt: at(exp.In(time.FixedZone("x", 3600))), IdempotencyKey: "k"})
 	if again.GrantID != first.GrantID || len(f.status("c").Grants) != 1 {
 		t.Fatalf("retry in another offset granted %s (first %s)", again.GrantID, first.GrantID)
+	}
+}
+
+// The first preflight of a new period reads the new period: holding less
+// than it has left is not an overdraft, whatever the last period used.
+func TestNewPeriodIsNotOverdraft(t *testing.T) {
+	f := newFixture(t)
+	f.ok(&ledger.BudgetRequest{CustomerID: "c", Limit: up("10"), Period: "month", Overdraft: up("5")})
+	f.record(&ledger.RecordRequest{CustomerID: "c", AgentID: "a", Units: up("10")})
+	f.now = t0.AddDate(0, 1, 0)
+	pr, evs := f.preflight(&ledger.PreflightRequest{CustomerID: "c", AgentID: "a", EstimatedUnits: up("5")})
+	if pr.Overdraft || evs[len(evs)-1].Data.(*events.Reserved).InOverdraft || strings.Contains(pr.Message, "overdraft") {
+		t.Fatalf("first hold of a new period: %+v", pr)
 	}
 }

@@ -1770,8 +1770,8 @@ func (s *propSim) genBudget(cid string) *ledger.BudgetRequest {
 				continue
 			}
 			seen[dim+"="+val] = true
-			r.ScopeLimits = append(r.ScopeLimits, events.ScopeLimit{Dimension: dim, Value: val,
-				Limit: events.MustParseUnits(s.pick([]string{"0", "3", "10", "40"})), Period: s.pick([]string{"", "day", "none"})})
+			r.ScopeLimits = append(r.ScopeLimits, ledger.ScopeLimitRequest{Dimension: dim, Value: val,
+				Limit: up(s.pick([]string{"0", "3", "10", "40"})), Period: s.pick([]string{"", "day", "none"})})
 		}
 	}
 	if s.chance(25) {

@@ -36,7 +36,7 @@ func (d *decision) preflight(r *PreflightRequest) (Reply, error) {
 	res := &events.Reserved{
 		ReservationID: id, AgentID: r.AgentID, Units: units, TaskRef: r.TaskRef, TaskCeiling: r.TaskCeiling,
 		ExpiresAt: d.now.Add(ttl), Metadata: r.Metadata, Scope: r.Scope, CountedScopes: c.counted(scopeOf(r.Scope)),
-		InOverdraft: c.RemainingAt(d.now).Cmp(units) < 0 && c.overdraft().Sign() > 0, Request: d.req,
+		InOverdraft: d.view(c).remaining().Cmp(units) < 0 && c.overdraft().Sign() > 0, Request: d.req,
 	}
 	if units.Cmp(est) < 0 {
 		res.Requested = est

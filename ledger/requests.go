@@ -108,11 +108,21 @@ type BudgetRequest struct {
 	Overdraft *events.Units `json:"overdraft,omitempty"`
 	// ScopeLimits caps scope values within the customer (period: the
 	// budget's when left out).
-	ScopeLimits []events.ScopeLimit `json:"scope_limits,omitempty"`
+	ScopeLimits []ScopeLimitRequest `json:"scope_limits,omitempty"`
 	// MaxRuns caps the customer's open reservations, MaxRunsPerAgent
 	// each agent's (0 or absent: no cap).
 	MaxRuns         int `json:"max_concurrent_runs,omitempty"`
 	MaxRunsPerAgent int `json:"max_concurrent_runs_per_agent,omitempty"`
+}
+
+// ScopeLimitRequest is one scope limit as a budget request states it:
+// Limit is required (a missing limit is not 0), Period defaults to the
+// budget's.
+type ScopeLimitRequest struct {
+	Dimension string        `json:"dimension"`
+	Value     string        `json:"value"`
+	Limit     *events.Units `json:"limit"`
+	Period    string        `json:"period,omitempty"`
 }
 
 // Rollover is a budget's rollover policy as a request states it: "none",
@@ -457,6 +467,9 @@ func (r *GrantRequest) Validate() error {
 		checkID("idempotency_key", r.IdempotencyKey, IdempotencyKeyBytesMax, false),
 		checkID("note", r.Note, NoteBytesMax, false),
 		checkID("source", r.Source, GrantSourceBytesMax, false),
+	}
+	if r.Source == events.SourceRollover {
+		errs = append(errs, invalid("source %q is the ledger's own, for unused allowance it carries over", r.Source))
 	}
 	if r.Priority != nil && (*r.Priority < 0 || *r.Priority > GrantPriorityMax) {
 		errs = append(errs, invalid("priority %d is outside 0..%d", *r.Priority, GrantPriorityMax))

@@ -173,7 +173,7 @@ func checkDimension(what, dim string) error {
 }
 
 // validateScopeLimits checks a budget's scope limits.
-func validateScopeLimits(ls []events.ScopeLimit) []error {
+func validateScopeLimits(ls []ScopeLimitRequest) []error {
 	var errs []error
 	if len(ls) > ScopeLimitsMax {
 		return []error{invalid("%d scope limits, more than %d", len(ls), ScopeLimitsMax)}
@@ -184,7 +184,7 @@ func validateScopeLimits(ls []events.ScopeLimit) []error {
 		errs = append(errs,
 			checkDimension("scope_limits", l.Dimension),
 			checkID("scope_limits value", l.Value, AgentIDBytesMax, true),
-			checkAmount(fmt.Sprintf("scope limit of %s=%s", truncate(l.Dimension, 32), truncate(l.Value, 64)), &l.Limit, true, false))
+			checkAmount(fmt.Sprintf("limit of scope %s=%s", truncate(l.Dimension, 32), truncate(l.Value, 64)), l.Limit, true, false))
 		if l.Period != "" {
 			_, err := ParsePeriod(l.Period)
 			errs = append(errs, err)
@@ -199,12 +199,13 @@ func validateScopeLimits(ls []events.ScopeLimit) []error {
 
 // sortedScopeLimits returns limits sorted by dimension and value, each with
 // its period filled in (the customer's when left out).
-func sortedScopeLimits(ls []events.ScopeLimit, period Period) []events.ScopeLimit {
+func sortedScopeLimits(ls []ScopeLimitRequest, period Period) []events.ScopeLimit {
 	if len(ls) == 0 {
 		return nil
 	}
-	out := slices.Clone(ls)
-	for i := range out {
+	out := make([]events.ScopeLimit, len(ls))
+	for i, l := range ls {
+		out[i] = events.ScopeLimit{Dimension: l.Dimension, Value: l.Value, Limit: *l.Limit, Period: l.Period}
 		if out[i].Period == "" {
 			out[i].Period = string(period)
 		}

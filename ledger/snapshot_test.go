@@ -325,10 +325,10 @@ func creditsFixture(t *testing.T) *fixture {
 	f.budget("c0", "10", "day")
 	f.ok(&ledger.BudgetRequest{CustomerID: "c1", Limit: up("100"), Period: "month", Rollover: "30", Overdraft: up("20"),
 		MaxRuns: 6, MaxRunsPerAgent: 3, Thresholds: []events.Units{events.MustParseUnits("0.5")}, IdempotencyKey: "k-budget",
-		ScopeLimits: []events.ScopeLimit{
-			{Dimension: "user", Value: "alice", Limit: events.MustParseUnits("40"), Period: "day"},
-			{Dimension: "team", Value: "research", Limit: events.MustParseUnits("80")},
-			{Dimension: "team", Value: "ops", Limit: events.MustParseUnits("1000")},
+		ScopeLimits: []ledger.ScopeLimitRequest{
+			{Dimension: "user", Value: "alice", Limit: up("40"), Period: "day"},
+			{Dimension: "team", Value: "research", Limit: up("80")},
+			{Dimension: "team", Value: "ops", Limit: up("1000")},
 		}})
 	expires, later := f.now.Add(48*time.Hour), f.now.Add(24*time.Hour)
 	priority := 10
@@ -565,8 +565,8 @@ func (g *creditGen) budget(cid string) *ledger.BudgetRequest {
 	}
 	for _, ref := range []events.ScopeRef{{Dimension: "team", Value: "r"}, {Dimension: "team", Value: "o"}, {Dimension: "user", Value: "alice"}} {
 		if g.chance(50) {
-			r.ScopeLimits = append(r.ScopeLimits, events.ScopeLimit{Dimension: ref.Dimension, Value: ref.Value,
-				Limit: events.MustParseUnits(g.pick("5", "40")), Period: g.pick("", "day", "month")})
+			r.ScopeLimits = append(r.ScopeLimits, ledger.ScopeLimitRequest{Dimension: ref.Dimension, Value: ref.Value,
+				Limit: up(g.pick("5", "40")), Period: g.pick("", "day", "month")})
 		}
 	}
 	return r

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/client"
-	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/mcpserver"
@@ -126,7 +125,7 @@ func TestGrantAndPartialPreflight(t *testing.T) {
 	defer cancel()
 	if _, err := c.SetBudget(ctx, "c1", ledger.BudgetRequest{
 		Limit: testenv.Ptr(t, "10"), Period: "month",
-		ScopeLimits: []events.ScopeLimit{{Dimension: "team", Value: "research", Limit: testenv.Units(t, "15")}},
+		ScopeLimits: []ledger.ScopeLimitRequest{{Dimension: "team", Value: "research", Limit: testenv.Ptr(t, "15")}},
 	}); err != nil {
 		t.Fatal(err)
 	}

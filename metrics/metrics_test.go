@@ -282,7 +282,7 @@ func TestLedgerCounters(t *testing.T) {
 	defer cancel()
 	u := func(s string) *events.Units { return testenv.Ptr(t, s) }
 	if _, err := c.SetBudget(ctx, "acme", ledger.BudgetRequest{Limit: u("10"), Period: "month", Overdraft: u("5"), MaxRunsPerAgent: 1,
-		ScopeLimits: []events.ScopeLimit{{Dimension: "team", Value: "research", Limit: testenv.Units(t, "3")}}}); err != nil {
+		ScopeLimits: []ledger.ScopeLimitRequest{{Dimension: "team", Value: "research", Limit: testenv.Ptr(t, "3")}}}); err != nil {
 		t.Fatal(err)
 	}
 	exp := clock.Now().Add(time.Hour)

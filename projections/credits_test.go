@@ -74,10 +74,10 @@ func TestFiftyParallelPreflightsStopAtTheTightestScope(t *testing.T) {
 	admin := testenv.Client(t, s)
 	_, err := admin.SetBudget(context.Background(), "org_1", ledger.BudgetRequest{
 		Limit: testenv.Ptr(t, "1000"), Period: string(ledger.PeriodMonth),
-		ScopeLimits: []events.ScopeLimit{
-			{Dimension: "team", Value: "research", Limit: testenv.Units(t, "300")},
-			{Dimension: "user", Value: "alice", Limit: testenv.Units(t, "70")},
-			{Dimension: "project", Value: "apollo", Limit: testenv.Units(t, "500"), Period: "none"},
+		ScopeLimits: []ledger.ScopeLimitRequest{
+			{Dimension: "team", Value: "research", Limit: testenv.Ptr(t, "300")},
+			{Dimension: "user", Value: "alice", Limit: testenv.Ptr(t, "70")},
+			{Dimension: "project", Value: "apollo", Limit: testenv.Ptr(t, "500"), Period: "none"},
 		},
 	})
 	if err != nil {

@@ -359,13 +359,13 @@ func budgetCmd(ctx context.Context, c *client.Client, f *clientFlags, out *print
 // scopeLimitFlag reads --scope-limit DIM=VALUE:UNITS[:PERIOD]. It splits
 // from the right, so a value may itself hold ':'; the ledger checks the
 // names and the period.
-func scopeLimitFlag(v string) (events.ScopeLimit, error) {
+func scopeLimitFlag(v string) (ledger.ScopeLimitRequest, error) {
 	bad := ledger.Errorf(ledger.CodeInvalidArgument, "--scope-limit %q: want DIM=VALUE:UNITS[:day|week|month|none]", v)
 	dim, rest, ok := strings.Cut(v, "=")
 	if !ok {
-		return events.ScopeLimit{}, bad
+		return ledger.ScopeLimitRequest{}, bad
 	}
-	var l events.ScopeLimit
+	var l ledger.ScopeLimitRequest
 	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
 		if _, err := ledger.ParsePeriod(rest[i+1:]); err == nil && rest[i+1:] != "" {
 			l.Period, rest = rest[i+1:], rest[:i]
@@ -373,16 +373,16 @@ func scopeLimitFlag(v string) (events.ScopeLimit, error) {
 	}
 	i := strings.LastIndexByte(rest, ':')
 	if i < 0 {
-		return events.ScopeLimit{}, bad
+		return ledger.ScopeLimitRequest{}, bad
 	}
 	u, err := amount("scope-limit", rest[i+1:])
 	if err != nil {
-		return events.ScopeLimit{}, err
+		return ledger.ScopeLimitRequest{}, err
 	}
 	if u == nil {
-		return events.ScopeLimit{}, bad
+		return ledger.ScopeLimitRequest{}, bad
 	}
-	l.Dimension, l.Value, l.Limit = dim, rest[:i], *u
+	l.Dimension, l.Value, l.Limit = dim, rest[:i], u
 	return l, nil
 }
 

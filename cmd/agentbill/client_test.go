@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/ledger"
 )
 
 func TestScopeFlag(t *testing.T) {
@@ -33,25 +34,25 @@ func TestScopeFlag(t *testing.T) {
 }
 
 func TestScopeLimitFlag(t *testing.T) {
-	u := events.MustParseUnits
+	u := func(s string) *events.Units { v := events.MustParseUnits(s); return &v }
 	for _, c := range []struct {
 		in   string
-		want events.ScopeLimit
+		want ledger.ScopeLimitRequest
 		bad  bool
 	}{
-		{"team=research:100", events.ScopeLimit{Dimension: "team", Value: "research", Limit: u("100")}, false},
-		{"team=research:100:day", events.ScopeLimit{Dimension: "team", Value: "research", Limit: u("100"), Period: "day"}, false},
-		{"user=a:b:2.5:week", events.ScopeLimit{Dimension: "user", Value: "a:b", Limit: u("2.5"), Period: "week"}, false},
-		{"team=research", events.ScopeLimit{}, true},
-		{"team:100", events.ScopeLimit{}, true},
-		{"team=research:lots", events.ScopeLimit{}, true},
-		{"team=research:100:year", events.ScopeLimit{}, true},
-		{"team=research::day", events.ScopeLimit{}, true},
+		{"team=research:100", ledger.ScopeLimitRequest{Dimension: "team", Value: "research", Limit: u("100")}, false},
+		{"team=research:100:day", ledger.ScopeLimitRequest{Dimension: "team", Value: "research", Limit: u("100"), Period: "day"}, false},
+		{"user=a:b:2.5:week", ledger.ScopeLimitRequest{Dimension: "user", Value: "a:b", Limit: u("2.5"), Period: "week"}, false},
+		{"team=research", ledger.ScopeLimitRequest{}, true},
+		{"team:100", ledger.ScopeLimitRequest{}, true},
+		{"team=research:lots", ledger.ScopeLimitRequest{}, true},
+		{"team=research:100:year", ledger.ScopeLimitRequest{}, true},
+		{"team=research::day", ledger.ScopeLimitRequest{}, true},
 	} {
 		t.Run(c.in, func(t *testing.T) {
 			got, err := scopeLimitFlag(c.in)
 			if (err != nil) != c.bad || (!c.bad && (got.Dimension != c.want.Dimension || got.Value != c.want.Value ||
-				got.Limit.Cmp(c.want.Limit) != 0 || got.Period != c.want.Period)) {
+				got.Limit.Cmp(*c.want.Limit) != 0 || got.Period != c.want.Period)) {
 				t.Fatalf("scopeLimitFlag(%q) = %+v, %v; want %+v, error %v", c.in, got, err, c.want, c.bad)
 			}
 		})

@@ -64,7 +64,7 @@ type BudgetBody struct {
 	// (ledger.BudgetRequest): the ledger checks them.
 	Rollover        ledger.Rollover     `json:"rollover,omitempty"`
 	Overdraft       *events.Units       `json:"overdraft,omitempty"`
-	ScopeLimits     []events.ScopeLimit `json:"scope_limits,omitempty"`
+	ScopeLimits     []ledger.ScopeLimitRequest `json:"scope_limits,omitempty"`
 	MaxRuns         int                 `json:"max_concurrent_runs,omitempty"`
 	MaxRunsPerAgent int                 `json:"max_concurrent_runs_per_agent,omitempty"`
 }
