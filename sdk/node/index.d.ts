@@ -214,6 +214,10 @@ export interface Budget {
   isBlocked: boolean;
   period: 'day' | 'week' | 'month' | 'none' | string;
   periodEnd: string | null;
+  /** What the credit grants usable now have left (in remainingUnits). */
+  grantsRemainingUnits: Units;
+  /** The budget's overdraft; null without one. */
+  overdraftUnits: Units | null;
   raw: Record<string, unknown>;
 }
 
@@ -253,8 +257,8 @@ export interface ScopeStatus {
 export interface Status {
   customerId: string;
   /**
-   * Excludes top-ups; remaining = limit + topUps - (used - what grants
-   * paid) + grantsRemaining - reserved, negative in overdraft.
+   * Excludes top-ups; remaining = limit + topUps - (used - grantsUsed)
+   * + grantsRemaining - reserved, negative in overdraft.
    */
   limit: Units;
   topUps: Units;
@@ -272,6 +276,8 @@ export interface Status {
   grants: GrantStatus[];
   /** What the grants usable now have left (included in remaining). */
   grantsRemaining: Units;
+  /** The part of used that grants funded this period. */
+  grantsUsed: Units;
   /** The limited scope values, by dimension then value. */
   scopes: ScopeStatus[];
   /** null when the budget has none. */

@@ -265,6 +265,8 @@ const budgetResult = (d) => ({
   isBlocked: d.is_blocked === true,
   period: d.period,
   periodEnd: d.period_end ?? null,
+  grantsRemainingUnits: d.grants_remaining_units ?? '0',
+  overdraftUnits: d.overdraft_units ?? null,
   raw: d,
 });
 
@@ -317,6 +319,7 @@ const statusResult = (d) => ({
   ])),
   grants: (d.grants ?? []).map(grantStatus),
   grantsRemaining: d.grants_remaining ?? '0',
+  grantsUsed: d.grants_used ?? '0',
   scopes: (d.scopes ?? []).map(scopeStatus),
   overdraft: d.overdraft ?? null,
   rollover: d.rollover || null,

@@ -285,7 +285,10 @@ class GrantResult:
 @dataclass(frozen=True)
 class Budget:
     """GET/PUT /v1/budget: ``limit_units`` includes this period's top-ups;
-    ``is_blocked`` is True when nothing remains."""
+    ``is_blocked`` is True when nothing remains. ``grants_remaining_units``
+    is what the customer's credit grants usable now have left (in
+    ``remaining_units``); ``overdraft_units`` the budget's overdraft, None
+    without one."""
 
     customer_id: str
     limit_units: Decimal
@@ -297,6 +300,8 @@ class Budget:
     period: str
     period_end: Optional[str]
     raw: Dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    grants_remaining_units: Decimal = Decimal(0)
+    overdraft_units: Optional[Decimal] = None
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "Budget":
@@ -311,6 +316,8 @@ class Budget:
             period=d.get("period", ""),
             period_end=d.get("period_end"),
             raw=d,
+            grants_remaining_units=_units(d.get("grants_remaining_units", 0)),
+            overdraft_units=_units(d.get("overdraft_units")),
         )
 
 
@@ -326,13 +333,14 @@ class AgentStatus:
 @dataclass(frozen=True)
 class Status:
     """GET /v1/customers/{id}: the customer's position. ``limit`` excludes
-    top-ups (``top_ups``); ``remaining`` = limit + top_ups - (used - what
-    grants paid) + ``grants_remaining`` - reserved. It is negative for a
+    top-ups (``top_ups``); ``remaining`` = limit + top_ups - (used -
+    ``grants_used``) + ``grants_remaining`` - reserved. It is negative for a
     customer in its overdraft; ``exhausted`` is True when remaining +
     overdraft is spent.
 
     ``grants`` are the open credit grants in draw-down order,
-    ``grants_remaining`` what those usable now have left. ``scopes`` are
+    ``grants_remaining`` what those usable now have left, ``grants_used``
+    the part of ``used`` they funded this period. ``scopes`` are
     the limited scope values (by dimension, then value). ``overdraft``,
     ``rollover`` (``"all"`` or a Decimal cap), ``max_concurrent_runs`` and
     ``max_concurrent_runs_per_agent`` are None when the budget sets none.
@@ -353,6 +361,7 @@ class Status:
     raw: Dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
     grants: List[GrantStatus] = field(default_factory=list)
     grants_remaining: Decimal = Decimal(0)
+    grants_used: Decimal = Decimal(0)
     scopes: List[ScopeStatus] = field(default_factory=list)
     overdraft: Optional[Decimal] = None
     rollover: Optional[Union[str, Decimal]] = None
@@ -385,6 +394,7 @@ class Status:
             raw=d,
             grants=[GrantStatus.from_json(g) for g in d.get("grants") or []],
             grants_remaining=_units(d.get("grants_remaining", 0)),
+            grants_used=_units(d.get("grants_used", 0)),
             scopes=[ScopeStatus.from_json(x) for x in d.get("scopes") or []],
             overdraft=_units(d.get("overdraft")),
             rollover=_rollover(d.get("rollover")),
