@@ -62,11 +62,11 @@ type BudgetBody struct {
 	IdempotencyKey string                  `json:"idempotency_key,omitempty"`
 	// The budget's less common settings, under the NATS request's names
 	// (ledger.BudgetRequest): the ledger checks them.
-	Rollover        ledger.Rollover     `json:"rollover,omitempty"`
-	Overdraft       *events.Units       `json:"overdraft,omitempty"`
+	Rollover        ledger.Rollover            `json:"rollover,omitempty"`
+	Overdraft       *events.Units              `json:"overdraft,omitempty"`
 	ScopeLimits     []ledger.ScopeLimitRequest `json:"scope_limits,omitempty"`
-	MaxRuns         int                 `json:"max_concurrent_runs,omitempty"`
-	MaxRunsPerAgent int                 `json:"max_concurrent_runs_per_agent,omitempty"`
+	MaxRuns         int                        `json:"max_concurrent_runs,omitempty"`
+	MaxRunsPerAgent int                        `json:"max_concurrent_runs_per_agent,omitempty"`
 }
 
 // Customer implements Body.
