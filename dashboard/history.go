@@ -59,24 +59,7 @@ func eventRowOf(seq uint64, e *events.Envelope) EventRow {
 		Limit: b.Limit.String(), Used: r.Used.String(), Reserved: r.Reserved.String(),
 		Remaining: b.Remaining.Sub(b.Overdrawn).String(),
 	}
-	describeCredit(&row, e.Data)
 	return row
-}
-
-// describeCredit fills in what audit.RowOf leaves empty for the events of
-// credit grants and overdraft: the units and a detail.
-func describeCredit(row *EventRow, data events.Data) {
-	if row.Units != "" || row.Reason != "" {
-		return // audit.RowOf describes it
-	}
-	switch d := data.(type) {
-	case *events.Granted:
-		row.Units, row.Reason = d.Units.String(), d.Source
-	case *events.GrantExpired:
-		row.Units, row.Reason = d.Remaining.String(), "unused of "+d.Units.String()+" granted"
-	case *events.OverdraftStarted:
-		row.Agent, row.Units, row.Reason = d.AgentID, d.Overdraft.String(), "overdraft"
-	}
 }
 
 // CustomerPage is the reply of GET /ui/api/customers/{id}.

@@ -152,8 +152,10 @@ func TestCustomerPageRules(t *testing.T) {
 		}
 	}
 	if want := []string{
-		"granted  50 promo 150", "granted  25 purchase 175", "reserved research 20  155", "reserved writer 110  45",
-		"reserved writer 50  -12", "overdraft_started writer 20 overdraft -12",
+		"granted  50 grant " + promo.GrantID + ": promo, priority 10, from 2026-03-14T09:00:00Z, expires 2026-04-13T09:00:00Z 150",
+		"granted  25 grant " + purchase.GrantID + ": purchase, priority 100, from 2026-03-14T09:00:00Z, never expires 175",
+		"reserved research 20  155", "reserved writer 110  45",
+		"reserved writer 50 in overdraft -12", "overdraft_started writer 20 into the overdraft of 20: 12 below zero -12",
 	}; !slices.Equal(hist, want) {
 		t.Fatalf("history: got %q, want %q", hist, want)
 	}
