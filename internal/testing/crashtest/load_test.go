@@ -34,8 +34,15 @@ const (
 	loadRetryShare = 0.3
 	// loadReleaseShare of approved holds are released, the rest recorded.
 	loadReleaseShare = 0.2
-	topUpEvery       = 150 * time.Millisecond
-	topUpUnits       = 25
+	// loadMinUnitsShare of preflights accept a partial hold (min_units 1).
+	loadMinUnitsShare = 0.3
+	// Every topUpEvery an admin adds topUpUnits to one customer, as a
+	// credit grant and as a top-up in turn.
+	topUpEvery = 150 * time.Millisecond
+	topUpUnits = 25
+	// grantPriorities: grants get one of these priorities at random, so
+	// they are drawn in an order other than the one they were made in.
+	grantPriorities = 3
 	// callTimeout bounds one client call with all its retries; an attempt
 	// is bounded by attemptTimeout.
 	callTimeout    = 30 * time.Second
@@ -52,11 +59,15 @@ type load struct {
 	customers []string
 	admin     *client.Client
 
+	rules map[string]rules // customer ID -> its budget, as the model sees it
+
 	mu                           sync.Mutex
 	approved                     map[string]string // reservation ID -> customer, as clients saw approved
 	keys                         map[string]bool   // idempotency key -> a reply was seen (false: outcome unknown)
 	approvals                    []approval        // in the order they reached their clients
 	ok, refused, failed, retried int
+	partial, overdraft           int                   // approvals that were partial, that dipped into an overdraft
+	reasons                      map[string]int        // refusals by reason
 	hist                         []porcupine.Operation // every call and what it was told, for the linearizability check
 	start                        time.Time
 
@@ -79,24 +90,59 @@ func newClient(t *testing.T, urls, name string) *client.Client {
 	return client.New(connect(t, urls, name), client.WithTimeout(attemptTimeout))
 }
 
+// rulesFor is the budget of the load's i-th customer: a plain one; one
+// with an overdraft, two limited teams and a cap of 3 open runs; or one
+// with a limited team and a cap of 2 open runs.
+func rulesFor(i int) rules {
+	r := rules{limit: loadLimit}
+	switch i % 3 {
+	case 1:
+		r.overdraft, r.maxRuns = 10, 3
+		r.teams[0], r.teams[1] = 20, 15
+	case 2:
+		r.maxRuns = 2
+		r.teams[0] = 25
+	}
+	return r
+}
+
+// request is the budget request of r.
+func (r rules) request() ledger.BudgetRequest {
+	limit := events.NewUnits(r.limit, 0)
+	req := ledger.BudgetRequest{Limit: &limit, Period: string(ledger.PeriodMonth), MaxRuns: r.maxRuns}
+	if r.overdraft > 0 {
+		od := events.NewUnits(r.overdraft, 0)
+		req.Overdraft = &od
+	}
+	for i, l := range r.teams {
+		if l > 0 {
+			u := events.NewUnits(l, 0)
+			req.ScopeLimits = append(req.ScopeLimits, ledger.ScopeLimitRequest{Dimension: "team", Value: scopeTeams[i],
+				Limit: &u, Period: string(ledger.PeriodMonth)})
+		}
+	}
+	return req
+}
+
 // startLoad sets every customer's budget and starts the workers.
 func startLoad(t *testing.T, urls string) *load {
 	t.Helper()
 	l := &load{t: t, urls: urls, admin: newClient(t, urls, "admin"), approved: map[string]string{},
-		keys: map[string]bool{}, stop: make(chan struct{}), start: time.Now()}
+		keys: map[string]bool{}, rules: map[string]rules{}, reasons: map[string]int{},
+		stop: make(chan struct{}), start: time.Now()}
 	ctx, cancel := context.WithTimeout(context.Background(), stableTimeout)
 	defer cancel()
-	limit := events.NewUnits(loadLimit, 0)
 	for i := range loadCustomers {
 		cid := fmt.Sprintf("cust-%02d", i)
 		if i%5 == 4 {
 			cid = fmt.Sprintf("odd.id *> %d", i) // encoded subject token
 		}
 		l.customers = append(l.customers, cid)
+		l.rules[cid] = rulesFor(i)
 		// The first one also waits for the service (a cluster creating its
 		// R3 stream takes a while); the client retries unavailable.
 		for {
-			_, err := l.admin.SetBudget(ctx, cid, ledger.BudgetRequest{Limit: &limit, Period: string(ledger.PeriodMonth)})
+			_, err := l.admin.SetBudget(ctx, cid, l.rules[cid].request())
 			if err == nil {
 				break
 			}
@@ -142,6 +188,14 @@ func (l *load) worker(c *client.Client, w int) {
 		n := 1 + rng.IntN(loadUnitsMax)
 		units := events.NewUnits(int64(n), 0)
 		req := ledger.PreflightRequest{AgentID: agent, EstimatedUnits: &units, IdempotencyKey: client.NewIdempotencyKey()}
+		pin := opIn{kind: opPreflight, cid: cid, units: int64(n), scope: rng.IntN(len(scopeTeams)+1) - 1}
+		if pin.scope >= 0 {
+			req.Scope = map[string]string{"team": scopeTeams[pin.scope], "user": agent}
+		}
+		if rng.Float64() < loadMinUnitsShare {
+			one := events.NewUnits(1, 0)
+			req.MinUnits, pin.min = &one, 1
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		call := time.Now()
 		r, err := c.Preflight(ctx, cid, req)
@@ -149,8 +203,12 @@ func (l *load) worker(c *client.Client, w int) {
 		out := opOut{unknown: err != nil}
 		if err == nil {
 			out.approved, out.resID, out.remaining = r.Approved, r.ReservationID, wholeUnits(r.RemainingUnits.Units)
+			out.reserved, out.partial, out.overdraft, out.reason = wholeUnits(r.ReservedUnits), r.Partial, r.Overdraft, r.Reason
+			if r.Scope != nil {
+				out.refused = r.Scope.Value
+			}
 		}
-		l.history(w, call, opIn{kind: opPreflight, cid: cid, units: int64(n)}, out)
+		l.history(w, call, pin, out)
 		if err != nil {
 			cancel()
 			l.count(&l.failed)
@@ -158,11 +216,21 @@ func (l *load) worker(c *client.Client, w int) {
 		}
 		if !r.Approved {
 			cancel()
-			l.count(&l.refused)
+			l.mu.Lock()
+			l.refused++
+			l.reasons[r.Reason]++
+			l.mu.Unlock()
 			continue
 		}
+		held := int(out.reserved)
 		l.mu.Lock()
 		l.ok++
+		if r.Partial {
+			l.partial++
+		}
+		if r.Overdraft {
+			l.overdraft++
+		}
 		l.approved[r.ReservationID] = cid
 		l.approvals = append(l.approvals, approval{call: call, at: time.Now()})
 		l.mu.Unlock()
@@ -174,7 +242,7 @@ func (l *load) worker(c *client.Client, w int) {
 			l.count(&l.retried)
 		}
 		key := client.NewIdempotencyKey()
-		in := opIn{kind: opRelease, cid: cid, resID: r.ReservationID}
+		in := opIn{kind: opRelease, cid: cid, resID: r.ReservationID, scope: -1}
 		out = opOut{}
 		call = time.Now()
 		if rng.Float64() < loadReleaseShare {
@@ -183,7 +251,7 @@ func (l *load) worker(c *client.Client, w int) {
 				out.remaining = wholeUnits(rr.RemainingUnits.Units)
 			}
 		} else {
-			in.kind, in.units = opRecord, int64(1+rng.IntN(n)) // never over the hold
+			in.kind, in.units = opRecord, int64(1+rng.IntN(held)) // never over the hold
 			used := events.NewUnits(in.units, 0)
 			var rr *ledger.RecordReply
 			if rr, err = c.Record(ctx, cid, ledger.RecordRequest{AgentID: agent, Units: &used, ReservationID: r.ReservationID, IdempotencyKey: key}); err == nil {
@@ -197,7 +265,9 @@ func (l *load) worker(c *client.Client, w int) {
 	}
 }
 
-// topUps adds units to a random customer now and then (admin).
+// topUps adds units to each customer in turn now and then (admin): a
+// credit grant (of one of grantPriorities, expiring in a year) to each,
+// then a top-up to each, and so on.
 func (l *load) topUps() {
 	defer l.wg.Done()
 	tick := time.NewTicker(topUpEvery)
@@ -213,14 +283,25 @@ func (l *load) topUps() {
 		cid := l.customers[i%len(l.customers)]
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		call := time.Now()
-		st, err := l.admin.TopUp(ctx, cid, ledger.TopUpRequest{Units: &units, IdempotencyKey: key})
-		cancel()
-		out := opOut{unknown: err != nil}
-		if err == nil {
-			out.remaining = wholeUnits(st.Remaining.Units)
+		in := opIn{kind: opTopUp, cid: cid, units: topUpUnits, scope: -1}
+		var out opOut
+		if i/len(l.customers)%2 == 1 {
+			st, err := l.admin.TopUp(ctx, cid, ledger.TopUpRequest{Units: &units, IdempotencyKey: key})
+			if out.unknown = err != nil; err == nil {
+				out.remaining = wholeUnits(st.Remaining.Units)
+			}
+		} else {
+			in.kind = opGrant
+			prio, exp := ledger.GrantPriorityDefault+i%grantPriorities, call.Add(365*24*time.Hour).UTC()
+			g, err := l.admin.Grant(ctx, cid, ledger.GrantRequest{Units: &units, Priority: &prio, ExpiresAt: &exp,
+				Source: events.SourcePurchase, IdempotencyKey: key})
+			if out.unknown = err != nil; err == nil {
+				out.remaining = wholeUnits(g.RemainingUnits.Units)
+			}
 		}
-		l.history(loadWorkers, call, opIn{kind: opTopUp, cid: cid, units: topUpUnits}, out)
-		l.note(key, err == nil)
+		cancel()
+		l.history(loadWorkers, call, in, out)
+		l.note(key, !out.unknown)
 	}
 }
 
@@ -243,8 +324,8 @@ func (l *load) count(n *int) {
 func (l *load) finish() {
 	close(l.stop)
 	l.wg.Wait()
-	l.t.Logf("load: %d approved (%d retried), %d refused, %d failed after all retries, %d keys",
-		l.ok, l.retried, l.refused, l.failed, len(l.keys))
+	l.t.Logf("load: %d approved (%d partial, %d into an overdraft, %d retried), %d refused %v, %d failed after all retries, %d keys",
+		l.ok, l.partial, l.overdraft, l.retried, l.refused, l.reasons, l.failed, len(l.keys))
 }
 
 // approval is one preflight a client saw approved: when it called, and
@@ -299,7 +380,8 @@ func (l *load) waitApprovals(n int, within time.Duration) bool {
 //   - every approval a client saw is a reserved event, exactly once;
 //   - every idempotency key had exactly one effect (at most one if its
 //     client never heard back);
-//   - no customer's holds and usage ever exceeded its limit plus top-ups;
+//   - no customer's holds and usage ever exceeded its limit plus top-ups,
+//     grants and overdraft, nor a team's its scope limit;
 //   - the state replayed from the log equals the live state.
 func (l *load) verify() {
 	t := l.t
@@ -318,20 +400,36 @@ func (l *load) verify() {
 	reserved := map[string]int{}
 	effects := map[string]int{}
 	s := ledger.NewState()
-	overspent := 0
+	overspent, draws := 0, 0
 	var evs int
 	_, err := projections.Replay(ctx, js, projections.ReplayStop{}, func(_ uint64, e *events.Envelope) error {
 		evs++
 		s.Apply(e)
-		if r, ok := e.Data.(*events.Reserved); ok {
-			reserved[r.ReservationID]++
+		switch d := e.Data.(type) {
+		case *events.Reserved:
+			reserved[d.ReservationID]++
+		case *events.Recorded:
+			draws += len(d.FundedBy)
 		}
 		if k := idempotencyKey(e); k != "" {
 			effects[k]++
 		}
-		if c := s.Customer(e.CustomerID); c != nil && c.RemainingAt(e.At).Sign() < 0 {
+		c := s.Customer(e.CustomerID)
+		if c == nil {
+			return nil
+		}
+		floor := events.NewUnits(-l.rules[e.CustomerID].overdraft, 0)
+		if rem := c.RemainingAt(e.At); rem.Cmp(floor) < 0 {
 			if overspent++; overspent <= 5 {
-				t.Errorf("event %s (%s) leaves %s at %s remaining", e.ID, e.Type, e.CustomerID, c.RemainingAt(e.At))
+				t.Errorf("event %s (%s) leaves %s at %s remaining, below its overdraft", e.ID, e.Type, e.CustomerID, rem)
+			}
+		}
+		for ref, u := range c.Scopes {
+			if spent := u.Used.Add(u.Reserved); spent.Cmp(u.Limit) > 0 {
+				if overspent++; overspent <= 5 {
+					t.Errorf("event %s (%s) leaves %s's %s %s at %s of its limit %s", e.ID, e.Type, e.CustomerID,
+						ref.Dimension, ref.Value, spent, u.Limit)
+				}
 			}
 		}
 		return nil
@@ -373,8 +471,8 @@ func (l *load) verify() {
 			t.Errorf("%s: live state differs from the log replayed:\nlive   %s\nreplay %s", cid, a, b)
 		}
 	}
-	t.Logf("verified: %d events, %d approvals seen, %d keys; %d missing or duplicated, %d keys with a wrong count, %d overspends",
-		evs, len(l.approved), len(l.keys), missing, wrong, overspent)
+	t.Logf("verified: %d events, %d approvals seen, %d keys, %d grant draws; %d missing or duplicated, %d keys with a wrong count, %d overspends",
+		evs, len(l.approved), len(l.keys), draws, missing, wrong, overspent)
 	l.checkLinearizable()
 }
 
@@ -398,14 +496,14 @@ func (l *load) checkLinearizable() {
 		timeout = linearTimeoutFull
 	}
 	start := time.Now()
-	res, info := porcupine.CheckOperationsVerbose(budgetModel(loadLimit), hist, timeout)
+	res, info := porcupine.CheckOperationsVerbose(budgetModel(l.rules), hist, timeout)
 	switch res {
 	case porcupine.Ok:
 		t.Logf("linearizable: %d operations (%d with unknown outcome) over %d customers, checked in %s",
 			len(hist), unknown, len(l.customers), time.Since(start).Round(time.Millisecond))
 	case porcupine.Illegal:
 		path := filepath.Join(os.TempDir(), fmt.Sprintf("agentbill-linearizability-%d.html", time.Now().UnixNano()))
-		if err := porcupine.VisualizePath(budgetModel(loadLimit), info, path); err != nil {
+		if err := porcupine.VisualizePath(budgetModel(l.rules), info, path); err != nil {
 			path = err.Error()
 		}
 		t.Errorf("the history of %d operations is not linearizable; porcupine's visualization: %s", len(hist), path)
