@@ -438,20 +438,21 @@ func (w *Writer) SnapshotNow() { w.snap.forced.Store(true) }
 
 // restore returns the state at the end of the log: the newest good
 // snapshot with the log after it applied, or, if there is none, the whole
-// log replayed. A snapshot problem is logged and never fatal.
-func (w *Writer) restore(ctx context.Context) (*ledger.State, uint64, error) {
+// log replayed. A snapshot problem is logged and never fatal. head is this
+// writer's chain head as of seq (restoredHead).
+func (w *Writer) restore(ctx context.Context) (s *ledger.State, seq uint64, head string, err error) {
 	w.stats.Snapshots.LoadedSeq.Store(0)
 	if !w.cfg.Snapshots.Off {
-		s, seq, err := w.restoreSnapshot(ctx)
+		s, seq, head, err := w.restoreSnapshot(ctx)
 		if err == nil {
-			return s, seq, nil
+			return s, seq, head, nil
 		}
 		if ctx.Err() != nil {
-			return nil, 0, ctx.Err()
+			return nil, 0, "", ctx.Err()
 		}
 		if ie := asIntegrity(err); ie != nil {
 			if err := w.breakOrReset(ie); err != nil {
-				return nil, 0, err
+				return nil, 0, "", err
 			}
 		}
 		if errors.Is(err, ErrNoSnapshot) {
@@ -463,9 +464,9 @@ func (w *Writer) restore(ctx context.Context) (*ledger.State, uint64, error) {
 	stop := w.replayStop(0)
 	stop.Verify = w.verifier(1, "", true)
 	stop.KeepUncovered = w.cfg.AdoptUnsigned != ""
-	s, seq, err := Rebuild(ctx, w.js, stop, w.cfg.Default)
+	s, seq, err = Rebuild(ctx, w.js, stop, w.cfg.Default)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, "", err
 	}
 	if stop.Verify != nil {
 		w.uncovered, _ = stop.Verify.Uncovered()
@@ -474,10 +475,26 @@ func (w *Writer) restore(ctx context.Context) (*ledger.State, uint64, error) {
 	if !w.cfg.Snapshots.Off {
 		w.restored(ctx, 0, seq)
 	}
-	return s, seq, nil
+	if head, err = w.restoredHead(ctx, stop.Verify); err != nil {
+		return nil, 0, "", err
+	}
+	return s, seq, head, nil
 }
 
-func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, error) {
+// restoredHead is the writer's chain head after a replay verified by v:
+// the hash of its last commit the replay read, not of its last commit
+// now, which a leader still writing may have moved on (a follower that
+// started from there would find the next commit it reads breaking the
+// chain). Without verification nothing checks the chain before the
+// writer leads, and takeover reads the head again: the last commit's.
+func (w *Writer) restoredHead(ctx context.Context, v *LogVerifier) (string, error) {
+	if v != nil {
+		return v.Head(w.subject), nil
+	}
+	return ChainHead(ctx, w.js, w.cfg.Name)
+}
+
+func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, string, error) {
 	start := time.Now()
 	snap, err := LoadSnapshot(ctx, w.js, w.cfg.Name, w.cfg.Keys, func(name string, err error) {
 		w.stats.Snapshots.Rejected.Add(1)
@@ -487,7 +504,7 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, er
 		w.log.Error("snapshot refused, not used", "snapshot", name, "err", err)
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, "", err
 	}
 	loaded := time.Since(start)
 	s := snap.State
@@ -497,7 +514,7 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, er
 	if w.verifying() {
 		head, err := w.headAt(ctx, snap.Meta.Seq)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, "", err
 		}
 		stop.Verify = w.verifier(snap.Meta.Seq+1, head, true)
 		stop.KeepUncovered = w.cfg.AdoptUnsigned != ""
@@ -519,9 +536,9 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, er
 			w.stats.Snapshots.Rejected.Add(1)
 		}
 		if ie := asIntegrity(err); ie != nil {
-			return nil, 0, ie // the log itself is broken: no snapshot mends that
+			return nil, 0, "", ie // the log itself is broken: no snapshot mends that
 		}
-		return nil, 0, fmt.Errorf("replay after snapshot %s: %w", snap.Name, err)
+		return nil, 0, "", fmt.Errorf("replay after snapshot %s: %w", snap.Name, err)
 	}
 	seq = max(seq, snap.Meta.Seq) // 0 if nothing follows the snapshot
 	if stop.Verify != nil {
@@ -533,7 +550,11 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, er
 	w.restored(ctx, at, seq)
 	w.log.Info("snapshot loaded", "snapshot", snap.Name, "bytes", snap.Bytes, "took", loaded.Round(time.Millisecond),
 		"tail_events", s.EventsApplied()-at)
-	return s, seq, nil
+	head, err := w.restoredHead(ctx, stop.Verify)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	return s, seq, head, nil
 }
 
 // restored resets the schedule after a rebuild: the state at savedEvents

@@ -455,11 +455,7 @@ func (w *Writer) setupOnce(ctx context.Context) error {
 // newest good snapshot, if there is one).
 func (w *Writer) rebuild(ctx context.Context) error {
 	start := time.Now()
-	s, seq, err := w.restore(ctx)
-	if err != nil {
-		return err
-	}
-	head, err := ChainHead(ctx, w.js, w.cfg.Name)
+	s, seq, head, err := w.restore(ctx)
 	if err != nil {
 		return err
 	}

@@ -258,9 +258,20 @@ func startService(t *testing.T, c *cluster, instance string, replicas int, lease
 			"--default-budget", "none", "--lease-ttl", leaseTTL.String(),
 			"--data", filepath.Join(c.dir, "service-"+instance), "--signing-key", filepath.Join(c.dir, "signing.key")}, extra...)}}
 	s.start(t)
+	// No fault in these scenarios breaks the log: a writer that halts on
+	// an integrity check (projections: "ledger halted") is a failure even
+	// if another one served the load. Checked after the process stops.
+	t.Cleanup(func() {
+		if line, ok := s.loggedAfter(haltedLine, time.Time{}); ok {
+			t.Errorf("%s halted: %s", instance, line)
+		}
+	})
 	t.Cleanup(func() { s.signal(t, syscall.SIGTERM) })
 	return s
 }
+
+// haltedLine is what a writer logs when an integrity check stops it.
+const haltedLine = "ledger halted"
 
 // leaseHolder returns the instance holding writer 0's lease ("" if none).
 func leaseHolder(ctx context.Context, js jetstream.JetStream) string {
