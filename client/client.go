@@ -165,7 +165,13 @@ func (c *Client) call(ctx context.Context, op events.Op, customerID string, req,
 	if err := events.ValidateCustomerID(customerID); err != nil {
 		return ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
 	}
-	body, err := json.Marshal(req)
+	var body []byte
+	var err error
+	if cmd, ok := req.(ledger.Command); ok {
+		body, err = ledger.MarshalRequest(cmd)
+	} else {
+		body, err = json.Marshal(req)
+	}
 	if err != nil {
 		return fmt.Errorf("agentbill: encode %s request: %w", op, err)
 	}

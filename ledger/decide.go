@@ -26,7 +26,7 @@ func (s *State) Decide(cmd Command, now time.Time) (Reply, []*events.Envelope, e
 		return nil, nil, invalid("%v", err)
 	}
 	if key := cmd.key(); key != "" {
-		d.req = events.Request{IdempotencyKey: key, RequestHash: requestHash(cmd)}
+		d.req = events.Request{IdempotencyKey: key, RequestHash: d.s.requestHash(cmd)}
 		if e, ok := s.idem.get(idemKey(d.cid, key)); ok {
 			if req, op := requestOf(e.data); req.RequestHash != d.req.RequestHash || op != cmd.Op() {
 				return nil, nil, Errorf(CodeConflict,

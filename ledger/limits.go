@@ -73,6 +73,9 @@ const (
 	// ScopeDimensionsMax bounds the dimensions of a request's scope: every
 	// one is checked on every preflight.
 	ScopeDimensionsMax = 4
+	// ScopeDimensionBytesMax bounds a dimension's name
+	// (^[a-z][a-z0-9_]{0,31}$).
+	ScopeDimensionBytesMax = 32
 	// ScopeLimitsMax bounds a budget's scope limits (~200 bytes each in a
 	// status reply, so the reply stays well under NATS's 1 MiB max_payload).
 	ScopeLimitsMax = 1024

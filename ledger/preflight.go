@@ -22,7 +22,8 @@ func (d *decision) preflight(r *PreflightRequest) (Reply, error) {
 	}
 	d.prepare(c)
 	d.expireDue(c)
-	units, no := d.fit(c, r)
+	sc := scopeOf(r.Scope)
+	units, no := d.fit(c, r, sc)
 	if no != nil {
 		e := d.emit("", &events.Denied{AgentID: r.AgentID, Requested: est, Reason: no.reason, Message: no.message,
 			TaskRef: r.TaskRef, UpgradeURL: c.UpgradeURL, Scope: r.Scope, RefusedScope: no.scope, Request: d.req})
@@ -35,7 +36,7 @@ func (d *decision) preflight(r *PreflightRequest) (Reply, error) {
 	id := d.s.NewID()
 	res := &events.Reserved{
 		ReservationID: id, AgentID: r.AgentID, Units: units, TaskRef: r.TaskRef, TaskCeiling: r.TaskCeiling,
-		ExpiresAt: d.now.Add(ttl), Metadata: r.Metadata, Scope: r.Scope, CountedScopes: c.counted(scopeOf(r.Scope)),
+		ExpiresAt: d.now.Add(ttl), Metadata: r.Metadata, Scope: r.Scope, CountedScopes: c.counted(sc),
 		InOverdraft: d.view(c).remaining().Cmp(units) < 0 && c.overdraft().Sign() > 0, Request: d.req,
 	}
 	if units.Cmp(est) < 0 {
@@ -133,13 +134,13 @@ func (rm *room) refusal(d *decision, agentID string, want events.Units) refusal 
 // dimension), the run caps, then the customer's budget (its remaining plus
 // any overdraft). Every limit is checked in this one step, so no scope can
 // be passed by holds decided in between.
-func (d *decision) fit(c *Customer, r *PreflightRequest) (events.Units, *refusal) {
+func (d *decision) fit(c *Customer, r *PreflightRequest, sc scope) (events.Units, *refusal) {
 	est := *r.EstimatedUnits
 	need := est
 	if r.MinUnits != nil {
 		need = *r.MinUnits
 	}
-	rooms := d.rooms(c, r)
+	rooms := d.rooms(c, r, sc)
 	for i := range rooms {
 		if rooms[i].left.Cmp(need) < 0 {
 			no := rooms[i].refusal(d, r.AgentID, need)
@@ -154,8 +155,9 @@ func (d *decision) fit(c *Customer, r *PreflightRequest) (events.Units, *refusal
 }
 
 // rooms returns every limit the preflight must fit, most specific first,
-// in the state's scratch slice (valid until the next decision).
-func (d *decision) rooms(c *Customer, r *PreflightRequest) []room {
+// in the state's scratch slice (valid until the next decision). sc is the
+// request's scope (scopeOf).
+func (d *decision) rooms(c *Customer, r *PreflightRequest, sc scope) []room {
 	v := d.view(c)
 	out := d.s.rooms[:0]
 	if r.Ceiling != nil {
@@ -170,7 +172,7 @@ func (d *decision) rooms(c *Customer, r *PreflightRequest) []room {
 		out = append(out, room{kind: roomAgent, left: l.Sub(v.agentSpent(r.AgentID)), limit: l, per: c.Period})
 	}
 	if len(c.Scopes) > 0 {
-		for _, ref := range scopeOf(r.Scope) {
+		for _, ref := range sc {
 			if u := c.Scopes[ref]; u != nil {
 				out = append(out, room{kind: roomScope, left: u.Limit.Sub(u.spent(d.now)), limit: u.Limit, ref: ref, per: u.Period})
 			}

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -506,19 +505,26 @@ func truncate(s string, n int) string {
 // requestHash is the hash stored with an idempotency key: SHA-256 (first 16
 // bytes, hex) over the op and the request's canonical JSON (fields in a fixed
 // order, amounts canonical, metadata compacted), so a retry matches however
-// its JSON was spaced, and any change of meaning does not.
-func requestHash(c Command) string {
-	var buf bytes.Buffer
-	buf.WriteString(string(c.Op()))
-	buf.WriteByte('\n')
+// its JSON was spaced, and any change of meaning does not. It writes into
+// the state's scratch buffer (decisions are single-threaded).
+func (s *State) requestHash(c Command) string {
+	buf := append(s.hashBuf[:0], c.Op()...)
+	buf = append(buf, '\n')
 	// json.Marshal of these structs is deterministic: declared field order,
-	// sorted map keys, canonical Units, compacted RawMessage.
-	b, err := json.Marshal(c)
-	if err != nil {
-		panic(fmt.Sprintf("agentbill: cannot encode a validated request: %v", err))
+	// sorted map keys, canonical Units, compacted RawMessage. The hot
+	// requests write the same bytes without it (canonical.go).
+	buf, ok := appendCanonical(buf, c)
+	if !ok {
+		b, err := json.Marshal(c)
+		if err != nil {
+			panic(fmt.Sprintf("agentbill: cannot encode a validated request: %v", err))
+		}
+		buf = append(buf, b...)
 	}
-	buf.Write(b)
-	sum := sha256.Sum256(buf.Bytes())
+	if cap(buf) <= requestHashBuf {
+		s.hashBuf = buf[:0] // keep it unless one huge request grew it
+	}
+	sum := sha256.Sum256(buf)
 	return hex.EncodeToString(sum[:16])
 }
 

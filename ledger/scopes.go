@@ -3,7 +3,6 @@ package ledger
 import (
 	"cmp"
 	"fmt"
-	"regexp"
 	"slices"
 	"time"
 
@@ -19,9 +18,6 @@ import (
 // Invariant (asserted by the property test): a scope's Reserved is the sum
 // of the open holds whose scope has its value, and its Used the charges
 // with its value since its period started (or since the limit was set).
-
-// dimensionPattern is the form of a scope dimension name.
-var dimensionPattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 
 // DimensionAgent is reserved: agent limits are the agent dimension, set by
 // a budget's agent_limits and matched by the request's agent_id.
@@ -62,9 +58,22 @@ func (s scope) asMap() map[string]string {
 	return m
 }
 
-// counted returns the refs of s that the customer limits.
+// counted returns the refs of s that the customer limits: s itself when
+// it limits all of them (scopes are never modified once made).
 func (c *Customer) counted(s scope) []events.ScopeRef {
-	var out []events.ScopeRef
+	n := 0
+	for _, r := range s {
+		if _, ok := c.Scopes[r]; ok {
+			n++
+		}
+	}
+	if n == len(s) {
+		if n == 0 {
+			return nil
+		}
+		return s
+	}
+	out := make([]events.ScopeRef, 0, n)
 	for _, r := range s {
 		if _, ok := c.Scopes[r]; ok {
 			out = append(out, r)
@@ -151,7 +160,17 @@ func validateScope(m map[string]string) error {
 	if len(m) > ScopeDimensionsMax {
 		return invalid("scope has %d dimensions, more than %d", len(m), ScopeDimensionsMax)
 	}
-	for _, r := range scopeOf(m) {
+	valid := true
+	for d, v := range m {
+		if !validDimension(d) || d == DimensionAgent || events.ValidateID("", v, AgentIDBytesMax) != nil {
+			valid = false
+			break
+		}
+	}
+	if valid {
+		return nil // on every preflight: no sorting, no messages
+	}
+	for _, r := range scopeOf(m) { // the first problem by dimension, for a stable message
 		if err := checkDimension("scope", r.Dimension); err != nil {
 			return err
 		}
@@ -162,8 +181,21 @@ func validateScope(m map[string]string) error {
 	return nil
 }
 
+// validDimension reports whether dim matches ^[a-z][a-z0-9_]{0,31}$.
+func validDimension(dim string) bool {
+	if len(dim) == 0 || len(dim) > ScopeDimensionBytesMax || dim[0] < 'a' || dim[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(dim); i++ {
+		if c := dim[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 func checkDimension(what, dim string) error {
-	if !dimensionPattern.MatchString(dim) {
+	if !validDimension(dim) {
 		return invalid("%s dimension %q must match ^[a-z][a-z0-9_]{0,31}$", what, truncate(dim, 40))
 	}
 	if dim == DimensionAgent {

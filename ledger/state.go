@@ -31,8 +31,9 @@ type State struct {
 	// of their reserved events.
 	NewID func() string
 
-	events uint64 // events applied, for assertions and progress
-	rooms  []room // scratch of Decide's preflight; not state
+	events  uint64 // events applied, for assertions and progress
+	rooms   []room // scratch of Decide's preflight; not state
+	hashBuf []byte // scratch of requestHash; not state
 }
 
 // NewState returns an empty ledger.
