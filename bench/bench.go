@@ -66,6 +66,10 @@ const (
 	// the webhook run is compared with the mean of the runs before and
 	// after it.
 	ScenarioSpreadAfter = "preflight_record_spread_after"
+	// ScenarioSpreadScoped is the spread scenario over customers with
+	// scope limits, credit grants, an overdraft and a run cap, in slices
+	// alternating with the plain spread load (scoped.go).
+	ScenarioSpreadScoped = "preflight_record_spread_scoped"
 )
 
 // Config is what one bench run measures.
@@ -152,6 +156,9 @@ type env struct {
 	// scenario (warm-up included).
 	commitRate map[string]float64
 	alerting   bool // the alerting customers have their budgets (Config.Webhooks)
+	// scopedSetup is how long the scoped customers' budgets and grants
+	// took to set (scoped.go).
+	scopedSetup time.Duration
 }
 
 // Run measures every scenario and returns the report.
@@ -193,6 +200,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{ScenarioSpread, e.ledgerRun(ScenarioSpread, e.spread)},
 		{ScenarioSpreadWebhook, e.ledgerRun(ScenarioSpreadWebhook, e.spreadWebhook(rep))},
 		{ScenarioSpreadAfter, e.ledgerRun(ScenarioSpreadAfter, e.spreadAfter(rep))},
+		{ScenarioSpreadScoped, e.after(ScenarioSpreadScoped, e.setupScoped, e.ledgerRun(ScenarioSpreadScoped, e.spreadScoped))},
 		{ScenarioHot, e.ledgerRun(ScenarioHot, e.hot)},
 		{ScenarioRefused, e.ledgerRun(ScenarioRefused, e.refused)},
 		{ScenarioHalfLoad, e.ledgerRun(ScenarioHalfLoad, func(ctx context.Context) (Result, error) {
@@ -229,6 +237,16 @@ func (c *Config) selected(name string) bool {
 		}
 	}
 	return false
+}
+
+// after runs setup before run; run does not start if setup fails.
+func (e *env) after(name string, setup func(context.Context) error, run func(context.Context) (Result, error)) func(context.Context) (Result, error) {
+	return func(ctx context.Context) (Result, error) {
+		if err := setup(ctx); err != nil {
+			return Result{Scenario: name}, fmt.Errorf("set up: %w", err)
+		}
+		return run(ctx)
+	}
 }
 
 // ledgerRun wraps a ledger scenario to report how the writer grouped it:
@@ -359,18 +377,33 @@ type loopStats struct {
 	errors            uint64
 }
 
+func (t *loopStats) merge(s *loopStats) {
+	t.hist.Merge(&s.hist)
+	t.second.Merge(&s.second)
+	t.ops += s.ops
+	t.cycles += s.cycles
+	t.approved += s.approved
+	t.refused += s.refused
+	t.errors += s.errors
+}
+
 // drive runs fn on every client for warm-up plus cfg.Duration (closed loop,
 // or open loop at rate cycles/s over all clients) and merges the counts.
 // fn gets the time its call was due: latency measured from there includes
 // any time the call waited behind a slow one (no coordinated omission).
 func (e *env) drive(ctx context.Context, rate float64, fn func(ctx context.Context, i int, st *loopStats, due time.Time) error) (loopStats, float64) {
-	warm := min(e.cfg.Duration/10, WarmupMax)
+	return e.driveFor(ctx, e.cfg.Duration, rate, fn)
+}
+
+// driveFor is drive for a measured time other than cfg.Duration.
+func (e *env) driveFor(ctx context.Context, measure time.Duration, rate float64, fn func(ctx context.Context, i int, st *loopStats, due time.Time) error) (loopStats, float64) {
+	warm := min(measure/10, WarmupMax)
 	var measuring atomic.Bool
 	stats := make([]*loopStats, len(e.clients))
 	var wg sync.WaitGroup
 	start := time.Now()
 	measureFrom := start.Add(warm)
-	end := measureFrom.Add(e.cfg.Duration)
+	end := measureFrom.Add(measure)
 	for i := range e.clients {
 		stats[i] = &loopStats{}
 		wg.Add(1)
@@ -409,15 +442,9 @@ func (e *env) drive(ctx context.Context, rate float64, fn func(ctx context.Conte
 	wg.Wait()
 	var total loopStats
 	for _, s := range stats {
-		total.hist.Merge(&s.hist)
-		total.second.Merge(&s.second)
-		total.ops += s.ops
-		total.cycles += s.cycles
-		total.approved += s.approved
-		total.refused += s.refused
-		total.errors += s.errors
+		total.merge(s)
 	}
-	return total, e.cfg.Duration.Seconds()
+	return total, measure.Seconds()
 }
 
 func result(name string, clients int, st loopStats, secs float64) Result {

@@ -47,6 +47,84 @@ func BenchmarkDecidePreflightRecord(b *testing.B) {
 	}
 }
 
+// scopedState is benchState with n customers whose budgets use the
+// rules of credit grants and scope limits: an allowance of 100 (spent in
+// the first cycles, so records draw from grants), two grants, a limit on
+// each of three teams, on one user and on one project (three dimensions),
+// an overdraft and a run cap.
+func scopedState(b *testing.B, n int, now time.Time) (*ledger.State, []string) {
+	b.Helper()
+	s := benchState(b, n)
+	u := func(v string) *events.Units { x := events.MustParseUnits(v); return &x }
+	req := ledger.BudgetRequest{Limit: u("100"), Period: "month", Overdraft: u("100"), MaxRuns: 1000}
+	for _, team := range []string{"research", "support", "sales"} {
+		req.ScopeLimits = append(req.ScopeLimits, ledger.ScopeLimitRequest{Dimension: "team", Value: team, Limit: u("1000000"), Period: "month"})
+	}
+	req.ScopeLimits = append(req.ScopeLimits, ledger.ScopeLimitRequest{Dimension: "user", Value: "alice", Limit: u("1000000"), Period: "month"},
+		ledger.ScopeLimitRequest{Dimension: "project", Value: "alpha", Limit: u("1000000"), Period: "week"})
+	custs := make([]string, n)
+	for i := range custs {
+		custs[i] = "cust-" + strconv.Itoa(i)
+		req.CustomerID = custs[i]
+		if _, _, err := s.Decide(&req, now); err != nil {
+			b.Fatal(err)
+		}
+		for _, prio := range []int{50, 100} {
+			if _, _, err := s.Decide(&ledger.GrantRequest{CustomerID: custs[i], Units: u("1000000"), Priority: &prio}, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	return s, custs
+}
+
+// BenchmarkDecidePreflightRecordScoped is BenchmarkDecidePreflightRecord
+// over customers with scope limits, grants, an overdraft and a run cap
+// (scopedState), each preflight naming a team and the limited user.
+func BenchmarkDecidePreflightRecordScoped(b *testing.B) {
+	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	s, custs := scopedState(b, 10_000, now)
+	est, used := events.NewUnits(10, 0), events.NewUnits(7, 0)
+	scopes := []map[string]string{{"team": "research", "user": "alice", "project": "alpha"},
+		{"team": "support", "user": "alice", "project": "alpha"}, {"team": "sales", "user": "alice", "project": "alpha"}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		cid := custs[i%len(custs)]
+		key := strconv.Itoa(i)
+		r, _, err := s.Decide(&ledger.PreflightRequest{CustomerID: cid, AgentID: "research_agent", EstimatedUnits: &est,
+			Scope: scopes[i%len(scopes)], IdempotencyKey: "p" + key}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pf := r.(*ledger.PreflightReply)
+		if !pf.Approved {
+			b.Fatalf("refused: %s", pf.Message)
+		}
+		if _, _, err := s.Decide(&ledger.RecordRequest{CustomerID: cid, AgentID: "research_agent", Units: &used, ReservationID: pf.ReservationID, IdempotencyKey: "r" + key}, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkScopedCustomerHeap reports the heap one customer of
+// scopedState costs, idle, with 100,000 loaded (its requests' idempotency
+// entries are counted too, as a writer holds them for the window).
+func BenchmarkScopedCustomerHeap(b *testing.B) {
+	const customers = 100_000
+	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s, _ := scopedState(b, customers, now)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/customers, "heap-bytes/customer")
+		runtime.KeepAlive(s)
+	}
+}
+
 // BenchmarkApply is replay's per-event cost once decoded.
 func BenchmarkApply(b *testing.B) {
 	s := benchState(b, 1000)

@@ -281,7 +281,7 @@ func TestBenchProducesEveryScenario(t *testing.T) {
 		t.Fatalf("bench --json: %v\n%s", err, out)
 	}
 	want := []string{"nats_request_reply", "js_append_single", "js_append_batch_100", "js_append_batch_1000",
-		"preflight_record_spread", "preflight_record_hot", "preflight_mostly_refused", "preflight_at_half_load", "replay",
+		"preflight_record_spread", "preflight_record_spread_scoped", "preflight_record_hot", "preflight_mostly_refused", "preflight_at_half_load", "replay",
 		"commit_signature"}
 	if len(rep.Results) != len(want) {
 		t.Fatalf("bench reported %d scenarios, want %d:\n%s", len(rep.Results), len(want), out)
