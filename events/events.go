@@ -172,10 +172,10 @@ type Reserved struct {
 	// counts against. Requested is the estimate when the hold is a partial
 	// approval of it (Units < Requested). InOverdraft: the hold took the
 	// customer's remaining below zero, into its overdraft.
-	Scope         map[string]string `json:"scope,omitempty"`
-	CountedScopes []ScopeRef        `json:"counted_scopes,omitempty"`
-	Requested     Units             `json:"requested,omitzero"`
-	InOverdraft   bool              `json:"in_overdraft,omitempty"`
+	Scope         ScopeMap   `json:"scope,omitempty"`
+	CountedScopes []ScopeRef `json:"counted_scopes,omitempty"`
+	Requested     Units      `json:"requested,omitzero"`
+	InOverdraft   bool       `json:"in_overdraft,omitempty"`
 	Request
 	Balance Balance `json:"balance"`
 }
@@ -190,8 +190,8 @@ type Denied struct {
 	UpgradeURL string `json:"upgrade_url,omitempty"`
 	// Scope is the run's scope; RefusedScope the scope limit that refused
 	// it (reason scope_limit_exceeded).
-	Scope        map[string]string `json:"scope,omitempty"`
-	RefusedScope *ScopeRef         `json:"refused_scope,omitempty"`
+	Scope        ScopeMap  `json:"scope,omitempty"`
+	RefusedScope *ScopeRef `json:"refused_scope,omitempty"`
 	Request
 	Balance Balance `json:"balance"`
 }
@@ -211,9 +211,9 @@ type Recorded struct {
 	// CountedScopes the scope limits the charge counts against. FundedBy
 	// is what credit grants paid, in draw-down order; the rest of Units
 	// came from the period's allowance.
-	Scope         map[string]string `json:"scope,omitempty"`
-	CountedScopes []ScopeRef        `json:"counted_scopes,omitempty"`
-	FundedBy      []GrantDraw       `json:"funded_by,omitempty"`
+	Scope         ScopeMap    `json:"scope,omitempty"`
+	CountedScopes []ScopeRef  `json:"counted_scopes,omitempty"`
+	FundedBy      []GrantDraw `json:"funded_by,omitempty"`
 	Request
 	Balance Balance `json:"balance"`
 }

@@ -60,8 +60,13 @@ func (c *Customer) grantsLeft(t time.Time) events.Units {
 	if c.Credits == nil {
 		return left
 	}
+	first := true
 	for _, g := range c.Credits.Grants {
 		if g.usable(t) {
+			if first {
+				left, first = g.Remaining, false // no addition for the common one grant
+				continue
+			}
 			left = left.Add(g.Remaining)
 		}
 	}

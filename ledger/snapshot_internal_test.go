@@ -157,8 +157,8 @@ func fillEveryField(t *testing.T, v reflect.Value, seed int) int {
 			f.Set(reflect.ValueOf([]events.Units{parsed(1, 1), parsed(seed, 2)}))
 		case ft.Type == reflect.TypeFor[map[string]events.Units]():
 			f.Set(reflect.ValueOf(map[string]events.Units{"a1": parsed(seed, 0), "a0": parsed(70, 0)}))
-		case ft.Type == reflect.TypeFor[map[string]string]():
-			f.Set(reflect.ValueOf(map[string]string{"user": fmt.Sprintf("u%d", seed), "team": "research"}))
+		case ft.Type == reflect.TypeFor[events.ScopeMap]():
+			f.Set(reflect.ValueOf(events.ScopeMap{"user": fmt.Sprintf("u%d", seed), "team": "research"}))
 		case ft.Type == reflect.TypeFor[[]events.ScopeRef]():
 			// Not in any order: the codec keeps a list as it is.
 			f.Set(reflect.ValueOf([]events.ScopeRef{{Dimension: "user", Value: fmt.Sprintf("u%d", seed)}, {Dimension: "team", Value: "r"}}))
