@@ -190,6 +190,12 @@ func must(_ apd.Condition, err error) {
 
 // Add returns u + v.
 func (u Units) Add(v Units) Units {
+	switch {
+	case v.IsZero(): // the common case of an unused top-up, overdraft or grant: no arithmetic
+		return u
+	case u.IsZero():
+		return v
+	}
 	var r Units
 	must(arith.Add(&r.d, &u.d, &v.d))
 	return r
@@ -197,6 +203,9 @@ func (u Units) Add(v Units) Units {
 
 // Sub returns u - v (which may be negative).
 func (u Units) Sub(v Units) Units {
+	if v.IsZero() {
+		return u
+	}
 	var r Units
 	must(arith.Sub(&r.d, &u.d, &v.d))
 	return r

@@ -207,6 +207,9 @@ func (d *decision) expireGrants(c *Customer) {
 	if c == nil || c.Credits == nil {
 		return
 	}
+	if h := d.s.grantExpiries; len(h) == 0 || h[0].at.After(d.now) {
+		return // every open grant with an expiry has an entry: none anywhere is due
+	}
 	for n := 0; n < GrantExpiriesPerCommandMax; n++ {
 		g := c.expiredGrant(d.now)
 		if g == nil {
