@@ -85,9 +85,6 @@ type decision struct {
 // balance inside data is filled in: its period start before applying (it
 // drives rollover), the rest after.
 func (d *decision) emit(id string, data events.Data) *events.Envelope {
-	if id == "" {
-		id = d.s.NewID()
-	}
 	b := events.BalanceRef(data)
 	c := d.s.customers[d.cid]
 	if c != nil && b.PeriodStart.IsZero() {
@@ -98,7 +95,7 @@ func (d *decision) emit(id string, data events.Data) *events.Envelope {
 		d.rollover(c, b.PeriodStart) // the rollover grant opens the new period
 	}
 	if id == "" {
-		id = d.s.NewID()
+		id = d.s.NewID() // after the rollover's: IDs rise in log order
 	}
 	e := &events.Envelope{ID: id, Type: data.EventType(), V: events.Version, At: d.now, CustomerID: d.cid, Data: data}
 	exhausted, period := c != nil && c.Exhausted, time.Time{}
@@ -121,7 +118,7 @@ func (d *decision) emit(id string, data events.Data) *events.Envelope {
 // period rolling over, or the event of type t.
 func restoredBy(t events.Type, rolled bool) string {
 	switch {
-	case rolled || t == events.TypeGranted && rolled:
+	case rolled:
 		return events.TriggerNewPeriod
 	case t == events.TypeToppedUp:
 		return events.TriggerToppedUp
