@@ -79,6 +79,9 @@ type decision struct {
 	out []*events.Envelope
 
 	rolling bool // emitting the rollover grant that opens a new period
+	// rem is the customer's remaining as the preflight's rooms saw it
+	// (nothing is emitted between them and its reserved event).
+	rem events.Units
 }
 
 // emit applies an event and appends it to the decision's output. The
@@ -247,10 +250,17 @@ func (d *decision) alerts(c *Customer, agentID string) {
 			}
 		}
 	}
-	if od := c.overdraft(); od.Sign() > 0 && !c.Overdrafted && c.RemainingAt(d.now).Sign() < 0 {
+	od := c.overdraft()
+	startsOverdraft := od.Sign() > 0 && !c.Overdrafted
+	if !startsOverdraft && c.Exhausted {
+		return
+	}
+	// Neither alert below changes what remains: one figure serves both.
+	rem := c.RemainingAt(d.now)
+	if startsOverdraft && rem.Sign() < 0 {
 		d.emit("", &events.OverdraftStarted{AgentID: agentID, Overdraft: od})
 	}
-	if !c.Exhausted && c.exhaustedAt(d.now) {
+	if !c.Exhausted && rem.Add(od).Sign() <= 0 { // exhaustedAt
 		d.emit("", &events.BudgetExhausted{Trigger: events.TriggerRemainingZero, AgentID: agentID, UpgradeURL: c.UpgradeURL})
 	}
 }

@@ -37,7 +37,7 @@ func (d *decision) preflight(r *PreflightRequest) (Reply, error) {
 	res := &events.Reserved{
 		ReservationID: id, AgentID: r.AgentID, Units: units, TaskRef: r.TaskRef, TaskCeiling: r.TaskCeiling,
 		ExpiresAt: d.now.Add(ttl), Metadata: r.Metadata, Scope: r.Scope, CountedScopes: c.counted(sc),
-		InOverdraft: d.view(c).remaining().Cmp(units) < 0 && c.overdraft().Sign() > 0, Request: d.req,
+		InOverdraft: d.rem.Cmp(units) < 0 && c.overdraft().Sign() > 0, Request: d.req,
 	}
 	if units.Cmp(est) < 0 {
 		res.Requested = est
@@ -182,7 +182,8 @@ func (d *decision) rooms(c *Customer, r *PreflightRequest, sc scope) []room {
 		out = append(out, room{kind: roomRuns, left: events.Zero, msg: msg})
 	}
 	od := c.overdraft()
-	out = append(out, room{kind: roomCustomer, left: v.remaining().Add(od), limit: od, per: c.Period})
+	d.rem = v.remaining()
+	out = append(out, room{kind: roomCustomer, left: d.rem.Add(od), limit: od, per: c.Period})
 	d.s.rooms = out
 	return out
 }

@@ -242,7 +242,8 @@ func (c *Customer) rollTo(start time.Time) {
 
 // balance is the customer's position at t as events record it.
 func (c *Customer) balance(t time.Time) events.Balance {
-	rem := c.RemainingAt(t)
+	grants := c.grantsLeft(t)
+	rem := c.allowanceLeft().Add(grants).Sub(c.Reserved) // RemainingAt
 	b := events.Balance{
 		PeriodStart: c.PeriodStart,
 		Limit:       c.Limit.Add(c.TopUps),
@@ -250,7 +251,7 @@ func (c *Customer) balance(t time.Time) events.Balance {
 		Used:        c.Used,
 		Reserved:    c.Reserved,
 		Remaining:   rem.NonNegative(),
-		Grants:      c.grantsLeft(t),
+		Grants:      grants,
 		GrantsUsed:  c.grantsUsed(),
 	}
 	if od := c.overdraft(); od.Sign() > 0 {
