@@ -149,8 +149,14 @@ func units(s string) *events.Units {
 
 // cycle is one agent run: preflight, then record what was used.
 func (e *env) cycle(ctx context.Context, i int, st *loopStats, due time.Time, customer string) error {
+	return e.scopedCycle(ctx, i, st, due, customer, nil)
+}
+
+// scopedCycle is cycle in a scope (nil: none); the record settles the hold
+// within it (its reservation's).
+func (e *env) scopedCycle(ctx context.Context, i int, st *loopStats, due time.Time, customer string, scope map[string]string) error {
 	c := e.clients[i]
-	pf, err := c.Preflight(ctx, customer, ledger.PreflightRequest{AgentID: "research_agent", EstimatedUnits: units("10")})
+	pf, err := c.Preflight(ctx, customer, ledger.PreflightRequest{AgentID: "research_agent", EstimatedUnits: units("10"), Scope: scope})
 	st.hist.Record(time.Since(due))
 	st.ops++
 	if err != nil {

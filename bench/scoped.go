@@ -112,29 +112,3 @@ func (e *env) spreadScoped(ctx context.Context) (Result, error) {
 	}
 	return r, nil
 }
-
-// scopedCycle is cycle with a scope: the record settles the hold within
-// the same scope (its reservation's).
-func (e *env) scopedCycle(ctx context.Context, i int, st *loopStats, due time.Time, customer string, scope map[string]string) error {
-	c := e.clients[i]
-	pf, err := c.Preflight(ctx, customer, ledger.PreflightRequest{AgentID: "research_agent", EstimatedUnits: units("10"),
-		Scope: scope})
-	st.hist.Record(time.Since(due))
-	st.ops++
-	if err != nil {
-		return err
-	}
-	if !pf.Approved {
-		st.refused++
-		return nil
-	}
-	st.approved++
-	t1 := time.Now()
-	_, err = c.Record(ctx, customer, ledger.RecordRequest{AgentID: "research_agent", Units: units("7"), ReservationID: pf.ReservationID})
-	st.second.Record(time.Since(t1))
-	st.ops++
-	if err == nil {
-		st.cycles++
-	}
-	return err
-}
