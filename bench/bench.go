@@ -124,10 +124,16 @@ type Result struct {
 	P99us        float64 `json:"p99_us"`
 	P999us       float64 `json:"p999_us"`
 	Ratio        float64 `json:"ratio_to_request_reply"` // OpsPerSec / bare request/reply ops/s
-	Approved     uint64  `json:"approved,omitempty"`
-	Refused      uint64  `json:"refused,omitempty"`
-	Errors       uint64  `json:"errors"`
-	Note         string  `json:"note,omitempty"`
+	// CPUusPerOp is the CPU time the whole process (embedded server,
+	// writer and clients; not an external server's) used per op while
+	// measuring, and CPURatio that over the bare request/reply's. Both are
+	// 0 where not measured.
+	CPUusPerOp float64 `json:"cpu_us_per_op,omitempty"`
+	CPURatio   float64 `json:"cpu_ratio_to_request_reply,omitempty"`
+	Approved   uint64  `json:"approved,omitempty"`
+	Refused    uint64  `json:"refused,omitempty"`
+	Errors     uint64  `json:"errors"`
+	Note       string  `json:"note,omitempty"`
 }
 
 // Report is a whole run.
@@ -182,10 +188,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if base := baseline(rep); base > 0 {
 			r.Ratio = r.OpsPerSec / base
 		}
+		if b := find(rep, ScenarioRequestReply); b != nil && b.CPUusPerOp > 0 && r.CPUusPerOp > 0 {
+			r.CPURatio = r.CPUusPerOp / b.CPUusPerOp
+		}
 		rep.Results = append(rep.Results, r)
 		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, "%-26s %10.0f ops/s  p50 %7.0fus  p99 %7.0fus  p99.9 %7.0fus  errors %d\n",
-				r.Scenario, r.OpsPerSec, r.P50us, r.P99us, r.P999us, r.Errors)
+			fmt.Fprintf(cfg.Progress, "%-26s %10.0f ops/s  p50 %7.0fus  p99 %7.0fus  p99.9 %7.0fus  cpu %6.1fus/op  errors %d\n",
+				r.Scenario, r.OpsPerSec, r.P50us, r.P99us, r.P999us, r.CPUusPerOp, r.Errors)
 		}
 		return nil
 	}
@@ -375,6 +384,7 @@ type loopStats struct {
 	ops, cycles       uint64
 	approved, refused uint64
 	errors            uint64
+	cpu               time.Duration // the process's, over the measured time
 }
 
 func (t *loopStats) merge(s *loopStats) {
@@ -385,6 +395,7 @@ func (t *loopStats) merge(s *loopStats) {
 	t.approved += s.approved
 	t.refused += s.refused
 	t.errors += s.errors
+	t.cpu += s.cpu
 }
 
 // drive runs fn on every client for warm-up plus cfg.Duration (closed loop,
@@ -404,6 +415,13 @@ func (e *env) driveFor(ctx context.Context, measure time.Duration, rate float64,
 	start := time.Now()
 	measureFrom := start.Add(warm)
 	end := measureFrom.Add(measure)
+	cpu := make(chan time.Duration, 1)
+	go func() {
+		time.Sleep(time.Until(measureFrom))
+		c0 := processCPU()
+		time.Sleep(time.Until(end))
+		cpu <- processCPU() - c0
+	}()
 	for i := range e.clients {
 		stats[i] = &loopStats{}
 		wg.Add(1)
@@ -444,6 +462,7 @@ func (e *env) driveFor(ctx context.Context, measure time.Duration, rate float64,
 	for _, s := range stats {
 		total.merge(s)
 	}
+	total.cpu = <-cpu
 	return total, measure.Seconds()
 }
 
@@ -456,6 +475,9 @@ func result(name string, clients int, st loopStats, secs float64) Result {
 	}
 	if st.cycles > 0 {
 		r.CyclesPerSec = float64(st.cycles) / secs
+	}
+	if st.cpu > 0 && st.ops > 0 {
+		r.CPUusPerOp = us(st.cpu) / float64(st.ops)
 	}
 	return r
 }

@@ -113,11 +113,13 @@ func (e *env) jsBatch(n int) func(context.Context) (Result, error) {
 		warmEnd := time.Now().Add(min(e.cfg.Duration/10, WarmupMax))
 		var start time.Time
 		var end time.Time
+		var cpu0 time.Duration
 		for {
 			now := time.Now()
 			if start.IsZero() && now.After(warmEnd) {
 				start, end = now, now.Add(e.cfg.Duration)
 				st = loopStats{}
+				cpu0 = processCPU()
 			}
 			if !end.IsZero() && now.After(end) || ctx.Err() != nil {
 				break
@@ -136,6 +138,7 @@ func (e *env) jsBatch(n int) func(context.Context) (Result, error) {
 			seq = last
 			st.ops += uint64(n)
 		}
+		st.cpu = processCPU() - cpu0
 		r := result(name, 1, st, time.Since(start).Seconds())
 		r.Note = fmt.Sprintf("latency is per batch of %d", n)
 		return r, nil

@@ -70,14 +70,20 @@ func printReport(w io.Writer, rep *bench.Report) error {
 	fmt.Fprintf(w, "agentbill bench: %d clients, %d customers, GOMAXPROCS %d, fsync %s\n\n",
 		rep.Clients, rep.Customers, rep.GoMaxProc, rep.Fsync)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tclients\tops/s\tcycles/s\tp50 us\tp99 us\tp99.9 us\tx req/reply\terrors\t")
+	fmt.Fprintln(tw, "scenario\tclients\tops/s\tcycles/s\tp50 us\tp99 us\tp99.9 us\tx req/reply\tcpu us/op\tx req/reply cpu\terrors\t")
 	for _, r := range rep.Results {
-		cycles := "-"
+		cycles, cpu, cpuRatio := "-", "-", "-"
 		if r.CyclesPerSec > 0 {
 			cycles = fmt.Sprintf("%.0f", r.CyclesPerSec)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%d\t\n",
-			r.Scenario, r.Clients, r.OpsPerSec, cycles, r.P50us, r.P99us, r.P999us, r.Ratio, r.Errors)
+		if r.CPUusPerOp > 0 {
+			cpu = fmt.Sprintf("%.1f", r.CPUusPerOp)
+		}
+		if r.CPURatio > 0 {
+			cpuRatio = fmt.Sprintf("%.2f", r.CPURatio)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%s\t%s\t%d\t\n",
+			r.Scenario, r.Clients, r.OpsPerSec, cycles, r.P50us, r.P99us, r.P999us, r.Ratio, cpu, cpuRatio, r.Errors)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -275,6 +275,8 @@ func TestBenchProducesEveryScenario(t *testing.T) {
 			OpsPerSec float64 `json:"ops_per_sec"`
 			Errors    uint64  `json:"errors"`
 			Ratio     float64 `json:"ratio_to_request_reply"`
+			CPU       float64 `json:"cpu_us_per_op"`
+			CPURatio  float64 `json:"cpu_ratio_to_request_reply"`
 		} `json:"results"`
 	}
 	if err := json.Unmarshal(out, &rep); err != nil {
@@ -289,6 +291,11 @@ func TestBenchProducesEveryScenario(t *testing.T) {
 	for i, r := range rep.Results {
 		if r.Scenario != want[i] || r.OpsPerSec <= 0 || r.Errors != 0 || (i > 0 && r.Ratio <= 0) {
 			t.Errorf("scenario %d: %+v, want %s with throughput, a ratio and no errors", i, r, want[i])
+		}
+		// Every load scenario reports the process's CPU per op, and beside
+		// the baseline's; replay and signing measure no requests.
+		if load := r.Scenario != "replay" && r.Scenario != "commit_signature"; load && (r.CPU <= 0 || i > 0 && r.CPURatio <= 0) {
+			t.Errorf("scenario %s: cpu %.1f us/op, %.2f x the baseline's; want both measured", r.Scenario, r.CPU, r.CPURatio)
 		}
 	}
 }
