@@ -38,6 +38,8 @@ var (
 		"Times the writer dropped its state and replayed the log after a failed append.", nil, nil)
 	overloadedDesc = prometheus.NewDesc("agentbill_overloaded_total",
 		"Requests answered unavailable because the writer's queue was full.", nil, nil)
+	throttledDesc = prometheus.NewDesc("agentbill_throttled_total",
+		"Requests answered unavailable because their customer already had its most requests queued for the writer.", nil, nil)
 )
 
 // stateCollector reads the writer's atomic counters at scrape time.
@@ -49,7 +51,7 @@ type stateCollector struct {
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{roleDesc, lastSeqDesc, replayedDesc, replayTargetDesc,
-		customersDesc, openDesc, snapshotAgeDesc, snapshotSeqDesc, snapshotFailuresDesc, rebuildsDesc, overloadedDesc} {
+		customersDesc, openDesc, snapshotAgeDesc, snapshotSeqDesc, snapshotFailuresDesc, rebuildsDesc, overloadedDesc, throttledDesc} {
 		ch <- d
 	}
 }
@@ -80,6 +82,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(snapshotFailuresDesc, st.Snapshots.Failed.Load())
 	counter(rebuildsDesc, st.Rebuilds.Load())
 	counter(overloadedDesc, st.Overloaded.Load())
+	counter(throttledDesc, st.Throttled.Load())
 	if at := st.Snapshots.SavedAt.Load(); at > 0 {
 		age := c.now().Sub(time.Unix(0, at)).Seconds()
 		ch <- prometheus.MustNewConstMetric(snapshotAgeDesc, prometheus.GaugeValue, max(age, 0))

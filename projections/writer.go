@@ -171,14 +171,17 @@ const (
 // in batches, appends each batch's events atomically, and replies only after
 // the append is acknowledged (with fsync, on disk).
 type Writer struct {
-	cfg   Config
-	nc    *nats.Conn // requests and replies
-	lc    *nats.Conn // commits, acks, replay
-	js    jetstream.JetStream
-	log   *slog.Logger
-	in    chan *pending
-	ready atomic.Bool
-	role  atomic.Value // string: one of the Role constants
+	cfg Config
+	nc  *nats.Conn // requests and replies
+	lc  *nats.Conn // commits, acks, replay
+	js  jetstream.JetStream
+	log *slog.Logger
+	in  chan *pending
+	// admission counts each customer's places in in (receive adds, the
+	// loop's dequeue gives back).
+	admission admission
+	ready     atomic.Bool
+	role      atomic.Value // string: one of the Role constants
 
 	// Owned by the run loop.
 	state     *ledger.State
@@ -220,6 +223,9 @@ type Stats struct {
 	Requests    atomic.Uint64
 	Rebuilds    atomic.Uint64
 	Overloaded  atomic.Uint64
+	// Throttled counts requests answered unavailable because their
+	// customer already held QueuedPerCustomerMax places in the queue.
+	Throttled   atomic.Uint64
 	LastSeq     atomic.Uint64
 	ReplayedSeq atomic.Uint64 // the sequence replay has reached
 	// ReplayTarget is the last sequence the current (or last) replay
@@ -252,11 +258,12 @@ var notifyTypes = func() map[events.Type]bool {
 }()
 
 type pending struct {
-	msg   *nats.Msg
-	cmd   ledger.Command
-	reply ledger.Reply
-	err   error
-	at    time.Time // arrival
+	msg      *nats.Msg
+	cmd      ledger.Command
+	customer string // its place in the admission count
+	reply    ledger.Reply
+	err      error
+	at       time.Time // arrival
 	// afterOpen: a status read decided after events of the open commit,
 	// so it is as of that commit; otherwise as of the one before.
 	afterOpen bool
@@ -396,6 +403,7 @@ func (w *Writer) refuseQueued() {
 	for {
 		select {
 		case p := <-w.in:
+			w.admission.leave(p.customer)
 			w.respondErr(p.msg, ledger.Errorf(ledger.CodeUnavailable, "this writer is not serving; retry"))
 		default:
 			return
@@ -511,9 +519,17 @@ func (w *Writer) receive(m *nats.Msg) {
 			return
 		}
 	}
+	cid := cmd.Customer()
+	if !w.admission.admit(cid) {
+		w.stats.Throttled.Add(1)
+		w.respondErr(m, ledger.Errorf(ledger.CodeUnavailable,
+			"customer %s already has %d requests waiting for the writer; retry", truncate(cid, 64), QueuedPerCustomerMax))
+		return
+	}
 	select {
-	case w.in <- &pending{msg: m, cmd: cmd, at: time.Now()}:
+	case w.in <- &pending{msg: m, cmd: cmd, at: time.Now(), customer: cid}:
 	default:
+		w.admission.leave(cid)
 		w.stats.Overloaded.Add(1)
 		w.respondErr(m, ledger.Errorf(ledger.CodeUnavailable, "the writer queue is full; retry"))
 	}
@@ -630,6 +646,7 @@ func (w *Writer) openFull() bool {
 
 // decide decides one request into the open commit.
 func (w *Writer) decide(p *pending) {
+	w.admission.leave(p.customer)
 	p.afterOpen = w.enc.Len() > 0
 	reply, evs, err := w.state.Decide(p.cmd, w.now())
 	p.reply, p.err = reply, err
