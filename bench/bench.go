@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -221,6 +222,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		})},
 		{ScenarioReplay, e.replay},
 		{ScenarioSignature, e.signature(rep)},
+		{ScenarioFlood, e.ledgerRun(ScenarioFlood, e.flood)},
 	}
 	for _, step := range steps {
 		if !cfg.selected(step.name) {
@@ -236,6 +238,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func (c *Config) selected(name string) bool {
 	if name == ScenarioSpreadWebhook || name == ScenarioSpreadAfter {
 		return c.Webhooks && c.selected(ScenarioSpread)
+	}
+	if name == ScenarioFlood {
+		return slices.Contains(c.Only, name) // only when named: it opens 288 more connections
 	}
 	if len(c.Only) == 0 || name == ScenarioRequestReply {
 		return true
@@ -384,6 +389,7 @@ type loopStats struct {
 	ops, cycles       uint64
 	approved, refused uint64
 	errors            uint64
+	unavailable       uint64        // of errors, those answered unavailable (flood)
 	cpu               time.Duration // the process's, over the measured time
 }
 
@@ -395,6 +401,7 @@ func (t *loopStats) merge(s *loopStats) {
 	t.approved += s.approved
 	t.refused += s.refused
 	t.errors += s.errors
+	t.unavailable += s.unavailable
 	t.cpu += s.cpu
 }
 
@@ -408,9 +415,15 @@ func (e *env) drive(ctx context.Context, rate float64, fn func(ctx context.Conte
 
 // driveFor is drive for a measured time other than cfg.Duration.
 func (e *env) driveFor(ctx context.Context, measure time.Duration, rate float64, fn func(ctx context.Context, i int, st *loopStats, due time.Time) error) (loopStats, float64) {
+	return e.driveN(ctx, len(e.clients), measure, rate, fn)
+}
+
+// driveN is driveFor with n loops (fn's i runs from 0 to n-1), for a
+// scenario with clients of its own.
+func (e *env) driveN(ctx context.Context, n int, measure time.Duration, rate float64, fn func(ctx context.Context, i int, st *loopStats, due time.Time) error) (loopStats, float64) {
 	warm := min(measure/10, WarmupMax)
 	var measuring atomic.Bool
-	stats := make([]*loopStats, len(e.clients))
+	stats := make([]*loopStats, n)
 	var wg sync.WaitGroup
 	start := time.Now()
 	measureFrom := start.Add(warm)
@@ -422,14 +435,14 @@ func (e *env) driveFor(ctx context.Context, measure time.Duration, rate float64,
 		time.Sleep(time.Until(end))
 		cpu <- processCPU() - c0
 	}()
-	for i := range e.clients {
+	for i := range n {
 		stats[i] = &loopStats{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var interval time.Duration
 			if rate > 0 {
-				interval = time.Duration(float64(len(e.clients)) / rate * float64(time.Second))
+				interval = time.Duration(float64(n) / rate * float64(time.Second))
 			}
 			next := start.Add(time.Duration(rand.Int64N(int64(max(interval, 1)))))
 			scratch := &loopStats{}

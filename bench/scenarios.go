@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"github.com/agentbill/agentbill/client"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
@@ -158,7 +159,11 @@ func (e *env) cycle(ctx context.Context, i int, st *loopStats, due time.Time, cu
 // scopedCycle is cycle in a scope (nil: none); the record settles the hold
 // within it (its reservation's).
 func (e *env) scopedCycle(ctx context.Context, i int, st *loopStats, due time.Time, customer string, scope map[string]string) error {
-	c := e.clients[i]
+	return e.cycleWith(ctx, e.clients[i], st, due, customer, scope)
+}
+
+// cycleWith is scopedCycle on a client of the caller's.
+func (e *env) cycleWith(ctx context.Context, c *client.Client, st *loopStats, due time.Time, customer string, scope map[string]string) error {
 	pf, err := c.Preflight(ctx, customer, ledger.PreflightRequest{AgentID: "research_agent", EstimatedUnits: units("10"), Scope: scope})
 	st.hist.Record(time.Since(due))
 	st.ops++

@@ -504,8 +504,24 @@ func (w *Writer) receive(m *nats.Msg) {
 	if w.partitioned() {
 		subject = events.UnmapPartition(subject) // subscribed to this partition's only
 	}
+	// Admission comes before decoding, so a flood's excess costs this
+	// goroutine a subject parse, not a body decode: the subject names the
+	// customer (a body's customer_id must agree with it).
+	cid, ok := subjectCustomer(subject)
+	if ok && !w.admission.admit(cid) {
+		w.stats.Throttled.Add(1)
+		w.respondErr(m, ledger.Errorf(ledger.CodeUnavailable,
+			"customer %s already has %d requests waiting for the writer; retry", truncate(cid, 64), QueuedPerCustomerMax))
+		return
+	}
 	cmd, err := DecodeRequest(subject, m.Data)
+	if err == nil && (!ok || cmd.Customer() != cid) {
+		err = ledger.Errorf(ledger.CodeInternal, "request subject %q and its decoded customer disagree", truncate(subject, 128))
+	}
 	if err != nil {
+		if ok {
+			w.admission.leave(cid)
+		}
 		w.respondErr(m, err)
 		return
 	}
@@ -513,18 +529,12 @@ func (w *Writer) receive(m *nats.Msg) {
 		if p := events.PartitionOf(events.Token(cmd.Customer()), w.cfg.Partitions); p != w.cfg.Partition {
 			// NATS's mapping and --partitions disagree: a deployment error
 			// that a retry cannot fix, and a decision here could overspend.
+			w.admission.leave(cid)
 			w.respondErr(m, ledger.Errorf(ledger.CodeInternal,
 				"customer belongs to partition %d of %d, not %d: the NATS subject mapping and serve --partitions disagree",
 				p, w.cfg.Partitions, w.cfg.Partition))
 			return
 		}
-	}
-	cid := cmd.Customer()
-	if !w.admission.admit(cid) {
-		w.stats.Throttled.Add(1)
-		w.respondErr(m, ledger.Errorf(ledger.CodeUnavailable,
-			"customer %s already has %d requests waiting for the writer; retry", truncate(cid, 64), QueuedPerCustomerMax))
-		return
 	}
 	select {
 	case w.in <- &pending{msg: m, cmd: cmd, at: time.Now(), customer: cid}:
