@@ -262,6 +262,34 @@ func TestAuditVerifyDetectsForgery(t *testing.T) {
 
 var asOfSeq = regexp.MustCompile(`"as_of_seq":[0-9]+`)
 
+// The flood scenario runs only when named, and its ordinary customers are
+// never answered unavailable: none holds more than one place in the
+// writer's queue, far under its per-customer cap.
+func TestBenchFlood(t *testing.T) {
+	out, err := exec.Command(binary, "bench", "--duration", "400ms", "--clients", "2", "--only", "flood", "--json").Output()
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	var rep struct {
+		Results []struct {
+			Scenario string `json:"scenario"`
+			Ops      uint64 `json:"ops"`
+			Errors   uint64 `json:"errors"`
+			Note     string `json:"note"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("bench --json: %v\n%s", err, out)
+	}
+	if n := len(rep.Results); n != 2 || rep.Results[1].Scenario != "flood" {
+		t.Fatalf("want the baseline and flood, got %s", out)
+	}
+	f := rep.Results[1]
+	if f.Ops == 0 || f.Errors != 0 || !strings.Contains(f.Note, "during the flood") || !strings.Contains(f.Note, "0 unavailable, 0 other errors. ") {
+		t.Errorf("flood: %+v; want ordinary ops, no errors and no unavailable during the flood", f)
+	}
+}
+
 // The benchmark is a product feature: a short run must produce every
 // scenario with real figures and no errors.
 func TestBenchProducesEveryScenario(t *testing.T) {
