@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,7 @@ type Client struct {
 	nc       *nats.Conn
 	timeout  time.Duration
 	attempts int
+	fail     failState
 }
 
 // Option configures a Client.
@@ -61,7 +63,8 @@ func WithAttempts(n int) Option { return func(c *Client) { c.attempts = max(1, n
 
 // New returns a client over an existing connection.
 func New(nc *nats.Conn, opts ...Option) *Client {
-	c := &Client{nc: nc, timeout: RequestTimeout, attempts: AttemptsMax}
+	c := &Client{nc: nc, timeout: RequestTimeout, attempts: AttemptsMax,
+		fail: failState{policy: Deny, logger: slog.Default(), now: time.Now}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -81,7 +84,10 @@ func (c *Client) Preflight(ctx context.Context, customerID string, req ledger.Pr
 		req.IdempotencyKey = NewIdempotencyKey()
 	}
 	var out ledger.PreflightReply
-	return &out, c.call(ctx, events.OpPreflight, customerID, &req, &out)
+	if err := c.call(ctx, events.OpPreflight, customerID, &req, &out); err != nil {
+		return c.unavailablePreflight(customerID, err)
+	}
+	return &out, nil
 }
 
 // Record reports actual usage, settling the named (or oldest) reservation.

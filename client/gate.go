@@ -34,12 +34,17 @@ type GateOptions struct {
 type GateResult struct {
 	ReservationID string
 	Record        *ledger.RecordReply
+	// Unchecked: the service was unavailable and the fail policy is Allow;
+	// fn ran without a reservation and nothing was recorded.
+	Unchecked bool
 }
 
 // Gate preflights, runs fn only if approved, then records the units fn
 // reports. If fn returns an error or panics, the reservation is released
 // (and a panic is re-raised after). A refusal returns *RefusedError and fn
-// never runs.
+// never runs. When the service is unavailable, the client's fail policy
+// decides: Deny returns the error and fn never runs; Allow runs fn
+// unchecked and records nothing (GateResult.Unchecked).
 func (c *Client) Gate(ctx context.Context, o GateOptions, fn func(ctx context.Context) (events.Units, error)) (res *GateResult, err error) {
 	req := ledger.PreflightRequest{AgentID: o.AgentID, EstimatedUnits: &o.EstimatedUnits, TaskRef: o.TaskRef}
 	if o.TTL > 0 {
@@ -51,6 +56,13 @@ func (c *Client) Gate(ctx context.Context, o GateOptions, fn func(ctx context.Co
 	}
 	if !pf.Approved {
 		return nil, &RefusedError{Reason: pf.Reason, Message: pf.Message, Remaining: pf.RemainingUnits.Units, UpgradeURL: pf.UpgradeURL}
+	}
+	if pf.Unchecked {
+		// Allow policy, service unavailable: there is no reservation to
+		// settle, and the service is down, so the run's usage is not
+		// recorded (SkippedChecks counts it for reconciliation).
+		_, runErr := fn(ctx)
+		return &GateResult{Unchecked: true}, runErr
 	}
 	res = &GateResult{ReservationID: pf.ReservationID}
 	settled := false

@@ -50,6 +50,10 @@ type PreflightReply struct {
 	Overdraft bool `json:"overdraft,omitempty"`
 	// Scope names the scope limit that refused (scope_limit_exceeded).
 	Scope *events.ScopeRef `json:"scope,omitempty"`
+	// Unchecked: the service never sets it. A client under the "allow"
+	// fail policy sets it (with Approved and no ReservationID) when the
+	// service was unavailable and the budget check was skipped.
+	Unchecked bool `json:"unchecked,omitempty"`
 }
 
 // RecordReply answers a record.
