@@ -9,8 +9,10 @@ import functools
 import http.client
 import inspect
 import json
+import logging
 import os
 import random
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -50,7 +52,19 @@ BACKOFF_MAX = 2.0
 #: The largest reply the client reads.
 RESPONSE_BYTES_MAX = 8 * 1024 * 1024
 
+#: The fail policies (``on_unavailable=``): what a preflight does when the
+#: service is still unavailable after the retries.
+ON_UNAVAILABLE_DENY = "deny"
+ON_UNAVAILABLE_ALLOW = "allow"
+#: Seconds between two "budget check skipped" warnings at most, so an
+#: outage under load does not flood the log (``skipped_checks`` counts
+#: every skip).
+SKIPPED_WARN_INTERVAL = 60.0
+#: The message of an unchecked approval.
+UNCHECKED_MESSAGE = "budget check skipped: AgentBill was unavailable (on_unavailable=allow)"
+
 _JSON_TYPE = "application/json"
+_log = logging.getLogger("agentbill")
 
 
 def _amount(name: str, value: Any) -> Any:
@@ -173,6 +187,14 @@ class AgentBillClient:
     ``base_url`` to AGENTBILL_BASE_URL, then ``http://127.0.0.1:8080``.
     It is safe to share between threads. A ``customer_id`` left as None is
     the key's own customer if the key is bound to one, else ``"default"``.
+
+    ``on_unavailable`` is the fail policy, applied only when the service is
+    still unavailable after ``max_retries`` (a refusal is always a refusal,
+    and other errors are raised as they are). ``"deny"`` (the default)
+    raises :class:`UnavailableError`, so the run does not start.
+    ``"allow"`` returns an approval with ``unchecked=True`` and no
+    reservation, adds one to ``skipped_checks`` and logs a warning (logger
+    ``"agentbill"``) at most once per :data:`SKIPPED_WARN_INTERVAL`.
     """
 
     def __init__(
@@ -182,7 +204,11 @@ class AgentBillClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        on_unavailable: str = ON_UNAVAILABLE_DENY,
     ):
+        if on_unavailable not in (ON_UNAVAILABLE_DENY, ON_UNAVAILABLE_ALLOW):
+            raise ValueError("on_unavailable must be %r or %r, got %r"
+                             % (ON_UNAVAILABLE_DENY, ON_UNAVAILABLE_ALLOW, on_unavailable))
         api_key = api_key or os.environ.get("AGENTBILL_API_KEY")
         if not api_key:
             raise ValueError("an API key is required: pass api_key= or set AGENTBILL_API_KEY")
@@ -190,6 +216,11 @@ class AgentBillClient:
         self.base_url = (base_url or os.environ.get("AGENTBILL_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.timeout = timeout
         self.max_retries = max(0, int(max_retries))
+        self.on_unavailable = on_unavailable
+        #: Preflights approved unchecked under ``on_unavailable="allow"``.
+        self.skipped_checks = 0
+        self._skip_lock = threading.Lock()
+        self._warned_at: Optional[float] = None  # time.monotonic() of the last warning
 
     def __repr__(self) -> str:
         return "AgentBillClient(base_url=%r, api_key=%r)" % (self.base_url, self.api_key[:8] + "...")
@@ -234,7 +265,29 @@ class AgentBillClient:
             "scope": _scope(scope),
             "min_units": None if min_units is None else _amount("min_units", min_units),
         })
-        return PreflightResult.from_json(self._request("POST", "/v1/preflight", body))
+        try:
+            return PreflightResult.from_json(self._request("POST", "/v1/preflight", body))
+        except UnavailableError as err:
+            if self.on_unavailable != ON_UNAVAILABLE_ALLOW:
+                raise
+            return self._unchecked(err)
+
+    def _unchecked(self, err: UnavailableError) -> PreflightResult:
+        """The approval of a check skipped under on_unavailable="allow"."""
+        now = time.monotonic()
+        with self._skip_lock:
+            self.skipped_checks += 1
+            skipped = self.skipped_checks
+            warn = self._warned_at is None or now - self._warned_at >= SKIPPED_WARN_INTERVAL
+            if warn:
+                self._warned_at = now
+        if warn:
+            _log.warning("agentbill: budget check skipped, service unavailable (on_unavailable=allow; "
+                         "%d skipped so far): %s", skipped, err)
+        return PreflightResult(
+            approved=True, reason=None, message=UNCHECKED_MESSAGE, reservation_id=None,
+            reserved_units=None, remaining_units=None, expires_at=None, upgrade_url=None,
+            unchecked=True)
 
     def record(
         self,
@@ -443,7 +496,10 @@ class AgentBillClient:
         ``scope`` and ``min_units`` are the preflight's (see
         :meth:`preflight`); the reservation keeps the scope, so the record
         needs none. If the function raises, the hold is released and the
-        exception propagates. A refusal raises :class:`RefusedError` (its
+        exception propagates. When the service is unavailable the client's
+        ``on_unavailable`` decides: ``"deny"`` raises
+        :class:`UnavailableError`; ``"allow"`` runs the function unchecked
+        and records nothing. A refusal raises :class:`RefusedError` (its
         ``reason`` may be ``scope_limit_exceeded`` or
         ``concurrency_limit_exceeded`` too) and the function never runs.
         ``async def`` functions are gated too (the HTTP calls then run in a
@@ -550,6 +606,8 @@ class _Gate:
         return check
 
     def release(self, check: PreflightResult, exc: BaseException) -> None:
+        if check.unchecked:
+            return  # no reservation to release
         try:
             self.client.release(check.reservation_id, self.customer_id)
         except AgentBillError as err:  # the hold still expires by its TTL
@@ -566,6 +624,10 @@ class _Gate:
         else:
             units = 1 if self.estimated_units is None else self.estimated_units
             result = out
+        if check.unchecked:
+            # No reservation, and the service was just unavailable: the
+            # run's usage is not recorded (skipped_checks counts it).
+            return result
         try:
             self.client.record(
                 self.agent_id, units, self.customer_id, reservation_id=check.reservation_id,

@@ -167,6 +167,10 @@ class PreflightResult:
     partial: bool = False
     overdraft: bool = False
     scope: Optional[ScopeRef] = None
+    #: True only for the approval a client with ``on_unavailable="allow"``
+    #: returns when the service was unavailable: the budget check was
+    #: skipped and there is no reservation. The service never sets it.
+    unchecked: bool = False
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "PreflightResult":
