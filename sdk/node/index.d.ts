@@ -26,6 +26,13 @@ export declare const BACKOFF_MAX_MS: number;
  * abandoned once its bytes pass this bound, with an AgentBillError.
  */
 export declare const RESPONSE_BYTES_MAX: number;
+/** What a preflight does when AgentBill is still unavailable after the retries. */
+export type OnUnavailable = 'deny' | 'allow';
+export declare const ON_UNAVAILABLE: readonly OnUnavailable[];
+/** Milliseconds between two "budget check skipped" warnings at most. */
+export declare const SKIPPED_WARN_INTERVAL_MS: number;
+/** The message of an unchecked approval. */
+export declare const UNCHECKED_MESSAGE: string;
 
 export type ErrorCode =
   | 'invalid_argument'
@@ -99,6 +106,14 @@ export interface ClientOptions {
   timeoutMs?: number;
   maxRetries?: number;
   fetch?: typeof fetch;
+  /**
+   * The fail policy, applied only when the service is still unavailable
+   * after the retries: 'deny' (default) throws UnavailableError; 'allow'
+   * returns an approval with unchecked true and no reservation.
+   */
+  onUnavailable?: OnUnavailable;
+  /** Where the 'allow' policy's warnings go (default console). */
+  logger?: { warn(message: string): void };
 }
 
 export interface PreflightOptions {
@@ -137,6 +152,8 @@ export interface PreflightResult {
   overdraft: boolean;
   /** The scope limit that refused (reason scope_limit_exceeded), else null. */
   scope: ScopeRef | null;
+  /** True only when the check was skipped: the service was unavailable and onUnavailable is 'allow'. */
+  unchecked: boolean;
   raw: Record<string, unknown>;
 }
 
@@ -390,6 +407,9 @@ export declare class AgentBillClient {
   readonly baseUrl: string;
   timeoutMs: number;
   maxRetries: number;
+  readonly onUnavailable: OnUnavailable;
+  /** Preflights approved unchecked under onUnavailable 'allow'. */
+  readonly skippedChecks: number;
   preflight(options: PreflightOptions): Promise<PreflightResult>;
   record(options: RecordOptions): Promise<RecordResult>;
   release(options: ReleaseOptions): Promise<ReleaseResult>;

@@ -29,6 +29,19 @@ export const DEFAULT_MAX_RETRIES = 3;
 export const BACKOFF_MIN_MS = 50;
 export const BACKOFF_MAX_MS = 2_000;
 /**
+ * The fail policies (`onUnavailable`): what a preflight does when the
+ * service is still unavailable after the retries. 'deny' throws
+ * UnavailableError; 'allow' returns an unchecked approval.
+ */
+export const ON_UNAVAILABLE = Object.freeze(['deny', 'allow']);
+/**
+ * Milliseconds between two "budget check skipped" warnings at most, so an
+ * outage under load does not flood the log (skippedChecks counts every skip).
+ */
+export const SKIPPED_WARN_INTERVAL_MS = 60_000;
+/** The message of an unchecked approval. */
+export const UNCHECKED_MESSAGE = "budget check skipped: AgentBill was unavailable (onUnavailable 'allow')";
+/**
  * The largest reply body the client reads, in bytes. A longer reply is
  * abandoned as soon as its bytes pass this bound, with an AgentBillError.
  */
@@ -232,6 +245,7 @@ const preflightResult = (d) => ({
   partial: d.partial === true,
   overdraft: d.overdraft === true,
   scope: d.scope ? { dimension: d.scope.dimension, value: d.scope.value } : null,
+  unchecked: false,
   raw: d,
 });
 
@@ -355,7 +369,20 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * out is the key's own customer if the key is bound to one, else "default".
  */
 export class AgentBillClient {
-  constructor({ apiKey, baseUrl, timeoutMs = DEFAULT_TIMEOUT_MS, maxRetries = DEFAULT_MAX_RETRIES, fetch: fetchImpl } = {}) {
+  #warnedAt;
+
+  constructor({
+    apiKey, baseUrl, timeoutMs = DEFAULT_TIMEOUT_MS, maxRetries = DEFAULT_MAX_RETRIES, fetch: fetchImpl,
+    onUnavailable = 'deny', logger = console,
+  } = {}) {
+    if (!ON_UNAVAILABLE.includes(onUnavailable)) {
+      throw new TypeError(`onUnavailable must be 'deny' or 'allow', got ${JSON.stringify(onUnavailable)}`);
+    }
+    this.onUnavailable = onUnavailable;
+    this.logger = logger;
+    /** Preflights approved unchecked under onUnavailable 'allow'. */
+    this.skippedChecks = 0;
+    this.#warnedAt = null; // Date.now() of the last warning
     this.apiKey = apiKey ?? process.env.AGENTBILL_API_KEY;
     if (!this.apiKey) throw new TypeError('an API key is required: pass apiKey or set AGENTBILL_API_KEY');
     this.baseUrl = (baseUrl ?? process.env.AGENTBILL_BASE_URL ?? DEFAULT_BASE_URL).replace(/\/+$/, '');
@@ -384,7 +411,27 @@ export class AgentBillClient {
       scope: opt('scope', scope, scopeOf),
       min_units: opt('minUnits', minUnits, amount),
     });
-    return preflightResult(await this.request('POST', '/v1/preflight', body));
+    try {
+      return preflightResult(await this.request('POST', '/v1/preflight', body));
+    } catch (err) {
+      if (this.onUnavailable !== 'allow' || !(err instanceof UnavailableError)) throw err;
+      return this.#unchecked(err);
+    }
+  }
+
+  // #unchecked is the approval of a check skipped under onUnavailable 'allow'.
+  #unchecked(err) {
+    this.skippedChecks++;
+    const now = Date.now();
+    if (this.#warnedAt === null || now - this.#warnedAt >= SKIPPED_WARN_INTERVAL_MS) {
+      this.#warnedAt = now;
+      this.logger.warn(`agentbill: budget check skipped, service unavailable (onUnavailable 'allow'; ${this.skippedChecks} skipped so far): ${err.message}`);
+    }
+    return {
+      approved: true, reason: null, message: UNCHECKED_MESSAGE, reservationId: null, reservedUnits: null,
+      remainingUnits: null, expiresAt: null, upgradeUrl: null, partial: false, overdraft: false, scope: null,
+      unchecked: true, raw: {},
+    };
   }
 
   /**
@@ -506,7 +553,10 @@ export class AgentBillClient {
    * held: the estimate, or less on a partial approval. `scope` and
    * `minUnits` are the preflight's; the hold keeps the scope. If fn
    * throws, the hold is released and the error rethrown. A refusal throws
-   * RefusedError and fn never runs.
+   * RefusedError and fn never runs. When the service is unavailable the
+   * client's onUnavailable decides: 'deny' throws UnavailableError and fn
+   * never runs; 'allow' runs fn unchecked and records nothing (there is no
+   * reservation, and the service is down).
    */
   async gate(options, fn) {
     const { agentId, customerId, estimatedUnits, taskRef, ttl, unitsFrom, scope, minUnits } = options ?? {};
@@ -516,6 +566,7 @@ export class AgentBillClient {
     try {
       out = await fn({ reservationId: check.reservationId, preflight: check });
     } catch (err) {
+      if (check.unchecked) throw err; // no hold to release
       try {
         await this.release({ reservationId: check.reservationId, customerId });
       } catch (relErr) {
@@ -538,6 +589,7 @@ export class AgentBillClient {
       units = estimatedUnits ?? 1;
       result = out;
     }
+    if (check.unchecked) return result; // nothing to settle; skippedChecks counts the run
     try {
       await this.record({ agentId, units, customerId, reservationId: check.reservationId, taskRef });
     } catch (err) {

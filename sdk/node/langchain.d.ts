@@ -4,7 +4,7 @@
 import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
 import type { LLMResult } from '@langchain/core/outputs';
 
-import type { AgentBillClient, Scope, Units, UnitsInput } from './index.js';
+import type { AgentBillClient, OnUnavailable, Scope, Units, UnitsInput } from './index.js';
 
 export { RefusedError } from './index.js';
 
@@ -34,6 +34,8 @@ export interface AgentBillCallbackHandlerOptions {
   client?: AgentBillClient;
   apiKey?: string;
   baseUrl?: string;
+  /** The fail policy of the client built from apiKey/baseUrl (a given client keeps its own). */
+  onUnavailable?: OnUnavailable;
   /** The agent every run is charged to. */
   agentId: string;
   /** The customer (default: the API key's own, else "default"). */

@@ -63,10 +63,13 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
    * @param {string|number} [options.ttl] reservation lifetime
    * @param {Record<string, string>} [options.scope] every run's scope, e.g. { team: 'research' }
    * @param {number|string} [options.minUnits] accept a partial hold of at least this many units
+   * @param {'deny'|'allow'} [options.onUnavailable] the fail policy of the client built from apiKey/baseUrl
+   *   (a given client keeps its own): 'allow' lets a run start unchecked when AgentBill is unavailable
    */
-  constructor({ client, apiKey, baseUrl, agentId, customerId, estimatedUnits, unitsFromUsage, taskRef, ttl, scope, minUnits } = {}) {
-    // raiseError: a refusal (or an unavailable AgentBill) must stop the
-    // run, not be logged and ignored; it also makes LangChain await the
+  constructor({ client, apiKey, baseUrl, onUnavailable, agentId, customerId, estimatedUnits, unitsFromUsage, taskRef, ttl, scope, minUnits } = {}) {
+    // raiseError: a refusal (or an unavailable AgentBill, under the
+    // client's onUnavailable 'deny') must stop the run, not be logged and
+    // ignored; it also makes LangChain await the
     // handler, so the model waits for the preflight.
     super({ raiseError: true });
     if (!agentId) throw new TypeError('agentId is required');
@@ -74,7 +77,7 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
     if (typeof unitsFromUsage !== 'function') {
       throw new TypeError('unitsFromUsage is required: a function from the reported token usage to units');
     }
-    this.client = client ?? new AgentBillClient({ apiKey, baseUrl });
+    this.client = client ?? new AgentBillClient({ apiKey, baseUrl, onUnavailable });
     this.agentId = agentId;
     this.customerId = customerId;
     this.estimatedUnits = estimatedUnits;
@@ -126,7 +129,7 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
 
   /** Reservations of runs in flight (for tests and diagnostics). */
   get openReservations() {
-    return [...this.roots.values()].map((r) => r.reservationId);
+    return [...this.roots.values()].filter((r) => !r.unchecked).map((r) => r.reservationId);
   }
 
   async #start(runId, parentRunId, kind, input) {
@@ -144,6 +147,7 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
     this.#track(runId, runId);
     this.roots.set(runId, {
       reservationId: check.reservationId,
+      unchecked: check.unchecked, // the client's onUnavailable 'allow': no hold, nothing to settle
       estimate,
       reserved: check.reservedUnits,
       usage: { inputTokens: 0, outputTokens: 0, totalTokens: 0, reported: false, llmCalls: 0 },
@@ -165,7 +169,7 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
   // A nested run's end only forgets it; the root's records the whole run.
   async #end(runId) {
     const root = this.#settle(runId);
-    if (!root) return;
+    if (!root || root.unchecked) return;
     const units = await this.unitsFromUsage({ ...root.usage, estimatedUnits: root.estimate, reservedUnits: root.reserved });
     await this.client.record({
       agentId: this.agentId, customerId: this.customerId, units, reservationId: root.reservationId, taskRef: this.taskRef,
@@ -174,7 +178,7 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
 
   async #fail(runId) {
     const root = this.#settle(runId);
-    if (!root) return;
+    if (!root || root.unchecked) return;
     await this.client.release({ reservationId: root.reservationId, customerId: this.customerId });
   }
 
