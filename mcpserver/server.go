@@ -17,9 +17,11 @@ package mcpserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/internal/ops"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -61,7 +63,15 @@ type Config struct {
 	// decides instead (ForKey): only a key that may act as admin is
 	// offered them.
 	AdminTools bool
-	Logger     *slog.Logger // slog.Default() if nil
+	// OnUnavailable is the preflight tool's fail policy when the writer
+	// cannot be reached after the retries (client.WithOnUnavailable):
+	// client.Deny (the default, "") is a tool error; client.Allow is an
+	// unchecked approval (unchecked: true, no reservation_id).
+	OnUnavailable client.FailPolicy
+	// ClientOptions add to the writer's client's (ops.NewBackend); tests
+	// shorten its retries with them.
+	ClientOptions []client.Option
+	Logger        *slog.Logger // slog.Default() if nil
 }
 
 // Validate reports every problem at once.
@@ -69,6 +79,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Conn == nil {
 		errs = append(errs, errors.New("mcpserver: Conn is required"))
+	}
+	if p := c.OnUnavailable; p != "" && p != client.Deny && p != client.Allow {
+		errs = append(errs, fmt.Errorf("mcpserver: OnUnavailable must be %q or %q, got %q", client.Deny, client.Allow, p))
 	}
 	return errors.Join(errs...)
 }
@@ -93,14 +106,20 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	backend, err := ops.NewBackend(cfg.Conn)
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{backend: backend, requireKey: cfg.RequireKey, adminTools: cfg.AdminTools, log: cfg.Logger}
+	s := &Server{requireKey: cfg.RequireKey, adminTools: cfg.AdminTools, log: cfg.Logger}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	policy := cfg.OnUnavailable
+	if policy == "" {
+		policy = client.Deny
+	}
+	opts := append([]client.Option{client.WithOnUnavailable(policy), client.WithLogger(s.log)}, cfg.ClientOptions...)
+	backend, err := ops.NewBackend(cfg.Conn, opts...)
+	if err != nil {
+		return nil, err
+	}
+	s.backend = backend
 	impl := &mcp.Implementation{Name: Name, Title: "AgentBill budgets", Version: Version}
 	s.admin = mcp.NewServer(impl, &mcp.ServerOptions{Instructions: instructions + adminInstructions})
 	s.agent = mcp.NewServer(impl, &mcp.ServerOptions{Instructions: instructions})

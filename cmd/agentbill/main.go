@@ -72,7 +72,7 @@ Usage:
                       [--partitions N] [--public-keys FILE | --no-signatures]   # while no serve writes
   agentbill backup    --out DIR [--force] [--public-keys FILE | --data DIR] [--nats-url URL]
   agentbill restore   --from DIR (--data DIR | --nats-url URL) [--replicas 1|3]
-  agentbill mcp       [--nats-url URL] [--admin-tools]   # MCP server over stdio
+  agentbill mcp       [--nats-url URL] [--admin-tools] [--on-unavailable deny|allow]   # MCP server over stdio
   agentbill bench     [--clients 64] [--customers 10000] [--duration 5s] [--rate CYCLES/S]
                       [--nats-url URL [--replicas 3]] [--webhooks] [--json] [--cpuprofile FILE]
 

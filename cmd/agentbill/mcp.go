@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/mcpserver"
 	"github.com/nats-io/nats.go"
 )
@@ -24,7 +25,13 @@ func runMCP(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	nf := addNATSFlags(fs, true)
 	adminTools := fs.Bool("admin-tools", false, "also offer the admin tools (grant_credits); the NATS credentials must allow admin requests")
+	onUnavailable := fs.String("on-unavailable", string(client.Deny),
+		"when AgentBill cannot be reached after the retries, preflight answers: deny (a tool error, the run must not start) or allow (approved unchecked, no reservation; warned once a minute)")
 	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if p := client.FailPolicy(*onUnavailable); p != client.Deny && p != client.Allow {
+		fmt.Fprintf(stderr, "agentbill mcp: --on-unavailable must be deny or allow, got %q\n", *onUnavailable)
 		return errUsage
 	}
 	if fs.NArg() > 0 {
@@ -39,7 +46,8 @@ func runMCP(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer s.close()
-	srv, err := mcpserver.New(mcpserver.Config{Conn: s.nc, AdminTools: *adminTools, Logger: log})
+	srv, err := mcpserver.New(mcpserver.Config{Conn: s.nc, AdminTools: *adminTools,
+		OnUnavailable: client.FailPolicy(*onUnavailable), Logger: log})
 	if err != nil {
 		return err
 	}

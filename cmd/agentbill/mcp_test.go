@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -351,5 +352,20 @@ func TestMCPWithRepoNATSConfUsers(t *testing.T) {
 	rr := mustTool(t, connect("admin"), "recent_refusals", `{"customer_id": "user_123"}`)
 	if list, _ := rr.out["refusals"].([]any); len(list) != 1 || list[0].(map[string]any)["agent_id"] != "z" {
 		t.Fatalf("recent_refusals as admin: %v", rr.out)
+	}
+}
+
+// TestMCPRejectsABadFailPolicy: --on-unavailable takes deny or allow only,
+// checked before connecting to anything.
+func TestMCPRejectsABadFailPolicy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), ProcessTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, "mcp", "--on-unavailable", "maybe").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("exit %v, want the usage exit code 2:\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `--on-unavailable must be deny or allow, got "maybe"`) {
+		t.Errorf("output %q does not name the problem", out)
 	}
 }

@@ -63,14 +63,15 @@ type Backend struct {
 }
 
 // NewBackend returns the backend of an adapter on nc, its calls bounded by
-// AttemptTimeout and Attempts.
-func NewBackend(nc *nats.Conn) (Backend, error) {
+// AttemptTimeout and Attempts; opts add to the client's (the MCP server's
+// fail policy, client.WithOnUnavailable).
+func NewBackend(nc *nats.Conn, opts ...client.Option) (Backend, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return Backend{}, err
 	}
 	return Backend{
-		Client: client.New(nc, client.WithTimeout(AttemptTimeout), client.WithAttempts(Attempts)),
+		Client: client.New(nc, append([]client.Option{client.WithTimeout(AttemptTimeout), client.WithAttempts(Attempts)}, opts...)...),
 		Scans:  audit.NewScanner(js),
 	}, nil
 }

@@ -124,6 +124,9 @@ func preflightSummary(_ Request, reply any) string {
 		}
 		return b.String()
 	}
+	if r.Unchecked {
+		return "Approved unchecked: " + r.Message + ". There is no reservation: start the run; record_usage and release are not needed for it."
+	}
 	s := fmt.Sprintf("Approved: %s. reservation_id %s", r.Message, r.ReservationID)
 	if r.Partial {
 		s = fmt.Sprintf("Partly approved: %s. Only %s units are held: fit the run to them. reservation_id %s",
