@@ -47,8 +47,10 @@ const REQUESTS = [
   ['POST /v1/grants body', 'GrantOptions', 'grant'],
   ['BudgetBody.scope_limits[]', 'ScopeLimit', 'ScopeLimit'],
 ];
-// Fields only the SDKs have, by design.
-const SDK_ONLY = new Set(['raw']);
+// Fields only the SDKs have, by design. unchecked is set by the SDKs'
+// fail policy (onUnavailable / on_unavailable 'allow') when the gateway
+// could not be reached; the gateway never sends it.
+const SDK_ONLY = new Set(['raw', 'unchecked']);
 // Known disagreements: "<schema>.<property>" missing from the SDK type,
 // with why. Both SDKs share them.
 const GAPS = {
