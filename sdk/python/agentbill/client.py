@@ -220,7 +220,8 @@ class AgentBillClient:
         #: Preflights approved unchecked under ``on_unavailable="allow"``.
         self.skipped_checks = 0
         self._skip_lock = threading.Lock()
-        self._warned_at: Optional[float] = None  # time.monotonic() of the last warning
+        self._warned_at: Optional[float] = None  # self._clock() of the last warning
+        self._clock = time.monotonic  # a field, so tests control time
 
     def __repr__(self) -> str:
         return "AgentBillClient(base_url=%r, api_key=%r)" % (self.base_url, self.api_key[:8] + "...")
@@ -274,7 +275,7 @@ class AgentBillClient:
 
     def _unchecked(self, err: UnavailableError) -> PreflightResult:
         """The approval of a check skipped under on_unavailable="allow"."""
-        now = time.monotonic()
+        now = self._clock()
         with self._skip_lock:
             self.skipped_checks += 1
             skipped = self.skipped_checks

@@ -52,6 +52,19 @@ class FailPolicyTest(unittest.TestCase):
         self.assertEqual(client.skipped_checks, calls)
         self.assertEqual(len(logs.records), 1, "one warning per %ss, got %s" % (SKIPPED_WARN_INTERVAL, logs.output))
 
+    def test_the_warning_returns_after_the_interval(self):
+        client = stopped("allow")
+        now = [1000.0]
+        client._clock = lambda: now[0]
+        # (seconds to advance, whether this skip warns)
+        for advance, warns in ((0, True), (SKIPPED_WARN_INTERVAL - 1, False), (1, True), (1, False)):
+            now[0] += advance
+            with self.assertLogs("agentbill", level="DEBUG") as logs:
+                logging.getLogger("agentbill").debug("marker")  # assertLogs needs one record
+                client.preflight("a", "u", 1)
+            warned = sum(1 for r in logs.records if r.levelno == logging.WARNING)
+            self.assertEqual(warned, int(warns), "after +%ss" % advance)
+
     def test_gate_follows_the_policy(self):
         ran = []
 
