@@ -63,6 +63,18 @@ test('allow approves unchecked, counts every skip and warns once per interval', 
   assert.equal(warnings.length, 1, `one warning per ${SKIPPED_WARN_INTERVAL_MS} ms, got ${warnings}`);
 });
 
+test('the warning returns after the interval, and not before', async (t) => {
+  const { c, warnings } = await stopped('allow');
+  t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+  // [ms to advance, warnings logged so far]
+  const steps = [[0, 1], [SKIPPED_WARN_INTERVAL_MS - 1, 1], [1, 2], [1, 2]];
+  for (const [advance, want] of steps) {
+    t.mock.timers.tick(advance);
+    await c.preflight({ agentId: 'a', customerId: 'u' });
+    assert.equal(warnings.length, want, `after +${advance} ms`);
+  }
+});
+
 test('gate follows the policy', async () => {
   let runs = 0;
   const run = async () => { runs++; return 'answer'; };
