@@ -23,24 +23,8 @@ func policySession(t *testing.T, p client.FailPolicy, withWriter bool) (*mcp.Cli
 		testenv.StartWriter(t, srv, testenv.NewClock(t0), nil)
 	}
 	logs := &testenv.SyncBuffer{}
-	s, err := mcpserver.New(mcpserver.Config{Conn: testenv.Connect(t, srv), OnUnavailable: p,
+	cs := connect(t, mcpserver.Config{Conn: testenv.Connect(t, srv), OnUnavailable: p,
 		ClientOptions: []client.Option{client.WithAttempts(2)}, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	st, ct := mcp.NewInMemoryTransports()
-	ss, err := s.MCP().Connect(ctx, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ss.Close() })
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cs.Close() })
 	return cs, testenv.Client(t, srv), logs
 }
 

@@ -27,7 +27,14 @@ func session(t *testing.T, adminTools bool) (*mcp.ClientSession, *client.Client)
 	t.Helper()
 	srv := testenv.StartServer(t, "")
 	testenv.StartWriter(t, srv, testenv.NewClock(t0), nil)
-	s, err := mcpserver.New(mcpserver.Config{Conn: testenv.Connect(t, srv), AdminTools: adminTools})
+	return connect(t, mcpserver.Config{Conn: testenv.Connect(t, srv), AdminTools: adminTools}), testenv.Client(t, srv)
+}
+
+// connect starts a server with cfg and connects an MCP client to it in
+// memory.
+func connect(t *testing.T, cfg mcpserver.Config) *mcp.ClientSession {
+	t.Helper()
+	s, err := mcpserver.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +51,7 @@ func session(t *testing.T, adminTools bool) (*mcp.ClientSession, *client.Client)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cs.Close() })
-	return cs, testenv.Client(t, srv)
+	return cs
 }
 
 func toolNames(t *testing.T, cs *mcp.ClientSession) []string {
