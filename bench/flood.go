@@ -33,11 +33,11 @@ const (
 // the flood, and reports the ordinary customers' figures during the flood
 // (their figures alone and the flooder's in the note).
 func (e *env) flood(ctx context.Context) (Result, error) {
-	ordinary, err := e.floodClients(floodOrdinary, "agentbill-bench-ordinary", client.WithAttempts(1))
+	ordinary, err := e.openClients(floodOrdinary, "agentbill-bench-ordinary", client.WithAttempts(1))
 	if err != nil {
 		return Result{Scenario: ScenarioFlood}, err
 	}
-	flooders, err := e.floodClients(floodClients, "agentbill-bench-flooder")
+	flooders, err := e.openClients(floodClients, "agentbill-bench-flooder")
 	if err != nil {
 		return Result{Scenario: ScenarioFlood}, err
 	}
@@ -99,9 +99,9 @@ func (e *env) flood(ctx context.Context) (Result, error) {
 	return r, nil
 }
 
-// floodClients opens n clients with opts, each on its own connection,
+// openClients opens n clients with opts, each on its own connection,
 // closed with the environment.
-func (e *env) floodClients(n int, name string, opts ...client.Option) ([]*client.Client, error) {
+func (e *env) openClients(n int, name string, opts ...client.Option) ([]*client.Client, error) {
 	out := make([]*client.Client, 0, n)
 	for range n {
 		nc, err := nats.Connect(e.url, nats.Name(name))

@@ -1,10 +1,6 @@
 package projections
 
-import (
-	"sync"
-
-	"github.com/agentbill/agentbill/events"
-)
+import "sync"
 
 // Fair admission: no customer may hold more than QueuedPerCustomerMax of
 // the writer's queue. Without it one customer's flood (a retry loop, a
@@ -52,16 +48,4 @@ func (a *admission) leave(customer string) {
 	} else {
 		delete(a.queued, customer)
 	}
-}
-
-// subjectCustomer returns the customer a request subject names, or false
-// if the subject is not a well-formed request subject (DecodeRequest then
-// says why).
-func subjectCustomer(subject string) (string, bool) {
-	_, tok, _, err := events.ParseRequestSubject(subject)
-	if err != nil {
-		return "", false
-	}
-	cid, err := events.ParseToken(tok)
-	return cid, err == nil
 }

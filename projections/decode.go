@@ -12,18 +12,38 @@ import (
 // bound to the subject's customer. Every failure is an *ledger.Error:
 // not_found for an unknown op, invalid_argument for everything else.
 func DecodeRequest(subject string, body []byte) (ledger.Command, error) {
+	rs, err := parseSubject(subject)
+	if err != nil {
+		return nil, err
+	}
+	return rs.decode(body)
+}
+
+// requestSubject is what a request subject says: the operation and the
+// customer (canonical).
+type requestSubject struct {
+	op       events.Op
+	customer string
+}
+
+func parseSubject(subject string) (requestSubject, error) {
 	op, tok, admin, err := events.ParseRequestSubject(subject)
 	if err != nil {
-		return nil, ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
+		return requestSubject{}, ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
 	}
-	cmd := ledger.NewCommand(op)
-	if cmd == nil || op.IsAdmin() != admin {
-		return nil, ledger.Errorf(ledger.CodeNotFound, "unknown operation %q", truncate(string(op), 32))
+	if ledger.NewCommand(op) == nil || op.IsAdmin() != admin {
+		return requestSubject{}, ledger.Errorf(ledger.CodeNotFound, "unknown operation %q", truncate(string(op), 32))
 	}
 	customer, err := events.ParseToken(tok)
 	if err != nil {
-		return nil, ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
+		return requestSubject{}, ledger.Errorf(ledger.CodeInvalidArgument, "%v", err)
 	}
+	return requestSubject{op: op, customer: customer}, nil
+}
+
+// decode decodes the body of a request to rs into a validated command.
+func (rs requestSubject) decode(body []byte) (ledger.Command, error) {
+	cmd := ledger.NewCommand(rs.op)
 	if len(body) > RequestBytesMax {
 		return nil, ledger.Errorf(ledger.CodeInvalidArgument, "request body is %d bytes, more than %d", len(body), RequestBytesMax)
 	}
@@ -33,7 +53,7 @@ func DecodeRequest(subject string, body []byte) (ledger.Command, error) {
 	if err := decodeStrict(body, cmd); err != nil {
 		return nil, err
 	}
-	if err := ledger.BindCustomer(cmd, customer); err != nil {
+	if err := ledger.BindCustomer(cmd, rs.customer); err != nil {
 		return nil, err
 	}
 	if err := cmd.Validate(); err != nil {

@@ -504,24 +504,24 @@ func (w *Writer) receive(m *nats.Msg) {
 	if w.partitioned() {
 		subject = events.UnmapPartition(subject) // subscribed to this partition's only
 	}
+	rs, err := parseSubject(subject)
+	if err != nil {
+		w.respondErr(m, err)
+		return
+	}
 	// Admission comes before decoding, so a flood's excess costs this
 	// goroutine a subject parse, not a body decode: the subject names the
 	// customer (a body's customer_id must agree with it).
-	cid, ok := subjectCustomer(subject)
-	if ok && !w.admission.admit(cid) {
+	cid := rs.customer
+	if !w.admission.admit(cid) {
 		w.stats.Throttled.Add(1)
 		w.respondErr(m, ledger.Errorf(ledger.CodeUnavailable,
 			"customer %s already has %d requests waiting for the writer; retry", truncate(cid, 64), QueuedPerCustomerMax))
 		return
 	}
-	cmd, err := DecodeRequest(subject, m.Data)
-	if err == nil && (!ok || cmd.Customer() != cid) {
-		err = ledger.Errorf(ledger.CodeInternal, "request subject %q and its decoded customer disagree", truncate(subject, 128))
-	}
+	cmd, err := rs.decode(m.Data)
 	if err != nil {
-		if ok {
-			w.admission.leave(cid)
-		}
+		w.admission.leave(cid)
 		w.respondErr(m, err)
 		return
 	}
