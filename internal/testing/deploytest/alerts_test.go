@@ -78,9 +78,29 @@ func TestDurableConsumerMissesNoAlertAcrossAKill(t *testing.T) {
 		}
 		time.Sleep(pollInterval)
 	}
-	_, _ = nc.Request(events.RequestSubject(events.OpPreflight, "dry_3"), []byte(`{"agent_id":"a","estimated_units":10}`), attemptTimeout)
-	if err := k.cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
-		t.Fatalf("armed serve exited with %v, want killed:\n%s", err, k.log)
+	// The preflight is sent again (same key: one effect) until the armed
+	// service dies: a first attempt lost in its start-up must not leave
+	// this test waiting for a commit that never comes.
+	exited := make(chan error, 1)
+	go func() { exited <- k.cmd.Wait() }()
+	body := []byte(`{"agent_id":"a","estimated_units":10,"idempotency_key":"0192b1f4-0000-7000-8000-00000000d3d3"}`)
+	deadline = time.Now().Add(writerReadyTimeout)
+	var werr error
+	for waiting := true; waiting; {
+		_, _ = nc.Request(events.RequestSubject(events.OpPreflight, "dry_3"), body, attemptTimeout)
+		select {
+		case werr = <-exited:
+			waiting = false
+		case <-time.After(pollInterval):
+			if time.Now().After(deadline) {
+				_ = k.cmd.Process.Kill()
+				<-exited
+				t.Fatalf("armed serve did not kill itself within %s of its preflight:\n%s", writerReadyTimeout, k.log)
+			}
+		}
+	}
+	if werr == nil || !strings.Contains(werr.Error(), "killed") {
+		t.Fatalf("armed serve exited with %v, want killed:\n%s", werr, k.log)
 	}
 	exhausted := 0
 	for _, e := range streamEventsAt(t, nc) {
