@@ -323,3 +323,38 @@ func (s *Signed) UnmarshalJSON(b []byte) error {
 	s.Units = Zero.Sub(u)
 	return nil
 }
+
+// Shift returns u * 10^exp, exactly (a change of exponent, no rounding):
+// a rate per million tokens is rate.Shift(-6) per token.
+func (u Units) Shift(exp int32) Units {
+	var r Units
+	r.d.Set(&u.d)
+	r.d.Exponent += exp
+	return r
+}
+
+// FractionDigits returns how many digits u has after the decimal point in
+// its canonical form ("0.50" has 1, "100" has 0).
+func (u Units) FractionDigits() int {
+	var r apd.Decimal
+	r.Reduce(&u.d)
+	if r.Exponent >= 0 {
+		return 0
+	}
+	return int(-r.Exponent)
+}
+
+// FloorDiv returns the largest integer n with n * v <= u, for u >= 0 and
+// v > 0, and whether it fits an int64.
+func (u Units) FloorDiv(v Units) (int64, bool) {
+	if v.Sign() <= 0 || u.Sign() < 0 {
+		return 0, false
+	}
+	var q apd.Decimal
+	c := apd.BaseContext.WithPrecision(unitsPrecision)
+	if _, err := c.QuoInteger(&q, &u.d, &v.d); err != nil {
+		return 0, false
+	}
+	n, err := q.Int64()
+	return n, err == nil
+}
