@@ -35,7 +35,7 @@ const (
 	ServiceTiersMax = 8
 	// NameLenMax bounds a list name, a version, a model id, an alias, a
 	// provider and a service tier name, in bytes.
-	NameLenMax = 128
+	NameLenMax = events.UsageNameLenMax
 	// ListsMax bounds the named lists one ledger holds.
 	ListsMax = 64
 	// RateFractionDigitsMax is the finest rate (per million tokens) a list
@@ -45,7 +45,7 @@ const (
 	// RateMax bounds a rate per million tokens and a request fee.
 	RateMax = 1_000_000
 	// TokensMax bounds any token count of one request (10^12).
-	TokensMax int64 = 1_000_000_000_000
+	TokensMax = events.TokensMax
 	// DefaultList is the list a budget without price_list prices with.
 	DefaultList = "default"
 )
@@ -54,17 +54,17 @@ const (
 var ErrInvalid = errors.New("invalid price list")
 
 // Kind is a kind of token with a rate of its own.
-type Kind string
+type Kind = events.TokenKind
 
 // The token kinds, in the order a breakdown lists them.
 const (
-	Input        Kind = "input"
-	CacheRead    Kind = "cache_read"
-	CacheWrite   Kind = "cache_write"
-	CacheWrite5m Kind = "cache_write_5m"
-	CacheWrite1h Kind = "cache_write_1h"
-	Output       Kind = "output"
-	Reasoning    Kind = "reasoning"
+	Input        = events.KindInput
+	CacheRead    = events.KindCacheRead
+	CacheWrite   = events.KindCacheWrite
+	CacheWrite5m = events.KindCacheWrite5m
+	CacheWrite1h = events.KindCacheWrite1h
+	Output       = events.KindOutput
+	Reasoning    = events.KindReasoning
 )
 
 // Kinds lists every kind in breakdown order.
@@ -224,7 +224,7 @@ func checkPrices(where string, rates Rates, tiers []Tier, fee *events.Units, bad
 // is left without a price.
 func checkRates(where string, rates Rates, bad func(string, ...any)) {
 	for _, k := range sortedKinds(rates) {
-		if !k.known() {
+		if !known(k) {
 			bad("%s: unknown token kind %q (known: %s)", where, k, kindNames())
 			continue
 		}
@@ -257,7 +257,7 @@ func checkName(where, s string, bad func(string, ...any)) {
 	}
 }
 
-func (k Kind) known() bool {
+func known(k Kind) bool {
 	for _, x := range Kinds {
 		if k == x {
 			return true

@@ -4,25 +4,24 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/agentbill/agentbill/events"
 )
 
-// Usage is what one model call used, as a provider reports it
-// (docs/PROTOCOL.md, "Priced usage"). A nil count was not reported.
-type Usage struct {
-	Model              string `json:"model"`
-	Provider           string `json:"provider,omitempty"`
-	InputTokens        *int64 `json:"input_tokens,omitempty"`
-	OutputTokens       *int64 `json:"output_tokens,omitempty"`
-	CacheReadTokens    *int64 `json:"cache_read_tokens,omitempty"`
-	CacheWriteTokens   *int64 `json:"cache_write_tokens,omitempty"`
-	CacheWrite1hTokens *int64 `json:"cache_write_1h_tokens,omitempty"`
-	ReasoningTokens    *int64 `json:"reasoning_tokens,omitempty"`
-	ServiceTier        string `json:"service_tier,omitempty"`
-}
+// Usage is what one model call used (events.Usage: the record request
+// and the event carry it).
+type Usage = events.Usage
+
+// ErrUsage is wrapped by every error of usage that contradicts itself or
+// breaks a bound.
+var ErrUsage = events.ErrUsage
+
+// Charge is a priced call: the total and how it was reached.
+type Charge = events.Pricing
+
+// Line is one kind's part of a charge.
+type Line = events.PriceLine
 
 // Estimate is what a preflight expects one model call to use: the prompt
 // it will send and the most output it allows.
@@ -34,92 +33,11 @@ type Estimate struct {
 	ServiceTier     string `json:"service_tier,omitempty"`
 }
 
-// ErrUsage is wrapped by every error of usage that contradicts itself or
-// breaks a bound: a request error (invalid_argument), not a pricing gap.
-var ErrUsage = errors.New("invalid usage")
-
 // Unpriced says why usage could not be priced: the list has no such model,
 // no rates for the service tier, or the usage lacks a count pricing needs.
 type Unpriced struct{ Reason string }
 
 func (e *Unpriced) Error() string { return "cannot price usage: " + e.Reason }
-
-// Line is one kind's part of a charge: Tokens at Rate per million.
-type Line struct {
-	Kind   Kind         `json:"kind"`
-	Tokens int64        `json:"tokens"`
-	Rate   events.Units `json:"rate"`
-}
-
-// Charge is a priced call: the total and how it was reached.
-type Charge struct {
-	List        string `json:"list"`
-	Version     string `json:"version"`
-	Model       string `json:"model"`
-	Provider    string `json:"provider,omitempty"`
-	ServiceTier string `json:"service_tier,omitempty"`
-	// AboveInputTokens is the long-context tier the prompt crossed, if any.
-	AboveInputTokens int64         `json:"above_input_tokens,omitempty"`
-	Lines            []Line        `json:"lines"`
-	RequestFee       *events.Units `json:"request_fee,omitempty"`
-	Total            events.Units  `json:"total"`
-}
-
-// Validate checks the counts are in bounds and agree with each other
-// (cache tokens within input, the 1-hour writes within all writes,
-// reasoning within output). Missing counts are not errors here.
-func (u *Usage) Validate() error {
-	var errs []error
-	if strings.TrimSpace(u.Model) == "" {
-		errs = append(errs, errors.New("model: empty"))
-	} else if len(u.Model) > NameLenMax {
-		errs = append(errs, fmt.Errorf("model: %d bytes, at most %d", len(u.Model), NameLenMax))
-	}
-	if len(u.Provider) > NameLenMax || len(u.ServiceTier) > NameLenMax {
-		errs = append(errs, fmt.Errorf("provider, service_tier: at most %d bytes", NameLenMax))
-	}
-	for _, c := range u.counts() {
-		if c.n != nil && (*c.n < 0 || *c.n > TokensMax) {
-			errs = append(errs, fmt.Errorf("%s: %d, want 0 to %d", c.name, *c.n, TokensMax))
-		}
-	}
-	if len(errs) == 0 {
-		in, cr, cw, cw1h := val(u.InputTokens), val(u.CacheReadTokens), val(u.CacheWriteTokens), val(u.CacheWrite1hTokens)
-		if u.InputTokens != nil && cr+cw > in {
-			errs = append(errs, fmt.Errorf("cache_read_tokens + cache_write_tokens (%d) exceed input_tokens (%d), which counts every prompt token", cr+cw, in))
-		}
-		if u.CacheWrite1hTokens != nil && cw1h > cw {
-			errs = append(errs, fmt.Errorf("cache_write_1h_tokens (%d) exceed cache_write_tokens (%d), which counts every cache write", cw1h, cw))
-		}
-		if u.OutputTokens != nil && val(u.ReasoningTokens) > val(u.OutputTokens) {
-			errs = append(errs, fmt.Errorf("reasoning_tokens (%d) exceed output_tokens (%d), which counts every output token", val(u.ReasoningTokens), val(u.OutputTokens)))
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: %w", ErrUsage, errors.Join(errs...))
-	}
-	return nil
-}
-
-type namedCount struct {
-	name string
-	n    *int64
-}
-
-func (u *Usage) counts() []namedCount {
-	return []namedCount{
-		{"input_tokens", u.InputTokens}, {"output_tokens", u.OutputTokens},
-		{"cache_read_tokens", u.CacheReadTokens}, {"cache_write_tokens", u.CacheWriteTokens},
-		{"cache_write_1h_tokens", u.CacheWrite1hTokens}, {"reasoning_tokens", u.ReasoningTokens},
-	}
-}
-
-func val(p *int64) int64 {
-	if p == nil {
-		return 0
-	}
-	return *p
-}
 
 // Validate checks an estimate: a model, and both counts present and in
 // bounds.
@@ -158,10 +76,11 @@ func (l *List) Price(u Usage) (Charge, error) {
 		}
 		rates, tiers, fee, st = t.Rates, t.Tiers, t.RequestFee, strings.ToLower(u.ServiceTier)
 	}
-	for _, c := range []namedCount{{"input_tokens", u.InputTokens}, {"output_tokens", u.OutputTokens}} {
-		if c.n == nil {
-			return Charge{}, &Unpriced{fmt.Sprintf("usage for model %q does not report %s", u.Model, c.name)}
-		}
+	switch {
+	case u.InputTokens == nil:
+		return Charge{}, &Unpriced{fmt.Sprintf("usage for model %q does not report input_tokens", u.Model)}
+	case u.OutputTokens == nil:
+		return Charge{}, &Unpriced{fmt.Sprintf("usage for model %q does not report output_tokens", u.Model)}
 	}
 	in := *u.InputTokens
 	ch := Charge{List: l.Name, Version: l.Version, Model: m.ID, Provider: m.Provider, ServiceTier: st, RequestFee: fee}
@@ -204,11 +123,11 @@ func serviceTier(m *Model, name string) (ServiceTier, bool) {
 // their own rates (genai-prices' leaf rule). Lines with no tokens are left
 // out.
 func lines(rates Rates, u Usage) []Line {
-	cw, cw1h := val(u.CacheWriteTokens), val(u.CacheWrite1hTokens)
+	cw, cw1h := events.Count(u.CacheWriteTokens), events.Count(u.CacheWrite1hTokens)
 	count := map[Kind]int64{
-		Input: val(u.InputTokens), CacheRead: val(u.CacheReadTokens),
+		Input: events.Count(u.InputTokens), CacheRead: events.Count(u.CacheReadTokens),
 		CacheWrite: cw, CacheWrite5m: cw - cw1h, CacheWrite1h: cw1h,
-		Output: val(u.OutputTokens), Reasoning: val(u.ReasoningTokens),
+		Output: events.Count(u.OutputTokens), Reasoning: events.Count(u.ReasoningTokens),
 	}
 	// Children first (deepest kinds come later in Kinds), so each parent
 	// subtracts what its rated descendants already took.
@@ -279,44 +198,6 @@ func (l *List) OutputTokensFitting(e Estimate, held events.Units) (int64, error)
 		return *e.MaxOutputTokens, nil
 	}
 	return n, nil
-}
-
-// Describe writes a charge as audit shows it:
-// "1,200 input x 3/M + 400 output x 15/M = 0.0096".
-func (c Charge) Describe() string {
-	var parts []string
-	for _, ln := range c.Lines {
-		parts = append(parts, fmt.Sprintf("%s %s x %s/M", thousands(ln.Tokens), strings.ReplaceAll(string(ln.Kind), "_", " "), ln.Rate))
-	}
-	if c.RequestFee != nil && !c.RequestFee.IsZero() {
-		parts = append(parts, "request fee "+c.RequestFee.String())
-	}
-	if len(parts) == 0 {
-		parts = append(parts, "0 tokens")
-	}
-	s := strings.Join(parts, " + ") + " = " + c.Total.String()
-	var how []string
-	if c.AboveInputTokens > 0 {
-		how = append(how, "long-context rates above "+thousands(c.AboveInputTokens)+" input tokens")
-	}
-	if c.ServiceTier != "" {
-		how = append(how, "service tier "+c.ServiceTier)
-	}
-	how = append(how, fmt.Sprintf("%s, list %s %s", c.Model, c.List, c.Version))
-	return s + " (" + strings.Join(how, "; ") + ")"
-}
-
-// thousands formats n with comma separators: 1200 -> "1,200".
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
 
 // Names returns the list's model ids, sorted.
