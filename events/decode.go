@@ -68,6 +68,15 @@ type wireData struct {
 	Priority        int               `json:"priority"`
 	EffectiveAt     time.Time         `json:"effective_at"`
 	Remaining       Units             `json:"remaining"`
+	// Since 2026-12: priced usage and price lists.
+	PriceList string          `json:"price_list"`
+	Usage     *Usage          `json:"usage"`
+	Pricing   *Pricing        `json:"pricing"`
+	Unpriced  string          `json:"unpriced"`
+	Version   string          `json:"version"`
+	Digest    string          `json:"digest"`
+	Models    int             `json:"models"`
+	Body      json.RawMessage `json:"body"`
 	Request
 	Balance Balance `json:"balance"`
 }
@@ -140,7 +149,7 @@ func (w *wireData) typed(t Type) Data {
 		return &BudgetSet{Limit: w.Limit, Period: w.Period, Thresholds: w.Thresholds, UpgradeURL: w.UpgradeURL,
 			AgentLimits: w.AgentLimits, Source: w.Source, Rollover: w.Rollover, Overdraft: w.Overdraft,
 			ScopeLimits: w.ScopeLimits, MaxRuns: w.MaxRuns, MaxRunsPerAgent: w.MaxRunsPerAgent,
-			Request: w.Request, Balance: w.Balance}
+			PriceList: w.PriceList, Request: w.Request, Balance: w.Balance}
 	case TypeToppedUp:
 		return &ToppedUp{Units: w.Units, Note: w.Note, Request: w.Request, Balance: w.Balance}
 	case TypeReserved:
@@ -155,7 +164,8 @@ func (w *wireData) typed(t Type) Data {
 	case TypeRecorded:
 		return &Recorded{AgentID: w.AgentID, ReservationID: w.ReservationID, HeldUnits: w.HeldUnits, Units: w.Units,
 			Released: w.Released, Overage: w.Overage, TaskRef: w.TaskRef, Metadata: w.Metadata, Scope: w.Scope,
-			CountedScopes: w.CountedScopes, FundedBy: w.FundedBy, Request: w.Request, Balance: w.Balance}
+			CountedScopes: w.CountedScopes, FundedBy: w.FundedBy, Usage: w.Usage, Pricing: w.Pricing,
+			Unpriced: w.Unpriced, Request: w.Request, Balance: w.Balance}
 	case TypeReleased:
 		return &Released{ReservationID: w.ReservationID, AgentID: w.AgentID, Units: w.Units, Cause: w.Cause,
 			Request: w.Request, Balance: w.Balance}
@@ -176,6 +186,8 @@ func (w *wireData) typed(t Type) Data {
 		return &GrantExpired{GrantID: w.GrantID, Units: w.Units, Remaining: w.Remaining, ExpiresAt: w.ExpiresAt, Balance: w.Balance}
 	case TypeOverdraftStarted:
 		return &OverdraftStarted{AgentID: w.AgentID, Overdraft: derefUnits(w.Overdraft), Balance: w.Balance}
+	case TypePricesSet:
+		return &PricesSet{PriceList: w.PriceList, Version: w.Version, Digest: w.Digest, Models: w.Models, Body: w.Body}
 	}
 	return nil
 }

@@ -35,6 +35,7 @@ const (
 	TypeGranted          Type = "granted"
 	TypeGrantExpired     Type = "grant_expired"
 	TypeOverdraftStarted Type = "overdraft_started"
+	TypePricesSet        Type = "prices_set"
 )
 
 // Types lists every event type, in a stable order.
@@ -42,6 +43,7 @@ var Types = []Type{
 	TypeBudgetSet, TypeToppedUp, TypeReserved, TypeDenied, TypeRecorded,
 	TypeReleased, TypeExpired, TypeExtended, TypeThresholdCrossed, TypeBudgetExhausted,
 	TypeBudgetRestored, TypeGranted, TypeGrantExpired, TypeOverdraftStarted,
+	TypePricesSet,
 }
 
 // AlertTypes are the event types announced as alerts, one by one, on
@@ -147,6 +149,9 @@ type BudgetSet struct {
 	ScopeLimits     []ScopeLimit `json:"scope_limits,omitempty"` // sorted by dimension, value
 	MaxRuns         int          `json:"max_concurrent_runs,omitempty"`
 	MaxRunsPerAgent int          `json:"max_concurrent_runs_per_agent,omitempty"`
+	// PriceList names the price list the customer's usage is priced with
+	// ("" = the list named default).
+	PriceList string `json:"price_list,omitempty"`
 	Request
 	Balance Balance `json:"balance"`
 }
@@ -214,6 +219,13 @@ type Recorded struct {
 	Scope         ScopeMap    `json:"scope,omitempty"`
 	CountedScopes []ScopeRef  `json:"counted_scopes,omitempty"`
 	FundedBy      []GrantDraw `json:"funded_by,omitempty"`
+	// Usage is the model usage the record reported, if it reported usage
+	// instead of units; Pricing how it was priced, or Unpriced why it
+	// could not be (Units is then its reservation's hold, or the units
+	// the record also gave).
+	Usage    *Usage   `json:"usage,omitempty"`
+	Pricing  *Pricing `json:"pricing,omitempty"`
+	Unpriced string   `json:"unpriced,omitempty"`
 	Request
 	Balance Balance `json:"balance"`
 }
@@ -331,6 +343,18 @@ type OverdraftStarted struct {
 	Balance   Balance `json:"balance"`
 }
 
+// PricesSet: a price list was set. It concerns no customer (its
+// envelope's customer_id is empty). Body is the list's JSON as validated
+// (prices.Parse), Digest its SHA-256; every later charge of the list's
+// customers is priced with it, until the next prices_set of the list.
+type PricesSet struct {
+	PriceList string          `json:"price_list"`
+	Version   string          `json:"version"`
+	Digest    string          `json:"digest"`
+	Models    int             `json:"models"`
+	Body      json.RawMessage `json:"body"`
+}
+
 // EventType implementations.
 func (BudgetSet) EventType() Type        { return TypeBudgetSet }
 func (ToppedUp) EventType() Type         { return TypeToppedUp }
@@ -346,6 +370,7 @@ func (BudgetRestored) EventType() Type   { return TypeBudgetRestored }
 func (Granted) EventType() Type          { return TypeGranted }
 func (GrantExpired) EventType() Type     { return TypeGrantExpired }
 func (OverdraftStarted) EventType() Type { return TypeOverdraftStarted }
+func (PricesSet) EventType() Type        { return TypePricesSet }
 
 // BalanceOf returns the balance an event carries.
 func BalanceOf(d Data) Balance {

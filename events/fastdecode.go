@@ -242,7 +242,7 @@ func (d *fastDecoder) field(f dataField, w *wireData) bool {
 		*w.unitsField(f), ok = d.units()
 	case fieldPeriod, fieldUpgradeURL, fieldSource, fieldNote, fieldReservationID, fieldAgentID, fieldTaskRef,
 		fieldReason, fieldMessage, fieldCause, fieldTrigger, fieldIdempotencyKey, fieldRequestHash, fieldRollover,
-		fieldGrantID:
+		fieldGrantID, fieldPriceList, fieldUnpriced, fieldVersion, fieldDigest:
 		*w.stringField(f), ok = d.str()
 	case fieldThresholds:
 		w.Thresholds, ok = d.unitsList()
@@ -293,8 +293,23 @@ func (d *fastDecoder) extField(f dataField, w *wireData) bool {
 		if ok = d.scopeRef(&r); ok {
 			w.RefusedScope = &r
 		}
+	case fieldModels:
+		w.Models, ok = d.int()
+	case fieldBody:
+		w.Body, ok = d.rawObject()
+	case fieldUsage:
+		ok = d.viaJSON(&w.Usage)
+	case fieldPricing:
+		ok = d.viaJSON(&w.Pricing)
 	}
 	return ok
+}
+
+// viaJSON decodes an object field with encoding/json: usage and pricing
+// come with priced records only, and are not worth a decoder of their own.
+func (d *fastDecoder) viaJSON(v any) bool {
+	raw, ok := d.rawObject()
+	return ok && json.Unmarshal(raw, v) == nil
 }
 
 func (w *wireData) unitsPtrField(f dataField) **Units {
@@ -361,6 +376,14 @@ func (w *wireData) stringField(f dataField) *string {
 		return &w.Rollover
 	case fieldGrantID:
 		return &w.GrantID
+	case fieldPriceList:
+		return &w.PriceList
+	case fieldUnpriced:
+		return &w.Unpriced
+	case fieldVersion:
+		return &w.Version
+	case fieldDigest:
+		return &w.Digest
 	}
 	panic("events: fast decoder: not a string field")
 }
@@ -994,6 +1017,14 @@ const (
 	fieldPriority
 	fieldEffectiveAt
 	fieldRemaining
+	fieldPriceList
+	fieldUsage
+	fieldPricing
+	fieldUnpriced
+	fieldVersion
+	fieldDigest
+	fieldModels
+	fieldBody
 	fieldIdempotencyKey
 	fieldRequestHash
 	fieldBalance
@@ -1011,7 +1042,9 @@ var dataFieldNames = [...]string{
 	fieldMaxRuns: "max_concurrent_runs", fieldMaxRunsPerAgent: "max_concurrent_runs_per_agent", fieldScope: "scope",
 	fieldCountedScopes: "counted_scopes", fieldInOverdraft: "in_overdraft", fieldRefusedScope: "refused_scope",
 	fieldFundedBy: "funded_by", fieldGrantID: "grant_id", fieldPriority: "priority", fieldEffectiveAt: "effective_at",
-	fieldRemaining: "remaining", fieldIdempotencyKey: "idempotency_key", fieldRequestHash: "request_hash",
+	fieldRemaining: "remaining", fieldPriceList: "price_list", fieldUsage: "usage", fieldPricing: "pricing",
+	fieldUnpriced: "unpriced", fieldVersion: "version", fieldDigest: "digest", fieldModels: "models",
+	fieldBody: "body", fieldIdempotencyKey: "idempotency_key", fieldRequestHash: "request_hash",
 	fieldBalance: "balance",
 }
 
@@ -1027,7 +1060,7 @@ type fastSchema struct {
 var fastSchemas = [...]fastSchema{
 	schema(TypeBudgetSet, fieldLimit, fieldPeriod, fieldThresholds, fieldUpgradeURL, fieldAgentLimits,
 		fieldSource, fieldRollover, fieldOverdraft, fieldScopeLimits, fieldMaxRuns, fieldMaxRunsPerAgent,
-		fieldIdempotencyKey, fieldRequestHash, fieldBalance),
+		fieldPriceList, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeToppedUp, fieldUnits, fieldNote, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeReserved, fieldReservationID, fieldAgentID, fieldUnits, fieldTaskRef, fieldTaskCeiling,
 		fieldExpiresAt, fieldMetadata, fieldScope, fieldCountedScopes, fieldRequested, fieldInOverdraft,
@@ -1036,7 +1069,7 @@ var fastSchemas = [...]fastSchema{
 		fieldUpgradeURL, fieldScope, fieldRefusedScope, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeRecorded, fieldAgentID, fieldReservationID, fieldHeldUnits, fieldUnits, fieldReleased,
 		fieldOverage, fieldTaskRef, fieldMetadata, fieldScope, fieldCountedScopes, fieldFundedBy,
-		fieldIdempotencyKey, fieldRequestHash, fieldBalance),
+		fieldUsage, fieldPricing, fieldUnpriced, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeReleased, fieldReservationID, fieldAgentID, fieldUnits, fieldCause, fieldIdempotencyKey,
 		fieldRequestHash, fieldBalance),
 	schema(TypeExpired, fieldReservationID, fieldAgentID, fieldUnits, fieldExpiresAt, fieldBalance),
@@ -1049,6 +1082,7 @@ var fastSchemas = [...]fastSchema{
 		fieldExpiresAt, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeGrantExpired, fieldGrantID, fieldUnits, fieldRemaining, fieldExpiresAt, fieldBalance),
 	schema(TypeOverdraftStarted, fieldAgentID, fieldOverdraft, fieldBalance),
+	schema(TypePricesSet, fieldPriceList, fieldVersion, fieldDigest, fieldModels, fieldBody),
 }
 
 func schema(t Type, fields ...dataField) fastSchema {

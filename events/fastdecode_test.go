@@ -352,7 +352,8 @@ func (g *eventGen) data(t Type) Data {
 	case TypeBudgetSet:
 		return &BudgetSet{Limit: g.request(), Period: g.str(), Thresholds: g.thresholds(), UpgradeURL: g.opt(g.str()),
 			AgentLimits: g.agentLimits(), Source: g.str(), Rollover: g.optExt(), Overdraft: g.overdraft(),
-			ScopeLimits: g.scopeLimits(), MaxRuns: g.optInt(), MaxRunsPerAgent: g.optInt(), Request: g.req(), Balance: g.balance()}
+			ScopeLimits: g.scopeLimits(), MaxRuns: g.optInt(), MaxRunsPerAgent: g.optInt(), PriceList: g.optExt(),
+			Request: g.req(), Balance: g.balance()}
 	case TypeToppedUp:
 		return &ToppedUp{Units: g.request(), Note: g.opt(g.str()), Request: g.req(), Balance: g.balance()}
 	case TypeReserved:
@@ -366,7 +367,8 @@ func (g *eventGen) data(t Type) Data {
 	case TypeRecorded:
 		return &Recorded{AgentID: g.str(), ReservationID: g.opt(g.str()), HeldUnits: g.request(), Units: g.request(),
 			Released: g.request(), Overage: g.request(), TaskRef: g.opt(g.str()), Metadata: g.metadata(),
-			Scope: g.scope(), CountedScopes: g.scopeRefs(), FundedBy: g.fundedBy(), Request: g.req(), Balance: g.balance()}
+			Scope: g.scope(), CountedScopes: g.scopeRefs(), FundedBy: g.fundedBy(), Usage: g.usage(), Pricing: g.pricing(),
+			Unpriced: g.optExt(), Request: g.req(), Balance: g.balance()}
 	case TypeReleased:
 		return &Released{ReservationID: g.str(), AgentID: g.str(), Units: g.request(), Cause: g.str(),
 			Request: g.req(), Balance: g.balance()}
@@ -387,8 +389,48 @@ func (g *eventGen) data(t Type) Data {
 		return &GrantExpired{GrantID: g.str(), Units: g.request(), Remaining: g.request(), ExpiresAt: g.time(), Balance: g.balance()}
 	case TypeOverdraftStarted:
 		return &OverdraftStarted{AgentID: g.opt(g.str()), Overdraft: g.request(), Balance: g.balance()}
+	case TypePricesSet:
+		body := g.metadata()
+		if body == nil {
+			body = json.RawMessage(`{"list":"default"}`)
+		}
+		return &PricesSet{PriceList: g.str(), Version: g.str(), Digest: g.str(), Models: g.integer(), Body: body}
 	}
 	panic("unknown type " + t)
+}
+
+// count is a token count, or nil (not reported).
+func (g *eventGen) count() *int64 {
+	if g.r.Intn(3) == 0 {
+		return nil
+	}
+	n := g.r.Int63n(TokensMax)
+	return &n
+}
+
+func (g *eventGen) usage() *Usage {
+	if !g.ext() {
+		return nil
+	}
+	return &Usage{Model: g.str(), Provider: g.opt(g.str()), InputTokens: g.count(), OutputTokens: g.count(),
+		CacheReadTokens: g.count(), CacheWriteTokens: g.count(), CacheWrite1hTokens: g.count(),
+		ReasoningTokens: g.count(), ServiceTier: g.opt(g.str())}
+}
+
+func (g *eventGen) pricing() *Pricing {
+	if !g.ext() {
+		return nil
+	}
+	p := &Pricing{List: g.str(), Version: g.str(), Model: g.str(), Provider: g.opt(g.str()),
+		ServiceTier: g.opt(g.str()), AboveInputTokens: int64(g.optInt()), Total: g.request()}
+	for range g.r.Intn(4) {
+		p.Lines = append(p.Lines, PriceLine{Kind: TokenKind(g.str()), Tokens: g.r.Int63n(TokensMax), Rate: g.request()})
+	}
+	if g.ext() {
+		fee := g.request()
+		p.RequestFee = &fee
+	}
+	return p
 }
 
 // optExt is a string in ext mode, else "" (omitted).
