@@ -21,6 +21,10 @@ func (s *State) Apply(e *events.Envelope) {
 // event's balance between the two.
 func (s *State) applyState(e *events.Envelope) {
 	s.events++
+	if d, ok := e.Data.(*events.PricesSet); ok {
+		s.applyPrices(d, e.At) // concerns no customer
+		return
+	}
 	c := s.customers[e.CustomerID]
 	if c == nil {
 		bs, ok := e.Data.(*events.BudgetSet)
@@ -57,6 +61,9 @@ func (s *State) applyState(e *events.Envelope) {
 	case *events.Denied:
 	case *events.Recorded:
 		s.applyRecorded(c, d, e)
+		if d.Unpriced != "" {
+			c.Unpriced++
+		}
 	case *events.Released:
 		s.close(c, d.ReservationID, StatusReleased, e)
 	case *events.Expired:
@@ -121,10 +128,11 @@ func (s *State) applyBudgetSet(c *Customer, d *events.BudgetSet, at time.Time) {
 
 // policyOf returns a budget's less common settings, nil if it has none.
 func policyOf(d *events.BudgetSet, overdraft events.Units) *Policy {
-	if overdraft.IsZero() && d.Rollover == "" && d.MaxRuns == 0 && d.MaxRunsPerAgent == 0 {
+	if overdraft.IsZero() && d.Rollover == "" && d.MaxRuns == 0 && d.MaxRunsPerAgent == 0 && d.PriceList == "" {
 		return nil
 	}
-	p := &Policy{Overdraft: overdraft, Rollover: d.Rollover, MaxRuns: d.MaxRuns, MaxRunsPerAgent: d.MaxRunsPerAgent}
+	p := &Policy{Overdraft: overdraft, Rollover: d.Rollover, MaxRuns: d.MaxRuns, MaxRunsPerAgent: d.MaxRunsPerAgent,
+		PriceList: d.PriceList}
 	if d.Rollover != "" && d.Rollover != RolloverAll {
 		// Decide wrote a canonical decimal; a log that says otherwise
 		// rolls nothing over rather than guess.

@@ -34,7 +34,7 @@ func MarshalRequest(c Command) ([]byte, error) {
 func appendCanonical(b []byte, c Command) ([]byte, bool) {
 	switch r := c.(type) {
 	case *PreflightRequest:
-		if len(r.Metadata) != 0 || len(r.Scope) > ScopeDimensionsMax {
+		if len(r.Metadata) != 0 || len(r.Scope) > ScopeDimensionsMax || r.UsageEstimate != nil {
 			return b, false
 		}
 		o := object{b: append(b, '{')}
@@ -50,7 +50,7 @@ func appendCanonical(b []byte, c Command) ([]byte, bool) {
 		o.units("min_units", r.MinUnits, true)
 		return append(o.b, '}'), true
 	case *RecordRequest:
-		if len(r.Metadata) != 0 || len(r.Scope) > ScopeDimensionsMax {
+		if len(r.Metadata) != 0 || len(r.Scope) > ScopeDimensionsMax || r.Usage != nil {
 			return b, false
 		}
 		o := object{b: append(b, '{')}

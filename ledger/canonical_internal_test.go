@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/prices"
 )
 
 // canonicalStrings are the pieces random strings are made of: what IDs
@@ -58,6 +59,18 @@ func fillRandom(t *testing.T, rng *rand.Rand, v any) {
 			f.Set(reflect.ValueOf(m))
 		case json.RawMessage:
 			f.Set(reflect.ValueOf(json.RawMessage(`{"k": "<v>" , "n": [1, 2]}`)))
+		case *prices.Estimate, *events.Usage:
+			// Priced requests go to json.Marshal (appendCanonical hands
+			// them over); fill them rarely, so most requests still
+			// exercise appendCanonical.
+			if rng.IntN(8) == 0 {
+				in, out := int64(rng.IntN(1000)), int64(rng.IntN(1000))
+				if _, ok := f.Interface().(*events.Usage); ok {
+					f.Set(reflect.ValueOf(&events.Usage{Model: randomString(rng), InputTokens: &in, OutputTokens: &out}))
+				} else {
+					f.Set(reflect.ValueOf(&prices.Estimate{Model: randomString(rng), InputTokens: &in, MaxOutputTokens: &out}))
+				}
+			}
 		default:
 			t.Fatalf("%s.%s: a field of type %s this test cannot fill; teach it (and appendCanonical) the type",
 				rv.Type().Name(), sf.Name, f.Type())

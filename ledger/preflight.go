@@ -12,8 +12,17 @@ func (d *decision) preflight(r *PreflightRequest) (Reply, error) {
 			return nil, err
 		}
 	}
+	est, pricing, err := d.priceEstimate(r, d.s.customers[d.cid])
+	if err != nil {
+		return nil, err
+	}
+	if r.MinUnits != nil && r.MinUnits.Cmp(est) > 0 {
+		return nil, invalid("min_units %s is more than the estimate %s", *r.MinUnits, est)
+	}
+	if pricing != nil {
+		r.EstimatedUnits = &est // the rooms below read the priced estimate
+	}
 	c := d.customer() // may create it from the default budget: no errors after this
-	est := *r.EstimatedUnits
 	if c == nil {
 		msg := fmt.Sprintf("customer %s has no budget and there is no default budget; %s requested", d.cid, est)
 		e := d.emit("", &events.Denied{AgentID: r.AgentID, Requested: est, Reason: ReasonNoBudget,
@@ -41,6 +50,9 @@ func (d *decision) preflight(r *PreflightRequest) (Reply, error) {
 	}
 	if units.Cmp(est) < 0 {
 		res.Requested = est
+	}
+	if pricing != nil {
+		res.Pricing, res.MaxOutputTokens = pricing, d.outputFitting(r, c, units)
 	}
 	e := d.emit(id, res)
 	d.alerts(c, r.AgentID)

@@ -54,6 +54,11 @@ type PreflightReply struct {
 	// fail policy sets it (with Approved and no ReservationID) when the
 	// service was unavailable and the budget check was skipped.
 	Unchecked bool `json:"unchecked,omitempty"`
+	// MaxOutputTokens: with a priced usage_estimate, the output tokens
+	// the hold covers (less than max_output_tokens if partial).
+	MaxOutputTokens int64 `json:"max_output_tokens,omitempty"`
+	// EstimatePricing is how the usage_estimate was priced.
+	EstimatePricing *events.Pricing `json:"estimate_pricing,omitempty"`
 }
 
 // RecordReply answers a record.
@@ -68,6 +73,10 @@ type RecordReply struct {
 	Exhausted      bool          `json:"exhausted"`
 	// FundedBy is what credit grants paid of the charge.
 	FundedBy []events.GrantDraw `json:"funded_by,omitempty"`
+	// Pricing is how reported usage was priced; Unpriced why it could
+	// not be (the charge is then the units given, or the hold).
+	Pricing  *events.Pricing `json:"pricing,omitempty"`
+	Unpriced string          `json:"unpriced,omitempty"`
 }
 
 // ReleaseReply answers a release.
@@ -153,6 +162,11 @@ type StatusReply struct {
 	Rollover        string        `json:"rollover,omitempty"`
 	MaxRuns         int           `json:"max_concurrent_runs,omitempty"`
 	MaxRunsPerAgent int           `json:"max_concurrent_runs_per_agent,omitempty"`
+	// PriceList is the list the customer's usage is priced with, when the
+	// budget names one; UnpricedRecords counts its records whose usage
+	// could not be priced (charged their hold or units instead).
+	PriceList       string `json:"price_list,omitempty"`
+	UnpricedRecords uint64 `json:"unpriced_records,omitempty"`
 	// AsOfSeq is the log sequence this status reflects: every event up to
 	// it, and none after. The writer fills it in.
 	AsOfSeq uint64 `json:"as_of_seq,omitempty"`
@@ -176,6 +190,7 @@ func replyFor(eventID string, data events.Data, period Period) Reply {
 			Approved: true, ReservationID: d.ReservationID, ReservedUnits: d.Units,
 			RemainingUnits: remainingOf(d.Balance), ExpiresAt: &exp,
 			Message: approvalMessage(period, d), Partial: !d.Requested.IsZero(), Overdraft: d.InOverdraft,
+			MaxOutputTokens: d.MaxOutputTokens, EstimatePricing: d.Pricing,
 		}
 	case *events.Denied:
 		return &PreflightReply{
@@ -186,7 +201,7 @@ func replyFor(eventID string, data events.Data, period Period) Reply {
 		return &RecordReply{
 			Status: StatusRecorded, EventID: eventID, ReservationID: d.ReservationID, ChargedUnits: d.Units,
 			ReleasedUnits: d.Released, OverageUnits: d.Overage, RemainingUnits: remainingOf(d.Balance),
-			Exhausted: exhaustedOf(d.Balance), FundedBy: d.FundedBy,
+			Exhausted: exhaustedOf(d.Balance), FundedBy: d.FundedBy, Pricing: d.Pricing, Unpriced: d.Unpriced,
 		}
 	case *events.Released:
 		if d.Cause == events.CauseRunFailed {

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/prices"
 )
 
 // Command is one request addressed to the ledger: one of the *Request types
@@ -52,6 +54,11 @@ type PreflightRequest struct {
 	// MinUnits asks for a partial approval: if EstimatedUnits does not fit
 	// but at least MinUnits does, hold what fits.
 	MinUnits *events.Units `json:"min_units,omitempty"`
+	// UsageEstimate asks the ledger to price the estimate from the
+	// customer's price list: the model, its prompt and its output cap.
+	// EstimatedUnits beside it is the fallback for a model the list does
+	// not price.
+	UsageEstimate *prices.Estimate `json:"usage_estimate,omitempty"`
 }
 
 // RecordRequest reports actual usage, settling a reservation. A failed run
@@ -69,6 +76,9 @@ type RecordRequest struct {
 	// Scope is the run's scope when the record settles no open hold (a
 	// hold's scope is its preflight's).
 	Scope map[string]string `json:"scope,omitempty"`
+	// Usage is the model usage to charge, priced from the customer's
+	// price list. Units beside it are charged only if it cannot be priced.
+	Usage *events.Usage `json:"usage,omitempty"`
 }
 
 // ReleaseRequest gives a reservation's hold back without charge.
@@ -112,6 +122,9 @@ type BudgetRequest struct {
 	// each agent's (0 or absent: no cap).
 	MaxRuns         int `json:"max_concurrent_runs,omitempty"`
 	MaxRunsPerAgent int `json:"max_concurrent_runs_per_agent,omitempty"`
+	// PriceList names the price list the customer's usage is priced
+	// with ("" or absent: the list named default). It must be set.
+	PriceList string `json:"price_list,omitempty"`
 }
 
 // ScopeLimitRequest is one scope limit as a budget request states it:
@@ -301,7 +314,7 @@ func checkMetadata(m json.RawMessage) error {
 
 // normalize fills in the estimate a preflight leaves out.
 func (r *PreflightRequest) normalize() {
-	if r.EstimatedUnits == nil {
+	if r.EstimatedUnits == nil && r.UsageEstimate == nil {
 		est := EstimatedUnitsDefault
 		r.EstimatedUnits = &est
 	}
@@ -320,7 +333,7 @@ func (r *PreflightRequest) Validate() error {
 	r.normalize()
 	return firstErr(
 		checkID("agent_id", r.AgentID, AgentIDBytesMax, true),
-		checkAmount("estimated_units", r.EstimatedUnits, true, true),
+		checkAmount("estimated_units", r.EstimatedUnits, r.UsageEstimate == nil, true),
 		checkID("task_ref", r.TaskRef, TaskRefBytesMax, false),
 		checkAmount("task_ceiling", r.TaskCeiling, false, false),
 		checkAmount("ceiling", r.Ceiling, false, false),
@@ -335,8 +348,9 @@ func (r *PreflightRequest) Validate() error {
 		}(),
 		validateScope(r.Scope),
 		checkAmount("min_units", r.MinUnits, false, true),
+		checkEstimate(r.UsageEstimate),
 		func() error {
-			if r.MinUnits != nil && r.MinUnits.Cmp(*r.EstimatedUnits) > 0 {
+			if r.MinUnits != nil && r.EstimatedUnits != nil && r.MinUnits.Cmp(*r.EstimatedUnits) > 0 {
 				return invalid("min_units %s is more than estimated_units %s", *r.MinUnits, *r.EstimatedUnits)
 			}
 			return nil
@@ -348,7 +362,8 @@ func (r *RecordRequest) Validate() error {
 	r.normalize()
 	return firstErr(
 		checkID("agent_id", r.AgentID, AgentIDBytesMax, true),
-		checkAmount("units", r.Units, true, false),
+		checkAmount("units", r.Units, r.Usage == nil, false),
+		checkUsage(r.Usage),
 		checkID("reservation_id", r.ReservationID, ReservationIDBytesMax, false),
 		checkID("task_ref", r.TaskRef, TaskRefBytesMax, false),
 		checkID("idempotency_key", r.IdempotencyKey, IdempotencyKeyBytesMax, false),
@@ -386,6 +401,7 @@ func (r *BudgetRequest) Validate() error {
 		func() error { _, err := ParsePeriod(r.Period); return err }(),
 		checkID("idempotency_key", r.IdempotencyKey, IdempotencyKeyBytesMax, false),
 		checkUpgradeURL(r.UpgradeURL),
+		checkPriceListName(r.PriceList),
 	}
 	if len(r.Thresholds) > ThresholdsMax {
 		errs = append(errs, invalid("%d thresholds, more than %d", len(r.Thresholds), ThresholdsMax))
@@ -561,4 +577,39 @@ func BindCustomer(c Command, subjectID string) error {
 		return normalizeCustomer(&r.CustomerID, subjectID)
 	}
 	return invalid("unknown command %T", c)
+}
+
+// checkEstimate validates a usage_estimate, if any.
+func checkEstimate(e *prices.Estimate) error {
+	if e == nil {
+		return nil
+	}
+	if err := e.Validate(); err != nil {
+		return invalid("usage_estimate: %v", err)
+	}
+	return nil
+}
+
+// checkUsage validates a record's usage, if any.
+func checkUsage(u *events.Usage) error {
+	if u == nil {
+		return nil
+	}
+	if err := u.Validate(); err != nil {
+		return invalid("usage: %v", err)
+	}
+	return nil
+}
+
+// checkPriceListName validates a budget's price_list: "" or a list name
+// within the bounds a list's own name has.
+func checkPriceListName(name string) error {
+	if name == "" {
+		return nil
+	}
+	if len(name) > prices.NameLenMax || strings.TrimSpace(name) == "" ||
+		strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return invalid("price_list %q is not a list name (1 to %d bytes, no control characters)", truncate(name, 64), prices.NameLenMax)
+	}
+	return nil
 }

@@ -34,6 +34,16 @@ func (d *decision) record(r *RecordRequest) (Reply, error) {
 	if err != nil {
 		return nil, err
 	}
+	charge := recordCharge{units: events.Zero}
+	if r.Success == nil || *r.Success {
+		hold := res
+		if existing := d.s.customers[d.cid]; r.ReservationID == "" && existing != nil {
+			hold = oldestOpen(existing, r.AgentID)
+		}
+		if charge, err = d.priceRecord(r, d.s.customers[d.cid], hold); err != nil {
+			return nil, err
+		}
+	}
 	c := d.customer() // may create it from the default budget: no errors after this
 	if c == nil {
 		return nil, Errorf(CodeNotFound, "customer %s has no budget and there is no default budget", d.cid)
@@ -52,14 +62,14 @@ func (d *decision) record(r *RecordRequest) (Reply, error) {
 			Cause: events.CauseRunFailed, Request: d.req})
 		return replyOf(d.s, e), nil
 	}
-	units := *r.Units
+	units := charge.units
 	sc := scopeOf(r.Scope)
 	if res != nil {
 		sc = res.Scope
 	}
 	rec := &events.Recorded{AgentID: r.AgentID, Units: units, TaskRef: r.TaskRef, Metadata: r.Metadata,
 		Scope: sc.asMap(), CountedScopes: c.counted(sc), FundedBy: c.draw(units, d.view(c).allowanceLeft(), d.now),
-		Request: d.req}
+		Usage: r.Usage, Pricing: charge.pricing, Unpriced: charge.unpriced, Request: d.req}
 	if res != nil {
 		rec.ReservationID, rec.HeldUnits = res.ID, res.Units
 		rec.Released = res.Units.Sub(units).NonNegative()
@@ -159,6 +169,9 @@ func (d *decision) extend(r *ExtendRequest) (Reply, error) {
 }
 
 func (d *decision) budget(r *BudgetRequest) (Reply, error) {
+	if r.PriceList != "" && d.s.prices[r.PriceList] == nil {
+		return nil, invalid("no price list %q is set; set it (agentbill prices set) before a budget names it", r.PriceList)
+	}
 	period, _ := ParsePeriod(r.Period)
 	since := d.now
 	if c := d.s.customers[d.cid]; c != nil && c.Period == PeriodNone && period == PeriodNone {
@@ -168,7 +181,7 @@ func (d *decision) budget(r *BudgetRequest) (Reply, error) {
 		Limit: *r.Limit, Period: string(period), Thresholds: r.Thresholds, UpgradeURL: r.UpgradeURL,
 		AgentLimits: r.AgentLimits, Source: "admin", Rollover: string(r.Rollover), Overdraft: r.Overdraft,
 		ScopeLimits: sortedScopeLimits(r.ScopeLimits, period), MaxRuns: r.MaxRuns, MaxRunsPerAgent: r.MaxRunsPerAgent,
-		Request: d.req, Balance: events.Balance{PeriodStart: period.Start(d.now, since)},
+		PriceList: r.PriceList, Request: d.req, Balance: events.Balance{PeriodStart: period.Start(d.now, since)},
 	})
 	c := d.s.customers[d.cid]
 	d.alerts(c, "")
@@ -223,7 +236,9 @@ func (s *State) Status(cid string, now time.Time) (*StatusReply, error) {
 			st.Overdraft = &od
 		}
 		st.Rollover, st.MaxRuns, st.MaxRunsPerAgent = p.Rollover, p.MaxRuns, p.MaxRunsPerAgent
+		st.PriceList = p.PriceList
 	}
+	st.UnpricedRecords = c.Unpriced
 	st.Grants = c.grantStatus(now)
 	st.Scopes = c.scopeStatus(now)
 	if end := c.Period.End(start); !end.IsZero() {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/prices"
 )
 
 // ReadSnapshot restores a state written by WriteSnapshot, and its meta.
@@ -60,6 +61,8 @@ func (d *snapReader) state() (*State, SnapshotMeta, error) {
 			err = fmt.Errorf("idempotency keys: %w", err)
 		} else if s.closed, err = readWindow(d, ClosedReservationsMax, readClosedEntry); err != nil {
 			err = fmt.Errorf("closed reservations: %w", err)
+		} else if err = d.priceLists(s); err != nil {
+			err = fmt.Errorf("price lists: %w", err)
 		}
 	}
 	if err = errors.Join(indexed(), err); err != nil {
@@ -163,6 +166,7 @@ func (d *snapReader) customer(c *Customer) error {
 	c.Exhausted, c.Overdrafted = flags&custExhausted != 0, flags&custOverdrafted != 0
 	d.holds(c, flags&custScopedHolds != 0)
 	c.Fired = uint32(d.uvarint())
+	c.Unpriced = d.uvarint()
 	if flags&custPolicy != 0 {
 		c.Policy = d.policy()
 	}
@@ -218,7 +222,7 @@ func (d *snapReader) holds(c *Customer, scoped bool) {
 func (d *snapReader) policy() *Policy {
 	return &Policy{Overdraft: d.units(), Rollover: d.str(), RolloverCap: d.units(),
 		MaxRuns:         d.intUpTo("max_concurrent_runs", ConcurrentRunsMax),
-		MaxRunsPerAgent: d.intUpTo("max_concurrent_runs_per_agent", ConcurrentRunsMax)}
+		MaxRunsPerAgent: d.intUpTo("max_concurrent_runs_per_agent", ConcurrentRunsMax), PriceList: d.str()}
 }
 
 // credits reads what snapWriter.credits wrote; checkRestored checks the
@@ -671,4 +675,25 @@ func (t *trailerReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// priceLists reads what writePriceLists wrote, parsing each list again
+// (a snapshot is checked as strictly as the log).
+func (d *snapReader) priceLists(s *State) error {
+	n := d.count(prices.ListsMax)
+	for range n {
+		name, digest, at, body := d.str(), d.str(), d.time(), d.raw()
+		if d.err != nil {
+			return d.err
+		}
+		l, err := prices.Parse(body)
+		if err != nil || l.Name != name {
+			return fmt.Errorf("price list %q does not parse: %v", name, err)
+		}
+		if s.prices == nil {
+			s.prices = make(map[string]*priceList)
+		}
+		s.prices[name] = &priceList{list: l, digest: digest, setAt: at, body: body}
+	}
+	return d.err
 }

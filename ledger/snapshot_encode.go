@@ -42,6 +42,7 @@ func (s *State) WriteSnapshot(w io.Writer, meta SnapshotMeta) error {
 	if err := writeWindow(e, &s.closed, writeClosedEntry); err != nil {
 		return err
 	}
+	s.writePriceLists(e)
 	e.flush()
 	if e.err == nil {
 		e.err = e.w.Flush()
@@ -281,6 +282,7 @@ func (e *snapWriter) customer(c *Customer) error {
 		return err
 	}
 	e.uvarint(uint64(c.Fired))
+	e.uvarint(c.Unpriced)
 	if c.Policy != nil {
 		e.policy(c.Policy)
 	}
@@ -377,6 +379,7 @@ func (e *snapWriter) policy(p *Policy) {
 	e.units(p.RolloverCap)
 	e.uvarint(uint64(p.MaxRuns))
 	e.uvarint(uint64(p.MaxRunsPerAgent))
+	e.str(p.PriceList)
 }
 
 // credits writes the grant counter, this period's usage grants funded,
@@ -491,4 +494,22 @@ func writeClosedEntry(e *snapWriter, _ string, v closedEntry) error {
 	e.str(v.customerID)
 	e.str(v.status)
 	return nil
+}
+
+// writePriceLists writes the price lists by name, each as its prices_set
+// event held it.
+func (s *State) writePriceLists(e *snapWriter) {
+	names := make([]string, 0, len(s.prices))
+	for n := range s.prices {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	e.uvarint(uint64(len(names)))
+	for _, n := range names {
+		pl := s.prices[n]
+		e.str(n)
+		e.str(pl.digest)
+		e.time(pl.setAt)
+		e.raw(pl.body)
+	}
 }

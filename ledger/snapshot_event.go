@@ -39,7 +39,8 @@ const (
 	idemIDIsEvent                   // a reserved event's ReservationID, a granted event's GrantID, == its event ID
 	idemDataExt                     // the event's fields of scopes, grants and overdraft follow (dataExt)
 	idemBalanceExt                  // the balance's grants, grants_used, overdraft and overdrawn follow
-	idemFlagsAll   = idemBalanceExt<<1 - 1
+	idemPriced                      // the event's fields of priced usage follow, as JSON (pricedExt)
+	idemFlagsAll   = idemPriced<<1 - 1
 )
 
 // writeIdemEntry writes a remembered request: its event ID, the period
@@ -81,6 +82,9 @@ func idemFlags(d events.Data, key, eventID string) byte {
 	}
 	if b := events.BalanceOf(d); !b.Grants.IsZero() || !b.GrantsUsed.IsZero() || !b.Overdraft.IsZero() || !b.Overdrawn.IsZero() {
 		flags |= idemBalanceExt
+	}
+	if pricedOf(d) != (pricedExt{}) {
+		flags |= idemPriced
 	}
 	return flags
 }
@@ -145,6 +149,13 @@ func (e *snapWriter) eventData(d events.Data, flags byte) error {
 		e.granted(v, flags)
 	default:
 		return fmt.Errorf("a %T event answers no request", d)
+	}
+	if flags&idemPriced != 0 {
+		b, err := json.Marshal(pricedOf(d))
+		if err != nil {
+			return err
+		}
+		e.raw(b)
 	}
 	req, _ := requestOf(d)
 	e.request(req, flags)
@@ -271,6 +282,14 @@ func (d *snapReader) eventData(flags byte, key, eventID string) events.Data {
 	default:
 		d.fail(fmt.Errorf("unknown event kind %d", kind))
 		return nil
+	}
+	if flags&idemPriced != 0 {
+		var p pricedExt
+		if err := json.Unmarshal(d.raw(), &p); err != nil {
+			d.fail(fmt.Errorf("priced fields: %w", err))
+			return nil
+		}
+		setPriced(v, p)
 	}
 	req, bal := d.request(flags, key), d.balance(flags)
 	setRequest(v, req)
@@ -565,3 +584,37 @@ func (d *snapReader) grantDraws() []events.GrantDraw {
 
 // knownPeriods are read without allocating.
 var knownPeriods = []string{string(PeriodDay), string(PeriodWeek), string(PeriodMonth), string(PeriodNone)}
+
+// pricedExt is the fields of priced usage an event that answers requests
+// may have: rare, so a remembered event writes them as JSON, only when
+// set (idemPriced).
+type pricedExt struct {
+	PriceList       string          `json:"price_list,omitempty"`
+	Usage           *events.Usage   `json:"usage,omitempty"`
+	Pricing         *events.Pricing `json:"pricing,omitempty"`
+	Unpriced        string          `json:"unpriced,omitempty"`
+	MaxOutputTokens int64           `json:"max_output_tokens,omitempty"`
+}
+
+func pricedOf(d events.Data) pricedExt {
+	switch v := d.(type) {
+	case *events.BudgetSet:
+		return pricedExt{PriceList: v.PriceList}
+	case *events.Reserved:
+		return pricedExt{Pricing: v.Pricing, MaxOutputTokens: v.MaxOutputTokens}
+	case *events.Recorded:
+		return pricedExt{Usage: v.Usage, Pricing: v.Pricing, Unpriced: v.Unpriced}
+	}
+	return pricedExt{}
+}
+
+func setPriced(d events.Data, p pricedExt) {
+	switch v := d.(type) {
+	case *events.BudgetSet:
+		v.PriceList = p.PriceList
+	case *events.Reserved:
+		v.Pricing, v.MaxOutputTokens = p.Pricing, p.MaxOutputTokens
+	case *events.Recorded:
+		v.Usage, v.Pricing, v.Unpriced = p.Usage, p.Pricing, p.Unpriced
+	}
+}

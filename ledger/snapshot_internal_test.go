@@ -67,7 +67,7 @@ func TestSnapshotEventCodecCoversEveryField(t *testing.T) {
 				if flags&idemIDIsEvent != 0 && eventID == "event-1" {
 					continue // the type has no ID of its own
 				}
-				flags |= idemFlags(d, "", "") & (idemDataExt | idemBalanceExt)
+				flags |= idemFlags(d, "", "") & (idemDataExt | idemBalanceExt | idemPriced)
 				if flags&idemDataExt == 0 && dataExt(d) {
 					t.Fatalf("dataExt(%T) is false with every field set", d)
 				}
@@ -170,6 +170,16 @@ func fillEveryField(t *testing.T, v reflect.Value, seed int) int {
 				{Dimension: "user", Value: fmt.Sprintf("u%d", seed), Limit: parsed(seed*3, 0), Period: "month"}}))
 		case ft.Type == reflect.TypeFor[[]events.GrantDraw]():
 			f.Set(reflect.ValueOf([]events.GrantDraw{{GrantID: "g2", Units: parsed(seed, 3)}, {GrantID: "g1", Units: parsed(5, 0)}}))
+		case ft.Type == reflect.TypeFor[*events.Usage]():
+			in, out := int64(seed*100), int64(seed)
+			f.Set(reflect.ValueOf(&events.Usage{Model: "m", Provider: "p", InputTokens: &in, OutputTokens: &out, ServiceTier: "flex"}))
+		case ft.Type == reflect.TypeFor[*events.Pricing]():
+			fee := parsed(seed, 3)
+			f.Set(reflect.ValueOf(&events.Pricing{List: "default", Version: "v1", Model: "m", AboveInputTokens: int64(seed),
+				Lines: []events.PriceLine{{Kind: events.KindInput, Tokens: int64(seed), Rate: parsed(3, 0)}}, RequestFee: &fee,
+				Total: parsed(seed, 6)}))
+		case ft.Type.Kind() == reflect.Int64:
+			f.SetInt(int64(seed * 1003))
 		case ft.Type.Kind() == reflect.Bool:
 			f.SetBool(true)
 		case ft.Type.Kind() == reflect.Int:

@@ -32,7 +32,8 @@ type State struct {
 	NewID func() string
 
 	events  uint64 // events applied, for assertions and progress
-	rooms   []room // scratch of Decide's preflight; not state
+	prices  map[string]*priceList // by name; nil until the first prices_set
+	rooms   []room                // scratch of Decide's preflight; not state
 	hashBuf []byte // scratch of requestHash; not state
 }
 
@@ -71,6 +72,8 @@ type Customer struct {
 	Policy  *Policy                         // nil: no overdraft, rollover or run caps
 	Credits *Credits                        // nil: no grants
 	Scopes  map[events.ScopeRef]*ScopeUsage // limited scope values only
+
+	Unpriced uint64 // records whose usage could not be priced, ever
 }
 
 // Policy is a budget's less common settings, kept apart so a customer
@@ -81,6 +84,7 @@ type Policy struct {
 	RolloverCap     events.Units // Rollover parsed, when it is a cap
 	MaxRuns         int          // open holds of the customer; 0: no cap
 	MaxRunsPerAgent int          // open holds of one agent; 0: no cap
+	PriceList       string       // the price list of its usage; "": default
 }
 
 func (c *Customer) overdraft() events.Units {
