@@ -77,6 +77,8 @@ type wireData struct {
 	Digest    string          `json:"digest"`
 	Models    int             `json:"models"`
 	Body      json.RawMessage `json:"body"`
+	// MaxOutputTokens: a priced estimate's output allowance.
+	MaxOutputTokens int64 `json:"max_output_tokens"`
 	Request
 	Balance Balance `json:"balance"`
 }
@@ -156,7 +158,7 @@ func (w *wireData) typed(t Type) Data {
 		return &Reserved{ReservationID: w.ReservationID, AgentID: w.AgentID, Units: w.Units, TaskRef: w.TaskRef,
 			TaskCeiling: w.TaskCeiling, ExpiresAt: w.ExpiresAt, Metadata: w.Metadata, Scope: w.Scope,
 			CountedScopes: w.CountedScopes, Requested: w.Requested, InOverdraft: w.InOverdraft,
-			Request: w.Request, Balance: w.Balance}
+			Pricing: w.Pricing, MaxOutputTokens: w.MaxOutputTokens, Request: w.Request, Balance: w.Balance}
 	case TypeDenied:
 		return &Denied{AgentID: w.AgentID, Requested: w.Requested, Reason: w.Reason, Message: w.Message,
 			TaskRef: w.TaskRef, UpgradeURL: w.UpgradeURL, Scope: w.Scope, RefusedScope: w.RefusedScope,

@@ -181,6 +181,11 @@ type Reserved struct {
 	CountedScopes []ScopeRef `json:"counted_scopes,omitempty"`
 	Requested     Units      `json:"requested,omitzero"`
 	InOverdraft   bool       `json:"in_overdraft,omitempty"`
+	// Pricing is how a usage estimate was priced (its worst case), when
+	// the preflight gave one; MaxOutputTokens the output tokens the hold
+	// covers at that price (all of max_output_tokens unless partial).
+	Pricing         *Pricing `json:"pricing,omitempty"`
+	MaxOutputTokens int64    `json:"max_output_tokens,omitempty"`
 	Request
 	Balance Balance `json:"balance"`
 }

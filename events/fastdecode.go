@@ -295,6 +295,10 @@ func (d *fastDecoder) extField(f dataField, w *wireData) bool {
 		}
 	case fieldModels:
 		w.Models, ok = d.int()
+	case fieldMaxOutputTokens:
+		var n int
+		n, ok = d.int()
+		w.MaxOutputTokens = int64(n)
 	case fieldBody:
 		w.Body, ok = d.rawObject()
 	case fieldUsage:
@@ -1025,6 +1029,7 @@ const (
 	fieldDigest
 	fieldModels
 	fieldBody
+	fieldMaxOutputTokens
 	fieldIdempotencyKey
 	fieldRequestHash
 	fieldBalance
@@ -1044,7 +1049,7 @@ var dataFieldNames = [...]string{
 	fieldFundedBy: "funded_by", fieldGrantID: "grant_id", fieldPriority: "priority", fieldEffectiveAt: "effective_at",
 	fieldRemaining: "remaining", fieldPriceList: "price_list", fieldUsage: "usage", fieldPricing: "pricing",
 	fieldUnpriced: "unpriced", fieldVersion: "version", fieldDigest: "digest", fieldModels: "models",
-	fieldBody: "body", fieldIdempotencyKey: "idempotency_key", fieldRequestHash: "request_hash",
+	fieldBody: "body", fieldMaxOutputTokens: "max_output_tokens", fieldIdempotencyKey: "idempotency_key", fieldRequestHash: "request_hash",
 	fieldBalance: "balance",
 }
 
@@ -1064,7 +1069,7 @@ var fastSchemas = [...]fastSchema{
 	schema(TypeToppedUp, fieldUnits, fieldNote, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeReserved, fieldReservationID, fieldAgentID, fieldUnits, fieldTaskRef, fieldTaskCeiling,
 		fieldExpiresAt, fieldMetadata, fieldScope, fieldCountedScopes, fieldRequested, fieldInOverdraft,
-		fieldIdempotencyKey, fieldRequestHash, fieldBalance),
+		fieldPricing, fieldMaxOutputTokens, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeDenied, fieldAgentID, fieldRequested, fieldReason, fieldMessage, fieldTaskRef,
 		fieldUpgradeURL, fieldScope, fieldRefusedScope, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeRecorded, fieldAgentID, fieldReservationID, fieldHeldUnits, fieldUnits, fieldReleased,

@@ -359,7 +359,8 @@ func (g *eventGen) data(t Type) Data {
 	case TypeReserved:
 		return &Reserved{ReservationID: g.str(), AgentID: g.str(), Units: g.request(), TaskRef: g.opt(g.str()),
 			TaskCeiling: g.ceiling(), ExpiresAt: g.time(), Metadata: g.metadata(), Scope: g.scope(),
-			CountedScopes: g.scopeRefs(), Requested: g.optUnits(), InOverdraft: g.ext(), Request: g.req(), Balance: g.balance()}
+			CountedScopes: g.scopeRefs(), Requested: g.optUnits(), InOverdraft: g.ext(), Pricing: g.pricing(),
+			MaxOutputTokens: int64(g.optInt()), Request: g.req(), Balance: g.balance()}
 	case TypeDenied:
 		return &Denied{AgentID: g.str(), Requested: g.request(), Reason: g.str(), Message: g.str(),
 			TaskRef: g.opt(g.str()), UpgradeURL: g.opt(g.str()), Scope: g.scope(), RefusedScope: g.refusedScope(),

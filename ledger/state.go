@@ -31,10 +31,10 @@ type State struct {
 	// of their reserved events.
 	NewID func() string
 
-	events  uint64 // events applied, for assertions and progress
+	events  uint64                // events applied, for assertions and progress
 	prices  map[string]*priceList // by name; nil until the first prices_set
 	rooms   []room                // scratch of Decide's preflight; not state
-	hashBuf []byte // scratch of requestHash; not state
+	hashBuf []byte                // scratch of requestHash; not state
 }
 
 // NewState returns an empty ledger.
