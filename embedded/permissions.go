@@ -129,6 +129,7 @@ var (
 	// on the service's connection and subscribes to the announced events.
 	serviceSubscribe = []string{
 		"agentbill.v1.*.*", "agentbill.admin.v1.*.*",
+		"agentbill.admin.v1.prices", "agentbill.admin.v1.price_lists",
 		"agentbill.p.*.v1.*.*", "agentbill.p.*.admin.v1.*.*",
 		ServiceInboxPrefix + ".>",
 		"agentbill.events.>",

@@ -21,6 +21,10 @@ const (
 	// RequestWildcard and AdminWildcard are what the writer subscribes to.
 	RequestWildcard = "agentbill.v1.*.*"
 	AdminWildcard   = "agentbill.admin.v1.*.*"
+	// PricesSubject sets a price list, PriceListsSubject shows them:
+	// admin requests every writer (each partition) answers.
+	PricesSubject     = "agentbill.admin.v1.prices"
+	PriceListsSubject = "agentbill.admin.v1.price_lists"
 )
 
 // Op names an operation in a request subject.
@@ -36,6 +40,11 @@ const (
 	OpBudget    Op = "budget"
 	OpTopUp     Op = "topup"
 	OpGrant     Op = "grant"
+	// OpPrices and OpPriceLists set and show price lists. They concern no
+	// customer, so their subjects (PricesSubject, PriceListsSubject) have
+	// no customer token and reach every partition.
+	OpPrices     Op = "prices"
+	OpPriceLists Op = "price_lists"
 )
 
 // IsAdmin reports whether op is served under AdminPrefix.

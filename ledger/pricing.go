@@ -33,6 +33,11 @@ type PricesReply struct {
 	Digest    string `json:"digest"`
 	Models    int    `json:"models"`
 	Changed   bool   `json:"changed"`
+	// Partition and Partitions say which writer answered, of how many:
+	// a list is set when every partition has answered (the writer fills
+	// them in).
+	Partition  int `json:"partition"`
+	Partitions int `json:"partitions"`
 }
 
 // PriceListInfo is one list as the price_lists request shows it.

@@ -177,6 +177,9 @@ type Writer struct {
 	js  jetstream.JetStream
 	log *slog.Logger
 	in  chan *pending
+	// pricesIn queues price-list requests (prices.go), decided only into
+	// an empty commit: their events are large.
+	pricesIn chan *pending
 	// admission counts each customer's places in in (receive adds, the
 	// loop's dequeue gives back).
 	admission admission
@@ -267,6 +270,8 @@ type pending struct {
 	// afterOpen: a status read decided after events of the open commit,
 	// so it is as of that commit; otherwise as of the one before.
 	afterOpen bool
+	// prices is a price-list request (prices.go) in place of cmd.
+	prices *pricesOp
 }
 
 // New returns a writer; Run starts it.
@@ -296,7 +301,7 @@ func New(cfg Config) *Writer {
 	if cfg.LogConn == nil {
 		cfg.LogConn = cfg.Conn
 	}
-	w := &Writer{cfg: cfg, nc: cfg.Conn, lc: cfg.LogConn, log: cfg.Logger, in: make(chan *pending, RequestQueueMax),
+	w := &Writer{cfg: cfg, nc: cfg.Conn, lc: cfg.LogConn, log: cfg.Logger, in: make(chan *pending, RequestQueueMax), pricesIn: make(chan *pending, PricesQueueMax),
 		subject: events.LogSubject(cfg.Name)}
 	w.role.Store(RoleStarting)
 	return w
@@ -348,10 +353,11 @@ func (w *Writer) partitioned() bool { return w.cfg.Partitions > 1 }
 
 // requestSubjects returns what the writer serves.
 func (w *Writer) requestSubjects() []string {
+	prices := []string{events.PricesSubject, events.PriceListsSubject} // every partition's
 	if w.partitioned() {
-		return events.PartitionWildcards(w.cfg.Partition)
+		return append(events.PartitionWildcards(w.cfg.Partition), prices...)
 	}
-	return []string{events.RequestWildcard, events.AdminWildcard}
+	return append([]string{events.RequestWildcard, events.AdminWildcard}, prices...)
 }
 
 // lead serves requests until ctx ends (nil) or, with a lease, until the
@@ -382,7 +388,11 @@ func (w *Writer) lead(ctx context.Context, lost <-chan error) error {
 		ctx = actx
 	}
 	for _, subj := range w.requestSubjects() {
-		sub, err := w.nc.Subscribe(subj, w.receive)
+		handler := w.receive
+		if subj == events.PricesSubject || subj == events.PriceListsSubject {
+			handler = w.receivePrices
+		}
+		sub, err := w.nc.Subscribe(subj, handler)
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", subj, err)
 		}
@@ -402,6 +412,8 @@ func (w *Writer) lead(ctx context.Context, lost <-chan error) error {
 func (w *Writer) refuseQueued() {
 	for {
 		select {
+		case p := <-w.pricesIn:
+			w.respondErr(p.msg, ledger.Errorf(ledger.CodeUnavailable, "this writer is not serving; retry"))
 		case p := <-w.in:
 			w.admission.leave(p.customer)
 			w.respondErr(p.msg, ledger.Errorf(ledger.CodeUnavailable, "this writer is not serving; retry"))
@@ -593,8 +605,14 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error) error {
 		if len(w.queue) > 0 {
 			deadline.Reset(time.Until(w.queue[0].sent.Add(AppendTimeout)))
 		}
+		prices := w.pricesIn
+		if w.enc.Len() > 0 || in == nil {
+			prices = nil // a price list's event opens a commit of its own
+		}
 		var failure error
 		select {
+		case p := <-prices:
+			w.decide(p)
 		case <-ctx.Done():
 			w.abandon(ledger.Errorf(ledger.CodeUnavailable, "the writer is shutting down; retry"))
 			return nil
@@ -658,7 +676,16 @@ func (w *Writer) openFull() bool {
 func (w *Writer) decide(p *pending) {
 	w.admission.leave(p.customer)
 	p.afterOpen = w.enc.Len() > 0
-	reply, evs, err := w.state.Decide(p.cmd, w.now())
+	var (
+		reply ledger.Reply
+		evs   []*events.Envelope
+		err   error
+	)
+	if p.prices != nil {
+		reply, evs, err = w.decidePrices(p.prices)
+	} else {
+		reply, evs, err = w.state.Decide(p.cmd, w.now())
+	}
 	p.reply, p.err = reply, err
 	for _, e := range evs {
 		w.add(e)
@@ -782,7 +809,7 @@ func (w *Writer) answer(f *flight, before uint64) {
 			w.respond(p.msg, p.reply)
 		}
 		if o := w.cfg.Observer; o != nil {
-			o.Answered(p.cmd.Op(), p.reply, p.err, time.Since(p.at))
+			o.Answered(p.op(), p.reply, p.err, time.Since(p.at))
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/agentbill/agentbill/projections"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The compose file's shape, read line by line (no YAML parser in the
@@ -359,5 +360,46 @@ func TestPartitionMappingRoutesToOwners(t *testing.T) {
 	}
 	if rows != 2 {
 		t.Errorf("audit of %s across partitions: %d rows, want 2 (budget_set, reserved)", cids[2], rows)
+	}
+	checkPricesAcrossPartitions(ctx, t, js, admin, agent, cids, n)
+}
+
+// checkPricesAcrossPartitions sets a price list through the NATS mapping:
+// every partition's writer must answer and append it, so usage is priced
+// with the same version wherever its customer lives, and each partition's
+// replay holds that version.
+func checkPricesAcrossPartitions(ctx context.Context, t *testing.T, js jetstream.JetStream, admin, agent *client.Client, cids []string, n int) {
+	t.Helper()
+	list := []byte(`{"list":"default","version":"2026-12-03","models":[{"id":"m","rates":{"input":"3","output":"15"}}]}`)
+	r, err := admin.SetPrices(ctx, list)
+	if err != nil || r.Partitions != n || !r.Changed {
+		t.Fatalf("SetPrices across %d partitions: %+v, %v", n, r, err)
+	}
+	if r, err := admin.SetPrices(ctx, list); err != nil || r.Changed {
+		t.Fatalf("SetPrices again: %+v, %v; want unchanged", r, err)
+	}
+	if _, err := agent.SetPrices(ctx, list); ledger.ErrorCode(err) != ledger.CodePermissionDenied {
+		t.Errorf("an agent set a price list: %v", err)
+	}
+	in, out := int64(1200), int64(400)
+	for _, cid := range cids {
+		rr, err := agent.Record(ctx, cid, ledger.RecordRequest{AgentID: "research_agent",
+			Usage: &events.Usage{Model: "m", InputTokens: &in, OutputTokens: &out}})
+		if err != nil {
+			t.Fatalf("record usage of %s: %v", cid, err)
+		}
+		if rr.ChargedUnits.String() != "0.0096" || rr.Pricing == nil || rr.Pricing.Version != "2026-12-03" {
+			t.Errorf("%s charged %s with %+v, want 0.0096 from version 2026-12-03", cid, rr.ChargedUnits, rr.Pricing)
+		}
+	}
+	for p := range n {
+		s, _, err := projections.Rebuild(ctx, js, projections.ReplayStop{Writer: strconv.Itoa(p)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lists, err := s.PriceLists("default")
+		if err != nil || lists.Lists[0].Version != "2026-12-03" {
+			t.Errorf("partition %d replays price lists %+v, %v", p, lists, err)
+		}
 	}
 }
