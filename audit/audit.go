@@ -84,9 +84,7 @@ func RowOf(seq uint64, e *events.Envelope) Row {
 	case *events.Recorded:
 		r.Agent, r.Reservation, r.Units = d.AgentID, d.ReservationID, d.Units.String()
 		r.FundedBy, r.CountedScopes = d.FundedBy, d.CountedScopes
-		if !d.Overage.IsZero() {
-			r.Reason = "overage " + d.Overage.String()
-		}
+		r.Reason = recordedReason(d)
 	case *events.Released:
 		r.Agent, r.Reservation, r.Units, r.Reason = d.AgentID, d.ReservationID, d.Units.String(), d.Cause
 	case *events.Expired:
@@ -108,8 +106,27 @@ func RowOf(seq uint64, e *events.Envelope) Row {
 	case *events.OverdraftStarted:
 		r.Agent, r.Units = d.AgentID, d.Overdraft.String()
 		r.Reason = fmt.Sprintf("into the overdraft of %s: %s below zero", d.Overdraft, b.Overdrawn)
+	case *events.PricesSet:
+		r.Reason = fmt.Sprintf("price list %s set to version %s: %d models (sha256 %s)", d.PriceList, d.Version, d.Models, d.Digest)
 	}
 	return r
+}
+
+// recordedReason says how a charge was reached: the price list's
+// breakdown of reported usage ("1,200 input x 3/M + 400 output x 15/M =
+// 0.0096 (...)"), or why the usage could not be priced; and any overage.
+func recordedReason(d *events.Recorded) string {
+	var parts []string
+	switch {
+	case d.Pricing != nil:
+		parts = append(parts, d.Pricing.Describe())
+	case d.Unpriced != "":
+		parts = append(parts, "unpriced: "+d.Unpriced+"; charged "+d.Units.String())
+	}
+	if !d.Overage.IsZero() {
+		parts = append(parts, "overage "+d.Overage.String())
+	}
+	return strings.Join(parts, "; ")
 }
 
 // reservedReason says what was special about a hold: a partial approval,

@@ -85,8 +85,8 @@ func decodeRequest(r *http.Request, m method) (ops.Request, error) {
 		return m.route.URL(r.PathValue, r.URL.Query())
 	case m.route.Body != nil:
 		b := m.route.Body()
-		return b, decodeBody(r, b)
+		return b, decodeBody(r, b, m.route.BodyBytesMax)
 	}
 	req := m.op.New()
-	return req, decodeBody(r, req)
+	return req, decodeBody(r, req, m.route.BodyBytesMax)
 }

@@ -107,6 +107,9 @@ type Route struct {
 	Body         func() Body                                                   // nil: the body is the request itself
 	URL          func(path func(string) string, q url.Values) (Request, error) // set for a route without a body
 	View         func(reply any) any                                           // nil: the reply as is
+	// BodyBytesMax is the largest body the route reads (0: the gateway's
+	// default); a price list is larger than any request.
+	BodyBytesMax int
 }
 
 // Tool is an operation as an MCP tool. Its arguments are the operation's

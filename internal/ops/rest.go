@@ -27,6 +27,8 @@ type RecordBody struct {
 	Metadata       json.RawMessage `json:"metadata,omitempty"`
 	// Scope is the run's scope when the record settles no open hold.
 	Scope map[string]string `json:"scope,omitempty"`
+	// Usage is model usage to price (ledger.RecordRequest.Usage).
+	Usage *events.Usage `json:"usage,omitempty"`
 }
 
 // Customer implements Body.
@@ -47,7 +49,7 @@ func (b *RecordBody) Request() (Request, error) {
 	return &ledger.RecordRequest{
 		CustomerID: b.CustomerID, AgentID: agent, Units: b.Units, ReservationID: b.ReservationID,
 		Success: b.Success, TaskRef: b.TaskRef, IdempotencyKey: b.IdempotencyKey, Metadata: b.Metadata,
-		Scope: b.Scope,
+		Scope: b.Scope, Usage: b.Usage,
 	}, nil
 }
 
@@ -67,6 +69,7 @@ type BudgetBody struct {
 	ScopeLimits     []ledger.ScopeLimitRequest `json:"scope_limits,omitempty"`
 	MaxRuns         int                        `json:"max_concurrent_runs,omitempty"`
 	MaxRunsPerAgent int                        `json:"max_concurrent_runs_per_agent,omitempty"`
+	PriceList       string                     `json:"price_list,omitempty"`
 }
 
 // Customer implements Body.
@@ -82,7 +85,7 @@ func (b *BudgetBody) Request() (Request, error) {
 		CustomerID: b.CustomerID, Limit: b.LimitUnits, Period: b.Period, Thresholds: b.Thresholds,
 		UpgradeURL: b.UpgradeURL, AgentLimits: b.AgentLimits, IdempotencyKey: b.IdempotencyKey,
 		Rollover: b.Rollover, Overdraft: b.Overdraft, ScopeLimits: b.ScopeLimits,
-		MaxRuns: b.MaxRuns, MaxRunsPerAgent: b.MaxRunsPerAgent,
+		MaxRuns: b.MaxRuns, MaxRunsPerAgent: b.MaxRunsPerAgent, PriceList: b.PriceList,
 	}, nil
 }
 

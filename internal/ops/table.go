@@ -68,6 +68,18 @@ func Table() []*Op {
 				Schema: grantSchema, Summary: grantSummary},
 		},
 		{
+			Name: "prices", Action: keys.ActionAdmin,
+			AllCustomers: &AllCustomers{Action: keys.ActionAdmin, Hint: pricesHint},
+			New:          newOf[PricesRequest], Run: setPrices,
+			HTTP: []Route{{Method: http.MethodPost, Path: "/v1/prices", BodyBytesMax: ledger.PriceListBytesMax}},
+		},
+		{
+			Name: "price_lists", Action: keys.ActionAdmin,
+			AllCustomers: &AllCustomers{Action: keys.ActionAdmin, Hint: pricesHint},
+			New:          newOf[PriceListsQuery], Run: priceLists,
+			HTTP: []Route{{Method: http.MethodGet, Path: "/v1/prices", URL: priceListsQuery}},
+		},
+		{
 			Name: "customer_events", Action: keys.ActionAudit,
 			New: newOf[EventsQuery], Run: customerEvents,
 			HTTP: []Route{{Method: http.MethodGet, Path: "/v1/customers/{id}/events", URL: eventsQuery}},
