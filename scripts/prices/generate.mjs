@@ -204,7 +204,8 @@ function assignNames(cands, timestamp, drops) {
 function toModel(c) {
   const [id, ...aliases] = c.names;
   const m = { id, provider: c.provider };
-  const sorted = aliases.sort((a, b) => cmp(a.toLowerCase(), b.toLowerCase()) || cmp(a, b)).slice(0, ALIASES_MAX);
+  if (aliases.length > ALIASES_MAX) throw new Error(`${c.provider}/${id}: ${aliases.length} aliases, the Go side takes at most ${ALIASES_MAX}`);
+  const sorted = aliases.sort((a, b) => cmp(a.toLowerCase(), b.toLowerCase()) || cmp(a, b));
   if (sorted.length) m.aliases = sorted;
   m.rates = c.rates;
   if (c.tiers.length) m.tiers = c.tiers;
@@ -227,7 +228,7 @@ function note(version, date, total, models, kept, drops) {
   const whys = [...reasons].sort((a, b) => b[1] - a[1] || cmp(a[0], b[0])).map(([w, n]) => `${n}: ${w}`).join('; ');
   return `List prices in USD per million tokens (request_fee per request), generated on ${date} by scripts/prices/generate.mjs ` +
     `from @pydantic/genai-prices ${version}: the prices in force at ${date}T${PRICING_TIME_UTC}. ` +
-    `${models} of the package's ${total} models; each name belongs to one provider (the one the package picks for the name alone, else the first by provider id). ` +
+    `${models} of the package's ${total} models; each name belongs to one provider (the one the package picks for the name alone, else the first in its provider order). ` +
     `Left out: ${whys}. Rates not carried (the model's token rates are kept): ${keys || 'none'}. Operators own their list: check and edit it before relying on it.`;
 }
 
