@@ -78,6 +78,7 @@ func TestParseRejects(t *testing.T) {
 		{"tier rate the model lacks", oneModel(`{"id": "m", "rates": {"input": "1"}, "tiers": [{"above_input_tokens": 5, "rates": {"output": "2"}}]}`), "a tier may only change a rate the model has"},
 		{"too many tiers", oneModel(`{"id": "m", "rates": {"input": "1"}, "tiers": [` + strings.Join(tiers, ",") + `]}`), fmt.Sprintf("%d tiers, at most %d", prices.TiersMax+1, prices.TiersMax)},
 		{"base service tier", oneModel(`{"id": "m", "rates": {"input": "1"}, "service_tiers": {"Standard": {"rates": {"input": "1"}}}}`), "service_tiers.Standard: this tier is priced by the model's own rates"},
+		{"service tiers differing in case", oneModel(`{"id": "m", "rates": {"input": "1"}, "service_tiers": {"flex": {"rates": {"input": "1"}}, "Flex": {"rates": {"input": "2"}}}}`), "service_tiers.flex: the same tier as Flex"},
 		{"service tier without rates", oneModel(`{"id": "m", "rates": {"input": "1"}, "service_tiers": {"flex": {"rates": {}}}}`), "service_tiers.flex: no rates and no request_fee"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
