@@ -2,6 +2,7 @@ package prices_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/agentbill/agentbill/prices"
 )
@@ -19,6 +21,10 @@ const starterPath = "starter.json"
 // scriptsDir holds the generator, the cross-check and their pinned
 // @pydantic/genai-prices.
 var scriptsDir = filepath.Join("..", "scripts", "prices")
+
+// crosscheckTimeout bounds node crosscheck.mjs: it takes about a second
+// (9,850 cases); a minute leaves room for a loaded CI machine.
+const crosscheckTimeout = time.Minute
 
 func loadStarter(t *testing.T) *prices.List {
 	t.Helper()
@@ -76,7 +82,9 @@ func crossCases(t *testing.T) []crossCase {
 	if _, err := os.Stat(filepath.Join(scriptsDir, "node_modules", "@pydantic", "genai-prices")); err != nil {
 		missing("@pydantic/genai-prices is not installed: run `cd scripts/prices && npm ci` (%v)", err)
 	}
-	cmd := exec.Command("node", "crosscheck.mjs")
+	ctx, cancel := context.WithTimeout(context.Background(), crosscheckTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "crosscheck.mjs")
 	cmd.Dir = scriptsDir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -87,6 +87,7 @@ function main() {
     process.exit(1);
   }
   process.stdout.write(JSON.stringify({ package_version: pkg.version, timestamp: timestamp.toISOString(), cases }) + '\n');
+  console.error(`crosscheck: ${cases.length} cases over ${list.models.length} models, priced by calcPrice of genai-prices ${pkg.version} at ${timestamp.toISOString()}`);
 }
 
 main();
