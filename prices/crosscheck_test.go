@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,9 +23,9 @@ const starterPath = "starter.json"
 // @pydantic/genai-prices.
 var scriptsDir = filepath.Join("..", "scripts", "prices")
 
-// crosscheckTimeout bounds node crosscheck.mjs: it takes about a second
-// (9,850 cases); a minute leaves room for a loaded CI machine.
-const crosscheckTimeout = time.Minute
+// scriptTimeout bounds a run of generate.mjs or crosscheck.mjs: each takes
+// about two seconds; a minute leaves room for a loaded CI machine.
+const scriptTimeout = time.Minute
 
 func loadStarter(t *testing.T) *prices.List {
 	t.Helper()
@@ -63,10 +64,10 @@ type crossCase struct {
 	Total    string       `json:"total"`
 }
 
-// crossCases runs crosscheck.mjs. Without node or the pinned package it
-// skips, unless CI is set: there .ci/run installs them, and their absence
-// is a failure.
-func crossCases(t *testing.T) []crossCase {
+// runScript runs a script of scripts/prices with node and returns its
+// standard output. Without node or the pinned package it skips, unless CI
+// is set: there .ci/run installs them, and their absence is a failure.
+func runScript(t *testing.T, args ...string) []byte {
 	t.Helper()
 	ci, _ := strconv.ParseBool(os.Getenv("CI"))
 	missing := func(format string, a ...any) {
@@ -77,29 +78,60 @@ func crossCases(t *testing.T) []crossCase {
 		t.Skipf(format, a...)
 	}
 	if _, err := exec.LookPath("node"); err != nil {
-		missing("node is not installed: the cross-check needs Node.js 20+")
+		missing("node is not installed: scripts/prices needs Node.js 20+")
 	}
 	if _, err := os.Stat(filepath.Join(scriptsDir, "node_modules", "@pydantic", "genai-prices")); err != nil {
 		missing("@pydantic/genai-prices is not installed: run `cd scripts/prices && npm ci` (%v)", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), crosscheckTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "crosscheck.mjs")
+	cmd := exec.CommandContext(ctx, "node", args...)
 	cmd.Dir = scriptsDir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("node crosscheck.mjs: %v\n%s", err, stderr.String())
+		t.Fatalf("node %v: %v\n%s", args, err, stderr.String())
 	}
+	return out
+}
+
+// crossCases runs crosscheck.mjs.
+func crossCases(t *testing.T) []crossCase {
+	t.Helper()
 	var res struct {
 		PackageVersion string      `json:"package_version"`
 		Cases          []crossCase `json:"cases"`
 	}
-	if err := json.Unmarshal(out, &res); err != nil {
+	if err := json.Unmarshal(runScript(t, "crosscheck.mjs"), &res); err != nil {
 		t.Fatalf("crosscheck.mjs output: %v", err)
 	}
 	return res.Cases
+}
+
+// TestStarterIsGenerated: the committed list is exactly what generate.mjs
+// makes from the pinned package on the date its version names, so nobody
+// edits it by hand and a change to the generator shows in the list.
+func TestStarterIsGenerated(t *testing.T) {
+	l := loadStarter(t)
+	rest, ok := strings.CutPrefix(l.Version, "genai-prices-")
+	_, date, found := strings.Cut(rest, "+")
+	if !ok || !found {
+		t.Fatalf("version %q, want genai-prices-VERSION+DATE", l.Version)
+	}
+	out := filepath.Join(t.TempDir(), "starter.json")
+	runScript(t, "generate.mjs", "--date", date, "--out", out)
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(starterPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from what `node generate.mjs --date %s` writes now: regenerate it (scripts/prices/README.md)", starterPath, date)
+	}
 }
 
 // floatNoiseRelMax is how far calcPrice's float total may stray from the
@@ -151,7 +183,7 @@ func TestStarterAgreesWithGenaiPrices(t *testing.T) {
 				t.Errorf("%s/%s (%s): ours %s, calcPrice %s (%s)", c.Provider, c.Model, c.Shape, got, c.Total, ch.Describe())
 			}
 		}
-		covered[c.Model] = true
+		covered[ch.Model] = true
 	}
 	for _, m := range l.Models {
 		if !covered[m.ID] {

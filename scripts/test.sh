@@ -38,3 +38,7 @@ echo "== contracts (node --test: docs/openapi.json, docs/asyncapi.yaml)"
 # they need contracts/'s devDependencies (pinned by its package-lock.json).
 npm_ready contracts
 node --test contracts/test/
+echo "== price list generator (node --test scripts/prices/)"
+# The exact number-to-text conversion of the starter list's generator; the
+# list itself is checked by go test (prices/crosscheck_test.go).
+node --test scripts/prices/

@@ -5,9 +5,11 @@
 //
 //   node crosscheck.mjs [--list PATH]
 //
-// Output: {"package_version", "timestamp", "cases": [{model, provider,
-// usage (prices.Usage's field names), total (calcPrice's float, as
-// String(total_price))}]}. A model calcPrice cannot price is an error.
+// Every model is priced by its id over every shape, and by each alias over
+// the plain shape. Output: {"package_version", "timestamp", "cases":
+// [{shape, model, provider, usage (prices.Usage's field names), total
+// (calcPrice's float, as String(total_price))}]}. A model calcPrice cannot
+// price is an error.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,16 +72,19 @@ function main() {
   const failures = [];
   for (const m of list.models) {
     const usages = [...shapes, ...(m.tiers ?? []).flatMap((t) => tierShapes(t.above_input_tokens))];
-    for (const { name, ...usage } of usages) {
+    // Each alias once, with the plain shape: Lookup by alias must find the
+    // model calcPrice finds by that name.
+    const named = [...usages.map((u) => [m.id, u]), ...(m.aliases ?? []).map((a) => [a, { ...shapes[0], name: `alias ${a}` }])];
+    for (const [model, { name, ...usage }] of named) {
       let r;
       try {
-        r = calcPrice(theirs(usage), m.id, { providerId: m.provider, timestamp });
+        r = calcPrice(theirs(usage), model, { providerId: m.provider, timestamp });
       } catch (err) {
-        failures.push(`${m.provider}/${m.id} (${name}): calcPrice throws: ${err.message}`);
+        failures.push(`${m.provider}/${model} (${name}): calcPrice throws: ${err.message}`);
         continue;
       }
-      if (r === null) { failures.push(`${m.provider}/${m.id} (${name}): calcPrice returns null`); continue; }
-      cases.push({ shape: name, model: m.id, provider: m.provider, usage, total: String(r.total_price) });
+      if (r === null) { failures.push(`${m.provider}/${model} (${name}): calcPrice returns null`); continue; }
+      cases.push({ shape: name, model, provider: m.provider, usage, total: String(r.total_price) });
     }
   }
   if (failures.length) {
