@@ -27,13 +27,18 @@ var scriptsDir = filepath.Join("..", "scripts", "prices")
 // about two seconds; a minute leaves room for a loaded CI machine.
 const scriptTimeout = time.Minute
 
-func loadStarter(t *testing.T) *prices.List {
+func mustRead(t *testing.T, path string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(starterPath)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := prices.Parse(b)
+	return b
+}
+
+func loadStarter(t *testing.T) *prices.List {
+	t.Helper()
+	l, err := prices.Parse(mustRead(t, starterPath))
 	if err != nil {
 		t.Fatalf("prices.Parse(%s): %v", starterPath, err)
 	}
@@ -121,15 +126,7 @@ func TestStarterIsGenerated(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "starter.json")
 	runScript(t, "generate.mjs", "--date", date, "--out", out)
-	got, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := os.ReadFile(starterPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
+	if !bytes.Equal(mustRead(t, out), mustRead(t, starterPath)) {
 		t.Errorf("%s differs from what `node generate.mjs --date %s` writes now: regenerate it (scripts/prices/README.md)", starterPath, date)
 	}
 }
