@@ -25,10 +25,40 @@ const ALIASES_MAX = 32; // prices.AliasesMax
 const NAME_LEN_MAX = 128; // prices.NameLenMax
 
 // PRICING_TIME_UTC is the time of day, on the generation date, whose prices
-// are taken: prices with a start date in force then, and for the few models
-// priced by time of day, the rates of 12:00 UTC (the daytime, undiscounted
-// rate: a budget should not assume an off-peak discount).
-export const PRICING_TIME_UTC = '12:00:00Z';
+// are taken: prices with a start date in force then, and for the few
+// models priced by time of day (DeepSeek's in 0.1.8), the rates of 07:00
+// UTC, which falls in every such model's dearest window, so the list never
+// charges less than the provider does. peakCheck holds a model to that, and
+// leaves out one whose prices peak at another time.
+export const PRICING_TIME_UTC = '07:00:00Z';
+
+// DAY_MINUTES are the instants peakCheck compares: every minute of the day.
+const DAY_MINUTES = 24 * 60;
+
+// peakUsage prices every kind of token at once, to compare a model's
+// prices at two instants.
+const peakUsage = {
+  input_tokens: 1e6, cache_read_tokens: 1e5, cache_write_tokens: 1e5, cache_write_1h_tokens: 5e4,
+  cache_write_5m_tokens: 5e4, output_tokens: 1e6, output_reasoning_tokens: 1e5,
+};
+
+// hasTimeOfDay reports whether a model's prices change with the time of day.
+function hasTimeOfDay(m) {
+  return Array.isArray(m.prices) && m.prices.some((c) => c.constraint && (c.constraint.type === 'time_of_date' || 'start_time' in c.constraint));
+}
+
+// peakCheck returns why name's prices at timestamp are not its dearest of
+// the day (undefined when they are).
+function peakCheck(name, providerId, timestamp) {
+  const total = (at) => calcPrice(peakUsage, name, { providerId, timestamp: at }).total_price;
+  const chosen = total(timestamp);
+  const day = Date.UTC(timestamp.getUTCFullYear(), timestamp.getUTCMonth(), timestamp.getUTCDate());
+  for (let min = 0; min < DAY_MINUTES; min++) {
+    const at = new Date(day + min * 60_000);
+    if (total(at) > chosen) return `its time-of-day prices are dearer at ${at.toISOString().slice(11, 19)}Z than at ${PRICING_TIME_UTC}`;
+  }
+  return undefined;
+}
 
 // kindOf maps a genai-prices price key per million tokens to a kind of
 // prices.Rates; REQUEST_FEE_KEY is per thousand requests.
@@ -153,6 +183,8 @@ function candidates(providers, timestamp, drops) {
         drop(`calcPrice throws: ${err.message}`);
         continue;
       }
+      const offPeak = hasTimeOfDay(m) ? peakCheck(names[0], p.id, timestamp) : undefined;
+      if (offPeak) { drop(offPeak); continue; }
       const c = convertPrices(priced.model_price);
       if (c.problems.length) { drop(c.problems.join('; ')); continue; }
       if (Object.keys(c.rates).length === 0 && c.fee === undefined) {
