@@ -23,6 +23,9 @@ const FEE_FRACTION_DIGITS_MAX = 18; // events.UnitsFractionDigitsMax
 const RATE_MAX = 1_000_000; // prices.RateMax
 const ALIASES_MAX = 32; // prices.AliasesMax
 const NAME_LEN_MAX = 128; // prices.NameLenMax
+// NOTE_MODELS_NAMED_MAX: the note names the models left out for a reason
+// when there are this few, so an operator can add them by hand.
+const NOTE_MODELS_NAMED_MAX = 6;
 
 // PRICING_TIME_UTC is the time of day, on the generation date, whose prices
 // are taken: prices with a start date in force then, and for the few
@@ -255,9 +258,11 @@ function note(version, date, total, models, kept, drops) {
   const reasons = new Map();
   for (const d of drops) {
     const why = d.why.startsWith('its names are ') ? 'its names are another provider\'s' : d.why;
-    reasons.set(why, (reasons.get(why) ?? 0) + 1);
+    if (!reasons.has(why)) reasons.set(why, []);
+    reasons.get(why).push(`${d.provider}/${d.model}`);
   }
-  const whys = [...reasons].sort((a, b) => b[1] - a[1] || cmp(a[0], b[0])).map(([w, n]) => `${n}: ${w}`).join('; ');
+  const whys = [...reasons].sort((a, b) => b[1].length - a[1].length || cmp(a[0], b[0]))
+    .map(([w, ms]) => `${ms.length}: ${w}` + (ms.length <= NOTE_MODELS_NAMED_MAX ? ` [${ms.sort(cmp).join(', ')}]` : '')).join('; ');
   return `List prices in USD per million tokens (request_fee per request), generated on ${date} by scripts/prices/generate.mjs ` +
     `from @pydantic/genai-prices ${version}: the prices in force at ${date}T${PRICING_TIME_UTC}. ` +
     `${models} of the package's ${total} models; each name belongs to one provider (the one the package picks for the name alone, else the first in its provider order). ` +
