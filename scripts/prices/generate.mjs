@@ -135,7 +135,7 @@ export function convertPrices(prices) {
     if (key === REQUEST_FEE_KEY) {
       if (typeof value !== 'number') { problems.push(`${key} is tiered`); continue; }
       fee = shift(decimalOf(value), -3);
-      if (fractionDigits(fee) > FEE_FRACTION_DIGITS_MAX || value / 1000 > RATE_MAX) problems.push(`${key} ${value} is out of bounds`);
+      if (fractionDigits(fee) > FEE_FRACTION_DIGITS_MAX || value > RATE_MAX * 1000) problems.push(`${key} ${value} is out of bounds`);
       continue;
     }
     const kind = kindOf[key];
