@@ -173,11 +173,25 @@ func (l *List) Validate() error {
 		if len(m.ServiceTiers) > ServiceTiersMax {
 			bad("%s.service_tiers: %d tiers, at most %d", where, len(m.ServiceTiers), ServiceTiersMax)
 		}
-		for name, st := range m.ServiceTiers {
+		// Sorted, so the errors come in the same order every time; names
+		// compare case-insensitively, as Price finds them, so two names
+		// differing only in case would leave the choice to map order.
+		tierNames := make([]string, 0, len(m.ServiceTiers))
+		for name := range m.ServiceTiers {
+			tierNames = append(tierNames, name)
+		}
+		sort.Strings(tierNames)
+		seenTier := map[string]string{}
+		for _, name := range tierNames {
+			st := m.ServiceTiers[name]
 			checkName(where+".service_tiers", name, bad)
 			if isBaseServiceTier(name) {
 				bad("%s.service_tiers.%s: this tier is priced by the model's own rates", where, name)
 			}
+			if other, dup := seenTier[strings.ToLower(name)]; dup {
+				bad("%s.service_tiers.%s: the same tier as %s (names are case-insensitive)", where, name, other)
+			}
+			seenTier[strings.ToLower(name)] = name
 			checkPrices(where+".service_tiers."+name, st.Rates, st.Tiers, st.RequestFee, bad)
 		}
 	}

@@ -4,18 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== go vet"
-go vet ./...
-echo "== go build bin/agentbill (for the SDK suites)"
-go build -o bin/agentbill ./cmd/agentbill
-export AGENTBILL_BIN="$PWD/bin/agentbill"
-echo "== go build bin/nats-server (for the deploy and crash tests)"
-go build -o bin/nats-server github.com/nats-io/nats-server/v2
-export AGENTBILL_NATS_SERVER_BIN="$PWD/bin/nats-server"
-echo "== go test"
-go test -count=1 -timeout 15m ./...
-echo "== python SDK (unittest)"
-python3 -m unittest discover -s sdk/python/tests
 # npm_ready DIR installs DIR's devDependencies exactly as its
 # package-lock.json pins them, unless node_modules was installed from
 # that very lock file (a copy is kept beside it).
@@ -24,6 +12,22 @@ npm_ready() {
     (cd "$1" && npm ci --no-audit --no-fund && cp package-lock.json node_modules/.installed-lock.json)
   fi
 }
+
+echo "== go vet"
+go vet ./...
+echo "== go build bin/agentbill (for the SDK suites)"
+go build -o bin/agentbill ./cmd/agentbill
+export AGENTBILL_BIN="$PWD/bin/agentbill"
+echo "== go build bin/nats-server (for the deploy and crash tests)"
+go build -o bin/nats-server github.com/nats-io/nats-server/v2
+export AGENTBILL_NATS_SERVER_BIN="$PWD/bin/nats-server"
+# prices/crosscheck_test.go prices the starter list with the pinned
+# @pydantic/genai-prices (scripts/prices/package-lock.json).
+npm_ready scripts/prices
+echo "== go test"
+go test -count=1 -timeout 15m ./...
+echo "== python SDK (unittest)"
+python3 -m unittest discover -s sdk/python/tests
 echo "== node SDK (node --test)"
 # The LangChain handler's and the webhook tests need sdk/node's
 # devDependencies (@langchain/core, standardwebhooks); CI installs them first.
@@ -34,3 +38,7 @@ echo "== contracts (node --test: docs/openapi.json, docs/asyncapi.yaml)"
 # they need contracts/'s devDependencies (pinned by its package-lock.json).
 npm_ready contracts
 node --test contracts/test/
+echo "== price list generator (node --test scripts/prices/)"
+# The exact number-to-text conversion of the starter list's generator; the
+# list itself is checked by go test (prices/crosscheck_test.go).
+node --test scripts/prices/
