@@ -14,7 +14,9 @@ import (
 
 	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/strictjson"
 	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/prices"
 	"github.com/nats-io/nats.go"
 )
 
@@ -56,6 +58,8 @@ type clientFlags struct {
 	customerOptIn bool     // watch: --customer is optional
 	denied        bool     // watch: refusals too
 	durable       string   // watch: resume as this durable subscription
+	usage         string   // record: usage JSON; preflight: usage_estimate JSON
+	priceList     string   // budget set
 }
 
 type listFlag []string
@@ -81,6 +85,7 @@ func newClientFlags(cmd string, stderr io.Writer) *clientFlags {
 		fs.StringVar(&f.key, "idempotency-key", "", "idempotency key (generated if empty)")
 		fs.Var(&f.scope, "scope", "the run's scope, DIM=VALUE[,DIM=VALUE...] (repeatable), e.g. team=research,user=alice")
 		fs.StringVar(&f.minUnits, "min-units", "", "accept a partial approval of at least this many units")
+		fs.StringVar(&f.usage, "usage-estimate", "", `price the estimate from the price list: JSON {"model":...,"input_tokens":N,"max_output_tokens":N}`)
 	case "record":
 		fs.StringVar(&f.agent, "agent", "", "agent ID")
 		fs.StringVar(&f.units, "units", "", "units actually used")
@@ -89,6 +94,7 @@ func newClientFlags(cmd string, stderr io.Writer) *clientFlags {
 		fs.BoolVar(&f.failed, "failed", false, "the run failed: release the reservation instead of charging")
 		fs.StringVar(&f.key, "idempotency-key", "", "idempotency key (generated if empty)")
 		fs.Var(&f.scope, "scope", "the run's scope when no reservation is settled, DIM=VALUE[,DIM=VALUE...] (repeatable)")
+		fs.StringVar(&f.usage, "usage", "", `charge model usage at its price: JSON {"model":...,"input_tokens":N,"output_tokens":N,...}`)
 	case "release":
 		fs.StringVar(&f.reservation, "reservation", "", "reservation to release")
 	case "extend":
@@ -109,6 +115,7 @@ func newClientFlags(cmd string, stderr io.Writer) *clientFlags {
 		fs.Var(&f.scopeLimits, "scope-limit", "scope limit DIM=VALUE:UNITS[:day|week|month|none] (repeatable), e.g. team=research:100:day")
 		fs.IntVar(&f.maxRuns, "max-runs", 0, "most open reservations of the customer (0: no cap)")
 		fs.IntVar(&f.maxRunsAgent, "max-runs-per-agent", 0, "most open reservations of each agent (0: no cap)")
+		fs.StringVar(&f.priceList, "price-list", "", "the price list of the customer's usage (default: the list named default)")
 	case "grant":
 		fs.StringVar(&f.units, "units", "", "credits to grant")
 		fs.StringVar(&f.expires, "expires", "", "when unused credits are forfeited, RFC 3339 (default: never)")
@@ -232,6 +239,12 @@ func preflightCmd(ctx context.Context, c *client.Client, f *clientFlags, out *pr
 	if req.Scope, err = scopeFlag(f.scope); err != nil {
 		return err
 	}
+	if f.usage != "" {
+		req.UsageEstimate = new(prices.Estimate)
+		if err := jsonFlag("usage-estimate", f.usage, req.UsageEstimate); err != nil {
+			return err
+		}
+	}
 	r, err := c.Preflight(ctx, f.customer, req)
 	if err != nil {
 		return err
@@ -270,12 +283,24 @@ func recordCmd(ctx context.Context, c *client.Client, f *clientFlags, out *print
 	if req.Scope, err = scopeFlag(f.scope); err != nil {
 		return err
 	}
+	if f.usage != "" {
+		req.Usage = new(events.Usage)
+		if err := jsonFlag("usage", f.usage, req.Usage); err != nil {
+			return err
+		}
+	}
 	r, err := c.Record(ctx, f.customer, req)
 	if err != nil {
 		return err
 	}
 	text := fmt.Sprintf("%s: charged %s, released %s, overage %s; %s left",
 		r.Status, r.ChargedUnits, r.ReleasedUnits, r.OverageUnits, r.RemainingUnits)
+	switch {
+	case r.Pricing != nil:
+		text += "\npriced: " + r.Pricing.Describe()
+	case r.Unpriced != "":
+		text += "\nunpriced: " + r.Unpriced
+	}
 	if r.Exhausted {
 		text += " (budget exhausted)"
 	}
@@ -312,7 +337,7 @@ func scopeFlag(flags []string) (map[string]string, error) {
 }
 
 func budgetCmd(ctx context.Context, c *client.Client, f *clientFlags, out *printer) error {
-	req := ledger.BudgetRequest{Period: f.period, UpgradeURL: f.upgradeURL}
+	req := ledger.BudgetRequest{Period: f.period, UpgradeURL: f.upgradeURL, PriceList: f.priceList}
 	var err error
 	if req.Limit, err = amount("limit", f.limit); err != nil {
 		return err
@@ -445,6 +470,12 @@ func statusText(st *ledger.StatusReply) string {
 		b.WriteString(" (exhausted)")
 	}
 	policyText(&b, st)
+	if st.PriceList != "" {
+		fmt.Fprintf(&b, "\nprice list %s", st.PriceList)
+	}
+	if st.UnpricedRecords > 0 {
+		fmt.Fprintf(&b, "\nunpriced   %d records whose usage could not be priced (charged their hold or units)", st.UnpricedRecords)
+	}
 	agents := make([]string, 0, len(st.Agents))
 	for a := range st.Agents {
 		agents = append(agents, a)
@@ -639,4 +670,12 @@ func printJSON(w io.Writer, v any) error {
 	}
 	_, err = fmt.Fprintf(w, "%s\n", b)
 	return err
+}
+
+// jsonFlag decodes a flag's JSON object strictly into v.
+func jsonFlag(name, text string, v any) error {
+	if err := strictjson.Decode([]byte(text), v); err != nil {
+		return ledger.Errorf(ledger.CodeInvalidArgument, "--%s: %s", name, strictjson.Problem(err))
+	}
+	return nil
 }

@@ -41,18 +41,20 @@ Usage:
                       [--accept-reset REASON] [--adopt-unsigned REASON]
                       [--webhook-backoff-min 1s] [--webhook-backoff-max 1h]
                       [--webhook-retry-max-age 24h]
-  agentbill preflight --customer C --agent A --units N [--task T] [--task-ceiling N]
-                      [--ceiling N] [--ttl D] [--scope DIM=V[,DIM=V]] [--min-units N]
-                      [--idempotency-key K] [--json]
-  agentbill record    --customer C --agent A --units N [--reservation ID] [--failed]
-                      [--scope DIM=V[,DIM=V]] [--json]
+  agentbill preflight --customer C --agent A (--units N | --usage-estimate JSON) [--task T]
+                      [--task-ceiling N] [--ceiling N] [--ttl D] [--scope DIM=V[,DIM=V]]
+                      [--min-units N] [--idempotency-key K] [--json]
+  agentbill record    --customer C --agent A (--units N | --usage JSON) [--reservation ID]
+                      [--failed] [--scope DIM=V[,DIM=V]] [--json]
   agentbill release   --customer C --reservation ID [--json]
   agentbill extend    --customer C --reservation ID --ttl D [--json]
   agentbill status    --customer C [--json]
   agentbill budget set --customer C --limit N --period day|week|month|none
                       [--threshold 0.8 ...] [--upgrade-url URL] [--agent-limit A=N ...]
                       [--overdraft N] [--rollover none|all|N] [--scope-limit DIM=V:N[:PERIOD] ...]
-                      [--max-runs N] [--max-runs-per-agent N] [--json]
+                      [--max-runs N] [--max-runs-per-agent N] [--price-list NAME] [--json]
+  agentbill prices set --file FILE [--list NAME] [--json]   # e.g. prices/starter.json
+  agentbill prices show [--list NAME] [--json]
   agentbill topup     --customer C --units N [--note TEXT] [--json]   # this period only
   agentbill grant     --customer C --units N [--expires T] [--effective T] [--priority N]
                       [--source S] [--note TEXT] [--idempotency-key K] [--json]
@@ -131,6 +133,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runSigningKey(ctx, rest, stdout, stderr)
 	case "alerts":
 		err = runAlerts(ctx, rest, stdout, stderr)
+	case "prices":
+		err = runPrices(ctx, rest, stdout, stderr)
 	case "budget":
 		if len(rest) == 0 || rest[0] != "set" {
 			fmt.Fprintln(stderr, "agentbill budget: the only subcommand is `budget set`")
