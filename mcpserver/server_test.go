@@ -171,3 +171,37 @@ func TestGrantAndPartialPreflight(t *testing.T) {
 		t.Fatalf("record paid from a grant: %v %q", rec, text)
 	}
 }
+
+// TestPricedUsageTools: preflight takes a usage_estimate and says how many
+// output tokens the hold covers; record_usage takes usage and is charged
+// its price, with the breakdown in its summary; usage the list cannot
+// price is charged the hold and said so.
+func TestPricedUsageTools(t *testing.T) {
+	cs, c := session(t, true)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if _, err := c.SetPrices(ctx, []byte(`{"list":"default","version":"v1","models":[{"id":"m","rates":{"input":"3","output":"15"}}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetBudget(ctx, "c1", ledger.BudgetRequest{Limit: testenv.Ptr(t, "0.0066"), Period: "month"}); err != nil {
+		t.Fatal(err)
+	}
+	// 0.0066 held: the prompt (1,200 x 3/M = 0.0036) leaves 0.003, 200 output tokens.
+	pf, text := call(t, cs, "preflight", `{"customer_id":"c1","agent_id":"a","usage_estimate":{"model":"m","input_tokens":1200,"max_output_tokens":400},"min_units":"0.001"}`, false)
+	if pf["approved"] != true || pf["max_output_tokens"].(json.Number).String() != "200" || !strings.Contains(text, "up to 200 output tokens") {
+		t.Fatalf("priced preflight: %v %q", pf, text)
+	}
+	rec, text := call(t, cs, "record_usage", `{"customer_id":"c1","agent_id":"a","reservation_id":"`+pf["reservation_id"].(string)+`","usage":{"model":"m","input_tokens":1200,"output_tokens":100}}`, false)
+	if rec["charged_units"].(json.Number).String() != "0.0051" || !strings.Contains(text, "Priced: 1,200 input x 3/M + 100 output x 15/M = 0.0051") {
+		t.Fatalf("priced record: %v %q", rec, text)
+	}
+	pf, _ = call(t, cs, "preflight", `{"customer_id":"c1","agent_id":"a","estimated_units":"0.001"}`, false)
+	rec, text = call(t, cs, "record_usage", `{"customer_id":"c1","agent_id":"a","usage":{"model":"unknown","input_tokens":1,"output_tokens":1}}`, false)
+	if rec["charged_units"].(json.Number).String() != "0.001" || !strings.Contains(text, "could not be priced") {
+		t.Fatalf("unpriced record: %v %q", rec, text)
+	}
+	_, text = call(t, cs, "preflight", `{"customer_id":"c1","agent_id":"a","usage_estimate":{"model":"unknown","input_tokens":1,"max_output_tokens":1}}`, true)
+	if !strings.Contains(text, `"unknown"`) || !strings.Contains(text, `"default"`) {
+		t.Fatalf("unknown model: %q", text)
+	}
+}

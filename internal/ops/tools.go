@@ -35,7 +35,8 @@ var preflightSchema = json.RawMessage(`{
     "idempotency_key": {"type": "string", "description": "Optional; a retry with the same key is answered with the first reply."},
     "metadata": {"type": "object", "description": "Optional metadata stored with the event."},
     ` + scopeField + `,
-    "min_units": {"type": ["number", "string"], "description": "Optional: accept a partial approval. If estimated_units does not fit but at least min_units does, hold the most that fits every limit (partial: true in the reply). Greater than 0, at most estimated_units."}
+    "min_units": {"type": ["number", "string"], "description": "Optional: accept a partial approval. If estimated_units does not fit but at least min_units does, hold the most that fits every limit (partial: true in the reply). Greater than 0, at most estimated_units."},
+    "usage_estimate": ` + usageEstimateField + `
   },
   "required": ["agent_id"],
   "additionalProperties": false
@@ -52,11 +53,27 @@ var recordSchema = json.RawMessage(`{
     "task_ref": {"type": "string", "description": "Optional task this run belongs to."},
     "idempotency_key": {"type": "string", "description": "Optional; a retry with the same key is not charged twice."},
     "metadata": {"type": "object", "description": "Optional metadata stored with the event."},
-    ` + scopeField + `
+    ` + scopeField + `,
+    "usage": ` + usageField + `
   },
   "required": ["agent_id"],
   "additionalProperties": false
 }`)
+
+// usageEstimateField and usageField are priced usage (docs/PROTOCOL.md,
+// "Priced usage"): token counts are integers.
+const usageEstimateField = `{"type": "object", "description": "Instead of estimated_units: the model call to price from the customer's price list (its worst case: every prompt token at the input rate, all of max_output_tokens). estimated_units beside it is used only if the list does not know the model.",
+      "properties": {"model": {"type": "string", "minLength": 1}, "provider": {"type": "string"}, "input_tokens": {"type": "integer", "minimum": 0},
+        "max_output_tokens": {"type": "integer", "minimum": 0}, "service_tier": {"type": "string"}},
+      "required": ["model", "input_tokens", "max_output_tokens"], "additionalProperties": false}`
+
+const usageField = `{"type": "object", "description": "Instead of units: the usage the model reported, charged at the customer's price list. input_tokens counts every prompt token (cache reads and writes included), output_tokens every output token (reasoning included). Usage the list cannot price is charged units if given, else the reservation's hold, and counted as unpriced.",
+      "properties": {"model": {"type": "string", "minLength": 1}, "provider": {"type": "string"},
+        "input_tokens": {"type": "integer", "minimum": 0}, "output_tokens": {"type": "integer", "minimum": 0},
+        "cache_read_tokens": {"type": "integer", "minimum": 0}, "cache_write_tokens": {"type": "integer", "minimum": 0},
+        "cache_write_1h_tokens": {"type": "integer", "minimum": 0}, "reasoning_tokens": {"type": "integer", "minimum": 0},
+        "service_tier": {"type": "string"}},
+      "required": ["model"], "additionalProperties": false}`
 
 var releaseSchema = json.RawMessage(`{
   "type": "object",
@@ -135,6 +152,9 @@ func preflightSummary(_ Request, reply any) string {
 	if r.ExpiresAt != nil {
 		s += fmt.Sprintf(" (expires %s)", r.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"))
 	}
+	if r.EstimatePricing != nil {
+		s += fmt.Sprintf(". The hold covers up to %d output tokens: set the model call's max output tokens to at most that", r.MaxOutputTokens)
+	}
 	return s + ". When the run ends call record_usage with it, or release if the run fails."
 }
 
@@ -153,6 +173,12 @@ func recordSummary(_ Request, reply any) string {
 		if i < len(r.FundedBy)-1 {
 			s += ","
 		}
+	}
+	switch {
+	case r.Pricing != nil:
+		s += " Priced: " + r.Pricing.Describe() + "."
+	case r.Unpriced != "":
+		s += " The usage could not be priced (" + r.Unpriced + "): charged the units given or the reservation's hold."
 	}
 	return s
 }
