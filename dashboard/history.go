@@ -88,6 +88,12 @@ type CustomerPage struct {
 	Rollover        string `json:"rollover,omitempty"`
 	MaxRuns         int    `json:"max_concurrent_runs,omitempty"`
 	MaxRunsPerAgent int    `json:"max_concurrent_runs_per_agent,omitempty"`
+	// PriceList is the list the customer's usage is priced with when the
+	// budget names one; UnpricedRecords counts its records whose usage
+	// could not be priced (charged their hold or units). A priced
+	// record's history row says how it was priced (its reason).
+	PriceList       string `json:"price_list,omitempty"`
+	UnpricedRecords uint64 `json:"unpriced_records"`
 }
 
 // AgentRow is one agent's use within the customer's period.
@@ -205,6 +211,7 @@ func addRules(page *CustomerPage, st *ledger.StatusReply) {
 		page.Overdraft = st.Overdraft.String()
 	}
 	page.Rollover, page.MaxRuns, page.MaxRunsPerAgent = st.Rollover, st.MaxRuns, st.MaxRunsPerAgent
+	page.PriceList, page.UnpricedRecords = st.PriceList, st.UnpricedRecords
 }
 
 // readHistory fills page.History with the period's events up to the

@@ -187,3 +187,40 @@ func sameGrant(a, b dashboard.GrantRow) bool {
 	return sameExp && a.EffectiveAt.Equal(b.EffectiveAt) && a.ID == b.ID && a.Units == b.Units &&
 		a.Remaining == b.Remaining && a.Priority == b.Priority && a.Source == b.Source
 }
+
+// TestCustomerPagePricedUsage: a record of usage shows its price in the
+// history (the breakdown), and a record the list cannot price is counted.
+func TestCustomerPagePricedUsage(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if _, err := e.agents.SetPrices(ctx, []byte(`{"list":"default","version":"v1","models":[{"id":"m","rates":{"input":"3","output":"15"}}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.agents.SetBudget(ctx, "priced", ledger.BudgetRequest{Limit: testenv.Ptr(t, "1"), Period: "month"}); err != nil {
+		t.Fatal(err)
+	}
+	in, out := int64(1200), int64(400)
+	for _, model := range []string{"m", "unknown"} {
+		if _, err := e.agents.Record(ctx, "priced", ledger.RecordRequest{AgentID: "a", Units: testenv.Ptr(t, "0.5"),
+			Usage: &events.Usage{Model: model, InputTokens: &in, OutputTokens: &out}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitFollower()
+	var p dashboard.CustomerPage
+	if code := e.getJSON("/ui/api/customers/priced", e.auditor, &p); code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	if p.UnpricedRecords != 1 || p.Customer.Used != "0.5096" {
+		t.Fatalf("unpriced %d, used %s; want 1 and 0.5096", p.UnpricedRecords, p.Customer.Used)
+	}
+	var reasons []string
+	for _, h := range p.History {
+		reasons = append(reasons, h.Reason)
+	}
+	if !slices.ContainsFunc(reasons, func(r string) bool { return r == "1,200 input x 3/M + 400 output x 15/M = 0.0096 (m, list default v1)" }) ||
+		!slices.ContainsFunc(reasons, func(r string) bool { return len(r) > 9 && r[:9] == "unpriced:" }) {
+		t.Fatalf("history reasons: %q", reasons)
+	}
+}

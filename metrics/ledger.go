@@ -26,6 +26,8 @@ type ledgerCounters struct {
 	grants        *prometheus.CounterVec
 	grantUnits    *prometheus.CounterVec
 	grantsExpired prometheus.Counter
+	priced        prometheus.Counter
+	unpriced      prometheus.Counter
 	unitsExpired  prometheus.Counter
 	partials      prometheus.Counter
 	overdrafts    prometheus.Counter
@@ -57,6 +59,14 @@ func newLedgerCounters() ledgerCounters {
 			Name: "agentbill_overdrafts_started_total",
 			Help: "Times a customer's remaining first went below zero in a period, into its overdraft (overdraft_started events).",
 		}),
+		priced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentbill_priced_records_total",
+			Help: "Records whose reported usage was priced from a price list.",
+		}),
+		unpriced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentbill_unpriced_records_total",
+			Help: "Records whose reported usage could not be priced (unknown model, no rate for its tier, usage missing): charged their hold or the units given.",
+		}),
 	}
 }
 
@@ -67,7 +77,8 @@ func (l ledgerCounters) collectors() []prometheus.Collector {
 		l.grants.WithLabelValues(src)
 		l.grantUnits.WithLabelValues(src)
 	}
-	return []prometheus.Collector{l.grants, l.grantUnits, l.grantsExpired, l.unitsExpired, l.partials, l.overdrafts}
+	return []prometheus.Collector{l.grants, l.grantUnits, l.grantsExpired, l.unitsExpired, l.partials, l.overdrafts,
+		l.priced, l.unpriced}
 }
 
 // Appended implements projections.EventObserver: it counts the events of
@@ -88,6 +99,13 @@ func (m *Metrics) Appended(e *events.Envelope) {
 		}
 	case *events.OverdraftStarted:
 		l.overdrafts.Inc()
+	case *events.Recorded:
+		switch {
+		case d.Pricing != nil:
+			l.priced.Inc()
+		case d.Unpriced != "":
+			l.unpriced.Inc()
+		}
 	}
 }
 

@@ -210,6 +210,8 @@ function ruleStats(p) {
   if (p.max_concurrent_runs) caps.push(`${p.max_concurrent_runs} open`);
   if (p.max_concurrent_runs_per_agent) caps.push(`${p.max_concurrent_runs_per_agent} per agent`);
   if (caps.length) out.push(stat('Run caps', caps.join(' · ')));
+  if (p.price_list) out.push(stat('Price list', p.price_list));
+  if (p.unpriced_records) out.push(stat('Unpriced records', String(p.unpriced_records)));
   return out;
 }
 
