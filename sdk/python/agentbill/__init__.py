@@ -38,7 +38,8 @@ from .errors import (  # noqa: E402
     RefusedError,
     UnavailableError,
 )
-from . import webhooks  # noqa: E402
+from . import usage, webhooks  # noqa: E402
+from .wrap import wrap  # noqa: E402
 from .webhooks import WebhookVerificationError  # noqa: E402
 from .models import (  # noqa: E402
     AgentStatus,
@@ -91,5 +92,7 @@ __all__ = [
     "UnavailableError",
     "Usage",
     "WebhookVerificationError",
+    "usage",
     "webhooks",
+    "wrap",
 ]
