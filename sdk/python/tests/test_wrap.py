@@ -4,9 +4,13 @@ installed here) that count the requests reaching their model."""
 
 import asyncio
 import concurrent.futures
+import gc
 import json
 import logging
 import math
+import os
+import subprocess
+import sys
 import unittest
 import uuid
 
@@ -25,6 +29,7 @@ CONCURRENT_CALLS = 50
 CALLS_THAT_FIT = 10
 MODEL_DELAY = 0.05  # seconds per stand-in call, so concurrent calls overlap
 BUDGET_PLENTY = 1_000_000
+EXAMPLE_TIMEOUT = 60  # seconds
 
 
 def setUpModule():
@@ -233,6 +238,15 @@ class Released(Base):
                         next(s)
                 self.assert_no_hold(cid)
 
+    def test_a_started_stream_dropped_unfinished_is_released(self):
+        cid = self.customer()
+        client = self.wrapped("openai.responses", Model(TOKENS), False, cid)
+        s = responses(client, True, False)
+        next(s)
+        del s
+        gc.collect()  # the stream's generator is closed when collected
+        self.assert_no_hold(cid)
+
     def test_a_stream_closed_before_reading_is_released(self):
         cid = self.customer()
         client = self.wrapped("openai.chat", Model(TOKENS), False, cid)
@@ -373,6 +387,18 @@ class SameClient(Base):
             wrap(OpenAI(Model(TOKENS)), agent_id="", agentbill=self.agentbill)
         with self.assertRaisesRegex(TypeError, "float"):
             wrap(OpenAI(Model(TOKENS)), agent_id="a", estimate=1.5, agentbill=self.agentbill)
+
+
+class Example(Base):
+    def test_wrap_example_charges_each_call(self):
+        cid = self.customer(limit=1000)
+        env = dict(os.environ, AGENTBILL_BASE_URL=SERVER.base_url, AGENTBILL_API_KEY=AGENT,
+                   AGENTBILL_CUSTOMER=cid, PYTHONPATH=harness.SDK_DIR)
+        res = subprocess.run([sys.executable, os.path.join(harness.REPO, "examples", "python", "wrap_openai.py")],
+                             env=env, capture_output=True, text=True, timeout=EXAMPLE_TIMEOUT)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn("model requests: 3; budget: 850 of 1000 units left", res.stdout)
+        self.assert_no_hold(cid, used=150)
 
 
 if __name__ == "__main__":
