@@ -148,6 +148,12 @@ class Endpoint:
             return self._streams
         return kwargs.get("stream") is True
 
+    def raw(self, kwargs: Dict[str, Any]) -> bool:
+        """Whether the call returns the raw HTTP response (see
+        RAW_RESPONSE_HEADER), not the parsed answer or its stream."""
+        headers = kwargs.get("extra_headers")
+        return isinstance(headers, dict) and RAW_RESPONSE_HEADER in headers
+
     def prepare(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
         return self._prepare(kwargs) if self._prepare else kwargs
 
@@ -164,15 +170,18 @@ class Endpoint:
 
 def _openai_chat_prepare(kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """A chat stream reports usage only when asked: ask, unless the caller
-    set stream_options."""
-    if kwargs.get("stream") is True and "stream_options" not in kwargs:
+    set stream_options. Unset is absent, None, or a falsy sentinel (the
+    SDK's own helpers pass NOT_GIVEN / omit)."""
+    if kwargs.get("stream") is True and not kwargs.get("stream_options"):
         return dict(kwargs, stream_options={"include_usage": True})
     return kwargs
 
 
-def _first(*values: Any) -> Any:
+def _first_int(*values: Any) -> Optional[int]:
+    """The first value that is an int (skipping None and the SDKs'
+    NOT_GIVEN / omit sentinels)."""
     for v in values:
-        if v is not None:
+        if isinstance(v, int) and not isinstance(v, bool):
             return v
     return None
 
@@ -180,7 +189,7 @@ def _first(*values: Any) -> Any:
 OPENAI_CHAT = Endpoint(
     "openai.chat.completions.create", "chat.completions", "create", OpenAIChatFold,
     lambda r, model: openai_chat_usage(r, model), "id",
-    lambda kw: _first(kw.get("max_completion_tokens"), kw.get("max_tokens")),
+    lambda kw: _first_int(kw.get("max_completion_tokens"), kw.get("max_tokens")),
     prepare=_openai_chat_prepare)
 OPENAI_RESPONSES = Endpoint(
     "openai.responses.create", "responses", "create", OpenAIResponsesFold,
@@ -203,5 +212,10 @@ GEMINI_GENERATE_STREAM = Endpoint(
 ENDPOINTS = (OPENAI_CHAT, OPENAI_RESPONSES, ANTHROPIC_MESSAGES, GEMINI_GENERATE, GEMINI_GENERATE_STREAM)
 #: Where google-genai keeps its async client: ``client.aio.models``.
 GEMINI_ASYNC_ATTR = "aio"
+#: The header the openai and anthropic SDKs add to a call made through
+#: ``with_raw_response`` or ``with_streaming_response``: the call then
+#: returns the raw HTTP response, whose usage cannot be read without
+#: consuming it.
+RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 #: The methods that return a copy of a client with other options.
 COPY_METHODS = ("with_options", "copy")

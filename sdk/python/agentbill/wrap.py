@@ -17,7 +17,8 @@ One call:
 3. record the usage (:func:`agentbill.usage.record_fields`) with the
    provider's response id as the idempotency key, settling the hold. A
    stream is recorded when it ends, and released if it errors or is closed
-   before its usage arrived. A record that fails is logged (logger
+   before its usage arrived. A raw-response call (``with_raw_response``,
+   ``with_streaming_response``) is recorded at once as usage missing. A record that fails is logged (logger
    ``"agentbill"``) and the answer returned; the hold stays until it
    expires.
 """
@@ -304,7 +305,7 @@ def _sync_call(job: Job, endpoint: Endpoint, method: Callable) -> Callable:
         except BaseException as exc:
             c.release(exc)
             raise
-        if endpoint.streaming(kwargs):
+        if endpoint.streaming(kwargs) and not endpoint.raw(kwargs):
             return _Stream(out, c)
         c.see_response(out)
         c.record()
@@ -322,7 +323,7 @@ def _async_call(job: Job, endpoint: Endpoint, method: Callable) -> Callable:
         except BaseException as exc:
             await asyncio.to_thread(c.release, exc)
             raise
-        if endpoint.streaming(kwargs):
+        if endpoint.streaming(kwargs) and not endpoint.raw(kwargs):
             return _AsyncStream(out, c)
         c.see_response(out)
         await asyncio.to_thread(c.record)

@@ -160,6 +160,17 @@ def response_events(model, rid, kwargs):
     return model.stream(events, done)
 
 
+class NotGiven:
+    """The SDKs' sentinel for an argument not given (falsy, not None)."""
+
+    def __bool__(self):
+        return False
+
+
+NOT_GIVEN = NotGiven()
+RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+
+
 class _OpenAIResource:
     def __init__(self, model, api, whole, stream, is_async):
         self._model, self._api, self._whole, self._stream = model, api, whole, stream
@@ -168,12 +179,49 @@ class _OpenAIResource:
     def _create(self, **kwargs):
         rid = self._model.receive(self._api, kwargs)
         if kwargs.get("stream"):
-            return self._stream(self._model, rid, kwargs)
-        return self._whole(self._model, rid, kwargs)
+            out = self._stream(self._model, rid, kwargs)
+        else:
+            out = self._whole(self._model, rid, kwargs)
+        if RAW_RESPONSE_HEADER in (kwargs.get("extra_headers") or {}):
+            # The raw HTTP response; .parse() gives the answer.
+            return types.SimpleNamespace(status_code=200, headers={"x-request-id": "req_" + rid},
+                                         parse=lambda: out)
+        return out
 
     async def _acreate(self, **kwargs):
         out = self._create(**kwargs)
         return _aiter(out) if kwargs.get("stream") else out
+
+    @property
+    def with_raw_response(self):
+        """As the Stainless SDKs build it: create() with the raw-response
+        header, calling the resource's create as it is now."""
+        def create(**kwargs):
+            headers = dict(kwargs.get("extra_headers") or {}, **{RAW_RESPONSE_HEADER: "true"})
+            return self.create(**dict(kwargs, extra_headers=headers))
+        return types.SimpleNamespace(create=create)
+
+    def stream(self, *, model, messages, max_completion_tokens=NOT_GIVEN, max_tokens=NOT_GIVEN,
+               stream_options=NOT_GIVEN):
+        """openai's chat.completions.stream helper: it calls self.create
+        with stream=True and every other argument, given or not."""
+        api_request = functools.partial(self.create, model=model, messages=messages, stream=True,
+                                        max_completion_tokens=max_completion_tokens, max_tokens=max_tokens,
+                                        stream_options=stream_options)
+        return _StreamManager(api_request)
+
+
+class _StreamManager:
+    def __init__(self, api_request):
+        self._api_request = api_request
+        self._stream = None
+
+    def __enter__(self):
+        self._stream = self._api_request()
+        return self._stream
+
+    def __exit__(self, *exc_info):
+        self._stream.close()
 
 
 async def _aiter(events):

@@ -162,6 +162,29 @@ class Charged(Base):
         run("openai.chat", self.wrapped("openai.chat", model, False, cid), False, True)
         self.assertEqual(model.requests[0][1]["stream_options"], {"include_usage": True})
 
+    def test_the_sdk_stream_helper_goes_through_the_wrapper(self):
+        cid, model = self.customer(), Model(TOKENS)
+        client = self.wrapped("openai.chat", model, False, cid)
+        with client.chat.completions.stream(model="gpt-4.1-mini", messages=[], max_tokens=MAX_OUT) as s:
+            self.assertTrue(list(s))
+        self.assertEqual(model.requests[0][1]["stream_options"], {"include_usage": True})
+        [held] = self.events(cid, "reserved")
+        self.assertEqual(held["units"], MAX_OUT + 4)  # max_tokens, past NOT_GIVEN; '{"messages":[]}' is 4 tokens
+        self.assert_no_hold(cid, used=TOKENS.total)
+
+    def test_a_raw_response_is_recorded_as_missing_usage(self):
+        for stream in (False, True):
+            with self.subTest(stream=stream):
+                cid, model = self.customer(), Model(TOKENS)
+                client = self.wrapped("openai.chat", model, False, cid)
+                raw = client.chat.completions.with_raw_response.create(
+                    model="gpt-4.1-mini", messages=[], max_completion_tokens=MAX_OUT, stream=stream)
+                self.assertEqual(raw.status_code, 200)
+                [held] = self.events(cid, "reserved")
+                [rec] = self.events(cid, "recorded")
+                self.assertEqual((rec["units"], rec["metadata"]), (held["units"], {"usage": USAGE_MISSING}))
+                self.assert_no_hold(cid, used=held["units"])
+
     def test_the_default_estimate_is_the_mean_capped_by_prompt_plus_max_output(self):
         cid, model = self.customer(), Model(TOKENS)
         client = self.wrapped("openai.chat", model, False, cid)
