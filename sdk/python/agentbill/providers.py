@@ -2,7 +2,8 @@
 
 A client is recognised by its shape (attribute paths), never by importing
 the provider's package: ``chat.completions.create`` and
-``responses.create`` (openai), ``messages.create`` (anthropic),
+``responses.create`` and their ``parse`` (openai), ``messages.create``,
+``messages.parse`` and the ``messages.stream`` manager (anthropic),
 ``models.generate_content`` and ``models.generate_content_stream``
 (google-genai; ``aio.models`` for its async client).
 
@@ -96,6 +97,14 @@ class AnthropicFold(Fold):
             self._merge(field(event, "usage"))
             self.usage = anthropic_usage(self._raw, self.model)
 
+    def see_final(self, message: Any) -> None:
+        """The message an anthropic MessageStream accumulated: its usage
+        is final once message_delta set its stop_reason."""
+        if message is None or field(message, "stop_reason") is None:
+            return
+        self.response_id = field(message, "id") or self.response_id
+        self.usage = anthropic_usage(field(message, "usage"), field(message, "model") or self.model)
+
     def _merge(self, u: Any) -> None:
         for name in ANTHROPIC_USAGE_FIELDS:
             v = field(u, name)
@@ -132,7 +141,7 @@ class Endpoint:
     def __init__(self, name: str, path: str, method: str, fold: Callable[[Any], Fold],
                  usage: Callable[[Any, Any], Optional[Dict[str, Any]]], id_field: str,
                  max_output: Callable[[Dict[str, Any]], Any], streams: Optional[bool] = None,
-                 prepare: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None):
+                 prepare: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None, managed: bool = False):
         self.name = name  # as in metadata: "openai.chat.completions.create"
         self.path = path  # the resource, from the client: "chat.completions"
         self.method = method
@@ -142,6 +151,9 @@ class Endpoint:
         self._max_output = max_output
         self._streams = streams  # None: the call's stream= argument decides
         self._prepare = prepare
+        # True: the method returns a stream manager that sends the request
+        # on enter (anthropic's messages.stream), not the answer or stream.
+        self.managed = managed
 
     def streaming(self, kwargs: Dict[str, Any]) -> bool:
         if self._streams is not None:
@@ -186,30 +198,48 @@ def _first_int(*values: Any) -> Optional[int]:
     return None
 
 
-OPENAI_CHAT = Endpoint(
-    "openai.chat.completions.create", "chat.completions", "create", OpenAIChatFold,
-    lambda r, model: openai_chat_usage(r, model), "id",
-    lambda kw: _first_int(kw.get("max_completion_tokens"), kw.get("max_tokens")),
-    prepare=_openai_chat_prepare)
-OPENAI_RESPONSES = Endpoint(
-    "openai.responses.create", "responses", "create", OpenAIResponsesFold,
-    lambda r, model: openai_responses_usage(r, model), "id",
-    lambda kw: kw.get("max_output_tokens"))
-ANTHROPIC_MESSAGES = Endpoint(
-    "anthropic.messages.create", "messages", "create", AnthropicFold,
-    lambda r, model: anthropic_usage(field(r, "usage"), field(r, "model") or model), "id",
-    lambda kw: kw.get("max_tokens"))
-GEMINI_GENERATE = Endpoint(
-    "google.models.generate_content", "models", "generate_content", GeminiFold,
-    lambda r, model: gemini_usage(r, model), "response_id",
-    lambda kw: field(kw.get("config"), "max_output_tokens"), streams=False)
-GEMINI_GENERATE_STREAM = Endpoint(
-    "google.models.generate_content_stream", "models", "generate_content_stream", GeminiFold,
-    lambda r, model: gemini_usage(r, model), "response_id",
-    lambda kw: field(kw.get("config"), "max_output_tokens"), streams=True)
+def _chat_max(kw: Dict[str, Any]) -> Optional[int]:
+    return _first_int(kw.get("max_completion_tokens"), kw.get("max_tokens"))
+
+
+def _responses_max(kw: Dict[str, Any]) -> Any:
+    return kw.get("max_output_tokens")
+
+
+def _anthropic_max(kw: Dict[str, Any]) -> Any:
+    return kw.get("max_tokens")
+
+
+def _gemini_max(kw: Dict[str, Any]) -> Any:
+    return field(kw.get("config"), "max_output_tokens")
+
+
+def _message_usage(r: Any, model: Any) -> Optional[Dict[str, Any]]:
+    return anthropic_usage(field(r, "usage"), field(r, "model") or model)
+
+
+OPENAI_CHAT = Endpoint("openai.chat.completions.create", "chat.completions", "create", OpenAIChatFold,
+                       openai_chat_usage, "id", _chat_max, prepare=_openai_chat_prepare)
+OPENAI_CHAT_PARSE = Endpoint("openai.chat.completions.parse", "chat.completions", "parse", OpenAIChatFold,
+                             openai_chat_usage, "id", _chat_max, streams=False)
+OPENAI_RESPONSES = Endpoint("openai.responses.create", "responses", "create", OpenAIResponsesFold,
+                            openai_responses_usage, "id", _responses_max)
+OPENAI_RESPONSES_PARSE = Endpoint("openai.responses.parse", "responses", "parse", OpenAIResponsesFold,
+                                  openai_responses_usage, "id", _responses_max, streams=False)
+ANTHROPIC_MESSAGES = Endpoint("anthropic.messages.create", "messages", "create", AnthropicFold,
+                              _message_usage, "id", _anthropic_max)
+ANTHROPIC_PARSE = Endpoint("anthropic.messages.parse", "messages", "parse", AnthropicFold,
+                           _message_usage, "id", _anthropic_max, streams=False)
+ANTHROPIC_STREAM = Endpoint("anthropic.messages.stream", "messages", "stream", AnthropicFold,
+                            _message_usage, "id", _anthropic_max, streams=True, managed=True)
+GEMINI_GENERATE = Endpoint("google.models.generate_content", "models", "generate_content", GeminiFold,
+                           gemini_usage, "response_id", _gemini_max, streams=False)
+GEMINI_GENERATE_STREAM = Endpoint("google.models.generate_content_stream", "models", "generate_content_stream",
+                                  GeminiFold, gemini_usage, "response_id", _gemini_max, streams=True)
 
 #: Every endpoint wrap() looks for on a client.
-ENDPOINTS = (OPENAI_CHAT, OPENAI_RESPONSES, ANTHROPIC_MESSAGES, GEMINI_GENERATE, GEMINI_GENERATE_STREAM)
+ENDPOINTS = (OPENAI_CHAT, OPENAI_CHAT_PARSE, OPENAI_RESPONSES, OPENAI_RESPONSES_PARSE, ANTHROPIC_MESSAGES,
+             ANTHROPIC_PARSE, ANTHROPIC_STREAM, GEMINI_GENERATE, GEMINI_GENERATE_STREAM)
 #: Where google-genai keeps its async client: ``client.aio.models``.
 GEMINI_ASYNC_ATTR = "aio"
 #: The header the openai and anthropic SDKs add to a call made through

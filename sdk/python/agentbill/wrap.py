@@ -17,7 +17,8 @@ One call:
 3. record the usage (:func:`agentbill.usage.record_fields`) with the
    provider's response id as the idempotency key, settling the hold. A
    stream is recorded when it ends, and released if it errors or is closed
-   before its usage arrived. A raw-response call (``with_raw_response``,
+   before its usage arrived (anthropic's ``messages.stream`` manager: when
+   its ``with`` block is left). A raw-response call (``with_raw_response``,
    ``with_streaming_response``) is recorded at once as usage missing. A record that fails is logged (logger
    ``"agentbill"``) and the answer returned; the hold stays until it
    expires.
@@ -295,6 +296,69 @@ class _AsyncStream:
         return getattr(self.__dict__["_inner"], name)
 
 
+class _ManagedStream:
+    """anthropic's ``messages.stream(...)`` manager, sync or async: the
+    request goes out on enter, so the preflight is there; on exit the
+    call is settled from the message the stream accumulated (recorded if
+    its usage is final, else released as aborted)."""
+
+    def __init__(self, inner: Any, call: Call):
+        self._inner = inner
+        self._call = call
+        self._stream: Any = None
+
+    def __enter__(self) -> Any:
+        self._call.preflight()
+        try:
+            self._stream = self._inner.__enter__()
+        except BaseException as exc:
+            self._call.release(exc)
+            raise
+        return self._stream
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self._inner.__exit__(*exc_info)
+        finally:
+            self._call.end(self._outcome(exc_info[1]))
+
+    async def __aenter__(self) -> Any:
+        await asyncio.to_thread(self._call.preflight)
+        try:
+            self._stream = await self._inner.__aenter__()
+        except BaseException as exc:
+            await asyncio.to_thread(self._call.release, exc)
+            raise
+        return self._stream
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self._inner.__aexit__(*exc_info)
+        finally:
+            await asyncio.to_thread(self._call.end, self._outcome(exc_info[1]))
+
+    def _outcome(self, exc: Optional[BaseException]) -> Optional[BaseException]:
+        """What ended the call: ``exc``, or an abort if the stream was left
+        before its final usage."""
+        try:
+            message = self._stream.current_message_snapshot
+        except (AssertionError, AttributeError):  # no message_start yet
+            message = None
+        self._call.fold.see_final(message)
+        if exc is None and not measured(self._call.fold.usage):
+            return _Aborted("stream left before its final usage")
+        return exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_inner"], name)
+
+
+def _managed_call(job: Job, endpoint: Endpoint, method: Callable) -> Callable:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return _ManagedStream(method(*args, **kwargs), Call(job, endpoint, kwargs))
+    return call
+
+
 def _sync_call(job: Job, endpoint: Endpoint, method: Callable) -> Callable:
     def call(*args: Any, **kwargs: Any) -> Any:
         c = Call(job, endpoint, kwargs)
@@ -355,8 +419,13 @@ def _patch(client: Any, job: Job, force_async: bool = False) -> int:
         method = getattr(owner, endpoint.method, None)
         if not callable(method):
             continue
-        is_async = force_async or _is_async(method, owner, client)
-        wrapped = (_async_call if is_async else _sync_call)(job, endpoint, method)
+        if endpoint.managed:
+            factory = _managed_call  # a plain method returning a (sync or async) manager
+        elif force_async or _is_async(method, owner, client):
+            factory = _async_call
+        else:
+            factory = _sync_call
+        wrapped = factory(job, endpoint, method)
         setattr(owner, endpoint.method, wrapped)
         found += 1
     return found

@@ -15,6 +15,7 @@ so a test can show that a refused call never did.
 """
 
 import asyncio
+import copy
 import functools
 import itertools
 import threading
@@ -171,10 +172,22 @@ NOT_GIVEN = NotGiven()
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 
 
-class _OpenAIResource:
+class _Resource:
+    """A Stainless-style resource: create() (stream= or not), parse()
+    (posts on its own, not through create), with_raw_response."""
+
     def __init__(self, model, api, whole, stream, is_async):
         self._model, self._api, self._whole, self._stream = model, api, whole, stream
+        self._is_async = is_async
         self.create = required_args(self._acreate if is_async else self._create)
+        self.parse = self._aparse if is_async else self._parse
+
+    def _parse(self, **kwargs):
+        rid = self._model.receive(self._api, kwargs)
+        return self._whole(self._model, rid, kwargs)
+
+    async def _aparse(self, **kwargs):
+        return self._parse(**kwargs)
 
     def _create(self, **kwargs):
         rid = self._model.receive(self._api, kwargs)
@@ -201,6 +214,8 @@ class _OpenAIResource:
             return self.create(**dict(kwargs, extra_headers=headers))
         return types.SimpleNamespace(create=create)
 
+
+class _OpenAIChat(_Resource):
     def stream(self, *, model, messages, max_completion_tokens=NOT_GIVEN, max_tokens=NOT_GIVEN,
                stream_options=NOT_GIVEN):
         """openai's chat.completions.stream helper: it calls self.create
@@ -244,9 +259,9 @@ class OpenAI:
         self.model_server = model
         self.api_key = api_key
         self.timeout = timeout
-        self.chat = types.SimpleNamespace(completions=_OpenAIResource(
+        self.chat = types.SimpleNamespace(completions=_OpenAIChat(
             model, "chatcmpl", chat_completion, chat_chunks, self._is_async))
-        self.responses = _OpenAIResource(model, "resp", lambda m, rid, kw: obj(response_body(m, rid, kw, "completed")),
+        self.responses = _Resource(model, "resp", lambda m, rid, kw: obj(response_body(m, rid, kw, "completed")),
                                          response_events, self._is_async)
         self.models = _Models()
 
@@ -301,13 +316,108 @@ def message_events(model, rid, kwargs):
     return model.stream(events, obj({"type": "message_stop"}))
 
 
+class _AnthropicMessages(_Resource):
+    def stream(self, **kwargs):
+        """anthropic's messages.stream helper: a manager that posts the
+        request itself (not through create) when entered."""
+        def api_request():
+            rid = self._model.receive(self._api, dict(kwargs, stream=True))
+            return message_events(self._model, rid, kwargs)
+        if self._is_async:
+            return _AsyncMessageStreamManager(api_request)
+        return _MessageStreamManager(api_request)
+
+
+class _MessageStream:
+    """anthropic's MessageStream: the raw events, and the message
+    accumulated from them as the SDK does (message_start's message, then
+    message_delta's stop reason and usage counts)."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._snapshot = None
+        self._iterator = self._events()
+
+    def _events(self):
+        for event in self._raw:
+            self._accumulate(event)
+            yield event
+
+    def _accumulate(self, event):
+        if event.type == "message_start":
+            self._snapshot = copy.deepcopy(event.message)
+        elif event.type == "message_delta":
+            self._snapshot.stop_reason = event.delta.stop_reason
+            if event.usage is None:
+                return
+            self._snapshot.usage.output_tokens = event.usage.output_tokens
+            for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+                if getattr(event.usage, name) is not None:
+                    setattr(self._snapshot.usage, name, getattr(event.usage, name))
+
+    @property
+    def current_message_snapshot(self):
+        assert self._snapshot is not None
+        return self._snapshot
+
+    def __iter__(self):
+        return self._iterator
+
+    def __next__(self):
+        return next(self._iterator)
+
+    @property
+    def text_stream(self):
+        return (e.delta.text for e in self if e.type == "content_block_delta")
+
+    def get_final_message(self):
+        for _ in self:
+            pass
+        return self.current_message_snapshot
+
+    def close(self):
+        self._raw.close()
+
+
+class _MessageStreamManager(_StreamManager):
+    def __enter__(self):
+        self._stream = _MessageStream(self._api_request())
+        return self._stream
+
+
+class _AsyncMessageStream(_MessageStream):
+    async def _aevents(self):
+        for event in self._raw:
+            await asyncio.sleep(0)
+            self._accumulate(event)
+            yield event
+
+    def __aiter__(self):
+        return self._aevents()
+
+    async def get_final_message(self):
+        async for _ in self:
+            pass
+        return self.current_message_snapshot
+
+
+class _AsyncMessageStreamManager(_MessageStreamManager):
+    async def __aenter__(self):
+        await asyncio.sleep(0)
+        self._stream = _AsyncMessageStream(self._api_request())
+        return self._stream
+
+    async def __aexit__(self, *exc_info):
+        self._stream.close()
+
+
 class Anthropic:
     _is_async = False
 
     def __init__(self, model, api_key="sk-ant-standin"):
         self.model_server = model
         self.api_key = api_key
-        self.messages = _OpenAIResource(model, "msg", lambda m, rid, kw: obj(message(m, rid, kw, "whole")),
+        self.messages = _AnthropicMessages(model, "msg", lambda m, rid, kw: obj(message(m, rid, kw, "whole")),
                                         message_events, self._is_async)
         self.models = _Models()
 

@@ -277,6 +277,93 @@ class Released(Base):
         self.assert_no_hold(cid)
 
 
+def anthropic_stream(client, aio, read):
+    """Streams with anthropic's messages.stream manager; ``read(stream)``
+    reads it (sync) or is awaited (async)."""
+    kw = dict(model="claude-sonnet-4-5", max_tokens=MAX_OUT, messages=[{"role": "user", "content": "Say hello"}])
+    if not aio:
+        with client.messages.stream(**kw) as s:
+            return read(s)
+
+    async def go():
+        async with client.messages.stream(**kw) as s:
+            return await read(s)
+    return asyncio.run(go())
+
+
+async def _first_event(s):
+    async for e in s:
+        return e
+
+
+async def _all_events(s):
+    return [e async for e in s]
+
+
+class Helpers(Base):
+    """The SDKs' helpers that post on their own: parse() and anthropic's
+    messages.stream manager."""
+
+    def test_parse_is_charged_and_refused_like_create(self):
+        calls = (("openai.chat", lambda c: c.chat.completions.parse),
+                 ("openai.responses", lambda c: c.responses.parse),
+                 ("anthropic.messages", lambda c: c.messages.parse))
+        for (name, method), aio in ((c, aio) for c in calls for aio in (False, True)):
+            with self.subTest(call=name, aio=aio):
+                cid, model = self.customer(), Model(TOKENS)
+                client = self.wrapped(name, model, aio, cid)
+                out = method(client)(model="gpt-4.1-mini" if name != "anthropic.messages" else "claude-sonnet-4-5",
+                                     messages=[], max_tokens=MAX_OUT)
+                if aio:
+                    out = asyncio.run(out)
+                self.assertTrue(out.id)
+                self.assert_no_hold(cid, used=TOKENS.total)
+                refused_cid = self.customer(limit=10)
+                client = self.wrapped(name, model, aio, refused_cid)
+                with self.assertRaises(RefusedError):
+                    out = method(client)(model="m", messages=[], max_tokens=MAX_OUT)
+                    if aio:
+                        asyncio.run(out)
+                self.assertEqual(len(model.requests), 1)
+
+    def test_the_anthropic_stream_manager_is_charged_when_read(self):
+        want = {k: v for k, v in EXPECTED_USAGE["anthropic.messages"].items() if k != "reasoning_tokens"}
+        for aio in (False, True):
+            # (how the stream is read)
+            readers = ((lambda s: list(s), _all_events),
+                       (lambda s: s.get_final_message(), lambda s: s.get_final_message()))
+            for sync_read, async_read in readers:
+                with self.subTest(aio=aio):
+                    cid, model = self.customer(), Model(TOKENS)
+                    anthropic_stream(self.wrapped("anthropic.messages", model, aio, cid), aio,
+                                     async_read if aio else sync_read)
+                    self.assertEqual(len(model.requests), 1)
+                    self.assert_no_hold(cid, used=TOKENS.total)
+                    # The SDK's accumulated message keeps no thinking count
+                    # from message_delta: reasoning_tokens is absent, not 0.
+                    [rec] = self.events(cid, "recorded")
+                    self.assertEqual(rec["metadata"]["usage"], want)
+
+    def test_the_anthropic_stream_manager_refused_left_early_or_failed(self):
+        for aio in (False, True):
+            with self.subTest(aio=aio, case="refused"):
+                cid, model = self.customer(limit=10), Model(TOKENS)
+                with self.assertRaises(RefusedError):
+                    anthropic_stream(self.wrapped("anthropic.messages", model, aio, cid), aio, list)
+                self.assertEqual(model.requests, [])
+            with self.subTest(aio=aio, case="left early"):
+                cid = self.customer()
+                anthropic_stream(self.wrapped("anthropic.messages", Model(TOKENS), aio, cid), aio,
+                                 _first_event if aio else next)
+                self.assert_no_hold(cid)
+            with self.subTest(aio=aio, case="failed"):
+                cid = self.customer()
+                with self.assertRaises(ProviderError):
+                    anthropic_stream(self.wrapped("anthropic.messages", Model(TOKENS, fail_mid_stream=True), aio,
+                                                  cid), aio, _all_events if aio else list)
+                self.assert_no_hold(cid)
+
+
 class Missing(Base):
     def test_missing_usage_is_recorded_as_the_hold_and_marked(self):
         for name, aio, stream in COMBOS:
