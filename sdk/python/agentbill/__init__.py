@@ -12,6 +12,11 @@ standard library only::
     result = run_agent(task)
     client.record(agent_id="research_agent", units=10, customer_id="user_123")
 
+Or wrap a provider client, so each model call is preflighted and charged
+the usage the provider reported (see agentbill.wrap)::
+
+    client = agentbill.wrap(OpenAI(), agent_id="support_bot", customer_id="user_123")
+
 Amounts are exact: pass int, str or decimal.Decimal (never float); replies
 carry decimal.Decimal.
 """
@@ -38,7 +43,8 @@ from .errors import (  # noqa: E402
     RefusedError,
     UnavailableError,
 )
-from . import webhooks  # noqa: E402
+from . import usage, webhooks  # noqa: E402
+from .wrap import wrap  # noqa: E402
 from .webhooks import WebhookVerificationError  # noqa: E402
 from .models import (  # noqa: E402
     AgentStatus,
@@ -91,5 +97,7 @@ __all__ = [
     "UnavailableError",
     "Usage",
     "WebhookVerificationError",
+    "usage",
     "webhooks",
+    "wrap",
 ]
