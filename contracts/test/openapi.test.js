@@ -177,6 +177,19 @@ test('success and refusal on every /v1 route', async () => {
   } });
   assert.equal(g.priority, 5);
   await call('POST', '/v1/grants', '/v1/grants', { status: 200, key: keys.admin, body: { customer_id: cid, units: 1 } });
+  // Priced usage: a price list, an estimate priced from it, and a record
+  // of usage charged its price (and one the list cannot price).
+  state.prices = { list: 'default', version: `v-${cid}`, currency: 'USD', models: [{ id: 'm', provider: 'acme', aliases: ['m-1'], rates: { input: '3', output: '15', cache_read: '0.3' }, tiers: [{ above_input_tokens: 200000, rates: { input: '6' } }], service_tiers: { flex: { rates: { input: '1.5', output: '7.5' } } }, request_fee: '0.0001' }] };
+  const set = await call('POST', '/v1/prices', '/v1/prices', { status: 200, key: keys.admin, body: state.prices });
+  assert.equal(set.changed, true);
+  await call('GET', '/v1/prices', '/v1/prices', { status: 200, key: keys.admin });
+  await call('GET', '/v1/prices', '/v1/prices?list=default', { status: 200, key: keys.admin });
+  const est = await call('POST', '/v1/preflight', '/v1/preflight', { status: 200, key: keys.agent, body: { customer_id: cid, agent_id: 'priced', usage_estimate: { model: 'm', input_tokens: 1200, max_output_tokens: 400 } } });
+  assert.equal(est.max_output_tokens, 400);
+  const priced = await call('POST', '/v1/events', '/v1/events', { status: 200, key: keys.agent, body: { customer_id: cid, event_type: 'priced', reservation_id: est.reservation_id, usage: { model: 'm', input_tokens: 1200, output_tokens: 400, cache_read_tokens: 200 } } });
+  assert.equal(priced.pricing.version, `v-${cid}`);
+  const unpriced = await call('POST', '/v1/events', '/v1/events', { status: 200, key: keys.agent, body: { customer_id: cid, event_type: 'priced', units: '0.01', usage: { model: 'unknown', input_tokens: 1, output_tokens: 1 } } });
+  assert.ok(unpriced.unpriced);
   await call('GET', '/v1/customers/{id}', `/v1/customers/${cid}`, { status: 200, key: keys.admin });
   // Overdraft, scope limits and run caps: a partial approval, both new
   // refusals, a record in a scope, and an approval into the overdraft.
@@ -223,7 +236,8 @@ test('the events page holds every event type, each matching its schema', async (
     for (const e of page.events) types.add(e.type);
   }
   await call('GET', '/v1/customers/{id}/events', `/v1/customers/${cid}/events`, { status: 200, key: keys.admin });
-  const all = deref(doc, doc.components.schemas.Envelope).oneOf.map((r) => deref(doc, r).properties.type.const);
+  // prices_set concerns no customer, so no customer's page holds it.
+  const all = deref(doc, doc.components.schemas.Envelope).oneOf.map((r) => deref(doc, r).properties.type.const).filter((t) => t !== 'prices_set');
   assert.deepEqual([...types].sort(), [...all].sort(), 'event types seen in the log vs the document');
 });
 
@@ -277,6 +291,8 @@ test('invalid_argument (400)', async () => {
   await call('POST', '/v1/preflight', '/v1/preflight', { ...a, body: { customer_id: cid, agent_id: 'a', scope: { a: '1', b: '2', c: '3', d: '4', e: '5' } }, schemaRejects: true });
   await call('GET', '/v1/customers/{id}', `/v1/customers/${enc('bad\u0001id')}`, a);
   await call('GET', '/v1/customers/{id}/events', `/v1/customers/${cid}/events?limit=0`, { status: 400, key: keys.auditor });
+  await call('POST', '/v1/prices', '/v1/prices', { status: 400, key: keys.admin, body: { list: 'default', version: 'bad', models: [{ id: 'm', rates: { bogus: 1 } }] }, schemaRejects: true });
+  await call('POST', '/v1/prices', '/v1/prices', { status: 400, key: keys.admin, body: { list: 'default', version: 'bad', models: [{ id: 'm', rates: { cache_read: 1 } }] } });
 });
 
 test('unauthenticated (401): no key, an unknown key', async () => {
@@ -291,6 +307,8 @@ test('unauthenticated (401): no key, an unknown key', async () => {
     await call('PUT', '/v1/budget', '/v1/budget', { ...opts, body: { limit_units: 1, period: 'day' } });
     await call('POST', '/v1/topup', '/v1/topup', { ...opts, body: { units: 1 } });
     await call('POST', '/v1/grants', '/v1/grants', { ...opts, body: { units: 1 } });
+    await call('POST', '/v1/prices', '/v1/prices', { ...opts, body: { list: 'x', version: '1', models: [{ id: 'm', rates: { input: 1 } }] } });
+    await call('GET', '/v1/prices', '/v1/prices', opts);
     await call('GET', '/v1/customers/{id}', `/v1/customers/${cid}`, opts);
     await call('GET', '/v1/customers/{id}/events', `/v1/customers/${cid}/events`, opts);
   }
@@ -302,6 +320,8 @@ test('permission_denied (403): the wrong role, or another customer', async () =>
   await call('POST', '/v1/topup', '/v1/topup', { ...s, key: keys.agent, body: { customer_id: cid, units: 1 } });
   await call('POST', '/v1/grants', '/v1/grants', { ...s, key: keys.agent, body: { customer_id: cid, units: 1 } });
   await call('POST', '/v1/grants', '/v1/grants', { ...s, key: keys.auditor, body: { customer_id: cid, units: 1 } });
+  await call('POST', '/v1/prices', '/v1/prices', { ...s, key: keys.agent, body: { list: 'x', version: '1', models: [{ id: 'm', rates: { input: 1 } }] } });
+  await call('GET', '/v1/prices', '/v1/prices', { ...s, key: keys.auditor });
   await call('GET', '/v1/customers/{id}/events', `/v1/customers/${cid}/events`, { ...s, key: keys.agent });
   await call('POST', '/v1/preflight', '/v1/preflight', { ...s, key: keys.auditor, body: { customer_id: cid, agent_id: 'a' } });
   await call('POST', '/v1/preflight', '/v1/preflight', { ...s, key: keys.bound, body: { customer_id: cid, agent_id: 'a' } });
@@ -322,12 +342,14 @@ test('not_found (404): unknown customers and reservations', async () => {
   await call('GET', '/v1/customers/{id}', `/v1/customers/${nobody}`, s);
   await call('POST', '/v1/topup', '/v1/topup', { status: 404, key: keys.admin, body: { customer_id: nobody, units: 1 } });
   await call('POST', '/v1/grants', '/v1/grants', { status: 404, key: keys.admin, body: { customer_id: nobody, units: 1 } });
+  await call('GET', '/v1/prices', '/v1/prices?list=nope', { status: 404, key: keys.admin });
 });
 
 test('conflict (409): an idempotency key reused with another body, a closed reservation', async () => {
   const s = { status: 409, key: keys.agent };
   await call('POST', '/v1/preflight', '/v1/preflight', { ...s, body: { customer_id: cid, agent_id: 'research', estimated_units: 11, idempotency_key: `pf-${cid}` } });
   await call('POST', '/v1/events', '/v1/events', { ...s, body: { customer_id: cid, event_type: 'research', units: 1, reservation_id: state.reservation } });
+  await call('POST', '/v1/prices', '/v1/prices', { status: 409, key: keys.admin, body: { ...state.prices, models: [{ id: 'm', rates: { input: '4' } }] } });
   await call('POST', '/v1/release', '/v1/release', { ...s, body: { customer_id: cid, reservation_id: state.released, idempotency_key: `pf-${cid}` } });
   await call('POST', '/v1/extend', '/v1/extend', { ...s, body: { customer_id: cid, reservation_id: state.released, ttl: '1m' } });
   await call('PUT', '/v1/budget', '/v1/budget', { status: 409, key: keys.admin, body: { customer_id: cid, limit_units: 1, period: 'day', idempotency_key: `budget-${cid}` } });
