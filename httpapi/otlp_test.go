@@ -49,7 +49,7 @@ func claudeCodeRecord(requestID string, in, out, cacheRead, cacheWrite int) stri
 		}, ","))
 }
 
-var who = []string{otlpAttr("customer", otlpStr("c1")), otlpAttr("agent", otlpStr("coder"))}
+var otlpWhoAttrs = []string{otlpAttr("customer", otlpStr("c1")), otlpAttr("agent", otlpStr("coder"))}
 
 func (e *env) otlp(key, body string) response {
 	e.t.Helper()
@@ -88,7 +88,7 @@ func TestOTLPClaudeCode(t *testing.T) {
 	e := newEnv(t, nil)
 	e.otlpEnv()
 	prompt := otlpRecord(2, otlpAttr("event.name", otlpStr("user_prompt")), otlpAttr("prompt_length", `{"intValue":"12"}`))
-	body := otlpExport(who, claudeCodeRecord("req_1", 100, 400, 1000, 200), prompt)
+	body := otlpExport(otlpWhoAttrs, claudeCodeRecord("req_1", 100, 400, 1000, 200), prompt)
 	accepted(t, e.otlp(e.anyAg, body))
 	if got := e.used(); got != "0.00735" {
 		t.Fatalf("used %s, want 0.00735", got)
@@ -97,8 +97,12 @@ func TestOTLPClaudeCode(t *testing.T) {
 	if got := e.used(); got != "0.00735" {
 		t.Fatalf("a retried export charged again: used %s, want 0.00735", got)
 	}
+	ev := e.do("GET", "/v1/customers/c1/events", e.audit, nil)
+	if !strings.Contains(ev.raw, `"metadata":{"source":"otel","event":"claude_code.api_request","session_id":"s-1"}`) {
+		t.Fatalf("the recorded event does not say where it came from: %s", ev.raw)
+	}
 	// The key bound to c1 needs no customer attribute.
-	accepted(t, e.otlp(e.agent, otlpExport(who[1:], claudeCodeRecord("req_2", 0, 1000, 0, 0))))
+	accepted(t, e.otlp(e.agent, otlpExport(otlpWhoAttrs[1:], claudeCodeRecord("req_2", 0, 1000, 0, 0))))
 	if got := e.used(); got != "0.02235" {
 		t.Fatalf("used %s, want 0.02235", got)
 	}
@@ -123,18 +127,18 @@ func TestOTLPGenAIValues(t *testing.T) {
 	}
 	want := []string{"0.0096", "0.0192", "0.0288"}
 	for i, c := range cases {
-		accepted(t, e.otlp(e.anyAg, otlpExport(who, genAI(1, c.in, c.out, otlpAttr(genAIResponseID, otlpStr(c.id))))))
+		accepted(t, e.otlp(e.anyAg, otlpExport(otlpWhoAttrs, genAI(1, c.in, c.out, otlpAttr(genAIResponseID, otlpStr(c.id))))))
 		if got := e.used(); got != want[i] {
 			t.Fatalf("%s: used %s, want %s", c.name, got, want[i])
 		}
 	}
-	noID := otlpExport(who, genAI(7, `{"intValue":"1200"}`, `{"intValue":"400"}`))
+	noID := otlpExport(otlpWhoAttrs, genAI(7, `{"intValue":"1200"}`, `{"intValue":"400"}`))
 	accepted(t, e.otlp(e.anyAg, noID))
 	accepted(t, e.otlp(e.anyAg, noID))
 	if got := e.used(); got != "0.0384" {
 		t.Fatalf("a retried record without an ID: used %s, want 0.0384", got)
 	}
-	accepted(t, e.otlp(e.anyAg, otlpExport(who, genAI(8, `{"intValue":"1200"}`, `{"intValue":"400"}`))))
+	accepted(t, e.otlp(e.anyAg, otlpExport(otlpWhoAttrs, genAI(8, `{"intValue":"1200"}`, `{"intValue":"400"}`))))
 	if got := e.used(); got != "0.048" {
 		t.Fatalf("another record without an ID: used %s, want 0.048", got)
 	}
@@ -159,7 +163,7 @@ func TestOTLPPartialSuccess(t *testing.T) {
 		{"a bool", `{"boolValue":true}`, "whole number"},
 	}
 	for _, b := range bad {
-		r := e.otlp(e.anyAg, otlpExport(who, rec("ok-"+b.name, `{"intValue":"1200"}`), rec("bad-"+b.name, b.in)))
+		r := e.otlp(e.anyAg, otlpExport(otlpWhoAttrs, rec("ok-"+b.name, `{"intValue":"1200"}`), rec("bad-"+b.name, b.in)))
 		expect(t, r, 200, "")
 		ps, _ := r.body["partialSuccess"].(map[string]any)
 		if ps["rejectedLogRecords"] != "1" || !strings.Contains(fmt.Sprint(ps["errorMessage"]), b.reason) ||
@@ -171,11 +175,11 @@ func TestOTLPPartialSuccess(t *testing.T) {
 		t.Fatalf("used %s, want 0.0576 (the good records only)", got)
 	}
 	before := e.used()
-	noCustomer := otlpResourceJSON(who[1:], rec("nc", `{"intValue":"1"}`))
-	other := otlpResourceJSON([]string{otlpAttr("customer", otlpStr("c2")), who[1]}, rec("other", `{"intValue":"1"}`))
+	noCustomer := otlpResourceJSON(otlpWhoAttrs[1:], rec("nc", `{"intValue":"1"}`))
+	other := otlpResourceJSON([]string{otlpAttr("customer", otlpStr("c2")), otlpWhoAttrs[1]}, rec("other", `{"intValue":"1"}`))
 	noModel := otlpRecord(1, otlpAttr(genAIInputTokens, `{"intValue":"1"}`))
 	unpriced := otlpRecord(1, otlpAttr("gen_ai.request.model", otlpStr("unknown-model")), otlpAttr(genAIInputTokens, `{"intValue":"1"}`))
-	body := `{"resourceLogs":[` + noCustomer + `,` + other + `,` + otlpResourceJSON(who, noModel, unpriced) + `]}`
+	body := `{"resourceLogs":[` + noCustomer + `,` + other + `,` + otlpResourceJSON(otlpWhoAttrs, noModel, unpriced) + `]}`
 	r := e.otlp(e.anyAg, body) // c2 has no budget
 	ps, _ := r.body["partialSuccess"].(map[string]any)
 	msg := fmt.Sprint(ps["errorMessage"])
@@ -205,7 +209,7 @@ func TestOTLPPartialSuccess(t *testing.T) {
 func TestOTLPRefusals(t *testing.T) {
 	e := newEnv(t, nil)
 	e.otlpEnv()
-	ok := otlpExport(who, claudeCodeRecord("req_x", 1, 1, 0, 0))
+	ok := otlpExport(otlpWhoAttrs, claudeCodeRecord("req_x", 1, 1, 0, 0))
 	seq := e.lastSeq()
 	expect(t, e.otlp("", ok), 401, "unauthenticated")
 	expect(t, e.otlp(e.audit, ok), 403, "permission_denied")
@@ -226,9 +230,9 @@ func TestOTLPRefusals(t *testing.T) {
 		}
 		expect(t, r, 400, "invalid_argument")
 	}
-	huge := otlpExport(who, otlpRecord(1, otlpAttr("x", otlpStr(strings.Repeat("x", OTLPBodyBytesMax)))))
+	huge := otlpExport(otlpWhoAttrs, otlpRecord(1, otlpAttr("x", otlpStr(strings.Repeat("x", OTLPBodyBytesMax)))))
 	expect(t, e.otlp(e.anyAg, huge), 400, "invalid_argument")
-	many := otlpExport(who, strings.Repeat(otlpRecord(1)+",", OTLPLogRecordsMax)+otlpRecord(1))
+	many := otlpExport(otlpWhoAttrs, strings.Repeat(otlpRecord(1)+",", OTLPLogRecordsMax)+otlpRecord(1))
 	expect(t, e.otlp(e.anyAg, many), 400, "invalid_argument")
 	r := e.do("GET", OTLPLogsPath, e.anyAg, nil)
 	if expect(t, r, 400, "invalid_argument"); r.header.Get("Allow") != "POST" {
@@ -237,7 +241,7 @@ func TestOTLPRefusals(t *testing.T) {
 	if got := e.lastSeq(); got != seq {
 		t.Fatalf("refused exports wrote to the log: sequence %d, want %d", got, seq)
 	}
-	accepted(t, e.otlp(e.anyAg, otlpExport(who, otlpRecord(1, otlpAttr("event.name", otlpStr("tool_result"))))))
+	accepted(t, e.otlp(e.anyAg, otlpExport(otlpWhoAttrs, otlpRecord(1, otlpAttr("event.name", otlpStr("tool_result"))))))
 
 	e.writer.Stop(t)
 	r = e.otlp(e.anyAg, ok)

@@ -36,6 +36,14 @@ const (
 	resourceAgent    = "agent"
 	resourceService  = "service.name"
 
+	// otlpKindGenAI is the metadata's event for a GenAI semantic
+	// conventions record.
+	otlpKindGenAI = "gen_ai"
+	// otlpSessionID is the session attribute kept in a record's metadata,
+	// when at most otlpSessionIDBytesMax (metadata is bounded).
+	otlpSessionID         = "session.id"
+	otlpSessionIDBytesMax = 128
+
 	// otlpKeyPrefix marks the idempotency keys the ingest makes, so they
 	// cannot collide with a key a client chose on POST /v1/events.
 	otlpKeyPrefix = "otel:"
@@ -67,14 +75,17 @@ func otlpRecordOf(who otlpWho, resRaw, scope, raw json.RawMessage) (*ledger.Reco
 	}
 	attrs := attrsOf(rec.Attributes)
 	var (
-		u   *events.Usage
-		id  string
-		err error
+		u    *events.Usage
+		id   string
+		kind string
+		err  error
 	)
 	switch {
 	case isClaudeCodeRequest(&rec, attrs):
+		kind = claudeCodeEventFull
 		u, id, err = claudeCodeUsage(attrs)
 	case attrs.has(genAIInputTokens, genAIOutputTokens):
+		kind = otlpKindGenAI
 		u, id, err = genAIUsage(attrs)
 	default:
 		return nil, nil
@@ -90,8 +101,27 @@ func otlpRecordOf(who otlpWho, resRaw, scope, raw json.RawMessage) (*ledger.Reco
 	}
 	return &ledger.RecordRequest{
 		CustomerID: who.customer, AgentID: who.agent, Usage: u,
-		IdempotencyKey: otlpKey(id, resRaw, scope, raw),
+		IdempotencyKey: otlpKey(id, resRaw, scope, raw), Metadata: otlpMetadata(kind, attrs),
 	}, nil
+}
+
+// otlpMetadata is a record's metadata: where it came from, and the
+// session (session.id, Claude Code's) when it has one short enough, so
+// an audit of the log can tell an ingested record and group a session's.
+func otlpMetadata(kind string, attrs otlpAttrs) json.RawMessage {
+	m := struct {
+		Source    string `json:"source"`
+		Event     string `json:"event"`
+		SessionID string `json:"session_id,omitempty"`
+	}{Source: "otel", Event: kind}
+	if sid, err := attrs.str(otlpSessionID); err == nil && len(sid) <= otlpSessionIDBytesMax {
+		m.SessionID = sid
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil // strings always encode
+	}
+	return b
 }
 
 // isClaudeCodeRequest: Claude Code names the event in the eventName
