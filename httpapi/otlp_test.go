@@ -197,6 +197,11 @@ func TestOTLPPartialSuccess(t *testing.T) {
 		!strings.Contains(fmt.Sprint(ps["errorMessage"]), "no agent") {
 		t.Fatalf("no agent: got %s", r.raw)
 	}
+	r = e.otlp(e.anyAg, otlpExport([]string{otlpAttr("customer", `{"intValue":"1"}`), otlpWhoAttrs[1]}, rec("typed", `{"intValue":"1"}`)))
+	if ps, _ := r.body["partialSuccess"].(map[string]any); ps["rejectedLogRecords"] != "1" ||
+		!strings.Contains(fmt.Sprint(ps["errorMessage"]), "attribute customer: want a stringValue") {
+		t.Fatalf("a customer that is not a string: got %s", r.raw)
+	}
 	if got := e.used(); got != before {
 		t.Fatalf("rejected records charged: used %s, want %s", got, before)
 	}

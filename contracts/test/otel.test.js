@@ -124,6 +124,16 @@ test('Claude Code and GenAI records are charged their price, once', async () => 
   assert.deepEqual(warnings, [], 'the exporter reported no problem');
 });
 
+test('an api_request named only by the OTLP eventName field is usage too', async () => {
+  const before = await used();
+  const { attributes } = apiRequest('req_event_name');
+  delete attributes['event.name'];
+  await exportRecords([{ eventName: 'claude_code.api_request', attributes }]);
+  // 0.01695 + 0.00735
+  assert.equal(before, BOTH_CHARGE);
+  assert.equal(await used(), '0.0243');
+});
+
 test('a bad record comes back to the exporter as a partial success', async () => {
   warnings.length = 0;
   await exportRecords([genAI('msg_bad', 1.5), genAI('msg_2', 1200)]);
@@ -131,7 +141,7 @@ test('a bad record comes back to the exporter as a partial success', async () =>
   assert.ok(partial, `the exporter reported a partial success: ${JSON.stringify(warnings)}`);
   assert.match(partial, /"rejectedLogRecords":"1"/);
   assert.match(partial, /not a whole number/);
-  assert.equal(await used(), '0.02655'); // the good one: + 0.0096
+  assert.equal(await used(), '0.0339'); // the good one: 0.0243 + 0.0096
 });
 
 test('protobuf and gzip exports are 415 with the settings to change', async () => {
