@@ -56,8 +56,11 @@ type OTLPPartialSuccess struct {
 	ErrorMessage       string `json:"errorMessage,omitempty"`
 }
 
-// errUnsupportedMedia is an export in protobuf or compressed: 415.
-var errUnsupportedMedia = errors.New("unsupported media")
+// mediaError is an export in protobuf or compressed: 415, with the
+// message as an invalid_argument error's.
+type mediaError struct{ msg string }
+
+func (e *mediaError) Error() string { return e.msg }
 
 // otlpLogs serves OTLPLogsPath: POST only, in a request slot under
 // HandlerTimeout like every route.
@@ -76,10 +79,11 @@ func (s *Server) otlpLogs() http.Handler {
 
 func (s *Server) serveOTLPLogs(w http.ResponseWriter, r *http.Request) {
 	reply, err := s.ingestOTLP(r.Context(), r)
+	var media *mediaError
 	switch {
-	case errors.Is(err, errUnsupportedMedia):
+	case errors.As(err, &media):
 		writeJSON(w, http.StatusUnsupportedMediaType, ledger.ErrorReply{
-			Error: ledger.Errorf(ledger.CodeInvalidArgument, "%s", strings.TrimPrefix(err.Error(), errUnsupportedMedia.Error()+": "))})
+			Error: ledger.Errorf(ledger.CodeInvalidArgument, "%s", media.msg)})
 	case err != nil:
 		e := toError(err)
 		if e.Code == ledger.CodeInternal || e.Code == ledger.CodeUnavailable {
@@ -112,11 +116,11 @@ func (s *Server) ingestOTLP(ctx context.Context, r *http.Request) (*OTLPLogsResp
 // any other Content-Type but JSON.
 func checkOTLPMedia(r *http.Request) error {
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
-		return fmt.Errorf("%w: Content-Encoding %q is not supported; %s", errUnsupportedMedia, truncate(enc, 32), otlpMediaHint)
+		return &mediaError{fmt.Sprintf("Content-Encoding %q is not supported; %s", truncate(enc, 32), otlpMediaHint)}
 	}
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-		return fmt.Errorf("%w: Content-Type %q is not supported; %s", errUnsupportedMedia, truncate(ct, 64), otlpMediaHint)
+		return &mediaError{fmt.Sprintf("Content-Type %q is not supported; %s", truncate(ct, 64), otlpMediaHint)}
 	}
 	return nil
 }
