@@ -106,6 +106,7 @@ type Server struct {
 	slots   chan struct{}  // ConcurrentRequestsMax
 	scans   *audit.Scanner // backend.Scans: the events endpoint's scans of the log
 	mcp     http.Handler   // MCPPath
+	record  *ops.Op        // the table's record operation, for OTLPLogsPath
 	cfg     Config         // Role, Metrics and Dashboard
 }
 
@@ -130,6 +131,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.scans = s.backend.Scans
+	if s.record, err = recordOp(); err != nil {
+		return nil, err
+	}
 	if s.mcp, err = s.newMCPHandler(); err != nil {
 		return nil, err
 	}
@@ -156,11 +160,13 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // routes registers the API (generated from the operation table, api.go),
-// then every path that is not an operation: MCP, the probes, metrics and
+// then every path that is not an operation: MCP, OpenTelemetry ingest
+// (otlp.go), the probes, metrics and
 // the dashboard, and the 404 for everything else.
 func (s *Server) routes() {
 	s.apiRoutes()
 	s.mux.Handle(MCPPath, s.mcp)
+	s.mux.Handle(OTLPLogsPath, s.otlpLogs())
 	s.mux.HandleFunc(OpenAPIPath, openAPI)
 	s.mux.HandleFunc("/healthz", s.healthz)
 	s.mux.HandleFunc("/readyz", s.readyz)

@@ -103,6 +103,12 @@ func (e *env) do(method, path, key string, body any) response {
 
 func (e *env) doCT(method, path, key, contentType string, body any) response {
 	e.t.Helper()
+	return e.doCTHeaders(method, path, key, contentType, nil, body)
+}
+
+// doCTHeaders is doCT with more request headers.
+func (e *env) doCTHeaders(method, path, key, contentType string, headers map[string]string, body any) response {
+	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -128,6 +134,9 @@ func (e *env) doCT(method, path, key, contentType string, body any) response {
 	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

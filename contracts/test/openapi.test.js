@@ -357,6 +357,29 @@ test('conflict (409): an idempotency key reused with another body, a closed rese
   await call('POST', '/v1/grants', '/v1/grants', { status: 409, key: keys.admin, body: { customer_id: cid, units: 51, idempotency_key: `grant-${cid}` } });
 });
 
+test('POST /otel/v1/logs: OTLP/HTTP JSON ingest', async () => {
+  const path = '/otel/v1/logs';
+  const str = (v) => ({ stringValue: v });
+  const exportOf = (customer, ...records) => ({ resourceLogs: [{
+    resource: { attributes: [{ key: 'customer', value: str(customer) }, { key: 'agent', value: str('coder') }] },
+    scopeLogs: [{ scope: { name: 'contract' }, logRecords: records }],
+  }] });
+  // A GenAI record for a model no price list has: unpriced, so rejected.
+  const genAI = { timeUnixNano: '1', attributes: [
+    { key: 'gen_ai.request.model', value: str('no-such-model') },
+    { key: 'gen_ai.usage.input_tokens', value: { intValue: '10' } },
+  ] };
+  const other = { timeUnixNano: '1', attributes: [{ key: 'event.name', value: str('user_prompt') }] };
+  await call('POST', path, path, { status: 200, key: keys.agent, body: exportOf(cid, other) });
+  const partial = await call('POST', path, path, { status: 200, key: keys.agent, body: exportOf(cid, genAI, other) });
+  assert.equal(partial.partialSuccess.rejectedLogRecords, '1');
+  await call('POST', path, path, { status: 400, key: keys.agent, body: '{"resourceLogs": ' });
+  await call('POST', path, path, { status: 401, body: exportOf(cid, other) });
+  await call('POST', path, path, { status: 403, key: keys.auditor, body: exportOf(cid, other) });
+  await call('POST', path, path, { status: 415, key: keys.agent, body: '\n', headers: { 'Content-Type': 'application/x-protobuf' } });
+  await call('POST', path, path, { status: 415, key: keys.agent, body: exportOf(cid, other), headers: { 'Content-Encoding': 'gzip' } });
+});
+
 test('every documented response was produced (or is listed as not producible)', () => {
   const missing = [];
   for (const [template, item] of Object.entries(doc.paths)) {
