@@ -1,0 +1,245 @@
+// wrap() around the real provider packages (openai, @anthropic-ai/sdk,
+// @google/genai), pointed at the stand-in model server, against a real
+// `agentbill serve --http`.
+
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+
+import Anthropic from '@anthropic-ai/sdk';
+import { GoogleGenAI } from '@google/genai';
+import OpenAI from 'openai';
+
+import { AgentBillClient, RefusedError, UnavailableError } from '../index.js';
+import { USAGE_MISSING } from '../usage.js';
+import { WRAPPED, wrap } from '../wrap.js';
+import { Server, freePort } from '../test-support/harness.js';
+import { ModelServer, UNITS } from '../test-support/model-server.js';
+
+let server;
+let models;
+let admin;
+let agentKey;
+
+before(async () => {
+  server = await Server.start();
+  models = await ModelServer.start();
+  admin = new AgentBillClient({ apiKey: server.createKey('admin').key, baseUrl: server.baseUrl });
+  agentKey = server.createKey('agent').key;
+});
+
+after(async () => {
+  await models?.stop();
+  await server?.stop();
+});
+
+async function customerWithBudget(limit) {
+  const cid = `wrap_${randomUUID().slice(0, 12)}`;
+  await admin.setBudget({ customerId: cid, limitUnits: limit, period: 'month' });
+  return cid;
+}
+
+// Provider clients retry nothing, so a failure reaches the wrapper once.
+const PROVIDERS = {
+  openaiChat: {
+    client: () => new OpenAI({ apiKey: 'sk-test', baseURL: `${models.url}/v1`, maxRetries: 0 }),
+    call: (c, stream) => c.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 64, stream }),
+    text: (r) => r.choices[0].message.content,
+  },
+  openaiResponses: {
+    client: () => new OpenAI({ apiKey: 'sk-test', baseURL: `${models.url}/v1`, maxRetries: 0 }),
+    call: (c, stream) => c.responses.create({ model: 'gpt-test', input: 'hi', max_output_tokens: 64, stream }),
+    text: (r) => r.output_text,
+  },
+  anthropic: {
+    client: () => new Anthropic({ apiKey: 'sk-ant-test', baseURL: models.url, maxRetries: 0 }),
+    call: (c, stream) => c.messages.create({ model: 'claude-test', max_tokens: 64, messages: [{ role: 'user', content: 'hi' }], stream }),
+    text: (r) => r.content[0].text,
+  },
+  gemini: {
+    client: () => new GoogleGenAI({ apiKey: 'g-test', httpOptions: { baseUrl: models.url } }),
+    call: (c, stream) => (stream ? c.models.generateContentStream : c.models.generateContent)(
+      { model: 'gemini-test', contents: 'hi', config: { maxOutputTokens: 64 } },
+    ),
+    text: (r) => r.text,
+    retries: true, // @google/genai does not retry by default
+  },
+};
+
+function wrapped(api, customerId, extra = {}) {
+  const warnings = [];
+  const client = wrap(PROVIDERS[api].client(), {
+    agentbill: new AgentBillClient({ apiKey: agentKey, baseUrl: server.baseUrl, logger: { warn: (m) => warnings.push(m) } }),
+    agentId: 'wrap_agent', customerId, estimate: 200, ...extra,
+  });
+  return { client, warnings };
+}
+
+async function drain(stream) {
+  const items = [];
+  for await (const item of stream) items.push(item);
+  return items;
+}
+
+async function position(cid) {
+  const st = await admin.status(cid);
+  return { used: st.used, reserved: st.reserved, open: st.openReservations };
+}
+
+async function lastRecorded(cid) {
+  const { events } = await admin.events(cid, { limit: 50 });
+  return events.filter((e) => e.type === 'recorded').at(-1);
+}
+
+for (const api of Object.keys(PROVIDERS)) {
+  const p = PROVIDERS[api];
+  describe(`wrap: ${api}`, () => {
+    test('an approved call is charged the usage the provider reported, keyed by its response id', async () => {
+      const cid = await customerWithBudget(1000);
+      const { client } = wrapped(api, cid);
+      const res = await p.call(client, false);
+      assert.match(p.text(res), /hello/);
+      assert.deepEqual(await position(cid), { used: String(UNITS[api]), reserved: '0', open: 0 });
+      const rec = await lastRecorded(cid);
+      assert.equal(rec.data.units, String(UNITS[api]));
+      assert.equal(Number(rec.data.metadata.usage.input_tokens) + Number(rec.data.metadata.usage.output_tokens), UNITS[api]); // numbers come back as exact text
+      assert.equal(rec.idempotency_key ?? rec.data.idempotency_key, res.id ?? res.responseId);
+    });
+
+    test('a stream is charged when it ends', async () => {
+      const cid = await customerWithBudget(1000);
+      const { client } = wrapped(api, cid);
+      const stream = await p.call(client, true);
+      assert.equal((await position(cid)).reserved, '200', 'held while the stream runs');
+      const items = await drain(stream);
+      assert.ok(items.length > 1);
+      assert.deepEqual(await position(cid), { used: String(UNITS[api]), reserved: '0', open: 0 });
+    });
+
+    test('a refused call never reaches the model server', async () => {
+      const cid = await customerWithBudget(100);
+      const { client } = wrapped(api, cid);
+      const before = models.requests[api];
+      await assert.rejects(p.call(client, false), (err) => err instanceof RefusedError && err.reason === 'budget_exhausted');
+      assert.equal(models.requests[api], before);
+      assert.deepEqual(await position(cid), { used: '0', reserved: '0', open: 0 });
+    });
+
+    test('a provider error releases the hold', async () => {
+      const cid = await customerWithBudget(1000);
+      const { client } = wrapped(api, cid);
+      models.failure = 'http500';
+      try {
+        await assert.rejects(p.call(client, false));
+      } finally {
+        models.failure = null;
+      }
+      assert.deepEqual(await position(cid), { used: '0', reserved: '0', open: 0 });
+    });
+
+    test('a stream cut mid-way releases the hold', async () => {
+      const cid = await customerWithBudget(1000);
+      const { client } = wrapped(api, cid);
+      models.failure = 'abort';
+      try {
+        await assert.rejects(async () => drain(await p.call(client, true)));
+      } finally {
+        models.failure = null;
+      }
+      assert.deepEqual(await position(cid), { used: '0', reserved: '0', open: 0 });
+    });
+
+    test('fifty concurrent calls with a budget for ten let at most ten through', async () => {
+      const cid = await customerWithBudget(2000); // ten estimates of 200
+      const { client } = wrapped(api, cid);
+      const before = models.requests[api];
+      models.delayMs = 50;
+      let results;
+      try {
+        results = await Promise.allSettled(Array.from({ length: 50 }, () => p.call(client, false)));
+      } finally {
+        models.delayMs = 0;
+      }
+      const ok = results.filter((r) => r.status === 'fulfilled').length;
+      const refused = results.filter((r) => r.reason instanceof RefusedError).length;
+      assert.ok(models.requests[api] - before <= 10, `the model server saw ${models.requests[api] - before} requests`);
+      assert.ok(ok <= 10, `${ok} calls succeeded`);
+      assert.equal(ok + refused, 50, 'every other call is refused');
+      const pos = await position(cid);
+      assert.equal(pos.used, String(ok * UNITS[api]));
+      assert.equal(pos.reserved, '0');
+    });
+
+    test('usage the provider did not report is recorded as the estimate, marked missing', async () => {
+      const cid = await customerWithBudget(1000);
+      const { client } = wrapped(api, cid);
+      models.omitUsage = true;
+      try {
+        await p.call(client, false);
+      } finally {
+        models.omitUsage = false;
+      }
+      const rec = await lastRecorded(cid);
+      assert.equal(rec.data.units, '200');
+      assert.equal(rec.data.metadata.usage, USAGE_MISSING);
+    });
+  });
+}
+
+test('a failed record returns the answer with a warning, and the hold stays', async () => {
+  const cid = await customerWithBudget(1000);
+  const { client, warnings } = wrapped('openaiChat', cid);
+  const meter = client[WRAPPED];
+  const record = meter.client.record.bind(meter.client);
+  meter.client.record = async () => { throw new UnavailableError('record lost'); };
+  try {
+    const res = await PROVIDERS.openaiChat.call(client, false);
+    assert.equal(res.choices[0].message.content, 'hello from the stand-in');
+  } finally {
+    meter.client.record = record;
+  }
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /recording chat\.completions\.create failed.*record lost/);
+  assert.deepEqual(await position(cid), { used: '0', reserved: '200', open: 1 });
+});
+
+test('the default estimate is the running mean, capped by mean prompt plus max output', async () => {
+  const cid = await customerWithBudget(100_000);
+  const { client } = wrapped('openaiChat', cid, { estimate: undefined });
+  const c = PROVIDERS.openaiChat;
+  await c.call(client, false); // first call: prompt text / 4 + 64
+  const seen = [];
+  const meter = client[WRAPPED];
+  const preflight = meter.client.preflight.bind(meter.client);
+  meter.client.preflight = async (o) => { seen.push(o.estimatedUnits); return preflight(o); };
+  await c.call(client, false); // mean 150, cap 120 + 64
+  await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 5 });
+  assert.deepEqual(seen, [150, 125]);
+});
+
+test('copies made with withOptions stay wrapped; everything else is untouched', async () => {
+  const cid = await customerWithBudget(1000);
+  const { client } = wrapped('openaiChat', cid);
+  const copy = client.withOptions({ timeout: 5000 });
+  assert.notEqual(copy, client);
+  assert.equal(copy[WRAPPED], client[WRAPPED]);
+  await PROVIDERS.openaiChat.call(copy, false);
+  assert.equal((await position(cid)).used, '150');
+  assert.equal(typeof client.models.list, 'function');
+  assert.throws(() => wrap(client, { agentId: 'a' }), /already wrapped/);
+  assert.throws(() => wrap({}, { agentId: 'a' }), /not an OpenAI, Anthropic or Google Gemini client/);
+  assert.throws(() => wrap(new OpenAI({ apiKey: 'x' }), { agentbill: client[WRAPPED].client }), /agentId is required/);
+});
+
+test('AgentBill unreachable: deny (default) sends nothing, allow sends unchecked', async () => {
+  const baseUrl = `http://127.0.0.1:${await freePort()}`;
+  const make = (onUnavailable) => wrap(PROVIDERS.anthropic.client(), {
+    apiKey: 'ak_test', baseUrl, onUnavailable, agentId: 'a', customerId: 'u', logger: { warn() {} },
+  });
+  const before = models.requests.anthropic;
+  await assert.rejects(PROVIDERS.anthropic.call(make(undefined), false), UnavailableError);
+  assert.equal(models.requests.anthropic, before);
+  const res = await PROVIDERS.anthropic.call(make('allow'), false);
+  assert.equal(res.content[0].text, 'hello from the stand-in');
+  assert.equal(models.requests.anthropic, before + 1);
+});
