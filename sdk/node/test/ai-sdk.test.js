@@ -1,0 +1,210 @@
+// The AI SDK middleware with the real `ai` package (generateText,
+// generateObject, streamText) and its ai/test mock models, against a real
+// `agentbill serve --http`.
+
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, test } from 'node:test';
+
+import { generateObject, generateText, jsonSchema, streamText, wrapLanguageModel } from 'ai';
+import { MockLanguageModelV4, simulateReadableStream } from 'ai/test';
+
+import { AgentBillClient, RefusedError } from '../index.js';
+import { agentbillMiddleware } from '../ai-sdk.js';
+import { USAGE_MISSING } from '../usage.js';
+import { Server } from '../test-support/harness.js';
+
+const ESTIMATE = 100;
+const USAGE = {
+  inputTokens: { total: 30, noCache: 25, cacheRead: 5, cacheWrite: undefined },
+  outputTokens: { total: 12, text: 10, reasoning: 2 },
+};
+const UNITS = '42';
+/** How long a test waits for a hold to be settled after the stream's consumer is gone. */
+const SETTLE_WAIT_MS = 5_000;
+
+let server;
+let admin;
+let agentKey;
+
+before(async () => {
+  server = await Server.start();
+  admin = new AgentBillClient({ apiKey: server.createKey('admin').key, baseUrl: server.baseUrl });
+  agentKey = server.createKey('agent').key;
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+async function customerWithBudget(limit) {
+  const cid = `ai_${randomUUID().slice(0, 12)}`;
+  await admin.setBudget({ customerId: cid, limitUnits: limit, period: 'month' });
+  return cid;
+}
+
+async function position(cid) {
+  const st = await admin.status(cid);
+  return { used: st.used, reserved: st.reserved, open: st.openReservations };
+}
+
+// settled waits until the customer has no open hold, then returns its position.
+async function settled(cid) {
+  const deadline = Date.now() + SETTLE_WAIT_MS;
+  for (;;) {
+    const pos = await position(cid);
+    if (pos.open === 0 || Date.now() > deadline) return pos;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function generateResult(text, usage = USAGE) {
+  return {
+    content: [{ type: 'text', text }], finishReason: { unified: 'stop', raw: 'stop' }, usage, warnings: [],
+    response: { id: `gen-${randomUUID()}`, modelId: 'mock-model', timestamp: new Date(0) },
+  };
+}
+
+function streamParts(text) {
+  return [
+    { type: 'stream-start', warnings: [] },
+    { type: 'response-metadata', id: `gen-${randomUUID()}`, modelId: 'mock-model', timestamp: new Date(0) },
+    { type: 'text-start', id: 't' },
+    ...text.split(' ').map((w) => ({ type: 'text-delta', id: 't', delta: `${w} ` })),
+    { type: 'text-end', id: 't' },
+    { type: 'finish', finishReason: { unified: 'stop', raw: 'stop' }, usage: USAGE },
+  ];
+}
+
+// model is a mock model wrapped in the middleware; calls counts the calls
+// that reached the mock.
+function model(customerId, { generate, stream } = {}) {
+  const calls = { n: 0 };
+  const mock = new MockLanguageModelV4({
+    doGenerate: async () => {
+      calls.n++;
+      return generate ? generate() : generateResult('hello back');
+    },
+    doStream: async () => {
+      calls.n++;
+      return { stream: stream ? stream() : simulateReadableStream({ chunks: streamParts('hello from the stream') }) };
+    },
+  });
+  const middleware = agentbillMiddleware({
+    agentbill: new AgentBillClient({ apiKey: agentKey, baseUrl: server.baseUrl }), agentId: 'ai_agent', customerId, estimate: ESTIMATE,
+  });
+  return { model: wrapLanguageModel({ model: mock, middleware }), calls, middleware };
+}
+
+test('generateText is charged the usage the model reported', async () => {
+  const cid = await customerWithBudget(1000);
+  const { model: m } = model(cid);
+  const { text } = await generateText({ model: m, prompt: 'hi', maxRetries: 0 });
+  assert.equal(text, 'hello back');
+  assert.deepEqual(await position(cid), { used: UNITS, reserved: '0', open: 0 });
+  const { events } = await admin.events(cid);
+  const rec = events.find((e) => e.type === 'recorded');
+  assert.equal(rec.data.metadata.usage.cache_read_tokens, '5'); // numbers come back as exact text
+  assert.equal(rec.data.metadata.usage.reasoning_tokens, '2');
+});
+
+test('generateObject is charged too', async () => {
+  const cid = await customerWithBudget(1000);
+  const { model: m } = model(cid, { generate: () => generateResult('{"city":"Paris"}') });
+  const { object } = await generateObject({
+    model: m, prompt: 'where?', maxRetries: 0,
+    schema: jsonSchema({ type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }),
+  });
+  assert.deepEqual(object, { city: 'Paris' });
+  assert.deepEqual(await position(cid), { used: UNITS, reserved: '0', open: 0 });
+});
+
+test('streamText is charged when the stream finishes', async () => {
+  const cid = await customerWithBudget(1000);
+  const { model: m } = model(cid);
+  const result = streamText({ model: m, prompt: 'hi', maxRetries: 0 });
+  let text = '';
+  for await (const t of result.textStream) text += t;
+  assert.equal(text.trim(), 'hello from the stream');
+  assert.deepEqual(await settled(cid), { used: UNITS, reserved: '0', open: 0 });
+});
+
+test('a refused call never reaches the model', async () => {
+  const cid = await customerWithBudget(ESTIMATE - 1);
+  const { model: m, calls } = model(cid);
+  await assert.rejects(generateText({ model: m, prompt: 'hi', maxRetries: 0 }), (err) => err instanceof RefusedError);
+  assert.equal(calls.n, 0);
+  assert.deepEqual(await position(cid), { used: '0', reserved: '0', open: 0 });
+});
+
+test('a model error releases the hold', async () => {
+  const cid = await customerWithBudget(1000);
+  const { model: m, calls } = model(cid, { generate: () => { throw new Error('model exploded'); } });
+  await assert.rejects(generateText({ model: m, prompt: 'hi', maxRetries: 0 }), /model exploded/);
+  assert.equal(calls.n, 1);
+  assert.deepEqual(await position(cid), { used: '0', reserved: '0', open: 0 });
+});
+
+test('a stream that errors releases the hold', async () => {
+  const cid = await customerWithBudget(1000);
+  const parts = streamParts('never finished');
+  const { model: m } = model(cid, {
+    stream: () => new ReadableStream({
+      start(ctrl) {
+        ctrl.enqueue(parts[0]);
+        ctrl.error(new Error('connection lost'));
+      },
+    }),
+  });
+  const errors = [];
+  const result = streamText({ model: m, prompt: 'hi', maxRetries: 0, onError: ({ error }) => errors.push(error) });
+  try {
+    for await (const _ of result.textStream) { /* drain */ }
+  } catch (err) {
+    errors.push(err); // streamText may rethrow it as well as report it
+  }
+  assert.match(String(errors[0]?.message ?? errors[0]), /connection lost/);
+  assert.deepEqual(await settled(cid), { used: '0', reserved: '0', open: 0 });
+});
+
+test('an aborted stream releases the hold', async () => {
+  const cid = await customerWithBudget(1000);
+  const { model: m } = model(cid, {
+    stream: () => simulateReadableStream({ chunks: streamParts('a slow answer that is cut short'), chunkDelayInMs: 100 }),
+  });
+  const abort = new AbortController();
+  const result = streamText({ model: m, prompt: 'hi', maxRetries: 0, abortSignal: abort.signal, onError() {} });
+  try {
+    for await (const _ of result.textStream) abort.abort();
+  } catch {
+    // an aborted stream may end with the abort's error
+  }
+  assert.deepEqual(await settled(cid), { used: '0', reserved: '0', open: 0 });
+});
+
+test('fifty concurrent calls with a budget for ten let at most ten through', async () => {
+  const cid = await customerWithBudget(10 * ESTIMATE);
+  const { model: m, calls } = model(cid, {
+    generate: async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      return generateResult('ok');
+    },
+  });
+  const results = await Promise.allSettled(Array.from({ length: 50 }, () => generateText({ model: m, prompt: 'hi', maxRetries: 0 })));
+  const ok = results.filter((r) => r.status === 'fulfilled').length;
+  assert.ok(calls.n <= 10, `the model was called ${calls.n} times`);
+  assert.ok(ok <= 10, `${ok} calls succeeded`);
+  assert.equal(results.filter((r) => r.reason instanceof RefusedError).length, 50 - ok);
+  assert.equal((await position(cid)).used, String(ok * 42));
+});
+
+test('usage the model did not report is charged as the estimate, marked missing', async () => {
+  const cid = await customerWithBudget(1000);
+  const none = { inputTokens: { total: undefined }, outputTokens: { total: undefined } };
+  const { model: m } = model(cid, { generate: () => generateResult('hi', none) });
+  await generateText({ model: m, prompt: 'hi', maxRetries: 0 });
+  const { events } = await admin.events(cid);
+  const rec = events.find((e) => e.type === 'recorded');
+  assert.equal(rec.data.units, String(ESTIMATE));
+  assert.equal(rec.data.metadata.usage, USAGE_MISSING);
+});
