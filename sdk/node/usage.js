@@ -149,12 +149,14 @@ export function fromAiSdk(usage, { model, provider } = {}) {
 }
 
 /**
- * The OpenAI Agents SDK's Usage (a run's, or one model response's): its
- * counts are the Responses API's, summed over the run's model calls;
- * `requests` 0 means no model call reported usage.
+ * The OpenAI Agents SDK's Usage (a run's, one model response's, or a
+ * stream's response_done): its counts are the Responses API's, summed over
+ * the run's model calls. The SDK writes 0 for a count the model did not
+ * report, so 0 input tokens (no prompt is empty) or 0 requests is read as
+ * no usage reported.
  */
 export function fromAgents(usage, { model } = {}) {
-  if (!usage || !(usage.requests > 0)) return null;
+  if (!usage || usage.requests === 0 || !(usage.inputTokens > 0)) return null;
   const details = (list, k) => sum(...(Array.isArray(list) ? list : [list]).map((d) => count(d?.[k])));
   return shape({
     provider: 'openai',

@@ -56,6 +56,11 @@ export class ModelServer {
   delayMs = 0;
   /** When true, answers report no usage at all. */
   omitUsage = false;
+  /**
+   * A tool name: a Responses request that offers tools and carries no tool
+   * output yet is answered with a call of this tool (JSON answers only).
+   */
+  toolCall = null;
   /** The request bodies received, newest last. */
   bodies = [];
 
@@ -107,6 +112,11 @@ export class ModelServer {
     if (this.failure === 'abort' && !stream) return void res.destroy();
     const usage = this.omitUsage ? undefined : USAGE[api];
     const answer = ANSWERS[api];
+    if (!stream && api === 'openaiResponses' && this.toolCall && body.tools?.length && !hasToolOutput(body.input)) {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ ...answer.json(body, usage, url), output: [toolCallItem(this.toolCall)] }));
+      return;
+    }
     if (!stream) {
       res.writeHead(200, { 'Content-Type': 'application/json' });
       res.end(JSON.stringify(answer.json(body, usage, url)));
@@ -219,6 +229,13 @@ const ANSWERS = {
     ],
   },
 };
+
+const hasToolOutput = (input) => Array.isArray(input) && input.some((i) => i?.type === 'function_call_output');
+
+function toolCallItem(name) {
+  const id = randomUUID().replaceAll('-', '');
+  return { type: 'function_call', id: `fc_${id}`, call_id: `call_${id}`, name, arguments: '{}', status: 'completed' };
+}
 
 function messageItem() {
   return {

@@ -40,6 +40,7 @@ test('a count not reported is left out, never 0, and usage without it has no uni
   assert.equal(fromOpenAIChat(undefined), null);
   assert.equal(fromAnthropic({ input_tokens: null, output_tokens: null }), null);
   assert.equal(fromAgents({ requests: 0, inputTokens: 0, outputTokens: 0 }), null);
+  assert.equal(fromAgents({ requests: 1, inputTokens: 0, outputTokens: 0 }), null); // the SDK's 0 for "not reported"
   const partial = fromAnthropic({ input_tokens: 10, cache_read_input_tokens: null, output_tokens: undefined });
   assert.deepEqual(partial, { provider: 'anthropic', input_tokens: 10 });
   assert.equal(unitsOf(partial), null);
