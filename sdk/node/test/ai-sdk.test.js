@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 
+import { createOpenAI } from '@ai-sdk/openai';
 import { generateObject, generateText, jsonSchema, streamText, wrapLanguageModel } from 'ai';
 import { MockLanguageModelV4, simulateReadableStream } from 'ai/test';
 
@@ -13,6 +14,7 @@ import { AgentBillClient, RefusedError } from '../index.js';
 import { agentbillMiddleware } from '../ai-sdk.js';
 import { USAGE_MISSING } from '../usage.js';
 import { Server } from '../test-support/harness.js';
+import { ModelServer, UNITS as MODEL_UNITS } from '../test-support/model-server.js';
 
 const ESTIMATE = 100;
 const USAGE = {
@@ -207,4 +209,27 @@ test('usage the model did not report is charged as the estimate, marked missing'
   const rec = events.find((e) => e.type === 'recorded');
   assert.equal(rec.data.units, String(ESTIMATE));
   assert.equal(rec.data.metadata.usage, USAGE_MISSING);
+});
+
+test('with @ai-sdk/openai against the stand-in: a generate and a stream are charged the provider-reported usage', async () => {
+  const models = await ModelServer.start();
+  try {
+    const cid = await customerWithBudget(1000);
+    const openai = createOpenAI({ apiKey: 'sk-test', baseURL: `${models.url}/v1` });
+    const middleware = agentbillMiddleware({
+      agentbill: new AgentBillClient({ apiKey: agentKey, baseUrl: server.baseUrl }), agentId: 'ai_agent', customerId: cid, estimate: ESTIMATE,
+    });
+    const chat = wrapLanguageModel({ model: openai.chat('gpt-test'), middleware });
+    const { text } = await generateText({ model: chat, prompt: 'hi', maxRetries: 0 });
+    assert.equal(text, 'hello from the stand-in');
+    const responses = wrapLanguageModel({ model: openai.responses('gpt-test'), middleware });
+    const result = streamText({ model: responses, prompt: 'hi', maxRetries: 0 });
+    let streamed = '';
+    for await (const t of result.textStream) streamed += t;
+    assert.equal(streamed, 'hello from the stand-in');
+    assert.deepEqual(await settled(cid), { used: String(MODEL_UNITS.openaiChat + MODEL_UNITS.openaiResponses), reserved: '0', open: 0 });
+    assert.equal(models.total, 2);
+  } finally {
+    await models.stop();
+  }
 });
