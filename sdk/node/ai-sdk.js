@@ -42,27 +42,13 @@ export function agentbillMiddleware(options = {}) {
     meter,
 
     async wrapGenerate({ doGenerate, params, model }) {
-      const hold = await meter.hold(describe('generate', params, model));
-      let res;
-      try {
-        res = await doGenerate();
-      } catch (err) {
-        await hold.release();
-        throw err;
-      }
+      const { hold, res } = await meter.send(describe('generate', params, model), doGenerate);
       await hold.settle({ usage: usageOf(res.usage, model, res.response?.modelId), responseId: res.response?.id });
       return res;
     },
 
     async wrapStream({ doStream, params, model }) {
-      const hold = await meter.hold(describe('stream', params, model));
-      let res;
-      try {
-        res = await doStream();
-      } catch (err) {
-        await hold.release();
-        throw err;
-      }
+      const { hold, res } = await meter.send(describe('stream', params, model), doStream);
       const seen = { finish: null, id: undefined, modelId: undefined };
       const observe = (part) => {
         if (part?.type === 'response-metadata') {

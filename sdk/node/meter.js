@@ -66,6 +66,21 @@ export class Meter {
     if (!check.approved) throw new RefusedError(check);
     return new Hold(this, call, check, estimate);
   }
+
+  /**
+   * Holds for `call`, then sends it: `await send()`. If send throws (no
+   * answer: nothing to charge), the hold is released and the error
+   * rethrown. Returns { hold, res }; settling the hold is the caller's.
+   */
+  async send(call, send) {
+    const hold = await this.hold(call);
+    try {
+      return { hold, res: await send() };
+    } catch (err) {
+      await hold.release();
+      throw err;
+    }
+  }
 }
 
 /** One call's hold: settle() records the usage, release() gives it back; the first of them wins. */

@@ -55,14 +55,10 @@ export class AgentBillRunHooks {
    */
   async run(runner, agent, input, options = {}) {
     if (this.per === 'model_call') return runner.run(agent, input, options);
-    const hold = await this.meter.hold({ provider: 'openai', operation: 'run', model: modelName(agent), promptText: promptText(input) });
-    let result;
-    try {
-      result = await runner.run(agent, input, options);
-    } catch (err) {
-      await hold.release();
-      throw err;
-    }
+    const { hold, res: result } = await this.meter.send(
+      { provider: 'openai', operation: 'run', model: modelName(agent), promptText: promptText(input) },
+      () => runner.run(agent, input, options),
+    );
     if (options.stream) {
       result.completed.then(() => this.#end(hold, result), () => hold.release());
       return result;
@@ -95,14 +91,7 @@ export class AgentBillRunHooks {
     });
     const budgeted = {
       async getResponse(request) {
-        const hold = await meter.hold(call(request));
-        let res;
-        try {
-          res = await model.getResponse(request);
-        } catch (err) {
-          await hold.release();
-          throw err;
-        }
+        const { hold, res } = await meter.send(call(request), () => model.getResponse(request));
         await hold.settle({ usage: fromAgents(res.usage, { model: hold.call.model }), responseId: res.responseId });
         return res;
       },

@@ -52,42 +52,32 @@ function shape(fields) {
   return TOKEN_FIELDS.some((k) => k in u) ? u : null;
 }
 
-/**
- * OpenAI Chat Completions (`usage` of a completion or of the last stream
- * chunk): prompt_tokens already include cached tokens, completion_tokens
- * already include reasoning tokens.
- */
-export function fromOpenAIChat(usage, { model, serviceTier } = {}) {
+// The names of OpenAI's usage fields: [input, output, input details,
+// output details] in Chat Completions and in Responses.
+const OPENAI_CHAT = ['prompt_tokens', 'completion_tokens', 'prompt_tokens_details', 'completion_tokens_details'];
+const OPENAI_RESPONSES = ['input_tokens', 'output_tokens', 'input_tokens_details', 'output_tokens_details'];
+
+// fromOpenAI reads an OpenAI usage: its input already includes cached
+// tokens, its output already includes reasoning tokens.
+function fromOpenAI(usage, [input, output, inDetails, outDetails], { model, serviceTier } = {}) {
   if (!usage) return null;
   return shape({
     provider: 'openai',
     model,
-    input_tokens: count(usage.prompt_tokens),
-    output_tokens: count(usage.completion_tokens),
-    cache_read_tokens: count(usage.prompt_tokens_details?.cached_tokens),
-    cache_write_tokens: count(usage.prompt_tokens_details?.cache_write_tokens),
-    reasoning_tokens: count(usage.completion_tokens_details?.reasoning_tokens),
+    input_tokens: count(usage[input]),
+    output_tokens: count(usage[output]),
+    cache_read_tokens: count(usage[inDetails]?.cached_tokens),
+    cache_write_tokens: count(usage[inDetails]?.cache_write_tokens),
+    reasoning_tokens: count(usage[outDetails]?.reasoning_tokens),
     service_tier: serviceTier ?? undefined,
   });
 }
 
-/**
- * OpenAI Responses (`usage` of a response): input_tokens include cached
- * tokens, output_tokens include reasoning tokens.
- */
-export function fromOpenAIResponses(usage, { model, serviceTier } = {}) {
-  if (!usage) return null;
-  return shape({
-    provider: 'openai',
-    model,
-    input_tokens: count(usage.input_tokens),
-    output_tokens: count(usage.output_tokens),
-    cache_read_tokens: count(usage.input_tokens_details?.cached_tokens),
-    cache_write_tokens: count(usage.input_tokens_details?.cache_write_tokens),
-    reasoning_tokens: count(usage.output_tokens_details?.reasoning_tokens),
-    service_tier: serviceTier ?? undefined,
-  });
-}
+/** OpenAI Chat Completions: `usage` of a completion or of the last stream chunk. */
+export const fromOpenAIChat = (usage, info) => fromOpenAI(usage, OPENAI_CHAT, info);
+
+/** OpenAI Responses: `usage` of a response. */
+export const fromOpenAIResponses = (usage, info) => fromOpenAI(usage, OPENAI_RESPONSES, info);
 
 /**
  * Anthropic Messages (`usage` of a message, or message_start's merged with

@@ -132,14 +132,10 @@ function wrapMethod(owner, { provider, path, method, adapter }, meter) {
   owner[method] = async function budgeted(params, ...rest) {
     const p = params ?? {};
     const d = adapter.describe(p);
-    const hold = await meter.hold({ provider, operation, model: d.model, maxOutputTokens: d.maxOutputTokens, promptText: d.promptText });
-    let res;
-    try {
-      res = await original.call(owner, adapter.prepare(p), ...rest);
-    } catch (err) {
-      await hold.release(); // no answer: nothing to charge
-      throw err;
-    }
+    const { hold, res } = await meter.send(
+      { provider, operation, model: d.model, maxOutputTokens: d.maxOutputTokens, promptText: d.promptText },
+      () => original.call(owner, adapter.prepare(p), ...rest),
+    );
     if (d.stream) return meterStream(res, adapter, hold, p);
     await hold.settle(adapter.fromResponse(res, p));
     return res;

@@ -74,6 +74,20 @@ export class ModelServer {
     return s;
   }
 
+  /**
+   * Runs fn with some settings changed ({ failure, delayMs, omitUsage,
+   * toolCall }), and puts them back after, however fn ends.
+   */
+  async with(settings, fn) {
+    const saved = Object.fromEntries(Object.keys(settings).map((k) => [k, this[k]]));
+    Object.assign(this, settings);
+    try {
+      return await fn();
+    } finally {
+      Object.assign(this, saved);
+    }
+  }
+
   get total() {
     return Object.values(this.requests).reduce((a, n) => a + n, 0);
   }

@@ -10,10 +10,10 @@ import { createOpenAI } from '@ai-sdk/openai';
 import { generateObject, generateText, jsonSchema, streamText, wrapLanguageModel } from 'ai';
 import { MockLanguageModelV4, simulateReadableStream } from 'ai/test';
 
-import { AgentBillClient, RefusedError } from '../index.js';
+import { RefusedError } from '../index.js';
 import { agentbillMiddleware } from '../ai-sdk.js';
 import { USAGE_MISSING } from '../usage.js';
-import { Server } from '../test-support/harness.js';
+import { Ledger } from '../test-support/ledger.js';
 import { ModelServer, UNITS as MODEL_UNITS } from '../test-support/model-server.js';
 
 const ESTIMATE = 100;
@@ -22,43 +22,20 @@ const USAGE = {
   outputTokens: { total: 12, text: 10, reasoning: 2 },
 };
 const UNITS = '42';
-/** How long a test waits for a hold to be settled after the stream's consumer is gone. */
-const SETTLE_WAIT_MS = 5_000;
 
-let server;
-let admin;
-let agentKey;
+let ledger;
 
 before(async () => {
-  server = await Server.start();
-  admin = new AgentBillClient({ apiKey: server.createKey('admin').key, baseUrl: server.baseUrl });
-  agentKey = server.createKey('agent').key;
+  ledger = await Ledger.start();
 });
 
 after(async () => {
-  await server?.stop();
+  await ledger?.stop();
 });
 
-async function customerWithBudget(limit) {
-  const cid = `ai_${randomUUID().slice(0, 12)}`;
-  await admin.setBudget({ customerId: cid, limitUnits: limit, period: 'month' });
-  return cid;
-}
-
-async function position(cid) {
-  const st = await admin.status(cid);
-  return { used: st.used, reserved: st.reserved, open: st.openReservations };
-}
-
-// settled waits until the customer has no open hold, then returns its position.
-async function settled(cid) {
-  const deadline = Date.now() + SETTLE_WAIT_MS;
-  for (;;) {
-    const pos = await position(cid);
-    if (pos.open === 0 || Date.now() > deadline) return pos;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const customerWithBudget = (limit) => ledger.customer('ai', limit);
+const position = (cid) => ledger.position(cid);
+const settled = (cid) => ledger.settled(cid);
 
 function generateResult(text, usage = USAGE) {
   return {
@@ -93,7 +70,7 @@ function model(customerId, { generate, stream } = {}) {
     },
   });
   const middleware = agentbillMiddleware({
-    agentbill: new AgentBillClient({ apiKey: agentKey, baseUrl: server.baseUrl }), agentId: 'ai_agent', customerId, estimate: ESTIMATE,
+    agentbill: ledger.agent(), agentId: 'ai_agent', customerId, estimate: ESTIMATE,
   });
   return { model: wrapLanguageModel({ model: mock, middleware }), calls, middleware };
 }
@@ -104,8 +81,7 @@ test('generateText is charged the usage the model reported', async () => {
   const { text } = await generateText({ model: m, prompt: 'hi', maxRetries: 0 });
   assert.equal(text, 'hello back');
   assert.deepEqual(await position(cid), { used: UNITS, reserved: '0', open: 0 });
-  const { events } = await admin.events(cid);
-  const rec = events.find((e) => e.type === 'recorded');
+  const rec = await ledger.lastRecorded(cid);
   assert.equal(rec.data.metadata.usage.cache_read_tokens, '5'); // numbers come back as exact text
   assert.equal(rec.data.metadata.usage.reasoning_tokens, '2');
 });
@@ -205,8 +181,7 @@ test('usage the model did not report is charged as the estimate, marked missing'
   const none = { inputTokens: { total: undefined }, outputTokens: { total: undefined } };
   const { model: m } = model(cid, { generate: () => generateResult('hi', none) });
   await generateText({ model: m, prompt: 'hi', maxRetries: 0 });
-  const { events } = await admin.events(cid);
-  const rec = events.find((e) => e.type === 'recorded');
+  const rec = await ledger.lastRecorded(cid);
   assert.equal(rec.data.units, String(ESTIMATE));
   assert.equal(rec.data.metadata.usage, USAGE_MISSING);
 });
@@ -217,7 +192,7 @@ test('with @ai-sdk/openai against the stand-in: a generate and a stream are char
     const cid = await customerWithBudget(1000);
     const openai = createOpenAI({ apiKey: 'sk-test', baseURL: `${models.url}/v1` });
     const middleware = agentbillMiddleware({
-      agentbill: new AgentBillClient({ apiKey: agentKey, baseUrl: server.baseUrl }), agentId: 'ai_agent', customerId: cid, estimate: ESTIMATE,
+      agentbill: ledger.agent(), agentId: 'ai_agent', customerId: cid, estimate: ESTIMATE,
     });
     const chat = wrapLanguageModel({ model: openai.chat('gpt-test'), middleware });
     const { text } = await generateText({ model: chat, prompt: 'hi', maxRetries: 0 });

@@ -4,51 +4,45 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 
-import { AgentBillClient } from '../index.js';
-import { REPO, Server } from '../test-support/harness.js';
+import { REPO } from '../test-support/harness.js';
+import { Ledger } from '../test-support/ledger.js';
 import { UNITS } from '../test-support/model-server.js';
 
 /** How long one example may run. */
 const EXAMPLE_TIMEOUT_MS = 60_000;
 const run = promisify(execFile);
 
-let server;
-let admin;
-let agentKey;
+let ledger;
 
 before(async () => {
-  server = await Server.start();
-  admin = new AgentBillClient({ apiKey: server.createKey('admin').key, baseUrl: server.baseUrl });
-  agentKey = server.createKey('agent').key;
+  ledger = await Ledger.start();
 });
 
 after(async () => {
-  await server?.stop();
+  await ledger?.stop();
 });
 
 // example runs examples/node/NAME for a new customer with `limit` units and
 // returns its output and the units it used.
 async function example(name, limit = 10_000) {
-  const cid = `ex_${randomUUID().slice(0, 12)}`;
-  await admin.setBudget({ customerId: cid, limitUnits: limit, period: 'month' });
+  const cid = await ledger.customer('ex', limit);
   let out;
   let code = 0;
   try {
     ({ stdout: out } = await run(process.execPath, [path.join(REPO, 'examples', 'node', name)], {
-      env: { ...process.env, AGENTBILL_BASE_URL: server.baseUrl, AGENTBILL_API_KEY: agentKey, AGENTBILL_CUSTOMER: cid, MODEL_BASE_URL: '' },
+      env: { ...process.env, AGENTBILL_BASE_URL: ledger.server.baseUrl, AGENTBILL_API_KEY: ledger.agentKey, AGENTBILL_CUSTOMER: cid, MODEL_BASE_URL: '' },
       timeout: EXAMPLE_TIMEOUT_MS,
     }));
   } catch (err) {
     if (err.code !== 3) throw err;
     ({ stdout: out, code } = err);
   }
-  const st = await admin.status(cid);
-  return { out, code, used: st.used, reserved: st.reserved };
+  const { used, reserved } = await ledger.position(cid);
+  return { out, code, used, reserved };
 }
 
 test('wrap.mjs charges each provider call its reported usage', async () => {

@@ -3,59 +3,36 @@
 // real `agentbill serve --http`.
 
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
 import { Agent, OpenAIProvider, Runner, setTracingDisabled, tool } from '@openai/agents';
 import OpenAI from 'openai';
 
-import { AgentBillClient, RefusedError } from '../index.js';
+import { RefusedError } from '../index.js';
 import { AgentBillRunHooks } from '../openai-agents.js';
 import { USAGE_MISSING } from '../usage.js';
-import { Server } from '../test-support/harness.js';
+import { Ledger } from '../test-support/ledger.js';
 import { ModelServer, UNITS } from '../test-support/model-server.js';
 
 const ESTIMATE = 200;
-/** How long a test waits for a streamed run's hold to be settled. */
-const SETTLE_WAIT_MS = 5_000;
 
-let server;
+let ledger;
 let models;
-let admin;
-let agentKey;
 
 before(async () => {
   setTracingDisabled(true); // no trace export leaves the machine
-  server = await Server.start();
+  ledger = await Ledger.start();
   models = await ModelServer.start();
-  admin = new AgentBillClient({ apiKey: server.createKey('admin').key, baseUrl: server.baseUrl });
-  agentKey = server.createKey('agent').key;
 });
 
 after(async () => {
   await models?.stop();
-  await server?.stop();
+  await ledger?.stop();
 });
 
-async function customerWithBudget(limit) {
-  const cid = `oa_${randomUUID().slice(0, 12)}`;
-  await admin.setBudget({ customerId: cid, limitUnits: limit, period: 'month' });
-  return cid;
-}
-
-async function position(cid) {
-  const st = await admin.status(cid);
-  return { used: st.used, reserved: st.reserved, open: st.openReservations };
-}
-
-async function settled(cid) {
-  const deadline = Date.now() + SETTLE_WAIT_MS;
-  for (;;) {
-    const pos = await position(cid);
-    if (pos.open === 0 || Date.now() > deadline) return pos;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const customerWithBudget = (limit) => ledger.customer('oa', limit);
+const position = (cid) => ledger.position(cid);
+const settled = (cid) => ledger.settled(cid);
 
 function provider() {
   return new OpenAIProvider({ openAIClient: new OpenAI({ apiKey: 'sk-test', baseURL: `${models.url}/v1`, maxRetries: 0 }) });
@@ -65,7 +42,7 @@ const agent = (extra = {}) => new Agent({ name: 'researcher', instructions: 'Be 
 
 function hooks(customerId, per) {
   return new AgentBillRunHooks({
-    per, agentbill: new AgentBillClient({ apiKey: agentKey, baseUrl: server.baseUrl }), agentId: 'oa_agent', customerId, estimate: ESTIMATE,
+    per, agentbill: ledger.agent(), agentId: 'oa_agent', customerId, estimate: ESTIMATE,
   });
 }
 
@@ -107,20 +84,14 @@ for (const per of ['run', 'model_call']) {
     test('a failed run releases the hold', async () => {
       const cid = await customerWithBudget(1000);
       const [h, runner] = setup(cid, per);
-      models.failure = 'http500';
-      try {
-        await assert.rejects(h.run(runner, agent(), 'hi'));
-      } finally {
-        models.failure = null;
-      }
+      await models.with({ failure: 'http500' }, () => assert.rejects(h.run(runner, agent(), 'hi')));
       assert.deepEqual(await position(cid), { used: '0', reserved: '0', open: 0 });
     });
 
     test('a streamed run cut mid-way releases the hold', async () => {
       const cid = await customerWithBudget(1000);
       const [h, runner] = setup(cid, per);
-      models.failure = 'abort';
-      try {
+      await models.with({ failure: 'abort' }, async () => {
         const result = await h.run(runner, agent(), 'hi', { stream: true });
         try {
           for await (const _ of result) { /* drain */ }
@@ -128,9 +99,7 @@ for (const per of ['run', 'model_call']) {
         } catch {
           // the cut surfaces as the stream's error
         }
-      } finally {
-        models.failure = null;
-      }
+      });
       assert.deepEqual(await settled(cid), { used: '0', reserved: '0', open: 0 });
     });
 
@@ -138,13 +107,7 @@ for (const per of ['run', 'model_call']) {
       const cid = await customerWithBudget(10 * ESTIMATE);
       const [h, runner] = setup(cid, per);
       const before = models.requests.openaiResponses;
-      models.delayMs = 50;
-      let results;
-      try {
-        results = await Promise.allSettled(Array.from({ length: 50 }, () => h.run(runner, agent(), 'hi')));
-      } finally {
-        models.delayMs = 0;
-      }
+      const results = await models.with({ delayMs: 50 }, () => Promise.allSettled(Array.from({ length: 50 }, () => h.run(runner, agent(), 'hi'))));
       const ok = results.filter((r) => r.status === 'fulfilled').length;
       const seen = models.requests.openaiResponses - before;
       assert.ok(seen <= 10, `the model server saw ${seen} requests`);
@@ -163,8 +126,7 @@ test('a run stopped at an interruption releases its hold; the resumed run is cha
     parameters: { type: 'object', properties: {}, required: [], additionalProperties: false }, strict: true,
     execute: async () => 'found it',
   });
-  models.toolCall = 'lookup';
-  try {
+  await models.with({ toolCall: 'lookup' }, async () => {
     const a = agent({ tools: [lookup] });
     const first = await h.run(runner, a, 'look it up');
     assert.equal(first.interruptions.length, 1);
@@ -172,23 +134,15 @@ test('a run stopped at an interruption releases its hold; the resumed run is cha
     first.state.approve(first.interruptions[0]);
     const resumed = await h.run(runner, a, first.state);
     assert.equal(resumed.finalOutput, 'hello from the stand-in');
-  } finally {
-    models.toolCall = null;
-  }
+  });
   assert.deepEqual(await position(cid), { used: String(2 * UNITS.openaiResponses), reserved: '0', open: 0 });
 });
 
 test('a run whose model reported no usage is charged the estimate, marked missing', async () => {
   const cid = await customerWithBudget(1000);
   const [h, runner] = setup(cid, 'run');
-  models.omitUsage = true;
-  try {
-    await h.run(runner, agent(), 'hi');
-  } finally {
-    models.omitUsage = false;
-  }
-  const { events } = await admin.events(cid);
-  const rec = events.find((e) => e.type === 'recorded');
+  await models.with({ omitUsage: true }, () => h.run(runner, agent(), 'hi'));
+  const rec = await ledger.lastRecorded(cid);
   assert.equal(rec.data.units, String(ESTIMATE));
   assert.equal(rec.data.metadata.usage, USAGE_MISSING);
 });

@@ -3,41 +3,34 @@
 // `agentbill serve --http`.
 
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
 import Anthropic from '@anthropic-ai/sdk';
 import { GoogleGenAI } from '@google/genai';
 import OpenAI from 'openai';
 
-import { AgentBillClient, RefusedError, UnavailableError } from '../index.js';
+import { RefusedError, UnavailableError } from '../index.js';
 import { USAGE_MISSING } from '../usage.js';
 import { WRAPPED, wrap } from '../wrap.js';
-import { Server, freePort } from '../test-support/harness.js';
+import { freePort } from '../test-support/harness.js';
+import { Ledger } from '../test-support/ledger.js';
 import { ModelServer, UNITS } from '../test-support/model-server.js';
 
-let server;
+let ledger;
 let models;
-let admin;
-let agentKey;
 
 before(async () => {
-  server = await Server.start();
+  ledger = await Ledger.start();
   models = await ModelServer.start();
-  admin = new AgentBillClient({ apiKey: server.createKey('admin').key, baseUrl: server.baseUrl });
-  agentKey = server.createKey('agent').key;
 });
 
 after(async () => {
   await models?.stop();
-  await server?.stop();
+  await ledger?.stop();
 });
 
-async function customerWithBudget(limit) {
-  const cid = `wrap_${randomUUID().slice(0, 12)}`;
-  await admin.setBudget({ customerId: cid, limitUnits: limit, period: 'month' });
-  return cid;
-}
+const customerWithBudget = (limit) => ledger.customer('wrap', limit);
+const position = (cid) => ledger.position(cid);
 
 // Provider clients retry nothing, so a failure reaches the wrapper once.
 const PROVIDERS = {
@@ -62,14 +55,13 @@ const PROVIDERS = {
       { model: 'gemini-test', contents: 'hi', config: { maxOutputTokens: 64 } },
     ),
     text: (r) => r.text,
-    retries: true, // @google/genai does not retry by default
   },
 };
 
 function wrapped(api, customerId, extra = {}) {
   const warnings = [];
   const client = wrap(PROVIDERS[api].client(), {
-    agentbill: new AgentBillClient({ apiKey: agentKey, baseUrl: server.baseUrl, logger: { warn: (m) => warnings.push(m) } }),
+    agentbill: ledger.agent({ logger: { warn: (m) => warnings.push(m) } }),
     agentId: 'wrap_agent', customerId, estimate: 200, ...extra,
   });
   return { client, warnings };
@@ -81,15 +73,6 @@ async function drain(stream) {
   return items;
 }
 
-async function position(cid) {
-  const st = await admin.status(cid);
-  return { used: st.used, reserved: st.reserved, open: st.openReservations };
-}
-
-async function lastRecorded(cid) {
-  const { events } = await admin.events(cid, { limit: 50 });
-  return events.filter((e) => e.type === 'recorded').at(-1);
-}
 
 for (const api of Object.keys(PROVIDERS)) {
   const p = PROVIDERS[api];
@@ -100,7 +83,7 @@ for (const api of Object.keys(PROVIDERS)) {
       const res = await p.call(client, false);
       assert.match(p.text(res), /hello/);
       assert.deepEqual(await position(cid), { used: String(UNITS[api]), reserved: '0', open: 0 });
-      const rec = await lastRecorded(cid);
+      const rec = await ledger.lastRecorded(cid);
       assert.equal(rec.data.units, String(UNITS[api]));
       assert.equal(Number(rec.data.metadata.usage.input_tokens) + Number(rec.data.metadata.usage.output_tokens), UNITS[api]); // numbers come back as exact text
       assert.equal(rec.idempotency_key ?? rec.data.idempotency_key, res.id ?? res.responseId);
@@ -128,24 +111,14 @@ for (const api of Object.keys(PROVIDERS)) {
     test('a provider error releases the hold', async () => {
       const cid = await customerWithBudget(1000);
       const { client } = wrapped(api, cid);
-      models.failure = 'http500';
-      try {
-        await assert.rejects(p.call(client, false));
-      } finally {
-        models.failure = null;
-      }
+      await models.with({ failure: 'http500' }, () => assert.rejects(p.call(client, false)));
       assert.deepEqual(await position(cid), { used: '0', reserved: '0', open: 0 });
     });
 
     test('a stream cut mid-way releases the hold', async () => {
       const cid = await customerWithBudget(1000);
       const { client } = wrapped(api, cid);
-      models.failure = 'abort';
-      try {
-        await assert.rejects(async () => drain(await p.call(client, true)));
-      } finally {
-        models.failure = null;
-      }
+      await models.with({ failure: 'abort' }, () => assert.rejects(async () => drain(await p.call(client, true))));
       assert.deepEqual(await position(cid), { used: '0', reserved: '0', open: 0 });
     });
 
@@ -153,13 +126,7 @@ for (const api of Object.keys(PROVIDERS)) {
       const cid = await customerWithBudget(2000); // ten estimates of 200
       const { client } = wrapped(api, cid);
       const before = models.requests[api];
-      models.delayMs = 50;
-      let results;
-      try {
-        results = await Promise.allSettled(Array.from({ length: 50 }, () => p.call(client, false)));
-      } finally {
-        models.delayMs = 0;
-      }
+      const results = await models.with({ delayMs: 50 }, () => Promise.allSettled(Array.from({ length: 50 }, () => p.call(client, false))));
       const ok = results.filter((r) => r.status === 'fulfilled').length;
       const refused = results.filter((r) => r.reason instanceof RefusedError).length;
       assert.ok(models.requests[api] - before <= 10, `the model server saw ${models.requests[api] - before} requests`);
@@ -173,13 +140,8 @@ for (const api of Object.keys(PROVIDERS)) {
     test('usage the provider did not report is recorded as the estimate, marked missing', async () => {
       const cid = await customerWithBudget(1000);
       const { client } = wrapped(api, cid);
-      models.omitUsage = true;
-      try {
-        await p.call(client, false);
-      } finally {
-        models.omitUsage = false;
-      }
-      const rec = await lastRecorded(cid);
+      await models.with({ omitUsage: true }, () => p.call(client, false));
+      const rec = await ledger.lastRecorded(cid);
       assert.equal(rec.data.units, '200');
       assert.equal(rec.data.metadata.usage, USAGE_MISSING);
     });
