@@ -25,8 +25,9 @@ npm_ready() {
   fi
 }
 echo "== node SDK (node --test)"
-# The LangChain handler's and the webhook tests need sdk/node's
-# devDependencies (@langchain/core, standardwebhooks); CI installs them first.
+# The integrations' and the webhook tests need sdk/node's devDependencies
+# (@langchain/core, the provider SDKs, ai, @openai/agents, standardwebhooks);
+# CI installs them first.
 npm_ready sdk/node
 node --test sdk/node/test/
 echo "== contracts (node --test: docs/openapi.json, docs/asyncapi.yaml)"
