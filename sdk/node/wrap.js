@@ -126,19 +126,47 @@ function meterStream(res, adapter, hold, params) {
   return follow(res);
 }
 
+// answerOf waits for a sent call's { data, response, request_id, props }:
+// OpenAI's and Anthropic's APIPromise give them all (props are what their
+// _thenUnwrap transforms are told); a plain promise (Gemini's) only data.
+function answerOf(pending) {
+  if (typeof pending?._thenUnwrap === 'function') {
+    return pending._thenUnwrap((data, props) => ({ data, props })).withResponse()
+      .then(({ data: { data, props }, response, request_id: requestId }) => ({ data, props, response, request_id: requestId }));
+  }
+  if (typeof pending?.withResponse === 'function') return pending.withResponse();
+  return Promise.resolve(pending).then((data) => ({ data }));
+}
+
+// sdkPromise is the data of `whole` (a promise of answerOf's object) as a
+// promise with the SDK promise's withResponse(), asResponse() and
+// _thenUnwrap(), which the SDKs' own helpers call on create(): Anthropic's
+// messages.stream() calls withResponse(), OpenAI's parse() _thenUnwrap().
+// asResponse() gives the Response after AgentBill read the answer from it.
+function sdkPromise(whole) {
+  const out = whole.then((r) => r.data);
+  out.catch(() => {}); // a caller of withResponse() alone gets the error there
+  out.withResponse = () => whole.then(({ data, response, request_id: requestId }) => ({ data, response, request_id: requestId }));
+  out.asResponse = () => whole.then((r) => r.response);
+  out._thenUnwrap = (transform) => sdkPromise(whole.then(async (r) => ({ ...r, data: await transform(r.data, r.props) })));
+  return out;
+}
+
 function wrapMethod(owner, { provider, path, method, adapter }, meter) {
   const original = owner[method];
   const operation = [...path, method].join('.');
-  owner[method] = async function budgeted(params, ...rest) {
+  owner[method] = function budgeted(params, ...rest) {
     const p = params ?? {};
     const d = adapter.describe(p);
-    const { hold, res } = await meter.send(
-      { provider, operation, model: d.model, maxOutputTokens: d.maxOutputTokens, promptText: d.promptText },
-      () => original.call(owner, adapter.prepare(p), ...rest),
-    );
-    if (d.stream) return meterStream(res, adapter, hold, p);
-    await hold.settle(adapter.fromResponse(res, p));
-    return res;
+    return sdkPromise((async () => {
+      const { hold, res } = await meter.send(
+        { provider, operation, model: d.model, maxOutputTokens: d.maxOutputTokens, promptText: d.promptText },
+        () => answerOf(original.call(owner, adapter.prepare(p), ...rest)),
+      );
+      if (d.stream) return { ...res, data: meterStream(res.data, adapter, hold, p) };
+      await hold.settle(adapter.fromResponse(res.data, p));
+      return res;
+    })());
   };
 }
 

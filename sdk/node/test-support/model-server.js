@@ -202,8 +202,10 @@ const ANSWERS = {
       return [
         ev('response.created', { response: responseObject(id, b, 'in_progress') }),
         ev('response.output_item.added', { output_index: 0, item: { ...item, status: 'in_progress', content: [] } }),
+        ev('response.content_part.added', { item_id: item.id, output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [] } }),
         ev('response.output_text.delta', { item_id: item.id, output_index: 0, content_index: 0, delta: MODEL_TEXT, logprobs: [] }),
         ev('response.output_text.done', { item_id: item.id, output_index: 0, content_index: 0, text: MODEL_TEXT, logprobs: [] }),
+        ev('response.content_part.done', { item_id: item.id, output_index: 0, content_index: 0, part: item.content[0] }),
         ev('response.output_item.done', { output_index: 0, item }),
         ev('response.completed', { response: responseObject(id, b, 'completed', usage) }),
       ];

@@ -179,6 +179,33 @@ test('the default estimate is the running mean, capped by mean prompt plus max o
   assert.deepEqual(seen, [150, 125]);
 });
 
+test("the SDKs' own helpers built on create() go through the budget", async () => {
+  const cid = await customerWithBudget(10_000);
+  const { client: openai } = wrapped('openaiChat', cid);
+  const { client: anthropic } = wrapped('anthropic', cid);
+  const messages = [{ role: 'user', content: 'hi' }];
+  const want = 'hello from the stand-in';
+  // [helper, its answer's text, units charged]
+  const helpers = [
+    ['create().withResponse()', async () => {
+      const { data, response } = await openai.chat.completions.create({ model: 'gpt-test', messages }).withResponse();
+      assert.equal(response.status, 200);
+      return data.choices[0].message.content;
+    }, UNITS.openaiChat],
+    ['chat.completions.parse', async () => (await openai.chat.completions.parse({ model: 'gpt-test', messages })).choices[0].message.content, UNITS.openaiChat],
+    ['chat.completions.stream', async () => (await openai.chat.completions.stream({ model: 'gpt-test', messages }).finalChatCompletion()).choices[0].message.content, UNITS.openaiChat],
+    ['responses.parse', async () => (await openai.responses.parse({ model: 'gpt-test', input: 'hi' })).output_text, UNITS.openaiResponses],
+    ['responses.stream', async () => (await openai.responses.stream({ model: 'gpt-test', input: 'hi' }).finalResponse()).output_text, UNITS.openaiResponses],
+    ['messages.stream', async () => (await anthropic.messages.stream({ model: 'claude-test', max_tokens: 64, messages }).finalMessage()).content[0].text, UNITS.anthropic],
+  ];
+  let used = 0;
+  for (const [name, call, units] of helpers) {
+    assert.equal(await call(), want, name);
+    used += units;
+    assert.deepEqual(await ledger.settled(cid), { used: String(used), reserved: '0', open: 0 }, name);
+  }
+});
+
 test('copies made with withOptions stay wrapped; everything else is untouched', async () => {
   const cid = await customerWithBudget(1000);
   const { client } = wrapped('openaiChat', cid);
