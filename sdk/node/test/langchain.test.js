@@ -11,6 +11,7 @@ import { FakeListChatModel } from '@langchain/core/utils/testing';
 
 import { AgentBillClient, RefusedError } from '../index.js';
 import { AgentBillCallbackHandler, tokenUsageOf } from '../langchain.js';
+import { FIRST_CALL_OUTPUT_TOKENS } from '../usage.js';
 import { Server } from '../test-support/harness.js';
 
 const USAGE = { input_tokens: 30, output_tokens: 12, total_tokens: 42 };
@@ -193,14 +194,13 @@ test('usage no model reported is charged as the hold, marked missing, never 0', 
 test('without estimatedUnits a run holds the running estimate', async () => {
   const cid = await customerWithBudget(100_000);
   const client = new AgentBillClient({ apiKey: agentKey, baseUrl: server.baseUrl });
-  const held = [];
-  const preflight = client.preflight.bind(client);
-  client.preflight = async (o) => { held.push(o.estimatedUnits); return preflight(o); };
   const h = new AgentBillCallbackHandler({ client, agentId: 'lc_agent', customerId: cid });
   const model = new UsageChatModel({ responses: ['a', 'b'] });
   await model.invoke('hello', { callbacks: [h] });
   await model.invoke('hello', { callbacks: [h] });
-  assert.ok(held[0] > 1024, `the first run holds its prompt plus ${1024} output tokens, held ${held[0]}`);
+  const { events } = await admin.events(cid);
+  const held = events.filter((e) => e.type === 'reserved').map((e) => Number(e.data.units));
+  assert.ok(held[0] > FIRST_CALL_OUTPUT_TOKENS, `the first run holds its prompt plus ${FIRST_CALL_OUTPUT_TOKENS} output tokens, held ${held[0]}`);
   assert.equal(held[1], 42, 'then the mean of measured runs');
   assert.equal((await admin.status(cid)).used, '84');
 });

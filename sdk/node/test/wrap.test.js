@@ -9,8 +9,8 @@ import Anthropic from '@anthropic-ai/sdk';
 import { GoogleGenAI } from '@google/genai';
 import OpenAI from 'openai';
 
-import { RefusedError, UnavailableError } from '../index.js';
-import { USAGE_MISSING } from '../usage.js';
+import { AgentBillClient, RefusedError, UnavailableError } from '../index.js';
+import { CHARS_PER_TOKEN, USAGE_MISSING } from '../usage.js';
 import { WRAPPED, wrap } from '../wrap.js';
 import { freePort } from '../test-support/harness.js';
 import { Ledger } from '../test-support/ledger.js';
@@ -150,33 +150,39 @@ for (const api of Object.keys(PROVIDERS)) {
 
 test('a failed record returns the answer with a warning, and the hold stays', async () => {
   const cid = await customerWithBudget(1000);
-  const { client, warnings } = wrapped('openaiChat', cid);
-  const meter = client[WRAPPED];
-  const record = meter.client.record.bind(meter.client);
-  meter.client.record = async () => { throw new UnavailableError('record lost'); };
-  try {
-    const res = await PROVIDERS.openaiChat.call(client, false);
-    assert.equal(res.choices[0].message.content, 'hello from the stand-in');
-  } finally {
-    meter.client.record = record;
-  }
+  const key = ledger.server.createKey('agent');
+  const warnings = [];
+  const client = wrap(PROVIDERS.openaiChat.client(), {
+    agentbill: new AgentBillClient({ apiKey: key.key, baseUrl: ledger.server.baseUrl, logger: { warn: (m) => warnings.push(m) } }),
+    agentId: 'wrap_agent', customerId: cid, estimate: 200,
+  });
+  // The key is revoked while the model answers: the preflight got through,
+  // the record is refused (401).
+  const before = models.requests.openaiChat;
+  const res = await models.with({ delayMs: 300 }, async () => {
+    const call = PROVIDERS.openaiChat.call(client, false);
+    while (models.requests.openaiChat === before) await new Promise((r) => setTimeout(r, 10));
+    ledger.server.revoke(key.id);
+    return call;
+  });
+  assert.equal(res.choices[0].message.content, 'hello from the stand-in');
   assert.equal(warnings.length, 1);
-  assert.match(warnings[0], /recording chat\.completions\.create failed.*record lost/);
+  assert.match(warnings[0], /recording chat\.completions\.create failed; the answer is returned and hold \S+ stays until it expires/);
   assert.deepEqual(await position(cid), { used: '0', reserved: '200', open: 1 });
 });
 
 test('the default estimate is the running mean, capped by mean prompt plus max output', async () => {
   const cid = await customerWithBudget(100_000);
   const { client } = wrapped('openaiChat', cid, { estimate: undefined });
-  const c = PROVIDERS.openaiChat;
-  await c.call(client, false); // first call: prompt text / 4 + 64
-  const seen = [];
-  const meter = client[WRAPPED];
-  const preflight = meter.client.preflight.bind(meter.client);
-  meter.client.preflight = async (o) => { seen.push(o.estimatedUnits); return preflight(o); };
-  await c.call(client, false); // mean 150, cap 120 + 64
-  await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 5 });
-  assert.deepEqual(seen, [150, 125]);
+  const messages = [{ role: 'user', content: 'hi' }];
+  const call = (maxTokens) => client.chat.completions.create({ model: 'gpt-test', messages, max_completion_tokens: maxTokens });
+  await call(64); // the first call: its prompt text / 4 + 64
+  await call(64); // the mean, 150, under the cap 120 + 64
+  await call(5); // capped: mean prompt 120 + 5
+  const { events } = await ledger.admin.events(cid);
+  const held = events.filter((e) => e.type === 'reserved').map((e) => e.data.units);
+  const promptTokens = Math.ceil(JSON.stringify([messages]).length / CHARS_PER_TOKEN);
+  assert.deepEqual(held, [String(promptTokens + 64), '150', '125']);
 });
 
 test("the SDKs' own helpers built on create() go through the budget", async () => {
