@@ -29,8 +29,9 @@ go test -count=1 -timeout 15m ./...
 echo "== python SDK (unittest)"
 python3 -m unittest discover -s sdk/python/tests
 echo "== node SDK (node --test)"
-# The LangChain handler's and the webhook tests need sdk/node's
-# devDependencies (@langchain/core, standardwebhooks); CI installs them first.
+# The integrations' and the webhook tests need sdk/node's devDependencies
+# (@langchain/core, the provider SDKs, ai, @openai/agents, standardwebhooks);
+# CI installs them first.
 npm_ready sdk/node
 node --test sdk/node/test/
 echo "== contracts (node --test: docs/openapi.json, docs/asyncapi.yaml)"

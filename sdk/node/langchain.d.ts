@@ -5,6 +5,7 @@ import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
 import type { LLMResult } from '@langchain/core/outputs';
 
 import type { AgentBillClient, OnUnavailable, Scope, Units, UnitsInput } from './index.js';
+import type { Estimator, TokenUsage as NormalizedUsage } from './usage.js';
 
 export { RefusedError } from './index.js';
 
@@ -27,6 +28,8 @@ export interface RunUsage extends TokenUsage {
   estimatedUnits: UnitsInput;
   /** The units it holds: the estimate, or less on a partial approval (minUnits). */
   reservedUnits: Units;
+  /** The run's usage in AgentBill's usage shape (agentbill/usage); null when no model reported any. */
+  usage: NormalizedUsage | null;
 }
 
 export interface AgentBillCallbackHandlerOptions {
@@ -40,10 +43,18 @@ export interface AgentBillCallbackHandlerOptions {
   agentId: string;
   /** The customer (default: the API key's own, else "default"). */
   customerId?: string;
-  /** Units to reserve before each run, or a function of the run's input. */
-  estimatedUnits: UnitsInput | ((run: { kind: 'chat_model' | 'llm' | 'chain'; input: unknown }) => UnitsInput | Promise<UnitsInput>);
-  /** Maps a finished run's token usage to the units recorded. */
-  unitsFromUsage: (usage: RunUsage) => UnitsInput | Promise<UnitsInput>;
+  /**
+   * Units to reserve before each run, or a function of the run's input.
+   * Default: the running estimate (mean of measured runs, capped by mean
+   * prompt plus the call's max output tokens).
+   */
+  estimatedUnits?: UnitsInput | ((run: { kind: 'chat_model' | 'llm' | 'chain'; input: unknown; defaultEstimate: number }) => UnitsInput | Promise<UnitsInput>);
+  /**
+   * Maps a finished run's reported token usage to the units recorded
+   * (called only when a model reported usage). Default: input + output
+   * tokens. Usage nobody reported is recorded as the hold, marked missing.
+   */
+  unitsFromUsage?: (usage: RunUsage) => UnitsInput | Promise<UnitsInput>;
   taskRef?: string;
   ttl?: string | number;
   /** Every run's scope, e.g. { team: 'research' }: its scope limits must fit too. */
@@ -62,9 +73,13 @@ export declare class AgentBillCallbackHandler extends BaseCallbackHandler {
   constructor(options: AgentBillCallbackHandlerOptions);
   /** Reservations of runs in flight. */
   readonly openReservations: string[];
+  /** The handler's running estimate. */
+  readonly estimator: Estimator;
 }
 
 /** Sums the usage a model run reported (usage_metadata, else llmOutput.tokenUsage). */
 export declare function tokenUsageOf(output: LLMResult): TokenUsage;
+/** The usage a model run reported in AgentBill's usage shape; null when none. */
+export declare function normalizedUsageOf(output: LLMResult): NormalizedUsage | null;
 
 export default AgentBillCallbackHandler;

@@ -4,9 +4,16 @@
 //
 //   before the run starts   preflight; a refusal throws RefusedError and
 //                           the model is never called
-//   when the run ends       record the token usage the model(s) reported,
-//                           mapped to units by your unitsFromUsage
+//   when the run ends       record the token usage the model(s) reported:
+//                           its token total (input + output), or what your
+//                           unitsFromUsage makes of it; usage no model
+//                           reported is recorded as the hold, marked
+//                           metadata usage "missing", never as 0
 //   when the run fails      release the reservation
+//
+// Without estimatedUnits, a run holds the handler's running estimate (the
+// rule of agentbill/wrap): the mean of its measured runs, capped by their
+// mean prompt plus the call's max output tokens.
 //
 // A "run" is the outermost run the handler sees: a chat model or LLM
 // invoked alone, or a chain (or agent) with every model call inside it
@@ -15,6 +22,7 @@
 import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
 
 import { AgentBillClient, RefusedError } from './index.js';
+import { Estimator, USAGE_MISSING, addUsage, fromLangChain, unitsOf } from './usage.js';
 
 /** Bounds the runs tracked at once by one handler (runs in flight, nested runs included). */
 export const RUNS_MAX = 10_000;
@@ -47,6 +55,26 @@ export function tokenUsageOf(output) {
   return u;
 }
 
+/**
+ * The run's usage in AgentBill's usage shape (agentbill/usage), summed over
+ * its generations; null when no model reported any.
+ */
+export function normalizedUsageOf(output) {
+  let u = null;
+  for (const gens of output?.generations ?? []) {
+    for (const g of gens ?? []) u = addUsage(u, fromLangChain(g?.message?.usage_metadata));
+  }
+  if (u) return u;
+  const t = output?.llmOutput?.tokenUsage ?? output?.llmOutput?.estimatedTokenUsage;
+  return t ? fromLangChain({ input_tokens: t.promptTokens, output_tokens: t.completionTokens }) : null;
+}
+
+// maxTokensOf is the max output tokens a chat model or LLM was invoked with.
+function maxTokensOf(extraParams) {
+  const p = extraParams?.invocation_params ?? {};
+  return p.max_tokens ?? p.max_completion_tokens ?? p.maxTokens ?? p.maxOutputTokens ?? p.max_output_tokens;
+}
+
 /** Preflights, records and releases AgentBill budget around LangChain runs. */
 export class AgentBillCallbackHandler extends BaseCallbackHandler {
   name = 'agentbill';
@@ -56,9 +84,11 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
    * @param {AgentBillClient} [options.client] an AgentBillClient (or give apiKey/baseUrl)
    * @param {string} options.agentId the agent the runs are charged to
    * @param {string} [options.customerId] the customer (default: the API key's)
-   * @param {number|string|Function} options.estimatedUnits units to reserve, or ({ kind, input }) => units
-   * @param {Function} options.unitsFromUsage (usage) => units to record, where usage is
-   *   { inputTokens, outputTokens, totalTokens, reported, llmCalls, estimatedUnits }
+   * @param {number|string|Function} [options.estimatedUnits] units to reserve, or ({ kind, input, defaultEstimate }) => units;
+   *   default: the handler's running estimate
+   * @param {Function} [options.unitsFromUsage] (usage) => units to record, where usage is
+   *   { inputTokens, outputTokens, totalTokens, reported, llmCalls, estimatedUnits, reservedUnits, usage };
+   *   called only when a model reported usage; default: the token total (input + output)
    * @param {string} [options.taskRef] task reference for every run
    * @param {string|number} [options.ttl] reservation lifetime
    * @param {Record<string, string>} [options.scope] every run's scope, e.g. { team: 'research' }
@@ -73,9 +103,8 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
     // handler, so the model waits for the preflight.
     super({ raiseError: true });
     if (!agentId) throw new TypeError('agentId is required');
-    if (estimatedUnits === undefined || estimatedUnits === null) throw new TypeError('estimatedUnits is required');
-    if (typeof unitsFromUsage !== 'function') {
-      throw new TypeError('unitsFromUsage is required: a function from the reported token usage to units');
+    if (unitsFromUsage !== undefined && typeof unitsFromUsage !== 'function') {
+      throw new TypeError('unitsFromUsage must be a function from the reported token usage to units');
     }
     this.client = client ?? new AgentBillClient({ apiKey, baseUrl, onUnavailable });
     this.agentId = agentId;
@@ -86,16 +115,17 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
     this.ttl = ttl;
     this.scope = scope;
     this.minUnits = minUnits;
+    this.estimator = new Estimator(); // the running estimate of this handler's runs
     this.roots = new Map(); // root run id -> { reservationId, estimate, usage }
     this.rootOf = new Map(); // run id (root or nested) -> root run id
   }
 
-  async handleChatModelStart(_llm, messages, runId, parentRunId) {
-    await this.#start(runId, parentRunId, 'chat_model', messages);
+  async handleChatModelStart(_llm, messages, runId, parentRunId, extraParams) {
+    await this.#start(runId, parentRunId, 'chat_model', messages, maxTokensOf(extraParams));
   }
 
-  async handleLLMStart(_llm, prompts, runId, parentRunId) {
-    await this.#start(runId, parentRunId, 'llm', prompts);
+  async handleLLMStart(_llm, prompts, runId, parentRunId, extraParams) {
+    await this.#start(runId, parentRunId, 'llm', prompts, maxTokensOf(extraParams));
   }
 
   async handleChainStart(_chain, inputs, runId, _runType, _tags, _metadata, _runName, parentRunId) {
@@ -111,6 +141,7 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
       root.usage.totalTokens += u.totalTokens;
       root.usage.reported ||= u.reported;
       root.usage.llmCalls += 1;
+      root.usage.usage = addUsage(root.usage.usage, normalizedUsageOf(output));
     }
     await this.#end(runId);
   }
@@ -132,13 +163,16 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
     return [...this.roots.values()].filter((r) => !r.unchecked).map((r) => r.reservationId);
   }
 
-  async #start(runId, parentRunId, kind, input) {
+  async #start(runId, parentRunId, kind, input, maxOutputTokens) {
     const parentRoot = parentRunId === undefined ? undefined : this.rootOf.get(parentRunId);
     if (parentRoot !== undefined) {
       this.#track(runId, parentRoot); // nested: charged to the outer run
       return;
     }
-    const estimate = typeof this.estimatedUnits === 'function' ? await this.estimatedUnits({ kind, input }) : this.estimatedUnits;
+    const defaultEstimate = this.estimator.estimate({ maxOutputTokens, promptText: JSON.stringify(input) ?? '' });
+    const estimate = typeof this.estimatedUnits === 'function'
+      ? await this.estimatedUnits({ kind, input, defaultEstimate })
+      : this.estimatedUnits ?? defaultEstimate;
     const check = await this.client.preflight({
       agentId: this.agentId, customerId: this.customerId, estimatedUnits: estimate, taskRef: this.taskRef, ttl: this.ttl,
       scope: this.scope, minUnits: this.minUnits,
@@ -150,7 +184,7 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
       unchecked: check.unchecked, // the client's onUnavailable 'allow': no hold, nothing to settle
       estimate,
       reserved: check.reservedUnits,
-      usage: { inputTokens: 0, outputTokens: 0, totalTokens: 0, reported: false, llmCalls: 0 },
+      usage: { inputTokens: 0, outputTokens: 0, totalTokens: 0, reported: false, llmCalls: 0, usage: null },
     });
   }
 
@@ -169,10 +203,24 @@ export class AgentBillCallbackHandler extends BaseCallbackHandler {
   // A nested run's end only forgets it; the root's records the whole run.
   async #end(runId) {
     const root = this.#settle(runId);
-    if (!root || root.unchecked) return;
-    const units = await this.unitsFromUsage({ ...root.usage, estimatedUnits: root.estimate, reservedUnits: root.reserved });
+    if (!root) return;
+    this.estimator.observe(root.usage.usage);
+    if (root.unchecked) return;
+    const measured = unitsOf(root.usage.usage);
+    let units;
+    let usage;
+    if (!root.usage.reported) {
+      units = root.reserved ?? root.estimate; // what was held: never 0 for usage nobody reported
+      usage = USAGE_MISSING;
+    } else {
+      units = this.unitsFromUsage
+        ? await this.unitsFromUsage({ ...root.usage, estimatedUnits: root.estimate, reservedUnits: root.reserved })
+        : measured ?? root.reserved ?? root.estimate;
+      usage = measured === null ? USAGE_MISSING : root.usage.usage;
+    }
     await this.client.record({
       agentId: this.agentId, customerId: this.customerId, units, reservationId: root.reservationId, taskRef: this.taskRef,
+      metadata: { usage },
     });
   }
 

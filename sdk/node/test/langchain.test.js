@@ -11,6 +11,7 @@ import { FakeListChatModel } from '@langchain/core/utils/testing';
 
 import { AgentBillClient, RefusedError } from '../index.js';
 import { AgentBillCallbackHandler, tokenUsageOf } from '../langchain.js';
+import { FIRST_CALL_OUTPUT_TOKENS } from '../usage.js';
 import { Server } from '../test-support/harness.js';
 
 const USAGE = { input_tokens: 30, output_tokens: 12, total_tokens: 42 };
@@ -73,7 +74,10 @@ test('an approved run records the token usage the model reported', async () => {
 
   assert.equal(reply.content, 'hello back');
   assert.equal(model.calls, 1);
-  assert.deepEqual(seen, [{ inputTokens: 30, outputTokens: 12, totalTokens: 42, reported: true, llmCalls: 1, estimatedUnits: 100, reservedUnits: '100' }]);
+  assert.deepEqual(seen, [{
+    inputTokens: 30, outputTokens: 12, totalTokens: 42, reported: true, llmCalls: 1, estimatedUnits: 100, reservedUnits: '100',
+    usage: { input_tokens: 30, output_tokens: 12 },
+  }]);
   const st = await admin.status(cid);
   assert.equal(st.used, '42');
   assert.equal(st.reserved, '0');
@@ -156,9 +160,47 @@ test('tokenUsageOf reads usage_metadata, or else llmOutput.tokenUsage', () => {
     { inputTokens: 0, outputTokens: 0, totalTokens: 0, reported: false });
 });
 
-test('the handler needs an agent, an estimate and a usage mapping', () => {
+test('the handler needs an agent; a usage mapping, if given, is a function', () => {
   const client = new AgentBillClient({ apiKey: agentKey, baseUrl: server.baseUrl });
   assert.throws(() => new AgentBillCallbackHandler({ client, estimatedUnits: 1, unitsFromUsage: () => 1 }), /agentId/);
-  assert.throws(() => new AgentBillCallbackHandler({ client, agentId: 'a', unitsFromUsage: () => 1 }), /estimatedUnits/);
-  assert.throws(() => new AgentBillCallbackHandler({ client, agentId: 'a', estimatedUnits: 1 }), /unitsFromUsage/);
+  assert.throws(() => new AgentBillCallbackHandler({ client, agentId: 'a', estimatedUnits: 1, unitsFromUsage: 42 }), /unitsFromUsage must be a function/);
+});
+
+async function lastRecorded(cid) {
+  const { events } = await admin.events(cid);
+  return events.filter((e) => e.type === 'recorded').at(-1);
+}
+
+test('by default a run is charged its token total, with the usage in the record', async () => {
+  const cid = await customerWithBudget(1000);
+  const h = new AgentBillCallbackHandler({ client: new AgentBillClient({ apiKey: agentKey, baseUrl: server.baseUrl }), agentId: 'lc_agent', customerId: cid, estimatedUnits: 100 });
+  await new UsageChatModel({ responses: ['hi'] }).invoke('hello', { callbacks: [h] });
+  const rec = await lastRecorded(cid);
+  assert.equal(rec.data.units, '42');
+  assert.deepEqual(rec.data.metadata.usage, { input_tokens: '30', output_tokens: '12' }); // numbers come back as exact text
+});
+
+test('usage no model reported is charged as the hold, marked missing, never 0', async () => {
+  const cid = await customerWithBudget(1000);
+  const seen = [];
+  const model = new FakeListChatModel({ responses: ['no usage here'] }); // reports no token usage
+  await model.invoke('hello', { callbacks: [handler(cid, seen)] });
+  assert.deepEqual(seen, [], 'unitsFromUsage is not asked about usage nobody reported');
+  const rec = await lastRecorded(cid);
+  assert.equal(rec.data.units, '100');
+  assert.equal(rec.data.metadata.usage, 'missing');
+});
+
+test('without estimatedUnits a run holds the running estimate', async () => {
+  const cid = await customerWithBudget(100_000);
+  const client = new AgentBillClient({ apiKey: agentKey, baseUrl: server.baseUrl });
+  const h = new AgentBillCallbackHandler({ client, agentId: 'lc_agent', customerId: cid });
+  const model = new UsageChatModel({ responses: ['a', 'b'] });
+  await model.invoke('hello', { callbacks: [h] });
+  await model.invoke('hello', { callbacks: [h] });
+  const { events } = await admin.events(cid);
+  const held = events.filter((e) => e.type === 'reserved').map((e) => Number(e.data.units));
+  assert.ok(held[0] > FIRST_CALL_OUTPUT_TOKENS, `the first run holds its prompt plus ${FIRST_CALL_OUTPUT_TOKENS} output tokens, held ${held[0]}`);
+  assert.equal(held[1], 42, 'then the mean of measured runs');
+  assert.equal((await admin.status(cid)).used, '84');
 });

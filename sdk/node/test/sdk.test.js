@@ -373,6 +373,15 @@ test('npm install ./sdk/node works', (t) => {
       "import { AgentBillClient, VERSION } from 'agentbill'; console.log(VERSION, typeof AgentBillClient);"], { cwd: dir, encoding: 'utf8', timeout: EXEC_TIMEOUT_MS });
     assert.equal(out.trim(), '0.1.0 function');
     assert.ok(fs.existsSync(path.join(dir, 'node_modules', 'agentbill', 'index.d.ts')));
+    // The integrations import no provider or framework package: they load
+    // with none installed (the optional peers are not).
+    const entries = execFileSync(process.execPath, ['--input-type=module', '-e',
+      "import { wrap } from 'agentbill/wrap'; import { agentbillMiddleware } from 'agentbill/ai-sdk';"
+      + " import { AgentBillRunHooks } from 'agentbill/openai-agents'; import { unitsOf } from 'agentbill/usage';"
+      + " console.log([wrap, agentbillMiddleware, AgentBillRunHooks, unitsOf].map((f) => typeof f).join(' '));"],
+    { cwd: dir, encoding: 'utf8', timeout: EXEC_TIMEOUT_MS });
+    assert.equal(entries.trim(), 'function function function function');
+    assert.ok(!fs.existsSync(path.join(dir, 'node_modules', 'openai')), 'an optional peer was installed');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
