@@ -397,12 +397,12 @@ class AgentBillClient:
         cannot price is charged ``units`` if given, else the hold, and
         ``.unpriced`` says why; never a silent 0."""
         usage_body = _usage(usage)
+        if units is None and success and usage_body is None:
+            raise TypeError("units is required, unless usage= is given (the ledger prices it) or success=False")
         body = _compact({
             "customer_id": customer_id,
             "event_type": agent_id,
-            # A failed run releases its hold, and usage is priced by the
-            # ledger: units may then be None.
-            "units": None if units is None and (not success or usage_body is not None) else _amount("units", units),
+            "units": None if units is None else _amount("units", units),  # None only as checked above
             "usage": usage_body,
             "reservation_id": reservation_id,
             "success": bool(success),

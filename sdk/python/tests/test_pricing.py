@@ -260,8 +260,12 @@ class Records(Base):
         self.assertEqual(self.admin.status(cid).used, 0)
 
     def test_units_are_still_required_without_usage(self):
-        with self.assertRaises(TypeError):
-            self.client.record("bot", customer_id=self.customer())
+        cid = self.customer()
+        with self.assertRaisesRegex(TypeError, "units is required"):
+            self.client.record("bot", customer_id=cid)
+        check = self.client.preflight("bot", cid, 3)
+        res = self.client.record("bot", customer_id=cid, reservation_id=check.reservation_id, success=False)
+        self.assertEqual((res.status, res.released_units), ("released", Decimal(3)))
 
     def test_a_budget_names_its_price_list(self):
         lst = one_model_list(name("list"), "v1", "1")
