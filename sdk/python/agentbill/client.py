@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from dataclasses import asdict, is_dataclass
 from decimal import Decimal
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Union
 
@@ -29,12 +30,17 @@ from .models import (
     ExtendResult,
     GrantResult,
     PreflightResult,
+    PriceLists,
+    PricesResult,
     RecordResult,
     ReleaseResult,
     ScopeLimit,
     Status,
     Usage,
+    UsageEstimate,
+    UsageReport,
 )
+from .usage import TOKEN_FIELDS
 
 #: Where the client sends requests unless told otherwise (argument, then
 #: the AGENTBILL_BASE_URL environment variable).
@@ -172,6 +178,66 @@ def _runs(name: str, value: Any) -> Optional[int]:
     return value or None
 
 
+#: The names of a usage (``record(usage=)``): strings, then token counts.
+USAGE_NAMES = ("model", "provider", "service_tier")
+#: The token counts of a usage estimate (``preflight(usage_estimate=)``).
+ESTIMATE_COUNTS = ("input_tokens", "max_output_tokens")
+
+
+def _token_object(name: str, value: Any, kind: type, counts: Iterable[str]) -> Optional[Dict[str, Any]]:
+    """A usage or usage estimate as sent: a ``kind`` dataclass or a
+    mapping with its keys. Names are strings and counts ints (never bool
+    or float); a None is left out, never sent as 0. The server checks the
+    bounds and that the counts agree."""
+    if value is None:
+        return None
+    if isinstance(value, kind):
+        value = asdict(value)
+    if not isinstance(value, Mapping):
+        raise TypeError("%s must be a %s or a dict, not %s" % (name, kind.__name__, type(value).__name__))
+    counts = tuple(counts)
+    unknown = sorted(set(value) - set(USAGE_NAMES) - set(counts))
+    if unknown:
+        raise ValueError("%s: unknown keys %s (known: %s)"
+                         % (name, ", ".join(unknown), ", ".join(USAGE_NAMES + counts)))
+    out = {}
+    for k, v in value.items():
+        if v is None:
+            continue
+        if k in counts and (isinstance(v, bool) or not isinstance(v, int)):
+            raise TypeError("%s.%s must be an int (a token count), not %s" % (name, k, type(v).__name__))
+        if k in USAGE_NAMES and not isinstance(v, str):
+            raise TypeError("%s.%s must be a str, not %s" % (name, k, type(v).__name__))
+        out[k] = v
+    if not out.get("model"):
+        raise ValueError("%s.model is required" % name)
+    return out
+
+
+def _usage(value: Any) -> Optional[Dict[str, Any]]:
+    """A record's usage: a UsageReport, or a dict of the same keys (what
+    :mod:`agentbill.usage` normalizes a provider's response into)."""
+    return _token_object("usage", value, UsageReport, TOKEN_FIELDS)
+
+
+def _usage_estimate(value: Any) -> Optional[Dict[str, Any]]:
+    """A preflight's usage estimate: a UsageEstimate, or a dict of the
+    same keys."""
+    return _token_object("usage_estimate", value, UsageEstimate, ESTIMATE_COUNTS)
+
+
+def _json_amounts(value: Any, where: str = "price_list") -> Any:
+    """A price list dict made JSON: Decimals as decimal strings, floats
+    refused (a rate of 0.1 as a float is not 0.1)."""
+    if isinstance(value, Mapping):
+        return {k: _json_amounts(v, "%s.%s" % (where, k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_amounts(v, "%s[%d]" % (where, i)) for i, v in enumerate(value)]
+    if isinstance(value, (Decimal, float)):
+        return _amount(where, value)
+    return value
+
+
 def _new_key() -> str:
     return str(uuid.uuid4())
 
@@ -242,6 +308,7 @@ class AgentBillClient:
         metadata: Optional[Dict[str, Any]] = None,
         scope: Optional[Mapping[str, str]] = None,
         min_units: Any = None,
+        usage_estimate: Union[UsageEstimate, Mapping[str, Any], None] = None,
     ) -> PreflightResult:
         """Asks to reserve ``estimated_units`` (default 1) for a run of
         ``agent_id``. A refusal is not an error: check ``.approved``, and
@@ -252,7 +319,17 @@ class AgentBillClient:
         every scope limit of a value it names must fit too. ``min_units``
         asks for a partial approval: if the estimate does not fit but
         ``min_units`` does, the hold is the most that fits, and the reply
-        says ``partial=True`` with the hold in ``reserved_units``."""
+        says ``partial=True`` with the hold in ``reserved_units``.
+
+        ``usage_estimate`` (a :class:`UsageEstimate` or a dict: ``model``,
+        ``input_tokens``, ``max_output_tokens``, optionally ``provider``
+        and ``service_tier``) asks the ledger to price the hold from the
+        customer's price list at its worst case, instead of
+        ``estimated_units``; the approval then says ``max_output_tokens``
+        (fewer on a partial approval: cap the model call there) and
+        ``estimate_pricing``. A model the list does not price is
+        :class:`InvalidArgumentError`, unless ``estimated_units`` is given
+        too: then that is held instead."""
         body = _compact({
             "agent_id": agent_id,
             "customer_id": customer_id,
@@ -265,6 +342,7 @@ class AgentBillClient:
             "metadata": metadata,
             "scope": _scope(scope),
             "min_units": None if min_units is None else _amount("min_units", min_units),
+            "usage_estimate": _usage_estimate(usage_estimate),
         })
         try:
             return PreflightResult.from_json(self._request("POST", "/v1/preflight", body))
@@ -293,7 +371,7 @@ class AgentBillClient:
     def record(
         self,
         agent_id: str,
-        units: Any,
+        units: Any = None,
         customer_id: Optional[str] = None,
         reservation_id: Optional[str] = None,
         success: bool = True,
@@ -302,6 +380,7 @@ class AgentBillClient:
         idempotency_key: Optional[str] = None,
         metadata: Optional[Dict[str, Any]] = None,
         scope: Optional[Mapping[str, str]] = None,
+        usage: Union[UsageReport, Mapping[str, Any], None] = None,
     ) -> RecordResult:
         """Records what a run actually used. It settles ``reservation_id``
         (or the agent's oldest open reservation, if None): the units are
@@ -309,12 +388,22 @@ class AgentBillClient:
         releases the hold instead of charging (``units`` may then be None).
         ``scope`` is the run's scope when the record settles no hold (a
         hold's scope is its preflight's). ``.funded_by`` says what credit
-        grants paid."""
+        grants paid.
+
+        ``usage`` (a :class:`UsageReport` or a dict of the same keys, as
+        :mod:`agentbill.usage` normalizes a provider's response) is the
+        model usage to charge at the customer's price list, instead of
+        ``units``: ``.pricing`` then says how it was priced. Usage the list
+        cannot price is charged ``units`` if given, else the hold, and
+        ``.unpriced`` says why; never a silent 0."""
+        usage_body = _usage(usage)
+        if units is None and success and usage_body is None:
+            raise TypeError("units is required, unless usage= is given (the ledger prices it) or success=False")
         body = _compact({
             "customer_id": customer_id,
             "event_type": agent_id,
-            # A failed run releases its hold; its units may be None.
-            "units": None if units is None and not success else _amount("units", units),
+            "units": None if units is None else _amount("units", units),  # None only as checked above
+            "usage": usage_body,
             "reservation_id": reservation_id,
             "success": bool(success),
             "task_ref": task_ref,
@@ -391,6 +480,7 @@ class AgentBillClient:
         scope_limits: Optional[Iterable[Union[ScopeLimit, Mapping[str, Any]]]] = None,
         max_concurrent_runs: Optional[int] = None,
         max_concurrent_runs_per_agent: Optional[int] = None,
+        price_list: Optional[str] = None,
     ) -> Budget:
         """Sets a customer's budget per ``period`` (day, week, month, none).
         It replaces the whole budget: a field left out is removed.
@@ -402,6 +492,8 @@ class AgentBillClient:
         values (:class:`ScopeLimit` or dicts with the same keys).
         ``max_concurrent_runs`` caps the customer's open reservations,
         ``max_concurrent_runs_per_agent`` each agent's (0 or None: no cap).
+        ``price_list`` names the price list the customer's usage is priced
+        with (it must be set already; None: the list named ``default``).
         """
         body = _compact({
             "customer_id": customer_id,
@@ -418,6 +510,7 @@ class AgentBillClient:
             "scope_limits": _scope_limits(scope_limits),
             "max_concurrent_runs": _runs("max_concurrent_runs", max_concurrent_runs),
             "max_concurrent_runs_per_agent": _runs("max_concurrent_runs_per_agent", max_concurrent_runs_per_agent),
+            "price_list": price_list,
         })
         return Budget.from_json(self._request("PUT", "/v1/budget", body))
 
@@ -471,6 +564,32 @@ class AgentBillClient:
             "idempotency_key": idempotency_key or _new_key(),
         })
         return GrantResult.from_json(self._request("POST", "/v1/grants", body))
+
+    def set_prices(self, price_list: Union[Mapping[str, Any], str, bytes]) -> PricesResult:
+        """Sets a named, versioned price list (admin, a key bound to no
+        customer): a dict, or its JSON as str or bytes (sent as it is, so
+        its rates stay exactly as written). Rates are decimals per million
+        tokens: strings, ints or Decimals, never floats. Setting a version
+        again with the same prices changes nothing (``changed=False``);
+        with other prices it is :class:`ConflictError`. Every problem of
+        the list is reported at once (:class:`InvalidArgumentError`)."""
+        if isinstance(price_list, str):
+            data = price_list.encode("utf-8")
+        elif isinstance(price_list, (bytes, bytearray)):
+            data = bytes(price_list)
+        elif isinstance(price_list, Mapping):
+            data = _json_body(_json_amounts(price_list))
+        else:
+            raise TypeError("price_list must be a dict, str or bytes, not %s" % type(price_list).__name__)
+        return PricesResult.from_json(self._request("POST", "/v1/prices", data))
+
+    def price_lists(self, list: Optional[str] = None) -> PriceLists:  # noqa: A002 (the wire's name)
+        """The price lists set (admin, a key bound to no customer): each
+        one's name, version, digest and number of models; with ``list``,
+        that list with its ``prices`` (:class:`NotFoundError` if it is not
+        set)."""
+        query = {"list": list} if list else None
+        return PriceLists.from_json(self._request("GET", "/v1/prices", query=query))
 
     # The gate.
 
@@ -542,14 +661,15 @@ class AgentBillClient:
 
     # Transport.
 
-    def _request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None,
+    def _request(self, method: str, path: str, body: Union[Dict[str, Any], bytes, None] = None,
                  query: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
         """Sends one request, retrying 503 and no-answer up to max_retries
-        times with the same body (so the same idempotency key)."""
+        times with the same body (so the same idempotency key). ``body`` is
+        a dict, or JSON already encoded."""
         url = self.base_url + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
+        data = body if body is None or isinstance(body, bytes) else _json_body(body)
         headers = {
             "Authorization": "Bearer " + self.api_key,
             "Accept": _JSON_TYPE,
@@ -637,6 +757,10 @@ class _Gate:
             err.result = result  # the run happened; do not lose its result
             raise
         return result
+
+
+def _json_body(body: Dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
 def _path(customer_id: str) -> str:

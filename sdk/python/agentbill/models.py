@@ -131,6 +131,189 @@ class ScopeStatus:
         )
 
 
+def _text(d: Decimal) -> str:
+    """An amount as the ledger writes it (events.Units.String): reduced,
+    never in exponent form, "0" for zero."""
+    if d.is_zero():
+        return "0"
+    return format(d.normalize(), "f")
+
+
+def _thousands(n: int) -> str:
+    """A count with comma separators, as the ledger writes it: 1,200."""
+    return format(n, ",")
+
+
+@dataclass(frozen=True)
+class UsageEstimate:
+    """A model call to price before it runs (``preflight(usage_estimate=)``),
+    at its worst case: every prompt token at the input rate and all of
+    ``max_output_tokens`` at the output rate. Token counts are ints."""
+
+    model: str
+    input_tokens: int
+    max_output_tokens: int
+    provider: Optional[str] = None
+    service_tier: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """What a model call used (``record(usage=)``), in the ledger's shape
+    (:mod:`agentbill.usage` normalizes provider responses into the same
+    keys, as a dict). A count not reported stays None and is left out,
+    never sent as 0: ``input_tokens`` counts every prompt token (cache
+    reads and writes included), ``output_tokens`` every output token
+    (reasoning included); the others are parts of those two."""
+
+    model: str
+    input_tokens: Optional[int] = None
+    output_tokens: Optional[int] = None
+    cache_read_tokens: Optional[int] = None
+    cache_write_tokens: Optional[int] = None
+    cache_write_1h_tokens: Optional[int] = None
+    reasoning_tokens: Optional[int] = None
+    provider: Optional[str] = None
+    service_tier: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class PriceLine:
+    """One kind's part of a priced charge: ``tokens`` of ``kind`` (input,
+    cache_read, cache_write, cache_write_5m, cache_write_1h, output,
+    reasoning) at ``rate`` per million tokens."""
+
+    kind: str
+    tokens: int
+    rate: Decimal
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "PriceLine":
+        return cls(kind=d.get("kind", ""), tokens=int(d.get("tokens", 0)), rate=_units(d.get("rate", 0)))
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """How usage was priced (``RecordResult.pricing``) or an estimate
+    (``PreflightResult.estimate_pricing``): the price list and version
+    used, the kinds charged at their rates per million tokens, the
+    request fee and the ``total``. ``above_input_tokens`` is the
+    long-context tier the prompt crossed (None: none)."""
+
+    list: str
+    version: str
+    model: str
+    provider: Optional[str]
+    service_tier: Optional[str]
+    above_input_tokens: Optional[int]
+    lines: List[PriceLine]
+    request_fee: Optional[Decimal]
+    total: Decimal
+
+    @classmethod
+    def from_json(cls, d: Optional[Dict[str, Any]]) -> Optional["Pricing"]:
+        if not d:
+            return None
+        return cls(
+            list=d.get("list", ""),
+            version=d.get("version", ""),
+            model=d.get("model", ""),
+            provider=d.get("provider") or None,
+            service_tier=d.get("service_tier") or None,
+            above_input_tokens=_count(d.get("above_input_tokens")) or None,
+            lines=[PriceLine.from_json(x) for x in d.get("lines") or []],
+            request_fee=_units(d.get("request_fee")),
+            total=_units(d.get("total", 0)),
+        )
+
+    def describe(self) -> str:
+        """The charge as ``agentbill audit`` writes it (events.Pricing's
+        Describe): ``1,200 input x 3/M + 400 output x 15/M = 0.0096
+        (model, list default v1)``."""
+        parts = ["%s %s x %s/M" % (_thousands(ln.tokens), ln.kind.replace("_", " "), _text(ln.rate))
+                 for ln in self.lines]
+        if self.request_fee is not None and not self.request_fee.is_zero():
+            parts.append("request fee " + _text(self.request_fee))
+        if not parts:
+            parts.append("0 tokens")
+        how = []
+        if self.above_input_tokens:
+            how.append("long-context rates above %s input tokens" % _thousands(self.above_input_tokens))
+        if self.service_tier:
+            how.append("service tier " + self.service_tier)
+        how.append("%s, list %s %s" % (self.model, self.list, self.version))
+        return "%s = %s (%s)" % (" + ".join(parts), _text(self.total), "; ".join(how))
+
+
+@dataclass(frozen=True)
+class PricesResult:
+    """The answer to :meth:`AgentBillClient.set_prices`: the list and
+    version set, the SHA-256 ``digest`` of the list as stored, its number
+    of ``models``, and ``changed`` (False: this version with these prices
+    was set already, nothing was appended). ``partition`` and
+    ``partitions`` say which writer answered, of how many."""
+
+    list: str
+    version: str
+    digest: str
+    models: int
+    changed: bool
+    partition: int
+    partitions: int
+    raw: Dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "PricesResult":
+        return cls(
+            list=d.get("list", ""),
+            version=d.get("version", ""),
+            digest=d.get("digest", ""),
+            models=int(d.get("models", 0)),
+            changed=bool(d.get("changed")),
+            partition=int(d.get("partition", 0)),
+            partitions=int(d.get("partitions", 0)),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class PriceListInfo:
+    """One price list set: its name, version, digest, number of models and
+    when it was set; ``prices`` is the whole list (as a dict, amounts as
+    Decimal) when it was asked for by name, else None."""
+
+    list: str
+    version: str
+    digest: str
+    models: int
+    set_at: Optional[str]
+    prices: Optional[Dict[str, Any]] = None
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "PriceListInfo":
+        return cls(
+            list=d.get("list", ""),
+            version=d.get("version", ""),
+            digest=d.get("digest", ""),
+            models=int(d.get("models", 0)),
+            set_at=d.get("set_at"),
+            prices=d.get("prices"),
+        )
+
+
+@dataclass(frozen=True)
+class PriceLists:
+    """The answer to :meth:`AgentBillClient.price_lists`: every list set,
+    or the one asked for with its prices."""
+
+    lists: List[PriceListInfo]
+    raw: Dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: Dict[str, Any]) -> "PriceLists":
+        return cls(lists=[PriceListInfo.from_json(x) for x in d.get("lists") or []], raw=d)
+
+
 @dataclass(frozen=True)
 class Usage:
     """Returned by a gated function to report what the run really used:
@@ -150,7 +333,8 @@ class PreflightResult:
     the estimate: ``min_units`` allowed it. ``overdraft`` is True when the
     hold took the customer below zero, into its overdraft; then
     ``remaining_units`` is negative. ``scope`` names the scope limit that
-    refused (reason ``scope_limit_exceeded``).
+    refused (reason ``scope_limit_exceeded``). A priced ``usage_estimate``
+    fills ``max_output_tokens`` and ``estimate_pricing``.
     """
 
     approved: bool
@@ -171,6 +355,11 @@ class PreflightResult:
     #: returns when the service was unavailable: the budget check was
     #: skipped and there is no reservation. The service never sets it.
     unchecked: bool = False
+    #: With a priced ``usage_estimate``: the output tokens the hold covers
+    #: (fewer than asked on a partial approval: cap the model call there).
+    max_output_tokens: Optional[int] = None
+    #: With a priced ``usage_estimate``: how it was priced.
+    estimate_pricing: Optional[Pricing] = None
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "PreflightResult":
@@ -187,6 +376,8 @@ class PreflightResult:
             partial=bool(d.get("partial")),
             overdraft=bool(d.get("overdraft")),
             scope=ScopeRef.from_json(d.get("scope")),
+            max_output_tokens=_count(d.get("max_output_tokens")),
+            estimate_pricing=Pricing.from_json(d.get("estimate_pricing")),
         )
 
 
@@ -208,6 +399,11 @@ class RecordResult:
     exhausted: bool
     raw: Dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
     funded_by: List[GrantDraw] = field(default_factory=list)
+    #: How the record's ``usage`` was priced (None without usage, or unpriced).
+    pricing: Optional[Pricing] = None
+    #: Why the ``usage`` could not be priced; the charge was then the
+    #: record's ``units``, else the hold's.
+    unpriced: Optional[str] = None
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "RecordResult":
@@ -222,6 +418,8 @@ class RecordResult:
             exhausted=bool(d.get("exhausted")),
             raw=d,
             funded_by=[GrantDraw.from_json(g) for g in d.get("funded_by") or []],
+            pricing=Pricing.from_json(d.get("pricing")),
+            unpriced=d.get("unpriced") or None,
         )
 
 
@@ -348,6 +546,9 @@ class Status:
     the limited scope values (by dimension, then value). ``overdraft``,
     ``rollover`` (``"all"`` or a Decimal cap), ``max_concurrent_runs`` and
     ``max_concurrent_runs_per_agent`` are None when the budget sets none.
+    ``price_list`` is the price list the budget names (None: ``default``);
+    ``unpriced_records`` counts the records whose usage could not be
+    priced.
     """
 
     customer_id: str
@@ -371,6 +572,10 @@ class Status:
     rollover: Optional[Union[str, Decimal]] = None
     max_concurrent_runs: Optional[int] = None
     max_concurrent_runs_per_agent: Optional[int] = None
+    #: The price list the budget names (None: the list named ``default``).
+    price_list: Optional[str] = None
+    #: Records whose usage could not be priced, ever.
+    unpriced_records: int = 0
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "Status":
@@ -404,6 +609,8 @@ class Status:
             rollover=_rollover(d.get("rollover")),
             max_concurrent_runs=_count(d.get("max_concurrent_runs")),
             max_concurrent_runs_per_agent=_count(d.get("max_concurrent_runs_per_agent")),
+            price_list=d.get("price_list") or None,
+            unpriced_records=int(d.get("unpriced_records", 0)),
         )
 
 

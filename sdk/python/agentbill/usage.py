@@ -25,10 +25,11 @@ means (so nothing is counted twice):
   ``cache_write_1h_tokens`` (the 1-hour part) and ``reasoning_tokens`` are
   parts of the two totals above, never added to them again.
 
-:func:`units_of` turns a usage into units, in one place: for now the
-token total ``input_tokens + output_tokens``. :func:`record_fields` is the
-only place that decides what a record carries, so moving from ``units`` to
-the ledger's ``usage`` field is a change there alone.
+:func:`units_of` turns a usage into units, in one place: the token
+total ``input_tokens + output_tokens``. :func:`record_fields` is the only
+place that decides what a record carries: those units (pricing
+:data:`PRICING_TOKENS`), or the usage itself in the record's ``usage``
+field, for the ledger to charge at list price (:data:`PRICING_LIST`).
 
 Responses are read by attribute (the providers' Python SDKs return typed
 objects) or by key (a plain dict of the same JSON).
@@ -42,6 +43,12 @@ from typing import Any, Dict, Optional
 #: the string :data:`USAGE_MISSING` when the provider reported none.
 USAGE_METADATA_KEY = "usage"
 USAGE_MISSING = "missing"
+
+#: How a wrapped call is charged (``wrap(pricing=)``): its token total as
+#: units, or the list price the ledger computes from the usage.
+PRICING_TOKENS = "tokens"
+PRICING_LIST = "list"
+PRICINGS = (PRICING_TOKENS, PRICING_LIST)
 
 PROVIDER_OPENAI = "openai"
 PROVIDER_ANTHROPIC = "anthropic"
@@ -183,13 +190,24 @@ def units_of(usage: Dict[str, Any]) -> int:
     return usage["input_tokens"] + usage["output_tokens"]
 
 
-def record_fields(usage: Optional[Dict[str, Any]], held: Any) -> Dict[str, Any]:
-    """What a record carries for a call's usage: ``units`` and the
-    ``metadata`` that shows the usage in the audit trail.
+def priceable(usage: Optional[Dict[str, Any]]) -> bool:
+    """Whether a usage is what the ledger prices: both totals and the model."""
+    return measured(usage) and bool(usage.get("model"))
 
-    A usage without both totals is missing: it is recorded as ``held``
-    (what the preflight held, never 0), with metadata ``usage: "missing"``.
+
+def record_fields(usage: Optional[Dict[str, Any]], held: Any, pricing: str = PRICING_TOKENS) -> Dict[str, Any]:
+    """What a record carries for a call's usage: ``units``, ``usage`` (the
+    record's field the ledger prices) and ``metadata``; a None is left out.
+
+    With :data:`PRICING_TOKENS` the units are the token total, and the
+    metadata shows the usage in the audit trail. With :data:`PRICING_LIST`
+    the usage is sent, without units, so the ledger charges its list price.
+    A usage without what the charge needs (both totals; with list pricing
+    the model too) is missing: it is recorded as ``held`` (what the
+    preflight held, never 0), with metadata ``usage: "missing"``.
     """
-    if not measured(usage):
-        return {"units": held, "metadata": {USAGE_METADATA_KEY: USAGE_MISSING}}
-    return {"units": units_of(usage), "metadata": {USAGE_METADATA_KEY: usage}}
+    if not (priceable(usage) if pricing == PRICING_LIST else measured(usage)):
+        return {"units": held, "usage": None, "metadata": {USAGE_METADATA_KEY: USAGE_MISSING}}
+    if pricing == PRICING_LIST:
+        return {"units": None, "usage": usage, "metadata": None}
+    return {"units": units_of(usage), "usage": None, "metadata": {USAGE_METADATA_KEY: usage}}

@@ -8,7 +8,9 @@ with ``with_options`` (or ``copy``) are wrapped too, sharing the job.
 
 One call:
 
-1. preflight the estimate (:meth:`Job.estimate`); a refusal raises
+1. preflight the estimate (:meth:`Job.estimate`, or with
+   ``pricing="list"`` a usage estimate the ledger prices,
+   :meth:`Job.usage_estimate`); a refusal raises
    :class:`RefusedError` and the request is never sent; an unavailable
    AgentBill follows the AgentBill client's ``on_unavailable`` (deny by
    default: :class:`UnavailableError`, nothing sent; allow: the call runs
@@ -40,7 +42,7 @@ from .client import AgentBillClient, _amount
 from .errors import AgentBillError, RefusedError
 from .models import PreflightResult
 from .providers import COPY_METHODS, ENDPOINTS, GEMINI_ASYNC_ATTR, Endpoint, Fold
-from .usage import measured, record_fields, units_of
+from .usage import PRICING_LIST, PRICING_TOKENS, PRICINGS, measured, record_fields, units_of
 
 #: Output tokens a call is assumed to need when it sets no maximum and the
 #: job has measured no call yet.
@@ -70,8 +72,10 @@ class Job:
     the running means the default estimate is made of."""
 
     def __init__(self, agentbill: AgentBillClient, agent_id: str, customer_id: Optional[str],
-                 task_ref: Optional[str], task_ceiling: Any, estimate: Any, ttl: Any):
+                 task_ref: Optional[str], task_ceiling: Any, estimate: Any, ttl: Any,
+                 pricing: str = PRICING_TOKENS):
         self.agentbill = agentbill
+        self.pricing = pricing
         self.agent_id = agent_id
         self.customer_id = customer_id
         self.task_ref = task_ref
@@ -102,6 +106,26 @@ class Job:
         if max_output is not None:
             mean = min(mean, math.ceil(input_sum / n) + max_output)
         return max(ESTIMATE_MIN, mean)
+
+    def usage_estimate(self, kwargs: Dict[str, Any], max_output: Optional[int], model: Any) -> Dict[str, Any]:
+        """The usage estimate the ledger prices for a call (``pricing="list"``):
+        the call's model; as input tokens the prompt's size, or once calls
+        were measured their mean prompt; as max output tokens the call's
+        own maximum, else the measured calls' mean output (before any,
+        :data:`FIRST_CALL_OUTPUT_TOKENS`)."""
+        if not isinstance(model, str) or not model:
+            raise ValueError("wrap(pricing=%r) needs the call's model= to price it" % PRICING_LIST)
+        with self._lock:
+            n, units_sum, input_sum = self.measured_calls, self._units_sum, self._input_sum
+        if n == 0:
+            input_tokens = _prompt_tokens(kwargs)
+            output = FIRST_CALL_OUTPUT_TOKENS
+        else:
+            input_tokens = math.ceil(input_sum / n)
+            output = math.ceil((units_sum - input_sum) / n)
+        if max_output is not None:
+            output = max_output
+        return {"model": model, "input_tokens": input_tokens, "max_output_tokens": output}
 
     def observe(self, usage: Dict[str, Any]) -> None:
         """Adds a measured call to the running means."""
@@ -143,14 +167,18 @@ class Call:
 
     def preflight(self) -> None:
         job = self.job
-        estimate = job.estimate(self.kwargs, self.max_output)
-        _amount("estimate", estimate)
+        estimate = usage_estimate = None
+        if job.pricing == PRICING_LIST and job.fixed_estimate is None:
+            usage_estimate = job.usage_estimate(self.kwargs, self.max_output, self.model)
+        else:
+            estimate = job.estimate(self.kwargs, self.max_output)
+            _amount("estimate", estimate)
         meta = {"call": self.endpoint.name}
         if isinstance(self.model, str):
             meta["model"] = self.model
         check = job.agentbill.preflight(
             job.agent_id, job.customer_id, estimate, task_ref=job.task_ref,
-            task_ceiling=job.task_ceiling, ttl=job.ttl, metadata=meta)
+            task_ceiling=job.task_ceiling, ttl=job.ttl, metadata=meta, usage_estimate=usage_estimate)
         if not check.approved:
             raise RefusedError(check)
         self.check = check
@@ -181,16 +209,17 @@ class Call:
         if not self._claim():
             return
         job, usage = self.job, self.fold.usage
-        fields = record_fields(usage, self.check.reserved_units)
+        fields = record_fields(usage, self.check.reserved_units, job.pricing)
         try:
             job.agentbill.record(
                 job.agent_id, fields["units"], job.customer_id, reservation_id=self.check.reservation_id,
                 task_ref=job.task_ref, idempotency_key=_idempotency_key(self.fold.response_id),
-                metadata=fields["metadata"])
+                metadata=fields["metadata"], usage=fields["usage"])
         except AgentBillError as err:
-            _log.warning("agentbill: recording %s units of %s (reservation %s) failed; the answer is "
+            what = "the usage" if fields["units"] is None else "%s units" % fields["units"]
+            _log.warning("agentbill: recording %s of %s (reservation %s) failed; the answer is "
                          "returned and the hold stays until it expires: %s",
-                         fields["units"], self.endpoint.name, self.check.reservation_id, err)
+                         what, self.endpoint.name, self.check.reservation_id, err)
             return
         if measured(usage):
             job.observe(usage)
@@ -468,6 +497,7 @@ def wrap(
     estimate: Any = None,
     ttl: Any = None,
     agentbill: Optional[AgentBillClient] = None,
+    pricing: str = PRICING_TOKENS,
 ) -> Any:
     """Puts a budget check around every model call of a provider client and
     returns the same client.
@@ -482,13 +512,27 @@ def wrap(
     the AgentBill client (default: ``AgentBillClient()`` from the
     environment); its ``on_unavailable`` is the fail policy.
 
+    ``pricing`` is how a call is charged. ``"tokens"`` (the default): its
+    token total as units. ``"list"``: at the list price of the customer's
+    price list, computed by the ledger. Each call is then preflighted
+    with a usage estimate (the call's model, the prompt's tokens and the
+    call's max output tokens, see :meth:`Job.usage_estimate`) instead of
+    units, unless ``estimate`` is given (then that is held), and recorded
+    with the usage the provider reported, without units; a call whose
+    usage is missing is charged its hold. A model the list does not price
+    is :class:`InvalidArgumentError` at the preflight (give ``estimate``
+    to hold units for it instead), and the request is not sent.
+
     A client is wrapped once: wrapping it again raises ValueError.
     """
     if not isinstance(agent_id, str) or not agent_id:
         raise ValueError("agent_id is required")
     if getattr(client, WRAPPED_ATTR, None) is not None:
         raise ValueError("this client is already wrapped by agentbill.wrap")
+    if pricing not in PRICINGS:
+        raise ValueError("pricing must be one of %s, got %r" % (", ".join(map(repr, PRICINGS)), pricing))
     if estimate is not None and not callable(estimate):
         _amount("estimate", estimate)
-    job = Job(agentbill or AgentBillClient(), agent_id, customer_id, task_ref, task_ceiling, estimate, ttl)
+    job = Job(agentbill or AgentBillClient(), agent_id, customer_id, task_ref, task_ceiling, estimate, ttl,
+              pricing)
     return _attach(client, job)

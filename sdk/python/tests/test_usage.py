@@ -7,6 +7,7 @@ import unittest
 import harness  # noqa: F401  (puts the SDK on sys.path)
 from standins import obj
 from agentbill.usage import (
+    PRICING_LIST,
     USAGE_MISSING,
     anthropic_usage,
     gemini_usage,
@@ -106,9 +107,19 @@ class UnitsTest(unittest.TestCase):
 
     def test_record_fields(self):
         usage = openai_responses_usage(RESPONSE)
-        self.assertEqual(record_fields(usage, 77), {"units": 1400, "metadata": {"usage": usage}})
+        self.assertEqual(record_fields(usage, 77), {"units": 1400, "usage": None, "metadata": {"usage": usage}})
         for missing in (None, {"provider": "google", "input_tokens": 5}):
-            self.assertEqual(record_fields(missing, 77), {"units": 77, "metadata": {"usage": USAGE_MISSING}})
+            self.assertEqual(record_fields(missing, 77),
+                             {"units": 77, "usage": None, "metadata": {"usage": USAGE_MISSING}})
+
+    def test_record_fields_with_list_pricing_send_the_usage_not_units(self):
+        usage = openai_responses_usage(RESPONSE)
+        self.assertEqual(record_fields(usage, 77, PRICING_LIST), {"units": None, "usage": usage, "metadata": None})
+        # Without the model the ledger cannot price it: missing, charged the hold.
+        no_model = {"provider": "openai", "input_tokens": 5, "output_tokens": 1}
+        for missing in (None, {"provider": "google", "input_tokens": 5}, no_model):
+            self.assertEqual(record_fields(missing, 77, PRICING_LIST),
+                             {"units": 77, "usage": None, "metadata": {"usage": USAGE_MISSING}})
 
 
 if __name__ == "__main__":
