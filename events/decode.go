@@ -68,6 +68,7 @@ type wireData struct {
 	Priority        int               `json:"priority"`
 	EffectiveAt     time.Time         `json:"effective_at"`
 	Remaining       Units             `json:"remaining"`
+	RateLimit       *RateLimit        `json:"rate_limit"`
 	Request
 	Balance Balance `json:"balance"`
 }
@@ -140,7 +141,7 @@ func (w *wireData) typed(t Type) Data {
 		return &BudgetSet{Limit: w.Limit, Period: w.Period, Thresholds: w.Thresholds, UpgradeURL: w.UpgradeURL,
 			AgentLimits: w.AgentLimits, Source: w.Source, Rollover: w.Rollover, Overdraft: w.Overdraft,
 			ScopeLimits: w.ScopeLimits, MaxRuns: w.MaxRuns, MaxRunsPerAgent: w.MaxRunsPerAgent,
-			Request: w.Request, Balance: w.Balance}
+			RateLimit: w.RateLimit, Request: w.Request, Balance: w.Balance}
 	case TypeToppedUp:
 		return &ToppedUp{Units: w.Units, Note: w.Note, Request: w.Request, Balance: w.Balance}
 	case TypeReserved:

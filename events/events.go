@@ -147,6 +147,8 @@ type BudgetSet struct {
 	ScopeLimits     []ScopeLimit `json:"scope_limits,omitempty"` // sorted by dimension, value
 	MaxRuns         int          `json:"max_concurrent_runs,omitempty"`
 	MaxRunsPerAgent int          `json:"max_concurrent_runs_per_agent,omitempty"`
+	// RateLimit is the customer's own preflight rate; nil: the server's.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
 	Request
 	Balance Balance `json:"balance"`
 }

@@ -112,6 +112,9 @@ type BudgetRequest struct {
 	// each agent's (0 or absent: no cap).
 	MaxRuns         int `json:"max_concurrent_runs,omitempty"`
 	MaxRunsPerAgent int `json:"max_concurrent_runs_per_agent,omitempty"`
+	// RateLimit is the customer's own preflight rate; nil: the server's
+	// default (ValidateRateLimit).
+	RateLimit *events.RateLimit `json:"rate_limit,omitempty"`
 }
 
 // ScopeLimitRequest is one scope limit as a budget request states it:
@@ -419,6 +422,7 @@ func (r *BudgetRequest) Validate() error {
 				[]string{"max_concurrent_runs", "max_concurrent_runs_per_agent"}[i], n, ConcurrentRunsMax))
 		}
 	}
+	errs = append(errs, ValidateRateLimit(r.RateLimit))
 	return firstErr(errs...)
 }
 

@@ -168,7 +168,7 @@ func (d *decision) budget(r *BudgetRequest) (Reply, error) {
 		Limit: *r.Limit, Period: string(period), Thresholds: r.Thresholds, UpgradeURL: r.UpgradeURL,
 		AgentLimits: r.AgentLimits, Source: "admin", Rollover: string(r.Rollover), Overdraft: r.Overdraft,
 		ScopeLimits: sortedScopeLimits(r.ScopeLimits, period), MaxRuns: r.MaxRuns, MaxRunsPerAgent: r.MaxRunsPerAgent,
-		Request: d.req, Balance: events.Balance{PeriodStart: period.Start(d.now, since)},
+		RateLimit: r.RateLimit, Request: d.req, Balance: events.Balance{PeriodStart: period.Start(d.now, since)},
 	})
 	c := d.s.customers[d.cid]
 	d.alerts(c, "")
@@ -223,6 +223,7 @@ func (s *State) Status(cid string, now time.Time) (*StatusReply, error) {
 			st.Overdraft = &od
 		}
 		st.Rollover, st.MaxRuns, st.MaxRunsPerAgent = p.Rollover, p.MaxRuns, p.MaxRunsPerAgent
+		st.RateLimit = p.RateLimit
 	}
 	st.Grants = c.grantStatus(now)
 	st.Scopes = c.scopeStatus(now)

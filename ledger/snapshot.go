@@ -28,7 +28,9 @@ import "errors"
 // only if the hash verifies and nothing follows it.
 const (
 	snapshotMagic = "AGBSNAP\n"
-	// snapshotVersion 4: a customer's exhausted byte became a flags byte
+	// snapshotVersion 5: a policy, and a remembered budget_set with the
+	// fields of grants, ends with the budget's rate limit (a presence
+	// byte, then per_second and burst). 4: a customer's exhausted byte became a flags byte
 	// before its open holds, which also says which of its policy
 	// (overdraft, rollover, run caps), credit grants, scope usage and
 	// hold scopes follow; a remembered request's event keeps the fields
@@ -37,7 +39,7 @@ const (
 	// hash and op (its event holds them); 2: a window entry is its key,
 	// time and value (1 had tags and a list of orphans no window can
 	// hold).
-	snapshotVersion = 4
+	snapshotVersion = 5
 	// snapshotStringBytesMax bounds any string read from a snapshot: an ID,
 	// a URL, or one remembered event (an event fits one commit, 768 KiB).
 	snapshotStringBytesMax = 1 << 20

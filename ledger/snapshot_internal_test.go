@@ -170,6 +170,9 @@ func fillEveryField(t *testing.T, v reflect.Value, seed int) int {
 				{Dimension: "user", Value: fmt.Sprintf("u%d", seed), Limit: parsed(seed*3, 0), Period: "month"}}))
 		case ft.Type == reflect.TypeFor[[]events.GrantDraw]():
 			f.Set(reflect.ValueOf([]events.GrantDraw{{GrantID: "g2", Units: parsed(seed, 3)}, {GrantID: "g1", Units: parsed(5, 0)}}))
+		case ft.Type == reflect.TypeFor[*events.RateLimit]():
+			// Within ledger.ValidateRateLimit's bounds: a snapshot reader checks them.
+			f.Set(reflect.ValueOf(&events.RateLimit{PerSecond: parsed(seed, 1), Burst: seed%RateBurstMax + 1}))
 		case ft.Type.Kind() == reflect.Bool:
 			f.SetBool(true)
 		case ft.Type.Kind() == reflect.Int:

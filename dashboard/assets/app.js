@@ -210,6 +210,8 @@ function ruleStats(p) {
   if (p.max_concurrent_runs) caps.push(`${p.max_concurrent_runs} open`);
   if (p.max_concurrent_runs_per_agent) caps.push(`${p.max_concurrent_runs_per_agent} per agent`);
   if (caps.length) out.push(stat('Run caps', caps.join(' · ')));
+  const rl = p.rate_limit;
+  if (rl) out.push(stat('Rate limit', Number(rl.per_second) === 0 ? 'none' : `${rl.per_second}/s, burst ${rl.burst}`));
   return out;
 }
 

@@ -67,6 +67,7 @@ type BudgetBody struct {
 	ScopeLimits     []ledger.ScopeLimitRequest `json:"scope_limits,omitempty"`
 	MaxRuns         int                        `json:"max_concurrent_runs,omitempty"`
 	MaxRunsPerAgent int                        `json:"max_concurrent_runs_per_agent,omitempty"`
+	RateLimit       *events.RateLimit          `json:"rate_limit,omitempty"`
 }
 
 // Customer implements Body.
@@ -82,7 +83,7 @@ func (b *BudgetBody) Request() (Request, error) {
 		CustomerID: b.CustomerID, Limit: b.LimitUnits, Period: b.Period, Thresholds: b.Thresholds,
 		UpgradeURL: b.UpgradeURL, AgentLimits: b.AgentLimits, IdempotencyKey: b.IdempotencyKey,
 		Rollover: b.Rollover, Overdraft: b.Overdraft, ScopeLimits: b.ScopeLimits,
-		MaxRuns: b.MaxRuns, MaxRunsPerAgent: b.MaxRunsPerAgent,
+		MaxRuns: b.MaxRuns, MaxRunsPerAgent: b.MaxRunsPerAgent, RateLimit: b.RateLimit,
 	}, nil
 }
 

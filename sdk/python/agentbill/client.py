@@ -29,6 +29,7 @@ from .models import (
     ExtendResult,
     GrantResult,
     PreflightResult,
+    RateLimit,
     RecordResult,
     ReleaseResult,
     ScopeLimit,
@@ -164,6 +165,19 @@ def _int(name: str, value: Any) -> Optional[int]:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("%s must be an int, not %s" % (name, type(value).__name__))
     return value
+
+
+def _rate_limit(rl: Optional[Union[RateLimit, Mapping[str, Any]]]) -> Optional[Dict[str, Any]]:
+    """A budget's rate limit, a RateLimit or a dict with the same keys;
+    the server checks the bounds."""
+    if rl is None:
+        return None
+    if isinstance(rl, Mapping):
+        rl = RateLimit(**rl)
+    if not isinstance(rl, RateLimit):
+        raise TypeError("rate_limit must be RateLimit or dict, not %s" % type(rl).__name__)
+    return _compact({"per_second": _amount("rate_limit per_second", rl.per_second),
+                     "burst": _int("rate_limit burst", rl.burst) or None})
 
 
 def _runs(name: str, value: Any) -> Optional[int]:
@@ -391,6 +405,7 @@ class AgentBillClient:
         scope_limits: Optional[Iterable[Union[ScopeLimit, Mapping[str, Any]]]] = None,
         max_concurrent_runs: Optional[int] = None,
         max_concurrent_runs_per_agent: Optional[int] = None,
+        rate_limit: Optional[Union[RateLimit, Mapping[str, Any]]] = None,
     ) -> Budget:
         """Sets a customer's budget per ``period`` (day, week, month, none).
         It replaces the whole budget: a field left out is removed.
@@ -402,6 +417,10 @@ class AgentBillClient:
         values (:class:`ScopeLimit` or dicts with the same keys).
         ``max_concurrent_runs`` caps the customer's open reservations,
         ``max_concurrent_runs_per_agent`` each agent's (0 or None: no cap).
+        ``rate_limit`` is the customer's own preflight rate
+        (:class:`RateLimit` or a dict of ``per_second`` and ``burst``;
+        ``per_second`` 0 without ``burst``: no limit; None: the server's
+        default).
         """
         body = _compact({
             "customer_id": customer_id,
@@ -418,6 +437,7 @@ class AgentBillClient:
             "scope_limits": _scope_limits(scope_limits),
             "max_concurrent_runs": _runs("max_concurrent_runs", max_concurrent_runs),
             "max_concurrent_runs_per_agent": _runs("max_concurrent_runs_per_agent", max_concurrent_runs_per_agent),
+            "rate_limit": _rate_limit(rate_limit),
         })
         return Budget.from_json(self._request("PUT", "/v1/budget", body))
 

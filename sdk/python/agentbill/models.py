@@ -65,6 +65,21 @@ class ScopeRef:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """A customer's own preflight rate limit: ``per_second`` on average,
+    ``burst`` at once (``per_second`` 0: no limit)."""
+
+    per_second: Decimal
+    burst: int = 0
+
+    @classmethod
+    def from_json(cls, d: Optional[Dict[str, Any]]) -> Optional["RateLimit"]:
+        if not d:
+            return None
+        return cls(per_second=_units(d.get("per_second", 0)), burst=int(d.get("burst", 0)))
+
+
+@dataclass(frozen=True)
 class GrantDraw:
     """What one credit grant paid of a recorded charge."""
 
@@ -150,7 +165,9 @@ class PreflightResult:
     the estimate: ``min_units`` allowed it. ``overdraft`` is True when the
     hold took the customer below zero, into its overdraft; then
     ``remaining_units`` is negative. ``scope`` names the scope limit that
-    refused (reason ``scope_limit_exceeded``).
+    refused (reason ``scope_limit_exceeded``). ``retry_after_ms`` is, for
+    ``rate_limited``, the milliseconds until the customer's next preflight
+    can pass its rate limit.
     """
 
     approved: bool
@@ -167,6 +184,7 @@ class PreflightResult:
     partial: bool = False
     overdraft: bool = False
     scope: Optional[ScopeRef] = None
+    retry_after_ms: Optional[int] = None
     #: True only for the approval a client with ``on_unavailable="allow"``
     #: returns when the service was unavailable: the budget check was
     #: skipped and there is no reservation. The service never sets it.
@@ -187,6 +205,7 @@ class PreflightResult:
             partial=bool(d.get("partial")),
             overdraft=bool(d.get("overdraft")),
             scope=ScopeRef.from_json(d.get("scope")),
+            retry_after_ms=_count(d.get("retry_after_ms")),
         )
 
 
@@ -347,7 +366,8 @@ class Status:
     the part of ``used`` they funded this period. ``scopes`` are
     the limited scope values (by dimension, then value). ``overdraft``,
     ``rollover`` (``"all"`` or a Decimal cap), ``max_concurrent_runs`` and
-    ``max_concurrent_runs_per_agent`` are None when the budget sets none.
+    ``max_concurrent_runs_per_agent`` are None when the budget sets none;
+    so is ``rate_limit`` (then the server's default applies).
     """
 
     customer_id: str
@@ -371,6 +391,7 @@ class Status:
     rollover: Optional[Union[str, Decimal]] = None
     max_concurrent_runs: Optional[int] = None
     max_concurrent_runs_per_agent: Optional[int] = None
+    rate_limit: Optional[RateLimit] = None
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "Status":
@@ -404,6 +425,7 @@ class Status:
             rollover=_rollover(d.get("rollover")),
             max_concurrent_runs=_count(d.get("max_concurrent_runs")),
             max_concurrent_runs_per_agent=_count(d.get("max_concurrent_runs_per_agent")),
+            rate_limit=RateLimit.from_json(d.get("rate_limit")),
         )
 
 
