@@ -78,6 +78,11 @@ export declare class NotFoundError extends AgentBillError {}
 export declare class ConflictError extends AgentBillError {}
 export declare class UnavailableError extends AgentBillError {}
 export declare class InternalError extends AgentBillError {}
+/** 429: the API key is past the gateway's per-key rate limit; not retried. */
+export declare class RateLimitedError extends AgentBillError {
+  /** The Retry-After header, in milliseconds, or null. */
+  retryAfterMs: number | null;
+}
 export declare class RefusedError extends AgentBillError {
   constructor(preflight: PreflightResult);
   reason: RefusalReason | string;

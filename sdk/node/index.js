@@ -94,6 +94,14 @@ export class ConflictError extends AgentBillError {}
 export class UnavailableError extends AgentBillError {}
 /** 500: a bug on the server side. */
 export class InternalError extends AgentBillError {}
+/**
+ * 429: the API key sent requests faster than the gateway's per-key rate
+ * limit; nothing was done. `retryAfterMs` is the Retry-After header (or
+ * null). Not retried by the client.
+ */
+export class RateLimitedError extends AgentBillError {
+  retryAfterMs = null;
+}
 
 /** A gated run was refused by its preflight and never started. */
 export class RefusedError extends AgentBillError {
@@ -115,6 +123,7 @@ const ERRORS = {
   not_found: NotFoundError,
   conflict: ConflictError,
   unavailable: UnavailableError,
+  rate_limited: RateLimitedError,
   internal: InternalError,
 };
 
@@ -653,7 +662,12 @@ export class AgentBillClient {
       return parsed;
     }
     const e = parsed?.error;
-    if (e && typeof e.code === 'string') throw errorFor(e.code, String(e.message ?? ''), res.status);
+    if (e && typeof e.code === 'string') {
+      const err = errorFor(e.code, String(e.message ?? ''), res.status);
+      const secs = res.headers.get('retry-after');
+      if (err instanceof RateLimitedError && /^[0-9]+$/.test(secs ?? '')) err.retryAfterMs = Number(secs) * 1000;
+      throw err;
+    }
     // Not the gateway's JSON (a proxy's page, say): classify by status.
     const code = [502, 503, 504].includes(res.status) ? 'unavailable' : 'internal';
     throw errorFor(code, `HTTP ${res.status} from the server`, res.status);

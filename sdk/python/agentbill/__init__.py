@@ -35,6 +35,7 @@ from .errors import (  # noqa: E402
     NotFoundError,
     PermissionDeniedError,
     REFUSAL_REASONS,
+    RateLimitedError,
     RefusedError,
     UnavailableError,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "REFUSAL_REASONS",
     "RecordResult",
     "RateLimit",
+    "RateLimitedError",
     "RefusedError",
     "ReleaseResult",
     "ScopeLimit",

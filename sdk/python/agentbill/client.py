@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Union
 
 from . import __version__
-from .errors import AgentBillError, RefusedError, UnavailableError, error_for
+from .errors import AgentBillError, RateLimitedError, RefusedError, UnavailableError, error_for
 from .models import (
     Budget,
     EventsPage,
@@ -597,6 +597,8 @@ class AgentBillClient:
         except urllib.error.HTTPError as res:
             with res:
                 payload = _decode_error(res.read(RESPONSE_BYTES_MAX + 1), res.code)
+                if isinstance(payload, RateLimitedError):
+                    payload.retry_after_ms = _retry_after_ms(res.headers.get("Retry-After"))
             raise payload from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # no answer
             reason = getattr(exc, "reason", exc)
@@ -680,6 +682,13 @@ def _decode(raw: bytes, status: int) -> Dict[str, Any]:
     if not isinstance(out, dict):
         raise AgentBillError("malformed reply: not a JSON object", status=status)
     return out
+
+
+def _retry_after_ms(header: Optional[str]) -> Optional[int]:
+    """A Retry-After header in whole seconds, as milliseconds; None if absent or not seconds."""
+    if header is None or not header.strip().isdigit():
+        return None
+    return int(header.strip()) * 1000
 
 
 def _decode_error(raw: bytes, status: int) -> AgentBillError:

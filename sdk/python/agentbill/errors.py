@@ -83,6 +83,15 @@ class UnavailableError(AgentBillError):
     code = "unavailable"
 
 
+class RateLimitedError(AgentBillError):
+    """429: the API key sent requests faster than the gateway's per-key
+    rate limit. Nothing was done. ``retry_after_ms`` is how long to wait
+    (the Retry-After header), or None; it is not retried by the client."""
+
+    code = "rate_limited"
+    retry_after_ms: Optional[int] = None
+
+
 class InternalError(AgentBillError):
     """500: a bug on the server side."""
 
@@ -123,6 +132,7 @@ ERRORS_BY_CODE = {
         NotFoundError,
         ConflictError,
         UnavailableError,
+        RateLimitedError,
         InternalError,
     )
 }
