@@ -131,3 +131,27 @@ func TestRetryAfterMsRoundsUp(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAllow is one admission: its cost beside the clock read that
+// the writer's receive makes anyway (a request's arrival time).
+func BenchmarkAllow(b *testing.B) {
+	l := ratelimit.New(rate("1000000", 1000), keysMax)
+	keys := make([]string, keysMax)
+	for i := range keys {
+		keys[i] = fmt.Sprint("customer-", i)
+	}
+	b.Run("allow", func(b *testing.B) {
+		now := rlT0
+		for i := 0; i < b.N; i++ {
+			l.Allow(keys[i%keysMax], now)
+			now = now.Add(time.Microsecond)
+		}
+	})
+	b.Run("time.Now", func(b *testing.B) {
+		var t time.Time
+		for i := 0; i < b.N; i++ {
+			t = time.Now()
+		}
+		_ = t
+	})
+}
