@@ -138,8 +138,8 @@ func (e *env) limitFlooder(ctx context.Context) (string, error) {
 		}
 		return fmt.Sprintf("%s a second, burst %d (serve's default)", projections.RateLimitDefault().PerSecond, projections.RateBurstDefault), nil
 	}
-	rl := &events.RateLimit{PerSecond: events.NewUnits(int64(e.cfg.FloodRate), 0), Burst: 2 * e.cfg.FloodRate}
-	if _, err := e.clients[0].SetBudget(ctx, "flooder", ledger.BudgetRequest{Limit: units("1e15"), Period: "month", RateLimit: rl}); err != nil {
+	rl := events.NewRateLimit(int64(e.cfg.FloodRate), 2*e.cfg.FloodRate)
+	if _, err := e.clients[0].SetBudget(ctx, "flooder", ledger.BudgetRequest{Limit: units("1e15"), Period: "month", RateLimit: &rl}); err != nil {
 		return "", fmt.Errorf("set the flooder's budget: %w", err)
 	}
 	return fmt.Sprintf("its budget's, %s a second, burst %d", rl.PerSecond, rl.Burst), nil

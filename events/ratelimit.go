@@ -15,6 +15,11 @@ type RateLimit struct {
 	Burst     int   `json:"burst"`
 }
 
+// NewRateLimit returns a limit of a whole number of requests a second.
+func NewRateLimit(perSecond int64, burst int) RateLimit {
+	return RateLimit{PerSecond: NewUnits(perSecond, 0), Burst: burst}
+}
+
 // Unlimited reports whether r limits nothing.
 func (r RateLimit) Unlimited() bool { return r.PerSecond.IsZero() || r.Burst <= 0 }
 

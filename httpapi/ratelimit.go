@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/internal/ratelimit"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
@@ -29,11 +28,6 @@ const (
 	// a bucket full again is forgotten when room is needed).
 	RateLimitKeysMax = 10_000
 )
-
-// KeyRateLimitDefault is serve's default per-key rate limit.
-func KeyRateLimitDefault() events.RateLimit {
-	return events.RateLimit{PerSecond: events.NewUnits(KeyRatePerSecondDefault, 0), Burst: KeyRateBurstDefault}
-}
 
 // keyRateLimited is a request refused by its key's rate limit.
 type keyRateLimited struct {

@@ -36,7 +36,7 @@ const (
 
 // RateLimitDefault is serve's default rate limit.
 func RateLimitDefault() events.RateLimit {
-	return events.RateLimit{PerSecond: events.NewUnits(RatePerSecondDefault, 0), Burst: RateBurstDefault}
+	return events.NewRateLimit(RatePerSecondDefault, RateBurstDefault)
 }
 
 // rateLimited is the refusal of a preflight past its customer's rate.
