@@ -89,6 +89,10 @@ type Config struct {
 	// ScenarioSpreadWebhook right after the spread run: the same load with
 	// one webhook endpoint delivering.
 	Webhooks bool
+	// FloodRate is the flood scenario's flooder's own rate limit in
+	// preflights a second (its burst twice that); 0 leaves it serve's
+	// default.
+	FloodRate int
 }
 
 // Validate reports every problem at once.
@@ -105,6 +109,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Replicas != 0 && c.Replicas != 1 && c.Replicas != 3 {
 		errs = append(errs, fmt.Errorf("replicas %d: want 1, or 3 on a cluster", c.Replicas))
+	}
+	if c.FloodRate < 0 || c.FloodRate > ledger.RatePerSecondMax {
+		errs = append(errs, fmt.Errorf("flood rate limit %d: want 0..%d", c.FloodRate, ledger.RatePerSecondMax))
 	}
 	if c.Rate < 0 {
 		errs = append(errs, fmt.Errorf("rate %g: want >= 0", c.Rate))
@@ -346,9 +353,11 @@ func start(ctx context.Context, cfg Config) (*env, error) {
 			Conn:    e.writeNC,
 			LogConn: e.logNC,
 			Default: &ledger.DefaultBudget{Limit: events.NewUnits(1, events.UnitsMaxExponent), Period: ledger.PeriodMonth},
-			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Signer:  e.signer,
-			Keys:    events.NewKeyring(e.signer.Public()),
+			// serve's default rate limit; the hot customer's budget lifts it.
+			RateLimit: projections.RateLimitDefault(),
+			Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Signer:    e.signer,
+			Keys:      events.NewKeyring(e.signer.Public()),
 		})
 		go func() { _ = e.writer.Run(ctx) }()
 		deadline := time.Now().Add(30 * time.Second)
@@ -395,6 +404,7 @@ type loopStats struct {
 	approved, refused uint64
 	errors            uint64
 	unavailable       uint64        // of errors, those answered unavailable (flood)
+	rateLimited       uint64        // of refusals, those rate_limited (flood)
 	cpu               time.Duration // the process's, over the measured time
 }
 
@@ -407,6 +417,7 @@ func (t *loopStats) merge(s *loopStats) {
 	t.refused += s.refused
 	t.errors += s.errors
 	t.unavailable += s.unavailable
+	t.rateLimited += s.rateLimited
 	t.cpu += s.cpu
 }
 

@@ -164,15 +164,21 @@ func (e *env) scopedCycle(ctx context.Context, i int, st *loopStats, due time.Ti
 
 // cycleWith is scopedCycle on a client of the caller's.
 func (e *env) cycleWith(ctx context.Context, c *client.Client, st *loopStats, due time.Time, customer string, scope map[string]string) error {
+	_, err := e.cycleReply(ctx, c, st, due, customer, scope)
+	return err
+}
+
+// cycleReply is cycleWith, returning the preflight's reply too.
+func (e *env) cycleReply(ctx context.Context, c *client.Client, st *loopStats, due time.Time, customer string, scope map[string]string) (*ledger.PreflightReply, error) {
 	pf, err := c.Preflight(ctx, customer, ledger.PreflightRequest{AgentID: "research_agent", EstimatedUnits: units("10"), Scope: scope})
 	st.hist.Record(time.Since(due))
 	st.ops++
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !pf.Approved {
 		st.refused++
-		return nil
+		return pf, nil
 	}
 	st.approved++
 	t1 := time.Now()
@@ -182,7 +188,7 @@ func (e *env) cycleWith(ctx context.Context, c *client.Client, st *loopStats, du
 	if err == nil {
 		st.cycles++
 	}
-	return err
+	return pf, err
 }
 
 func cycleResult(name string, clients int, st loopStats, secs float64) Result {
@@ -211,7 +217,10 @@ func (e *env) spread(ctx context.Context) (Result, error) {
 
 // hot: every client on one customer, the row-lock killer.
 func (e *env) hot(ctx context.Context) (Result, error) {
-	if _, err := e.clients[0].SetBudget(ctx, "hot-customer", ledger.BudgetRequest{Limit: units("1e15"), Period: "month"}); err != nil {
+	// Its own rate_limit of 0 lifts serve's default: this scenario
+	// measures one customer at the writer's whole capacity.
+	if _, err := e.clients[0].SetBudget(ctx, "hot-customer", ledger.BudgetRequest{Limit: units("1e15"), Period: "month",
+		RateLimit: &events.RateLimit{}}); err != nil {
 		return Result{Scenario: ScenarioHot}, err
 	}
 	st, secs := e.drive(ctx, e.cfg.Rate, func(ctx context.Context, i int, st *loopStats, due time.Time) error {

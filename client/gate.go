@@ -17,6 +17,9 @@ type RefusedError struct {
 	Message    string
 	Remaining  events.Units
 	UpgradeURL string
+	// RetryAfter is, for rate_limited, how long to wait before the
+	// customer's next preflight (the reply's retry_after_ms).
+	RetryAfter time.Duration
 }
 
 func (e *RefusedError) Error() string { return "agentbill: refused (" + e.Reason + "): " + e.Message }
@@ -55,7 +58,8 @@ func (c *Client) Gate(ctx context.Context, o GateOptions, fn func(ctx context.Co
 		return nil, err
 	}
 	if !pf.Approved {
-		return nil, &RefusedError{Reason: pf.Reason, Message: pf.Message, Remaining: pf.RemainingUnits.Units, UpgradeURL: pf.UpgradeURL}
+		return nil, &RefusedError{Reason: pf.Reason, Message: pf.Message, Remaining: pf.RemainingUnits.Units, UpgradeURL: pf.UpgradeURL,
+			RetryAfter: time.Duration(pf.RetryAfterMs) * time.Millisecond}
 	}
 	if pf.Unchecked {
 		// Allow policy, service unavailable: there is no reservation to

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/events"
@@ -133,5 +134,28 @@ func TestCustomerIDsRoundTripToOneCustomer(t *testing.T) {
 	}
 	if n := testenv.CountType(testenv.StreamEvents(t, c.Conn()), "", events.TypeReserved); n != len(ids) {
 		t.Errorf("reserved events = %d, want %d", n, len(ids))
+	}
+}
+
+// A preflight past the customer's rate limit never runs the function, and
+// the refusal says how long to wait.
+func TestGateRateLimitedSaysHowLongToWait(t *testing.T) {
+	c := gateEnv(t, "100")
+	rl := &events.RateLimit{PerSecond: testenv.Units(t, "0.001"), Burst: 1} // no token comes back during the test
+	if _, err := c.SetBudget(context.Background(), "u", ledger.BudgetRequest{Limit: testenv.Ptr(t, "100"), Period: "month", RateLimit: rl}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(context.Context) (events.Units, error) { return testenv.Units(t, "1"), nil }
+	opts := client.GateOptions{CustomerID: "u", AgentID: "a", EstimatedUnits: testenv.Units(t, "1")}
+	if _, err := c.Gate(context.Background(), opts, run); err != nil {
+		t.Fatalf("first gated run: %v", err)
+	}
+	_, err := c.Gate(context.Background(), opts, func(context.Context) (events.Units, error) {
+		t.Error("the function ran past the rate limit")
+		return events.Zero, nil
+	})
+	var refused *client.RefusedError
+	if !errors.As(err, &refused) || refused.Reason != ledger.ReasonRateLimited || refused.RetryAfter < 990*time.Second {
+		t.Errorf("second gated run: %v (%+v), want rate_limited with RetryAfter about 1000s", err, refused)
 	}
 }

@@ -316,7 +316,7 @@ func TestRulesInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	if want := []string{"Limit 100", "Used 137", "Reserved 50", "Remaining -12", "Open holds 1", "Thresholds —",
-		"Grants left 38", "Overdraft 20", "Rollover all unused", "Run caps 3 open · 2 per agent"}; !slices.Equal(stats, want) {
+		"Grants left 38", "Overdraft 20", "Rollover all unused", "Run caps 3 open · 2 per agent", "Rate limit 50/s, burst 100"}; !slices.Equal(stats, want) {
 		t.Fatalf("credits' figures read %q, want %q", stats, want)
 	}
 	// The overdraft was announced while the dashboard ran: the feed

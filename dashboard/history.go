@@ -83,11 +83,13 @@ type CustomerPage struct {
 	Scopes []ScopeRow `json:"scopes"`
 	// The budget's other rules, each left out when not set: how far
 	// approvals may go below zero, what of an unused allowance rolls over
-	// ("all" or a cap), and the caps on open reservations.
-	Overdraft       string `json:"overdraft,omitempty"`
-	Rollover        string `json:"rollover,omitempty"`
-	MaxRuns         int    `json:"max_concurrent_runs,omitempty"`
-	MaxRunsPerAgent int    `json:"max_concurrent_runs_per_agent,omitempty"`
+	// ("all" or a cap), the caps on open reservations, and the budget's
+	// own preflight rate limit.
+	Overdraft       string            `json:"overdraft,omitempty"`
+	Rollover        string            `json:"rollover,omitempty"`
+	MaxRuns         int               `json:"max_concurrent_runs,omitempty"`
+	MaxRunsPerAgent int               `json:"max_concurrent_runs_per_agent,omitempty"`
+	RateLimit       *events.RateLimit `json:"rate_limit,omitempty"`
 	// PriceList is the list the customer's usage is priced with when the
 	// budget names one; UnpricedRecords counts its records whose usage
 	// could not be priced (charged their hold or units). A priced
@@ -212,6 +214,7 @@ func addRules(page *CustomerPage, st *ledger.StatusReply) {
 	}
 	page.Rollover, page.MaxRuns, page.MaxRunsPerAgent = st.Rollover, st.MaxRuns, st.MaxRunsPerAgent
 	page.PriceList, page.UnpricedRecords = st.PriceList, st.UnpricedRecords
+	page.RateLimit = st.RateLimit
 }
 
 // readHistory fills page.History with the period's events up to the

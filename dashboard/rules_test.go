@@ -87,7 +87,7 @@ func (e *env) rulesScript() (promo, purchase *ledger.GrantReply) {
 			{Dimension: "team", Value: "research", Limit: testenv.Ptr(e.t, "30")},
 			{Dimension: "team", Value: hostileValue, Limit: testenv.Ptr(e.t, "5"), Period: "day"},
 		},
-		MaxRuns: 3, MaxRunsPerAgent: 2,
+		MaxRuns: 3, MaxRunsPerAgent: 2, RateLimit: &events.RateLimit{PerSecond: testenv.Units(e.t, "50"), Burst: 100},
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -142,6 +142,9 @@ func TestCustomerPageRules(t *testing.T) {
 	if p.MaxRuns != 3 || p.MaxRunsPerAgent != 2 {
 		t.Fatalf("run caps: got %d and %d per agent, want 3 and 2", p.MaxRuns, p.MaxRunsPerAgent)
 	}
+	if rl := p.RateLimit; rl == nil || rl.PerSecond.String() != "50" || rl.Burst != 100 {
+		t.Fatalf("rate limit: got %+v, want 50 a second, burst 100", rl)
+	}
 	// The history describes the grants and the overdraft, and its
 	// remaining is signed like the figures above it.
 	var hist []string
@@ -173,7 +176,7 @@ func TestCustomerPageRules(t *testing.T) {
 			t.Errorf("plain %s: got %s, want %s", k, got, want)
 		}
 	}
-	for _, k := range []string{"overdraft", "rollover", "max_concurrent_runs", "max_concurrent_runs_per_agent"} {
+	for _, k := range []string{"overdraft", "rollover", "max_concurrent_runs", "max_concurrent_runs_per_agent", "rate_limit"} {
 		if v, ok := raw[k]; ok {
 			t.Errorf("plain %s: got %s, want it left out", k, v)
 		}

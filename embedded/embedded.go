@@ -27,6 +27,15 @@ import (
 // ReadyTimeout bounds how long Start waits for the server to accept clients.
 const ReadyTimeout = 10 * time.Second
 
+// Bounds of a server started without a config file, the same as nats.conf
+// sets (its comments say why; TestBoundsFollowNATSConf checks they agree):
+// the server's connections, and each connection's subscriptions.
+// nats-server has no per-user limits for users it is configured with.
+const (
+	ConnectionsMax   = 10_000
+	SubscriptionsMax = 1024
+)
+
 // Options configures the embedded server.
 type Options struct {
 	// Listen is HOST:PORT for client connections; "" means in-process only
@@ -98,6 +107,9 @@ func Start(o Options) (*Server, error) {
 		return nil, errors.New("embedded nats: a store directory is required")
 	}
 	opts.SyncAlways = !o.NoSync
+	if o.ConfigFile == "" {
+		opts.MaxConn, opts.MaxSubs = ConnectionsMax, SubscriptionsMax
+	}
 	if o.Listen == "" {
 		if o.ConfigFile == "" {
 			opts.DontListen = true

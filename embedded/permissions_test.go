@@ -93,3 +93,30 @@ func TestPermissionsFollowNATSConf(t *testing.T) {
 		}
 	}
 }
+
+// TestBoundsFollowNATSConf: a server started without a config file bounds
+// connections and subscriptions as nats.conf does.
+func TestBoundsFollowNATSConf(t *testing.T) {
+	natsConfUsers(t) // sets the passwords nats.conf reads
+	opts, err := server.ProcessConfigFile(natsConfPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.MaxConn != ConnectionsMax || opts.MaxSubs != SubscriptionsMax {
+		t.Errorf("nats.conf: max_connections %d, max_subscriptions %d; embedded: %d and %d",
+			opts.MaxConn, opts.MaxSubs, ConnectionsMax, SubscriptionsMax)
+	}
+	srv, err := Start(Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	got, err := srv.Varz(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.MaxConn != ConnectionsMax || got.MaxSubs != SubscriptionsMax {
+		t.Errorf("embedded server runs with max_connections %d, max_subscriptions %d; want %d and %d",
+			got.MaxConn, got.MaxSubs, ConnectionsMax, SubscriptionsMax)
+	}
+}

@@ -78,7 +78,8 @@ type wireData struct {
 	Models    int             `json:"models"`
 	Body      json.RawMessage `json:"body"`
 	// MaxOutputTokens: a priced estimate's output allowance.
-	MaxOutputTokens int64 `json:"max_output_tokens"`
+	MaxOutputTokens int64      `json:"max_output_tokens"`
+	RateLimit       *RateLimit `json:"rate_limit"`
 	Request
 	Balance Balance `json:"balance"`
 }
@@ -151,7 +152,7 @@ func (w *wireData) typed(t Type) Data {
 		return &BudgetSet{Limit: w.Limit, Period: w.Period, Thresholds: w.Thresholds, UpgradeURL: w.UpgradeURL,
 			AgentLimits: w.AgentLimits, Source: w.Source, Rollover: w.Rollover, Overdraft: w.Overdraft,
 			ScopeLimits: w.ScopeLimits, MaxRuns: w.MaxRuns, MaxRunsPerAgent: w.MaxRunsPerAgent,
-			PriceList: w.PriceList, Request: w.Request, Balance: w.Balance}
+			PriceList: w.PriceList, RateLimit: w.RateLimit, Request: w.Request, Balance: w.Balance}
 	case TypeToppedUp:
 		return &ToppedUp{Units: w.Units, Note: w.Note, Request: w.Request, Balance: w.Balance}
 	case TypeReserved:

@@ -152,6 +152,8 @@ type BudgetSet struct {
 	// PriceList names the price list the customer's usage is priced with
 	// ("" = the list named default).
 	PriceList string `json:"price_list,omitempty"`
+	// RateLimit is the customer's own preflight rate; nil: the server's.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
 	Request
 	Balance Balance `json:"balance"`
 }

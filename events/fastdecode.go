@@ -109,6 +109,7 @@ var (
 	scopeRefKeys   = []string{"dimension", "value"}
 	scopeLimitKeys = []string{"dimension", "value", "limit", "period"}
 	grantDrawKeys  = []string{"grant_id", "units"}
+	rateLimitKeys  = []string{"per_second", "burst"}
 )
 
 func (d *fastDecoder) commit() (*Commit, bool) {
@@ -288,6 +289,11 @@ func (d *fastDecoder) extField(f dataField, w *wireData) bool {
 		w.CountedScopes, ok = listOf(d, d.scopeRef)
 	case fieldFundedBy:
 		w.FundedBy, ok = listOf(d, d.grantDraw)
+	case fieldRateLimit:
+		var r RateLimit
+		if ok = d.rateLimit(&r); ok {
+			w.RateLimit = &r
+		}
 	case fieldRefusedScope:
 		var r ScopeRef
 		if ok = d.scopeRef(&r); ok {
@@ -536,6 +542,18 @@ func (d *fastDecoder) scopeLimit(l *ScopeLimit) bool {
 			l.Limit, ok = d.units()
 		case 3:
 			l.Period, ok = d.str()
+		}
+		return ok
+	})
+}
+
+func (d *fastDecoder) rateLimit(r *RateLimit) bool {
+	return d.object(rateLimitKeys, func(k int) (ok bool) {
+		switch k {
+		case 0:
+			r.PerSecond, ok = d.units()
+		case 1:
+			r.Burst, ok = d.int()
 		}
 		return ok
 	})
@@ -1030,6 +1048,7 @@ const (
 	fieldModels
 	fieldBody
 	fieldMaxOutputTokens
+	fieldRateLimit
 	fieldIdempotencyKey
 	fieldRequestHash
 	fieldBalance
@@ -1049,7 +1068,8 @@ var dataFieldNames = [...]string{
 	fieldFundedBy: "funded_by", fieldGrantID: "grant_id", fieldPriority: "priority", fieldEffectiveAt: "effective_at",
 	fieldRemaining: "remaining", fieldPriceList: "price_list", fieldUsage: "usage", fieldPricing: "pricing",
 	fieldUnpriced: "unpriced", fieldVersion: "version", fieldDigest: "digest", fieldModels: "models",
-	fieldBody: "body", fieldMaxOutputTokens: "max_output_tokens", fieldIdempotencyKey: "idempotency_key", fieldRequestHash: "request_hash",
+	fieldBody: "body", fieldMaxOutputTokens: "max_output_tokens", fieldRateLimit: "rate_limit",
+	fieldIdempotencyKey: "idempotency_key", fieldRequestHash: "request_hash",
 	fieldBalance: "balance",
 }
 
@@ -1065,7 +1085,7 @@ type fastSchema struct {
 var fastSchemas = [...]fastSchema{
 	schema(TypeBudgetSet, fieldLimit, fieldPeriod, fieldThresholds, fieldUpgradeURL, fieldAgentLimits,
 		fieldSource, fieldRollover, fieldOverdraft, fieldScopeLimits, fieldMaxRuns, fieldMaxRunsPerAgent,
-		fieldPriceList, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
+		fieldPriceList, fieldRateLimit, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeToppedUp, fieldUnits, fieldNote, fieldIdempotencyKey, fieldRequestHash, fieldBalance),
 	schema(TypeReserved, fieldReservationID, fieldAgentID, fieldUnits, fieldTaskRef, fieldTaskCeiling,
 		fieldExpiresAt, fieldMetadata, fieldScope, fieldCountedScopes, fieldRequested, fieldInOverdraft,

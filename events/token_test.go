@@ -333,7 +333,8 @@ func sampleEvents(t *testing.T) []*events.Envelope {
 			Source: "admin", Rollover: "all", PriceList: "pro", Overdraft: up("25"), ScopeLimits: []events.ScopeLimit{
 				{Dimension: "team", Value: "research", Limit: u("60"), Period: "month"},
 				{Dimension: "user", Value: "alice", Limit: u("20.5"), Period: "day"}},
-			MaxRuns: 10, MaxRunsPerAgent: 3, Request: req, Balance: bal},
+			MaxRuns: 10, MaxRunsPerAgent: 3, RateLimit: &events.RateLimit{PerSecond: events.MustParseUnits("2.5"), Burst: 5},
+			Request: req, Balance: bal},
 		&events.ToppedUp{Units: u("50.5"), Note: "thanks", Request: req, Balance: bal},
 		&events.Reserved{ReservationID: "r1", AgentID: "a1", Units: u("10"), TaskRef: "t1", TaskCeiling: up("25"),
 			ExpiresAt: at.Add(15 * time.Minute), Metadata: json.RawMessage(`{"run":"x","n":1}`), Scope: scope,

@@ -19,6 +19,7 @@ var statusOf = map[ledger.Code]int{
 	ledger.CodeConflict:         http.StatusConflict,
 	ledger.CodeUnavailable:      http.StatusServiceUnavailable,
 	ledger.CodeInternal:         http.StatusInternalServerError,
+	ledger.CodeRateLimited:      http.StatusTooManyRequests,
 }
 
 // Status returns the HTTP status for an error code.

@@ -38,8 +38,11 @@ func (s *Server) newMCPHandler() (http.Handler, error) {
 	withToken := auth.RequireBearerToken(mcpTokenInfo, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(h)
 	return s.limited(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		k, err := s.authenticate(r.Context(), r)
+		if err == nil {
+			err = s.limitKey(k)
+		}
 		if err != nil {
-			writeError(w, toError(err))
+			writeFailure(w, err)
 			return
 		}
 		withToken.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), mcpKey{}, k)))

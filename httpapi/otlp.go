@@ -89,7 +89,7 @@ func (s *Server) serveOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		if e.Code == ledger.CodeInternal || e.Code == ledger.CodeUnavailable {
 			s.log.Warn("otlp export failed", "code", e.Code, "err", err)
 		}
-		writeError(w, e)
+		writeFailure(w, err) // 429 with Retry-After for a key past its rate limit
 	default:
 		writeJSON(w, http.StatusOK, reply)
 	}
@@ -100,6 +100,9 @@ func (s *Server) serveOTLPLogs(w http.ResponseWriter, r *http.Request) {
 func (s *Server) ingestOTLP(ctx context.Context, r *http.Request) (*OTLPLogsResponse, error) {
 	k, err := s.authenticate(ctx, r)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.limitKey(k); err != nil {
 		return nil, err
 	}
 	if err := k.AuthorizeAction(keys.ActionSpend); err != nil {

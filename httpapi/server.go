@@ -20,7 +20,9 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/audit"
+	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/internal/ops"
+	"github.com/agentbill/agentbill/internal/ratelimit"
 	"github.com/agentbill/agentbill/keys"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/nats-io/nats.go"
@@ -78,6 +80,9 @@ type Config struct {
 	// Dashboard serves "/" and everything under DashboardPrefix (package
 	// dashboard); nil for none.
 	Dashboard http.Handler
+	// KeyRateLimit is each API key's request rate (ratelimit.go); the
+	// zero value limits nothing.
+	KeyRateLimit events.RateLimit
 }
 
 // DashboardPrefix is the path under which the dashboard serves its assets,
@@ -103,11 +108,13 @@ type Server struct {
 	keys    Authenticator
 	log     *slog.Logger
 	mux     *http.ServeMux
-	slots   chan struct{}  // ConcurrentRequestsMax
-	scans   *audit.Scanner // backend.Scans: the events endpoint's scans of the log
-	mcp     http.Handler   // MCPPath
-	record  *ops.Op        // the table's record operation, for OTLPLogsPath
-	cfg     Config         // Role, Metrics and Dashboard
+	slots   chan struct{} // ConcurrentRequestsMax
+	// keyLimits holds each API key's bucket (Config.KeyRateLimit).
+	keyLimits *ratelimit.Limiter
+	scans     *audit.Scanner // backend.Scans: the events endpoint's scans of the log
+	mcp       http.Handler   // MCPPath
+	record    *ops.Op        // the table's record operation, for OTLPLogsPath
+	cfg       Config         // Role, Metrics and Dashboard
 }
 
 // New returns a gateway.
@@ -116,12 +123,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		nc:    cfg.Conn,
-		keys:  cfg.Keys,
-		log:   cfg.Logger,
-		mux:   http.NewServeMux(),
-		slots: make(chan struct{}, ConcurrentRequestsMax),
-		cfg:   cfg,
+		nc:        cfg.Conn,
+		keys:      cfg.Keys,
+		log:       cfg.Logger,
+		mux:       http.NewServeMux(),
+		slots:     make(chan struct{}, ConcurrentRequestsMax),
+		cfg:       cfg,
+		keyLimits: ratelimit.New(cfg.KeyRateLimit, RateLimitKeysMax),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -236,7 +244,7 @@ func (s *Server) endpoint(path string, m method) http.Handler {
 			if e.Code == ledger.CodeInternal || e.Code == ledger.CodeUnavailable {
 				s.log.Warn("http request failed", "method", r.Method, "path", path, "code", e.Code, "err", err)
 			}
-			writeError(w, e)
+			writeFailure(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, reply)
@@ -246,6 +254,9 @@ func (s *Server) endpoint(path string, m method) http.Handler {
 func (s *Server) serve(ctx context.Context, r *http.Request, m method) (any, error) {
 	k, err := s.authenticate(ctx, r)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.limitKey(k); err != nil {
 		return nil, err
 	}
 	if err := k.AuthorizeAction(m.op.Action); err != nil {

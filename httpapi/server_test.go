@@ -197,6 +197,7 @@ func TestStatusTable(t *testing.T) {
 	want := map[ledger.Code]int{
 		ledger.CodeInvalidArgument: 400, ledger.CodeUnauthenticated: 401, ledger.CodePermissionDenied: 403,
 		ledger.CodeNotFound: 404, ledger.CodeConflict: 409, ledger.CodeUnavailable: 503, ledger.CodeInternal: 500,
+		ledger.CodeRateLimited:       429,
 		ledger.Code("something_new"): 500,
 	}
 	for code, status := range want {

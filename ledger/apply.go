@@ -128,11 +128,11 @@ func (s *State) applyBudgetSet(c *Customer, d *events.BudgetSet, at time.Time) {
 
 // policyOf returns a budget's less common settings, nil if it has none.
 func policyOf(d *events.BudgetSet, overdraft events.Units) *Policy {
-	if overdraft.IsZero() && d.Rollover == "" && d.MaxRuns == 0 && d.MaxRunsPerAgent == 0 && d.PriceList == "" {
+	if overdraft.IsZero() && d.Rollover == "" && d.MaxRuns == 0 && d.MaxRunsPerAgent == 0 && d.PriceList == "" && d.RateLimit == nil {
 		return nil
 	}
 	p := &Policy{Overdraft: overdraft, Rollover: d.Rollover, MaxRuns: d.MaxRuns, MaxRunsPerAgent: d.MaxRunsPerAgent,
-		PriceList: d.PriceList}
+		PriceList: d.PriceList, RateLimit: d.RateLimit}
 	if d.Rollover != "" && d.Rollover != RolloverAll {
 		// Decide wrote a canonical decimal; a log that says otherwise
 		// rolls nothing over rather than guess.

@@ -18,6 +18,10 @@ const (
 	CodePermissionDenied Code = "permission_denied"
 	CodeUnauthenticated  Code = "unauthenticated"
 	CodeInternal         Code = "internal"
+	// CodeRateLimited: HTTP only, an API key's requests came faster than
+	// the gateway's per-key rate limit (a customer's preflights past its
+	// rate are a refusal, reason rate_limited, not an error).
+	CodeRateLimited Code = "rate_limited"
 )
 
 // Error is the one application error type.

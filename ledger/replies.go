@@ -20,6 +20,10 @@ const (
 	// ReasonConcurrencyLimitExceeded: the customer, or the agent, has its
 	// maximum of open reservations.
 	ReasonConcurrencyLimitExceeded = "concurrency_limit_exceeded"
+	// ReasonRateLimited: the customer's preflights came faster than its
+	// rate limit; the writer refused before deciding, and appended
+	// nothing. The reply's retry_after_ms says when a token is back.
+	ReasonRateLimited = "rate_limited"
 )
 
 // Record and release statuses.
@@ -50,6 +54,9 @@ type PreflightReply struct {
 	Overdraft bool `json:"overdraft,omitempty"`
 	// Scope names the scope limit that refused (scope_limit_exceeded).
 	Scope *events.ScopeRef `json:"scope,omitempty"`
+	// RetryAfterMs: for rate_limited, the milliseconds until the
+	// customer's next token (rounded up, at least 1).
+	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
 	// Unchecked: the service never sets it. A client under the "allow"
 	// fail policy sets it (with Approved and no ReservationID) when the
 	// service was unavailable and the budget check was skipped.
@@ -167,6 +174,8 @@ type StatusReply struct {
 	// could not be priced (charged their hold or units instead).
 	PriceList       string `json:"price_list,omitempty"`
 	UnpricedRecords uint64 `json:"unpriced_records,omitempty"`
+	// RateLimit is the budget's own preflight rate, if it has one.
+	RateLimit *events.RateLimit `json:"rate_limit,omitempty"`
 	// AsOfSeq is the log sequence this status reflects: every event up to
 	// it, and none after. The writer fills it in.
 	AsOfSeq uint64 `json:"as_of_seq,omitempty"`

@@ -125,6 +125,9 @@ type BudgetRequest struct {
 	// PriceList names the price list the customer's usage is priced
 	// with ("" or absent: the list named default). It must be set.
 	PriceList string `json:"price_list,omitempty"`
+	// RateLimit is the customer's own preflight rate; nil: the server's
+	// default (ValidateRateLimit).
+	RateLimit *events.RateLimit `json:"rate_limit,omitempty"`
 }
 
 // ScopeLimitRequest is one scope limit as a budget request states it:
@@ -435,6 +438,7 @@ func (r *BudgetRequest) Validate() error {
 				[]string{"max_concurrent_runs", "max_concurrent_runs_per_agent"}[i], n, ConcurrentRunsMax))
 		}
 	}
+	errs = append(errs, ValidateRateLimit(r.RateLimit))
 	return firstErr(errs...)
 }
 

@@ -181,7 +181,7 @@ func (d *decision) budget(r *BudgetRequest) (Reply, error) {
 		Limit: *r.Limit, Period: string(period), Thresholds: r.Thresholds, UpgradeURL: r.UpgradeURL,
 		AgentLimits: r.AgentLimits, Source: "admin", Rollover: string(r.Rollover), Overdraft: r.Overdraft,
 		ScopeLimits: sortedScopeLimits(r.ScopeLimits, period), MaxRuns: r.MaxRuns, MaxRunsPerAgent: r.MaxRunsPerAgent,
-		PriceList: r.PriceList, Request: d.req, Balance: events.Balance{PeriodStart: period.Start(d.now, since)},
+		PriceList: r.PriceList, RateLimit: r.RateLimit, Request: d.req, Balance: events.Balance{PeriodStart: period.Start(d.now, since)},
 	})
 	c := d.s.customers[d.cid]
 	d.alerts(c, "")
@@ -237,6 +237,7 @@ func (s *State) Status(cid string, now time.Time) (*StatusReply, error) {
 		}
 		st.Rollover, st.MaxRuns, st.MaxRunsPerAgent = p.Rollover, p.MaxRuns, p.MaxRunsPerAgent
 		st.PriceList = p.PriceList
+		st.RateLimit = p.RateLimit
 	}
 	st.UnpricedRecords = c.Unpriced
 	st.Grants = c.grantStatus(now)

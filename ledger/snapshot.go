@@ -28,9 +28,11 @@ import "errors"
 // only if the hash verifies and nothing follows it.
 const (
 	snapshotMagic = "AGBSNAP\n"
-	// snapshotVersion 5: a customer's policy ends with its price list
-	// and is followed by its unpriced-record count; the price lists
-	// follow the windows. 4: a customer's exhausted byte became a flags byte
+	// snapshotVersion 5: a policy, and a remembered budget_set with the
+	// fields of grants, ends with the budget's rate limit (a presence
+	// byte, then per_second and burst), then (a policy) its price list;
+	// a customer's flags are followed by its unpriced-record count; the
+	// price lists follow the windows. 4: a customer's exhausted byte became a flags byte
 	// before its open holds, which also says which of its policy
 	// (overdraft, rollover, run caps), credit grants, scope usage and
 	// hold scopes follow; a remembered request's event keeps the fields

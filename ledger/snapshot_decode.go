@@ -222,7 +222,21 @@ func (d *snapReader) holds(c *Customer, scoped bool) {
 func (d *snapReader) policy() *Policy {
 	return &Policy{Overdraft: d.units(), Rollover: d.str(), RolloverCap: d.units(),
 		MaxRuns:         d.intUpTo("max_concurrent_runs", ConcurrentRunsMax),
-		MaxRunsPerAgent: d.intUpTo("max_concurrent_runs_per_agent", ConcurrentRunsMax), PriceList: d.str()}
+		MaxRunsPerAgent: d.intUpTo("max_concurrent_runs_per_agent", ConcurrentRunsMax),
+		RateLimit:       d.rateLimit(), PriceList: d.str()}
+}
+
+// rateLimit reads what snapWriter.rateLimit wrote, and checks it as a
+// request's.
+func (d *snapReader) rateLimit() *events.RateLimit {
+	if d.byte() == 0 {
+		return nil
+	}
+	r := &events.RateLimit{PerSecond: d.units(), Burst: d.intUpTo("rate_limit burst", RateBurstMax)}
+	if err := ValidateRateLimit(r); err != nil {
+		d.fail(fmt.Errorf("customer rate limit: %w", err))
+	}
+	return r
 }
 
 // credits reads what snapWriter.credits wrote; checkRestored checks the

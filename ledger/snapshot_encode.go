@@ -379,7 +379,19 @@ func (e *snapWriter) policy(p *Policy) {
 	e.units(p.RolloverCap)
 	e.uvarint(uint64(p.MaxRuns))
 	e.uvarint(uint64(p.MaxRunsPerAgent))
+	e.rateLimit(p.RateLimit)
 	e.str(p.PriceList)
+}
+
+// rateLimit writes a presence byte, then the rate and burst.
+func (e *snapWriter) rateLimit(r *events.RateLimit) {
+	if r == nil {
+		e.b = append(e.b, 0)
+		return
+	}
+	e.b = append(e.b, 1)
+	e.units(r.PerSecond)
+	e.uvarint(uint64(r.Burst))
 }
 
 // credits writes the grant counter, this period's usage grants funded,

@@ -95,7 +95,8 @@ func idemFlags(d events.Data, key, eventID string) byte {
 func dataExt(d events.Data) bool {
 	switch v := d.(type) {
 	case *events.BudgetSet:
-		return v.Rollover != "" || v.Overdraft != nil || len(v.ScopeLimits) > 0 || v.MaxRuns != 0 || v.MaxRunsPerAgent != 0
+		return v.Rollover != "" || v.Overdraft != nil || len(v.ScopeLimits) > 0 || v.MaxRuns != 0 || v.MaxRunsPerAgent != 0 ||
+			v.RateLimit != nil
 	case *events.Reserved:
 		return len(v.Scope) > 0 || len(v.CountedScopes) > 0 || !v.Requested.IsZero() || v.InOverdraft
 	case *events.Denied:
@@ -177,6 +178,7 @@ func (e *snapWriter) budgetSet(v *events.BudgetSet, flags byte) {
 		e.scopeLimits(v.ScopeLimits)
 		e.int(v.MaxRuns)
 		e.int(v.MaxRunsPerAgent)
+		e.rateLimit(v.RateLimit)
 	}
 }
 
@@ -325,6 +327,7 @@ func (d *snapReader) budgetSet(flags byte) *events.BudgetSet {
 	if flags&idemDataExt != 0 {
 		v.Rollover, v.Overdraft, v.ScopeLimits = d.str(), d.unitsPtr(), d.scopeLimits()
 		v.MaxRuns, v.MaxRunsPerAgent = d.int(), d.int()
+		v.RateLimit = d.rateLimit()
 	}
 	return v
 }

@@ -180,6 +180,9 @@ func fillEveryField(t *testing.T, v reflect.Value, seed int) int {
 				Total: parsed(seed, 6)}))
 		case ft.Type.Kind() == reflect.Int64:
 			f.SetInt(int64(seed * 1003))
+		case ft.Type == reflect.TypeFor[*events.RateLimit]():
+			// Within ledger.ValidateRateLimit's bounds: a snapshot reader checks them.
+			f.Set(reflect.ValueOf(&events.RateLimit{PerSecond: parsed(seed, 1), Burst: seed%RateBurstMax + 1}))
 		case ft.Type.Kind() == reflect.Bool:
 			f.SetBool(true)
 		case ft.Type.Kind() == reflect.Int:

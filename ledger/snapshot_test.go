@@ -301,7 +301,7 @@ func TestSnapshotKeepsCreditsAndScopes(t *testing.T) {
 	twin.decide(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a1", EstimatedUnits: up("1")}, `"trigger":"new_period"`)
 	f.now = time.Date(2026, 5, 1, 0, 0, 1, 0, time.UTC) // April's unused allowance, capped, rolls over
 	twin.decide(&ledger.PreflightRequest{CustomerID: "c1", AgentID: "a1", EstimatedUnits: up("1")}, `"source":"rollover"`)
-	twin.decide(&ledger.StatusRequest{CustomerID: "c1"}, `"rollover":"30"`)
+	twin.decide(&ledger.StatusRequest{CustomerID: "c1"}, `"rollover":"30"`, `"rate_limit":{"per_second":2.5,"burst":5}`)
 
 	want := snapshotOf(t, f.s)
 	if got := snapshotOf(t, twin.s); !bytes.Equal(got, want) {
@@ -324,7 +324,8 @@ func creditsFixture(t *testing.T) *fixture {
 	f := newFixture(t)
 	f.budget("c0", "10", "day")
 	f.ok(&ledger.BudgetRequest{CustomerID: "c1", Limit: up("100"), Period: "month", Rollover: "30", Overdraft: up("20"),
-		MaxRuns: 6, MaxRunsPerAgent: 3, Thresholds: []events.Units{events.MustParseUnits("0.5")}, IdempotencyKey: "k-budget",
+		MaxRuns: 6, MaxRunsPerAgent: 3, RateLimit: &events.RateLimit{PerSecond: events.MustParseUnits("2.5"), Burst: 5},
+		Thresholds: []events.Units{events.MustParseUnits("0.5")}, IdempotencyKey: "k-budget",
 		ScopeLimits: []ledger.ScopeLimitRequest{
 			{Dimension: "user", Value: "alice", Limit: up("40"), Period: "day"},
 			{Dimension: "team", Value: "research", Limit: up("80")},

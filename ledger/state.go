@@ -85,6 +85,9 @@ type Policy struct {
 	MaxRuns         int          // open holds of the customer; 0: no cap
 	MaxRunsPerAgent int          // open holds of one agent; 0: no cap
 	PriceList       string       // the price list of its usage; "": default
+	// RateLimit is the budget's own preflight rate (enforced by the
+	// writer, not decided here); nil: the server's default.
+	RateLimit *events.RateLimit
 }
 
 func (c *Customer) overdraft() events.Units {
@@ -139,6 +142,17 @@ func (s *State) OpenReservations() int { return len(s.reservations) }
 
 // EventsApplied returns how many events have been applied.
 func (s *State) EventsApplied() uint64 { return s.events }
+
+// RateLimits returns the budgets' own rate limits, by customer.
+func (s *State) RateLimits() map[string]events.RateLimit {
+	m := make(map[string]events.RateLimit)
+	for id, c := range s.customers {
+		if c.Policy != nil && c.Policy.RateLimit != nil {
+			m[id] = *c.Policy.RateLimit
+		}
+	}
+	return m
+}
 
 // Customer returns a customer's state, or nil. Callers must not modify it.
 func (s *State) Customer(id string) *Customer { return s.customers[id] }

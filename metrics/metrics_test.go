@@ -354,3 +354,35 @@ func TestLedgerCounters(t *testing.T) {
 		t.Errorf("agentbill_grants_total has %d series, want 3 (purchase, rollover, other)", n)
 	}
 }
+
+// TestRateLimitedCounted: a preflight past its customer's rate limit is
+// counted in agentbill_rate_limited_total, and not as a decision (it is
+// not one).
+func TestRateLimitedCounted(t *testing.T) {
+	srv := testenv.StartServer(t, "")
+	m := metrics.New(nil)
+	w := testenv.StartWriter(t, srv, nil, nil, func(c *projections.Config) { c.Observer = m })
+	m.Watch(w.Writer, nil)
+	hs := httptest.NewServer(m.Handler())
+	t.Cleanup(hs.Close)
+	c := testenv.Client(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	rl := &events.RateLimit{PerSecond: testenv.Units(t, "0.001"), Burst: 1} // no token comes back during the test
+	if _, err := c.SetBudget(ctx, "acme", ledger.BudgetRequest{Limit: testenv.Ptr(t, "10"), Period: "month", RateLimit: rl}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"", ledger.ReasonRateLimited, ledger.ReasonRateLimited} {
+		r, err := c.Preflight(ctx, "acme", ledger.PreflightRequest{AgentID: "a", EstimatedUnits: testenv.Ptr(t, "1")})
+		if err != nil || r.Reason != want {
+			t.Fatalf("preflight %d: got %+v, %v; want reason %q", i, r, err, want)
+		}
+	}
+	fams := scrape(t, hs.URL)
+	if got := value(fams, "agentbill_rate_limited_total"); got != 2 {
+		t.Errorf("agentbill_rate_limited_total: got %v, want 2", got)
+	}
+	if got := value(fams, "agentbill_decisions_total", "op", "preflight", "outcome", "refused", "reason", ledger.ReasonRateLimited); got != -1 {
+		t.Errorf("rate_limited counted as a decision: %v", got)
+	}
+}

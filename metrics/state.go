@@ -40,6 +40,8 @@ var (
 		"Requests answered unavailable because the writer's queue was full.", nil, nil)
 	throttledDesc = prometheus.NewDesc("agentbill_throttled_total",
 		"Requests answered unavailable because their customer already had its most requests queued for the writer.", nil, nil)
+	rateLimitedDesc = prometheus.NewDesc("agentbill_rate_limited_total",
+		"Preflights refused rate_limited: their customer sent faster than its rate limit (nothing appended).", nil, nil)
 )
 
 // stateCollector reads the writer's atomic counters at scrape time.
@@ -51,7 +53,7 @@ type stateCollector struct {
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{roleDesc, lastSeqDesc, replayedDesc, replayTargetDesc,
-		customersDesc, openDesc, snapshotAgeDesc, snapshotSeqDesc, snapshotFailuresDesc, rebuildsDesc, overloadedDesc, throttledDesc} {
+		customersDesc, openDesc, snapshotAgeDesc, snapshotSeqDesc, snapshotFailuresDesc, rebuildsDesc, overloadedDesc, throttledDesc, rateLimitedDesc} {
 		ch <- d
 	}
 }
@@ -83,6 +85,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(rebuildsDesc, st.Rebuilds.Load())
 	counter(overloadedDesc, st.Overloaded.Load())
 	counter(throttledDesc, st.Throttled.Load())
+	counter(rateLimitedDesc, st.RateLimited.Load())
 	if at := st.Snapshots.SavedAt.Load(); at > 0 {
 		age := c.now().Sub(time.Unix(0, at)).Seconds()
 		ch <- prometheus.MustNewConstMetric(snapshotAgeDesc, prometheus.GaugeValue, max(age, 0))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/ratelimit"
 	"github.com/agentbill/agentbill/internal/retry"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/google/uuid"
@@ -128,6 +129,9 @@ type Config struct {
 	// Fault, if set, is called at named points (the Fault constants) so a
 	// crash test can kill the process exactly there.
 	Fault func(point string)
+	// RateLimit is every customer's preflight rate unless its budget has
+	// its own rate_limit (ratelimit.go); the zero value limits nothing.
+	RateLimit events.RateLimit
 	// AdoptUnsigned, if set, is the operator's reason for adopting the
 	// unsigned commits a log written before commits were signed ends
 	// with: instead of halting, the writer appends a signed adoption
@@ -183,8 +187,11 @@ type Writer struct {
 	// admission counts each customer's places in in (receive adds, the
 	// loop's dequeue gives back).
 	admission admission
-	ready     atomic.Bool
-	role      atomic.Value // string: one of the Role constants
+	// limits holds each customer's preflight rate bucket (receive takes
+	// tokens, the loop sets budgets' own rates).
+	limits *ratelimit.Limiter
+	ready  atomic.Bool
+	role   atomic.Value // string: one of the Role constants
 
 	// Owned by the run loop.
 	state     *ledger.State
@@ -228,7 +235,9 @@ type Stats struct {
 	Overloaded  atomic.Uint64
 	// Throttled counts requests answered unavailable because their
 	// customer already held QueuedPerCustomerMax places in the queue.
-	Throttled   atomic.Uint64
+	Throttled atomic.Uint64
+	// RateLimited counts preflights refused rate_limited.
+	RateLimited atomic.Uint64
 	LastSeq     atomic.Uint64
 	ReplayedSeq atomic.Uint64 // the sequence replay has reached
 	// ReplayTarget is the last sequence the current (or last) replay
@@ -301,8 +310,9 @@ func New(cfg Config) *Writer {
 	if cfg.LogConn == nil {
 		cfg.LogConn = cfg.Conn
 	}
-	w := &Writer{cfg: cfg, nc: cfg.Conn, lc: cfg.LogConn, log: cfg.Logger, in: make(chan *pending, RequestQueueMax), pricesIn: make(chan *pending, PricesQueueMax),
-		subject: events.LogSubject(cfg.Name)}
+	w := &Writer{cfg: cfg, nc: cfg.Conn, lc: cfg.LogConn, log: cfg.Logger, in: make(chan *pending, RequestQueueMax),
+		pricesIn: make(chan *pending, PricesQueueMax),
+		subject:  events.LogSubject(cfg.Name), limits: ratelimit.New(cfg.RateLimit, RateLimitCustomersMax)}
 	w.role.Store(RoleStarting)
 	return w
 }
@@ -367,6 +377,8 @@ func (w *Writer) lead(ctx context.Context, lost <-chan error) error {
 	// Anything still queued was received in an earlier term as leader,
 	// and its client has retried since: it must not be decided now.
 	w.refuseQueued()
+	// A standby's state followed the log without telling the limiter.
+	w.limits.Reset(w.state.RateLimits())
 	subs := make([]*nats.Subscription, 0, 2)
 	defer func() {
 		w.ready.Store(false)
@@ -486,6 +498,7 @@ func (w *Writer) rebuild(ctx context.Context) error {
 	}
 	s.NewID = newEventID
 	w.state, w.lastSeq, w.chainHead = s, seq, head
+	w.limits.Reset(s.RateLimits())
 	w.noteHistory(true)
 	w.stats.LastSeq.Store(seq)
 	w.stats.ReplayedSeq.Store(seq)
@@ -521,10 +534,17 @@ func (w *Writer) receive(m *nats.Msg) {
 		w.respondErr(m, err)
 		return
 	}
-	// Admission comes before decoding, so a flood's excess costs this
-	// goroutine a subject parse, not a body decode: the subject names the
-	// customer (a body's customer_id must agree with it).
-	cid := rs.customer
+	// Rate limits and admission come before decoding, so a flood's excess
+	// costs this goroutine a subject parse, not a body decode: the subject
+	// names the customer (a body's customer_id must agree with it).
+	cid, at := rs.customer, time.Now()
+	if rs.op == events.OpPreflight {
+		if ok, wait := w.limits.Allow(cid, at); !ok {
+			w.stats.RateLimited.Add(1)
+			w.respond(m, rateLimited(cid, wait))
+			return
+		}
+	}
 	if !w.admission.admit(cid) {
 		w.stats.Throttled.Add(1)
 		w.respondErr(m, ledger.Errorf(ledger.CodeUnavailable,
@@ -549,7 +569,7 @@ func (w *Writer) receive(m *nats.Msg) {
 		}
 	}
 	select {
-	case w.in <- &pending{msg: m, cmd: cmd, at: time.Now(), customer: cid}:
+	case w.in <- &pending{msg: m, cmd: cmd, at: at, customer: cid}:
 	default:
 		w.admission.leave(cid)
 		w.stats.Overloaded.Add(1)
@@ -821,6 +841,11 @@ func (w *Writer) add(e *events.Envelope) {
 		panic(fmt.Sprintf("agentbill: cannot encode event %s: %v", e.ID, err))
 	}
 	w.enc.Add(b)
+	if bs, ok := e.Data.(*events.BudgetSet); ok {
+		// From this decision on, not from its ack: a rate is not a
+		// ledger decision, and a failed commit's rebuild resets them all.
+		w.limits.SetRate(e.CustomerID, bs.RateLimit)
+	}
 	if _, ok := w.cfg.Observer.(EventObserver); ok {
 		w.appended = append(w.appended, e)
 	}

@@ -27,6 +27,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "measure an external NATS with `agentbill serve` running on it (default: embed both)")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "replicas of the bare-append baseline stream: match serve --replicas (3 on an R3 cluster)")
 	fs.BoolVar(&cfg.Webhooks, "webhooks", false, "publish alerts, send 1% of spread cycles to customers that raise them, and run the spread scenario again with one webhook endpoint delivering to a receiver on 127.0.0.1 ("+bench.ScenarioSpreadWebhook+")")
+	fs.IntVar(&cfg.FloodRate, "flood-rate-limit", bench.FloodRateDefault, "the flood scenario's flooder's own rate_limit, preflights a second (burst twice that); 0: serve's default")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	fs.StringVar(&only, "only", "", "comma-separated scenarios to run (the request/reply baseline always runs)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (writer included when embedded)")

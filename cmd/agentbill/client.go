@@ -51,6 +51,8 @@ type clientFlags struct {
 	scopeLimits   listFlag // budget set: DIM=VALUE:UNITS[:PERIOD]
 	maxRuns       int      // budget set
 	maxRunsAgent  int      // budget set
+	ratePerSec    string   // budget set: "" for the server's default
+	rateBurst     int      // budget set
 	expires       string   // grant
 	effective     string   // grant
 	priority      string   // grant ("": the ledger's default)
@@ -116,6 +118,8 @@ func newClientFlags(cmd string, stderr io.Writer) *clientFlags {
 		fs.IntVar(&f.maxRuns, "max-runs", 0, "most open reservations of the customer (0: no cap)")
 		fs.IntVar(&f.maxRunsAgent, "max-runs-per-agent", 0, "most open reservations of each agent (0: no cap)")
 		fs.StringVar(&f.priceList, "price-list", "", "the price list of the customer's usage (default: the list named default)")
+		fs.StringVar(&f.ratePerSec, "rate-limit-per-second", "", "the customer's own preflight rate limit, a second (0: no limit; default: the server's)")
+		fs.IntVar(&f.rateBurst, "rate-limit-burst", 0, "preflights the customer may send at once, with --rate-limit-per-second")
 	case "grant":
 		fs.StringVar(&f.units, "units", "", "credits to grant")
 		fs.StringVar(&f.expires, "expires", "", "when unused credits are forfeited, RFC 3339 (default: never)")
@@ -374,6 +378,15 @@ func budgetCmd(ctx context.Context, c *client.Client, f *clientFlags, out *print
 		req.ScopeLimits = append(req.ScopeLimits, l)
 	}
 	req.Rollover, req.MaxRuns, req.MaxRunsPerAgent = ledger.Rollover(f.rollover), f.maxRuns, f.maxRunsAgent
+	if f.ratePerSec != "" {
+		u, err := amount("rate-limit-per-second", f.ratePerSec)
+		if err != nil {
+			return err
+		}
+		req.RateLimit = &events.RateLimit{PerSecond: *u, Burst: f.rateBurst}
+	} else if f.rateBurst != 0 {
+		return ledger.Errorf(ledger.CodeInvalidArgument, "--rate-limit-burst needs --rate-limit-per-second")
+	}
 	st, err := c.SetBudget(ctx, f.customer, req)
 	if err != nil {
 		return err
@@ -512,6 +525,11 @@ func policyText(b *strings.Builder, st *ledger.StatusReply) {
 	}
 	if st.MaxRuns > 0 || st.MaxRunsPerAgent > 0 {
 		fmt.Fprintf(b, "\nmax runs   %s open, %s per agent", capText(st.MaxRuns), capText(st.MaxRunsPerAgent))
+	}
+	if rl := st.RateLimit; rl != nil && rl.Unlimited() {
+		fmt.Fprintf(b, "\nrate limit none (the server's default lifted)")
+	} else if rl != nil {
+		fmt.Fprintf(b, "\nrate limit %s preflights a second, burst %d", rl.PerSecond, rl.Burst)
 	}
 	for _, sc := range st.Scopes {
 		fmt.Fprintf(b, "\nscope      %s=%s: used %s, reserved %s, %s left of %s per %s",

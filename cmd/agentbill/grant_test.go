@@ -50,6 +50,18 @@ func TestGrantAndBudgetPolicyCommands(t *testing.T) {
 		t.Fatalf("user scope takes the budget's period: %v", user)
 	}
 
+	// A budget's own rate limit: set, shown, and refusing past its burst.
+	s.must(t, 0, "budget", "set", "--customer", "c2", "--limit", "10", "--period", "month",
+		"--rate-limit-per-second", "0.001", "--rate-limit-burst", "1")
+	if text := s.must(t, 0, "status", "--customer", "c2"); !strings.Contains(text, "rate limit 0.001 preflights a second, burst 1") {
+		t.Fatalf("status text without the rate limit: %q", text)
+	}
+	s.must(t, 0, "preflight", "--customer", "c2", "--agent", "a", "--units", "1")
+	if out := s.must(t, 3, "preflight", "--customer", "c2", "--agent", "a", "--units", "1"); !strings.Contains(out, "rate_limited") {
+		t.Fatalf("second preflight: %q, want refused rate_limited", out)
+	}
+	s.must(t, 1, "budget", "set", "--customer", "c2", "--limit", "10", "--period", "month", "--rate-limit-burst", "3")
+
 	exp := time.Now().Add(72 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
 	args := []string{"grant", "--customer", "c1", "--units", "30", "--expires", exp, "--priority", "7",
 		"--source", "promo", "--note", "welcome", "--idempotency-key", "g-1", "--json"}

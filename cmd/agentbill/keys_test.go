@@ -172,6 +172,11 @@ func TestBadFlagsAreUsageErrors(t *testing.T) {
 		{[]string{"serve", "--commits-in-flight", "0"}, "--commits-in-flight"},
 		{[]string{"serve", "--partitions", "2", "--commits-in-flight", "4"}, "--commits-in-flight"},
 		{[]string{"serve", "--log-format", "xml"}, "--log-format"},
+		{[]string{"serve", "--rate-limit-per-second", "fast"}, "--rate-limit-per-second"},
+		{[]string{"serve", "--rate-limit-per-second", "200000"}, "--rate-limit-per-second"},
+		{[]string{"serve", "--rate-limit-burst", "0"}, "--rate-limit-burst"},
+		{[]string{"serve", "--http-rate-limit-per-second", "-1"}, "--http-rate-limit-per-second"},
+		{[]string{"serve", "--http-rate-limit-burst", "100001"}, "--http-rate-limit-burst"},
 	} {
 		out, err := exec.Command(binary, c.args...).CombinedOutput()
 		var ee *exec.ExitError

@@ -288,6 +288,13 @@ func TestBenchFlood(t *testing.T) {
 	if f.Ops == 0 || f.Errors != 0 || !strings.Contains(f.Note, "during the flood") || !strings.Contains(f.Note, "0 unavailable, 0 other errors. ") {
 		t.Errorf("flood: %+v; want ordinary ops, no errors and no unavailable during the flood", f)
 	}
+	// The flooder has its own rate limit (--flood-rate-limit, default
+	// 100 a second, burst 200): 256 clients without a pause spend the
+	// burst at once, and then are refused rate_limited.
+	m := regexp.MustCompile(`its budget's, 100 a second, burst 200; .*\): \d+ cycles, (\d+) preflights refused rate_limited`).FindStringSubmatch(f.Note)
+	if m == nil || m[1] == "0" {
+		t.Errorf("flood note %q: want the flooder's limit announced and its preflights refused rate_limited", f.Note)
+	}
 }
 
 // The benchmark is a product feature: a short run must produce every

@@ -17,6 +17,7 @@ import (
 	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/embedded"
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/httpapi"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/metrics"
 	"github.com/agentbill/agentbill/projections"
@@ -61,6 +62,14 @@ type serveConfig struct {
 	AdoptUnsigned string
 	// AlertsMaxAge is how long the alert stream keeps alerts.
 	AlertsMaxAge time.Duration
+	// RatePerSecond and RateBurst are every customer's preflight rate
+	// unless its budget has its own ("0": no limit).
+	RatePerSecond string
+	RateBurst     int
+	// KeyRatePerSecond and KeyRateBurst are each API key's request rate at
+	// the HTTP gateway ("0": no limit).
+	KeyRatePerSecond string
+	KeyRateBurst     int
 	// Webhooks is the webhook deliveries' retry schedule.
 	Webhooks webhooks.Schedule
 }
@@ -105,6 +114,12 @@ func (c *serveConfig) Validate() error {
 	if _, err := parseDefaultBudget(c.DefaultBudget); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := parseRateLimit("--rate-limit", c.RatePerSecond, c.RateBurst); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parseRateLimit("--http-rate-limit", c.KeyRatePerSecond, c.KeyRateBurst); err != nil {
+		errs = append(errs, err)
+	}
 	if err := checkHTTPAddr(c.HTTP); err != nil {
 		errs = append(errs, err)
 	}
@@ -112,6 +127,23 @@ func (c *serveConfig) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// parseRateLimit reads the flags NAME-per-second and NAME-burst: a
+// per-second rate of 0 is no limit (the burst is then ignored).
+func parseRateLimit(name, perSecond string, burst int) (events.RateLimit, error) {
+	u, err := events.ParseUnits(perSecond)
+	if err != nil {
+		return events.RateLimit{}, fmt.Errorf("%s-per-second %q: %w", name, perSecond, err)
+	}
+	if u.IsZero() {
+		return events.RateLimit{}, nil
+	}
+	r := events.RateLimit{PerSecond: u, Burst: burst}
+	if err := ledger.ValidateRateLimit(&r); err != nil {
+		return events.RateLimit{}, fmt.Errorf("%s-per-second %s, %s-burst %d: %w", name, perSecond, name, burst, err)
+	}
+	return r, nil
 }
 
 // parseDefaultBudget reads "1000/month" or "none".
@@ -144,6 +176,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "use this external NATS (cluster) instead of embedding one")
 	fs.StringVar(&cfg.NATSConfig, "nats-config", "", "nats-server config file for the embedded server")
 	fs.StringVar(&cfg.DefaultBudget, "default-budget", "1000/month", "budget for unknown customers, UNITS/PERIOD, or none")
+	fs.StringVar(&cfg.RatePerSecond, "rate-limit-per-second", strconv.Itoa(projections.RatePerSecondDefault),
+		"preflights a second each customer may send on average, unless its budget has a rate_limit; 0: no limit (docs/PROTOCOL.md, Rate limits)")
+	fs.IntVar(&cfg.RateBurst, "rate-limit-burst", projections.RateBurstDefault, "preflights each customer may send at once, unless its budget has a rate_limit")
+	fs.StringVar(&cfg.KeyRatePerSecond, "http-rate-limit-per-second", strconv.Itoa(httpapi.KeyRatePerSecondDefault),
+		"requests a second each API key may send to the HTTP gateway on average; past it 429; 0: no limit")
+	fs.IntVar(&cfg.KeyRateBurst, "http-rate-limit-burst", httpapi.KeyRateBurstDefault, "requests each API key may send to the HTTP gateway at once")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas: 1, or 3 on a JetStream cluster")
 	fs.StringVar(&cfg.HTTP, "http", "", "serve the HTTP gateway on HOST:PORT (off if empty)")
 	fs.IntVar(&cfg.Partitions, "partitions", 1, "customer partitions of the ledger (each served by its own writer; see nats.conf)")
@@ -172,6 +210,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := newLogger(cfg.LogFormat, stderr)
 	def, _ := parseDefaultBudget(cfg.DefaultBudget)
+	rate, _ := parseRateLimit("--rate-limit", cfg.RatePerSecond, cfg.RateBurst)
 	keys, err := openSigningKeys(&cfg, log)
 	if err != nil {
 		return err
@@ -200,7 +239,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer lc.Drain()
-	wcfg := projections.Config{Conn: nc, LogConn: lc, Replicas: cfg.Replicas, Default: def, Logger: log,
+	wcfg := projections.Config{Conn: nc, LogConn: lc, Replicas: cfg.Replicas, Default: def, Logger: log, RateLimit: rate,
 		Partitions: cfg.Partitions, Partition: cfg.Partition, CommitsInFlight: cfg.CommitsInFlight,
 		Lease:  &projections.LeaseConfig{Instance: cfg.Instance, TTL: cfg.LeaseTTL},
 		Signer: keys.Signer, Keys: keys.Keyring, AcceptReset: cfg.AcceptReset, AdoptUnsigned: cfg.AdoptUnsigned,

@@ -149,7 +149,9 @@ func newGateway(ctx context.Context, cfg serveConfig, nc *nats.Conn, w *projecti
 		dash.Close()
 		stopFollower()
 	}
-	gw, err := httpapi.New(httpapi.Config{Conn: nc, Keys: store, Logger: log, Role: w.Role, Metrics: m.Handler(), Dashboard: dash})
+	keyRate, _ := parseRateLimit("--http-rate-limit", cfg.KeyRatePerSecond, cfg.KeyRateBurst) // checked by Validate
+	gw, err := httpapi.New(httpapi.Config{Conn: nc, Keys: store, Logger: log, Role: w.Role, Metrics: m.Handler(), Dashboard: dash,
+		KeyRateLimit: keyRate})
 	if err != nil {
 		closeGW()
 		return nil, nil, err

@@ -48,7 +48,7 @@ after(async () => {
 });
 
 /** Sends one request; body is an object (sent as JSON) or a string (sent as is). */
-async function send(method, url, { key, body, headers = {}, redirect = 'manual' } = {}) {
+async function send(method, url, { key, body, headers = {}, redirect = 'manual', base = server.baseUrl } = {}) {
   const h = { ...headers };
   if (key) h.Authorization = `Bearer ${key}`;
   let payload;
@@ -56,7 +56,7 @@ async function send(method, url, { key, body, headers = {}, redirect = 'manual' 
     payload = typeof body === 'string' ? body : JSON.stringify(body);
     h['Content-Type'] ??= 'application/json';
   }
-  const res = await fetch(server.baseUrl + url, { method, headers: h, body: payload, redirect, signal: AbortSignal.timeout(20_000) });
+  const res = await fetch(base + url, { method, headers: h, body: payload, redirect, signal: AbortSignal.timeout(20_000) });
   const text = await res.text();
   return { status: res.status, headers: res.headers, text };
 }
@@ -378,6 +378,27 @@ test('POST /otel/v1/logs: OTLP/HTTP JSON ingest', async () => {
   await call('POST', path, path, { status: 403, key: keys.auditor, body: exportOf(cid, other) });
   await call('POST', path, path, { status: 415, key: keys.agent, body: '\n', headers: { 'Content-Type': 'application/x-protobuf' } });
   await call('POST', path, path, { status: 415, key: keys.agent, body: exportOf(cid, other), headers: { 'Content-Encoding': 'gzip' } });
+});
+
+test('rate_limited (429): a key past its rate limit, on every route that documents it', async () => {
+  // A server of its own where each key may send one request a 1,000 s:
+  // a key's first request takes its token, its second is refused at
+  // once, before it is authorized or its body read.
+  const limited = await Server.start('--http-rate-limit-per-second', '0.001', '--http-rate-limit-burst', '1');
+  try {
+    for (const [template, item] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        if (!op.responses['429']) continue;
+        const key = limited.createKey('admin').key;
+        const url = template.replace('{id}', enc(cid));
+        await send(method.toUpperCase(), url, { key, base: limited.baseUrl });
+        const body = await call(method.toUpperCase(), template, url, { status: 429, key, base: limited.baseUrl });
+        assert.equal(body.error.code, 'rate_limited');
+      }
+    }
+  } finally {
+    await limited.stop();
+  }
 });
 
 test('every documented response was produced (or is listed as not producible)', () => {

@@ -212,6 +212,8 @@ function ruleStats(p) {
   if (caps.length) out.push(stat('Run caps', caps.join(' · ')));
   if (p.price_list) out.push(stat('Price list', p.price_list));
   if (p.unpriced_records) out.push(stat('Unpriced records', String(p.unpriced_records)));
+  const rl = p.rate_limit;
+  if (rl) out.push(stat('Rate limit', Number(rl.per_second) === 0 ? 'none' : `${rl.per_second}/s, burst ${rl.burst}`));
   return out;
 }
 

@@ -70,6 +70,7 @@ type BudgetBody struct {
 	MaxRuns         int                        `json:"max_concurrent_runs,omitempty"`
 	MaxRunsPerAgent int                        `json:"max_concurrent_runs_per_agent,omitempty"`
 	PriceList       string                     `json:"price_list,omitempty"`
+	RateLimit       *events.RateLimit          `json:"rate_limit,omitempty"`
 }
 
 // Customer implements Body.
@@ -85,7 +86,7 @@ func (b *BudgetBody) Request() (Request, error) {
 		CustomerID: b.CustomerID, Limit: b.LimitUnits, Period: b.Period, Thresholds: b.Thresholds,
 		UpgradeURL: b.UpgradeURL, AgentLimits: b.AgentLimits, IdempotencyKey: b.IdempotencyKey,
 		Rollover: b.Rollover, Overdraft: b.Overdraft, ScopeLimits: b.ScopeLimits,
-		MaxRuns: b.MaxRuns, MaxRunsPerAgent: b.MaxRunsPerAgent, PriceList: b.PriceList,
+		MaxRuns: b.MaxRuns, MaxRunsPerAgent: b.MaxRunsPerAgent, PriceList: b.PriceList, RateLimit: b.RateLimit,
 	}, nil
 }
 

@@ -51,6 +51,7 @@ export type RefusalReason =
   | 'ceiling_exceeded'
   | 'scope_limit_exceeded'
   | 'concurrency_limit_exceeded'
+  | 'rate_limited'
   | 'no_budget';
 /** Every refusal reason, in the order the ledger checks them. */
 export declare const REFUSAL_REASONS: readonly RefusalReason[];
@@ -77,6 +78,11 @@ export declare class NotFoundError extends AgentBillError {}
 export declare class ConflictError extends AgentBillError {}
 export declare class UnavailableError extends AgentBillError {}
 export declare class InternalError extends AgentBillError {}
+/** 429: the API key is past the gateway's per-key rate limit; not retried. */
+export declare class RateLimitedError extends AgentBillError {
+  /** The Retry-After header, in milliseconds, or null. */
+  retryAfterMs: number | null;
+}
 export declare class RefusedError extends AgentBillError {
   constructor(preflight: PreflightResult);
   reason: RefusalReason | string;
@@ -84,6 +90,8 @@ export declare class RefusedError extends AgentBillError {
   upgradeUrl: string | null;
   /** The scope limit that refused (reason scope_limit_exceeded), else null. */
   scope: ScopeRef | null;
+  /** For rate_limited: milliseconds to wait before the customer's next preflight; else null. */
+  retryAfterMs: number | null;
   preflight: PreflightResult;
 }
 
@@ -152,6 +160,8 @@ export interface PreflightResult {
   overdraft: boolean;
   /** The scope limit that refused (reason scope_limit_exceeded), else null. */
   scope: ScopeRef | null;
+  /** For rate_limited: milliseconds until the customer's next preflight can pass its rate limit; else null. */
+  retryAfterMs: number | null;
   /** True only when the check was skipped: the service was unavailable and onUnavailable is 'allow'. */
   unchecked: boolean;
   raw: Record<string, unknown>;
@@ -304,7 +314,15 @@ export interface Status {
   /** null: no cap. */
   maxConcurrentRuns: number | null;
   maxConcurrentRunsPerAgent: number | null;
+  /** The budget's own preflight rate limit; null: the server's default. */
+  rateLimit: RateLimit | null;
   raw: Record<string, unknown>;
+}
+
+/** A customer's preflight rate limit: perSecond on average, burst at once (perSecond '0': no limit). */
+export interface RateLimit {
+  perSecond: Units;
+  burst: number;
 }
 
 export interface EventsPage {
@@ -335,6 +353,8 @@ export interface SetBudgetOptions {
   maxConcurrentRuns?: number;
   /** Each agent's open reservations at most (0: no cap). */
   maxConcurrentRunsPerAgent?: number;
+  /** The customer's own preflight rate limit (perSecond 0.001 to 100000, burst 1 to 100000; perSecond 0 without burst: no limit); left out: the server's default. */
+  rateLimit?: { perSecond: UnitsInput; burst?: number };
 }
 
 /** A budget's cap on one scope value, e.g. { dimension: 'team', value: 'research', limit: 500 }. */

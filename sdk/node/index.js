@@ -51,6 +51,7 @@ export const RESPONSE_BYTES_MAX = 8 * 1024 * 1024;
 const INTEGER_FIELDS = new Set([
   'open_reservations', 'scanned_commits', 'last_seq', 'as_of_seq', 'v',
   'priority', 'max_concurrent_runs', 'max_concurrent_runs_per_agent',
+  'retry_after_ms', 'burst',
 ]);
 
 /**
@@ -65,6 +66,7 @@ export const REFUSAL_REASONS = Object.freeze([
   'concurrency_limit_exceeded', // the customer's or the agent's open runs are at their cap
   'budget_exhausted',
   'no_budget',
+  'rate_limited', // checked first: faster than the customer's rate limit; wait retryAfterMs
 ]);
 
 // Errors.
@@ -92,6 +94,14 @@ export class ConflictError extends AgentBillError {}
 export class UnavailableError extends AgentBillError {}
 /** 500: a bug on the server side. */
 export class InternalError extends AgentBillError {}
+/**
+ * 429: the API key sent requests faster than the gateway's per-key rate
+ * limit; nothing was done. `retryAfterMs` is the Retry-After header (or
+ * null). Not retried by the client.
+ */
+export class RateLimitedError extends AgentBillError {
+  retryAfterMs = null;
+}
 
 /** A gated run was refused by its preflight and never started. */
 export class RefusedError extends AgentBillError {
@@ -101,6 +111,7 @@ export class RefusedError extends AgentBillError {
     this.remainingUnits = preflight.remainingUnits;
     this.upgradeUrl = preflight.upgradeUrl;
     this.scope = preflight.scope ?? null; // the scope limit that refused (scope_limit_exceeded)
+    this.retryAfterMs = preflight.retryAfterMs ?? null; // rate_limited: wait this long before the next preflight
     this.preflight = preflight;
   }
 }
@@ -112,6 +123,7 @@ const ERRORS = {
   not_found: NotFoundError,
   conflict: ConflictError,
   unavailable: UnavailableError,
+  rate_limited: RateLimitedError,
   internal: InternalError,
 };
 
@@ -224,6 +236,13 @@ function scopeLimits(name, v) {
   });
 }
 
+// rateLimitOf is a budget's rate limit: { perSecond, burst? }. The server
+// checks the bounds.
+function rateLimitOf(name, v) {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new TypeError(`${name} must be an object of { perSecond, burst }`);
+  return compact({ per_second: amount(`${name} perSecond`, v.perSecond), burst: opt(`${name} burst`, v.burst, integer) });
+}
+
 // rollover is a rollover policy: 'none', 'all', or a cap (an amount).
 function rollover(name, v) {
   return v === 'none' || v === 'all' ? v : amount(name, v);
@@ -245,6 +264,7 @@ const preflightResult = (d) => ({
   partial: d.partial === true,
   overdraft: d.overdraft === true,
   scope: d.scope ? { dimension: d.scope.dimension, value: d.scope.value } : null,
+  retryAfterMs: d.retry_after_ms ?? null,
   unchecked: false,
   raw: d,
 });
@@ -339,6 +359,7 @@ const statusResult = (d) => ({
   rollover: d.rollover || null,
   maxConcurrentRuns: d.max_concurrent_runs ?? null,
   maxConcurrentRunsPerAgent: d.max_concurrent_runs_per_agent ?? null,
+  rateLimit: d.rate_limit ? { perSecond: d.rate_limit.per_second, burst: d.rate_limit.burst ?? 0 } : null,
   raw: d,
 });
 
@@ -430,7 +451,7 @@ export class AgentBillClient {
     return {
       approved: true, reason: null, message: UNCHECKED_MESSAGE, reservationId: null, reservedUnits: null,
       remainingUnits: null, expiresAt: null, upgradeUrl: null, partial: false, overdraft: false, scope: null,
-      unchecked: true, raw: {},
+      retryAfterMs: null, unchecked: true, raw: {},
     };
   }
 
@@ -493,11 +514,14 @@ export class AgentBillClient {
    * Sets a customer's budget per period (day, week, month, none), replacing
    * the whole budget. Admin keys only. `rollover` ('none', 'all' or a cap),
    * `overdraft`, `scopeLimits` ([{ dimension, value, limit, period? }]),
-   * `maxConcurrentRuns` and `maxConcurrentRunsPerAgent` (0: no cap).
+   * `maxConcurrentRuns` and `maxConcurrentRunsPerAgent` (0: no cap),
+   * `rateLimit` ({ perSecond, burst }: the customer's own preflight rate;
+   * perSecond 0 without burst: no limit; left out: the server's default).
    */
   async setBudget({
     customerId, limitUnits, period, thresholds, upgradeUrl, agentLimits, idempotencyKey,
     rollover: rolloverPolicy, overdraft, scopeLimits: limits, maxConcurrentRuns, maxConcurrentRunsPerAgent,
+    rateLimit,
   } = {}) {
     const body = compact({
       customer_id: customerId,
@@ -513,6 +537,7 @@ export class AgentBillClient {
       // 0 is no cap, as is leaving it out.
       max_concurrent_runs: opt('maxConcurrentRuns', maxConcurrentRuns, integer) || undefined,
       max_concurrent_runs_per_agent: opt('maxConcurrentRunsPerAgent', maxConcurrentRunsPerAgent, integer) || undefined,
+      rate_limit: opt('rateLimit', rateLimit, rateLimitOf),
     });
     return budgetResult(await this.request('PUT', '/v1/budget', body));
   }
@@ -637,7 +662,12 @@ export class AgentBillClient {
       return parsed;
     }
     const e = parsed?.error;
-    if (e && typeof e.code === 'string') throw errorFor(e.code, String(e.message ?? ''), res.status);
+    if (e && typeof e.code === 'string') {
+      const err = errorFor(e.code, String(e.message ?? ''), res.status);
+      const secs = res.headers.get('retry-after');
+      if (err instanceof RateLimitedError && /^[0-9]+$/.test(secs ?? '')) err.retryAfterMs = Number(secs) * 1000;
+      throw err;
+    }
     // Not the gateway's JSON (a proxy's page, say): classify by status.
     const code = [502, 503, 504].includes(res.status) ? 'unavailable' : 'internal';
     throw errorFor(code, `HTTP ${res.status} from the server`, res.status);

@@ -1,4 +1,4 @@
-// Credit grants, scopes, partial approvals, overdraft and run caps
+// Credit grants, scopes, partial approvals, overdraft, run caps and rate limits
 // (docs/PROTOCOL.md), with the Node.js SDK against a real
 // `agentbill serve --http`.
 //
@@ -232,6 +232,43 @@ test('a record without a hold counts its scope', { skip: NEEDS_BUDGET_RULES || N
   assert.equal(rec.status, 'recorded');
   const [s] = (await agent.status(cid)).scopes;
   assert.deepEqual([s.used, s.remaining], ['3', '2']);
+});
+
+// Rate limits (docs/PROTOCOL.md, "Rate limits"): a budget's rate_limit
+// refuses the preflights past its burst with rate_limited and retryAfterMs.
+
+test('past its burst a preflight is refused rate_limited with retryAfterMs', async () => {
+  const cid = customer();
+  // One token a 1,000 s: none comes back while the test runs.
+  await budget(cid, 100, { rateLimit: { perSecond: '0.001', burst: 2 } });
+  assert.deepEqual((await agent.status(cid)).rateLimit, { perSecond: '0.001', burst: 2 });
+  const first = await agent.preflight({ customerId: cid, agentId: 'a' });
+  assert.equal(first.approved, true);
+  assert.equal((await agent.preflight({ customerId: cid, agentId: 'a' })).approved, true);
+  const third = await agent.preflight({ customerId: cid, agentId: 'a' });
+  assert.deepEqual([third.approved, third.reason], [false, 'rate_limited']);
+  assert.ok(Number.isInteger(third.retryAfterMs) && third.retryAfterMs > 990_000 && third.retryAfterMs <= 1_000_000,
+    `retryAfterMs ${third.retryAfterMs}, want about 1,000,000`);
+  await assert.rejects(agent.gate({ customerId: cid, agentId: 'a' }, () => assert.fail('ran')), (err) => {
+    assert.ok(err instanceof RefusedError);
+    assert.equal(err.reason, 'rate_limited');
+    assert.ok(err.retryAfterMs > 0);
+    return true;
+  });
+  // Records are never limited.
+  const rec = await agent.record({ customerId: cid, agentId: 'a', units: 1, reservationId: first.reservationId });
+  assert.equal(rec.status, 'recorded');
+  assert.ok(REFUSAL_REASONS.includes('rate_limited'));
+});
+
+test('perSecond 0 lifts the limit; a bad rate is invalid_argument', async () => {
+  const cid = customer();
+  await budget(cid, 100, { rateLimit: { perSecond: 0 } });
+  assert.deepEqual((await agent.status(cid)).rateLimit, { perSecond: '0', burst: 0 });
+  await assert.rejects(
+    budget(cid, 100, { rateLimit: { perSecond: 10, burst: 0 } }),
+    (err) => err instanceof InvalidArgumentError && /burst 0 is outside/.test(err.message));
+  await assert.rejects(budget(cid, 100, { rateLimit: 5 }), TypeError);
 });
 
 // Replies as the gateway writes them, and what the new calls send, with no

@@ -16,6 +16,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
+  RateLimitedError,
   RefusedError,
   RESPONSE_BYTES_MAX,
   UnavailableError,
@@ -296,6 +297,23 @@ test('not found', async () => {
   try {
     const c = new AgentBillClient({ apiKey: s.createKey('admin').key, baseUrl: s.baseUrl });
     await assert.rejects(c.status('nobody'), NotFoundError);
+  } finally {
+    await s.stop();
+  }
+});
+
+test('a key past the gateway\'s rate limit gets RateLimitedError, not retried', async () => {
+  // Each key may send one request a 1,000 s.
+  const s = await Server.start('--http-rate-limit-per-second', '0.001', '--http-rate-limit-burst', '1');
+  try {
+    const c = new AgentBillClient({ apiKey: s.createKey('admin').key, baseUrl: s.baseUrl, maxRetries: 3 });
+    await c.setBudget({ customerId: 'u', limitUnits: 10, period: 'month' });
+    await assert.rejects(c.status('u'), (err) => {
+      assert.ok(err instanceof RateLimitedError, `${err}`);
+      assert.deepEqual([err.code, err.status], ['rate_limited', 429]);
+      assert.ok(err.retryAfterMs >= 999_000 && err.retryAfterMs <= 1_000_000, `retryAfterMs ${err.retryAfterMs}`);
+      return true;
+    });
   } finally {
     await s.stop();
   }

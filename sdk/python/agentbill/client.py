@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Union
 
 from . import __version__
-from .errors import AgentBillError, RefusedError, UnavailableError, error_for
+from .errors import AgentBillError, RateLimitedError, RefusedError, UnavailableError, error_for
 from .models import (
     Budget,
     EventsPage,
@@ -32,6 +32,7 @@ from .models import (
     PreflightResult,
     PriceLists,
     PricesResult,
+    RateLimit,
     RecordResult,
     ReleaseResult,
     ScopeLimit,
@@ -170,6 +171,19 @@ def _int(name: str, value: Any) -> Optional[int]:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("%s must be an int, not %s" % (name, type(value).__name__))
     return value
+
+
+def _rate_limit(rl: Optional[Union[RateLimit, Mapping[str, Any]]]) -> Optional[Dict[str, Any]]:
+    """A budget's rate limit, a RateLimit or a dict with the same keys;
+    the server checks the bounds."""
+    if rl is None:
+        return None
+    if isinstance(rl, Mapping):
+        rl = RateLimit(**rl)
+    if not isinstance(rl, RateLimit):
+        raise TypeError("rate_limit must be RateLimit or dict, not %s" % type(rl).__name__)
+    return _compact({"per_second": _amount("rate_limit per_second", rl.per_second),
+                     "burst": _int("rate_limit burst", rl.burst) or None})
 
 
 def _runs(name: str, value: Any) -> Optional[int]:
@@ -481,6 +495,7 @@ class AgentBillClient:
         max_concurrent_runs: Optional[int] = None,
         max_concurrent_runs_per_agent: Optional[int] = None,
         price_list: Optional[str] = None,
+        rate_limit: Optional[Union[RateLimit, Mapping[str, Any]]] = None,
     ) -> Budget:
         """Sets a customer's budget per ``period`` (day, week, month, none).
         It replaces the whole budget: a field left out is removed.
@@ -494,6 +509,10 @@ class AgentBillClient:
         ``max_concurrent_runs_per_agent`` each agent's (0 or None: no cap).
         ``price_list`` names the price list the customer's usage is priced
         with (it must be set already; None: the list named ``default``).
+        ``rate_limit`` is the customer's own preflight rate
+        (:class:`RateLimit` or a dict of ``per_second`` and ``burst``;
+        ``per_second`` 0 without ``burst``: no limit; None: the server's
+        default).
         """
         body = _compact({
             "customer_id": customer_id,
@@ -511,6 +530,7 @@ class AgentBillClient:
             "max_concurrent_runs": _runs("max_concurrent_runs", max_concurrent_runs),
             "max_concurrent_runs_per_agent": _runs("max_concurrent_runs_per_agent", max_concurrent_runs_per_agent),
             "price_list": price_list,
+            "rate_limit": _rate_limit(rate_limit),
         })
         return Budget.from_json(self._request("PUT", "/v1/budget", body))
 
@@ -697,6 +717,8 @@ class AgentBillClient:
         except urllib.error.HTTPError as res:
             with res:
                 payload = _decode_error(res.read(RESPONSE_BYTES_MAX + 1), res.code)
+                if isinstance(payload, RateLimitedError):
+                    payload.retry_after_ms = _retry_after_ms(res.headers.get("Retry-After"))
             raise payload from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # no answer
             reason = getattr(exc, "reason", exc)
@@ -784,6 +806,13 @@ def _decode(raw: bytes, status: int) -> Dict[str, Any]:
     if not isinstance(out, dict):
         raise AgentBillError("malformed reply: not a JSON object", status=status)
     return out
+
+
+def _retry_after_ms(header: Optional[str]) -> Optional[int]:
+    """A Retry-After header in whole seconds, as milliseconds; None if absent or not seconds."""
+    if header is None or not header.strip().isdigit():
+        return None
+    return int(header.strip()) * 1000
 
 
 def _decode_error(raw: bytes, status: int) -> AgentBillError:

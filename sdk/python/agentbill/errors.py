@@ -20,6 +20,7 @@ REFUSAL_REASONS = (
     "concurrency_limit_exceeded",  # the customer's or the agent's open runs are at their cap
     "budget_exhausted",
     "no_budget",
+    "rate_limited",  # checked first: faster than the customer's rate limit; wait .retry_after_ms
 )
 
 
@@ -82,6 +83,15 @@ class UnavailableError(AgentBillError):
     code = "unavailable"
 
 
+class RateLimitedError(AgentBillError):
+    """429: the API key sent requests faster than the gateway's per-key
+    rate limit. Nothing was done. ``retry_after_ms`` is how long to wait
+    (the Retry-After header), or None; it is not retried by the client."""
+
+    code = "rate_limited"
+    retry_after_ms: Optional[int] = None
+
+
 class InternalError(AgentBillError):
     """500: a bug on the server side."""
 
@@ -93,7 +103,9 @@ class RefusedError(AgentBillError):
 
     ``reason`` is one of :data:`REFUSAL_REASONS`; ``message`` says why in
     numbers; ``scope`` names the scope limit that refused (for
-    ``scope_limit_exceeded``, else None); ``preflight`` is the full reply.
+    ``scope_limit_exceeded``, else None); ``retry_after_ms`` is how long to
+    wait before the customer's next preflight (for ``rate_limited``, else
+    None); ``preflight`` is the full reply.
     """
 
     code = "refused"
@@ -104,6 +116,7 @@ class RefusedError(AgentBillError):
         self.remaining_units = preflight.remaining_units
         self.upgrade_url = preflight.upgrade_url
         self.scope = getattr(preflight, "scope", None)
+        self.retry_after_ms = getattr(preflight, "retry_after_ms", None)
         self.preflight = preflight
 
     def __str__(self) -> str:
@@ -119,6 +132,7 @@ ERRORS_BY_CODE = {
         NotFoundError,
         ConflictError,
         UnavailableError,
+        RateLimitedError,
         InternalError,
     )
 }

@@ -65,6 +65,21 @@ class ScopeRef:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """A customer's own preflight rate limit: ``per_second`` on average,
+    ``burst`` at once (``per_second`` 0: no limit)."""
+
+    per_second: Decimal
+    burst: int = 0
+
+    @classmethod
+    def from_json(cls, d: Optional[Dict[str, Any]]) -> Optional["RateLimit"]:
+        if not d:
+            return None
+        return cls(per_second=_units(d.get("per_second", 0)), burst=int(d.get("burst", 0)))
+
+
+@dataclass(frozen=True)
 class GrantDraw:
     """What one credit grant paid of a recorded charge."""
 
@@ -333,8 +348,10 @@ class PreflightResult:
     the estimate: ``min_units`` allowed it. ``overdraft`` is True when the
     hold took the customer below zero, into its overdraft; then
     ``remaining_units`` is negative. ``scope`` names the scope limit that
-    refused (reason ``scope_limit_exceeded``). A priced ``usage_estimate``
-    fills ``max_output_tokens`` and ``estimate_pricing``.
+    refused (reason ``scope_limit_exceeded``). ``retry_after_ms`` is, for
+    ``rate_limited``, the milliseconds until the customer's next preflight
+    can pass its rate limit. A priced ``usage_estimate`` fills
+    ``max_output_tokens`` and ``estimate_pricing``.
     """
 
     approved: bool
@@ -351,6 +368,7 @@ class PreflightResult:
     partial: bool = False
     overdraft: bool = False
     scope: Optional[ScopeRef] = None
+    retry_after_ms: Optional[int] = None
     #: True only for the approval a client with ``on_unavailable="allow"``
     #: returns when the service was unavailable: the budget check was
     #: skipped and there is no reservation. The service never sets it.
@@ -378,6 +396,7 @@ class PreflightResult:
             scope=ScopeRef.from_json(d.get("scope")),
             max_output_tokens=_count(d.get("max_output_tokens")),
             estimate_pricing=Pricing.from_json(d.get("estimate_pricing")),
+            retry_after_ms=_count(d.get("retry_after_ms")),
         )
 
 
@@ -545,7 +564,8 @@ class Status:
     the part of ``used`` they funded this period. ``scopes`` are
     the limited scope values (by dimension, then value). ``overdraft``,
     ``rollover`` (``"all"`` or a Decimal cap), ``max_concurrent_runs`` and
-    ``max_concurrent_runs_per_agent`` are None when the budget sets none.
+    ``max_concurrent_runs_per_agent`` are None when the budget sets none;
+    so is ``rate_limit`` (then the server's default applies).
     ``price_list`` is the price list the budget names (None: ``default``);
     ``unpriced_records`` counts the records whose usage could not be
     priced.
@@ -576,6 +596,7 @@ class Status:
     price_list: Optional[str] = None
     #: Records whose usage could not be priced, ever.
     unpriced_records: int = 0
+    rate_limit: Optional[RateLimit] = None
 
     @classmethod
     def from_json(cls, d: Dict[str, Any]) -> "Status":
@@ -611,6 +632,7 @@ class Status:
             max_concurrent_runs_per_agent=_count(d.get("max_concurrent_runs_per_agent")),
             price_list=d.get("price_list") or None,
             unpriced_records=int(d.get("unpriced_records", 0)),
+            rate_limit=RateLimit.from_json(d.get("rate_limit")),
         )
 
 

@@ -1,4 +1,4 @@
-"""Credit grants, scopes, partial approvals, overdraft and run caps
+"""Credit grants, scopes, partial approvals, overdraft, run caps and rate limits
 (docs/PROTOCOL.md), with the Python SDK against a real `agentbill serve
 --http`.
 
@@ -26,6 +26,7 @@ from agentbill import (
     InvalidArgumentError,
     PermissionDeniedError,
     PreflightResult,
+    RateLimit,
     RecordResult,
     RefusedError,
     ScopeLimit,
@@ -289,6 +290,44 @@ class BudgetRules(Base):
         self.assertEqual(rec.status, "recorded")
         st = self.client.status(self.cid)
         self.assertEqual((st.scopes[0].used, st.scopes[0].remaining), (Decimal(3), Decimal(2)))
+
+
+class RateLimits(Base):
+    """A budget's rate_limit (docs/PROTOCOL.md, "Rate limits") refuses the
+    preflights past its burst with rate_limited and retry_after_ms."""
+
+    def test_past_the_burst_is_rate_limited_with_retry_after_ms(self):
+        # One token a 1,000 s: none comes back while the test runs.
+        self.budget(100, rate_limit={"per_second": "0.001", "burst": 2})
+        self.assertEqual(self.client.status(self.cid).rate_limit, RateLimit(per_second=Decimal("0.001"), burst=2))
+        first = self.client.preflight("a", customer_id=self.cid)
+        self.assertTrue(first.approved)
+        self.assertTrue(self.client.preflight("a", customer_id=self.cid).approved)
+        third = self.client.preflight("a", customer_id=self.cid)
+        self.assertEqual((third.approved, third.reason), (False, "rate_limited"))
+        self.assertIsInstance(third.retry_after_ms, int)
+        self.assertTrue(990_000 < third.retry_after_ms <= 1_000_000, third.retry_after_ms)
+
+        @self.client.gate("a", customer_id=self.cid)
+        def run():
+            self.fail("ran")
+
+        with self.assertRaises(RefusedError) as cm:
+            run()
+        self.assertEqual(cm.exception.reason, "rate_limited")
+        self.assertGreater(cm.exception.retry_after_ms, 0)
+        # Records are never limited.
+        rec = self.client.record("a", 1, customer_id=self.cid, reservation_id=first.reservation_id)
+        self.assertEqual(rec.status, "recorded")
+        self.assertIn("rate_limited", REFUSAL_REASONS)
+
+    def test_zero_lifts_the_limit_and_a_bad_rate_is_invalid(self):
+        self.budget(100, rate_limit=RateLimit(per_second=Decimal(0)))
+        self.assertEqual(self.client.status(self.cid).rate_limit, RateLimit(per_second=Decimal(0), burst=0))
+        with self.assertRaisesRegex(InvalidArgumentError, "burst 0 is outside"):
+            self.budget(100, rate_limit={"per_second": 10, "burst": 0})
+        with self.assertRaises(TypeError):
+            self.budget(100, rate_limit=5)
 
 
 class Replies(unittest.TestCase):

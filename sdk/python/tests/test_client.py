@@ -19,6 +19,7 @@ from agentbill import (
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
     RefusedError,
     UnavailableError,
     Usage,
@@ -351,6 +352,20 @@ class Auth(Base):
             key, _ = srv.create_key("admin")
             with self.assertRaises(NotFoundError):
                 AgentBillClient(api_key=key, base_url=srv.base_url).status("nobody")
+        finally:
+            srv.stop()
+
+    def test_rate_limited_key(self):
+        # Each key may send one request a 1,000 s.
+        srv = harness.Server("--http-rate-limit-per-second", "0.001", "--http-rate-limit-burst", "1")
+        try:
+            key, _ = srv.create_key("admin")
+            c = AgentBillClient(api_key=key, base_url=srv.base_url, max_retries=3)
+            c.set_budget("u", 10, "month")
+            with self.assertRaises(RateLimitedError) as cm:
+                c.status("u")
+            self.assertEqual((cm.exception.code, cm.exception.status), ("rate_limited", 429))
+            self.assertTrue(999_000 <= cm.exception.retry_after_ms <= 1_000_000, cm.exception.retry_after_ms)
         finally:
             srv.stop()
 
