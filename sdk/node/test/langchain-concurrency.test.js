@@ -8,28 +8,14 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 
-import { AIMessage } from '@langchain/core/messages';
-import { FakeListChatModel } from '@langchain/core/utils/testing';
-
 import { AgentBillClient, RefusedError } from '../index.js';
 import { AgentBillCallbackHandler } from '../langchain.js';
 import { Server } from '../test-support/harness.js';
+import { UsageChatModel } from '../test-support/usage-chat-model.js';
 
 const RUNS = 50;
 const FITS = 10;
 const HOLD = 100; // units each run holds
-const USAGE = { input_tokens: 30, output_tokens: 12, total_tokens: 42 };
-
-class CountingModel extends FakeListChatModel {
-  calls = 0;
-
-  async _generate(messages, options, runManager) {
-    this.calls += 1;
-    const out = await super._generate(messages, options, runManager);
-    for (const g of out.generations) g.message = new AIMessage({ content: g.text, usage_metadata: USAGE });
-    return out;
-  }
-}
 
 let server;
 
@@ -46,7 +32,7 @@ test('fifty concurrent runs with a budget for ten: at most ten reach the model',
   const cid = `lcc_${randomUUID().slice(0, 12)}`;
   await admin.setBudget({ customerId: cid, limitUnits: FITS * HOLD, period: 'month' });
   const agentKey = server.createKey('agent').key;
-  const model = new CountingModel({ responses: ['ok'] });
+  const model = new UsageChatModel({ responses: ['ok'] });
 
   // Each run has its own handler (one per request, as a server would):
   // the holds are what the ledger must keep within the budget.

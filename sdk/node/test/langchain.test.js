@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 
-import { AIMessage } from '@langchain/core/messages';
 import { RunnableLambda } from '@langchain/core/runnables';
 import { FakeListChatModel } from '@langchain/core/utils/testing';
 
@@ -13,21 +12,7 @@ import { AgentBillClient, RefusedError } from '../index.js';
 import { AgentBillCallbackHandler, tokenUsageOf } from '../langchain.js';
 import { FIRST_CALL_OUTPUT_TOKENS } from '../usage.js';
 import { Server } from '../test-support/harness.js';
-
-const USAGE = { input_tokens: 30, output_tokens: 12, total_tokens: 42 };
-
-// FakeListChatModel reports no token usage; this one reports USAGE on
-// every message, as real chat models do, and counts its calls.
-class UsageChatModel extends FakeListChatModel {
-  calls = 0;
-
-  async _generate(messages, options, runManager) {
-    this.calls += 1;
-    const out = await super._generate(messages, options, runManager);
-    for (const g of out.generations) g.message = new AIMessage({ content: g.text, usage_metadata: USAGE });
-    return out;
-  }
-}
+import { USAGE, UsageChatModel } from '../test-support/usage-chat-model.js';
 
 let server;
 let admin;
