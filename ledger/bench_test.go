@@ -2,6 +2,8 @@ package ledger_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/prices"
 )
 
 func benchState(b *testing.B, customers int) *ledger.State {
@@ -192,6 +195,47 @@ func BenchmarkDecidePreflightDuplicate(b *testing.B) {
 		_, evs, err := s.Decide(reqs[i%len(reqs)], now)
 		if err != nil || len(evs) != 0 {
 			b.Fatalf("retry: %d events, err %v; want a duplicate", len(evs), err)
+		}
+	}
+}
+
+// BenchmarkDecidePreflightRecordPriced is BenchmarkDecidePreflightRecord
+// with a usage estimate and a usage report priced from the starter list
+// (prices/starter.json, ~1,200 models): what pricing adds to a decision.
+func BenchmarkDecidePreflightRecordPriced(b *testing.B) {
+	s := benchState(b, 10_000)
+	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	body, err := os.ReadFile(filepath.Join("..", "prices", "starter.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := prices.Parse(body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := s.SetPrices(l, now); err != nil {
+		b.Fatal(err)
+	}
+	model := l.Models[0].ID
+	in, maxOut, out, cached := int64(1200), int64(400), int64(380), int64(200)
+	est := &prices.Estimate{Model: model, InputTokens: &in, MaxOutputTokens: &maxOut}
+	usage := &events.Usage{Model: model, InputTokens: &in, OutputTokens: &out, CacheReadTokens: &cached}
+	custs := make([]string, 10_000)
+	for i := range custs {
+		custs[i] = "cust-" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		cid := custs[i%len(custs)]
+		key := strconv.Itoa(i)
+		r, _, err := s.Decide(&ledger.PreflightRequest{CustomerID: cid, AgentID: "research_agent", UsageEstimate: est, IdempotencyKey: "p" + key}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pf := r.(*ledger.PreflightReply)
+		if _, _, err := s.Decide(&ledger.RecordRequest{CustomerID: cid, AgentID: "research_agent", Usage: usage, ReservationID: pf.ReservationID, IdempotencyKey: "r" + key}, now); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
