@@ -32,7 +32,8 @@ const usageOf = (usage, model, modelId) => fromAiSdk(usage, { model: modelId ?? 
 /**
  * A middleware that budgets every call of the model it wraps. Options as
  * wrap()'s: agentId (required), customerId, taskRef, taskCeiling, ttl,
- * scope, estimate, agentbill (or apiKey, baseUrl, onUnavailable), logger.
+ * scope, estimate, pricing ('tokens' or 'list', see Meter), agentbill (or
+ * apiKey, baseUrl, onUnavailable), logger.
  * `meter` on the result is its Meter (the job's estimate lives there).
  */
 export function agentbillMiddleware(options = {}) {

@@ -105,6 +105,107 @@ export declare function usage<T>(units: UnitsInput, result?: T): Usage<T>;
 
 /** Parses a JSON reply keeping every number's exact text. */
 export declare function parseExact(text: string): any;
+/** An exact decimal as the ledger writes it: reduced, no exponent, "0" for zero. */
+export declare function decimalText(v: string | number): string;
+
+/** The string fields of a usage and a usage estimate (wire names). */
+export declare const USAGE_NAMES: readonly string[];
+/** The token counts of a record's usage (wire names). */
+export declare const USAGE_COUNTS: readonly string[];
+/** The token counts of a usage estimate (wire names). */
+export declare const ESTIMATE_COUNTS: readonly string[];
+
+/**
+ * A model call to price before it runs, at its worst case: every prompt
+ * token at the input rate and all of maxOutputTokens at the output rate.
+ * Counts are integers. The wire's snake_case keys (input_tokens) are
+ * accepted too.
+ */
+export interface UsageEstimate {
+  model: string;
+  inputTokens: number;
+  maxOutputTokens: number;
+  provider?: string;
+  serviceTier?: string;
+}
+
+/**
+ * A model call's usage, to charge at the customer's price list: the
+ * TokenUsage shape of agentbill/usage (snake_case, as the normalizers
+ * return it), or the same keys in camelCase. A count not reported is left
+ * out, never 0.
+ */
+export type UsageReport = { model: string } & Record<string, string | number | undefined | null>;
+
+/** One kind's part of a priced charge: tokens of kind at rate per million tokens. */
+export interface PriceLine {
+  /** input, cache_read, cache_write, cache_write_5m, cache_write_1h, output, reasoning. */
+  kind: string;
+  tokens: number;
+  rate: Units;
+}
+
+/**
+ * How usage (RecordResult.pricing) or an estimate
+ * (PreflightResult.estimatePricing) was priced.
+ */
+export declare class Pricing {
+  constructor(wire: Record<string, any>);
+  list: string;
+  version: string;
+  model: string;
+  provider: string | null;
+  serviceTier: string | null;
+  /** The long-context tier the prompt crossed; null: none. */
+  aboveInputTokens: number | null;
+  /** The kinds charged. */
+  lines: PriceLine[];
+  requestFee: Units | null;
+  total: Units;
+  /** The charge as `agentbill audit` writes it: "1,200 input x 3/M + 400 output x 15/M = 0.0096 (m, list default v1)". */
+  describe(): string;
+}
+
+/** A price list (docs/PROTOCOL.md, "Priced usage"); decimals as strings, never fractional numbers. */
+export interface PriceList {
+  list: string;
+  version: string;
+  currency?: string;
+  note?: string;
+  models: Array<Record<string, unknown>>;
+}
+
+/** The answer to setPrices. */
+export interface PricesResult {
+  list: string;
+  version: string;
+  /** SHA-256 of the list as stored. */
+  digest: string;
+  /** The number of models. */
+  models: number;
+  /** false: this version with these prices was set already; nothing was appended. */
+  changed: boolean;
+  /** Which writer answered, of how many. */
+  partition: number;
+  partitions: number;
+  raw: Record<string, unknown>;
+}
+
+/** One price list set, as priceLists shows it. */
+export interface PriceListInfo {
+  list: string;
+  version: string;
+  digest: string;
+  models: number;
+  setAt: string | null;
+  /** The whole list (amounts as exact strings) when asked for by name, else null. */
+  prices: Record<string, any> | null;
+}
+
+export interface PriceListsResult {
+  lists: PriceListInfo[];
+  raw: Record<string, unknown>;
+}
 
 export interface ClientOptions {
   /** Defaults to AGENTBILL_API_KEY. */
@@ -141,6 +242,8 @@ export interface PreflightOptions {
   scope?: Scope;
   /** Accept a partial hold: if estimatedUnits does not fit but this does, hold the most that fits. */
   minUnits?: UnitsInput;
+  /** Instead of estimatedUnits: a model call the ledger prices from the customer's price list. */
+  usageEstimate?: UsageEstimate;
 }
 
 export interface PreflightResult {
@@ -162,6 +265,10 @@ export interface PreflightResult {
   scope: ScopeRef | null;
   /** For rate_limited: milliseconds until the customer's next preflight can pass its rate limit; else null. */
   retryAfterMs: number | null;
+  /** With a priced usageEstimate: the output tokens the hold covers (fewer than asked when partial). */
+  maxOutputTokens: number | null;
+  /** With a priced usageEstimate: how it was priced. */
+  estimatePricing: Pricing | null;
   /** True only when the check was skipped: the service was unavailable and onUnavailable is 'allow'. */
   unchecked: boolean;
   raw: Record<string, unknown>;
@@ -169,7 +276,7 @@ export interface PreflightResult {
 
 export interface RecordOptions {
   agentId: string;
-  /** Required unless success is false. */
+  /** Required unless success is false or usage is given (beside usage, charged only if it cannot be priced). */
   units?: UnitsInput;
   customerId?: string;
   reservationId?: string;
@@ -180,6 +287,8 @@ export interface RecordOptions {
   metadata?: Record<string, unknown>;
   /** The run's scope when the record settles no hold (a hold keeps its preflight's). */
   scope?: Scope;
+  /** Instead of units: the model usage to charge at the customer's price list. */
+  usage?: UsageReport;
 }
 
 /** What one credit grant paid of a charge. */
@@ -201,6 +310,10 @@ export interface RecordResult {
   exhausted: boolean;
   /** What credit grants paid of the charge; empty when the allowance paid it all. */
   fundedBy: GrantDraw[];
+  /** How usage was priced; null for a record of units or usage that could not be priced. */
+  pricing: Pricing | null;
+  /** Why usage could not be priced (it was charged units, else the hold); null otherwise. */
+  unpriced: string | null;
   raw: Record<string, unknown>;
 }
 
@@ -316,6 +429,10 @@ export interface Status {
   maxConcurrentRunsPerAgent: number | null;
   /** The budget's own preflight rate limit; null: the server's default. */
   rateLimit: RateLimit | null;
+  /** The price list the budget names; null: the list named "default". */
+  priceList: string | null;
+  /** Records whose usage could not be priced, ever. */
+  unpricedRecords: number;
   raw: Record<string, unknown>;
 }
 
@@ -355,6 +472,8 @@ export interface SetBudgetOptions {
   maxConcurrentRunsPerAgent?: number;
   /** The customer's own preflight rate limit (perSecond 0.001 to 100000, burst 1 to 100000; perSecond 0 without burst: no limit); left out: the server's default. */
   rateLimit?: { perSecond: UnitsInput; burst?: number };
+  /** The price list the customer's usage is priced with (set already); default: the list named "default". */
+  priceList?: string;
 }
 
 /** A budget's cap on one scope value, e.g. { dimension: 'team', value: 'research', limit: 500 }. */
@@ -441,6 +560,10 @@ export declare class AgentBillClient {
   topUp(options: TopUpOptions): Promise<Budget>;
   /** Grants credits that outlive the period until used up or expired. Admin keys only. */
   grant(options: GrantOptions): Promise<GrantResult>;
+  /** Sets a named, versioned price list (an object or its JSON text). Admin keys bound to no customer. */
+  setPrices(list: PriceList | string): Promise<PricesResult>;
+  /** Every price list set, or one (with its prices) by name. Admin keys bound to no customer. */
+  priceLists(options?: { list?: string }): Promise<PriceListsResult>;
   /** Preflight, run fn, record; release if fn throws; RefusedError on refusal. */
   gate<T>(options: GateOptions<T>, fn: (ctx: GateContext) => Promise<T | Usage<T>> | T | Usage<T>): Promise<T>;
   request(method: string, path: string, body?: Record<string, unknown>): Promise<any>;

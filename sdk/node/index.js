@@ -52,7 +52,21 @@ const INTEGER_FIELDS = new Set([
   'open_reservations', 'scanned_commits', 'last_seq', 'as_of_seq', 'v',
   'priority', 'max_concurrent_runs', 'max_concurrent_runs_per_agent',
   'retry_after_ms', 'burst',
+  // Priced usage: token counts, and the counts of price list replies.
+  'max_output_tokens', 'unpriced_records', 'tokens', 'above_input_tokens', 'partition', 'partitions',
+  'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens', 'cache_write_1h_tokens',
+  'reasoning_tokens',
+  'models', // a count in price list replies; inside a list it is an array, left as it is
 ]);
+
+/** The string fields of a record's usage and a preflight's usage estimate. */
+export const USAGE_NAMES = Object.freeze(['model', 'provider', 'service_tier']);
+/** The token counts of a record's usage (docs/PROTOCOL.md, "Priced usage"). */
+export const USAGE_COUNTS = Object.freeze([
+  'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens', 'cache_write_1h_tokens', 'reasoning_tokens',
+]);
+/** The token counts of a preflight's usage estimate. */
+export const ESTIMATE_COUNTS = Object.freeze(['input_tokens', 'max_output_tokens']);
 
 /**
  * Why a preflight can be refused (docs/PROTOCOL.md, "Refusal reasons"), in
@@ -186,7 +200,8 @@ export function parseExact(text) {
       i++;
     }
   }
-  return JSON.parse(out + text.slice(last), (k, v) => (INTEGER_FIELDS.has(k) && typeof v === 'string' ? Number(v) : v));
+  return JSON.parse(out + text.slice(last), (k, v) => (
+    INTEGER_FIELDS.has(k) && typeof v === 'string' ? Number(v) : v));
 }
 
 function ttlText(ttl) {
@@ -248,6 +263,143 @@ function rollover(name, v) {
   return v === 'none' || v === 'all' ? v : amount(name, v);
 }
 
+// Priced usage.
+
+const snake = (k) => k.replace(/[A-Z0-9]+/g, (c) => `_${c.toLowerCase()}`);
+
+// tokenObject is a usage or usage estimate as sent: an object whose keys
+// are the wire's (input_tokens, as the usage normalizers write them) or
+// their camelCase (inputTokens). Names are strings, counts integers (never
+// a fraction or a string); an undefined or null is left out, never sent as
+// 0. The server checks the bounds and that the counts agree.
+function tokenObject(name, v, counts) {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new TypeError(`${name} must be an object like { model, ${counts.map((c) => camelOf(c)).join(', ')} }`);
+  }
+  const known = [...USAGE_NAMES, ...counts];
+  const out = {};
+  for (const [k, x] of Object.entries(v)) {
+    const wire = known.includes(k) ? k : snake(k);
+    if (!known.includes(wire)) throw new TypeError(`${name}: unknown key ${k} (known: ${known.map(camelOf).join(', ')})`);
+    if (x === undefined || x === null) continue;
+    if (wire in out) throw new TypeError(`${name}: ${k} is given twice (as ${wire} and ${camelOf(wire)})`);
+    if (counts.includes(wire) && !Number.isSafeInteger(x)) {
+      throw new TypeError(`${name}.${k} must be an integer (a token count), not ${typeof x === 'number' ? x : typeof x}`);
+    }
+    if (USAGE_NAMES.includes(wire) && typeof x !== 'string') throw new TypeError(`${name}.${k} must be a string, not ${typeof x}`);
+    out[wire] = x;
+  }
+  if (!out.model) throw new TypeError(`${name}.model is required`);
+  return out;
+}
+
+function camelOf(k) {
+  return k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
+}
+
+const usageOf = (name, v) => tokenObject(name, v, USAGE_COUNTS);
+const usageEstimateOf = (name, v) => tokenObject(name, v, ESTIMATE_COUNTS);
+
+// priceListText is a price list as sent: a JSON string as it is, or an
+// object whose decimals are strings ('0.3'), integers or bigints. A number
+// with a fractional part is refused: 0.1 as a JavaScript number is not
+// 0.1, and a rate must be exact.
+function priceListText(list) {
+  if (typeof list === 'string') return list;
+  if (typeof list !== 'object' || list === null || Array.isArray(list)) {
+    throw new TypeError('a price list must be an object or a JSON string');
+  }
+  return JSON.stringify(list, function exact(k, v) {
+    if (typeof v === 'bigint') return v.toString();
+    if (typeof v !== 'number') return v;
+    const where = k === '' ? 'price list' : `price list ${k}`;
+    if (!Number.isSafeInteger(v)) {
+      throw new TypeError(`${where}: ${v} is not an exact integer; send decimals as strings ('0.3'), never as fractional numbers`);
+    }
+    return v;
+  });
+}
+
+// decimalText is an exact decimal (a reply's text) as the ledger writes it
+// (events.Units.String): reduced, never in exponent form, "0" for zero.
+export function decimalText(v) {
+  const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(String(v).trim());
+  if (!m || (m[2] === '' && (m[3] ?? '') === '')) throw new TypeError(`not a decimal: ${JSON.stringify(v)}`);
+  const [, sign, whole, frac = '', exp = '0'] = m;
+  let digits = whole + frac;
+  let point = whole.length + Number(exp); // digits before the point
+  if (point < 0) {
+    digits = '0'.repeat(-point) + digits;
+    point = 0;
+  }
+  if (point > digits.length) digits += '0'.repeat(point - digits.length);
+  const int = digits.slice(0, point).replace(/^0+/, '') || '0';
+  const fr = digits.slice(point).replace(/0+$/, '');
+  const text = fr ? `${int}.${fr}` : int;
+  return text === '0' ? '0' : `${sign === '-' ? '-' : ''}${text}`;
+}
+
+/** A count with comma separators, as the ledger writes it: 1,200. */
+function thousands(n) {
+  return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+}
+
+/**
+ * How usage was priced (RecordResult.pricing) or an estimate
+ * (PreflightResult.estimatePricing): the price list and version used, the
+ * kinds charged at their rates per million tokens, the request fee and the
+ * total (exact decimal strings). aboveInputTokens is the long-context tier
+ * the prompt crossed (null: none).
+ */
+export class Pricing {
+  constructor(d) {
+    this.list = d.list ?? '';
+    this.version = d.version ?? '';
+    this.model = d.model ?? '';
+    this.provider = d.provider || null;
+    this.serviceTier = d.service_tier || null;
+    this.aboveInputTokens = d.above_input_tokens || null;
+    this.lines = (d.lines ?? []).map((l) => ({ kind: l.kind, tokens: l.tokens, rate: l.rate }));
+    this.requestFee = d.request_fee ?? null;
+    this.total = d.total ?? '0';
+  }
+
+  /**
+   * The charge as `agentbill audit` writes it (events.Pricing.Describe):
+   * "1,200 input x 3/M + 400 output x 15/M = 0.0096 (m, list default v1)".
+   */
+  describe() {
+    const parts = this.lines.map((l) => `${thousands(l.tokens)} ${l.kind.replaceAll('_', ' ')} x ${decimalText(l.rate)}/M`);
+    if (this.requestFee !== null && decimalText(this.requestFee) !== '0') parts.push(`request fee ${decimalText(this.requestFee)}`);
+    if (parts.length === 0) parts.push('0 tokens');
+    const how = [];
+    if (this.aboveInputTokens) how.push(`long-context rates above ${thousands(this.aboveInputTokens)} input tokens`);
+    if (this.serviceTier) how.push(`service tier ${this.serviceTier}`);
+    how.push(`${this.model}, list ${this.list} ${this.version}`);
+    return `${parts.join(' + ')} = ${decimalText(this.total)} (${how.join('; ')})`;
+  }
+}
+
+const pricingOf = (d) => (d ? new Pricing(d) : null);
+
+const pricesResult = (d) => ({
+  list: d.list,
+  version: d.version,
+  digest: d.digest,
+  models: d.models,
+  changed: d.changed === true,
+  partition: d.partition,
+  partitions: d.partitions,
+  raw: d,
+});
+
+const priceListsResult = (d) => ({
+  lists: (d.lists ?? []).map((l) => ({
+    list: l.list, version: l.version, digest: l.digest, models: l.models, setAt: l.set_at ?? null, prices: l.prices ?? null,
+  })),
+  raw: d,
+});
+
 // Replies, in JavaScript naming.
 
 // Amounts of replies are exact decimal strings; remaining amounts are
@@ -265,6 +417,8 @@ const preflightResult = (d) => ({
   overdraft: d.overdraft === true,
   scope: d.scope ? { dimension: d.scope.dimension, value: d.scope.value } : null,
   retryAfterMs: d.retry_after_ms ?? null,
+  maxOutputTokens: d.max_output_tokens ?? null,
+  estimatePricing: pricingOf(d.estimate_pricing),
   unchecked: false,
   raw: d,
 });
@@ -279,6 +433,8 @@ const recordResult = (d) => ({
   remainingUnits: d.remaining_units ?? null,
   exhausted: d.exhausted === true,
   fundedBy: (d.funded_by ?? []).map((g) => ({ grantId: g.grant_id, units: g.units })),
+  pricing: pricingOf(d.pricing),
+  unpriced: d.unpriced || null,
   raw: d,
 });
 
@@ -360,6 +516,8 @@ const statusResult = (d) => ({
   maxConcurrentRuns: d.max_concurrent_runs ?? null,
   maxConcurrentRunsPerAgent: d.max_concurrent_runs_per_agent ?? null,
   rateLimit: d.rate_limit ? { perSecond: d.rate_limit.per_second, burst: d.rate_limit.burst ?? 0 } : null,
+  priceList: d.price_list || null,
+  unpricedRecords: d.unpriced_records ?? 0,
   raw: d,
 });
 
@@ -417,8 +575,19 @@ export class AgentBillClient {
    * check `approved`. `scope` ({ team: 'research' }) must fit every scope
    * limit of the values it names; with `minUnits`, an estimate that does
    * not fit holds the most that does (`partial` is then true).
+   *
+   * `usageEstimate` ({ model, inputTokens, maxOutputTokens, provider?,
+   * serviceTier? }) asks the ledger to price the hold from the customer's
+   * price list at its worst case, instead of estimatedUnits; the approval
+   * then says `maxOutputTokens` (the output tokens the hold covers: set
+   * the model call's own cap to it) and `estimatePricing`. A model the
+   * list does not price is InvalidArgumentError, unless estimatedUnits is
+   * given too (it is then held instead).
    */
-  async preflight({ agentId, customerId, estimatedUnits, ceiling, taskRef, taskCeiling, ttl, idempotencyKey, metadata, scope, minUnits } = {}) {
+  async preflight({
+    agentId, customerId, estimatedUnits, ceiling, taskRef, taskCeiling, ttl, idempotencyKey, metadata, scope, minUnits,
+    usageEstimate,
+  } = {}) {
     const body = compact({
       agent_id: agentId,
       customer_id: customerId,
@@ -431,6 +600,7 @@ export class AgentBillClient {
       metadata,
       scope: opt('scope', scope, scopeOf),
       min_units: opt('minUnits', minUnits, amount),
+      usage_estimate: opt('usageEstimate', usageEstimate, usageEstimateOf),
     });
     try {
       return preflightResult(await this.request('POST', '/v1/preflight', body));
@@ -451,7 +621,7 @@ export class AgentBillClient {
     return {
       approved: true, reason: null, message: UNCHECKED_MESSAGE, reservationId: null, reservedUnits: null,
       remainingUnits: null, expiresAt: null, upgradeUrl: null, partial: false, overdraft: false, scope: null,
-      retryAfterMs: null, unchecked: true, raw: {},
+      retryAfterMs: null, maxOutputTokens: null, estimatePricing: null, unchecked: true, raw: {},
     };
   }
 
@@ -459,13 +629,26 @@ export class AgentBillClient {
    * Records what a run used, settling reservationId (or the agent's oldest
    * hold). `scope` is the run's scope when it settles no hold (a hold keeps
    * its preflight's). `fundedBy` says what credit grants paid.
+   *
+   * `usage` (the TokenUsage shape of agentbill/usage: { model,
+   * input_tokens, output_tokens, ... }, or the same keys in camelCase) is
+   * the model usage to charge at the customer's price list, instead of
+   * units: `pricing` then says how it was priced. Usage the list cannot
+   * price is charged units if given, else the hold, and `unpriced` says
+   * why; never a silent 0.
    */
-  async record({ agentId, units, customerId, reservationId, success = true, taskRef, idempotencyKey, metadata, scope } = {}) {
+  async record({ agentId, units, customerId, reservationId, success = true, taskRef, idempotencyKey, metadata, scope, usage: used } = {}) {
+    const usageBody = opt('usage', used, usageOf);
+    if ((units === undefined || units === null) && success !== false && usageBody === undefined) {
+      throw new TypeError('units is required, unless usage is given (the ledger prices it) or success is false');
+    }
     const body = compact({
       customer_id: customerId,
       event_type: agentId,
-      // A failed run releases its hold; its units may be left out.
-      units: units === undefined && success === false ? undefined : amount('units', units),
+      // A failed run releases its hold, and usage is priced by the ledger:
+      // then units may be left out.
+      units: opt('units', units, amount),
+      usage: usageBody,
       reservation_id: reservationId,
       success: Boolean(success),
       task_ref: taskRef,
@@ -516,12 +699,14 @@ export class AgentBillClient {
    * `overdraft`, `scopeLimits` ([{ dimension, value, limit, period? }]),
    * `maxConcurrentRuns` and `maxConcurrentRunsPerAgent` (0: no cap),
    * `rateLimit` ({ perSecond, burst }: the customer's own preflight rate;
-   * perSecond 0 without burst: no limit; left out: the server's default).
+   * perSecond 0 without burst: no limit; left out: the server's default),
+   * `priceList` (the price list the customer's usage is priced with; it
+   * must be set already; default: the list named "default").
    */
   async setBudget({
     customerId, limitUnits, period, thresholds, upgradeUrl, agentLimits, idempotencyKey,
     rollover: rolloverPolicy, overdraft, scopeLimits: limits, maxConcurrentRuns, maxConcurrentRunsPerAgent,
-    rateLimit,
+    rateLimit, priceList,
   } = {}) {
     const body = compact({
       customer_id: customerId,
@@ -538,8 +723,33 @@ export class AgentBillClient {
       max_concurrent_runs: opt('maxConcurrentRuns', maxConcurrentRuns, integer) || undefined,
       max_concurrent_runs_per_agent: opt('maxConcurrentRunsPerAgent', maxConcurrentRunsPerAgent, integer) || undefined,
       rate_limit: opt('rateLimit', rateLimit, rateLimitOf),
+      price_list: priceList,
     });
     return budgetResult(await this.request('PUT', '/v1/budget', body));
+  }
+
+  /**
+   * Sets a named, versioned price list (admin, a key bound to no
+   * customer): an object (decimals as strings, integers or bigints; a
+   * fractional number is refused: send '0.3', not 0.3) or its JSON text.
+   * A version names one set of prices forever: setting it again with the
+   * same prices changes nothing (`changed` false); with other prices it is
+   * ConflictError. Every problem of a list is reported at once
+   * (InvalidArgumentError).
+   */
+  async setPrices(list) {
+    return pricesResult(await this.request('POST', '/v1/prices', priceListText(list)));
+  }
+
+  /**
+   * The price lists set (admin, a key bound to no customer): each one's
+   * list, version, digest, models (a count) and setAt; with `list`, only
+   * that list, with its `prices` (amounts as exact strings; NotFoundError
+   * if it is not set).
+   */
+  async priceLists({ list } = {}) {
+    const q = list === undefined || list === null ? '' : `?list=${encodeURIComponent(list)}`;
+    return priceListsResult(await this.request('GET', `/v1/prices${q}`));
   }
 
   /** Adds units to the customer's current period. Admin keys only. */
@@ -627,7 +837,8 @@ export class AgentBillClient {
   /** Sends one request, retrying 503 and no answer with the same body. */
   async request(method, path, body) {
     const headers = { Authorization: `Bearer ${this.apiKey}`, Accept: 'application/json', 'User-Agent': `agentbill-node/${VERSION}` };
-    const data = body === undefined ? undefined : JSON.stringify(body);
+    // A string body is JSON text already (a price list given as text).
+    const data = body === undefined || typeof body === 'string' ? body : JSON.stringify(body);
     if (data !== undefined) headers['Content-Type'] = 'application/json';
     let backoff = BACKOFF_MIN_MS;
     for (let attempt = 0; ; attempt++) {

@@ -4,7 +4,7 @@
 // once, by a record of the usage the provider reported or by a release.
 
 import { AgentBillClient, RefusedError } from './index.js';
-import { Estimator, USAGE_MISSING, unitsOf } from './usage.js';
+import { Estimator, PRICINGS, PRICING_LIST, PRICING_TOKENS, USAGE_MISSING, recordFields } from './usage.js';
 
 /** The longest provider response id used as a record's idempotency key (docs/PROTOCOL.md, IdempotencyKeyBytesMax). */
 export const IDEMPOTENCY_KEY_BYTES_MAX = 128;
@@ -25,14 +25,28 @@ function compact(o) {
  * Holds and settles budget for the calls of one job. Options: `agentbill`
  * (an AgentBillClient; or apiKey, baseUrl, onUnavailable to build one),
  * `agentId` (required), `customerId`, `taskRef`, `taskCeiling`, `ttl`,
- * `scope`, `estimate` (units, or (ctx) => units), `logger` (default the
- * client's). When AgentBill is unavailable the client's onUnavailable
- * decides: 'deny' (default) throws UnavailableError, 'allow' lets the call
- * go out unchecked.
+ * `scope`, `estimate` (units, or (ctx) => units), `pricing`, `logger`
+ * (default the client's). When AgentBill is unavailable the client's
+ * onUnavailable decides: 'deny' (default) throws UnavailableError, 'allow'
+ * lets the call go out unchecked.
+ *
+ * `pricing` is how a call is charged: 'tokens' (default) its token total
+ * as units; 'list' the list price of the customer's price list, computed
+ * by the ledger. A call is then preflighted with a usage estimate (its
+ * model, its prompt, its max output tokens; see Estimator.usageEstimate)
+ * unless `estimate` gives units, and recorded with the usage the provider
+ * reported and no units. A call whose usage is missing is charged its
+ * hold, never 0. A model the list does not price is refused by the
+ * preflight (InvalidArgumentError, the call never goes out) unless
+ * `estimate` holds units; its record is then charged the hold, unpriced.
  */
 export class Meter {
-  constructor({ agentbill, apiKey, baseUrl, onUnavailable, agentId, customerId, taskRef, taskCeiling, ttl, scope, estimate, logger } = {}) {
+  constructor({
+    agentbill, apiKey, baseUrl, onUnavailable, agentId, customerId, taskRef, taskCeiling, ttl, scope, estimate, logger,
+    pricing = PRICING_TOKENS,
+  } = {}) {
     if (!agentId) throw new TypeError('agentId is required');
+    if (!PRICINGS.includes(pricing)) throw new TypeError(`pricing must be one of ${PRICINGS.map((p) => `'${p}'`).join(', ')}, got ${JSON.stringify(pricing)}`);
     if (estimate !== undefined && typeof estimate !== 'function' && !['number', 'string', 'bigint'].includes(typeof estimate)) {
       throw new TypeError('estimate must be units (a number, decimal string or bigint) or a function (ctx) => units');
     }
@@ -44,6 +58,7 @@ export class Meter {
     this.ttl = ttl;
     this.scope = scope;
     this.estimateOption = estimate;
+    this.pricing = pricing;
     this.logger = logger ?? this.client.logger ?? console;
     this.estimator = new Estimator();
   }
@@ -54,17 +69,25 @@ export class Meter {
    * { provider, operation, model, maxOutputTokens, promptText, params }.
    */
   async hold(call) {
-    const defaultEstimate = this.estimator.estimate(call);
-    const estimate = typeof this.estimateOption === 'function'
-      ? await this.estimateOption({ ...call, defaultEstimate })
-      : this.estimateOption ?? defaultEstimate;
+    const priced = this.pricing === PRICING_LIST && this.estimateOption === undefined;
+    const usageEstimate = priced ? this.estimator.usageEstimate(call) : undefined;
+    const estimate = priced ? undefined : await this.#units(call);
     const check = await this.client.preflight({
-      agentId: this.agentId, customerId: this.customerId, estimatedUnits: estimate, taskRef: this.taskRef,
+      agentId: this.agentId, customerId: this.customerId, estimatedUnits: estimate, usageEstimate, taskRef: this.taskRef,
       taskCeiling: this.taskCeiling, ttl: this.ttl, scope: this.scope,
       metadata: compact({ provider: call.provider, operation: call.operation, model: call.model }),
     });
     if (!check.approved) throw new RefusedError(check);
-    return new Hold(this, call, check, estimate);
+    // What a call with missing usage is charged: what the preflight held.
+    return new Hold(this, call, check, estimate ?? check.reservedUnits);
+  }
+
+  // #units is the units a call holds: the estimate option, else the job's running estimate.
+  async #units(call) {
+    const defaultEstimate = this.estimator.estimate(call);
+    return typeof this.estimateOption === 'function'
+      ? this.estimateOption({ ...call, defaultEstimate })
+      : this.estimateOption ?? defaultEstimate;
   }
 
   /**
@@ -105,8 +128,9 @@ export class Hold {
 
   /**
    * Records the usage the provider reported (null: none) and settles the
-   * hold. Usage that was not reported is recorded as the hold's estimate,
-   * with metadata usage "missing", never as 0. A failed record is logged,
+   * hold: its token total as units, or with pricing 'list' the usage itself
+   * (recordFields). Usage that was not reported is recorded as the hold's
+   * estimate, with metadata usage "missing", never as 0. A failed record is logged,
    * not thrown: the call's answer is already in hand, and the hold stays
    * until it expires. Returns the record's result, or null.
    */
@@ -116,17 +140,18 @@ export class Hold {
     const m = this.meter;
     m.estimator.observe(usage);
     if (this.check.unchecked) return null; // onUnavailable 'allow': no hold, nothing to settle
-    const units = unitsOf(usage);
+    const fields = recordFields(usage, this.estimate, m.pricing);
+    const missing = fields.metadataUsage === USAGE_MISSING;
     const metadata = compact({
       provider: this.call.provider,
       operation: this.call.operation,
       model: usage?.model ?? model ?? this.call.model,
-      usage: units === null ? USAGE_MISSING : usage,
-      usage_reported: units === null ? usage : undefined, // what little was reported, for the audit
+      usage: fields.metadataUsage,
+      usage_reported: missing ? usage : undefined, // what little was reported, for the audit
     });
     try {
       return await m.client.record({
-        agentId: m.agentId, customerId: m.customerId, units: units ?? this.estimate, reservationId: this.reservationId,
+        agentId: m.agentId, customerId: m.customerId, units: fields.units, usage: fields.usage, reservationId: this.reservationId,
         taskRef: m.taskRef, idempotencyKey: keyOf(responseId), metadata,
       });
     } catch (err) {

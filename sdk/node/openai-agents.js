@@ -38,7 +38,7 @@ const promptText = (input) => (typeof input === 'string' ? input : JSON.stringif
 export class AgentBillRunHooks {
   /**
    * Options as wrap()'s (agentId required, customerId, taskRef,
-   * taskCeiling, ttl, scope, estimate, agentbill or apiKey/baseUrl/
+   * taskCeiling, ttl, scope, estimate, pricing, agentbill or apiKey/baseUrl/
    * onUnavailable, logger), plus `per`: 'run' (default) or 'model_call'.
    */
   constructor({ per = 'run', ...options } = {}) {

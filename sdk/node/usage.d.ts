@@ -23,6 +23,11 @@ export interface TokenUsage {
 export declare const TOKEN_FIELDS: readonly string[];
 /** A record's metadata `usage` when the provider reported none. */
 export declare const USAGE_MISSING: 'missing';
+/** How a metered call is charged: its token total as units, or the ledger's list price of its usage. */
+export type PricingMode = 'tokens' | 'list';
+export declare const PRICING_TOKENS: 'tokens';
+export declare const PRICING_LIST: 'list';
+export declare const PRICINGS: readonly PricingMode[];
 export declare const FIRST_CALL_OUTPUT_TOKENS: number;
 export declare const CHARS_PER_TOKEN: number;
 
@@ -37,9 +42,24 @@ export declare function addUsage(a: TokenUsage | null, b: TokenUsage | null): To
 /** input_tokens + output_tokens; null when either was not reported. */
 export declare function unitsOf(usage: TokenUsage | null): number | null;
 
+/** Whether a usage is what the ledger prices: both totals and the model. */
+export declare function priceable(usage: TokenUsage | null): boolean;
+/**
+ * What a record carries for a call's usage: the token total as units
+ * ('tokens'), or the usage itself ('list'); missing usage is `held`, with
+ * metadata usage "missing".
+ */
+export declare function recordFields(usage: TokenUsage | null, held: unknown, pricing?: PricingMode): {
+  units?: number | unknown;
+  usage?: TokenUsage;
+  metadataUsage?: TokenUsage | 'missing';
+};
+
 /** A job's running estimate (mean of measured calls, capped by mean prompt + max output). */
 export declare class Estimator {
   readonly calls: number;
   observe(usage: TokenUsage | null): void;
   estimate(call?: { maxOutputTokens?: number; promptText?: string }): number;
+  /** The usage estimate of a call for pricing 'list': model, prompt size or mean, max output tokens or mean. */
+  usageEstimate(call: { model?: string; maxOutputTokens?: number; promptText?: string }): { model: string; inputTokens: number; maxOutputTokens: number };
 }

@@ -1,8 +1,10 @@
 // Token usage as AgentBill reads it: one normalizer per provider turns what
 // the provider reported into one shape, and one function (unitsOf) turns
 // that shape into units. The shape is the `usage` of a record (snake_case,
-// token counts as integers); until the ledger prices usage, a record sends
-// units and carries the usage in its metadata.
+// token counts as integers). recordFields is the one place that decides
+// what a record carries: those units (pricing 'tokens', the usage in its
+// metadata), or the usage itself for the ledger to charge at list price
+// (pricing 'list').
 //
 //   input_tokens           ALL prompt tokens, cache reads and writes included
 //   cache_read_tokens      the part of input read from cache
@@ -23,6 +25,13 @@ export const TOKEN_FIELDS = Object.freeze([
 
 /** What a record's metadata says in `usage` when the provider reported none. */
 export const USAGE_MISSING = 'missing';
+
+/** Pricing 'tokens' (the default): a call is charged its token total as units. */
+export const PRICING_TOKENS = 'tokens';
+/** Pricing 'list': a call is charged the list price the ledger computes from its usage. */
+export const PRICING_LIST = 'list';
+/** How a metered call is charged (the `pricing` option of wrap and the integrations). */
+export const PRICINGS = Object.freeze([PRICING_TOKENS, PRICING_LIST]);
 
 /**
  * Output tokens the first call of a job is assumed to produce when it sets
@@ -202,6 +211,28 @@ export function unitsOf(usage) {
   return usage.input_tokens + usage.output_tokens;
 }
 
+/** Whether a usage is what the ledger prices: both totals and the model. */
+export function priceable(usage) {
+  return unitsOf(usage) !== null && typeof usage.model === 'string' && usage.model !== '';
+}
+
+/**
+ * What a record carries for a call's usage: { units, usage, metadataUsage }
+ * (undefined is left out). With PRICING_TOKENS the units are the token
+ * total (unitsOf) and the metadata shows the usage. With PRICING_LIST the
+ * usage is sent without units, so the ledger charges its list price. A
+ * usage without what the charge needs (both totals; with list pricing the
+ * model too) is missing: it is charged `held` (what the preflight held,
+ * never 0), with metadata usage "missing".
+ */
+export function recordFields(usage, held, pricing = PRICING_TOKENS) {
+  if (!(pricing === PRICING_LIST ? priceable(usage) : unitsOf(usage) !== null)) {
+    return { units: held, usage: undefined, metadataUsage: USAGE_MISSING };
+  }
+  if (pricing === PRICING_LIST) return { units: undefined, usage, metadataUsage: undefined };
+  return { units: unitsOf(usage), usage: undefined, metadataUsage: usage };
+}
+
 /**
  * A job's running estimate. The estimate of a call is the mean units of the
  * job's measured calls, capped by their mean prompt plus the call's own max
@@ -232,5 +263,22 @@ export class Estimator {
     const mean = Math.ceil(this.unitsSum / this.calls);
     const cap = maxOut === undefined ? Infinity : Math.ceil(this.inputSum / this.calls) + maxOut;
     return Math.max(1, Math.min(mean, cap));
+  }
+
+  /**
+   * The usage estimate the ledger prices for a call (pricing 'list'): the
+   * call's model; as input tokens the prompt sized from its text, or once
+   * calls were measured their mean prompt; as max output tokens the call's
+   * own maximum, else the measured calls' mean output (before any,
+   * FIRST_CALL_OUTPUT_TOKENS).
+   */
+  usageEstimate({ model, maxOutputTokens, promptText = '' } = {}) {
+    if (typeof model !== 'string' || model === '') {
+      throw new TypeError(`pricing '${PRICING_LIST}' needs the call's model to price it`);
+    }
+    const measured = this.calls > 0;
+    const inputTokens = measured ? Math.ceil(this.inputSum / this.calls) : Math.ceil(promptText.length / CHARS_PER_TOKEN);
+    const output = measured ? Math.ceil((this.unitsSum - this.inputSum) / this.calls) : FIRST_CALL_OUTPUT_TOKENS;
+    return { model, inputTokens, maxOutputTokens: count(maxOutputTokens) ?? output };
   }
 }

@@ -1,7 +1,7 @@
 // Type declarations of agentbill/wrap (wrap.js, meter.js).
 
 import type { AgentBillClient, OnUnavailable, PreflightResult, RecordResult, ReleaseResult, Scope, UnitsInput } from './index.js';
-import type { Estimator, TokenUsage } from './usage.js';
+import type { Estimator, PricingMode, TokenUsage } from './usage.js';
 
 export { RefusedError } from './index.js';
 
@@ -31,6 +31,14 @@ export interface MeterOptions {
   scope?: Scope;
   /** Units to hold per call, or a function of the call; default: the job's running estimate. */
   estimate?: UnitsInput | ((call: CallInfo) => UnitsInput | Promise<UnitsInput>);
+  /**
+   * How a call is charged: 'tokens' (default) its token total as units;
+   * 'list' the list price of the customer's price list, computed by the
+   * ledger: each call is preflighted with a usage estimate (its model, its
+   * prompt, its max output tokens) unless `estimate` gives units, and
+   * recorded with its usage and no units; missing usage is charged the hold.
+   */
+  pricing?: PricingMode;
   /** An AgentBillClient; or apiKey, baseUrl and onUnavailable to build one. */
   agentbill?: AgentBillClient;
   apiKey?: string;
@@ -56,6 +64,7 @@ export declare class Meter {
   constructor(options: MeterOptions);
   readonly client: AgentBillClient;
   readonly estimator: Estimator;
+  readonly pricing: PricingMode;
   hold(call: Omit<CallInfo, 'defaultEstimate'>): Promise<Hold>;
 }
 

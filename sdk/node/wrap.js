@@ -199,9 +199,10 @@ function wrapWith(client, meter) {
  * a record of the usage the provider reported, keyed by the response id; an
  * error before any answer, or a stream that fails or is abandoned, releases
  * the hold. Options: agentId (required), customerId, taskRef, taskCeiling,
- * ttl, scope, estimate (units, or (ctx) => units), agentbill (an
- * AgentBillClient; or apiKey, baseUrl, onUnavailable), logger. Returns
- * the same client.
+ * ttl, scope, estimate (units, or (ctx) => units), pricing ('tokens', the
+ * default: the token total as units; 'list': the ledger's list price of
+ * the usage, see Meter), agentbill (an AgentBillClient; or apiKey,
+ * baseUrl, onUnavailable), logger. Returns the same client.
  */
 export function wrap(client, options = {}) {
   if (client === null || typeof client !== 'object') throw new TypeError('wrap: client must be a provider client object');

@@ -82,8 +82,8 @@ test('generateText is charged the usage the model reported', async () => {
   assert.equal(text, 'hello back');
   assert.deepEqual(await position(cid), { used: UNITS, reserved: '0', open: 0 });
   const rec = await ledger.lastRecorded(cid);
-  assert.equal(rec.data.metadata.usage.cache_read_tokens, '5'); // numbers come back as exact text
-  assert.equal(rec.data.metadata.usage.reasoning_tokens, '2');
+  assert.equal(rec.data.metadata.usage.cache_read_tokens, 5); // token counts come back as numbers
+  assert.equal(rec.data.metadata.usage.reasoning_tokens, 2);
 });
 
 test('generateObject is charged too', async () => {
@@ -207,4 +207,21 @@ test('with @ai-sdk/openai against the stand-in: a generate and a stream are char
   } finally {
     await models.stop();
   }
+});
+
+test("pricing 'list': the middleware holds a priced estimate and is charged the list price of the usage", async () => {
+  // The mock's modelId is mock-model-id, its responses say mock-model; with no
+  // provider in the list, any provider's usage matches it.
+  await ledger.admin.setPrices({ list: 'default', version: 'ai-v1', models: [{ id: 'mock-model', aliases: ['mock-model-id'], rates: { input: '3', output: '15', cache_read: '0.3' } }] });
+  const cid = await customerWithBudget(1);
+  const mock = new MockLanguageModelV4({ doGenerate: async () => generateResult('hello back') });
+  const middleware = agentbillMiddleware({ agentbill: ledger.agent(), agentId: 'ai_agent', customerId: cid, pricing: 'list' });
+  await generateText({ model: wrapLanguageModel({ model: mock, middleware }), prompt: 'hi', maxOutputTokens: 50, maxRetries: 0 });
+  const { events } = await ledger.admin.events(cid, { limit: 50 });
+  const held = events.find((e) => e.type === 'reserved').data;
+  assert.equal(held.max_output_tokens, 50);
+  const rec = events.find((e) => e.type === 'recorded').data;
+  // (30 - 5) x 3 + 5 x 0.3 + 12 x 15 = 75 + 1.5 + 180 = 256.5 per million.
+  assert.deepEqual([rec.units, rec.usage.model, rec.unpriced], ['0.0002565', 'mock-model', undefined]);
+  assert.deepEqual(await position(cid), { used: '0.0002565', reserved: '0', open: 0 });
 });

@@ -162,7 +162,7 @@ test('by default a run is charged its token total, with the usage in the record'
   await new UsageChatModel({ responses: ['hi'] }).invoke('hello', { callbacks: [h] });
   const rec = await lastRecorded(cid);
   assert.equal(rec.data.units, '42');
-  assert.deepEqual(rec.data.metadata.usage, { input_tokens: '30', output_tokens: '12' }); // numbers come back as exact text
+  assert.deepEqual(rec.data.metadata.usage, { input_tokens: 30, output_tokens: 12 }); // token counts come back as numbers
 });
 
 test('usage no model reported is charged as the hold, marked missing, never 0', async () => {

@@ -150,3 +150,27 @@ test('a run whose model reported no usage is charged the estimate, marked missin
 test('per must be run or model_call', () => {
   assert.throws(() => new AgentBillRunHooks({ per: 'turn', agentId: 'a', apiKey: 'k' }), /per must be 'run' or 'model_call'/);
 });
+
+describe("openai-agents, pricing 'list'", () => {
+  before(async () => {
+    await ledger.admin.setPrices({
+      list: 'default', version: 'oa-v1',
+      models: [{ id: 'gpt-test', provider: 'openai', rates: { input: '0.4', output: '1.6', cache_read: '0.1' } }],
+    });
+  });
+
+  for (const per of ['run', 'model_call']) {
+    test(`per ${per}: held at a priced estimate, charged the list price of the usage`, async () => {
+      const cid = await customerWithBudget(1);
+      const h = new AgentBillRunHooks({ per, agentbill: ledger.agent(), agentId: 'oa_agent', customerId: cid, pricing: 'list' });
+      const modelProvider = per === 'model_call' ? h.modelProvider(provider()) : provider();
+      await h.run(new Runner({ modelProvider, tracingDisabled: true }), agent(), 'hi');
+      const { events } = await ledger.admin.events(cid, { limit: 50 });
+      assert.ok(events.find((e) => e.type === 'reserved').data.pricing, 'the hold was priced from a usage estimate');
+      const rec = events.find((e) => e.type === 'recorded').data;
+      // The stand-in's Responses usage: 100 input x 0.4 + 40 output x 1.6 = 104 per million.
+      assert.deepEqual([rec.units, rec.usage.model, rec.unpriced], ['0.000104', 'gpt-test', undefined]);
+      assert.deepEqual(await settled(cid), { used: '0.000104', reserved: '0', open: 0 });
+    });
+  }
+});

@@ -9,12 +9,12 @@ import Anthropic from '@anthropic-ai/sdk';
 import { GoogleGenAI } from '@google/genai';
 import OpenAI from 'openai';
 
-import { AgentBillClient, RefusedError, UnavailableError } from '../index.js';
-import { CHARS_PER_TOKEN, USAGE_MISSING } from '../usage.js';
+import { AgentBillClient, InvalidArgumentError, RefusedError, UnavailableError } from '../index.js';
+import { CHARS_PER_TOKEN, FIRST_CALL_OUTPUT_TOKENS, USAGE_MISSING, fromOpenAIChat } from '../usage.js';
 import { WRAPPED, wrap } from '../wrap.js';
 import { freePort } from '../test-support/harness.js';
 import { Ledger } from '../test-support/ledger.js';
-import { ModelServer, UNITS } from '../test-support/model-server.js';
+import { ModelServer, UNITS, USAGE } from '../test-support/model-server.js';
 
 let ledger;
 let models;
@@ -85,7 +85,7 @@ for (const api of Object.keys(PROVIDERS)) {
       assert.deepEqual(await position(cid), { used: String(UNITS[api]), reserved: '0', open: 0 });
       const rec = await ledger.lastRecorded(cid);
       assert.equal(rec.data.units, String(UNITS[api]));
-      assert.equal(Number(rec.data.metadata.usage.input_tokens) + Number(rec.data.metadata.usage.output_tokens), UNITS[api]); // numbers come back as exact text
+      assert.equal(rec.data.metadata.usage.input_tokens + rec.data.metadata.usage.output_tokens, UNITS[api]); // token counts come back as numbers
       assert.equal(rec.idempotency_key ?? rec.data.idempotency_key, res.id ?? res.responseId);
     });
 
@@ -237,4 +237,100 @@ test('AgentBill unreachable: deny (default) sends nothing, allow sends unchecked
   const res = await PROVIDERS.anthropic.call(make('allow'), false);
   assert.equal(res.content[0].text, 'hello from the stand-in');
   assert.equal(models.requests.anthropic, before + 1);
+});
+
+// pricing 'list': the ledger charges the list price of the usage each
+// stand-in API reports (model-server.js USAGE), priced from this list.
+const PRICES = {
+  list: 'default', version: 'v1',
+  models: [
+    { id: 'gpt-test', provider: 'openai', rates: { input: '0.4', output: '1.6', cache_read: '0.1' } },
+    { id: 'claude-test', provider: 'anthropic', rates: { input: '3', output: '15', cache_read: '0.3', cache_write: '3.75', cache_write_1h: '6' } },
+    { id: 'gemini-test', provider: 'google', rates: { input: '0.3', output: '2.5', cache_read: '0.03' } },
+  ],
+};
+// Worked out by hand from USAGE and PRICES (per million tokens).
+const LIST_CHARGE = {
+  // (120 - 20) x 0.4 + 20 x 0.1 + 30 x 1.6 = 40 + 2 + 48 = 90
+  openaiChat: '0.00009',
+  // 100 x 0.4 + 40 x 1.6 = 40 + 64 = 104
+  openaiResponses: '0.000104',
+  // (65 - 10 - 5) x 3 + 10 x 0.3 + (5 - 2) x 3.75 + 2 x 6 + 25 x 15 = 150 + 3 + 11.25 + 12 + 375 = 551.25
+  anthropic: '0.00055125',
+  // (80 - 8) x 0.3 + 8 x 0.03 + 27 x 2.5 = 21.6 + 0.24 + 67.5 = 89.34
+  gemini: '0.00008934',
+};
+
+describe('wrap: pricing list', () => {
+  before(async () => {
+    await ledger.admin.setPrices(PRICES);
+  });
+
+  const listWrapped = (api, cid, extra = {}) => wrapped(api, cid, { estimate: undefined, pricing: 'list', ...extra }).client;
+  const eventsOf = async (cid, type) => (await ledger.admin.events(cid, { limit: 50 })).events.filter((e) => e.type === type).map((e) => e.data);
+
+  for (const api of Object.keys(PROVIDERS)) {
+    for (const stream of [false, true]) {
+      test(`${api}${stream ? ' stream' : ''}: a call is held at its priced estimate and charged the list price of its usage`, async () => {
+        const cid = await customerWithBudget(1);
+        const res = await PROVIDERS[api].call(listWrapped(api, cid), stream);
+        if (stream) await drain(res);
+        const st = await ledger.admin.status(cid);
+        assert.deepEqual([st.used, st.reserved, st.openReservations, st.unpricedRecords], [LIST_CHARGE[api], '0', 0, 0]);
+        const [held] = await eventsOf(cid, 'reserved');
+        assert.equal(held.max_output_tokens, 64); // the call's own max
+        assert.deepEqual(held.pricing.lines.at(-1), { kind: 'output', tokens: 64, rate: held.pricing.lines.at(-1).rate });
+        const [rec] = await eventsOf(cid, 'recorded');
+        assert.equal(rec.units, LIST_CHARGE[api]);
+        assert.equal(rec.pricing.total, LIST_CHARGE[api]);
+        assert.equal(rec.usage.model, PRICES.models.find((m) => m.provider === rec.usage.provider).id);
+        assert.equal(rec.unpriced, undefined);
+        assert.equal(rec.metadata.usage, undefined, 'the usage is the record\'s own field, not metadata');
+      });
+    }
+  }
+
+  test('the first estimate is the prompt and FIRST_CALL_OUTPUT_TOKENS; later ones the measured means', async () => {
+    const cid = await customerWithBudget(1);
+    const client = listWrapped('openaiChat', cid);
+    const messages = [{ role: 'user', content: 'x'.repeat(400) }];
+    await client.chat.completions.create({ model: 'gpt-test', messages }); // no max: FIRST_CALL_OUTPUT_TOKENS
+    await client.chat.completions.create({ model: 'gpt-test', messages }); // the measured means: 120 in, 30 out
+    await client.chat.completions.create({ model: 'gpt-test', messages, max_completion_tokens: 7 });
+    const lines = (await eventsOf(cid, 'reserved')).map((e) => e.pricing.lines.map((l) => [l.kind, l.tokens]));
+    const prompt = Math.ceil(JSON.stringify([messages]).length / CHARS_PER_TOKEN);
+    const used = fromOpenAIChat(USAGE.openaiChat);
+    assert.deepEqual(lines, [
+      [['input', prompt], ['output', FIRST_CALL_OUTPUT_TOKENS]],
+      [['input', used.input_tokens], ['output', used.output_tokens]],
+      [['input', used.input_tokens], ['output', 7]],
+    ]);
+  });
+
+  test('missing usage is charged the hold, never 0', async () => {
+    const cid = await customerWithBudget(1);
+    await models.with({ omitUsage: true }, () => PROVIDERS.anthropic.call(listWrapped('anthropic', cid), false));
+    const [held] = await eventsOf(cid, 'reserved');
+    const [rec] = await eventsOf(cid, 'recorded');
+    assert.ok(Number(held.units) > 0);
+    assert.deepEqual([rec.units, rec.metadata.usage, rec.usage], [held.units, USAGE_MISSING, undefined]);
+    assert.equal((await ledger.admin.status(cid)).used, held.units);
+  });
+
+  test('a model the list does not price is never sent, unless estimate holds units; then it is charged the hold, unpriced', async () => {
+    const cid = await customerWithBudget(1);
+    const call = (client) => client.chat.completions.create({ model: 'gpt-unknown', messages: [], max_completion_tokens: 64 });
+    const before = models.requests.openaiChat;
+    await assert.rejects(call(listWrapped('openaiChat', cid)), (err) => err instanceof InvalidArgumentError && /gpt-unknown/.test(err.message));
+    assert.equal(models.requests.openaiChat, before);
+    await call(listWrapped('openaiChat', cid, { estimate: '0.01' }));
+    const [rec] = await eventsOf(cid, 'recorded');
+    assert.deepEqual([rec.units, rec.usage.model], ['0.01', 'gpt-unknown']);
+    assert.match(rec.unpriced, /gpt-unknown/);
+    assert.equal((await ledger.admin.status(cid)).unpricedRecords, 1);
+  });
+
+  test('pricing must be tokens or list', () => {
+    assert.throws(() => wrap(PROVIDERS.openaiChat.client(), { agentId: 'a', agentbill: ledger.agent(), pricing: 'cost' }), /pricing must be one of 'tokens', 'list'/);
+  });
 });
