@@ -52,7 +52,10 @@ func (d *decision) preflight(r *PreflightRequest) (Reply, error) {
 		res.Requested = est
 	}
 	if pricing != nil {
-		res.Pricing, res.MaxOutputTokens = pricing, d.outputFitting(r, c, units)
+		res.Pricing, res.MaxOutputTokens = pricing, *r.UsageEstimate.MaxOutputTokens
+		if units.Cmp(est) < 0 { // partial: the output the smaller hold covers
+			res.MaxOutputTokens = d.outputFitting(r, c, units)
+		}
 	}
 	e := d.emit(id, res)
 	d.alerts(c, r.AgentID)

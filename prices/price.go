@@ -84,19 +84,21 @@ func (l *List) Price(u Usage) (Charge, error) {
 	}
 	in := *u.InputTokens
 	ch := Charge{List: l.Name, Version: l.Version, Model: m.ID, Provider: m.Provider, ServiceTier: st, RequestFee: fee}
-	effective := Rates{}
+	// The rates in force, by kind (kindIndex), in an array: a decision
+	// prices without building maps.
+	var effective rateSet
 	for k, r := range rates {
-		effective[k] = r
+		effective.set(k, r)
 	}
 	for _, t := range tiers {
 		if in > t.AboveInputTokens {
 			ch.AboveInputTokens = t.AboveInputTokens
 			for k, r := range t.Rates {
-				effective[k] = r
+				effective.set(k, r)
 			}
 		}
 	}
-	ch.Lines = lines(effective, u)
+	ch.Lines = lines(&effective, u)
 	total := events.Zero
 	for _, ln := range ch.Lines {
 		total = total.Add(events.NewUnits(ln.Tokens, 0).Mul(ln.Rate.Shift(-6)))
@@ -118,50 +120,69 @@ func serviceTier(m *Model, name string) (ServiceTier, bool) {
 	return ServiceTier{}, false
 }
 
+// rateSet is the rates in force for one call, by kind index.
+type rateSet struct {
+	rate  [kindsN]events.Units
+	rated [kindsN]bool
+}
+
+func (r *rateSet) set(k Kind, v events.Units) {
+	if i := kindIndex(k); i >= 0 {
+		r.rate[i], r.rated[i] = v, true
+	}
+}
+
+// kindsN is the number of kinds (len(Kinds)).
+const kindsN = 7
+
+// kindParent is parentOf by index: -1 for a kind with no parent.
+var kindParent = func() [kindsN]int {
+	var p [kindsN]int
+	for i, k := range Kinds {
+		p[i] = kindIndex(parentOf[k])
+	}
+	return p
+}()
+
+func kindIndex(k Kind) int {
+	for i, x := range Kinds {
+		if x == k {
+			return i
+		}
+	}
+	return -1
+}
+
 // lines splits the usage over the rated kinds: each rated kind is charged
 // its own tokens less those of its rated descendants, which they pay at
 // their own rates (genai-prices' leaf rule). Lines with no tokens are left
-// out.
-func lines(rates Rates, u Usage) []Line {
+// out. Kinds lists parents before children, so walking it backwards
+// settles every child before its parent.
+func lines(rates *rateSet, u Usage) []Line {
 	cw, cw1h := events.Count(u.CacheWriteTokens), events.Count(u.CacheWrite1hTokens)
-	count := map[Kind]int64{
-		Input: events.Count(u.InputTokens), CacheRead: events.Count(u.CacheReadTokens),
-		CacheWrite: cw, CacheWrite5m: cw - cw1h, CacheWrite1h: cw1h,
-		Output: events.Count(u.OutputTokens), Reasoning: events.Count(u.ReasoningTokens),
+	count := [kindsN]int64{
+		events.Count(u.InputTokens), events.Count(u.CacheReadTokens), cw, cw - cw1h, cw1h,
+		events.Count(u.OutputTokens), events.Count(u.ReasoningTokens),
 	}
-	// Children first (deepest kinds come later in Kinds), so each parent
-	// subtracts what its rated descendants already took.
-	leaf := map[Kind]int64{}
-	for i := len(Kinds) - 1; i >= 0; i-- {
-		k := Kinds[i]
-		if _, rated := rates[k]; !rated {
-			continue
+	// taken[i]: the tokens of kind i's rated descendants, charged at their rates.
+	var leaf, taken [kindsN]int64
+	for i := kindsN - 1; i >= 0; i-- {
+		if rates.rated[i] {
+			leaf[i] = count[i] - taken[i]
 		}
-		n := count[k]
-		for d := range parentOf {
-			if _, rated := rates[d]; rated && descends(d, k) {
-				n -= leaf[d]
+		for p := kindParent[i]; p >= 0; p = kindParent[p] {
+			if rates.rated[i] {
+				taken[p] += leaf[i]
 			}
 		}
-		leaf[k] = n
 	}
-	var out []Line
-	for _, k := range Kinds {
-		if n, ok := leaf[k]; ok && n > 0 {
-			out = append(out, Line{Kind: k, Tokens: n, Rate: rates[k]})
+	out := make([]Line, 0, kindsN)
+	for i, k := range Kinds {
+		if rates.rated[i] && leaf[i] > 0 {
+			out = append(out, Line{Kind: k, Tokens: leaf[i], Rate: rates.rate[i]})
 		}
 	}
 	return out
-}
-
-// descends reports whether d is a strict descendant of k.
-func descends(d, k Kind) bool {
-	for p, ok := parentOf[d]; ok; p, ok = parentOf[p] {
-		if p == k {
-			return true
-		}
-	}
-	return false
 }
 
 // PriceEstimate prices an estimate's worst case.
