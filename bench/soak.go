@@ -251,7 +251,7 @@ type SoakReport struct {
 	Ops         uint64            `json:"ops"`        // requests
 	Approved    uint64            `json:"approved"`
 	Refused     uint64            `json:"refused"`
-	Errors      map[string]uint64 `json:"errors"` // by error code
+	Errors      map[string]uint64 `json:"errors"` // by kind (soakErrorKind)
 	P50us       float64           `json:"p50_us"` // of the first request of an iteration
 	P99us       float64           `json:"p99_us"`
 	Verdict     SoakVerdict       `json:"verdict"`
@@ -270,8 +270,25 @@ func (c *soakCounts) count(kind string, err error) {
 	defer c.mu.Unlock()
 	c.iterations[kind]++
 	if err != nil {
-		c.errors[string(ledger.ErrorCode(err))]++
+		c.errors[soakErrorKind(err)]++
 	}
+}
+
+// errSoakAnswer: the service answered, but not as the iteration expects.
+var errSoakAnswer = errors.New("unexpected answer")
+
+// soakErrorKind is an error's kind in SoakReport.Errors: the service's
+// error code, "unexpected_answer" (errSoakAnswer), or "other" (no answer
+// from the service, as a timeout).
+func soakErrorKind(err error) string {
+	var le *ledger.Error
+	switch {
+	case errors.As(err, &le):
+		return string(le.Code)
+	case errors.Is(err, errSoakAnswer):
+		return "unexpected_answer"
+	}
+	return "other"
 }
 
 func (c *soakCounts) errorTotal() uint64 {
@@ -389,21 +406,19 @@ func (e *env) soakRun(ctx context.Context, c *client.Client, st *loopStats, due 
 	if kind == SoakExpire {
 		ttl = soakExpireTTL
 	}
-	pf, err := c.Preflight(ctx, customer, ledger.PreflightRequest{AgentID: "soak_agent", EstimatedUnits: units("10"), TTL: ttl})
-	st.hist.Record(time.Since(due))
-	st.ops++
+	pf, err := preflight(ctx, c, st, due, customer, ledger.PreflightRequest{AgentID: "soak_agent", EstimatedUnits: units("10"), TTL: ttl})
 	if err != nil {
 		return err
 	}
 	if !pf.Approved {
-		st.refused++
 		if kind != SoakRefused {
-			return fmt.Errorf("%s preflight refused: %s", kind, pf.Reason)
+			return fmt.Errorf("%w: %s preflight refused: %s", errSoakAnswer, kind, pf.Reason)
 		}
 		return nil
 	}
-	st.approved++
 	switch kind {
+	case SoakRefused:
+		return fmt.Errorf("%w: a preflight of %s (a limit of 0) approved", errSoakAnswer, customer)
 	case SoakRelease:
 		_, err = c.Release(ctx, customer, pf.ReservationID)
 	case SoakCycle, SoakArrival:
