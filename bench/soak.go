@@ -192,7 +192,7 @@ func (c *SoakConfig) Warmup() time.Duration {
 }
 
 // SoakSample is the process at one moment. Heap is the live heap:
-// runtime.MemStats.HeapAlloc right after a forced runtime.GC().
+// runtime.MemStats.HeapAlloc right after soakGCs forced runtime.GC()s.
 type SoakSample struct {
 	At         time.Duration `json:"at"` // since the start
 	HeapBytes  uint64        `json:"heap_bytes"`
@@ -533,8 +533,8 @@ func formatSoakSample(s SoakSample) string {
 
 // PrintSoak writes the report as a table over time and the verdict.
 func PrintSoak(w io.Writer, r *SoakReport) {
-	fmt.Fprintf(w, "agentbill bench --soak %s: %d clients paced at %.0f iterations/s, GOMAXPROCS %d, writer clock %dx real time, warm-up %s, a sample every %s (heap: live, after a forced GC)\n\n",
-		r.Duration, r.Clients, r.Rate, r.GoMaxProc, r.ClockSpeed, r.Warmup, r.SampleEvery)
+	fmt.Fprintf(w, "agentbill bench --soak %s: %d clients paced at %.0f iterations/s, GOMAXPROCS %d, writer clock %dx real time, warm-up %s, a sample every %s (heap: live, after %d forced GCs)\n\n",
+		r.Duration, r.Clients, r.Rate, r.GoMaxProc, r.ClockSpeed, r.Warmup, r.SampleEvery, soakGCs)
 	for _, s := range r.Samples {
 		fmt.Fprintln(w, formatSoakSample(s))
 	}
