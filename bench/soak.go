@@ -30,8 +30,6 @@ import (
 // the start), and the customers that arrive are allowed
 // SoakCustomerBytesAllowance each.
 const (
-	// ScenarioSoak names it in the report.
-	ScenarioSoak = "soak"
 	// SoakDurationMax bounds one soak.
 	SoakDurationMax = 24 * time.Hour
 	// SoakDurationMin is the shortest soak. One shorter than twice
@@ -50,7 +48,8 @@ const (
 	SoakWarmupMin   = 2 * SoakWindowReal
 	SoakWarmupShare = 0.25
 	// SoakSampleEveryDefault is how often the heap and goroutines are
-	// sampled; SoakSampleEveryMin bounds it (each sample forces a GC).
+	// sampled; SoakSampleEveryMin bounds it (each sample forces soakGCs
+	// GCs).
 	SoakSampleEveryDefault = 10 * time.Second
 	SoakSampleEveryMin     = 100 * time.Millisecond
 	// soakSamplesMin is the fewest samples a soak takes: the default
@@ -63,8 +62,8 @@ const (
 	// more GC in the pool's victim cache.
 	soakGCs = 3
 	// SoakClientsDefault clients drive SoakRateDefault iterations a
-	// second between them (an iteration is one to three requests, about
-	// 1.9 on average): about a tenth of what the spread scenario reaches
+	// second between them (an iteration is one to three requests, 1.7 on
+	// average in the 30-minute soak): about a tenth of what the spread scenario reaches
 	// on the 2-core machine, so a shared machine still keeps the pace.
 	SoakClientsDefault = 32
 	SoakRateDefault    = 500.0
@@ -83,15 +82,15 @@ const (
 	// customer"; a soak customer also has an agent and period usage).
 	SoakCustomerBytesAllowance = 2048
 	// SoakSnapshotEventsEvery makes the writer snapshot every so many
-	// events: every few seconds at SoakRateDefault.
+	// events: about every 11 s at SoakRateDefault.
 	SoakSnapshotEventsEvery = 10_000
 	// SoakNATSSyncInterval is the embedded nats-server's block
 	// maintenance interval in the soak. The server keeps the cache of a
 	// written message block (up to 8 MiB) in memory until a maintenance
 	// pass finds it idle for 30 s; at its default interval of 2 minutes
 	// that is a sawtooth of up to 2.5 minutes of writes (measured: the
-	// heap climbing by 1.3 MiB/s from 30 to 165 MiB, then falling back),
-	// which hides any slower growth. Every 10 s, about 30 to 40 s of
+	// heap climbing by 1.2 to 1.3 MiB/s to 214 MiB, then falling to 76,
+	// every 2 minutes), which hides any slower growth. Every 10 s, about 30 to 40 s of
 	// writes stay cached, nearly constant.
 	SoakNATSSyncInterval = 10 * time.Second
 	// SoakHeapGrowthMax is the verdict's bound on heap growth after the
@@ -107,8 +106,8 @@ const (
 	// judged: four quarters.
 	soakJudgedMin = 4
 	// SoakGoroutineSpreadMax bounds max - min goroutines after the
-	// warm-up: a snapshot upload and the nats clients' short-lived
-	// goroutines come and go.
+	// warm-up: a few come and go (measured: a spread of 3 over 30
+	// minutes, 5 in two).
 	SoakGoroutineSpreadMax = 16
 	// soakHoldTTL is the event-time TTL of holds that are settled or
 	// released (15 s real at SoakClockSpeed: far more than any pause), and
@@ -249,12 +248,14 @@ type SoakReport struct {
 	Samples     []SoakSample      `json:"samples"`
 	Iterations  map[string]uint64 `json:"iterations"` // by kind
 	Ops         uint64            `json:"ops"`        // requests
-	Approved    uint64            `json:"approved"`
-	Refused     uint64            `json:"refused"`
-	Errors      map[string]uint64 `json:"errors"` // by kind (soakErrorKind)
-	P50us       float64           `json:"p50_us"` // of the first request of an iteration
-	P99us       float64           `json:"p99_us"`
-	Verdict     SoakVerdict       `json:"verdict"`
+	// Approved, Refused and the latencies leave out the first second
+	// (driveN's warm-up); the other counts are of the whole soak.
+	Approved uint64            `json:"approved"`
+	Refused  uint64            `json:"refused"`
+	Errors   map[string]uint64 `json:"errors"` // by kind (soakErrorKind)
+	P50us    float64           `json:"p50_us"` // of the first request of an iteration
+	P99us    float64           `json:"p99_us"`
+	Verdict  SoakVerdict       `json:"verdict"`
 }
 
 // soakCounts are the live counters the sampler reads.
