@@ -93,6 +93,14 @@ type Config struct {
 	// preflights a second (its burst twice that); 0 leaves it serve's
 	// default.
 	FloodRate int
+	// Now is the embedded writer's clock (time.Now if nil), and
+	// SnapshotEventsEvery its events between snapshots
+	// (projections.SnapshotEventsEvery if 0): the soak runs the clock fast
+	// and snapshots often (soak.go). NATSSyncInterval is the embedded
+	// server's (embedded.Options.SyncInterval).
+	Now                 func() time.Time
+	SnapshotEventsEvery uint64
+	NATSSyncInterval    time.Duration
 }
 
 // Validate reports every problem at once.
@@ -328,7 +336,7 @@ func start(ctx context.Context, cfg Config) (*env, error) {
 		// NoAuth: the baselines publish on the bench's own subjects and
 		// stream, which no role of the default mode may use; this server
 		// lives for the run only.
-		srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:-1", StoreDir: dir, NoAuth: true})
+		srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:-1", StoreDir: dir, NoAuth: true, SyncInterval: cfg.NATSSyncInterval})
 		if err != nil {
 			return nil, err
 		}
@@ -358,6 +366,8 @@ func start(ctx context.Context, cfg Config) (*env, error) {
 			Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Signer:    e.signer,
 			Keys:      events.NewKeyring(e.signer.Public()),
+			Now:       cfg.Now,
+			Snapshots: projections.SnapshotConfig{EventsEvery: cfg.SnapshotEventsEvery},
 		})
 		go func() { _ = e.writer.Run(ctx) }()
 		deadline := time.Now().Add(30 * time.Second)

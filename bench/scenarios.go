@@ -170,23 +170,32 @@ func (e *env) cycleWith(ctx context.Context, c *client.Client, st *loopStats, du
 
 // cycleReply is cycleWith, returning the preflight's reply too.
 func (e *env) cycleReply(ctx context.Context, c *client.Client, st *loopStats, due time.Time, customer string, scope map[string]string) (*ledger.PreflightReply, error) {
-	pf, err := c.Preflight(ctx, customer, ledger.PreflightRequest{AgentID: "research_agent", EstimatedUnits: units("10"), Scope: scope})
-	st.hist.Record(time.Since(due))
-	st.ops++
-	if err != nil {
-		return nil, err
+	pf, err := preflight(ctx, c, st, due, customer, ledger.PreflightRequest{AgentID: "research_agent", EstimatedUnits: units("10"), Scope: scope})
+	if err != nil || !pf.Approved {
+		return pf, err
 	}
-	if !pf.Approved {
-		st.refused++
-		return pf, nil
-	}
-	st.approved++
 	t1 := time.Now()
 	_, err = c.Record(ctx, customer, ledger.RecordRequest{AgentID: "research_agent", Units: units("7"), ReservationID: pf.ReservationID})
 	st.second.Record(time.Since(t1))
 	st.ops++
 	if err == nil {
 		st.cycles++
+	}
+	return pf, err
+}
+
+// preflight sends req and counts it in st: its latency from due, an op,
+// and whether it was approved or refused.
+func preflight(ctx context.Context, c *client.Client, st *loopStats, due time.Time, customer string, req ledger.PreflightRequest) (*ledger.PreflightReply, error) {
+	pf, err := c.Preflight(ctx, customer, req)
+	st.hist.Record(time.Since(due))
+	st.ops++
+	switch {
+	case err != nil:
+	case pf.Approved:
+		st.approved++
+	default:
+		st.refused++
 	}
 	return pf, err
 }

@@ -58,6 +58,13 @@ type Options struct {
 	// sets it, for its throwaway server's bare-NATS baselines on subjects
 	// no role may use; the service never does. Without ConfigFile only.
 	NoAuth bool
+	// SyncInterval, if set, is how often the server's file store runs its
+	// block maintenance (server.Options.SyncInterval; 2 minutes by
+	// default). Every write is still fsynced before its ack. The
+	// maintenance is also when the store drops the cache of a block idle
+	// for 30 s, so the interval bounds how long those caches stay in
+	// memory; only the soak (bench/soak.go) sets it.
+	SyncInterval time.Duration
 }
 
 // Server is a running embedded nats-server.
@@ -109,6 +116,9 @@ func Start(o Options) (*Server, error) {
 	opts.SyncAlways = !o.NoSync
 	if o.ConfigFile == "" {
 		opts.MaxConn, opts.MaxSubs = ConnectionsMax, SubscriptionsMax
+	}
+	if o.SyncInterval > 0 {
+		opts.SyncInterval = o.SyncInterval
 	}
 	if o.Listen == "" {
 		if o.ConfigFile == "" {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/agentbill/agentbill/bench"
 )
@@ -18,6 +20,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := bench.Config{}
 	var jsonOut bool
 	var cpuProfile, only string
+	var soak time.Duration
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&cfg.Clients, "clients", bench.ClientsDefault, "concurrent clients, each with its own connection")
@@ -31,8 +34,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	fs.StringVar(&only, "only", "", "comma-separated scenarios to run (the request/reply baseline always runs)")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (writer included when embedded)")
+	fs.DurationVar(&soak, "soak", 0, "run only the soak for this long (e.g. 30m): mixed traffic at a fixed pace, heap and goroutines sampled over time, and a verdict (BENCHMARKS.md, \"Soak\"); --json applies")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
+	}
+	if soak != 0 {
+		return runSoak(ctx, soak, jsonOut, stdout, stderr)
 	}
 	if only != "" {
 		cfg.Only = strings.Split(only, ",")
@@ -94,6 +101,35 @@ func printReport(w io.Writer, rep *bench.Report) error {
 		if r.Note != "" {
 			fmt.Fprintf(w, "%s: %s\n", r.Scenario, r.Note)
 		}
+	}
+	return nil
+}
+
+// runSoak runs `bench --soak`; a failed verdict is an error (exit 1).
+func runSoak(ctx context.Context, d time.Duration, jsonOut bool, stdout, stderr io.Writer) error {
+	sc := bench.SoakConfig{Duration: d}
+	if !jsonOut {
+		sc.Progress = stderr
+	}
+	rep, err := bench.RunSoak(ctx, sc)
+	if err != nil {
+		if errors.Is(err, bench.ErrSoakConfig) {
+			fmt.Fprintf(stderr, "agentbill bench: %v\n", err)
+			return errUsage
+		}
+		return err
+	}
+	if jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		bench.PrintSoak(stdout, rep)
+	}
+	if !rep.Verdict.OK() {
+		return errors.New("soak: the verdict failed")
 	}
 	return nil
 }
