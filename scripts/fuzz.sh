@@ -29,6 +29,7 @@ targets=(
   "./ledger FuzzLedger 50000x"
   "./events FuzzDecodeCommit 250000x"
   "./events FuzzDecodeCommitFields 150000x"
+  "./httpapi FuzzOTLPTokens 150000x"
 )
 # The go test timeout only guards against a hung target; the budgets above
 # end long before it.
