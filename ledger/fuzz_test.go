@@ -7,6 +7,7 @@ import (
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/prices"
 )
 
 // The small world FuzzLedger's programs act on: few names, so commands
@@ -19,6 +20,13 @@ var (
 	fuzzTTLs      = []string{"1s", "1m", "15m", "24h"}
 	fuzzSteps     = []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour, 31 * 24 * time.Hour}
 )
+
+// fuzzPrices is the price list of FuzzLedger's priced commands: model m
+// with cache and long-context rates; model x is in no list (unpriced).
+const fuzzPrices = `{"list":"default","version":"f1","models":[{"id":"m","rates":{"input":"3","output":"15","cache_read":"0.3"},
+ "tiers":[{"above_input_tokens":20000,"rates":{"input":"6"}}],"request_fee":"0.001"}]}`
+
+var fuzzModels = []string{"m", "x"}
 
 // fuzzStepsMax bounds one program (4 bytes a step).
 const fuzzStepsMax = 256
@@ -34,8 +42,10 @@ func FuzzLedger(f *testing.F) {
 	f.Add([]byte{0, 1, 3, 3, 2, 2, 1, 17, 2, 2, 2, 1, 7, 4, 0, 0, 2, 3, 0, 0, 8, 0, 0, 0})
 	f.Add([]byte{0, 6, 0, 2, 1, 6, 0, 0, 2, 6, 0, 9, 3, 6, 0, 3, 4, 0, 1, 0, 5, 0, 0, 48})
 	f.Add([]byte{0, 2, 1, 1, 2, 3, 0, 1, 7, 3, 0, 0, 2, 3, 0, 1, 8, 0, 0, 0, 3, 1, 0, 1})
+	f.Add([]byte{0, 3, 2, 0, 2, 3, 0, 0x80, 3, 2, 0, 8, 2, 4, 1, 0xc0, 3, 5, 1, 0x18, 6, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, program []byte) {
 		fx := newFixture(t)
+		fx.setPrices(fuzzPrices)
 		var holds []string
 		for step := 0; step+4 <= len(program) && step/4 < fuzzStepsMax; step += 4 {
 			op, a, b, c := program[step], int(program[step+1]), int(program[step+2]), int(program[step+3])
@@ -72,6 +82,13 @@ func FuzzLedger(f *testing.F) {
 				if c&8 != 0 {
 					r.IdempotencyKey = fmt.Sprintf("k%d", b%4)
 				}
+				if c&128 != 0 { // priced: the estimate from the list (estimated_units the fallback if c&64)
+					in, out := int64(a)*200, int64(c)*10
+					r.UsageEstimate = &prices.Estimate{Model: fuzzModels[b%2], InputTokens: &in, MaxOutputTokens: &out}
+					if c&64 == 0 {
+						r.EstimatedUnits = nil
+					}
+				}
 				cmd = r
 			case 3:
 				r := &ledger.RecordRequest{CustomerID: cid, AgentID: fuzzAgents[b%3], Units: up(fuzzAmounts[a%8])}
@@ -83,6 +100,13 @@ func FuzzLedger(f *testing.F) {
 				}
 				if c&4 != 0 {
 					r.TaskRef = "t"
+				}
+				if c&8 != 0 { // usage to price (units the fallback unless c&16)
+					in, out, cached := int64(a)*300, int64(b)*7, int64(a)*30
+					r.Usage = &events.Usage{Model: fuzzModels[(c>>5)%2], InputTokens: &in, OutputTokens: &out, CacheReadTokens: &cached}
+					if c&16 != 0 {
+						r.Units = nil
+					}
 				}
 				cmd = r
 			case 4:
