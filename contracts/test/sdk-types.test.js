@@ -36,6 +36,12 @@ const REPLIES = [
   ['StatusReply.scopes[]', 'ScopeStatus', 'ScopeStatus'],
   ['RecordReply.funded_by[]', 'GrantDraw', 'GrantDraw'],
   ['PreflightReply.scope', 'ScopeRef', 'ScopeRef'],
+  // Priced usage: a pricing breakdown and its lines, and the price-list replies.
+  ['RecordReply.pricing', 'Pricing', 'Pricing'],
+  ['RecordReply.pricing.lines[]', 'PriceLine', 'PriceLine'],
+  ['POST /v1/prices 200', 'PricesResult', 'PricesResult'],
+  ['GET /v1/prices 200', 'PriceListsResult', 'PriceLists'],
+  ['PriceListsReply.lists[]', 'PriceListInfo', 'PriceListInfo'],
 ];
 const REQUESTS = [
   ['PreflightBody', 'PreflightOptions', 'preflight'],
@@ -98,9 +104,9 @@ function objectOf(x) {
   return null;
 }
 
-/** The members of `export interface NAME { ... }` in index.d.ts. */
+/** The members of `export interface NAME { ... }` (or of a declared class's fields) in index.d.ts. */
 function tsMembers(src, name) {
-  const m = src.match(new RegExp(`export interface ${name}(?:<[^>]*>)? \\{([\\s\\S]*?)\\n\\}`));
+  const m = src.match(new RegExp(`export (?:interface|declare class) ${name}(?:<[^>]*>)? \\{([\\s\\S]*?)\\n\\}`));
   assert.ok(m, `interface ${name} in index.d.ts`);
   return [...m[1].matchAll(/^\s{2}(\w+)\??:/gm)].map((x) => x[1]);
 }
