@@ -243,6 +243,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{ScenarioReplay, e.replay},
 		{ScenarioSignature, e.signature(rep)},
 		{ScenarioFlood, e.ledgerRun(ScenarioFlood, e.flood)},
+		{ScenarioSnapshotStall, e.ledgerRun(ScenarioSnapshotStall, e.snapshotStall)},
 	}
 	for _, step := range steps {
 		if !cfg.selected(step.name) {
@@ -259,8 +260,10 @@ func (c *Config) selected(name string) bool {
 	if name == ScenarioSpreadWebhook || name == ScenarioSpreadAfter {
 		return c.Webhooks && c.selected(ScenarioSpread)
 	}
-	if name == ScenarioFlood {
-		return slices.Contains(c.Only, name) // only when named: it opens 288 more connections
+	if name == ScenarioFlood || name == ScenarioSnapshotStall {
+		// Only when named: the flood opens 288 more connections, the
+		// snapshot stall loads every customer first.
+		return slices.Contains(c.Only, name)
 	}
 	if len(c.Only) == 0 || name == ScenarioRequestReply {
 		return true

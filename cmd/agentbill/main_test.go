@@ -297,6 +297,36 @@ func TestBenchFlood(t *testing.T) {
 	}
 }
 
+// TestBenchSnapshotStall: the snapshot_stall scenario loads its customers,
+// forces a snapshot during its second run, and says how long the writer
+// paused for it and what both runs' tails were.
+func TestBenchSnapshotStall(t *testing.T) {
+	out, err := exec.Command(binary, "bench", "--duration", "600ms", "--clients", "4", "--customers", "500",
+		"--only", "snapshot_stall", "--json").Output()
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	var rep struct {
+		Results []struct {
+			Scenario string `json:"scenario"`
+			Ops      uint64 `json:"ops"`
+			Errors   uint64 `json:"errors"`
+			Note     string `json:"note"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("bench --json: %v\n%s", err, out)
+	}
+	if n := len(rep.Results); n != 2 || rep.Results[1].Scenario != "snapshot_stall" {
+		t.Fatalf("want the baseline and snapshot_stall, got %s", out)
+	}
+	r := rep.Results[1]
+	if r.Ops == 0 || r.Errors != 0 || !strings.Contains(r.Note, "500 customers") ||
+		!regexp.MustCompile(`without a snapshot p99 \d+us p99\.9 \d+us.*; with one forced .* p99\.9 \d+us \(p99\.9 [-+]\d+\.\d ms\); the writer paused \d+ ms to encode it`).MatchString(r.Note) {
+		t.Errorf("snapshot_stall: %+v; want ops, no errors, both runs' tails and the writer's pause", r)
+	}
+}
+
 // The benchmark is a product feature: a short run must produce every
 // scenario with real figures and no errors.
 func TestBenchProducesEveryScenario(t *testing.T) {
