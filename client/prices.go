@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/nats-io/nats.go"
 
@@ -102,7 +101,6 @@ func missing(got map[int]*ledger.PricesReply, want int) string {
 			not = append(not, p)
 		}
 	}
-	slices.Sort(answered)
 	return fmt.Sprintf("set on partitions %v of %d; %v did not answer (setting the same version again is safe)", answered, want, not)
 }
 

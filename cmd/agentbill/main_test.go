@@ -262,29 +262,39 @@ func TestAuditVerifyDetectsForgery(t *testing.T) {
 
 var asOfSeq = regexp.MustCompile(`"as_of_seq":[0-9]+`)
 
-// The flood scenario runs only when named, and its ordinary customers are
-// never answered unavailable: none holds more than one place in the
-// writer's queue, far under its per-customer cap.
-func TestBenchFlood(t *testing.T) {
-	out, err := exec.Command(binary, "bench", "--duration", "400ms", "--clients", "2", "--only", "flood", "--json").Output()
+// benchResult is one scenario's row of bench --json.
+type benchResult struct {
+	Scenario string `json:"scenario"`
+	Ops      uint64 `json:"ops"`
+	Errors   uint64 `json:"errors"`
+	Note     string `json:"note"`
+}
+
+// benchOnly runs bench --only scenario --json with args and returns the
+// scenario's row: the report must hold the baseline and that one only.
+func benchOnly(t *testing.T, scenario string, args ...string) benchResult {
+	t.Helper()
+	out, err := exec.Command(binary, append(append([]string{"bench"}, args...), "--only", scenario, "--json")...).Output()
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out)
 	}
 	var rep struct {
-		Results []struct {
-			Scenario string `json:"scenario"`
-			Ops      uint64 `json:"ops"`
-			Errors   uint64 `json:"errors"`
-			Note     string `json:"note"`
-		} `json:"results"`
+		Results []benchResult `json:"results"`
 	}
 	if err := json.Unmarshal(out, &rep); err != nil {
 		t.Fatalf("bench --json: %v\n%s", err, out)
 	}
-	if n := len(rep.Results); n != 2 || rep.Results[1].Scenario != "flood" {
-		t.Fatalf("want the baseline and flood, got %s", out)
+	if n := len(rep.Results); n != 2 || rep.Results[1].Scenario != scenario {
+		t.Fatalf("want the baseline and %s, got %s", scenario, out)
 	}
-	f := rep.Results[1]
+	return rep.Results[1]
+}
+
+// The flood scenario runs only when named, and its ordinary customers are
+// never answered unavailable: none holds more than one place in the
+// writer's queue, far under its per-customer cap.
+func TestBenchFlood(t *testing.T) {
+	f := benchOnly(t, "flood", "--duration", "400ms", "--clients", "2")
 	if f.Ops == 0 || f.Errors != 0 || !strings.Contains(f.Note, "during the flood") || !strings.Contains(f.Note, "0 unavailable, 0 other errors. ") {
 		t.Errorf("flood: %+v; want ordinary ops, no errors and no unavailable during the flood", f)
 	}
@@ -301,26 +311,7 @@ func TestBenchFlood(t *testing.T) {
 // forces a snapshot during its second run, and says how long the writer
 // paused for it and what both runs' tails were.
 func TestBenchSnapshotStall(t *testing.T) {
-	out, err := exec.Command(binary, "bench", "--duration", "600ms", "--clients", "4", "--customers", "500",
-		"--only", "snapshot_stall", "--json").Output()
-	if err != nil {
-		t.Fatalf("bench: %v\n%s", err, out)
-	}
-	var rep struct {
-		Results []struct {
-			Scenario string `json:"scenario"`
-			Ops      uint64 `json:"ops"`
-			Errors   uint64 `json:"errors"`
-			Note     string `json:"note"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(out, &rep); err != nil {
-		t.Fatalf("bench --json: %v\n%s", err, out)
-	}
-	if n := len(rep.Results); n != 2 || rep.Results[1].Scenario != "snapshot_stall" {
-		t.Fatalf("want the baseline and snapshot_stall, got %s", out)
-	}
-	r := rep.Results[1]
+	r := benchOnly(t, "snapshot_stall", "--duration", "600ms", "--clients", "4", "--customers", "500")
 	if r.Ops == 0 || r.Errors != 0 || !strings.Contains(r.Note, "500 customers") ||
 		!regexp.MustCompile(`without a snapshot p99 \d+us p99\.9 \d+us.*; with one forced .* p99\.9 \d+us \(p99\.9 [-+]\d+\.\d ms\); the writer paused \d+ ms to encode it`).MatchString(r.Note) {
 		t.Errorf("snapshot_stall: %+v; want ops, no errors, both runs' tails and the writer's pause", r)
