@@ -145,6 +145,7 @@ func TestMetricsAfterScriptedRequests(t *testing.T) {
 		{"agentbill_writer_role", []string{"role", projections.RoleLeader}, 1},
 		{"agentbill_writer_role", []string{"role", projections.RoleStarting}, 0},
 		{"agentbill_snapshot_failures_total", nil, 0}, // present (value -1 would be absent)
+		{"agentbill_snapshot_shadow_restarts_total", nil, 0},
 	} {
 		if got := value(after, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v: got %v, want %v", c.name, c.labels, got, c.want)
@@ -234,6 +235,9 @@ func TestSnapshotAge(t *testing.T) {
 		}
 		if got, want := value(fams, "agentbill_snapshot_sequence"), float64(snaps.SavedSeq.Load()); got != want || want == 0 {
 			t.Errorf("agentbill_snapshot_sequence: got %v, want %v (not 0)", got, want)
+		}
+		if got, want := value(fams, "agentbill_snapshot_shadow_sequence"), float64(snaps.ShadowSeq.Load()); got != want || want < float64(snaps.SavedSeq.Load()) {
+			t.Errorf("agentbill_snapshot_shadow_sequence: got %v, want %v (at least the snapshot's)", got, want)
 		}
 	}
 }

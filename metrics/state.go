@@ -34,6 +34,10 @@ var (
 		"The sequence the last stored snapshot covers.", nil, nil)
 	snapshotFailuresDesc = prometheus.NewDesc("agentbill_snapshot_failures_total",
 		"Snapshots the writer could not take or store (it retries later; the log stays whole).", nil, nil)
+	shadowSeqDesc = prometheus.NewDesc("agentbill_snapshot_shadow_sequence",
+		"The last sequence the snapshot shadow (the copy of the state snapshots are encoded from, off the writer's loop) has applied; its lag is agentbill_stream_last_sequence minus this.", nil, nil)
+	shadowRestartsDesc = prometheus.NewDesc("agentbill_snapshot_shadow_restarts_total",
+		"Times the snapshot shadow fell behind or lost step and was rebuilt from the log.", nil, nil)
 	rebuildsDesc = prometheus.NewDesc("agentbill_rebuilds_total",
 		"Times the writer dropped its state and replayed the log after a failed append.", nil, nil)
 	overloadedDesc = prometheus.NewDesc("agentbill_overloaded_total",
@@ -53,7 +57,7 @@ type stateCollector struct {
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{roleDesc, lastSeqDesc, replayedDesc, replayTargetDesc,
-		customersDesc, openDesc, snapshotAgeDesc, snapshotSeqDesc, snapshotFailuresDesc, rebuildsDesc, overloadedDesc, throttledDesc, rateLimitedDesc} {
+		customersDesc, openDesc, snapshotAgeDesc, snapshotSeqDesc, snapshotFailuresDesc, shadowSeqDesc, shadowRestartsDesc, rebuildsDesc, overloadedDesc, throttledDesc, rateLimitedDesc} {
 		ch <- d
 	}
 }
@@ -78,10 +82,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(customersDesc, st.Customers.Load())
 	gauge(openDesc, st.OpenReservations.Load())
 	gauge(snapshotSeqDesc, st.Snapshots.SavedSeq.Load())
+	gauge(shadowSeqDesc, st.Snapshots.ShadowSeq.Load())
 	counter := func(d *prometheus.Desc, v uint64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
 	counter(snapshotFailuresDesc, st.Snapshots.Failed.Load())
+	counter(shadowRestartsDesc, st.Snapshots.ShadowRestarts.Load())
 	counter(rebuildsDesc, st.Rebuilds.Load())
 	counter(overloadedDesc, st.Overloaded.Load())
 	counter(throttledDesc, st.Throttled.Load())

@@ -185,8 +185,8 @@ func (w *Writer) applyFollowed(m jetstream.Msg, v *LogVerifier) error {
 	for _, e := range c.Events {
 		w.state.Apply(e)
 	}
-	// Any writer's commit moves the fence, so the next snapshot names it.
-	w.lastSeq, w.snap.commit = md.Sequence.Stream, m.Headers().Get(jetstream.MsgIDHeader)
+	// Any writer's commit moves the fence.
+	w.lastSeq = md.Sequence.Stream
 	if m.Subject() == w.subject {
 		w.chainHead = events.ChainHash(m.Headers().Get(events.ChainHeader), m.Data())
 	}
@@ -215,9 +215,7 @@ func (w *Writer) takeover(ctx context.Context, l *lease) error {
 		return fmt.Errorf("takeover: catch up: %w", err)
 	}
 	if seq > w.lastSeq {
-		// The catch-up read events, not headers: no snapshot until the
-		// next commit names one (as after a rebuild, restored).
-		w.lastSeq, w.snap.commit = seq, ""
+		w.lastSeq = seq
 	}
 	if w.chainHead, err = ChainHead(ctx, w.js, w.cfg.Name); err != nil {
 		return fmt.Errorf("takeover: %w", err)

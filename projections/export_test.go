@@ -7,3 +7,11 @@ func SetSnapshotPartBytes(n int) (restore func()) {
 	snapshotPartBytes = n
 	return func() { snapshotPartBytes = old }
 }
+
+// SetShadowQueueBytes sets the bound on the commit bytes waiting for the
+// snapshot shadow; it returns a func that restores it.
+func SetShadowQueueBytes(n int) (restore func()) {
+	old := shadowQueueBytesMax
+	shadowQueueBytesMax = n
+	return func() { shadowQueueBytesMax = old }
+}

@@ -504,7 +504,7 @@ func (w *Writer) appendEmpty(ctx context.Context, header, value string) error {
 	if ack.Duplicate || !fence.next(ack.Sequence) {
 		return fmt.Errorf("%w: commit acknowledged at sequence %d after %d", ErrAppend, ack.Sequence, w.lastSeq)
 	}
-	w.lastSeq, w.chainHead, w.snap.commit = ack.Sequence, head, id
+	w.lastSeq, w.chainHead = ack.Sequence, head
 	w.stats.LastSeq.Store(w.lastSeq)
 	w.noteHistory(true)
 	return nil

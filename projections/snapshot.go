@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -93,7 +92,8 @@ type SnapshotStats struct {
 	Saved      atomic.Uint64 // snapshots stored
 	SavedSeq   atomic.Uint64 // the sequence the last stored one covers
 	SavedBytes atomic.Uint64 // its size
-	// EncodeNanos is how long the last one paused the writer to encode;
+	// EncodeNanos is how long the last one took to encode, on the
+	// shadow's goroutine (shadow.go; the writer does not wait for it);
 	// StoreNanos how long storing it took, in the background.
 	EncodeNanos atomic.Uint64
 	StoreNanos  atomic.Uint64
@@ -107,6 +107,11 @@ type SnapshotStats struct {
 	LoadedSeq  atomic.Uint64
 	LoadNanos  atomic.Uint64
 	TailEvents atomic.Uint64
+	// ShadowSeq is the last sequence the shadow has applied (shadow.go);
+	// ShadowRestarts counts the times it started again from the log
+	// because it fell behind or lost step (not counting its first start).
+	ShadowSeq      atomic.Uint64
+	ShadowRestarts atomic.Uint64
 }
 
 // Snapshot is a stored snapshot, loaded and verified.
@@ -417,24 +422,27 @@ func commitAt(ctx context.Context, st jetstream.Stream, seq uint64) (string, err
 	return m.Header.Get(jetstream.MsgIDHeader), nil
 }
 
-// snapshotter is the writer's snapshot schedule. commit is owned by the
-// loop; buf by the loop while no upload is in flight, by the upload
-// otherwise; the rest is shared with the upload goroutine.
+// snapshotter is the writer's snapshot schedule, shared by the loop, the
+// shadow (shadow.go) and the upload. buf is the shadow's while no upload
+// is in flight, the upload's otherwise.
 type snapshotter struct {
-	commit string // ID of the commit at the writer's lastSeq; "" if unknown
-
 	savedEvents atomic.Uint64  // events in the state the last snapshot covers
 	savedAt     atomic.Int64   // when it was taken or loaded (Unix ns)
 	retryAt     atomic.Int64   // no snapshot before (Unix ns), after a failure
-	forced      atomic.Bool    // take one at the next quiet moment
+	forced      atomic.Bool    // take one as soon as the shadow can
 	uploading   atomic.Bool    // at most one upload in flight
 	buf         snapshotBuffer // the last snapshot; reused once its upload ends
 	uploads     sync.WaitGroup
+	wake        chan struct{} // pokes the shadow (pokeShadow)
 }
 
-// SnapshotNow asks the writer to take a snapshot at its next quiet moment,
-// whatever the schedule says (for tests and operators).
-func (w *Writer) SnapshotNow() { w.snap.forced.Store(true) }
+// SnapshotNow asks the writer to take a snapshot as soon as its shadow has
+// applied every commit made durable so far, whatever the schedule says
+// (for tests and operators).
+func (w *Writer) SnapshotNow() {
+	w.snap.forced.Store(true)
+	w.pokeShadow()
+}
 
 // restore returns the state at the end of the log: the newest good
 // snapshot with the log after it applied, or, if there is none, the whole
@@ -473,7 +481,7 @@ func (w *Writer) restore(ctx context.Context) (s *ledger.State, seq uint64, head
 	}
 	w.stats.Snapshots.TailEvents.Store(s.EventsApplied())
 	if !w.cfg.Snapshots.Off {
-		w.restored(ctx, 0, seq)
+		w.restored(0)
 	}
 	if head, err = w.restoredHead(ctx, stop.Verify); err != nil {
 		return nil, 0, "", err
@@ -519,18 +527,9 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, st
 		stop.Verify = w.verifier(snap.Meta.Seq+1, head, true)
 		stop.KeepUncovered = w.cfg.AdoptUnsigned != ""
 	}
-	seq, err := Replay(ctx, w.js, stop, func(_ uint64, e *events.Envelope) (err error) {
-		// A broken invariant here means the snapshot and the log disagree
-		// (Apply never fails on a state the log built): drop the snapshot
-		// and replay the whole log rather than stop for good.
-		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("%w: event %s does not apply to it: %v", errSnapshotDiverged, e.ID, r)
-			}
-		}()
-		s.Apply(e)
-		return nil
-	})
+	// A broken invariant here means the snapshot and the log disagree:
+	// drop the snapshot and replay the whole log rather than stop for good.
+	seq, err := Replay(ctx, w.js, stop, func(_ uint64, e *events.Envelope) error { return applySafely(s, e) })
 	if err != nil {
 		if errors.Is(err, errSnapshotDiverged) {
 			w.stats.Snapshots.Rejected.Add(1)
@@ -547,7 +546,7 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, st
 	w.stats.Snapshots.LoadedSeq.Store(snap.Meta.Seq)
 	w.stats.Snapshots.LoadNanos.Store(uint64(loaded))
 	w.stats.Snapshots.TailEvents.Store(s.EventsApplied() - at)
-	w.restored(ctx, at, seq)
+	w.restored(at)
 	w.log.Info("snapshot loaded", "snapshot", snap.Name, "bytes", snap.Bytes, "took", loaded.Round(time.Millisecond),
 		"tail_events", s.EventsApplied()-at)
 	head, err := w.restoredHead(ctx, stop.Verify)
@@ -558,82 +557,11 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, st
 }
 
 // restored resets the schedule after a rebuild: the state at savedEvents
-// is stored (0: none is), and the commit at seq is looked up so the next
-// snapshot can name it.
-func (w *Writer) restored(ctx context.Context, savedEvents, seq uint64) {
+// is stored (0: none is).
+func (w *Writer) restored(savedEvents uint64) {
 	w.snap.savedEvents.Store(savedEvents)
 	w.snap.savedAt.Store(time.Now().UnixNano())
 	w.snap.retryAt.Store(0)
-	if seq == 0 {
-		w.snap.commit = ""
-		return
-	}
-	st, err := w.js.Stream(ctx, events.StreamName)
-	if err == nil {
-		w.snap.commit, err = commitAt(ctx, st, seq)
-	}
-	if err != nil {
-		w.snap.commit = "" // no snapshot until the next commit names one
-		w.log.Warn("cannot read the last commit's ID", "seq", seq, "err", err)
-	}
-}
-
-// snapshotDue reports whether a snapshot should be taken at the next
-// quiet moment.
-func (w *Writer) snapshotDue() bool {
-	sn := &w.snap
-	if w.cfg.Snapshots.Off || sn.commit == "" || sn.uploading.Load() {
-		return false
-	}
-	now := time.Now()
-	if now.UnixNano() < sn.retryAt.Load() {
-		return false
-	}
-	if sn.forced.Load() {
-		return true
-	}
-	since := w.state.EventsApplied() - sn.savedEvents.Load()
-	return since >= w.cfg.Snapshots.EventsEvery ||
-		(since > 0 && now.Sub(time.Unix(0, sn.savedAt.Load())) >= w.cfg.Snapshots.IntervalMax)
-}
-
-// quiet reports whether the state is exactly the log up to lastSeq: no
-// commit in flight, nothing decided and not yet sent.
-func (w *Writer) quiet() bool {
-	return w.inflight == 0 && w.enc.Len() == 0 && len(w.queue) == 0 && len(w.openBatch) == 0
-}
-
-// snapshotDraining reports whether a snapshot is due but must wait for
-// the commits in flight: the loop takes no new requests meanwhile, so the
-// pause lasts one commit's fsync, not until the load stops.
-func (w *Writer) snapshotDraining() bool { return !w.quiet() && w.snapshotDue() }
-
-// maybeSnapshot takes a snapshot if one is due and the writer is quiet.
-// It encodes on the loop (nothing may change the state meanwhile; for
-// 1,000,000 idle customers this pauses the writer ~0.6 s) and stores in
-// the background.
-func (w *Writer) maybeSnapshot(ctx context.Context) {
-	if !w.quiet() || !w.snapshotDue() {
-		return
-	}
-	meta := ledger.SnapshotMeta{Seq: w.lastSeq, Writer: w.cfg.Name, Commit: w.snap.commit}
-	start := time.Now()
-	buf := &w.snap.buf // free: no upload is in flight
-	buf.reset()
-	if err := w.state.WriteSnapshot(buf, meta); err != nil {
-		w.stats.Snapshots.Failed.Add(1)
-		w.snap.retryAt.Store(time.Now().Add(SnapshotRetryAfter).UnixNano())
-		w.log.Error("snapshot not taken", "seq", meta.Seq, "err", err)
-		return
-	}
-	var sig string
-	if w.cfg.Signer != nil {
-		sig = w.cfg.Signer.SignSnapshot(meta.Writer, meta.Seq, meta.Commit, buf.tail(sha256.Size))
-	}
-	w.snap.forced.Store(false)
-	w.snap.uploading.Store(true)
-	w.snap.uploads.Add(1)
-	go w.upload(ctx, meta, sig, w.state.EventsApplied(), buf, time.Since(start))
 }
 
 // snapshotBuffer holds an encoded snapshot in fixed-size chunks, kept for
@@ -683,7 +611,7 @@ func (b *snapshotBuffer) reader() io.Reader {
 	return io.MultiReader(rs...)
 }
 
-// upload stores a snapshot taken by maybeSnapshot. It uses the request
+// upload stores a snapshot the shadow encoded. It uses the request
 // connection, so that its megabytes never delay a commit on LogConn.
 func (w *Writer) upload(ctx context.Context, meta ledger.SnapshotMeta, sig string, eventsApplied uint64, body *snapshotBuffer, encode time.Duration) {
 	defer w.snap.uploads.Done()

@@ -33,7 +33,7 @@ import (
 //	go test -run '^$' -bench Restart -benchtime 1x -timeout 30m ./projections
 //
 // Steps, each reported as a metric: (1) full replay of EVENTS-TAIL events;
-// (2) snapshot of that state (writer pause to encode, store time, size);
+// (2) snapshot of that state (encode time on the shadow, store time, size);
 // (3) TAIL more events appended; restart from the snapshot + tail; (4)
 // snapshot at the end, restart from it with no tail; (5) full replay of
 // EVENTS events with snapshots off.

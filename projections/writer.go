@@ -212,6 +212,7 @@ type Writer struct {
 	// links to it (events.ChainHeader).
 	chainHead string
 	snap      snapshotter
+	shadow    *shadow // the snapshots' source while the loop runs; nil with Snapshots.Off
 	// known is the stream this writer serves, as far as it has applied it
 	// (and as Config.HistoryFile recorded it), last written at historyAt.
 	known     history
@@ -313,6 +314,7 @@ func New(cfg Config) *Writer {
 	w := &Writer{cfg: cfg, nc: cfg.Conn, lc: cfg.LogConn, log: cfg.Logger, in: make(chan *pending, RequestQueueMax),
 		pricesIn: make(chan *pending, PricesQueueMax),
 		subject:  events.LogSubject(cfg.Name), limits: ratelimit.New(cfg.RateLimit, RateLimitCustomersMax)}
+	w.snap.wake = make(chan struct{}, 1)
 	w.role.Store(RoleStarting)
 	return w
 }
@@ -592,6 +594,7 @@ type flight struct {
 	events   int
 	bytes    int
 	sent     time.Time
+	body     []byte // the commit, for the shadow (nil without one)
 }
 
 // loop is the single writer. It decides requests as they arrive into the
@@ -615,12 +618,17 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error) error {
 	defer deadline.Stop()
 	w.sentSeq = w.lastSeq
 	w.openCommit()
+	if !w.cfg.Snapshots.Off {
+		w.shadow = w.startShadow(ctx, w.lastSeq)
+		defer func() {
+			w.shadow.stop()
+			w.shadow = nil
+		}()
+	}
 	for {
 		in := w.in
 		if w.openFull() {
 			in = nil // the open commit is full: wait for an ack to send it
-		} else if w.snapshotDraining() {
-			in = nil // let the commits in flight drain, then snapshot
 		}
 		if len(w.queue) > 0 {
 			deadline.Reset(time.Until(w.queue[0].sent.Add(AppendTimeout)))
@@ -672,7 +680,6 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error) error {
 			}
 		}
 		w.answerReady()
-		w.maybeSnapshot(ctx)
 	}
 }
 
@@ -753,6 +760,9 @@ func (w *Writer) send() error {
 	m, head := w.commitMsg(w.openID, w.enc.Bytes(), w.fence(f.expect))
 	m.Reply = w.ackSubject(f.no)
 	w.chainHead = head
+	if w.shadow != nil {
+		f.body = bytes.Clone(m.Data) // the encoder's buffer is reused
+	}
 	err := w.lc.PublishMsg(m)
 	w.openCommit()
 	if err != nil {
@@ -772,7 +782,8 @@ func (w *Writer) onAck(m *nats.Msg) error {
 		return err
 	}
 	before := w.lastSeq
-	w.lastSeq, w.snap.commit = seq, f.id
+	w.lastSeq = seq
+	w.shadow.push(seq, f.id, f.body)
 	w.inflight--
 	w.stats.LastSeq.Store(seq)
 	w.stats.Batches.Add(1)
@@ -882,6 +893,7 @@ func (w *Writer) fail(ctx context.Context, cause error) error {
 	switch ie := asIntegrity(err); {
 	case err == nil:
 		w.sentSeq = w.lastSeq
+		w.shadow.restart(w.lastSeq) // it may hold decisions that were never durable
 		w.ready.Store(true)
 		w.role.Store(RoleLeader)
 		return nil
