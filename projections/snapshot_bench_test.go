@@ -41,14 +41,7 @@ func BenchmarkRestart(b *testing.B) {
 	customers := benchEnv(b, "AGENTBILL_BENCH_CUSTOMERS", 1_000_000)
 	total := benchEnv(b, "AGENTBILL_BENCH_EVENTS", 4_000_000)
 	tail := benchEnv(b, "AGENTBILL_BENCH_TAIL", 1_000_000)
-	span := 240 * time.Hour
-	if v := os.Getenv("AGENTBILL_BENCH_SPAN"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			b.Fatal(err)
-		}
-		span = d
-	}
+	span := benchSpan(b)
 	if total < 3*customers+tail {
 		b.Fatalf("events %d must be at least 3 per customer (%d) + tail %d", total, 3*customers, tail)
 	}
@@ -95,6 +88,21 @@ func BenchmarkRestart(b *testing.B) {
 		b.ReportMetric(float64(g.events)/ready.Seconds(), "full-replay-2-events/s")
 		w.Stop(b)
 	}
+}
+
+// benchSpan is AGENTBILL_BENCH_SPAN, the event time a generated log
+// spans (240h by default).
+func benchSpan(b *testing.B) time.Duration {
+	b.Helper()
+	v := os.Getenv("AGENTBILL_BENCH_SPAN")
+	if v == "" {
+		return 240 * time.Hour
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
 }
 
 func benchEnv(b *testing.B, name string, def int) int {
