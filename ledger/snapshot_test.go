@@ -225,7 +225,7 @@ func TestSnapshotRejectsUnknownValues(t *testing.T) {
 }
 
 // A large state is encoded in parts on every core; the bytes do not depend
-// on how many parts there were.
+// on how many parts there were, nor on encoding in the background.
 func TestSnapshotEncodingIndependentOfParallelism(t *testing.T) {
 	s := ledger.NewState()
 	ids := &counter{}
@@ -248,6 +248,13 @@ func TestSnapshotEncodingIndependentOfParallelism(t *testing.T) {
 		} else if !bytes.Equal(got, want) {
 			t.Fatalf("with %d cores the snapshot differs from the one with 1", procs)
 		}
+	}
+	var bg bytes.Buffer
+	if err := s.WriteSnapshotInBackground(&bg, snapMeta); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(bg.Bytes(), want) {
+		t.Fatal("the background encoding differs from the one on every core")
 	}
 	r := restore(t, want)
 	if r.Customers() != 25_000 || !bytes.Equal(snapshotOf(t, r), want) {

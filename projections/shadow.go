@@ -314,7 +314,7 @@ func (s *shadow) snapshot(ctx context.Context) {
 	if w.cfg.Fault != nil {
 		w.cfg.Fault(FaultSnapshotEncoding)
 	}
-	if err := s.state.WriteSnapshot(buf, meta); err != nil {
+	if err := s.state.WriteSnapshotInBackground(buf, meta); err != nil {
 		w.stats.Snapshots.Failed.Add(1)
 		w.snap.retryAt.Store(time.Now().Add(SnapshotRetryAfter).UnixNano())
 		w.log.Error("snapshot not taken", "seq", meta.Seq, "err", err)
