@@ -32,6 +32,9 @@ const (
 	snapStallThink   = 5 * time.Millisecond
 	// snapStallWait bounds the wait for the forced snapshot to be stored.
 	snapStallWait = 5 * time.Minute
+	// snapStallCyclesMax bounds the cycles each client times in the
+	// second run (32 clients at 5 ms think make about 200 a second each).
+	snapStallCyclesMax = 1 << 16
 )
 
 // snapshotStall runs the scenario.
@@ -45,8 +48,14 @@ func (e *env) snapshotStall(ctx context.Context) (Result, error) {
 	}
 	loaded := time.Since(loadStart)
 	clients := e.clients[:min(snapStallClients, len(e.clients))]
+	cycles := make([][]timedCycle, len(clients)) // each client's, of the second run
+	var timing atomic.Bool
 	run := func(ctx context.Context, i int, st *loopStats, due time.Time) error {
+		start := time.Now()
 		err := e.cycleWith(ctx, clients[i], st, due, "cust-"+strconv.Itoa(rand.IntN(e.cfg.Customers)), nil)
+		if timing.Load() && len(cycles[i]) < snapStallCyclesMax {
+			cycles[i] = append(cycles[i], timedCycle{start: start, took: time.Since(start)})
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(snapStallThink):
@@ -71,6 +80,7 @@ func (e *env) snapshotStall(ctx context.Context) (Result, error) {
 		clean = " (a scheduled snapshot was taken during it: run again)"
 	}
 	saved := snaps.Saved.Load()
+	timing.Store(true)
 	force := time.AfterFunc(min(e.cfg.Duration/10, WarmupMax)+e.cfg.Duration/3, e.writer.SnapshotNow)
 	defer force.Stop()
 	during, secs := e.driveN(ctx, len(clients), e.cfg.Duration, 0, run)
@@ -89,14 +99,55 @@ func (e *env) snapshotStall(ctx context.Context) (Result, error) {
 		if stored.After(ended) {
 			when = "not both within the run, so the run did not see all of it: run again with a longer --duration"
 		}
-		taken = fmt.Sprintf("the shadow encoded it in %.0f ms (%.1f MB) and it was stored in %.0f ms, %s",
-			float64(encode)/1e6, float64(snaps.SavedBytes.Load())/1e6, float64(store)/1e6, when)
+		taken = fmt.Sprintf("the shadow encoded it in %.0f ms (%.1f MB) and it was stored in %.0f ms, %s; %s",
+			float64(encode)/1e6, float64(snaps.SavedBytes.Load())/1e6, float64(store)/1e6, when,
+			phases(cycles, stored.Add(-store-encode), stored.Add(-store), stored))
 	}
 	r.Note = fmt.Sprintf("%d customers (loaded in %.1fs), %d clients pausing %s between cycles: without a snapshot p99 %.0fus p99.9 %.0fus%s; "+
 		"with one forced a third of the way in p99 %.0fus p99.9 %.0fus (p99.9 %+.1f ms); %s",
 		e.cfg.Customers, loaded.Seconds(), len(clients), snapStallThink, without.P99us, without.P999us, clean,
 		r.P99us, r.P999us, (r.P999us-without.P999us)/1e3, taken)
 	return r, nil
+}
+
+// timedCycle is one preflight+record cycle of the second run: when it
+// started and how long it took.
+type timedCycle struct {
+	start time.Time
+	took  time.Duration
+}
+
+// phases says how the cycles that started before the snapshot, while it
+// was encoded, while it was stored, and after, fared: the count and the
+// p99.9 and maximum of each phase's cycle times (a preflight and a
+// record), so a worse tail can be put down to encoding or to storing.
+func phases(cycles [][]timedCycle, encodeFrom, storeFrom, storeTo time.Time) string {
+	bounds := []time.Time{encodeFrom, storeFrom, storeTo}
+	names := []string{"before", "encoding", "storing", "after"}
+	var hs [4]Histogram
+	var peak [4]time.Duration
+	var n [4]int
+	for _, cs := range cycles {
+		for _, c := range cs {
+			i := 0
+			for i < len(bounds) && !c.start.Before(bounds[i]) {
+				i++
+			}
+			hs[i].Record(c.took)
+			peak[i] = max(peak[i], c.took)
+			n[i]++
+		}
+	}
+	out := "cycles (preflight+record) of the second run by when they started:"
+	for i, name := range names {
+		if n[i] == 0 {
+			out += fmt.Sprintf(" %s none;", name)
+			continue
+		}
+		out += fmt.Sprintf(" %s %d, p99.9 %.1f ms, max %.1f ms;", name, n[i],
+			float64(hs[i].Quantile(0.999))/1e6, float64(peak[i])/1e6)
+	}
+	return out[:len(out)-1]
 }
 
 // loadCustomers makes sure Config.Customers customers exist: each gets
