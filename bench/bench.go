@@ -419,8 +419,12 @@ func (e *env) close() {
 
 // loopStats are one client's counts.
 type loopStats struct {
-	hist              Histogram
-	second            Histogram // the second op of a cycle (record), if any
+	hist   Histogram
+	second Histogram // the second op of a cycle (record), if any
+	// sent is the first op's latency from the moment it was sent, not
+	// from when it was due: open loop, hist minus this is the wait behind
+	// the same client's late calls.
+	sent              Histogram
 	ops, cycles       uint64
 	approved, refused uint64
 	errors            uint64
@@ -432,6 +436,7 @@ type loopStats struct {
 func (t *loopStats) merge(s *loopStats) {
 	t.hist.Merge(&s.hist)
 	t.second.Merge(&s.second)
+	t.sent.Merge(&s.sent)
 	t.ops += s.ops
 	t.cycles += s.cycles
 	t.approved += s.approved
