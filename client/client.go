@@ -249,6 +249,9 @@ func (c *Client) replySubject() string {
 // process's CPU here, most of it in the second decode).
 func decodeReply(data []byte, out any) error {
 	if !mayHoldError(data) {
+		if decodeReplyFast(data, out) {
+			return nil
+		}
 		if err := json.Unmarshal(data, out); err != nil {
 			return fmt.Errorf("agentbill: malformed reply: %w", err)
 		}

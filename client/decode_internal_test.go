@@ -5,7 +5,9 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 
+	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
 )
 
@@ -90,4 +92,86 @@ func TestMayHoldError(t *testing.T) {
 			t.Errorf("mayHoldError(%s) = %v, want %v", c.body, got, c.want)
 		}
 	}
+}
+
+// replySamples are replies as the writer writes them (ledger.AppendReply),
+// and a few it does not.
+func replySamples(t testing.TB) [][]byte {
+	t.Helper()
+	exp := time.Date(2026, 12, 3, 14, 0, 0, 123_000_000, time.UTC)
+	var units, neg events.Units
+	var rem events.Signed
+	for _, c := range []struct {
+		s string
+		v json.Unmarshaler
+	}{{"10.5", &units}, {"1000000000000", &neg}, {"-3.25", &rem}} {
+		if err := c.v.UnmarshalJSON([]byte(c.s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out [][]byte
+	for _, r := range []ledger.Reply{
+		&ledger.PreflightReply{Approved: true, Message: "approved", ReservationID: "0192b1f4-0000-7000-8000-000000000000",
+			ReservedUnits: units, RemainingUnits: rem, ExpiresAt: &exp},
+		&ledger.PreflightReply{Reason: ledger.ReasonBudgetExhausted, Message: "no <budget> & é", UpgradeURL: "https://x/y",
+			RetryAfterMs: 250, Partial: true, Overdraft: true, Unchecked: true, MaxOutputTokens: 9},
+		&ledger.RecordReply{Status: ledger.StatusRecorded, EventID: "e1", ReservationID: "r1", ChargedUnits: units,
+			ReleasedUnits: neg, RemainingUnits: rem, Exhausted: true, Unpriced: "no price"},
+		&ledger.RecordReply{Status: ledger.StatusDuplicate},
+	} {
+		b, ok := ledger.AppendReply(nil, r)
+		if !ok {
+			t.Fatalf("AppendReply does not write %#v", r)
+		}
+		out = append(out, b)
+	}
+	return append(out,
+		[]byte(`{"approved":true,"message":"a\"b","reserved_units":1,"remaining_units":1}`),
+		[]byte(`{"approved":true,"message":"m","reserved_units":01,"remaining_units":1}`),
+		[]byte(`{"approved":true,"message":"m","reserved_units":"1","remaining_units":1}`),
+		[]byte(`{"status":"recorded","charged_units":1,"released_units":0,"overage_units":0,"remaining_units":-1,"exhausted":false,"extra":1}`),
+		[]byte(` {"status":"recorded"}`),
+	)
+}
+
+// The writer's plain replies take the fast path, and it decodes them as
+// encoding/json does.
+func TestDecodeReplyFast(t *testing.T) {
+	for i, b := range replySamples(t) {
+		for _, pair := range [][2]any{{&ledger.PreflightReply{}, &ledger.PreflightReply{}}, {&ledger.RecordReply{}, &ledger.RecordReply{}}} {
+			got, want := pair[0], pair[1]
+			ok := decodeReplyFast(b, got)
+			wantErr := json.Unmarshal(b, want)
+			if i < 4 && ok != (i < 2 == (reflect.TypeOf(got) == reflect.TypeOf(&ledger.PreflightReply{}))) {
+				t.Errorf("%s into %T: fast %v", b, got, ok)
+			}
+			if ok && (wantErr != nil || !reflect.DeepEqual(got, want)) {
+				t.Errorf("%s: fast %+v, encoding/json %+v, %v", b, got, want, wantErr)
+			}
+		}
+	}
+}
+
+// FuzzDecodeReplyFast: whatever the fast path accepts, encoding/json
+// decodes to the same reply.
+func FuzzDecodeReplyFast(f *testing.F) {
+	for _, b := range replySamples(f) {
+		f.Add(b, true)
+		f.Add(b, false)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, preflight bool) {
+		var got, want any = &ledger.RecordReply{}, &ledger.RecordReply{}
+		if preflight {
+			got, want = &ledger.PreflightReply{}, &ledger.PreflightReply{}
+		}
+		if !decodeReplyFast(body, got) {
+			return
+		}
+		if err := json.Unmarshal(body, want); err != nil {
+			t.Fatalf("%q: fast path accepted, encoding/json: %v", body, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: fast %+v, encoding/json %+v", body, got, want)
+		}
+	})
 }
