@@ -429,7 +429,7 @@ func Encode(e *Envelope) ([]byte, error) {
 	if e.Data == nil || e.Data.EventType() != e.Type {
 		return nil, fmt.Errorf("%w: data does not match type %q", ErrInvalidEvent, e.Type)
 	}
-	if b, ok := appendFast(make([]byte, 0, fastEncodeBuf), e); ok {
+	if b, ok := appendFast(make([]byte, 0, fastEncodeBufBytes), e); ok {
 		return b, nil
 	}
 	return encodeJSON(e)

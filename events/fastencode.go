@@ -7,9 +7,9 @@ import (
 	"unicode/utf8"
 )
 
-// fastEncodeBuf is the initial capacity of a fast-encoded event: a
+// fastEncodeBufBytes is the initial capacity of a fast-encoded event: a
 // reserved or recorded event with its balance is about 600 bytes.
-const fastEncodeBuf = 768
+const fastEncodeBufBytes = 768
 
 // appendFast appends e's JSON to b exactly as encodeJSON writes it, for the
 // two events every preflight and record write (reserved, recorded) in
