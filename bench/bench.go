@@ -181,6 +181,9 @@ type env struct {
 	// scopedSetup is how long the scoped customers' budgets and grants
 	// took to set (scoped.go).
 	scopedSetup time.Duration
+	// observer splits the ledger scenarios' latency (observe.go); nil
+	// against an external server.
+	observer *writerObserver
 }
 
 // Run measures every scenario and returns the report.
@@ -295,12 +298,15 @@ func (e *env) ledgerRun(name string, run func(context.Context) (Result, error)) 
 		}
 		st := e.writer.Stats()
 		b0, ev0, rq0, ap0 := st.Batches.Load(), st.Events.Load(), st.Requests.Load(), st.AppendNanos.Load()
+		e.observer.start()
 		r, err := run(ctx)
+		split := e.observer.stop()
 		b, ev, rq, ap := st.Batches.Load()-b0, st.Events.Load()-ev0, st.Requests.Load()-rq0, st.AppendNanos.Load()-ap0
 		if b > 0 {
 			e.commitRate[name] = float64(b) / (r.Seconds + min(e.cfg.Duration/10, WarmupMax).Seconds())
 			r.Note += fmt.Sprintf("; writer: %d commits, %.1f events and %.1f requests per commit, %.2f ms per append (warm-up included)",
 				b, float64(ev)/float64(b), float64(rq)/float64(b), float64(ap)/float64(b)/1e6)
+			r.Note += "; " + split + " (warm-up included)"
 		}
 		return r, err
 	}
@@ -359,11 +365,13 @@ func start(ctx context.Context, cfg Config) (*env, error) {
 		if cfg.Webhooks {
 			alerts = &projections.AlertConfig{}
 		}
+		e.observer = &writerObserver{}
 		e.writer = projections.New(projections.Config{
-			Alerts:  alerts,
-			Conn:    e.writeNC,
-			LogConn: e.logNC,
-			Default: &ledger.DefaultBudget{Limit: events.NewUnits(1, events.UnitsMaxExponent), Period: ledger.PeriodMonth},
+			Observer: e.observer,
+			Alerts:   alerts,
+			Conn:     e.writeNC,
+			LogConn:  e.logNC,
+			Default:  &ledger.DefaultBudget{Limit: events.NewUnits(1, events.UnitsMaxExponent), Period: ledger.PeriodMonth},
 			// serve's default rate limit; the hot customer's budget lifts it.
 			RateLimit: projections.RateLimitDefault(),
 			Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -411,8 +419,12 @@ func (e *env) close() {
 
 // loopStats are one client's counts.
 type loopStats struct {
-	hist              Histogram
-	second            Histogram // the second op of a cycle (record), if any
+	hist   Histogram
+	second Histogram // the second op of a cycle (record), if any
+	// sent is the first op's latency from the moment it was sent, not
+	// from when it was due: open loop, hist minus this is the wait behind
+	// the same client's late calls.
+	sent              Histogram
 	ops, cycles       uint64
 	approved, refused uint64
 	errors            uint64
@@ -424,6 +436,7 @@ type loopStats struct {
 func (t *loopStats) merge(s *loopStats) {
 	t.hist.Merge(&s.hist)
 	t.second.Merge(&s.second)
+	t.sent.Merge(&s.sent)
 	t.ops += s.ops
 	t.cycles += s.cycles
 	t.approved += s.approved

@@ -429,6 +429,15 @@ func Encode(e *Envelope) ([]byte, error) {
 	if e.Data == nil || e.Data.EventType() != e.Type {
 		return nil, fmt.Errorf("%w: data does not match type %q", ErrInvalidEvent, e.Type)
 	}
+	if b, ok := appendFast(make([]byte, 0, fastEncodeBufBytes), e); ok {
+		return b, nil
+	}
+	return encodeJSON(e)
+}
+
+// encodeJSON is Encode through encoding/json: every event appendFast does
+// not write, and the reference appendFast is tested against.
+func encodeJSON(e *Envelope) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

@@ -933,7 +933,11 @@ func (w *Writer) now() time.Time {
 }
 
 func (w *Writer) respond(m *nats.Msg, reply ledger.Reply) {
-	b, err := encodeReply(reply)
+	b, ok := ledger.AppendReply(nil, reply) // the plain preflight and record replies, without reflection
+	var err error
+	if !ok {
+		b, err = encodeReply(reply)
+	}
 	if err != nil {
 		w.respondErr(m, ledger.Errorf(ledger.CodeInternal, "cannot encode reply: %v", err))
 		return
