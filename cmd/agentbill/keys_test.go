@@ -168,6 +168,8 @@ func TestBadFlagsAreUsageErrors(t *testing.T) {
 		{[]string{"serve", "--partitions", "0"}, "--partitions"},
 		{[]string{"serve", "--partitions", "4", "--partition", "4"}, "--partition"},
 		{[]string{"serve", "--lease-ttl", "10ms"}, "--lease-ttl"},
+		{[]string{"serve", "--snapshot-every", "999"}, "--snapshot-every"},
+		{[]string{"serve", "--snapshot-interval", "10ms"}, "--snapshot-interval"},
 		{[]string{"serve", "--instance", ""}, "--instance"},
 		{[]string{"serve", "--commits-in-flight", "0"}, "--commits-in-flight"},
 		{[]string{"serve", "--partitions", "2", "--commits-in-flight", "4"}, "--commits-in-flight"},

@@ -37,6 +37,7 @@ Usage:
                       [--nats-config FILE] [--default-budget UNITS/PERIOD | none]
                       [--http HOST:PORT] [--replicas 1|3] [--partitions N --partition I]
                       [--instance NAME] [--lease-ttl 3s] [--log-format text|json]
+                      [--snapshot-every 1000000] [--snapshot-interval 10m]
                       [--signing-key FILE] [--trusted-keys FILE]
                       [--accept-reset REASON] [--adopt-unsigned REASON]
                       [--webhook-backoff-min 1s] [--webhook-backoff-max 1h]

@@ -46,6 +46,11 @@ type serveConfig struct {
 	LogFormat string // text or json
 	// CommitsInFlight is how many group commits may await their acks.
 	CommitsInFlight int
+	// SnapshotEvery and SnapshotInterval schedule the writer's snapshots:
+	// one after that many events, or that long after the last while
+	// events arrive.
+	SnapshotEvery    uint64
+	SnapshotInterval time.Duration
 	// Creds authenticate the service's own connections (nats.conf's
 	// service user); empty for a server without authorization.
 	Creds client.Credentials
@@ -98,6 +103,12 @@ func (c *serveConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("--commits-in-flight %d: use 1 to %d", c.CommitsInFlight, projections.CommitsInFlightMax))
 	} else if c.CommitsInFlight > 1 && c.Partitions > 1 {
 		errs = append(errs, errors.New("--commits-in-flight: a partition keeps one commit in flight (its fence is its own subject's last sequence)"))
+	}
+	if c.SnapshotEvery < SnapshotEveryMin {
+		errs = append(errs, fmt.Errorf("--snapshot-every %d: at least %d events", c.SnapshotEvery, SnapshotEveryMin))
+	}
+	if c.SnapshotInterval < SnapshotIntervalMin {
+		errs = append(errs, fmt.Errorf("--snapshot-interval %s: at least %s", c.SnapshotInterval, SnapshotIntervalMin))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: use text or json", c.LogFormat))
@@ -166,6 +177,15 @@ func parseDefaultBudget(s string) (*ledger.DefaultBudget, error) {
 	return &ledger.DefaultBudget{Limit: u, Period: p}, nil
 }
 
+// The least snapshot schedule serve accepts: a snapshot costs the shadow
+// an encoding of the whole state and the disk its bytes, so a schedule
+// tighter than this is a mistake rather than a setting (tests take them
+// more often through projections.Config).
+const (
+	SnapshotEveryMin    = 1_000
+	SnapshotIntervalMin = time.Second
+)
+
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg := serveConfig{}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -191,6 +211,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log lines as text or json")
 	fs.IntVar(&cfg.CommitsInFlight, "commits-in-flight", projections.CommitsInFlightDefault,
 		"group commits sent and awaiting their acks at once (more can help on R3; BENCHMARKS.md)")
+	fs.Uint64Var(&cfg.SnapshotEvery, "snapshot-every", projections.SnapshotEventsEvery, "take a snapshot of the state after this many events (docs/audit.md, Snapshots)")
+	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", projections.SnapshotIntervalMax, "take a snapshot at least this often while events arrive")
 	fs.StringVar(&cfg.SigningKey, "signing-key", "", "Ed25519 key (PEM) every commit is signed with, created if missing; every writer of one ledger needs the same one (default DATA/"+signing.KeyFile+")")
 	fs.StringVar(&cfg.TrustedKeys, "trusted-keys", "", "PEM public keys whose commits are trusted besides the signing key's: earlier keys, after a rotation (default DATA/"+signing.TrustedFile+")")
 	fs.DurationVar(&cfg.AlertsMaxAge, "alerts-max-age", projections.AlertMaxAgeDefault, "how long the alert stream "+projections.AlertStream+" keeps alerts (its max age)")
@@ -241,8 +263,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	defer lc.Drain()
 	wcfg := projections.Config{Conn: nc, LogConn: lc, Replicas: cfg.Replicas, Default: def, Logger: log, RateLimit: rate,
 		Partitions: cfg.Partitions, Partition: cfg.Partition, CommitsInFlight: cfg.CommitsInFlight,
-		Lease:  &projections.LeaseConfig{Instance: cfg.Instance, TTL: cfg.LeaseTTL},
-		Signer: keys.Signer, Keys: keys.Keyring, AcceptReset: cfg.AcceptReset, AdoptUnsigned: cfg.AdoptUnsigned,
+		Snapshots: projections.SnapshotConfig{EventsEvery: cfg.SnapshotEvery, IntervalMax: cfg.SnapshotInterval},
+		Lease:     &projections.LeaseConfig{Instance: cfg.Instance, TTL: cfg.LeaseTTL},
+		Signer:    keys.Signer, Keys: keys.Keyring, AcceptReset: cfg.AcceptReset, AdoptUnsigned: cfg.AdoptUnsigned,
 		Alerts: &projections.AlertConfig{MaxAge: cfg.AlertsMaxAge}, Fault: faultFromEnv(log),
 		HistoryFile: filepath.Join(cfg.DataDir, fmt.Sprintf("history-%d.json", cfg.Partition))}
 	var m *metrics.Metrics

@@ -85,6 +85,13 @@ func TestKillTheWriter(t *testing.T) {
 	waitServing(t, l, "the last restart")
 	l.finish()
 	l.verify()
+	// The restarts started from snapshots the shadow took under load.
+	stored, _ := svc.loggedAfter("snapshot stored", time.Time{})
+	loaded, _ := svc.loggedAfter("snapshot loaded", time.Time{})
+	t.Logf("first snapshot stored: %q; first loaded by a restart: %q", stored, loaded)
+	if *full && (stored == "" || loaded == "") {
+		t.Error("no snapshot was stored, or none loaded by a restart: the kills never met the shadow's snapshots")
+	}
 }
 
 // Two services share the ledger; the leader is killed under load and the

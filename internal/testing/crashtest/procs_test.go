@@ -255,7 +255,7 @@ func startService(t *testing.T, c *cluster, instance string, replicas int, lease
 	bin, _ := binaries(t)
 	s := &service{instance: instance, proc: proc{name: instance, bin: bin, log: filepath.Join(t.TempDir(), instance+".log"),
 		args: append([]string{"serve", "--nats-url", c.urls(), "--instance", instance, "--replicas", strconv.Itoa(replicas),
-			"--default-budget", "none", "--lease-ttl", leaseTTL.String(),
+			"--default-budget", "none", "--lease-ttl", leaseTTL.String(), "--snapshot-every", strconv.Itoa(crashSnapshotEvery),
 			"--data", filepath.Join(c.dir, "service-"+instance), "--signing-key", filepath.Join(c.dir, "signing.key")}, extra...)}}
 	s.start(t)
 	// No fault in these scenarios breaks the log: a writer that halts on
@@ -269,6 +269,11 @@ func startService(t *testing.T, c *cluster, instance string, replicas int, lease
 	t.Cleanup(func() { s.signal(t, syscall.SIGTERM) })
 	return s
 }
+
+// crashSnapshotEvery makes the services snapshot often (serve's least),
+// so kills land while the shadow encodes or stores one, and restarts
+// start from the snapshots it took.
+const crashSnapshotEvery = 1_000
 
 // haltedLine is what a writer logs when an integrity check stops it.
 const haltedLine = "ledger halted"
