@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -325,6 +326,11 @@ func checkLazyRoundTrip(t *testing.T, key string, want idemEntry) {
 		t.Fatalf("writeIdemEntry: %v", err)
 	}
 	written := bytes.Clone(e.b)
+	if n := skipIdemFast(written); n != 0 && n != len(written) {
+		t.Fatalf("skipIdemFast took %d bytes of the %d written", n, len(written))
+	} else if n != 0 {
+		lazyFastTaken++
+	}
 	e.b = append(e.b, 0xEE) // what follows an entry is not taken
 	d := &snapReader{r: bufio.NewReader(bytes.NewReader(e.b))}
 	got, err := new(lazyIdem).read(d, key)
@@ -349,6 +355,9 @@ func checkLazyRoundTrip(t *testing.T, key string, want idemEntry) {
 		t.Fatalf("lazy entry written back: %x, %v; want %x", again.b, err, written)
 	}
 }
+
+// lazyFastTaken counts the entries checkLazyRoundTrip saw skipIdemFast take.
+var lazyFastTaken int
 
 // Every answering event type, with every field set and with each field
 // set alone, under every flag combination its IDs allow, survives the
@@ -381,6 +390,50 @@ func TestSnapshotLazyIdemEveryField(t *testing.T) {
 			})
 		}
 	}
+	if lazyFastTaken < 50 {
+		t.Errorf("skipIdemFast took %d entries, want the common ones (at least 50)", lazyFastTaken)
+	}
+}
+
+// skipIdemFast accepts no entry the careful walk refuses, and takes the
+// same bytes: random edits of entries it takes, checked against it.
+func TestSnapshotLazyFastAcceptsOnlyWhatTheWalkDoes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 19))
+	var entries [][]byte
+	for _, proto := range requestEvents() {
+		full := reflect.New(reflect.TypeOf(proto).Elem()).Elem()
+		fillEveryField(t, full, 3)
+		for _, path := range leafFields(full.Type(), nil) {
+			one := reflect.New(full.Type())
+			one.Elem().FieldByIndex(path).Set(full.FieldByIndex(path))
+			e := &snapWriter{}
+			if err := writeIdemEntry(e, "c\x00k", idemEntry{eventID: "e", data: one.Interface().(events.Data), period: PeriodDay}); err != nil {
+				t.Fatal(err)
+			}
+			if skipIdemFast(e.b) == len(e.b) {
+				entries = append(entries, e.b)
+			}
+		}
+	}
+	accepted := 0
+	for range 50_000 {
+		b := bytes.Clone(entries[rng.IntN(len(entries))])
+		for range 1 + rng.IntN(3) {
+			b[rng.IntN(len(b))] = byte(rng.IntN(256))
+		}
+		n := skipIdemFast(b)
+		if n == 0 {
+			continue
+		}
+		accepted++
+		d := &snapReader{r: bufio.NewReader(bytes.NewReader(b))}
+		d.recording = true
+		d.skipIdemEntry()
+		if d.err != nil || len(d.rec) != n {
+			t.Fatalf("skipIdemFast took %d bytes of %x; the walk: %d bytes, err %v", n, b, len(d.rec), d.err)
+		}
+	}
+	t.Logf("%d entries, %d edits taken", len(entries), accepted)
 }
 
 // The lazy loader refuses what readIdemEntry refuses: unknown flags, an

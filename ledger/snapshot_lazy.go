@@ -3,8 +3,10 @@ package ledger
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // Remembered requests are restored lazily. A snapshot of a full 24-hour
@@ -28,6 +30,10 @@ import (
 // does not either.
 const snapshotLazySlabBytes = 1 << 20
 
+// snapshotLazyPeekBytes is how much of the read buffer skipIdemFast
+// looks at for one entry; a longer entry takes the careful walk.
+const snapshotLazyPeekBytes = 4 << 10
+
 // lazyIdem reads remembered requests as their bytes, into slabs.
 type lazyIdem struct {
 	slab []byte
@@ -35,6 +41,14 @@ type lazyIdem struct {
 
 // read is readWindow's value reader for the idempotency window.
 func (l *lazyIdem) read(d *snapReader, _ string) (idemEntry, error) {
+	if d.err == nil {
+		b, _ := d.r.Peek(min(snapshotLazyPeekBytes, d.r.Size())) // fewer near the end
+		if n := skipIdemFast(b); n > 0 {
+			raw := l.keep(b[:n])
+			_, _ = d.r.Discard(n)
+			return idemEntry{raw: raw}, nil
+		}
+	}
 	d.rec, d.recording = d.rec[:0], true
 	d.skipIdemEntry()
 	d.recording = false
@@ -200,5 +214,152 @@ func (d *snapReader) skipStr() {
 func (d *snapReader) skipStrs(n int) {
 	for range n {
 		d.skipStr()
+	}
+}
+
+// skipIdemFast is skipIdemEntry's fast path for the common entries (no
+// scopes, grants, overdraft or prices; not a budget_set): it walks b, the
+// buffered input, and returns the entry's length, or 0 when the entry is
+// not one of those, does not fit in b, or anything in it fails a check,
+// and the careful walk is to read it (and say why it fails). It accepts
+// only what skipIdemEntry accepts, with the same checks, from the same
+// bytes; TestSnapshotLazyIdemEveryField runs both on every field.
+func skipIdemFast(b []byte) int {
+	w := fastWalk{b: b}
+	flags := w.byte()
+	if flags&^idemFlagsAll != 0 || flags&(idemDataExt|idemPriced) != 0 {
+		return 0
+	}
+	w.str() // event ID
+	w.period()
+	switch w.byte() {
+	case snapToppedUp:
+		w.units()
+		w.str()
+	case snapReserved:
+		if flags&idemIDIsEvent == 0 {
+			w.str()
+		}
+		w.str()
+		w.units()
+		w.str()
+		if w.byte() == 1 { // a task ceiling
+			w.units()
+		}
+		w.time()
+		w.str() // metadata
+	case snapDenied:
+		w.str()
+		w.units()
+		w.strs(4)
+	case snapRecorded:
+		w.strs(2)
+		w.unitsN(4)
+		w.strs(2) // task ref, metadata
+	case snapReleased:
+		w.strs(2)
+		w.units()
+		w.str()
+	case snapExtended:
+		w.strs(2)
+		w.time()
+	default:
+		return 0 // budget_set, granted: the careful walk
+	}
+	if flags&idemSameKey == 0 {
+		w.str()
+	}
+	w.str() // the request's hash
+	w.time()
+	if flags&idemBalanceExt != 0 {
+		w.unitsN(9)
+	} else {
+		w.unitsN(5)
+	}
+	if w.bad {
+		return 0
+	}
+	return w.i
+}
+
+// fastWalk walks a byte slice for skipIdemFast; once bad, it stays bad.
+type fastWalk struct {
+	b   []byte
+	i   int
+	bad bool
+}
+
+func (w *fastWalk) byte() byte {
+	if w.bad || w.i >= len(w.b) {
+		w.bad = true
+		return 0
+	}
+	w.i++
+	return w.b[w.i-1]
+}
+
+func (w *fastWalk) uvarint() uint64 {
+	if w.bad {
+		return 0
+	}
+	v, n := binary.Uvarint(w.b[w.i:])
+	if n <= 0 {
+		w.bad = true
+		return 0
+	}
+	w.i += n
+	return v
+}
+
+// bytes returns the next string's bytes (snapReader.length's bound).
+func (w *fastWalk) bytes() []byte {
+	n := w.uvarint()
+	if w.bad || n > snapshotStringBytesMax || n > uint64(len(w.b)-w.i) {
+		w.bad = true
+		return nil
+	}
+	w.i += int(n)
+	return w.b[w.i-int(n) : w.i]
+}
+
+func (w *fastWalk) str() { w.bytes() }
+
+func (w *fastWalk) strs(n int) {
+	for range n {
+		w.bytes()
+	}
+}
+
+// period checks snapReader.oneOf(knownPeriods).
+func (w *fastWalk) period() {
+	b := w.bytes()
+	for _, k := range knownPeriods {
+		if string(b) == k {
+			return
+		}
+	}
+	w.bad = true
+}
+
+// units accepts what smallUnits parses (snapReader.units' fast path);
+// anything else goes to the careful walk.
+func (w *fastWalk) units() {
+	if _, ok := smallUnits(w.bytes()); !ok {
+		w.bad = true
+	}
+}
+
+func (w *fastWalk) unitsN(n int) {
+	for range n {
+		w.units()
+	}
+}
+
+// time checks what snapReader.time does: a signed varint of seconds, then
+// fewer than a second of nanoseconds.
+func (w *fastWalk) time() {
+	w.uvarint()
+	if w.uvarint() >= uint64(time.Second) {
+		w.bad = true
 	}
 }
