@@ -16,7 +16,8 @@ import (
 //
 // Errors are *Error: invalid_argument (bad request), not_found (unknown
 // customer or reservation), conflict (idempotency key reused for a different
-// request, or a reservation already settled).
+// request, or a reservation already settled), internal (a remembered
+// request restored from a snapshot does not decode; see State.remembered).
 func (s *State) Decide(cmd Command, now time.Time) (Reply, []*events.Envelope, error) {
 	if err := cmd.Validate(); err != nil {
 		return nil, nil, err
@@ -27,7 +28,11 @@ func (s *State) Decide(cmd Command, now time.Time) (Reply, []*events.Envelope, e
 	}
 	if key := cmd.key(); key != "" {
 		d.req = events.Request{IdempotencyKey: key, RequestHash: d.s.requestHash(cmd)}
-		if e, ok := s.idem.get(idemKey(d.cid, key)); ok {
+		e, ok, err := s.remembered(idemKey(d.cid, key))
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
 			if req, op := requestOf(e.data); req.RequestHash != d.req.RequestHash || op != cmd.Op() {
 				return nil, nil, Errorf(CodeConflict,
 					"idempotency_key %q was already used with a different request", truncate(key, 64))

@@ -57,7 +57,7 @@ func (d *snapReader) state() (*State, SnapshotMeta, error) {
 	indexed := d.customers(s)
 	var err error
 	if d.err == nil {
-		if s.idem, err = readWindow(d, IdempotencyKeysMax, readIdemEntry); err != nil {
+		if s.idem, err = readWindow(d, IdempotencyKeysMax, new(lazyIdem).read); err != nil {
 			err = fmt.Errorf("idempotency keys: %w", err)
 		} else if s.closed, err = readWindow(d, ClosedReservationsMax, readClosedEntry); err != nil {
 			err = fmt.Errorf("closed reservations: %w", err)
@@ -458,6 +458,10 @@ func readClosedEntry(d *snapReader, _ string) (closedEntry, error) {
 type snapReader struct {
 	r   *bufio.Reader
 	err error
+	// With recording on, every byte read is also appended to rec
+	// (lazyIdem keeps a remembered request's bytes this way).
+	recording bool
+	rec       []byte
 }
 
 func (d *snapReader) fail(err error) {
@@ -476,6 +480,8 @@ func (d *snapReader) byte() byte {
 	b, err := d.r.ReadByte()
 	if err != nil {
 		d.fail(err)
+	} else if d.recording {
+		d.rec = append(d.rec, b)
 	}
 	return b
 }
@@ -489,6 +495,9 @@ func (d *snapReader) uvarint() uint64 {
 	if n <= 0 {
 		d.fail(varintError(n, len(b)))
 		return 0
+	}
+	if d.recording {
+		d.rec = append(d.rec, b[:n]...)
 	}
 	_, _ = d.r.Discard(n)
 	return v
@@ -544,12 +553,18 @@ func (d *snapReader) bytes(n int) []byte {
 			return nil
 		}
 		_, _ = d.r.Discard(n)
+		if d.recording {
+			d.rec = append(d.rec, b...)
+		}
 		return b
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(d.r, b); err != nil {
 		d.fail(err)
 		return nil
+	}
+	if d.recording {
+		d.rec = append(d.rec, b...)
 	}
 	return b
 }

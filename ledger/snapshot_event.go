@@ -46,6 +46,14 @@ const (
 // writeIdemEntry writes a remembered request: its event ID, the period
 // kind then, and the event that answered it (which holds its hash and op).
 func writeIdemEntry(e *snapWriter, key string, v idemEntry) error {
+	if v.raw != nil {
+		// Restored from a snapshot and not decoded since: these are the
+		// bytes this function wrote then (lazyIdem), and ReadSnapshot
+		// reads only snapshotVersion. A version that changes the layout
+		// of a remembered request must decode raw here and write it anew.
+		e.b = append(e.b, v.raw...)
+		return nil
+	}
 	if v.data == nil {
 		return fmt.Errorf("snapshot: idempotency key %q has no event", key)
 	}

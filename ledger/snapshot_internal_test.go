@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -312,5 +313,162 @@ func TestSnapshotRefusesUnknownFlags(t *testing.T) {
 	if _, err := readIdemEntry(&snapReader{r: bufio.NewReader(bytes.NewReader(e.b))}, "c1\x00k"); err == nil ||
 		!strings.Contains(err.Error(), "flags") {
 		t.Errorf("remembered request with flags 0x80: err %v, want unknown flags", err)
+	}
+}
+
+// checkLazyRoundTrip checks that the lazy loader keeps exactly the bytes
+// writeIdemEntry wrote for want (the walk consumes what readIdemEntry
+// reads, no more, no less), and that they decode to want.
+func checkLazyRoundTrip(t *testing.T, key string, want idemEntry) {
+	t.Helper()
+	e := &snapWriter{}
+	if err := writeIdemEntry(e, key, want); err != nil {
+		t.Fatalf("writeIdemEntry: %v", err)
+	}
+	written := bytes.Clone(e.b)
+	if n := skipIdemFast(written); n != 0 && n != len(written) {
+		t.Fatalf("skipIdemFast took %d bytes of the %d written", n, len(written))
+	} else if n != 0 {
+		lazyFastTaken++
+	}
+	e.b = append(e.b, 0xEE) // what follows an entry is not taken
+	d := &snapReader{r: bufio.NewReader(bytes.NewReader(e.b))}
+	got, err := new(lazyIdem).read(d, key)
+	if err != nil {
+		t.Fatalf("lazy read: %v", err)
+	}
+	if !bytes.Equal(got.raw, written) || got.data != nil {
+		t.Fatalf("lazy read kept %x, want the %d bytes written %x", got.raw, len(written), written)
+	}
+	if next := d.byte(); next != 0xEE {
+		t.Fatalf("lazy read left %#x next, want the byte after the entry", next)
+	}
+	dec, err := decodeRaw(got.raw, key)
+	if err != nil {
+		t.Fatalf("decodeRaw: %v", err)
+	}
+	if !reflect.DeepEqual(dec, want) {
+		t.Fatalf("lazy round trip differs:\n got %s\nwant %s", encodeJSON(t, dec.data), encodeJSON(t, want.data))
+	}
+	again := &snapWriter{} // a lazy entry is written back as it was read
+	if err := writeIdemEntry(again, key, got); err != nil || !bytes.Equal(again.b, written) {
+		t.Fatalf("lazy entry written back: %x, %v; want %x", again.b, err, written)
+	}
+}
+
+// lazyFastTaken counts the entries checkLazyRoundTrip saw skipIdemFast take.
+var lazyFastTaken int
+
+// Every answering event type, with every field set and with each field
+// set alone, under every flag combination its IDs allow, survives the
+// lazy loader.
+func TestSnapshotLazyIdemEveryField(t *testing.T) {
+	const key = "c1\x00k-1"
+	for _, proto := range requestEvents() {
+		full := reflect.New(reflect.TypeOf(proto).Elem())
+		fillEveryField(t, full.Elem(), 1)
+		t.Run(string(proto.EventType())+"/all", func(t *testing.T) {
+			d := full.Interface().(events.Data)
+			checkLazyRoundTrip(t, key, idemEntry{eventID: "event-1", data: d, period: PeriodWeek})
+			req, _ := requestOf(d)
+			setRequest(d, events.Request{IdempotencyKey: "k-1", RequestHash: req.RequestHash}) // idemSameKey
+			eventID := "event-1"
+			switch v := d.(type) {
+			case *events.Reserved:
+				eventID = v.ReservationID // idemIDIsEvent
+			case *events.Granted:
+				eventID = v.GrantID
+			}
+			checkLazyRoundTrip(t, key, idemEntry{eventID: eventID, data: d, period: PeriodNone})
+		})
+		for _, path := range leafFields(full.Elem().Type(), nil) {
+			name := full.Elem().Type().FieldByIndex(path).Name
+			t.Run(string(proto.EventType())+"/"+name, func(t *testing.T) {
+				one := reflect.New(full.Elem().Type())
+				one.Elem().FieldByIndex(path).Set(full.Elem().FieldByIndex(path))
+				checkLazyRoundTrip(t, key, idemEntry{eventID: "event-1", data: one.Interface().(events.Data), period: PeriodMonth})
+			})
+		}
+	}
+	if lazyFastTaken < 50 {
+		t.Errorf("skipIdemFast took %d entries, want the common ones (at least 50)", lazyFastTaken)
+	}
+}
+
+// skipIdemFast accepts no entry the careful walk refuses, and takes the
+// same bytes: random edits of entries it takes, checked against it.
+func TestSnapshotLazyFastAcceptsOnlyWhatTheWalkDoes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 19))
+	var entries [][]byte
+	for _, proto := range requestEvents() {
+		full := reflect.New(reflect.TypeOf(proto).Elem()).Elem()
+		fillEveryField(t, full, 3)
+		for _, path := range leafFields(full.Type(), nil) {
+			one := reflect.New(full.Type())
+			one.Elem().FieldByIndex(path).Set(full.FieldByIndex(path))
+			e := &snapWriter{}
+			if err := writeIdemEntry(e, "c\x00k", idemEntry{eventID: "e", data: one.Interface().(events.Data), period: PeriodDay}); err != nil {
+				t.Fatal(err)
+			}
+			if skipIdemFast(e.b) == len(e.b) {
+				entries = append(entries, e.b)
+			}
+		}
+	}
+	accepted := 0
+	for range 50_000 {
+		b := bytes.Clone(entries[rng.IntN(len(entries))])
+		for range 1 + rng.IntN(3) {
+			b[rng.IntN(len(b))] = byte(rng.IntN(256))
+		}
+		n := skipIdemFast(b)
+		if n == 0 {
+			continue
+		}
+		accepted++
+		d := &snapReader{r: bufio.NewReader(bytes.NewReader(b))}
+		d.recording = true
+		d.skipIdemEntry()
+		if d.err != nil || len(d.rec) != n {
+			t.Fatalf("skipIdemFast took %d bytes of %x; the walk: %d bytes, err %v", n, b, len(d.rec), d.err)
+		}
+	}
+	t.Logf("%d entries, %d edits taken", len(entries), accepted)
+}
+
+// The lazy loader refuses what readIdemEntry refuses: unknown flags, an
+// unknown event kind, an unknown period, a bad amount, a truncated entry.
+func TestSnapshotLazyIdemRefuses(t *testing.T) {
+	e := &snapWriter{}
+	u := parsed(5, 0)
+	if err := writeIdemEntry(e, "c1\x00k", idemEntry{eventID: "e1", period: PeriodDay,
+		data: &events.ToppedUp{Units: u, Note: "n", Request: events.Request{IdempotencyKey: "k", RequestHash: "h"}}}); err != nil {
+		t.Fatal(err)
+	}
+	good := e.b
+	amount := bytes.Index(good, []byte{1, '5'})    // the top-up's units: length 1, "5"
+	kind := 1 + 1 + len("e1") + 1 + len(PeriodDay) // after the flags, the event ID and the period
+	period := bytes.Index(good, []byte(PeriodDay))
+	if amount < 0 || good[kind] != snapToppedUp || period < 0 {
+		t.Fatalf("layout not as expected: %x", good)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(b []byte) []byte
+		want string
+	}{
+		{"flags", func(b []byte) []byte { b[0] |= 0x80; return b }, "flags"},
+		{"kind", func(b []byte) []byte { b[kind] = 99; return b }, "kind"},
+		{"period", func(b []byte) []byte { b[period] = 'x'; return b }, "unknown value"},
+		{"amount", func(b []byte) []byte { b[amount+1] = 'x'; return b }, ""},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }, "EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := tc.edit(bytes.Clone(good))
+			_, err := new(lazyIdem).read(&snapReader{r: bufio.NewReader(bytes.NewReader(b))}, "c1\x00k")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err %v, want one mentioning %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -596,3 +596,62 @@ func (g *creditGen) grant(cid string) *ledger.GrantRequest {
 	}
 	return r
 }
+
+// A retried request after a restart is answered from the remembered event
+// the snapshot kept as bytes (decoded only then) exactly as the live
+// state answers it: the same reply, no events, the same conflict for a
+// key reused with another request; and answering leaves the restored
+// state's snapshot unchanged.
+func TestSnapshotRetryAfterRestoreAnswersAsLive(t *testing.T) {
+	live := ledger.NewState()
+	ids := 0
+	live.NewID = func() string { ids++; return fmt.Sprintf("01900000-0000-7000-8000-%012d", ids) }
+	live.Default = &ledger.DefaultBudget{Limit: events.NewUnits(100, 0), Period: ledger.PeriodMonth}
+	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	est, used, big, top := events.NewUnits(10, 0), events.NewUnits(7, 0), events.NewUnits(1000, 0), events.NewUnits(5, 0)
+	limit := events.NewUnits(200, 0)
+	var retries []ledger.Command
+	decide := func(cmd ledger.Command) ledger.Reply {
+		t.Helper()
+		r, _, err := live.Decide(cmd, now)
+		if err != nil {
+			t.Fatalf("%T: %v", cmd, err)
+		}
+		retries = append(retries, cmd)
+		now = now.Add(time.Second)
+		return r
+	}
+	for i := range 3 {
+		cid := fmt.Sprintf("c%d", i)
+		p := decide(&ledger.PreflightRequest{CustomerID: cid, AgentID: "a", EstimatedUnits: &est, IdempotencyKey: "p"})
+		decide(&ledger.RecordRequest{CustomerID: cid, AgentID: "a", Units: &used,
+			ReservationID: p.(*ledger.PreflightReply).ReservationID, IdempotencyKey: "r"})
+		p2 := decide(&ledger.PreflightRequest{CustomerID: cid, AgentID: "a", EstimatedUnits: &est, IdempotencyKey: "p2", TaskRef: "t"})
+		decide(&ledger.ReleaseRequest{CustomerID: cid, ReservationID: p2.(*ledger.PreflightReply).ReservationID, IdempotencyKey: "rel"})
+		decide(&ledger.PreflightRequest{CustomerID: cid, AgentID: "a", EstimatedUnits: &big, IdempotencyKey: "denied"})
+		decide(&ledger.TopUpRequest{CustomerID: cid, Units: &top, IdempotencyKey: "top", Note: "n"})
+		decide(&ledger.BudgetRequest{CustomerID: cid, Limit: &limit, Period: "week", IdempotencyKey: "budget"})
+	}
+	b := snapshotOf(t, live)
+	restored := restore(t, b)
+	restored.NewID, restored.Default = live.NewID, live.Default
+	for _, cmd := range retries {
+		want, wantEvs, wantErr := live.Decide(cmd, now)
+		got, gotEvs, err := restored.Decide(cmd, now)
+		if err != nil || wantErr != nil || len(gotEvs) != 0 || len(wantEvs) != 0 {
+			t.Fatalf("%T retried: err %v (live %v), %d events (live %d), want none", cmd, err, wantErr, len(gotEvs), len(wantEvs))
+		}
+		if g, w := outcomeOf(t, got, nil, nil), outcomeOf(t, want, nil, nil); g != w {
+			t.Errorf("%T retried after restore:\n got %+v\nwant %+v", cmd, g, w)
+		}
+	}
+	reused := &ledger.PreflightRequest{CustomerID: "c1", AgentID: "a", EstimatedUnits: &used, IdempotencyKey: "p"}
+	_, _, wantErr := live.Decide(reused, now)
+	_, _, err := restored.Decide(reused, now)
+	if ledger.ErrorCode(err) != ledger.CodeConflict || fmt.Sprint(err) != fmt.Sprint(wantErr) {
+		t.Errorf("key reused after restore: err %v, want the live %v", err, wantErr)
+	}
+	if got := snapshotOf(t, restored); !bytes.Equal(got, b) {
+		t.Error("answering retries changed the restored state's snapshot")
+	}
+}

@@ -122,11 +122,31 @@ type Reservation struct {
 }
 
 // idemEntry is a remembered request. Its hash and op are its event's
-// (requestOf), read only when a retry comes.
+// (requestOf), read only when a retry comes. An entry restored from a
+// snapshot holds only raw, the bytes writeIdemEntry wrote, until a retry
+// decodes them (snapshot_lazy.go); read entries through State.remembered.
 type idemEntry struct {
 	eventID string
 	data    events.Data // the event that answered; the reply is rebuilt from it
 	period  Period      // the customer's period kind then (the message names it)
+	raw     []byte      // restored and not decoded: the other fields are empty
+}
+
+// remembered returns the remembered request under the window key key,
+// decoded. The error, which only a snapshot that verified yet holds an
+// entry its loader passed and its decoder refuses could cause, is an
+// *Error with code internal.
+func (s *State) remembered(key string) (idemEntry, bool, error) {
+	e, ok := s.idem.get(key)
+	if !ok || e.raw == nil {
+		return e, ok, nil
+	}
+	e, err := decodeRaw(e.raw, key)
+	if err != nil {
+		return idemEntry{}, false, Errorf(CodeInternal, "remembered request %q from the snapshot does not decode: %v",
+			truncate(key, 64), err)
+	}
+	return e, true, nil
 }
 
 type closedEntry struct {

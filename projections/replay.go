@@ -116,6 +116,8 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 		it.Stop()
 	}()
 
+	tuneGC, gcDone := raiseGCForReplay()
+	defer gcDone()
 	ordered := make(chan *replayJob, ReplayPipelineDepth)
 	work := make(chan *replayJob, ReplayPipelineDepth)
 	for range min(runtime.GOMAXPROCS(0), ReplayDecodersMax) {
@@ -167,7 +169,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 			}
 		}
 	}()
-	var seq, n uint64
+	var seq, n, applied uint64
 	for j := range ordered {
 		select {
 		case <-j.done:
@@ -191,6 +193,9 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 			}
 			if err := fn(j.seq, e); err != nil {
 				return seq, err
+			}
+			if applied++; applied%replayGCTuneEvents == 0 {
+				tuneGC()
 			}
 		}
 		seq = j.seq
