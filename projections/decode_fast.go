@@ -62,7 +62,9 @@ type fastKey struct {
 }
 
 // Keys the fast decoder reads, by op, in the order of the request's
-// fields; a key's index is its slot in reqDecoder.vals.
+// fields; a key's index is its slot in reqDecoder.vals, which preflight
+// and record read by number (a slot read as the wrong field fails
+// TestDecodeFastTakesClientBodies and the differential test).
 var (
 	preflightKeys = []fastKey{{"customer_id", kindString}, {"agent_id", kindString},
 		{"estimated_units", kindUnits}, {"task_ref", kindString}, {"task_ceiling", kindUnits},
@@ -109,9 +111,11 @@ func (d *reqDecoder) preflight() (ledger.Command, bool) {
 		IdempotencyKey: d.str(7),
 		Scope:          d.scope(8),
 	}
-	ok := d.units(2, &r.EstimatedUnits) && d.units(4, &r.TaskCeiling) && d.units(5, &r.Ceiling) &&
-		d.units(9, &r.MinUnits)
-	return r, ok
+	if !d.units(2, &r.EstimatedUnits) || !d.units(4, &r.TaskCeiling) || !d.units(5, &r.Ceiling) ||
+		!d.units(9, &r.MinUnits) {
+		return nil, false
+	}
+	return r, true
 }
 
 func (d *reqDecoder) record() (ledger.Command, bool) {
@@ -124,7 +128,10 @@ func (d *reqDecoder) record() (ledger.Command, bool) {
 		IdempotencyKey: d.str(6),
 		Scope:          d.scope(7),
 	}
-	return r, d.units(2, &r.Units)
+	if !d.units(2, &r.Units) {
+		return nil, false
+	}
+	return r, true
 }
 
 // span is where a value is in the body; to is 0 for a key not given.
