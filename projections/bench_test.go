@@ -97,3 +97,35 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkDecodeRequestClient decodes the bodies the Go client sends in
+// the bench (decode_fast_test.go), which the fast decoder takes.
+func BenchmarkDecodeRequestClient(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		op   events.Op
+		body []byte
+	}{
+		{"preflight", events.OpPreflight, clientPreflightBench},
+		{"record", events.OpRecord, clientRecordBench},
+	} {
+		subj := events.RequestSubject(c.op, "user_123")
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(c.body)))
+			for b.Loop() {
+				if _, err := projections.DecodeRequest(subj, c.body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// The Go client's bench bodies (ledger.MarshalRequest), as in
+// decode_fast_test.go; repeated here so the benchmark also runs on a tree
+// without that file, for before/after figures.
+var (
+	clientPreflightBench = []byte(`{"agent_id":"research_agent","estimated_units":10,"idempotency_key":"0190f2c4-8e2a-7c3b-9d1e-2f4a5b6c7d8e"}`)
+	clientRecordBench    = []byte(`{"agent_id":"research_agent","units":7,"reservation_id":"01JD7K3V9Q4W8X2Y5Z6A7B8C9D","idempotency_key":"0190f2c4-8e2a-7c3b-9d1e-2f4a5b6c7d8f"}`)
+)

@@ -43,15 +43,27 @@ func parseSubject(subject string) (requestSubject, error) {
 
 // decode decodes the body of a request to rs into a validated command.
 func (rs requestSubject) decode(body []byte) (ledger.Command, error) {
-	cmd := ledger.NewCommand(rs.op)
+	return rs.decodeWith(body, true)
+}
+
+// decodeWith is decode; with fast unset it skips the fast decoder
+// (decode_fast.go), for the tests that compare the two paths.
+func (rs requestSubject) decodeWith(body []byte, fast bool) (ledger.Command, error) {
 	if len(body) > RequestBytesMax {
 		return nil, ledger.Errorf(ledger.CodeInvalidArgument, "request body is %d bytes, more than %d", len(body), RequestBytesMax)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
-	if err := decodeStrict(body, cmd); err != nil {
-		return nil, err
+	cmd, ok := ledger.Command(nil), false
+	if fast {
+		cmd, ok = decodeFast(rs.op, body)
+	}
+	if !ok {
+		cmd = ledger.NewCommand(rs.op)
+		if err := decodeStrict(body, cmd); err != nil {
+			return nil, err
+		}
 	}
 	if err := ledger.BindCustomer(cmd, rs.customer); err != nil {
 		return nil, err

@@ -1,5 +1,10 @@
 package projections
 
+import (
+	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/ledger"
+)
+
 // SetSnapshotPartBytes sets the part size of stored snapshots, for tests
 // of snapshots in many parts; it returns a func that restores it.
 func SetSnapshotPartBytes(n int) (restore func()) {
@@ -14,4 +19,20 @@ func SetShadowQueueBytes(n int) (restore func()) {
 	old := shadowQueueBytesMax
 	shadowQueueBytesMax = n
 	return func() { shadowQueueBytesMax = old }
+}
+
+// DecodeRequestStrict is DecodeRequest without the fast decoder: the
+// reference the fast path is compared with.
+func DecodeRequestStrict(subject string, body []byte) (ledger.Command, error) {
+	rs, err := parseSubject(subject)
+	if err != nil {
+		return nil, err
+	}
+	return rs.decodeWith(body, false)
+}
+
+// DecodeRequestFastOnly reports whether the fast decoder takes body for
+// op, and the command it decodes (unbound, unvalidated).
+func DecodeRequestFastOnly(op events.Op, body []byte) (ledger.Command, bool) {
+	return decodeFast(op, body)
 }

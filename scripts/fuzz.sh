@@ -25,6 +25,7 @@ targets=(
   "./events FuzzParseUnits 400000x"
   "./events FuzzToken 400000x"
   "./projections FuzzDecodeRequest 80000x"
+  "./projections FuzzDecodeRequestFast 60000x"
   "./internal/strictjson FuzzCheck 300000x"
   "./ledger FuzzLedger 50000x"
   "./events FuzzDecodeCommit 250000x"
