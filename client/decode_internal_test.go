@@ -118,6 +118,8 @@ func replySamples(t testing.TB) [][]byte {
 		&ledger.RecordReply{Status: ledger.StatusRecorded, EventID: "e1", ReservationID: "r1", ChargedUnits: units,
 			ReleasedUnits: neg, RemainingUnits: rem, Exhausted: true, Unpriced: "no price"},
 		&ledger.RecordReply{Status: ledger.StatusDuplicate},
+		&ledger.RecordReply{Status: ledger.StatusRecorded, ChargedUnits: units, RemainingUnits: rem,
+			FundedBy: []events.GrantDraw{{GrantID: "g1", Units: units}, {GrantID: "g2", Units: neg}}},
 	} {
 		b, ok := ledger.AppendReply(nil, r)
 		if !ok {
@@ -131,6 +133,9 @@ func replySamples(t testing.TB) [][]byte {
 		[]byte(`{"approved":true,"message":"m","reserved_units":"1","remaining_units":1}`),
 		[]byte(`{"status":"recorded","charged_units":1,"released_units":0,"overage_units":0,"remaining_units":-1,"exhausted":false,"extra":1}`),
 		[]byte(` {"status":"recorded"}`),
+		[]byte(`{"status":"recorded","charged_units":1,"released_units":0,"overage_units":0,"remaining_units":-1,"exhausted":false,"funded_by":[]}`),
+		[]byte(`{"status":"recorded","charged_units":1,"released_units":0,"overage_units":0,"remaining_units":-1,"exhausted":false,"funded_by":[{"grant_id":"g","units":1},]}`),
+		[]byte(`{"status":"recorded","charged_units":1,"released_units":0,"overage_units":0,"remaining_units":-1,"exhausted":false,"funded_by":[{"grant_id":"g","units":1,"x":2}]}`),
 	)
 }
 
@@ -142,7 +147,7 @@ func TestDecodeReplyFast(t *testing.T) {
 			got, want := pair[0], pair[1]
 			ok := decodeReplyFast(b, got)
 			wantErr := json.Unmarshal(b, want)
-			if i < 4 && ok != (i < 2 == (reflect.TypeOf(got) == reflect.TypeOf(&ledger.PreflightReply{}))) {
+			if i < 5 && ok != (i < 2 == (reflect.TypeOf(got) == reflect.TypeOf(&ledger.PreflightReply{}))) {
 				t.Errorf("%s into %T: fast %v", b, got, ok)
 			}
 			if ok && (wantErr != nil || !reflect.DeepEqual(got, want)) {

@@ -52,6 +52,7 @@ func decodeReplyFast(data []byte, out any) bool {
 		r.OverageUnits = p.units("overage_units")
 		r.RemainingUnits = p.signed("remaining_units")
 		r.Exhausted = p.boolean("exhausted", false)
+		r.FundedBy = p.grantDraws("funded_by")
 		r.Unpriced = p.str("unpriced", true)
 		if p.close() {
 			*out = r
@@ -189,6 +190,35 @@ func (p *replyParser) int(k string) int64 {
 		p.ok = false
 	}
 	return n
+}
+
+// grantDraws reads an optional array of grant draws as AppendReply writes
+// it: at least one {"grant_id":"...","units":N}, no white space.
+func (p *replyParser) grantDraws(k string) []events.GrantDraw {
+	if !p.key(k, true) {
+		return nil
+	}
+	var out []events.GrantDraw
+	for sep := byte('['); p.ok; {
+		if p.i+1 >= len(p.b) || p.b[p.i] != sep || p.b[p.i+1] != '{' {
+			p.ok = false
+			return nil
+		}
+		d := replyParser{b: p.b, i: p.i + 2, ok: true}
+		g := events.GrantDraw{GrantID: d.str("grant_id", false), Units: d.units("units")}
+		if !d.ok || d.i >= len(d.b) || d.b[d.i] != '}' {
+			p.ok = false
+			return nil
+		}
+		out = append(out, g)
+		p.i = d.i + 1
+		if p.i < len(p.b) && p.b[p.i] == ']' {
+			p.i++
+			return out
+		}
+		sep = ','
+	}
+	return nil
 }
 
 // number returns a JSON number's bytes: what encoding/json hands to

@@ -11,14 +11,14 @@ import (
 )
 
 // plainForm drops what appendFast leaves to encoding/json (and the
-// characters it escapes from every string), so that both paths are
-// exercised.
+// characters it escapes from every string, scope keys too), so that both
+// paths are exercised.
 func plainForm(e *Envelope) {
 	switch d := e.Data.(type) {
 	case *Reserved:
-		d.Metadata, d.Scope, d.CountedScopes, d.Pricing = nil, nil, nil, nil
+		d.Metadata, d.Pricing = nil, nil
 	case *Recorded:
-		d.Metadata, d.Scope, d.CountedScopes, d.FundedBy, d.Usage, d.Pricing = nil, nil, nil, nil, nil, nil
+		d.Metadata, d.Usage, d.Pricing = nil, nil, nil
 	}
 	plainStrings(reflect.ValueOf(e).Elem())
 }
@@ -28,12 +28,19 @@ func plainForm(e *Envelope) {
 func plainStrings(v reflect.Value) {
 	switch v.Kind() {
 	case reflect.String:
-		v.SetString(strings.Map(func(r rune) rune {
-			if r < 0x20 || r == '"' || r == '\\' || r == '\u2028' || r == '\u2029' || r == utf8.RuneError {
-				return 'x'
+		v.SetString(plainString(v.String()))
+	case reflect.Map:
+		if m, ok := v.Interface().(ScopeMap); ok && m != nil {
+			plain := make(ScopeMap, len(m))
+			for k, val := range m {
+				plain[plainString(k)] = plainString(val)
 			}
-			return r
-		}, v.String()))
+			v.Set(reflect.ValueOf(plain))
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			plainStrings(v.Index(i))
+		}
 	case reflect.Struct:
 		for i := range v.NumField() {
 			if v.Type().Field(i).IsExported() {
@@ -47,6 +54,16 @@ func plainStrings(v reflect.Value) {
 	}
 }
 
+// plainString replaces the characters encoding/json escapes.
+func plainString(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == '"' || r == '\\' || r == '\u2028' || r == '\u2029' || r == utf8.RuneError {
+			return 'x'
+		}
+		return r
+	}, s)
+}
+
 // TestFastEncodeEquivalence: whatever appendFast writes is byte for byte
 // what encoding/json writes, and it writes the plain reserved and recorded
 // events the writer appends for every preflight and record.
@@ -54,6 +71,7 @@ func TestFastEncodeEquivalence(t *testing.T) {
 	const eventsN = 20000
 	r := rand.New(rand.NewSource(3))
 	fast := make(map[Type]int)
+	fastWith := make(map[string]int) // fast-written events with scopes and grant draws
 	for i := range eventsN {
 		g := &eventGen{r: r, unusual: i%4 == 0, small: i%3 == 0}
 		e := g.envelope()
@@ -67,6 +85,11 @@ func TestFastEncodeEquivalence(t *testing.T) {
 		got, ok := appendFast(nil, e)
 		if ok {
 			fast[e.Type]++
+			for _, k := range []string{`"scope":`, `"counted_scopes":`, `"funded_by":`} {
+				if bytes.Contains(got, []byte(k)) {
+					fastWith[k]++
+				}
+			}
 			if !bytes.Equal(got, want) {
 				t.Fatalf("appendFast differs:\n got %s\nwant %s", got, want)
 			}
@@ -80,6 +103,14 @@ func TestFastEncodeEquivalence(t *testing.T) {
 		if fast[typ] < 200 {
 			t.Errorf("appendFast wrote %d %s events: the generator does not reach it", fast[typ], typ)
 		}
+	}
+	for k, n := range fastWith {
+		if n < 100 {
+			t.Errorf("appendFast wrote %d events with %s: the generator does not reach it", n, k)
+		}
+	}
+	if len(fastWith) != 3 {
+		t.Errorf("appendFast wrote events with %v only: want scope, counted_scopes and funded_by", fastWith)
 	}
 }
 

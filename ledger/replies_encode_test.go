@@ -87,8 +87,11 @@ func (g replyGen) reply() ledger.Reply {
 	r := &ledger.RecordReply{Status: g.str(), EventID: g.str(), ReservationID: g.str(), ChargedUnits: g.units(),
 		ReleasedUnits: g.units(), OverageUnits: g.units(), RemainingUnits: g.signed(), Exhausted: g.r.Intn(2) == 0,
 		Unpriced: g.str()}
-	if g.r.Intn(8) == 0 {
+	switch g.r.Intn(8) {
+	case 0:
 		r.FundedBy = []events.GrantDraw{{GrantID: g.str(), Units: g.units()}}
+	case 1:
+		r.FundedBy = []events.GrantDraw{{GrantID: g.str(), Units: g.units()}, {GrantID: g.str(), Units: g.units()}}
 	}
 	return r
 }
@@ -97,7 +100,7 @@ func (g replyGen) reply() ledger.Reply {
 // encoding/json writes, and it writes most plain replies.
 func TestAppendReplyEquivalence(t *testing.T) {
 	g := replyGen{r: rand.New(rand.NewSource(4))}
-	fast := 0
+	fast, funded := 0, 0
 	const repliesN = 20000
 	for range repliesN {
 		r := g.reply()
@@ -106,12 +109,18 @@ func TestAppendReplyEquivalence(t *testing.T) {
 			continue
 		}
 		fast++
+		if bytes.Contains(got, []byte(`"funded_by":`)) {
+			funded++
+		}
 		if want := replyJSON(t, r); !bytes.Equal(got, want) {
 			t.Fatalf("AppendReply differs:\n got %s\nwant %s", got, want)
 		}
 	}
 	if fast < repliesN/4 {
 		t.Errorf("AppendReply wrote %d of %d replies: the generator does not reach it", fast, repliesN)
+	}
+	if funded < repliesN/40 {
+		t.Errorf("AppendReply wrote %d replies with grant draws: the generator does not reach it", funded)
 	}
 	if _, ok := ledger.AppendReply(nil, &ledger.StatusReply{}); ok {
 		t.Errorf("AppendReply wrote a status reply it does not know")
