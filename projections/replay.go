@@ -44,7 +44,18 @@ type ReplayStop struct {
 	// asks Verify.Uncovered itself).
 	Verify        *LogVerifier
 	KeepUncovered bool
+	// Background marks a replay nobody waits for (the snapshot shadow's,
+	// beside a serving writer): one decoder, both it and the applying
+	// goroutine yield the processor every replayBackgroundYieldEvery
+	// commits or events, and the collector is left as it is, so that the
+	// writer's requests and its lease renewals keep their cores.
+	Background bool
 }
+
+// replayBackgroundYieldEvery is how many events (or commits, for the
+// decoder) a background replay handles between two yields: well under a
+// millisecond of work.
+const replayBackgroundYieldEvery = 64
 
 // ReplayProgressEvery is how often, in commits, Replay reports progress.
 const ReplayProgressEvery = 1000
@@ -116,13 +127,23 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 		it.Stop()
 	}()
 
-	tuneGC, gcDone := raiseGCForReplay()
+	tuneGC, gcDone := func() {}, func() {}
+	decoders := min(runtime.GOMAXPROCS(0), ReplayDecodersMax)
+	if stop.Background {
+		decoders = 1
+	} else {
+		tuneGC, gcDone = raiseGCForReplay()
+	}
 	defer gcDone()
 	ordered := make(chan *replayJob, ReplayPipelineDepth)
 	work := make(chan *replayJob, ReplayPipelineDepth)
-	for range min(runtime.GOMAXPROCS(0), ReplayDecodersMax) {
+	for range decoders {
 		go func() {
+			var decoded int
 			for j := range work {
+				if decoded++; stop.Background && decoded%replayBackgroundYieldEvery == 0 {
+					runtime.Gosched()
+				}
 				j.commit, j.err = events.DecodeCommit(j.data)
 				if v := stop.Verify; v != nil && j.err == nil {
 					j.check = v.checkAlone(j.seq, j.subject, j.header, j.data, j.commit)
@@ -196,6 +217,9 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 			}
 			if applied++; applied%replayGCTuneEvents == 0 {
 				tuneGC()
+			}
+			if stop.Background && applied%replayBackgroundYieldEvery == 0 {
+				runtime.Gosched()
 			}
 		}
 		seq = j.seq

@@ -233,7 +233,7 @@ func (s *shadow) build(ctx context.Context, seq uint64) error {
 	}
 	st.Default = w.cfg.Default
 	if seq >= from {
-		stop := ReplayStop{StartSeq: from, UntilSeq: seq, Verify: w.verifier(from, head, true), KeepUncovered: true}
+		stop := ReplayStop{StartSeq: from, UntilSeq: seq, Verify: w.verifier(from, head, true), KeepUncovered: true, Background: true}
 		if w.partitioned() {
 			stop.Writer = w.cfg.Name
 		}
