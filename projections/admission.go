@@ -12,7 +12,7 @@ import "sync"
 const (
 	// QueuedPerCustomerMax bounds one customer's requests queued for the
 	// writer: about one commit's worth at the load of this machine's
-	// benchmarks (BENCHMARKS.md, "Fair admission").
+	// benchmarks (BENCHMARKS.md, "What we tried").
 	QueuedPerCustomerMax = 64
 )
 

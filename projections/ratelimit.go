@@ -29,7 +29,7 @@ const (
 	// many start together: ordinary traffic never meets it. One customer
 	// at the limit (1,000 preflight and record pairs a second) takes
 	// about an eighth to a quarter of what the writer decides on the
-	// benchmark machine (BENCHMARKS.md, "Fair admission and a flood").
+	// benchmark machine (BENCHMARKS.md, "A flood" and "What we tried").
 	RatePerSecondDefault = 1000
 	RateBurstDefault     = 2000
 )
