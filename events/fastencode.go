@@ -118,42 +118,39 @@ func (o *fastObject) scope(m ScopeMap) {
 	o.close()
 }
 
-// scopeRefs writes a []ScopeRef field (omitempty).
-func (o *fastObject) scopeRefs(k string, refs []ScopeRef) {
-	if len(refs) == 0 {
+// list writes a list field of n objects (omitempty), each written by
+// item between the object's braces.
+func (o *fastObject) list(k string, n int, item func(i int)) {
+	if n == 0 {
 		return
 	}
 	o.key(k)
 	o.b = append(o.b, '[')
-	for i, r := range refs {
+	for i := range n {
 		if i > 0 {
 			o.b = append(o.b, ',')
 		}
 		o.open()
-		o.str("dimension", r.Dimension)
-		o.str("value", r.Value)
+		item(i)
 		o.close()
 	}
 	o.b = append(o.b, ']')
 }
 
+// scopeRefs writes a []ScopeRef field (omitempty).
+func (o *fastObject) scopeRefs(k string, refs []ScopeRef) {
+	o.list(k, len(refs), func(i int) {
+		o.str("dimension", refs[i].Dimension)
+		o.str("value", refs[i].Value)
+	})
+}
+
 // grantDraws writes a []GrantDraw field (omitempty).
 func (o *fastObject) grantDraws(k string, draws []GrantDraw) {
-	if len(draws) == 0 {
-		return
-	}
-	o.key(k)
-	o.b = append(o.b, '[')
-	for i, d := range draws {
-		if i > 0 {
-			o.b = append(o.b, ',')
-		}
-		o.open()
-		o.str("grant_id", d.GrantID)
-		o.units("units", d.Units)
-		o.close()
-	}
-	o.b = append(o.b, ']')
+	o.list(k, len(draws), func(i int) {
+		o.str("grant_id", draws[i].GrantID)
+		o.units("units", draws[i].Units)
+	})
 }
 
 // validJSONText reports whether encoding/json writes v's non-ASCII bytes
