@@ -33,7 +33,7 @@ type elected struct {
 	done   chan struct{}
 }
 
-func startElected(t *testing.T, s *testenv.Server, instance string, opts ...func(*projections.Config)) *elected {
+func startElected(t testing.TB, s *testenv.Server, instance string, opts ...func(*projections.Config)) *elected {
 	t.Helper()
 	nc, lc := testenv.Connect(t, s), testenv.Connect(t, s)
 	cfg := projections.Config{Conn: nc, LogConn: lc, Sweep: 20 * time.Millisecond,
@@ -74,7 +74,7 @@ func startPair(t *testing.T, s *testenv.Server) (a, b *elected) {
 	return a, b
 }
 
-func waitRole(t *testing.T, w *projections.Writer, role string, within time.Duration) time.Duration {
+func waitRole(t testing.TB, w *projections.Writer, role string, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for w.Role() != role {

@@ -8,7 +8,6 @@ import (
 	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
-	"github.com/nats-io/nats.go"
 )
 
 // BenchmarkTakeover measures a standby's takeover at the size
@@ -45,17 +44,17 @@ func BenchmarkTakeover(b *testing.B) {
 	c := testenv.Client(b, s)
 	for b.Loop() {
 		start := time.Now()
-		leader := startBenchElected(b, s, "a")
-		waitBenchRole(b, leader.Writer, projections.RoleLeader)
+		leader := startElected(b, s, "a", benchLease)
+		waitRole(b, leader.Writer, projections.RoleLeader, benchRoleTimeout)
 		b.ReportMetric(time.Since(start).Seconds(), "leader-ready-s")
 		start = time.Now()
-		standby := startBenchElected(b, s, "b")
-		waitBenchRole(b, standby.Writer, projections.RoleStandby)
+		standby := startElected(b, s, "b", benchLease)
+		waitRole(b, standby.Writer, projections.RoleStandby, benchRoleTimeout)
 		b.ReportMetric(time.Since(start).Seconds(), "standby-ready-s")
 
 		cut := time.Now()
 		leader.crash()
-		waitBenchRole(b, standby.Writer, projections.RoleLeader)
+		waitRole(b, standby.Writer, projections.RoleLeader, benchRoleTimeout)
 		leading := time.Since(cut)
 		r, err := c.Preflight(context.Background(), "cust-1", ledger.PreflightRequest{AgentID: "takeover", EstimatedUnits: testenv.Ptr(b, "1")})
 		if err != nil || !r.Approved {
@@ -67,57 +66,19 @@ func BenchmarkTakeover(b *testing.B) {
 		b.ReportMetric((answered - projections.LeaseTTLDefault).Seconds(), "first-answer-beyond-ttl-s")
 		b.Logf("takeover: leading %s and answering %s after the leader was cut off (lease TTL %s)",
 			leading.Round(time.Millisecond), answered.Round(time.Millisecond), projections.LeaseTTLDefault)
-		standby.stop()
+		standby.cancel()
+		<-standby.done
 	}
 }
 
-// benchElected is a writer competing for the lease on its own two
-// connections; crash cuts them, as a killed process would.
-type benchElected struct {
-	*projections.Writer
-	nc, lc *nats.Conn
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-func startBenchElected(b *testing.B, s *testenv.Server, instance string) *benchElected {
-	b.Helper()
-	nc, lc := testenv.Connect(b, s), testenv.Connect(b, s)
-	w := projections.New(projections.Config{Conn: nc, LogConn: lc, Default: snapDefault,
-		Snapshots: projections.SnapshotConfig{EventsEvery: 1 << 62},
-		Lease:     &projections.LeaseConfig{Instance: instance}})
-	ctx, cancel := context.WithCancel(context.Background())
-	e := &benchElected{Writer: w, nc: nc, lc: lc, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(e.done)
-		if err := w.Run(ctx); err != nil {
-			b.Errorf("%s: %v", instance, err)
-		}
-	}()
-	b.Cleanup(e.stop)
-	return e
-}
-
-func (e *benchElected) stop() {
-	e.cancel()
-	<-e.done
-}
-
-func (e *benchElected) crash() {
-	e.nc.Close()
-	e.lc.Close()
-	e.stop()
-}
-
-// waitBenchRole waits for w to reach role; a writer of a million
+// benchRoleTimeout bounds waiting for a role: a writer of a million
 // customers may replay for minutes first.
-func waitBenchRole(b *testing.B, w *projections.Writer, role string) {
-	b.Helper()
-	deadline := time.Now().Add(10 * time.Minute)
-	for w.Role() != role {
-		if time.Now().After(deadline) {
-			b.Fatalf("role %s, want %s", w.Role(), role)
-		}
-		time.Sleep(time.Millisecond)
-	}
+const benchRoleTimeout = 10 * time.Minute
+
+// benchLease makes startElected's writer one as serve runs it: the
+// default lease TTL, the benchmark's default budget, snapshots on demand.
+func benchLease(cfg *projections.Config) {
+	cfg.Lease.TTL = 0
+	cfg.Default = snapDefault
+	cfg.Snapshots = projections.SnapshotConfig{EventsEvery: 1 << 62}
 }
