@@ -146,6 +146,7 @@ func TestMetricsAfterScriptedRequests(t *testing.T) {
 		{"agentbill_writer_role", []string{"role", projections.RoleStarting}, 0},
 		{"agentbill_snapshot_failures_total", nil, 0}, // present (value -1 would be absent)
 		{"agentbill_snapshot_shadow_restarts_total", nil, 0},
+		{"agentbill_snapshot_bases_total", nil, 0},
 	} {
 		if got := value(after, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v: got %v, want %v", c.name, c.labels, got, c.want)

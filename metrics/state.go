@@ -38,6 +38,8 @@ var (
 		"The last sequence the snapshot shadow (the copy of the state snapshots are encoded from, off the writer's loop) has applied; its lag is agentbill_stream_last_sequence minus this.", nil, nil)
 	shadowRestartsDesc = prometheus.NewDesc("agentbill_snapshot_shadow_restarts_total",
 		"Times the snapshot shadow fell behind or lost step and was rebuilt from the log.", nil, nil)
+	snapshotBasesDesc = prometheus.NewDesc("agentbill_snapshot_bases_total",
+		"Snapshots the writer encoded itself before serving, because the newest stored one was too far behind for the snapshot shadow to replay the log beside it.", nil, nil)
 	rebuildsDesc = prometheus.NewDesc("agentbill_rebuilds_total",
 		"Times the writer dropped its state and replayed the log after a failed append.", nil, nil)
 	overloadedDesc = prometheus.NewDesc("agentbill_overloaded_total",
@@ -57,7 +59,7 @@ type stateCollector struct {
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{roleDesc, lastSeqDesc, replayedDesc, replayTargetDesc,
-		customersDesc, openDesc, snapshotAgeDesc, snapshotSeqDesc, snapshotFailuresDesc, shadowSeqDesc, shadowRestartsDesc, rebuildsDesc, overloadedDesc, throttledDesc, rateLimitedDesc} {
+		customersDesc, openDesc, snapshotAgeDesc, snapshotSeqDesc, snapshotFailuresDesc, shadowSeqDesc, shadowRestartsDesc, snapshotBasesDesc, rebuildsDesc, overloadedDesc, throttledDesc, rateLimitedDesc} {
 		ch <- d
 	}
 }
@@ -88,6 +90,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(snapshotFailuresDesc, st.Snapshots.Failed.Load())
 	counter(shadowRestartsDesc, st.Snapshots.ShadowRestarts.Load())
+	counter(snapshotBasesDesc, st.Snapshots.Bases.Load())
 	counter(rebuildsDesc, st.Rebuilds.Load())
 	counter(overloadedDesc, st.Overloaded.Load())
 	counter(throttledDesc, st.Throttled.Load())

@@ -21,6 +21,15 @@ func SetShadowQueueBytes(n int) (restore func()) {
 	return func() { shadowQueueBytesMax = old }
 }
 
+// SetShadowReplayEvents sets how far behind the newest stored snapshot
+// may be before a writer snapshots its own state for the shadow; it
+// returns a func that restores it.
+func SetShadowReplayEvents(n uint64) (restore func()) {
+	old := shadowReplayEventsMax
+	shadowReplayEventsMax = n
+	return func() { shadowReplayEventsMax = old }
+}
+
 // DecodeRequestStrict is DecodeRequest without the fast decoder: the
 // reference the fast path is compared with.
 func DecodeRequestStrict(subject string, body []byte) (ledger.Command, error) {

@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The writer never stops for a snapshot. A shadow, a second copy of the
@@ -30,6 +32,11 @@ const (
 	// takes about 4 s to encode, during which the writer commits about
 	// 20 MB at 16,000 events/s: the bound leaves room for ten times that.
 	ShadowQueueBytesMax = 256 << 20
+	// ShadowReplayEventsMax bounds the events a starting shadow replays
+	// from the log beside the serving writer (see above): about one
+	// snapshot interval (SnapshotEventsEvery), so that a takeover after
+	// snapshots that kept their schedule replays as before.
+	ShadowReplayEventsMax = 1_000_000
 	// shadowTick is how often an idle shadow checks whether the snapshot
 	// schedule's interval has run out.
 	shadowTick = time.Second
@@ -40,17 +47,22 @@ const (
 // holds it there to show that the writer goes on answering.
 const FaultSnapshotEncoding = "snapshot-encoding"
 
-// shadowQueueBytesMax is ShadowQueueBytesMax; tests make it small.
-var shadowQueueBytesMax = ShadowQueueBytesMax
+// shadowQueueBytesMax is ShadowQueueBytesMax, shadowReplayEventsMax
+// ShadowReplayEventsMax; tests make them small.
+var (
+	shadowQueueBytesMax          = ShadowQueueBytesMax
+	shadowReplayEventsMax uint64 = ShadowReplayEventsMax
+)
 
 // shadowOp is one commit for the shadow to apply, or a restart from the
 // log at seq.
 type shadowOp struct {
 	seq     uint64
-	id      string // the commit's ID (Nats-Msg-Id)
-	data    []byte // the commit's body
-	restart bool   // start again from the log at seq
-	tick    bool   // nothing queued: look at the schedule
+	id      string      // the commit's ID (Nats-Msg-Id)
+	data    []byte      // the commit's body
+	restart bool        // start again from the log at seq
+	base    *shadowBase // with restart: start from the writer's own snapshot instead
+	tick    bool        // nothing queued: look at the schedule
 }
 
 // shadow is the writer's snapshot source. Its queue is shared with the
@@ -69,13 +81,91 @@ type shadow struct {
 	commit string        // the ID of the commit at seq; "" if unknown
 }
 
-// startShadow starts a shadow that reaches the writer's state at seq.
-func (w *Writer) startShadow(ctx context.Context, seq uint64) *shadow {
+// shadowBase is a snapshot of the writer's state that the writer encoded
+// into snap.buf before serving (takeBase): the shadow's start.
+type shadowBase struct {
+	meta ledger.SnapshotMeta
+}
+
+// startShadow starts a shadow that reaches the writer's state at seq,
+// from base if it is not nil.
+func (w *Writer) startShadow(ctx context.Context, seq uint64, base *shadowBase) *shadow {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &shadow{w: w, cancel: cancel, done: make(chan struct{})}
 	s.restart(seq)
+	s.ops[0].base = base
 	go s.run(ctx)
 	return s
+}
+
+// takeBase encodes the writer's state into snap.buf and starts storing
+// it, if the shadow would otherwise replay more than
+// shadowReplayEventsMax events (see above); it returns nil if that is not
+// needed or cannot be done (the shadow then replays). It runs on the
+// writer's goroutine before it serves: a pause of one encoding, with
+// every core, once.
+func (w *Writer) takeBase(ctx context.Context) *shadowBase {
+	if w.cfg.Snapshots.Off || w.lastSeq == 0 || w.snap.uploading.Load() {
+		return nil // an upload of an earlier term still reads snap.buf
+	}
+	applied := w.state.EventsApplied()
+	stored, known, err := w.storedEvents(ctx)
+	if err != nil {
+		w.log.Warn("cannot list the stored snapshots; the snapshot shadow replays the log", "err", err)
+		return nil
+	}
+	if !known || applied-min(stored, applied) <= shadowReplayEventsMax {
+		return nil
+	}
+	start := time.Now()
+	commit := ""
+	stream, err := w.js.Stream(ctx, events.StreamName)
+	if err == nil {
+		commit, err = commitAt(ctx, stream, w.lastSeq)
+	}
+	if err != nil {
+		w.log.Warn("cannot read the last commit; the snapshot shadow replays the log", "err", err)
+		return nil
+	}
+	meta := ledger.SnapshotMeta{Seq: w.lastSeq, Writer: w.cfg.Name, Commit: commit}
+	buf := &w.snap.buf
+	buf.reset()
+	if err := w.state.WriteSnapshot(buf, meta); err != nil {
+		w.stats.Snapshots.Failed.Add(1)
+		w.log.Error("snapshot before serving not taken; the snapshot shadow replays the log", "err", err)
+		return nil
+	}
+	var sig string
+	if w.cfg.Signer != nil {
+		sig = w.cfg.Signer.SignSnapshot(meta.Writer, meta.Seq, meta.Commit, buf.tail(sha256.Size))
+	}
+	took := time.Since(start)
+	w.stats.Snapshots.Bases.Add(1)
+	w.log.Info("snapshot taken before serving, for the snapshot shadow", "seq", meta.Seq,
+		"events_since_stored", applied-min(stored, applied), "bytes", buf.n, "took", took.Round(time.Millisecond))
+	w.snap.uploading.Store(true)
+	w.snap.uploads.Add(1)
+	go w.upload(ctx, meta, sig, applied, buf, took)
+	return &shadowBase{meta: meta}
+}
+
+// storedEvents returns the events applied at the writer's newest stored
+// snapshot (0 if there is none); known is false if that snapshot does not
+// say (stored before the count was kept: it is taken to be recent).
+func (w *Writer) storedEvents(ctx context.Context) (events uint64, known bool, err error) {
+	obs, err := w.js.ObjectStore(ctx, SnapshotBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, true, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	stored, err := storedSnapshots(ctx, obs, w.cfg.Name)
+	if err != nil || len(stored) == 0 {
+		return 0, err == nil, err
+	}
+	events, err = strconv.ParseUint(stored[0].parts[0].Metadata[snapshotEventsKey], 10, 64)
+	return events, err == nil, nil
 }
 
 // stop ends the shadow and waits for it (not for an upload it started).
@@ -179,6 +269,8 @@ func (s *shadow) run(ctx context.Context) {
 		var err error
 		switch {
 		case op.tick:
+		case op.restart && op.base != nil:
+			err = s.start(op.base)
 		case op.restart:
 			err = s.build(ctx, op.seq)
 		case s.state != nil && op.seq > s.seq:
@@ -254,6 +346,25 @@ func (s *shadow) build(ctx context.Context, seq uint64) error {
 	s.state, s.seq, s.commit = st, seq, commit
 	w.stats.Snapshots.ShadowSeq.Store(seq)
 	w.log.Info("snapshot shadow ready", "seq", seq, "customers", st.Customers(), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// start replaces the state with the base the writer encoded.
+func (s *shadow) start(base *shadowBase) error {
+	start := time.Now()
+	s.state = nil
+	st, meta, err := ledger.ReadSnapshot(s.w.snap.buf.reader()) // no snapshot writes it until this returns
+	if err != nil {
+		return fmt.Errorf("the snapshot taken before serving: %w", err)
+	}
+	if meta.Seq != base.meta.Seq || meta.Commit != base.meta.Commit {
+		return fmt.Errorf("the snapshot taken before serving covers sequence %d, want %d", meta.Seq, base.meta.Seq)
+	}
+	st.Default = s.w.cfg.Default
+	s.state, s.seq, s.commit = st, meta.Seq, meta.Commit
+	s.w.stats.Snapshots.ShadowSeq.Store(meta.Seq)
+	s.w.log.Info("snapshot shadow ready", "seq", meta.Seq, "customers", st.Customers(), "from", "the snapshot taken before serving",
+		"took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

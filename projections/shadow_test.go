@@ -103,11 +103,69 @@ func TestShadowFallenBehindRebuildsFromTheLog(t *testing.T) {
 	if snapSeq != last || snapSeq <= first {
 		t.Fatalf("snapshot at sequence %d, want the log's last, %d", snapSeq, last)
 	}
+	checkSnapshotIsReplay(t, s, snapSeq)
+}
+
+// A writer whose newest stored snapshot is more than
+// ShadowReplayEventsMax events behind its state (here: none is stored)
+// snapshots its own state before it serves, and the shadow starts from
+// that instead of replaying the log beside it. That snapshot is stored,
+// the shadow keeps step from it (its next snapshot is, byte for byte, a
+// replay of the log), and a writer started later loads it.
+func TestShadowStartsFromTheWritersOwnSnapshot(t *testing.T) {
+	defer projections.SetShadowReplayEvents(10)()
+	s := testenv.StartServer(t, "")
+	c := testenv.Client(t, s)
+	w := testenv.StartWriter(t, s, nil, snapDefault, func(c *projections.Config) { c.Snapshots.Off = true })
+	snapTraffic(t, c, 0)
+	w.Stop(t)
+
+	w = testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(nil))
+	st := &w.Stats().Snapshots
+	start := w.Stats().LastSeq.Load()
+	if got := st.Bases.Load(); got != 1 {
+		t.Fatalf("the writer took %d snapshots before serving, want 1 (none was stored)", got)
+	}
+	waitFor(t, func() bool { return st.Saved.Load() == 1 })
+	if got := st.SavedSeq.Load(); got != start {
+		t.Errorf("the snapshot taken before serving covers sequence %d, want the writer's, %d", got, start)
+	}
+	snapTraffic(t, c, 1)
+	last := w.Stats().LastSeq.Load()
+	waitFor(t, func() bool { return st.ShadowSeq.Load() == last })
+	if got := st.ShadowRestarts.Load(); got != 0 {
+		t.Errorf("the shadow started again from the log %d times", got)
+	}
+	snapSeq := takeSnapshot(t, w)
+	if snapSeq != last {
+		t.Fatalf("snapshot at sequence %d, want the log's last, %d", snapSeq, last)
+	}
+	checkSnapshotIsReplay(t, s, snapSeq)
+	want := allStatuses(t, c)
+	w.Stop(t)
+
+	w = testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(nil))
+	if got := w.Stats().Snapshots.LoadedSeq.Load(); got != snapSeq {
+		t.Errorf("restart started from sequence %d, want the snapshot's %d", got, snapSeq)
+	}
+	if got := w.Stats().Snapshots.Bases.Load(); got != 0 {
+		t.Errorf("a writer whose snapshot is current took %d snapshots before serving, want 0", got)
+	}
+	checkStatuses(t, c, want)
+}
+
+// checkSnapshotIsReplay requires the stored snapshot at snapSeq to be,
+// byte for byte, the state a replay of the log to snapSeq builds.
+func checkSnapshotIsReplay(t *testing.T, s *testenv.Server, snapSeq uint64) {
+	t.Helper()
 	ctx := context.Background()
 	js := testenv.JetStream(t, testenv.Connect(t, s))
 	snap, err := projections.LoadSnapshot(ctx, js, events.WriterDefault, nil, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if snap.Meta.Seq != snapSeq {
+		t.Fatalf("the newest stored snapshot covers sequence %d, want %d", snap.Meta.Seq, snapSeq)
 	}
 	replayed, _, err := projections.Rebuild(ctx, js, projections.ReplayStop{UntilSeq: snapSeq}, nil)
 	if err != nil {

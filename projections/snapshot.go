@@ -95,6 +95,10 @@ func (c *SnapshotConfig) setDefaults() {
 	}
 }
 
+// snapshotEventsKey is the stored snapshot metadata key of the events the
+// state had applied (SaveSnapshot).
+const snapshotEventsKey = "events"
+
 // SnapshotStats count the writer's snapshots (Stats.Snapshots).
 type SnapshotStats struct {
 	Saved      atomic.Uint64 // snapshots stored
@@ -120,6 +124,10 @@ type SnapshotStats struct {
 	// because it fell behind or lost step (not counting its first start).
 	ShadowSeq      atomic.Uint64
 	ShadowRestarts atomic.Uint64
+	// Bases counts the snapshots the writer encoded itself before serving,
+	// because the newest stored one was more than ShadowReplayEventsMax
+	// events behind (shadow.go). They are counted in Saved once stored.
+	Bases atomic.Uint64
 }
 
 // Snapshot is a stored snapshot, loaded and verified.
@@ -167,8 +175,10 @@ func SnapshotStore(ctx context.Context, js jetstream.JetStream, replicas int) (j
 //
 // sig, the snapshot's signature (events.Signer.SignSnapshot), is stored in
 // every part's metadata ("sig"); "" stores an unsigned snapshot, which a
-// writer that verifies never uses.
-func SaveSnapshot(ctx context.Context, obs jetstream.ObjectStore, meta ledger.SnapshotMeta, sig string, body io.Reader, size int64) error {
+// writer that verifies never uses. eventsApplied, the state's event count,
+// is stored too ("events"), unsigned: a hint of how far the snapshot is
+// behind (takeBase), never trusted for the state.
+func SaveSnapshot(ctx context.Context, obs jetstream.ObjectStore, meta ledger.SnapshotMeta, sig string, eventsApplied uint64, body io.Reader, size int64) error {
 	parts := max(1, int((size+int64(snapshotPartBytes)-1)/int64(snapshotPartBytes)))
 	if parts > SnapshotPartsMax {
 		return fmt.Errorf("snapshot of %d bytes needs %d parts, more than %d", size, parts, SnapshotPartsMax)
@@ -190,7 +200,7 @@ func SaveSnapshot(ctx context.Context, obs jetstream.ObjectStore, meta ledger.Sn
 			Name:        SnapshotPartName(meta.Writer, meta.Seq, i),
 			Description: fmt.Sprintf("state of writer %s at sequence %d, part %d of %d", meta.Writer, meta.Seq, i+1, parts),
 			Metadata: map[string]string{"writer": meta.Writer, "seq": strconv.FormatUint(meta.Seq, 10), "commit": meta.Commit,
-				"part": strconv.Itoa(i), "parts": strconv.Itoa(parts), "sig": sig},
+				"part": strconv.Itoa(i), "parts": strconv.Itoa(parts), "sig": sig, snapshotEventsKey: strconv.FormatUint(eventsApplied, 10)},
 		}, io.LimitReader(body, partSize))
 		if err != nil {
 			for j := range i {
@@ -663,7 +673,7 @@ func (w *Writer) upload(ctx context.Context, meta ledger.SnapshotMeta, sig strin
 		obs, err = SnapshotStore(ctx, js, w.cfg.Replicas)
 	}
 	if err == nil {
-		err = SaveSnapshot(ctx, obs, meta, sig, paced(ctx, body.reader(), SnapshotStoreBytesPerSecond), int64(body.n))
+		err = SaveSnapshot(ctx, obs, meta, sig, eventsApplied, paced(ctx, body.reader(), SnapshotStoreBytesPerSecond), int64(body.n))
 	}
 	if err != nil {
 		w.stats.Snapshots.Failed.Add(1)

@@ -381,6 +381,7 @@ func (w *Writer) lead(ctx context.Context, lost <-chan error) error {
 	w.refuseQueued()
 	// A standby's state followed the log without telling the limiter.
 	w.limits.Reset(w.state.RateLimits())
+	base := w.takeBase(ctx) // before serving: it pauses the writer
 	subs := make([]*nats.Subscription, 0, 2)
 	defer func() {
 		w.ready.Store(false)
@@ -418,7 +419,7 @@ func (w *Writer) lead(ctx context.Context, lost <-chan error) error {
 	w.ready.Store(true)
 	w.role.Store(RoleLeader)
 	w.log.Info("writer serving", "writer", w.cfg.Name, "last_seq", w.lastSeq, "customers", w.state.Customers())
-	return w.loop(ctx, lost)
+	return w.loop(ctx, lost, base)
 }
 
 // refuseQueued answers every request queued and not yet decided with
@@ -604,7 +605,7 @@ type flight struct {
 // deciding overlaps the fsync). Batches are answered strictly in order,
 // each only once it and everything before it is durable; the first failure
 // fails every batch after it too (see fail).
-func (w *Writer) loop(ctx context.Context, lost <-chan error) error {
+func (w *Writer) loop(ctx context.Context, lost <-chan error, base *shadowBase) error {
 	acks := make(chan *nats.Msg, CommitsInFlightMax)
 	w.inbox = w.lc.NewRespInbox()
 	sub, err := w.lc.ChanSubscribe(w.inbox+".*", acks)
@@ -619,7 +620,7 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error) error {
 	w.sentSeq = w.lastSeq
 	w.openCommit()
 	if !w.cfg.Snapshots.Off {
-		w.shadow = w.startShadow(ctx, w.lastSeq)
+		w.shadow = w.startShadow(ctx, w.lastSeq, base)
 		defer func() {
 			w.shadow.stop()
 			w.shadow = nil
