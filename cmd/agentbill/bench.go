@@ -80,7 +80,10 @@ func printReport(w io.Writer, rep *bench.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tclients\tops/s\tcycles/s\tp50 us\tp99 us\tp99.9 us\tx req/reply\tcpu us/op\tx req/reply cpu\terrors\t")
 	for _, r := range rep.Results {
-		cycles, cpu, cpuRatio := "-", "-", "-"
+		cycles, ratio, cpu, cpuRatio := "-", "-", "-", "-"
+		if r.Ratio > 0 { // the baseline has none: it is the 1
+			ratio = fmt.Sprintf("%.2f", r.Ratio)
+		}
 		if r.CyclesPerSec > 0 {
 			cycles = fmt.Sprintf("%.0f", r.CyclesPerSec)
 		}
@@ -90,8 +93,8 @@ func printReport(w io.Writer, rep *bench.Report) error {
 		if r.CPURatio > 0 {
 			cpuRatio = fmt.Sprintf("%.2f", r.CPURatio)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%s\t%s\t%d\t\n",
-			r.Scenario, r.Clients, r.OpsPerSec, cycles, r.P50us, r.P99us, r.P999us, r.Ratio, cpu, cpuRatio, r.Errors)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t\n",
+			r.Scenario, r.Clients, r.OpsPerSec, cycles, r.P50us, r.P99us, r.P999us, ratio, cpu, cpuRatio, r.Errors)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
