@@ -114,44 +114,55 @@ func TestShadowFallenBehindRebuildsFromTheLog(t *testing.T) {
 // replay of the log), and a writer started later loads it.
 func TestShadowStartsFromTheWritersOwnSnapshot(t *testing.T) {
 	defer projections.SetShadowReplayEvents(10)()
-	s := testenv.StartServer(t, "")
-	c := testenv.Client(t, s)
-	w := testenv.StartWriter(t, s, nil, snapDefault, func(c *projections.Config) { c.Snapshots.Off = true })
-	snapTraffic(t, c, 0)
-	w.Stop(t)
+	for _, signing := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unsigned", true: "signed"}[signing], func(t *testing.T) {
+			s := testenv.StartServer(t, "")
+			c := testenv.Client(t, s)
+			opts, keys := []func(*projections.Config){manualSnapshots(nil)}, events.Keyring(nil)
+			if signing {
+				sg := newSigner(t)
+				opts, keys = append(opts, signed(sg, "", nil)), events.NewKeyring(sg.Public())
+			}
+			w := testenv.StartWriter(t, s, nil, snapDefault, append(opts, func(c *projections.Config) { c.Snapshots.Off = true })...)
+			snapTraffic(t, c, 0)
+			w.Stop(t)
 
-	w = testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(nil))
-	st := &w.Stats().Snapshots
-	start := w.Stats().LastSeq.Load()
-	if got := st.Bases.Load(); got != 1 {
-		t.Fatalf("the writer took %d snapshots before serving, want 1 (none was stored)", got)
-	}
-	waitFor(t, func() bool { return st.Saved.Load() == 1 })
-	if got := st.SavedSeq.Load(); got != start {
-		t.Errorf("the snapshot taken before serving covers sequence %d, want the writer's, %d", got, start)
-	}
-	snapTraffic(t, c, 1)
-	last := w.Stats().LastSeq.Load()
-	waitFor(t, func() bool { return st.ShadowSeq.Load() == last })
-	if got := st.ShadowRestarts.Load(); got != 0 {
-		t.Errorf("the shadow started again from the log %d times", got)
-	}
-	snapSeq := takeSnapshot(t, w)
-	if snapSeq != last {
-		t.Fatalf("snapshot at sequence %d, want the log's last, %d", snapSeq, last)
-	}
-	checkSnapshotIsReplay(t, s, snapSeq)
-	want := allStatuses(t, c)
-	w.Stop(t)
+			w = testenv.StartWriter(t, s, nil, snapDefault, opts...)
+			st := &w.Stats().Snapshots
+			start := w.Stats().LastSeq.Load()
+			if got := st.Bases.Load(); got != 1 {
+				t.Fatalf("the writer took %d snapshots before serving, want 1 (none was stored)", got)
+			}
+			waitFor(t, func() bool { return st.Saved.Load() == 1 })
+			// Stored whole, signed if the writer signs, of this log.
+			base, err := projections.LoadSnapshot(context.Background(), testenv.JetStream(t, testenv.Connect(t, s)), events.WriterDefault, keys, nil)
+			if err != nil || base.Meta.Seq != start {
+				t.Fatalf("the snapshot taken before serving: %v; want it loadable at the writer's sequence %d", err, start)
+			}
+			snapTraffic(t, c, 1)
+			last := w.Stats().LastSeq.Load()
+			waitFor(t, func() bool { return st.ShadowSeq.Load() == last })
+			if got := st.ShadowRestarts.Load(); got != 0 {
+				t.Errorf("the shadow started again from the log %d times", got)
+			}
+			snapSeq := takeSnapshot(t, w)
+			if snapSeq != last {
+				t.Fatalf("snapshot at sequence %d, want the log's last, %d", snapSeq, last)
+			}
+			checkSnapshotIsReplay(t, s, snapSeq)
+			want := allStatuses(t, c)
+			w.Stop(t)
 
-	w = testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(nil))
-	if got := w.Stats().Snapshots.LoadedSeq.Load(); got != snapSeq {
-		t.Errorf("restart started from sequence %d, want the snapshot's %d", got, snapSeq)
+			w = testenv.StartWriter(t, s, nil, snapDefault, opts...)
+			if got := w.Stats().Snapshots.LoadedSeq.Load(); got != snapSeq {
+				t.Errorf("restart started from sequence %d, want the snapshot's %d", got, snapSeq)
+			}
+			if got := w.Stats().Snapshots.Bases.Load(); got != 0 {
+				t.Errorf("a writer whose snapshot is current took %d snapshots before serving, want 0", got)
+			}
+			checkStatuses(t, c, want)
+		})
 	}
-	if got := w.Stats().Snapshots.Bases.Load(); got != 0 {
-		t.Errorf("a writer whose snapshot is current took %d snapshots before serving, want 0", got)
-	}
-	checkStatuses(t, c, want)
 }
 
 // checkSnapshotIsReplay requires the stored snapshot at snapSeq to be,
