@@ -250,7 +250,7 @@ func TestSnapshotCheckRestoredGrantsAndScopes(t *testing.T) {
 			Scopes: map[events.ScopeRef]*ScopeUsage{team: {Limit: parsed(50, 0), Period: PeriodMonth, Reserved: parsed(5, 0)}},
 		}
 	}
-	if err := checkRestored(valid()); err != nil {
+	if err := checkRestoredAgents(valid()); err != nil {
 		t.Fatalf("checkRestored of a valid customer: %v", err)
 	}
 	for _, tc := range []struct {
@@ -270,10 +270,42 @@ func TestSnapshotCheckRestoredGrantsAndScopes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()
 			tc.breaks(c)
-			if err := checkRestored(c); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if err := checkRestoredAgents(c); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("checkRestored = %v, want an error naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// checkRestoredAgents is checkRestored of a customer whose agents are
+// already in its map.
+func checkRestoredAgents(c *Customer) error {
+	reserved := events.Zero
+	for _, a := range c.Agents {
+		reserved = reserved.Add(a.Reserved)
+	}
+	return checkRestored(c, len(c.Agents), reserved)
+}
+
+// The agents a snapshot lists for a customer become its map when the slab
+// is indexed, pointing into the slab; one listed twice is refused.
+func TestSnapshotIndexBuildsAgentMaps(t *testing.T) {
+	sl := &restoredSlab{customers: []Customer{{ID: "c1"}, {ID: "c2"}, {ID: "c3"}}, agentEnd: []int{2, 2, 3},
+		agentIDs: []string{"a", "b", "a"}, agentUse: []AgentUsage{{Used: parsed(1, 0)}, {Used: parsed(2, 0)}, {Used: parsed(3, 0)}}}
+	s := NewState()
+	if err := s.index(sl); err != nil {
+		t.Fatal(err)
+	}
+	c1, c2, c3 := s.customers["c1"], s.customers["c2"], s.customers["c3"]
+	if len(c1.Agents) != 2 || c1.Agents["a"] != &sl.agentUse[0] || c1.Agents["b"] != &sl.agentUse[1] ||
+		c2.Agents != nil || len(c3.Agents) != 1 || c3.Agents["a"] != &sl.agentUse[2] {
+		t.Fatalf("agents: c1 %v, c2 %v, c3 %v", c1.Agents, c2.Agents, c3.Agents)
+	}
+
+	sl = &restoredSlab{customers: []Customer{{ID: "c1"}}, agentEnd: []int{2},
+		agentIDs: []string{"a", "a"}, agentUse: make([]AgentUsage, 2)}
+	if err := NewState().index(sl); err == nil || !strings.Contains(err.Error(), "listed twice") {
+		t.Errorf("an agent listed twice: err %v", err)
 	}
 }
 
@@ -301,7 +333,7 @@ func TestSnapshotRefusesUnknownFlags(t *testing.T) {
 	}
 	plain[at] = 0x80
 	d := &snapReader{r: bufio.NewReader(bytes.NewReader(plain))}
-	if err := d.customer(&Customer{}); err == nil || !strings.Contains(err.Error(), "flags") {
+	if err := d.customer(&Customer{}, &restoredSlab{}); err == nil || !strings.Contains(err.Error(), "flags") {
 		t.Errorf("customer with flags 0x80: err %v, want unknown flags", err)
 	}
 

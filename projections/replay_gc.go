@@ -17,7 +17,9 @@ import (
 // every replayGCTuneEvents events, and put back when the last replay ends.
 // The peak heap during a replay is therefore at most
 // live + max(live, ReplayGCHeadroomBytes); a memory limit (GOMEMLIMIT)
-// still holds, since the runtime honours it whatever the percent.
+// still holds, since the runtime honours it whatever the percent. The
+// writer's restore reads its snapshot under the same policy (checked
+// every snapshotGCTuneBytes read), counted as a replay.
 
 // ReplayGCHeadroomBytes bounds the heap growth between two collections
 // that a replay allows beyond the default (see above).
