@@ -152,7 +152,7 @@ func (w *Writer) takeBase(ctx context.Context) *shadowBase {
 // storedEvents returns the events applied at the writer's newest stored
 // snapshot (0 if there is none); known is false if that snapshot does not
 // say (stored before the count was kept: it is taken to be recent).
-func (w *Writer) storedEvents(ctx context.Context) (events uint64, known bool, err error) {
+func (w *Writer) storedEvents(ctx context.Context) (applied uint64, known bool, err error) {
 	obs, err := w.js.ObjectStore(ctx, SnapshotBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		return 0, true, nil
@@ -164,8 +164,8 @@ func (w *Writer) storedEvents(ctx context.Context) (events uint64, known bool, e
 	if err != nil || len(stored) == 0 {
 		return 0, err == nil, err
 	}
-	events, err = strconv.ParseUint(stored[0].parts[0].Metadata[snapshotEventsKey], 10, 64)
-	return events, err == nil, nil
+	applied, err = strconv.ParseUint(stored[0].parts[0].Metadata[snapshotEventsKey], 10, 64)
+	return applied, err == nil, nil
 }
 
 // stop ends the shadow and waits for it (not for an upload it started).
