@@ -61,7 +61,10 @@ func BenchmarkTakeover(b *testing.B) {
 			// starts once that is stored: a standby replaying the whole
 			// log too would not fit this process's memory.
 			st := &leader.Stats().Snapshots
-			for st.Saved.Load() == 0 {
+			for deadline := time.Now().Add(benchRoleTimeout); st.Saved.Load() == 0; {
+				if time.Now().After(deadline) {
+					b.Fatalf("the leader's snapshot was not stored within %s (bases %d, failed %d)", benchRoleTimeout, st.Bases.Load(), st.Failed.Load())
+				}
 				time.Sleep(10 * time.Millisecond)
 			}
 			b.ReportMetric(float64(st.Bases.Load()), "leader-bases")
