@@ -87,6 +87,11 @@ type fastDecoder struct {
 	i    int
 	buf  []byte // scratch for unescaping strings
 	memo unitsMemo
+	// The strings last decoded, reused for the same bytes (strReusing):
+	// the current event's ID, the last customer ID, and each data
+	// field's last value.
+	eventID, customerID string
+	seen                [fieldBalance + 1]string
 }
 
 // unitsMemo remembers the last amounts parseTotal returned, by their exact
@@ -185,6 +190,7 @@ func (d *fastDecoder) envelope() (*Envelope, bool) {
 		switch k {
 		case 0:
 			e.ID, ok = d.str()
+			d.eventID = e.ID
 		case 1:
 			schema = schemaOf(d.plainStr())
 			ok = schema != nil
@@ -196,7 +202,8 @@ func (d *fastDecoder) envelope() (*Envelope, bool) {
 		case 3:
 			e.At, ok = d.time()
 		case 4:
-			e.CustomerID, ok = d.str()
+			e.CustomerID, ok = d.strReusing(d.customerID, "")
+			d.customerID = e.CustomerID
 		case 5:
 			e.Data, ok = d.data(schema)
 		}
@@ -244,7 +251,9 @@ func (d *fastDecoder) field(f dataField, w *wireData) bool {
 	case fieldPeriod, fieldUpgradeURL, fieldSource, fieldNote, fieldReservationID, fieldAgentID, fieldTaskRef,
 		fieldReason, fieldMessage, fieldCause, fieldTrigger, fieldIdempotencyKey, fieldRequestHash, fieldRollover,
 		fieldGrantID, fieldPriceList, fieldUnpriced, fieldVersion, fieldDigest:
-		*w.stringField(f), ok = d.str()
+		p := w.stringField(f)
+		*p, ok = d.strReusing(d.seen[f], d.eventID) // a hold's ID is its event's
+		d.seen[f] = *p
 	case fieldThresholds:
 		w.Thresholds, ok = d.unitsList()
 	case fieldAgentLimits:
@@ -307,10 +316,15 @@ func (d *fastDecoder) extField(f dataField, w *wireData) bool {
 		w.MaxOutputTokens = int64(n)
 	case fieldBody:
 		w.Body, ok = d.rawObject()
-	case fieldUsage:
-		ok = d.viaJSON(&w.Usage)
+	case fieldUsage: // through a variable of its own: viaJSON's argument
+		// escapes, and w must not (it stays on the stack)
+		var u *Usage
+		ok = d.viaJSON(&u)
+		w.Usage = u
 	case fieldPricing:
-		ok = d.viaJSON(&w.Pricing)
+		var p *Pricing
+		ok = d.viaJSON(&p)
+		w.Pricing = p
 	}
 	return ok
 }
@@ -621,6 +635,9 @@ func (d *fastDecoder) units() (Units, bool) {
 	if d.i == start {
 		return Units{}, false
 	}
+	if u, ok := plainUnits(d.b[start:d.i]); ok {
+		return u, true
+	}
 	m := &d.memo
 	for j := range m.text {
 		if m.text[j] == string(d.b[start:d.i]) { // compared without a copy
@@ -637,6 +654,54 @@ func (d *fastDecoder) units() (Units, bool) {
 		m.next = (m.next + 1) % unitsMemoSize
 	}
 	return u, true
+}
+
+// plainUnitsDigitsMax bounds the digits plainUnits reads: 18 digits
+// always fit an int64, so the coefficient is exact.
+const plainUnitsDigitsMax = 18
+
+// plainUnits parses, without allocating, the amounts the encoder writes
+// nearly always: digits, then optionally a point and more digits, at most
+// plainUnitsDigitsMax digits in all, with no leading zero but a lone one
+// before the point. Its result is parseTotal's for the same text (the
+// coefficient reduced, zero canonical), checked by the tests against
+// parseTotal; anything else (a sign, an exponent, more digits) is left to
+// parseTotal.
+func plainUnits(b []byte) (Units, bool) {
+	var coeff int64
+	var exp int32
+	digits, i := 0, 0
+	for ; i < len(b) && isDigit(b[i]); i++ {
+		coeff = coeff*10 + int64(b[i]-'0')
+		digits++
+	}
+	if digits == 0 || (b[0] == '0' && digits > 1) {
+		return Units{}, false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		frac := 0
+		for ; i < len(b) && isDigit(b[i]); i++ {
+			coeff = coeff*10 + int64(b[i]-'0')
+			frac++
+		}
+		if frac == 0 {
+			return Units{}, false
+		}
+		digits += frac
+		exp = -int32(frac)
+	}
+	if i != len(b) || digits > plainUnitsDigitsMax {
+		return Units{}, false
+	}
+	if coeff == 0 {
+		return Units{}, true // canonical zero, exponent 0
+	}
+	for coeff%10 == 0 {
+		coeff /= 10
+		exp++
+	}
+	return NewUnits(coeff, exp), true
 }
 
 func isNumberByte(c byte) bool {
@@ -706,27 +771,41 @@ func (d *fastDecoder) plainStr() []byte {
 // str decodes a string as encoding/json does, for the strings it can be
 // certain about: valid UTF-8, no control characters, and only the escapes
 // of simpleEscape.
-func (d *fastDecoder) str() (string, bool) {
-	b, i := d.b, d.i
-	if i >= len(b) || b[i] != '"' {
+func (d *fastDecoder) str() (string, bool) { return d.strReusing("", "") }
+
+// strReusing is str, but returns a or b instead of a new copy when the
+// string has the same bytes: IDs repeat within a commit (an agent's, a
+// customer's, a hold's in its own reserved event), and a copy of each
+// would be an allocation per event. Strings are immutable, so the values
+// decoded are the same either way.
+func (d *fastDecoder) strReusing(a, b string) (string, bool) {
+	in, i := d.b, d.i
+	if i >= len(in) || in[i] != '"' {
 		return "", false
 	}
 	i++
 	start := i
-	for i < len(b) {
-		c := b[i]
+	for i < len(in) {
+		c := in[i]
 		switch {
 		case strPlain[c]:
 			i++
 		case c == '"':
 			d.i = i + 1
-			return string(b[start:i]), true
+			s := in[start:i]
+			if string(s) == a { // compared without a copy
+				return a, true
+			}
+			if string(s) == b {
+				return b, true
+			}
+			return string(s), true
 		case c == '\\':
 			return d.strEscaped(start, i)
 		case c < utf8.RuneSelf: // a control character
 			return "", false
 		default:
-			r, size := utf8.DecodeRune(b[i:])
+			r, size := utf8.DecodeRune(in[i:])
 			if r == utf8.RuneError && size == 1 {
 				return "", false // encoding/json would substitute U+FFFD
 			}

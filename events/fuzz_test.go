@@ -1,6 +1,7 @@
 package events
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"unicode"
@@ -9,14 +10,26 @@ import (
 
 // FuzzParseUnits: every amount ParseUnits accepts is non-negative, at most
 // 10^15, has at most 18 fractional digits, and its canonical text parses
-// back to the same value and the same text.
+// back to the same value and the same text. The fast decoder's plainUnits
+// accepts only text parseTotal accepts, with the very same value.
 func FuzzParseUnits(f *testing.F) {
 	for _, s := range []string{"0", "1", "12.5", "0.000000000000000001", "1e15", "1000000000000000",
 		"-0", "-1", "1e999999", "1e-999999", "NaN", "Infinity", "0x10", "+1", "01", "1.", ".5", "1e", "",
-		"123456789012345678901234567890", "1E+3", "9.99999999999999999e14", strings.Repeat("9", 64)} {
+		"123456789012345678901234567890", "1E+3", "9.99999999999999999e14", strings.Repeat("9", 64),
+		"100", "0.0", "0.50", "10.000", "999999999999999999", "9999999999999999999", "0.00000000000000001",
+		"00", "0.", "1.5.5", "1 ", "1000000000000"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		if fast, ok := plainUnits([]byte(s)); ok {
+			want, err := parseTotal(s)
+			if err != nil {
+				t.Fatalf("plainUnits(%q) = %s, but parseTotal refuses it: %v", s, fast, err)
+			}
+			if !reflect.DeepEqual(fast, want) {
+				t.Fatalf("plainUnits(%q) = %#v, parseTotal = %#v", s, fast.d, want.d)
+			}
+		}
 		u, err := ParseUnits(s)
 		if err != nil {
 			return
