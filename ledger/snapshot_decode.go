@@ -439,7 +439,6 @@ func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (
 	}
 	m := make(map[string]V, min(n, snapshotPresizeMax))
 	w.m = m
-	w.order = make([]windowKey, 0, min(n, snapshotPresizeMax))
 	batches := make(chan []restoredEntry[V], snapshotSlabsQueued)
 	inserted := make(chan error, 1)
 	go func() {
@@ -468,7 +467,7 @@ func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (
 		if err != nil {
 			return w, fmt.Errorf("key %q: %w", k.key, err)
 		}
-		w.order = append(w.order, k)
+		w.order.push(k)
 		if batch = append(batch, restoredEntry[V]{key: k.key, v: v}); len(batch) == snapshotSlabCustomers {
 			batches <- batch
 			batch = make([]restoredEntry[V], 0, snapshotSlabCustomers)

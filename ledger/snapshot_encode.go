@@ -517,12 +517,11 @@ func sortedKeys[V any](e *snapWriter, m map[string]V) []string {
 // time of its put, and its value. Restored, the window forgets the same
 // keys at the same moments.
 func writeWindow[V any](e *snapWriter, w *window[V], value func(*snapWriter, string, V) error) error {
-	live := w.order[w.head:]
-	if len(live) != len(w.m) {
-		return fmt.Errorf("snapshot: a window's order holds %d keys, its map %d", len(live), len(w.m))
+	if w.order.len() != len(w.m) {
+		return fmt.Errorf("snapshot: a window's order holds %d keys, its map %d", w.order.len(), len(w.m))
 	}
-	e.uvarint(uint64(len(live)))
-	for _, k := range live {
+	e.uvarint(uint64(w.order.len()))
+	for k := range w.order.all {
 		v, ok := w.m[k.key]
 		if !ok {
 			return fmt.Errorf("snapshot: a window's order holds a key its map does not")

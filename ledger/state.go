@@ -334,13 +334,12 @@ func (s *State) pushExpiry(r *Reservation) {
 // max of them, forgetting the oldest first. Insertion order is event order,
 // so the live writer and a replay forget the same keys.
 //
-// Invariant: every key in m has exactly one live entry in order (from
-// head), and every live entry's key is in m. put appends to order only a
-// key not in m, and pop, the only delete, takes a key out of both.
+// Invariant: every key in m has exactly one live entry in order, and every
+// live entry's key is in m. put pushes to order only a key not in m, and
+// pop, the only delete, takes a key out of both.
 type window[V any] struct {
 	m     map[string]V
-	order []windowKey // FIFO; head is order[head]
-	head  int
+	order keyQueue
 	max   int
 }
 
@@ -367,7 +366,7 @@ func (w *window[V]) put(key string, v V, at time.Time) {
 		w.m[key] = v
 		return
 	}
-	w.order = append(w.order, windowKey{key: key, at: at})
+	w.order.push(windowKey{key: key, at: at})
 	w.m[key] = v
 	for len(w.m) > w.max {
 		w.pop()
@@ -377,20 +376,70 @@ func (w *window[V]) put(key string, v V, at time.Time) {
 // forget drops entries older than IdempotencyWindow before now.
 func (w *window[V]) forget(now time.Time) {
 	cut := now.Add(-IdempotencyWindow)
-	for w.head < len(w.order) && w.order[w.head].at.Before(cut) {
+	for w.order.len() > 0 && w.order.first().at.Before(cut) {
 		w.pop()
 	}
 }
 
 func (w *window[V]) pop() {
-	k := w.order[w.head]
-	w.order[w.head] = windowKey{}
-	w.head++
-	delete(w.m, k.key)
-	// Compact once the dead prefix dominates, so memory stays bounded.
-	if w.head > 1024 && w.head*2 > len(w.order) {
-		w.order = append([]windowKey(nil), w.order[w.head:]...)
-		w.head = 0
+	delete(w.m, w.order.pop().key)
+}
+
+// windowBlockKeys is how many keys a block of a window's FIFO holds. The
+// FIFO grows and shrinks a block at a time, so a window that grows to a
+// million keys (a replay, a busy day) never copies the keys it holds, as
+// a doubling slice would, and one that empties frees its blocks.
+const windowBlockKeys = 4096
+
+// keyQueue is a window's FIFO of keys in blocks of windowBlockKeys: keys
+// are pushed to the last block and popped from the first, at head.
+type keyQueue struct {
+	blocks [][]windowKey
+	head   int // the first live key's index in blocks[0]
+	n      int // live keys
+}
+
+func (q *keyQueue) len() int { return q.n }
+
+func (q *keyQueue) first() windowKey { return q.blocks[0][q.head] }
+
+func (q *keyQueue) push(k windowKey) {
+	if len(q.blocks) == 0 || len(q.blocks[len(q.blocks)-1]) == windowBlockKeys {
+		q.blocks = append(q.blocks, make([]windowKey, 0, windowBlockKeys))
+	}
+	last := &q.blocks[len(q.blocks)-1]
+	*last = append(*last, k)
+	q.n++
+}
+
+// pop removes and returns the first key; the queue must not be empty.
+func (q *keyQueue) pop() windowKey {
+	b := q.blocks[0]
+	k := b[q.head]
+	b[q.head] = windowKey{} // the key's string is no longer held here
+	q.head++
+	q.n--
+	if q.head == len(b) && (len(b) == windowBlockKeys || q.n == 0) {
+		// A block wholly read: drop it (the last one only when empty,
+		// and then a push starts a new one).
+		q.blocks[0] = nil
+		q.blocks = q.blocks[1:]
+		q.head = 0
+	}
+	return k
+}
+
+// all yields the live keys, first to last.
+func (q *keyQueue) all(yield func(windowKey) bool) {
+	for i, b := range q.blocks {
+		if i == 0 {
+			b = b[q.head:]
+		}
+		for _, k := range b {
+			if !yield(k) {
+				return
+			}
+		}
 	}
 }
 
