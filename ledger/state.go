@@ -326,8 +326,36 @@ func (h *expiryHeap) Pop() any {
 	return it
 }
 
+// expiryCompactMin is the fewest entries the expiry heap holds before
+// pushExpiry compacts it.
+const expiryCompactMin = 1024
+
 func (s *State) pushExpiry(r *Reservation) {
+	if len(s.expiries) >= expiryCompactMin && len(s.expiries) > 2*len(s.reservations) {
+		s.compactExpiries()
+	}
 	heap.Push(&s.expiries, expiryItem{at: r.ExpiresAt, id: r.ID})
+}
+
+// compactExpiries drops the heap's stale entries: those of holds settled,
+// released or extended since. Only Sweep pops the heap, and a replay never
+// sweeps (expiries are events in the log), so without this a replay
+// would keep an entry for every hold the log ever opened, and the first
+// Sweep after it would pop them all on the writer's loop (188 ms for
+// 300,000 settled holds). Compacting once stale entries outnumber the
+// open holds keeps the heap within twice them, at a constant cost per
+// push; Sweep's events do not change, since it skips stale entries and
+// orders the rest by deadline and ID alone.
+func (s *State) compactExpiries() {
+	live := s.expiries[:0]
+	for _, it := range s.expiries {
+		if r := s.reservations[it.id]; r != nil && r.ExpiresAt.Equal(it.at) {
+			live = append(live, it)
+		}
+	}
+	clear(s.expiries[len(live):]) // the dropped entries' IDs are not held
+	s.expiries = live
+	heap.Init(&s.expiries)
 }
 
 // window remembers keys for IdempotencyWindow of event time, and at most

@@ -1,0 +1,122 @@
+package ledger
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+)
+
+// A replay never sweeps, so the expiry heap must not keep an entry for
+// every hold the log opened: it stays within twice the open holds, and
+// the first Sweep after the replay expires exactly the open holds past
+// their deadline, in deadline then ID order, as the writer that decided
+// the log does.
+func TestExpiryHeapAfterAReplay(t *testing.T) {
+	live := NewState()
+	n := 0
+	live.NewID = func() string { n++; return fmt.Sprintf("01900000-0000-7000-8000-%012d", n) }
+	live.Default = &DefaultBudget{Limit: events.NewUnits(1, 12), Period: PeriodMonth}
+	rng := rand.New(rand.NewPCG(1, 2))
+	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	est, used := events.NewUnits(10, 0), events.NewUnits(7, 0)
+	ttls := []string{"1m", "5m", "15m", "1h"}
+	var log []*events.Envelope
+	decide := func(r Command) Reply {
+		t.Helper()
+		reply, evs, err := live.Decide(r, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log = append(log, evs...)
+		return reply
+	}
+	const holds = 20_000
+	for i := range holds {
+		now = now.Add(time.Duration(rng.IntN(3)) * time.Second) // some deadlines tie
+		cid := fmt.Sprintf("cust-%d", i%500)
+		id := decide(&PreflightRequest{CustomerID: cid, AgentID: "a", EstimatedUnits: &est, TTL: ttls[rng.IntN(len(ttls))]}).(*PreflightReply).ReservationID
+		switch k := rng.IntN(20); {
+		case k < 15: // most holds settle
+			decide(&RecordRequest{CustomerID: cid, AgentID: "a", Units: &used, ReservationID: id})
+		case k < 16:
+			decide(&ReleaseRequest{CustomerID: cid, ReservationID: id})
+		case k < 18: // extended: its first entry goes stale
+			decide(&ExtendRequest{CustomerID: cid, ReservationID: id, TTL: ttls[rng.IntN(len(ttls))]})
+		}
+	}
+	replayed := NewState()
+	replayed.Default, replayed.NewID = live.Default, live.NewID
+	for _, e := range log {
+		replayed.Apply(e)
+	}
+	open := len(replayed.reservations)
+	if open == 0 || open == holds {
+		t.Fatalf("%d holds open of %d: the test needs some of each", open, holds)
+	}
+	if got, bound := len(replayed.expiries), 2*open+expiryCompactMin; got > bound {
+		t.Fatalf("after the replay the expiry heap holds %d entries for %d open holds (at most %d)", got, open, bound)
+	}
+
+	// What the first Sweep must expire: every open hold due by then, by
+	// deadline then ID.
+	sweepAt := now.Add(20 * time.Minute)
+	var want []string
+	byDeadline := make([]*Reservation, 0, open)
+	for _, r := range replayed.reservations {
+		byDeadline = append(byDeadline, r)
+	}
+	slices.SortFunc(byDeadline, func(a, b *Reservation) int {
+		if c := a.ExpiresAt.Compare(b.ExpiresAt); c != 0 {
+			return c
+		}
+		return cmpString(a.ID, b.ID)
+	})
+	for _, r := range byDeadline {
+		if !r.ExpiresAt.After(sweepAt) {
+			want = append(want, r.ID)
+		}
+	}
+	if len(want) == 0 || len(want) == open {
+		t.Fatalf("%d of %d open holds due: the test needs some of each", len(want), open)
+	}
+	for name, s := range map[string]*State{"the writer's state": live, "the replayed state": replayed} {
+		var got []string
+		for len(got) < len(want)+1 {
+			evs := s.Sweep(sweepAt, 64)
+			if len(evs) == 0 {
+				break
+			}
+			for _, e := range evs {
+				if x, ok := e.Data.(*events.Expired); ok {
+					got = append(got, x.ReservationID)
+				}
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: Sweep expired %d holds, want %d (first difference at %d)", name, len(got), len(want), firstDiff(got, want))
+		}
+	}
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
