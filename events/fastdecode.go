@@ -30,8 +30,11 @@ import (
 // Keys may be absent: encoding/json leaves an absent field at its zero
 // value, and so does the fast decoder.
 //
-// Amounts are parsed by parseTotal, as Units.UnmarshalJSON parses them; a
-// small memo (unitsMemo) spares parsing the same text twice in a commit.
+// Amounts are parsed by parseTotal, as Units.UnmarshalJSON parses them,
+// except plain ones (digits and a point, up to 18 digits), which
+// plainUnits parses to the very same value without allocating; a small
+// memo (unitsMemo) spares parsing the same other text twice in a commit.
+// A string equal to one just decoded (strReusing) is that string again.
 // Times are parsed by hand, for the one form MarshalJSON writes, into the
 // same time.Date the time package builds. Every loop consumes input, so
 // the input's length bounds it; recursion happens only inside metadata,
