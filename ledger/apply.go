@@ -99,6 +99,7 @@ func (s *State) applyBudgetSet(c *Customer, d *events.BudgetSet, at time.Time) {
 	raised := d.Limit.Cmp(c.Limit) > 0 || overdraft.Cmp(c.overdraft()) > 0
 	c.Limit = d.Limit
 	c.Policy = policyOf(d, overdraft)
+	s.notePolicy(c)
 	c.setScopeLimits(d.ScopeLimits, at)
 	c.Period = Period(d.Period)
 	c.Thresholds = append([]events.Units(nil), d.Thresholds...)

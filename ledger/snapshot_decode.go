@@ -157,6 +157,7 @@ func (s *State) index(sl *restoredSlab) error {
 			from = to
 		}
 		s.customers[c.ID] = c
+		s.notePolicy(c)
 		for _, r := range c.Open {
 			if s.reservations[r.ID] != nil {
 				return fmt.Errorf("reservation %s is open twice", r.ID)

@@ -22,6 +22,9 @@ type State struct {
 	grantExpiries grantExpiryHeap
 	idem          window[idemEntry]
 	closed        window[closedEntry]
+	// rateLimited are the customers whose policy has a rate limit, so
+	// that RateLimits reads them and not every customer.
+	rateLimited map[string]*Customer
 
 	// Default is the budget given to unknown customers; nil refuses them
 	// with no_budget. It is configuration, not state: the budget_set event
@@ -42,6 +45,7 @@ func NewState() *State {
 	return &State{
 		customers:    make(map[string]*Customer),
 		reservations: make(map[string]*Reservation),
+		rateLimited:  make(map[string]*Customer),
 		idem:         newWindow[idemEntry](IdempotencyKeysMax),
 		closed:       newWindow[closedEntry](ClosedReservationsMax),
 	}
@@ -165,13 +169,20 @@ func (s *State) EventsApplied() uint64 { return s.events }
 
 // RateLimits returns the budgets' own rate limits, by customer.
 func (s *State) RateLimits() map[string]events.RateLimit {
-	m := make(map[string]events.RateLimit)
-	for id, c := range s.customers {
-		if c.Policy != nil && c.Policy.RateLimit != nil {
-			m[id] = *c.Policy.RateLimit
-		}
+	m := make(map[string]events.RateLimit, len(s.rateLimited))
+	for id, c := range s.rateLimited {
+		m[id] = *c.Policy.RateLimit
 	}
 	return m
+}
+
+// notePolicy keeps rateLimited in step with c's policy.
+func (s *State) notePolicy(c *Customer) {
+	if c.Policy != nil && c.Policy.RateLimit != nil {
+		s.rateLimited[c.ID] = c
+	} else {
+		delete(s.rateLimited, c.ID)
+	}
 }
 
 // Customer returns a customer's state, or nil. Callers must not modify it.
