@@ -103,31 +103,27 @@ func BenchmarkRebuild(b *testing.B) {
 	b.ReportMetric(float64(processCPU()-cpu)/float64(total)/float64(b.N), "cpu-ns/event")
 }
 
+// usage is this process's resource usage so far (zero if it cannot be
+// read).
+func usage() syscall.Rusage {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru
+}
+
 // minorFaults is the page faults this process has taken that needed no
 // disk: on this benchmark, the kernel mapping fresh heap memory.
-func minorFaults() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Minflt
-}
+func minorFaults() int64 { return usage().Minflt }
 
 // systemCPU is the CPU time the kernel has spent for this process.
 func systemCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
+	ru := usage()
 	return time.Duration(ru.Stime.Nano())
 }
 
 // processCPU is the CPU time (user and system) this process has used.
 func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
+	ru := usage()
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
