@@ -120,3 +120,52 @@ func firstDiff(a, b []string) int {
 	}
 	return min(len(a), len(b))
 }
+
+// expiryBenchHolds is how many settled holds BenchmarkFirstSweepAfterReplay
+// replays.
+const expiryBenchHolds = 300_000
+
+// BenchmarkFirstSweepAfterReplay replays expiryBenchHolds holds, each
+// settled, then times the first Sweep, which a writer runs on its loop
+// soon after it starts serving.
+func BenchmarkFirstSweepAfterReplay(b *testing.B) {
+	live := NewState()
+	n := 0
+	live.NewID = func() string { n++; return fmt.Sprintf("01900000-0000-7000-8000-%012d", n) }
+	live.Default = &DefaultBudget{Limit: events.NewUnits(1, 12), Period: PeriodMonth}
+	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	est, used := events.NewUnits(10, 0), events.NewUnits(7, 0)
+	var log []*events.Envelope
+	for i := range expiryBenchHolds {
+		cid := fmt.Sprintf("cust-%d", i%100_000)
+		r, evs, err := live.Decide(&PreflightRequest{CustomerID: cid, AgentID: "a", EstimatedUnits: &est}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, evs2, err := live.Decide(&RecordRequest{CustomerID: cid, AgentID: "a", Units: &used,
+			ReservationID: r.(*PreflightReply).ReservationID}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		log = append(append(log, evs...), evs2...)
+	}
+	var entries int
+	var sweep time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		s := NewState()
+		s.Default, s.NewID = live.Default, live.NewID
+		for _, e := range log {
+			s.Apply(e)
+		}
+		entries = len(s.expiries)
+		b.StartTimer()
+		start := time.Now()
+		if evs := s.Sweep(now.Add(time.Hour), 64); len(evs) != 0 {
+			b.Fatalf("the first Sweep expired %d holds, want none (all settled)", len(evs))
+		}
+		sweep += time.Since(start)
+	}
+	b.ReportMetric(float64(entries), "heap-entries")
+	b.ReportMetric(float64(sweep.Microseconds())/1000/float64(b.N), "first-sweep-ms")
+}
