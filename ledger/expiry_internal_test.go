@@ -169,3 +169,46 @@ func BenchmarkFirstSweepAfterReplay(b *testing.B) {
 	b.ReportMetric(float64(entries), "heap-entries")
 	b.ReportMetric(float64(sweep.Microseconds())/1000/float64(b.N), "first-sweep-ms")
 }
+
+// BenchmarkCompactExpiries times one compaction of the expiry heap with
+// expiryBenchOpen holds open and as many settled: the pause it adds to the
+// writer's loop, once per that many new holds.
+func BenchmarkCompactExpiries(b *testing.B) {
+	const expiryBenchOpen = 100_000
+	s := NewState()
+	n := 0
+	s.NewID = func() string { n++; return fmt.Sprintf("01900000-0000-7000-8000-%012d", n) }
+	s.Default = &DefaultBudget{Limit: events.NewUnits(1, 15), Period: PeriodMonth}
+	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	est, used := events.NewUnits(10, 0), events.NewUnits(7, 0)
+	hold := func(i int) string {
+		r, _, err := s.Decide(&PreflightRequest{CustomerID: fmt.Sprintf("cust-%d", i%10_000), AgentID: "a", EstimatedUnits: &est}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return r.(*PreflightReply).ReservationID
+	}
+	for i := range expiryBenchOpen {
+		hold(i)
+	}
+	var settled []expiryItem
+	for i := range expiryBenchOpen {
+		id := hold(i)
+		if _, _, err := s.Decide(&RecordRequest{CustomerID: fmt.Sprintf("cust-%d", i%10_000), AgentID: "a", Units: &used, ReservationID: id}, now); err != nil {
+			b.Fatal(err)
+		}
+		settled = append(settled, expiryItem{at: now, id: id})
+	}
+	full := slices.Clone(s.expiries)
+	full = append(full, settled[:max(0, 2*expiryBenchOpen-len(full))]...) // as just before a compaction
+	for b.Loop() {
+		b.StopTimer()
+		s.expiries = append(s.expiries[:0], full...)
+		b.StartTimer()
+		s.compactExpiries()
+	}
+	if len(s.expiries) != expiryBenchOpen {
+		b.Fatalf("%d entries after compaction, want the %d open holds", len(s.expiries), expiryBenchOpen)
+	}
+	b.ReportMetric(float64(len(full)), "entries-before")
+}
