@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -16,10 +17,7 @@ import (
 // their deadline, in deadline then ID order, as the writer that decided
 // the log does.
 func TestExpiryHeapAfterAReplay(t *testing.T) {
-	live := NewState()
-	n := 0
-	live.NewID = func() string { n++; return fmt.Sprintf("01900000-0000-7000-8000-%012d", n) }
-	live.Default = &DefaultBudget{Limit: events.NewUnits(1, 12), Period: PeriodMonth}
+	live := expiryTestState()
 	rng := rand.New(rand.NewPCG(1, 2))
 	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
 	est, used := events.NewUnits(10, 0), events.NewUnits(7, 0)
@@ -73,7 +71,7 @@ func TestExpiryHeapAfterAReplay(t *testing.T) {
 		if c := a.ExpiresAt.Compare(b.ExpiresAt); c != 0 {
 			return c
 		}
-		return cmpString(a.ID, b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
 	for _, r := range byDeadline {
 		if !r.ExpiresAt.After(sweepAt) {
@@ -102,14 +100,14 @@ func TestExpiryHeapAfterAReplay(t *testing.T) {
 	}
 }
 
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+// expiryTestState is an empty state with a default budget (10^12 units a
+// month) and numbered event IDs, for the tests and benchmarks here.
+func expiryTestState() *State {
+	s := NewState()
+	n := 0
+	s.NewID = func() string { n++; return fmt.Sprintf("01900000-0000-7000-8000-%012d", n) }
+	s.Default = &DefaultBudget{Limit: events.NewUnits(1, 12), Period: PeriodMonth}
+	return s
 }
 
 func firstDiff(a, b []string) int {
@@ -129,10 +127,7 @@ const expiryBenchHolds = 300_000
 // settled, then times the first Sweep, which a writer runs on its loop
 // soon after it starts serving.
 func BenchmarkFirstSweepAfterReplay(b *testing.B) {
-	live := NewState()
-	n := 0
-	live.NewID = func() string { n++; return fmt.Sprintf("01900000-0000-7000-8000-%012d", n) }
-	live.Default = &DefaultBudget{Limit: events.NewUnits(1, 12), Period: PeriodMonth}
+	live := expiryTestState()
 	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
 	est, used := events.NewUnits(10, 0), events.NewUnits(7, 0)
 	var log []*events.Envelope
@@ -175,10 +170,7 @@ func BenchmarkFirstSweepAfterReplay(b *testing.B) {
 // writer's loop, once per that many new holds.
 func BenchmarkCompactExpiries(b *testing.B) {
 	const expiryBenchOpen = 100_000
-	s := NewState()
-	n := 0
-	s.NewID = func() string { n++; return fmt.Sprintf("01900000-0000-7000-8000-%012d", n) }
-	s.Default = &DefaultBudget{Limit: events.NewUnits(1, 15), Period: PeriodMonth}
+	s := expiryTestState()
 	now := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
 	est, used := events.NewUnits(10, 0), events.NewUnits(7, 0)
 	hold := func(i int) string {
