@@ -106,8 +106,8 @@ func (e *env) snapshotStall(ctx context.Context) (Result, error) {
 		if stored.After(ended) {
 			when = "not both within the run, so the run did not see all of it: run again with a longer --duration"
 		}
-		taken = fmt.Sprintf("the shadow encoded it in %.0f ms (%.1f MB) and it was stored in %.0f ms, %s; %s",
-			float64(encode)/1e6, float64(snaps.SavedBytes.Load())/1e6, float64(store)/1e6, when,
+		taken = fmt.Sprintf("the shadow encoded it in %.0f ms (%.1f MB) and it was stored in %.0f ms (%.1f MB compressed), %s; %s",
+			float64(encode)/1e6, float64(snaps.SavedBytes.Load())/1e6, float64(store)/1e6, float64(snaps.StoredBytes.Load())/1e6, when,
 			phases(cycles, stored.Add(-store-encode), stored.Add(-store), stored))
 	}
 	r.Note = fmt.Sprintf("%d customers (loaded in %.1fs), %d clients pausing %s between cycles: without a snapshot p99 %.0fus p99.9 %.0fus%s; "+

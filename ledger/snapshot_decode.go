@@ -40,7 +40,12 @@ func ReadSnapshot(r io.Reader) (*State, SnapshotMeta, error) {
 func (d *snapReader) state() (*State, SnapshotMeta, error) {
 	var meta SnapshotMeta
 	magic := d.bytes(len(snapshotMagic))
-	if d.err != nil || string(magic) != snapshotMagic {
+	switch {
+	case d.err != nil && !errors.Is(d.err, io.ErrUnexpectedEOF):
+		return nil, meta, fmt.Errorf("reading it: %w", d.err) // the source's own error, e.g. a compressed part's
+	case d.err != nil:
+		return nil, meta, fmt.Errorf("not a snapshot (bad magic): %w", d.err)
+	case string(magic) != snapshotMagic:
 		return nil, meta, fmt.Errorf("not a snapshot (bad magic)")
 	}
 	if v := d.uvarint(); d.err == nil && v != snapshotVersion {

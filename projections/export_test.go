@@ -13,6 +13,14 @@ func SetSnapshotPartBytes(n int) (restore func()) {
 	return func() { snapshotPartBytes = old }
 }
 
+// SetSnapshotEncoding sets how snapshots are stored ("": uncompressed, as
+// before SnapshotEncoding); it returns a func that restores it.
+func SetSnapshotEncoding(enc string) (restore func()) {
+	old := snapshotEncoding
+	snapshotEncoding = enc
+	return func() { snapshotEncoding = old }
+}
+
 // SetShadowQueueBytes sets the bound on the commit bytes waiting for the
 // snapshot shadow; it returns a func that restores it.
 func SetShadowQueueBytes(n int) (restore func()) {

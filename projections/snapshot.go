@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -59,9 +61,23 @@ const (
 	// fsynced on, and a snapshot stored at full speed (about 95 MB/s
 	// here) made their acks, and so every request's answer, wait behind
 	// it (issue 19: p99.9 114 ms while a 314 MB snapshot was stored,
-	// 14 ms before). At this pace a snapshot of a million customers takes
-	// about 10 s to store, once every SnapshotEventsEvery events.
+	// 14 ms before). The pace is of the bytes stored, compressed
+	// (SnapshotEncoding): a snapshot of a million customers after 10M
+	// events, 326 MB, is stored in about 4 s, once every
+	// SnapshotEventsEvery events.
 	SnapshotStoreBytesPerSecond = 32 << 20
+	// SnapshotEncoding is how each part is stored: an S2 stream
+	// (github.com/klauspost/compress/s2, CRC-checked blocks) of its slice
+	// of the snapshot, named in every part's metadata ("encoding"). A
+	// snapshot of a million customers was 3.4 to 5.8 times smaller, so a
+	// store fsyncs that many times fewer bytes beside the log's commits and
+	// a restart fetches that many fewer. Parts without the key (stored
+	// before compression) hold their bytes as they are.
+	SnapshotEncoding = "s2"
+	// SnapshotCompressBlockBytes is the S2 block size: the store
+	// compresses one block at a time, about a millisecond of one core,
+	// and yields the processor between blocks.
+	SnapshotCompressBlockBytes = 256 << 10
 	// snapshotPrefix starts every snapshot's object name.
 	snapshotPrefix = "writer-"
 )
@@ -99,11 +115,22 @@ func (c *SnapshotConfig) setDefaults() {
 // state had applied (SaveSnapshot).
 const snapshotEventsKey = "events"
 
+// snapshotEncodingKey is the stored snapshot metadata key of the parts'
+// encoding (SnapshotEncoding, or absent: as they are).
+const snapshotEncodingKey = "encoding"
+
+// snapshotEncoding is SnapshotEncoding; tests set it to "" to store
+// snapshots as an older version did.
+var snapshotEncoding = SnapshotEncoding
+
 // SnapshotStats count the writer's snapshots (Stats.Snapshots).
 type SnapshotStats struct {
 	Saved      atomic.Uint64 // snapshots stored
 	SavedSeq   atomic.Uint64 // the sequence the last stored one covers
 	SavedBytes atomic.Uint64 // its size
+	// StoredBytes is the size it took in the object store, compressed
+	// (SnapshotEncoding).
+	StoredBytes atomic.Uint64
 	// EncodeNanos is how long the last one took to encode, on the
 	// shadow's goroutine (shadow.go; the writer does not wait for it);
 	// StoreNanos how long storing it took, in the background.
@@ -135,7 +162,9 @@ type Snapshot struct {
 	State *ledger.State
 	Meta  ledger.SnapshotMeta
 	Name  string
-	Bytes uint64
+	Bytes uint64 // its size
+	// StoredBytes is the size read from the object store (compressed).
+	StoredBytes uint64
 }
 
 // SnapshotName names a writer's snapshot at seq; its parts are objects
@@ -168,60 +197,119 @@ func SnapshotStore(ctx context.Context, js jetstream.JetStream, replicas int) (j
 
 // SaveSnapshot stores a snapshot body of size bytes (from
 // ledger.State.WriteSnapshot with meta) in parts of at most
-// SnapshotPartBytes, one after another, replacing any snapshot of the
-// writer at the same sequence; if a part fails, the parts stored are
-// deleted. Then it deletes the writer's snapshots beyond
-// SnapshotVersionsKept.
+// SnapshotPartBytes of it, one after another, each compressed
+// (SnapshotEncoding) and stored at most rate bytes a second on average
+// (no bound if rate is 0), replacing any snapshot of the writer at the
+// same sequence; if a part fails, the parts stored are deleted. Then it
+// deletes the writer's snapshots beyond SnapshotVersionsKept. It returns
+// the bytes stored.
 //
 // sig, the snapshot's signature (events.Signer.SignSnapshot), is stored in
 // every part's metadata ("sig"); "" stores an unsigned snapshot, which a
 // writer that verifies never uses. eventsApplied, the state's event count,
 // is stored too ("events"), unsigned: a hint of how far the snapshot is
 // behind (takeBase), never trusted for the state.
-func SaveSnapshot(ctx context.Context, obs jetstream.ObjectStore, meta ledger.SnapshotMeta, sig string, eventsApplied uint64, body io.Reader, size int64) error {
+func SaveSnapshot(ctx context.Context, obs jetstream.ObjectStore, meta ledger.SnapshotMeta, sig string, eventsApplied uint64, body io.Reader, size int64, rate int) (storedBytes uint64, err error) {
 	parts := max(1, int((size+int64(snapshotPartBytes)-1)/int64(snapshotPartBytes)))
 	if parts > SnapshotPartsMax {
-		return fmt.Errorf("snapshot of %d bytes needs %d parts, more than %d", size, parts, SnapshotPartsMax)
+		return 0, fmt.Errorf("snapshot of %d bytes needs %d parts, more than %d", size, parts, SnapshotPartsMax)
 	}
 	stored, err := storedSnapshots(ctx, obs, meta.Writer)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, old := range stored {
 		if old.seq == meta.Seq {
 			if err := deleteSnapshot(ctx, obs, old); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
+	pace := paced(ctx, nil, rate)
 	for i := range parts {
 		partSize := (int64(i)+1)*size/int64(parts) - int64(i)*size/int64(parts)
-		_, err := obs.Put(ctx, jetstream.ObjectMeta{
+		md := map[string]string{"writer": meta.Writer, "seq": strconv.FormatUint(meta.Seq, 10), "commit": meta.Commit,
+			"part": strconv.Itoa(i), "parts": strconv.Itoa(parts), "sig": sig, snapshotEventsKey: strconv.FormatUint(eventsApplied, 10)}
+		var part io.Reader = io.LimitReader(body, partSize)
+		var z *compressor
+		if snapshotEncoding != "" {
+			md[snapshotEncodingKey] = snapshotEncoding
+			z = compress(part)
+			part = z
+		}
+		pace.r = part
+		info, err := obs.Put(ctx, jetstream.ObjectMeta{
 			Name:        SnapshotPartName(meta.Writer, meta.Seq, i),
 			Description: fmt.Sprintf("state of writer %s at sequence %d, part %d of %d", meta.Writer, meta.Seq, i+1, parts),
-			Metadata: map[string]string{"writer": meta.Writer, "seq": strconv.FormatUint(meta.Seq, 10), "commit": meta.Commit,
-				"part": strconv.Itoa(i), "parts": strconv.Itoa(parts), "sig": sig, snapshotEventsKey: strconv.FormatUint(eventsApplied, 10)},
-		}, io.LimitReader(body, partSize))
+			Metadata:    md,
+		}, pace)
+		if z != nil {
+			z.close() // before the next part reads body
+		}
 		if err != nil {
 			for j := range i {
 				_ = obs.Delete(ctx, SnapshotPartName(meta.Writer, meta.Seq, j))
 			}
-			return fmt.Errorf("store snapshot at sequence %d, part %d of %d: %w", meta.Seq, i+1, parts, err)
+			return 0, fmt.Errorf("store snapshot at sequence %d, part %d of %d: %w", meta.Seq, i+1, parts, err)
 		}
+		storedBytes += info.Size
 	}
 	if stored, err = storedSnapshots(ctx, obs, meta.Writer); err != nil {
-		return err
+		return 0, err
 	}
 	for _, old := range stored[min(len(stored), SnapshotVersionsKept):] {
 		if err := deleteSnapshot(ctx, obs, old); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return storedBytes, nil
 }
 
-// pacedReader reads from r at most rate bytes a second on average,
-// sleeping between reads as needed, until ctx ends.
+// compressor reads src compressed (SnapshotEncoding), one block at a
+// time as it is read, on a goroutine of its own.
+type compressor struct {
+	*io.PipeReader
+	done chan struct{}
+}
+
+func compress(src io.Reader) *compressor {
+	pr, pw := io.Pipe()
+	z := &compressor{PipeReader: pr, done: make(chan struct{})}
+	go func() {
+		defer close(z.done)
+		zw := s2.NewWriter(pw, s2.WriterConcurrency(1), s2.WriterBlockSize(SnapshotCompressBlockBytes))
+		block := make([]byte, SnapshotCompressBlockBytes)
+		for {
+			n, err := io.ReadFull(src, block)
+			if n > 0 {
+				if _, werr := zw.Write(block[:n]); werr != nil {
+					pw.CloseWithError(werr)
+					return
+				}
+				runtime.Gosched()
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				break
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.CloseWithError(zw.Close()) // nil: the reader sees io.EOF
+	}()
+	return z
+}
+
+// close stops the compression if it has not ended and waits for it.
+func (z *compressor) close() {
+	_ = z.PipeReader.CloseWithError(io.ErrClosedPipe)
+	<-z.done
+}
+
+// pacedReader reads from r at most rate bytes a second on average since
+// it was made, over every reader r is set to, sleeping between reads as
+// needed, until ctx ends; rate 0 is no bound.
 type pacedReader struct {
 	ctx   context.Context
 	r     io.Reader
@@ -230,11 +318,16 @@ type pacedReader struct {
 	n     int64
 }
 
-func paced(ctx context.Context, r io.Reader, rate int) io.Reader {
+func paced(ctx context.Context, r io.Reader, rate int) *pacedReader {
 	return &pacedReader{ctx: ctx, r: r, rate: float64(rate), start: time.Now()}
 }
 
 func (p *pacedReader) Read(b []byte) (int, error) {
+	if p.rate <= 0 {
+		n, err := p.r.Read(b)
+		p.n += int64(n)
+		return n, err
+	}
 	due := p.start.Add(time.Duration(float64(p.n) / p.rate * float64(time.Second)))
 	if wait := time.Until(due); wait > 0 {
 		t := time.NewTimer(wait)
@@ -298,12 +391,16 @@ func deleteSnapshot(ctx context.Context, obs jetstream.ObjectStore, sn *storedSn
 	return nil
 }
 
-// complete checks that every part of the snapshot is stored.
+// complete checks that every part of the snapshot is stored, in an
+// encoding this version reads.
 func (sn *storedSnapshot) complete() error {
 	for i, p := range sn.parts {
 		want := fmt.Sprintf("%s/%04d", sn.name, i)
 		if p.Name != want || p.Metadata["parts"] != strconv.Itoa(len(sn.parts)) {
 			return fmt.Errorf("incomplete: part %s of %s stored as %s", want, p.Metadata["parts"], p.Name)
+		}
+		if enc := p.Metadata[snapshotEncodingKey]; enc != "" && enc != SnapshotEncoding {
+			return fmt.Errorf("part %s is stored with encoding %q, which this version does not read", p.Name, enc)
 		}
 	}
 	return nil
@@ -407,18 +504,22 @@ func loadSnapshot(ctx context.Context, obs jetstream.ObjectStore, st jetstream.S
 	} else if commit != meta.Commit {
 		return nil, fmt.Errorf("the stream's commit at sequence %d is %q, the snapshot's %q: not this log", sn.seq, commit, meta.Commit)
 	}
-	return &Snapshot{State: s, Meta: meta, Name: sn.name, Bytes: pr.n}, nil
+	return &Snapshot{State: s, Meta: meta, Name: sn.name, Bytes: pr.n, StoredBytes: pr.stored}, nil
 }
 
 // partsReader reads a snapshot's parts one after another, each fetched
-// when the one before it ends. Every part's own digest is checked by the
-// object store client at its end.
+// when the one before it ends and decompressed if it was stored so
+// (complete checked the encodings). Every part's own digest is checked by
+// the object store client at its end.
 type partsReader struct {
-	ctx   context.Context
-	obs   jetstream.ObjectStore
-	parts []*jetstream.ObjectInfo
-	cur   jetstream.ObjectResult
-	n     uint64
+	ctx    context.Context
+	obs    jetstream.ObjectStore
+	parts  []*jetstream.ObjectInfo
+	cur    jetstream.ObjectResult
+	body   io.Reader  // cur, or z reading it
+	z      *s2.Reader // reused from part to part
+	n      uint64     // snapshot bytes read
+	stored uint64     // of the parts, before decompressing
 	// tune, if set, is called every snapshotGCTuneBytes read.
 	tune   func()
 	tuneAt uint64
@@ -438,9 +539,19 @@ func (r *partsReader) Read(p []byte) (int, error) {
 			if err != nil {
 				return 0, fmt.Errorf("get %s: %w", r.parts[0].Name, err)
 			}
-			r.cur, r.parts = res, r.parts[1:]
+			r.cur, r.body = res, res
+			if r.parts[0].Metadata[snapshotEncodingKey] == SnapshotEncoding {
+				if r.z == nil {
+					r.z = s2.NewReader(res)
+				} else {
+					r.z.Reset(res)
+				}
+				r.body = r.z
+			}
+			r.stored += r.parts[0].Size
+			r.parts = r.parts[1:]
 		}
-		n, err := r.cur.Read(p)
+		n, err := r.body.Read(p)
 		r.n += uint64(n)
 		if r.tune != nil && r.n >= r.tuneAt {
 			r.tune()
@@ -621,7 +732,7 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, st
 	w.stats.Snapshots.LoadNanos.Store(uint64(loaded))
 	w.stats.Snapshots.TailEvents.Store(s.EventsApplied() - at)
 	w.restored(at)
-	w.log.Info("snapshot loaded", "snapshot", snap.Name, "bytes", snap.Bytes, "took", loaded.Round(time.Millisecond),
+	w.log.Info("snapshot loaded", "snapshot", snap.Name, "bytes", snap.Bytes, "stored_bytes", snap.StoredBytes, "took", loaded.Round(time.Millisecond),
 		"tail_events", s.EventsApplied()-at)
 	head, err := w.restoredHead(ctx, stop.Verify)
 	if err != nil {
@@ -698,8 +809,9 @@ func (w *Writer) upload(ctx context.Context, meta ledger.SnapshotMeta, sig strin
 	if err == nil {
 		obs, err = SnapshotStore(ctx, js, w.cfg.Replicas)
 	}
+	var stored uint64
 	if err == nil {
-		err = SaveSnapshot(ctx, obs, meta, sig, eventsApplied, paced(ctx, body.reader(), SnapshotStoreBytesPerSecond), int64(body.n))
+		stored, err = SaveSnapshot(ctx, obs, meta, sig, eventsApplied, body.reader(), int64(body.n), SnapshotStoreBytesPerSecond)
 	}
 	if err != nil {
 		w.stats.Snapshots.Failed.Add(1)
@@ -715,8 +827,9 @@ func (w *Writer) upload(ctx context.Context, meta ledger.SnapshotMeta, sig strin
 	w.stats.Snapshots.SavedSeq.Store(meta.Seq)
 	w.stats.Snapshots.SavedAt.Store(time.Now().UnixNano())
 	w.stats.Snapshots.SavedBytes.Store(uint64(body.n))
+	w.stats.Snapshots.StoredBytes.Store(stored)
 	w.stats.Snapshots.EncodeNanos.Store(uint64(encode))
 	w.stats.Snapshots.StoreNanos.Store(uint64(time.Since(start)))
-	w.log.Info("snapshot stored", "seq", meta.Seq, "events", eventsApplied, "bytes", body.n,
+	w.log.Info("snapshot stored", "seq", meta.Seq, "events", eventsApplied, "bytes", body.n, "stored_bytes", stored,
 		"encode", encode.Round(time.Millisecond), "store", time.Since(start).Round(time.Millisecond))
 }

@@ -172,6 +172,7 @@ func snapMetrics(b *testing.B, w *benchRunning, n string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	b.ReportMetric(float64(st.SavedBytes.Load())/(1<<20), "snapshot-"+n+"-MiB")
+	b.ReportMetric(float64(st.StoredBytes.Load())/(1<<20), "snapshot-"+n+"-stored-MiB")
 	b.ReportMetric(time.Duration(st.EncodeNanos.Load()).Seconds(), "snapshot-"+n+"-encode-s")
 	b.ReportMetric(time.Duration(st.StoreNanos.Load()).Seconds(), "snapshot-"+n+"-store-s")
 }

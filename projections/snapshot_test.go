@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -177,19 +179,25 @@ func mustJSON(t *testing.T, v any) string {
 
 // A stored snapshot that does not verify is reported and not used: the
 // restart replays the whole log and every customer still reads as before.
+// The snapshot's own bytes are changed (and compressed again, as stored),
+// or the compressed bytes as stored.
 func TestCorruptSnapshotFallsBackToFullReplay(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
+		stored  bool // corrupt the bytes as stored, not the snapshot's
 		corrupt func([]byte) []byte
 		why     string
 	}{
 		// A flipped byte in the body is refused by the decoder's checks or
 		// by the digest, whichever it meets first (which depends on what
 		// the byte held); one in the digest by the digest alone.
-		{"flipped byte", func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b }, "invalid snapshot"},
-		{"flipped digest", func(b []byte) []byte { b[len(b)-1] ^= 0x10; return b }, "SHA-256 does not match"},
-		{"garbage", func([]byte) []byte { return []byte("not a snapshot") }, "bad magic"},
-		{"truncated", func(b []byte) []byte { return b[:len(b)-100] }, "unexpected EOF"},
+		{"flipped byte", false, func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b }, "invalid snapshot"},
+		{"flipped digest", false, func(b []byte) []byte { b[len(b)-1] ^= 0x10; return b }, "SHA-256 does not match"},
+		{"garbage", false, func([]byte) []byte { return []byte("not a snapshot") }, "bad magic"},
+		{"truncated", false, func(b []byte) []byte { return b[:len(b)-100] }, "unexpected EOF"},
+		// The compressed blocks carry a CRC of what they hold.
+		{"flipped stored byte", true, func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b }, "s2: corrupt input"},
+		{"truncated as stored", true, func(b []byte) []byte { return b[:len(b)-10] }, "s2: corrupt input"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := testenv.StartServer(t, "")
@@ -213,7 +221,11 @@ func TestCorruptSnapshotFallsBackToFullReplay(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			replacePart(t, obs, projections.SnapshotPartName(events.WriterDefault, seq, 0), tc.corrupt(good))
+			if tc.stored {
+				replacePart(t, obs, projections.SnapshotPartName(events.WriterDefault, seq, 0), tc.corrupt(good))
+			} else {
+				replacePart(t, obs, projections.SnapshotPartName(events.WriterDefault, seq, 0), s2Stream(t, tc.corrupt(s2Body(t, good))))
+			}
 
 			w = testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(&logs))
 			st := &w.Stats().Snapshots
@@ -275,6 +287,30 @@ func TestSnapshotOfAnotherLogIsRefused(t *testing.T) {
 }
 
 // replacePart stores body in place of a snapshot part, with its metadata.
+// s2Body decompresses a stored part (projections.SnapshotEncoding), and
+// s2Stream compresses one.
+func s2Body(t *testing.T, stored []byte) []byte {
+	t.Helper()
+	b, err := io.ReadAll(s2.NewReader(bytes.NewReader(stored)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func s2Stream(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	zw := s2.NewWriter(&out)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
 func replacePart(t *testing.T, obs jetstream.ObjectStore, name string, body []byte) {
 	t.Helper()
 	copyBody(t, obs, name, obs, name, body)
@@ -448,4 +484,82 @@ func TestSnapshotInParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRefused(t, s, events.WriterDefault, "incomplete")
+}
+
+// Snapshots are stored compressed (projections.SnapshotEncoding, named in
+// every part's metadata); one stored as it is, as before compression, is
+// still read, and one in an encoding this version does not know is
+// refused.
+func TestSnapshotEncodings(t *testing.T) {
+	ctx := context.Background()
+	s := testenv.StartServer(t, "")
+	obs := func() jetstream.ObjectStore {
+		obs, err := testenv.JetStream(t, testenv.Connect(t, s)).ObjectStore(ctx, projections.SnapshotBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return obs
+	}
+	w := testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(nil))
+	c := testenv.Client(t, s)
+	snapTraffic(t, c, 0)
+	seq := takeSnapshot(t, w)
+	st := &w.Stats().Snapshots
+	if saved, stored := st.SavedBytes.Load(), st.StoredBytes.Load(); stored == 0 || stored >= saved {
+		t.Errorf("a snapshot of %d bytes took %d bytes stored; want fewer, compressed", saved, stored)
+	}
+	part := projections.SnapshotPartName(events.WriterDefault, seq, 0)
+	info, err := obs().GetInfo(ctx, part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.Metadata["encoding"]; got != projections.SnapshotEncoding {
+		t.Errorf("part stored with encoding %q, want %q", got, projections.SnapshotEncoding)
+	}
+	w.Stop(t)
+
+	// As an older version stored it.
+	restore := projections.SetSnapshotEncoding("")
+	w = testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(nil))
+	snapTraffic(t, c, 1)
+	raw := takeSnapshot(t, w)
+	st = &w.Stats().Snapshots
+	if saved, stored := st.SavedBytes.Load(), st.StoredBytes.Load(); stored != saved {
+		t.Errorf("uncompressed: a snapshot of %d bytes took %d bytes stored", saved, stored)
+	}
+	want := allStatuses(t, c)
+	w.Stop(t)
+	restore()
+	if info, err := obs().GetInfo(ctx, projections.SnapshotPartName(events.WriterDefault, raw, 0)); err != nil {
+		t.Fatal(err)
+	} else if enc, ok := info.Metadata["encoding"]; ok {
+		t.Fatalf("uncompressed part names encoding %q", enc)
+	}
+	w = testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(nil))
+	if got := w.Stats().Snapshots.LoadedSeq.Load(); got != raw {
+		t.Fatalf("restart started from sequence %d, want the uncompressed snapshot's %d", got, raw)
+	}
+	checkStatuses(t, c, want)
+	w.Stop(t)
+
+	// An encoding from the future.
+	info, err = obs().GetInfo(ctx, projections.SnapshotPartName(events.WriterDefault, raw, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := info.ObjectMeta
+	meta.Metadata["encoding"] = "zstd"
+	if err := obs().UpdateMeta(ctx, meta.Name, meta); err != nil {
+		t.Fatal(err)
+	}
+	var logs testenv.SyncBuffer
+	w = testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(&logs))
+	if got := w.Stats().Snapshots.LoadedSeq.Load(); got != seq {
+		t.Errorf("restart started from sequence %d, want the older compressed snapshot's %d", got, seq)
+	}
+	if !strings.Contains(logs.String(), `with encoding \"zstd\", which this version does not read`) {
+		t.Errorf("log does not say why the snapshot was refused:\n%s", logs.String())
+	}
+	checkStatuses(t, c, want)
+	w.Stop(t)
 }

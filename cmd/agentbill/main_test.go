@@ -313,7 +313,7 @@ func TestBenchFlood(t *testing.T) {
 func TestBenchSnapshotStall(t *testing.T) {
 	r := benchOnly(t, "snapshot_stall", "--duration", "600ms", "--clients", "4", "--customers", "500")
 	if r.Ops == 0 || r.Errors != 0 || !strings.Contains(r.Note, "500 customers") ||
-		!regexp.MustCompile(`without a snapshot p99 \d+us p99\.9 \d+us.*; with one forced .* p99\.9 \d+us \(p99\.9 [-+]\d+\.\d ms\); the shadow encoded it in \d+ ms \(\d+\.\d MB\) and it was stored in \d+ ms`).MatchString(r.Note) {
+		!regexp.MustCompile(`without a snapshot p99 \d+us p99\.9 \d+us.*; with one forced .* p99\.9 \d+us \(p99\.9 [-+]\d+\.\d ms\); the shadow encoded it in \d+ ms \(\d+\.\d MB\) and it was stored in \d+ ms \(\d+\.\d MB compressed\)`).MatchString(r.Note) {
 		t.Errorf("snapshot_stall: %+v; want ops, no errors, both runs' tails and the snapshot's encode and store times", r)
 	}
 }
