@@ -237,6 +237,11 @@ func TestSnapshotAge(t *testing.T) {
 		if got, want := value(fams, "agentbill_snapshot_sequence"), float64(snaps.SavedSeq.Load()); got != want || want == 0 {
 			t.Errorf("agentbill_snapshot_sequence: got %v, want %v (not 0)", got, want)
 		}
+		size, stored := value(fams, "agentbill_snapshot_bytes"), value(fams, "agentbill_snapshot_stored_bytes")
+		if size != float64(snaps.SavedBytes.Load()) || stored != float64(snaps.StoredBytes.Load()) || stored <= 0 || stored >= size {
+			t.Errorf("agentbill_snapshot_bytes %v, agentbill_snapshot_stored_bytes %v: want %d and %d, stored fewer (compressed)",
+				size, stored, snaps.SavedBytes.Load(), snaps.StoredBytes.Load())
+		}
 		if got, want := value(fams, "agentbill_snapshot_shadow_sequence"), float64(snaps.ShadowSeq.Load()); got != want || want < float64(snaps.SavedSeq.Load()) {
 			t.Errorf("agentbill_snapshot_shadow_sequence: got %v, want %v (at least the snapshot's)", got, want)
 		}

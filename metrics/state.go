@@ -32,6 +32,10 @@ var (
 		"Seconds since the writer last stored a snapshot; absent until it has stored one.", nil, nil)
 	snapshotSeqDesc = prometheus.NewDesc("agentbill_snapshot_sequence",
 		"The sequence the last stored snapshot covers.", nil, nil)
+	snapshotBytesDesc = prometheus.NewDesc("agentbill_snapshot_bytes",
+		"The size of the last stored snapshot, before compression.", nil, nil)
+	snapshotStoredBytesDesc = prometheus.NewDesc("agentbill_snapshot_stored_bytes",
+		"The bytes the last stored snapshot takes in the object store (S2-compressed), per replica.", nil, nil)
 	snapshotFailuresDesc = prometheus.NewDesc("agentbill_snapshot_failures_total",
 		"Snapshots the writer could not take or store (it retries later; the log stays whole).", nil, nil)
 	shadowSeqDesc = prometheus.NewDesc("agentbill_snapshot_shadow_sequence",
@@ -59,7 +63,7 @@ type stateCollector struct {
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{roleDesc, lastSeqDesc, replayedDesc, replayTargetDesc,
-		customersDesc, openDesc, snapshotAgeDesc, snapshotSeqDesc, snapshotFailuresDesc, shadowSeqDesc, shadowRestartsDesc, snapshotBasesDesc, rebuildsDesc, overloadedDesc, throttledDesc, rateLimitedDesc} {
+		customersDesc, openDesc, snapshotAgeDesc, snapshotSeqDesc, snapshotBytesDesc, snapshotStoredBytesDesc, snapshotFailuresDesc, shadowSeqDesc, shadowRestartsDesc, snapshotBasesDesc, rebuildsDesc, overloadedDesc, throttledDesc, rateLimitedDesc} {
 		ch <- d
 	}
 }
@@ -84,6 +88,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(customersDesc, st.Customers.Load())
 	gauge(openDesc, st.OpenReservations.Load())
 	gauge(snapshotSeqDesc, st.Snapshots.SavedSeq.Load())
+	gauge(snapshotBytesDesc, st.Snapshots.SavedBytes.Load())
+	gauge(snapshotStoredBytesDesc, st.Snapshots.StoredBytes.Load())
 	gauge(shadowSeqDesc, st.Snapshots.ShadowSeq.Load())
 	counter := func(d *prometheus.Desc, v uint64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
