@@ -286,7 +286,6 @@ func TestSnapshotOfAnotherLogIsRefused(t *testing.T) {
 	checkRefused(t, b, events.WriterDefault, "not this log")
 }
 
-// replacePart stores body in place of a snapshot part, with its metadata.
 // s2Body decompresses a stored part (projections.SnapshotEncoding), and
 // s2Stream compresses one.
 func s2Body(t *testing.T, stored []byte) []byte {
@@ -311,6 +310,7 @@ func s2Stream(t *testing.T, b []byte) []byte {
 	return out.Bytes()
 }
 
+// replacePart stores body in place of a snapshot part, with its metadata.
 func replacePart(t *testing.T, obs jetstream.ObjectStore, name string, body []byte) {
 	t.Helper()
 	copyBody(t, obs, name, obs, name, body)
