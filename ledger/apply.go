@@ -154,7 +154,7 @@ func firedFractions(c *Customer) []events.Units {
 
 func (s *State) applyReserved(c *Customer, d *events.Reserved) {
 	r := &Reservation{
-		ID: d.ReservationID, CustomerID: c.ID, AgentID: d.AgentID,
+		ID: d.ReservationID, CustomerID: c.ID, AgentID: s.internAgentID(d.AgentID),
 		TaskRef: d.TaskRef, Units: d.Units, ExpiresAt: d.ExpiresAt, Scope: scopeOf(d.Scope),
 	}
 	c.Reserved = c.Reserved.Add(r.Units)
@@ -189,7 +189,7 @@ func (s *State) applyRecorded(c *Customer, d *events.Recorded, e *events.Envelop
 	c.Used = c.Used.Add(d.Units)
 	applyFunded(c, d.FundedBy)
 	c.chargeScopes(d.CountedScopes, d.Units, e.At)
-	a := c.agent(d.AgentID)
+	a := c.agent(s.internAgentID(d.AgentID))
 	a.Used = a.Used.Add(d.Units)
 	if taskRef != "" {
 		t := c.task(taskRef)

@@ -1127,6 +1127,33 @@ func TestPeriodRollover(t *testing.T) {
 	checkContains(t, "message", pr.Message, "0 units left of its 80-unit limit today")
 }
 
+// An agent with nothing held is forgotten at the period's end; its next
+// run starts a new entry, which status shows and a replay rebuilds (the
+// ledger's last-used agent, kept to skip the map, must not outlive it).
+func TestAgentForgottenAtRollover(t *testing.T) {
+	f := newFixture(t)
+	f.budget("c1", "100", "day")
+	f.record(&ledger.RecordRequest{CustomerID: "c1", AgentID: "a", Units: up("4")})
+	f.record(&ledger.RecordRequest{CustomerID: "c1", AgentID: "b", Units: up("5")})
+
+	f.now = time.Date(2026, 3, 11, 1, 0, 0, 0, time.UTC)
+	f.record(&ledger.RecordRequest{CustomerID: "c1", AgentID: "b", Units: up("3")})
+	f.reserve("c1", "a", "2", "1h")
+	st := f.status("c1")
+	if a, ok := st.Agents["b"]; !ok {
+		t.Fatalf("agent b missing from the new day's status: %s", f.statusJSON("c1"))
+	} else {
+		checkUnits(t, "agent b used in the new day", a.Used, "3")
+	}
+	if a, ok := st.Agents["a"]; !ok {
+		t.Fatalf("agent a missing from the new day's status: %s", f.statusJSON("c1"))
+	} else {
+		checkUnits(t, "agent a used in the new day", a.Used, "0")
+		checkUnits(t, "agent a reserved in the new day", a.Reserved, "2")
+	}
+	f.checkReplay()
+}
+
 func TestStatus(t *testing.T) {
 	f := newFixture(t)
 	f.ok(&ledger.BudgetRequest{CustomerID: "c1", Limit: up("100"), Period: "none",

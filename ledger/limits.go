@@ -25,6 +25,9 @@ const (
 	// it also keeps a status reply (which lists them) well under NATS's
 	// 1 MiB max_payload: at most ~350 bytes an agent.
 	AgentsPerCustomerMax = 1024
+	// AgentIDsInternedMax bounds the agent IDs the ledger keeps one copy
+	// of (State.internAgentID); IDs past it are kept as they come.
+	AgentIDsInternedMax = 4096
 	// TasksPerCustomerMax bounds the tasks tracked per customer per period;
 	// the oldest task with nothing held is forgotten to make room.
 	TasksPerCustomerMax = 1024
