@@ -429,54 +429,68 @@ func checkRestoredCredits(c *Customer) error {
 	return nil
 }
 
-// restoredEntry is a window entry read, on its way to the window's map.
-type restoredEntry[V any] struct {
-	key string
-	v   V
-}
+// restoredEntry is a window entry read, on its way to the window's index.
+type restoredEntry struct{ hash, seq uint64 }
 
-// readWindow reads a window; the entries go into its map on another
-// goroutine, as customers do. A key listed twice is refused.
+// readWindow reads a window; the entries' hashes go into its index on
+// another goroutine, as customers do. A key listed twice is refused.
 func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (V, error)) (w window[V], err error) {
 	w = newWindow[V](max)
 	n := d.uvarint()
 	if d.err == nil && n > uint64(max) {
 		return w, fmt.Errorf("%d keys, more than %d", n, max)
 	}
-	m := make(map[string]V, min(n, snapshotPresizeMax))
-	w.m = m
-	batches := make(chan []restoredEntry[V], snapshotSlabsQueued)
-	inserted := make(chan error, 1)
+	index := make(map[uint64]uint64, min(n, snapshotPresizeMax))
+	w.index = index
+	batches := make(chan []restoredEntry, snapshotSlabsQueued)
+	shared := make(chan []restoredEntry, 1)
 	go func() {
-		var err error
+		// An entry whose hash an earlier one has is chained after the
+		// read, with its key compared: a key listed twice, or (rarely)
+		// two keys of one hash.
+		var again []restoredEntry
 		for b := range batches {
-			for i := 0; i < len(b) && err == nil; i++ {
-				size := len(m)
-				if m[b[i].key] = b[i].v; len(m) == size {
-					err = fmt.Errorf("key %q is listed twice", b[i].key)
+			for _, r := range b {
+				if _, ok := index[r.hash]; ok {
+					again = append(again, r)
+					continue
 				}
+				index[r.hash] = r.seq + 1
 			}
 		}
-		inserted <- err
+		shared <- again
 	}()
-	batch := make([]restoredEntry[V], 0, min(n, snapshotSlabCustomers))
+	batch := make([]restoredEntry, 0, min(n, snapshotSlabCustomers))
 	defer func() {
 		if len(batch) > 0 {
 			batches <- batch
 		}
 		close(batches)
-		err = errors.Join(err, <-inserted)
+		again := <-shared
+		for _, r := range again {
+			if err != nil {
+				break
+			}
+			e := w.order.at(r.seq)
+			if w.find(e.key, r.hash) != nil {
+				err = fmt.Errorf("key %q is listed twice", e.key)
+				break
+			}
+			e.prev = w.index[r.hash]
+			w.index[r.hash] = r.seq + 1
+		}
 	}()
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		k := windowKey{key: d.str(), at: d.time()}
-		v, err := value(d, k.key)
+		key, at := d.str(), d.time()
+		v, err := value(d, key)
 		if err != nil {
-			return w, fmt.Errorf("key %q: %w", k.key, err)
+			return w, fmt.Errorf("key %q: %w", key, err)
 		}
-		w.order.push(k)
-		if batch = append(batch, restoredEntry[V]{key: k.key, v: v}); len(batch) == snapshotSlabCustomers {
+		h := w.hash(key)
+		seq := w.order.push(windowEntry[V]{key: key, at: at, hash: h, v: v})
+		if batch = append(batch, restoredEntry{hash: h, seq: seq}); len(batch) == snapshotSlabCustomers {
 			batches <- batch
-			batch = make([]restoredEntry[V], 0, snapshotSlabCustomers)
+			batch = make([]restoredEntry, 0, snapshotSlabCustomers)
 		}
 	}
 	return w, d.err

@@ -1,6 +1,10 @@
 package ledger
 
 import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"testing"
 	"time"
@@ -25,24 +29,26 @@ func TestWindowForgetsAKeyPutTwice(t *testing.T) {
 	}
 }
 
-// The FIFO keeps keys in order across blocks as they are pushed and
-// popped in waves, drops the blocks it has read, and holds no key it
-// popped.
-func TestKeyQueueAcrossBlocks(t *testing.T) {
-	var q keyQueue
-	t0 := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
-	next, first := 0, 0 // the next key to push, the first one live
+// The FIFO keeps entries in order across blocks as they are pushed and
+// popped in waves, numbers them without a gap, drops the blocks it has
+// read, and holds no entry it popped.
+func TestEntryQueueAcrossBlocks(t *testing.T) {
+	var q entryQueue[int]
+	next, first := 0, 0 // the next entry to push, the first one live
 	push := func(n int) {
 		for range n {
-			q.push(windowKey{key: strconv.Itoa(next), at: t0.Add(time.Duration(next))})
+			if seq := q.push(windowEntry[int]{key: strconv.Itoa(next), v: next}); seq != uint64(next) {
+				t.Fatalf("pushed %d as seq %d", next, seq)
+			}
 			next++
 		}
 	}
 	pop := func(n int) {
 		for range n {
-			if k := q.pop(); k.key != strconv.Itoa(first) {
-				t.Fatalf("popped %q, want %d", k.key, first)
+			if q.firstSeq() != uint64(first) || q.first().key != strconv.Itoa(first) {
+				t.Fatalf("first is %q at seq %d, want %d", q.first().key, q.firstSeq(), first)
 			}
+			q.pop()
 			first++
 		}
 	}
@@ -52,9 +58,9 @@ func TestKeyQueueAcrossBlocks(t *testing.T) {
 			t.Fatalf("len %d, want %d", q.len(), next-first)
 		}
 		want := first
-		for k := range q.all {
-			if k.key != strconv.Itoa(want) {
-				t.Fatalf("all yields %q, want %d", k.key, want)
+		for e := range q.all {
+			if e.v != want || q.at(uint64(want)) != e {
+				t.Fatalf("all yields %d, want %d at its seq", e.v, want)
 			}
 			want++
 		}
@@ -62,12 +68,12 @@ func TestKeyQueueAcrossBlocks(t *testing.T) {
 			t.Fatalf("all yielded up to %d, want %d", want, next)
 		}
 		if blocks := (q.n + q.head + windowBlockKeys - 1) / windowBlockKeys; q.n > 0 && len(q.blocks) != blocks {
-			t.Fatalf("%d blocks for %d keys from %d, want %d", len(q.blocks), q.n, q.head, blocks)
+			t.Fatalf("%d blocks for %d entries from %d, want %d", len(q.blocks), q.n, q.head, blocks)
 		}
 		for _, b := range q.blocks[:min(1, len(q.blocks))] {
 			for i := range q.head {
 				if b[i].key != "" {
-					t.Fatalf("a popped key is still held at %d", i)
+					t.Fatalf("a popped entry is still held at %d", i)
 				}
 			}
 		}
@@ -86,6 +92,146 @@ func TestKeyQueueAcrossBlocks(t *testing.T) {
 	if len(q.blocks) != 0 {
 		t.Fatalf("an empty queue holds %d blocks", len(q.blocks))
 	}
-	push(1)
+	push(windowBlockKeys + 1) // numbering goes on after the queue emptied
 	check()
+}
+
+// A window whose keys share hashes (all of them among four, here) finds,
+// replaces and forgets exactly what a plain map with a FIFO would, and
+// its snapshot restores to the same window.
+func TestWindowWithCollidingHashes(t *testing.T) {
+	for _, mask := range []uint64{0, 3, ^uint64(0)} {
+		windowHashMask = mask
+		t.Cleanup(func() { windowHashMask = ^uint64(0) })
+		const max = 300
+		w := newWindow[int](max)
+		ref := map[string]int{}
+		type put struct {
+			key string
+			at  time.Time
+		}
+		var fifo []put // ref's keys, first put first
+		rng := rand.New(rand.NewPCG(7, mask))
+		t0 := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+		at := t0
+		byTime, byMax := 0, 0
+		refPut := func(key string, v int, at time.Time) {
+			for len(fifo) > 0 && fifo[0].at.Before(at.Add(-IdempotencyWindow)) {
+				delete(ref, fifo[0].key)
+				fifo = fifo[1:]
+				byTime++
+			}
+			if _, ok := ref[key]; !ok {
+				fifo = append(fifo, put{key, at})
+			}
+			ref[key] = v
+			for len(fifo) > max {
+				delete(ref, fifo[0].key)
+				fifo = fifo[1:]
+				byMax++
+			}
+		}
+		for i := range 20_000 {
+			key := "k" + strconv.Itoa(rng.IntN(2_000))
+			step := IdempotencyWindow / 400 // fast: max binds
+			if i/2_000%2 == 1 {
+				step = IdempotencyWindow / 50 // slow: time forgets
+			}
+			at = at.Add(time.Duration(rng.IntN(int(step))))
+			refPut(key, i, at)
+			w.put(key, i, at)
+			if w.len() != len(ref) {
+				t.Fatalf("mask %x, put %d: window holds %d keys, want %d", mask, i, w.len(), len(ref))
+			}
+			probe := "k" + strconv.Itoa(rng.IntN(2_000))
+			got, ok := w.get(probe)
+			if want, wok := ref[probe]; ok != wok || got != want {
+				t.Fatalf("mask %x, put %d: get(%q) = %d %v, want %d %v", mask, i, probe, got, ok, want, wok)
+			}
+		}
+		if byTime < 1000 || byMax < 1000 {
+			t.Fatalf("mask %x: %d keys forgotten by time and %d by max; the test wants both", mask, byTime, byMax)
+		}
+		checkWindowChains(t, &w)
+
+		e := &snapWriter{}
+		if err := writeWindow(e, &w, func(e *snapWriter, _ string, v int) error { e.uvarint(uint64(v)); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		d := &snapReader{r: bufio.NewReader(bytes.NewReader(e.b))}
+		r, err := readWindow(d, max, func(d *snapReader, _ string) (int, error) { return int(d.uvarint()), d.err })
+		if err != nil {
+			t.Fatalf("mask %x: restoring: %v", mask, err)
+		}
+		checkWindowHolds(t, &r, ref, fmt.Sprintf("mask %x, restored", mask))
+		for i := range 1_000 { // and it goes on forgetting in order
+			at = at.Add(time.Duration(rng.IntN(int(IdempotencyWindow / 400))))
+			refPut("new"+strconv.Itoa(i), -i, at)
+			r.put("new"+strconv.Itoa(i), -i, at)
+		}
+		checkWindowHolds(t, &r, ref, fmt.Sprintf("mask %x, restored and put to", mask))
+	}
+}
+
+// checkWindowHolds checks that w holds the keys and values of ref, and
+// nothing else, on chains that keep the invariant.
+func checkWindowHolds(t *testing.T, w *window[int], ref map[string]int, what string) {
+	t.Helper()
+	checkWindowChains(t, w)
+	if w.len() != len(ref) {
+		t.Fatalf("%s: %d keys, want %d", what, w.len(), len(ref))
+	}
+	for k, want := range ref {
+		if got, ok := w.get(k); !ok || got != want {
+			t.Fatalf("%s: get(%q) = %d %v, want %d", what, k, got, ok, want)
+		}
+	}
+}
+
+// checkWindowChains checks the window's invariant: every live entry is on
+// the chain of its hash once, chains run newest first, and they hold
+// nothing else.
+func checkWindowChains(t *testing.T, w *window[int]) {
+	t.Helper()
+	seen := 0
+	for h, p := range w.index {
+		for last := uint64(1 << 63); p != 0; {
+			seq := p - 1
+			if seq < w.order.firstSeq() || seq >= w.order.next || seq >= last {
+				t.Fatalf("chain of %x holds seq %d (live %d to %d, after %d)", h, seq, w.order.firstSeq(), w.order.next, last)
+			}
+			if e := w.order.at(seq); e.hash != h {
+				t.Fatalf("chain of %x holds an entry of hash %x", h, e.hash)
+			}
+			seen++
+			last, p = seq, w.order.at(seq).prev
+		}
+	}
+	if seen != w.len() {
+		t.Fatalf("chains hold %d entries, the FIFO %d", seen, w.len())
+	}
+}
+
+// BenchmarkWindowChurn is a remembered-request window at a steady
+// million keys (a busy day): each put forgets the oldest key, as most
+// puts of a replay do.
+func BenchmarkWindowChurn(b *testing.B) {
+	const keys = 1_000_000
+	w := newWindow[idemEntry](IdempotencyKeysMax)
+	t0 := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	step := IdempotencyWindow / keys
+	names := make([]string, keys+b.N) // made before, as a decoder would
+	for i := range names {
+		names[i] = "customer-" + strconv.Itoa(i%100_000) + "/p" + strconv.Itoa(i)
+	}
+	for i := range keys {
+		w.put(names[i], idemEntry{eventID: names[i]}, t0.Add(time.Duration(i)*step))
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		w.put(names[keys+i], idemEntry{eventID: names[i]}, t0.Add(time.Duration(keys+i)*step))
+	}
+	if w.len() > keys+1 { // and the key put exactly a window before the last
+		b.Fatalf("window holds %d keys, want at most %d", w.len(), keys+1)
+	}
 }
