@@ -90,6 +90,43 @@ func BenchmarkRestart(b *testing.B) {
 	}
 }
 
+// BenchmarkReplayLarge replays a generated log (the sizes of
+// BenchmarkRestart: AGENTBILL_BENCH_CUSTOMERS, AGENTBILL_BENCH_EVENTS,
+// AGENTBILL_BENCH_SPAN) twice in one process, as projections.Rebuild does
+// for a restart without a snapshot, and reports each replay's rate, the
+// process's CPU and system time and its page faults: the first replay
+// grows the heap into memory the process never touched, as a restart's
+// does; the second reuses what the collector freed, so the two apart show
+// what the kernel's faults cost.
+//
+//	AGENTBILL_BENCH_EVENTS=10000000 go test -run '^$' -bench ReplayLarge -benchtime 1x -timeout 30m ./projections
+func BenchmarkReplayLarge(b *testing.B) {
+	customers := benchEnv(b, "AGENTBILL_BENCH_CUSTOMERS", 1_000_000)
+	total := benchEnv(b, "AGENTBILL_BENCH_EVENTS", 4_000_000)
+	s := testenv.StartServer(b, "")
+	g := newLogGen(b, s, customers, total, benchSpan(b))
+	g.generate(total)
+	g.publish(0, len(g.commits))
+	js := testenv.JetStream(b, testenv.Connect(b, s))
+	for b.Loop() {
+		for i, name := range []string{"first", "second"} {
+			start, cpu, sys, faults := time.Now(), processCPU(), systemCPU(), minorFaults()
+			got, _, err := projections.Rebuild(context.Background(), js, projections.ReplayStop{}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if got.EventsApplied() != uint64(g.events) {
+				b.Fatalf("replay %d applied %d events, want %d", i, got.EventsApplied(), g.events)
+			}
+			took := time.Since(start)
+			b.ReportMetric(float64(g.events)/took.Seconds(), name+"-events/s")
+			b.ReportMetric((processCPU() - cpu).Seconds(), name+"-cpu-s")
+			b.ReportMetric((systemCPU() - sys).Seconds(), name+"-system-s")
+			b.ReportMetric(float64(minorFaults()-faults), name+"-page-faults")
+		}
+	}
+}
+
 // benchSpan is AGENTBILL_BENCH_SPAN, the event time a generated log
 // spans (240h by default).
 func benchSpan(b *testing.B) time.Duration {
