@@ -66,18 +66,15 @@ type Customer struct {
 	Used        events.Units // this period's
 	Reserved    events.Units // every open hold, whatever period it began in
 	Agents      map[string]*AgentUsage
-	// hotAgent is the agent of the customer's last hold or record, under
-	// hotAgentID (interned, so most comparisons are of one pointer): a
-	// run's record follows its preflight, and most customers run one agent,
-	// so this saves looking through the map, which at a million customers
-	// is four misses of the processor's caches (map, group, key, value).
-	// agent0 is the first agent's usage, held here for the same reason.
-	hotAgentID string
-	hotAgent   *AgentUsage
-	agent0     AgentUsage
-	Tasks      map[string]*Task
-	taskOrder  []string       // tasks in first-use order, for eviction
-	Open       []*Reservation // open holds, oldest first
+	// hotAgent is the agent of the customer's last hold or record: a
+	// run's record follows its preflight, and most customers run one
+	// agent, so this saves looking through the map, which at a million
+	// customers is four misses of the processor's caches (map, group,
+	// key, value). It is one pointer, so an idle customer is no larger.
+	hotAgent  *AgentUsage
+	Tasks     map[string]*Task
+	taskOrder []string       // tasks in first-use order, for eviction
+	Open      []*Reservation // open holds, oldest first
 
 	Exhausted   bool   // budget_exhausted appended this period and not re-armed
 	Overdrafted bool   // overdraft_started appended this period
@@ -115,6 +112,8 @@ func (c *Customer) overdraft() events.Units {
 type AgentUsage struct {
 	Used     events.Units // this period's
 	Reserved events.Units
+
+	id string // its agent ID (interned), set when it became hotAgent
 }
 
 // Task is one task_ref's position within its customer's period.
@@ -219,20 +218,18 @@ func (c *Customer) exhaustedAt(t time.Time) bool {
 }
 
 func (c *Customer) agent(id string) *AgentUsage {
-	if c.hotAgent != nil && c.hotAgentID == id {
-		return c.hotAgent
+	if h := c.hotAgent; h != nil && h.id == id {
+		return h
 	}
 	a := c.Agents[id]
 	if a == nil {
 		if c.Agents == nil {
 			c.Agents = make(map[string]*AgentUsage)
-			a = &c.agent0 // zero: the map was never made, so agent0 never used
-		} else {
-			a = &AgentUsage{}
 		}
+		a = &AgentUsage{}
 		c.Agents[id] = a
 	}
-	c.hotAgentID, c.hotAgent = id, a
+	a.id, c.hotAgent = id, a
 	return a
 }
 
@@ -302,7 +299,7 @@ func (c *Customer) rollTo(start time.Time) {
 			c.Credits = nil
 		}
 	}
-	c.hotAgentID, c.hotAgent = "", nil // it may be deleted now
+	c.hotAgent = nil // it may be forgotten now
 	for id, a := range c.Agents {
 		a.Used = events.Zero
 		if a.Reserved.IsZero() {
