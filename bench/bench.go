@@ -350,10 +350,11 @@ func start(ctx context.Context, cfg Config) (*env, error) {
 			return nil, err
 		}
 		e.srv, e.url = srv, srv.ClientURL()
-		if e.writeNC, err = nats.Connect("", nats.InProcessServer(srv)); err != nil {
+		// As serve connects (embedded.Server.Connect).
+		if e.writeNC, err = srv.Connect("agentbill-writer"); err != nil {
 			return nil, err
 		}
-		if e.logNC, err = nats.Connect("", nats.InProcessServer(srv)); err != nil {
+		if e.logNC, err = srv.Connect("agentbill-writer-log"); err != nil {
 			return nil, err
 		}
 		_, key, err := ed25519.GenerateKey(crand.Reader)

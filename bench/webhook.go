@@ -15,7 +15,6 @@ import (
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/webhooks"
-	"github.com/nats-io/nats.go"
 )
 
 // With Config.Webhooks, a share of the spread scenario's cycles go to a
@@ -112,7 +111,7 @@ func (e *env) spreadAfter(rep *Report) func(context.Context) (Result, error) {
 // startWebhook registers an endpoint for url and runs the deliveries on
 // their own connection until stop.
 func (e *env) startWebhook(ctx context.Context, url string) (func(), *webhooks.Endpoint, *webhooks.Registry, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(e.srv))
+	nc, err := e.srv.Connect("agentbill-webhooks") // as serve connects
 	if err != nil {
 		return nil, nil, nil, err
 	}

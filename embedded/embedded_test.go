@@ -20,6 +20,7 @@ import (
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
 	"github.com/agentbill/agentbill/webhooks"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -312,5 +313,63 @@ func snapshot(t *testing.T, nc *nats.Conn, stream string) int {
 		if err := m.Respond(nil); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestConnectThroughLoopback: without a config file, the service's
+// connections go through the server's own listener on loopback (an
+// unspecified listen address included), authenticated with the service's
+// nkey; with no listener they are in process.
+func TestConnectThroughLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		listen string
+		ip     string // the connection's address as the server sees it; "" in process
+	}{
+		{listen: "127.0.0.1:-1", ip: "127.0.0.1"},
+		{listen: "0.0.0.0:-1", ip: "127.0.0.1"},
+		{listen: "", ip: ""},
+	} {
+		srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir(), Listen: tc.listen})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := srv.Connect("test-service")
+		if err != nil {
+			t.Fatalf("listen %q: %v", tc.listen, err)
+		}
+		// The service may publish an event; an agent may not.
+		sub, err := nc.SubscribeSync(events.EventSubjectPrefix + ">")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Publish(events.EventSubjectPrefix+"loopback", []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sub.NextMsg(callTimeout); err != nil {
+			t.Errorf("listen %q: the service's own event: %v", tc.listen, err)
+		}
+		conns, err := srv.Connz(&server.ConnzOptions{Username: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, c := range conns.Conns {
+			if c.Name != "test-service" {
+				continue
+			}
+			found = true
+			if inProcess := c.Port == 0; inProcess != (tc.ip == "") || tc.ip != "" && c.IP != tc.ip {
+				t.Errorf("listen %q: the service's connection is from %s:%d, want %q", tc.listen, c.IP, c.Port, tc.ip)
+			}
+			if !nkeys.IsValidPublicUserKey(c.AuthorizedUser) {
+				t.Errorf("listen %q: the service's connection authorized as %q, not its nkey", tc.listen, c.AuthorizedUser)
+			}
+		}
+		if !found {
+			t.Errorf("listen %q: no connection named test-service in %+v", tc.listen, conns.Conns)
+		}
+		nc.Close()
+		srv.Shutdown()
+		srv.WaitForShutdown()
 	}
 }
