@@ -192,7 +192,7 @@ func (s *Server) ServiceOptions() []nats.Option {
 // user's credentials.
 //
 // Without a config file, when the server has a TCP listener, the
-// connection goes through it on loopback (LoopbackURL); otherwise it is in
+// connection goes through it on loopback (loopbackURL); otherwise it is in
 // process. Through loopback the ledger does more per commit and less per
 // request: an in-process connection is a synchronous pipe, each of the
 // server's writes to it waits for the client to read, and the writer's
@@ -204,8 +204,10 @@ func (s *Server) ServiceOptions() []nats.Option {
 // would then cross the socket.
 func (s *Server) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
 	url, all := "", []nats.Option{nats.InProcessServer(s.Server), nats.Name(name)}
-	if u := s.loopbackURL(); u != "" && !s.configured {
-		url, all = u, []nats.Option{nats.Name(name)}
+	if !s.configured {
+		if u := s.loopbackURL(); u != "" {
+			url, all = u, []nats.Option{nats.Name(name)}
+		}
 	}
 	all = append(all, s.ServiceOptions()...)
 	return nats.Connect(url, append(all, opts...)...)
