@@ -197,8 +197,8 @@ func (s *Server) ServiceOptions() []nats.Option {
 // request: an in-process connection is a synchronous pipe, each of the
 // server's writes to it waits for the client to read, and the writer's
 // commits came out smaller (15 requests a commit against 25 at 64 clients;
-// at GOMAXPROCS 1, 2.4 against 22 and half the throughput; BENCHMARKS.md,
-// "CPU per request"). The service's nkey answers a challenge, so no secret
+// at GOMAXPROCS 1, 2.4 against 21 and half the throughput; BENCHMARKS.md,
+// "CPU per request and the half-load tail"). The service's nkey answers a challenge, so no secret
 // crosses the socket. A config file's server keeps in-process
 // connections: its listener may require TLS, or take a password, which
 // would then cross the socket.
