@@ -54,6 +54,34 @@ func FuzzParseUnits(f *testing.F) {
 	})
 }
 
+// FuzzAppendJSON: AppendJSON's fast path writes the very text of the
+// general formatting (text) for any sign, coefficient and exponent.
+func FuzzAppendJSON(f *testing.F) {
+	for _, c := range []struct {
+		coeff uint64
+		exp   int32
+		neg   bool
+	}{{0, 0, false}, {0, -3, true}, {1, 0, false}, {10, -1, false}, {125, -1, false}, {5, -1, true},
+		{1, -18, false}, {1, 15, false}, {1<<64 - 1, 0, false}, {1<<64 - 1, -25, true}, {12300, -2, false},
+		{7, 64, false}, {7, -64, false}, {7, 65, false}, {7, -65, false}, {100, -2, false}} {
+		f.Add(c.coeff, c.exp, c.neg)
+	}
+	f.Fuzz(func(t *testing.T, coeff uint64, exp int32, neg bool) {
+		if exp > 1000 || exp < -1000 {
+			return // apd's text of such an exponent is megabytes of zeros
+		}
+		var u Units
+		u.d.Coeff.SetUint64(coeff)
+		u.d.Exponent, u.d.Negative = exp, neg
+		if got, want := string(u.AppendJSON([]byte("x"))), "x"+u.text(); got != want {
+			t.Fatalf("AppendJSON of %d·10^%d (negative %v) = %q, want %q", coeff, exp, neg, got, want)
+		}
+		if got := u.String(); got != u.text() {
+			t.Fatalf("String of %d·10^%d (negative %v) = %q, want %q", coeff, exp, neg, got, u.text())
+		}
+	})
+}
+
 // FuzzToken: a valid customer ID's token never holds '.', '*', '>' or white
 // space, parses back to the ID, and is the only token that does (tokens
 // ParseToken accepts are canonical).

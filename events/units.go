@@ -254,6 +254,17 @@ func (u Units) NonNegative() Units {
 // String returns the canonical decimal text: no exponent, no trailing
 // fractional zeros ("10", "0.5", "-3").
 func (u Units) String() string {
+	var buf [unitsAppendBufferBytes]byte
+	return string(u.AppendJSON(buf[:0]))
+}
+
+// unitsAppendBufferBytes holds the text of an amount whose coefficient
+// fits 64 bits (20 digits) with a sign, a point and the zeros of a small
+// exponent; a longer text grows past it.
+const unitsAppendBufferBytes = 48
+
+// text is String's definition, for any amount (AppendJSON's slow path).
+func (u Units) text() string {
 	var r apd.Decimal
 	r.Reduce(&u.d)
 	if r.IsZero() {
@@ -262,8 +273,52 @@ func (u Units) String() string {
 	return r.Text('f')
 }
 
-// AppendJSON appends u as a JSON number in canonical form.
-func (u Units) AppendJSON(b []byte) []byte { return append(b, u.String()...) }
+// AppendJSON appends u as a JSON number in canonical form: String's text,
+// without its allocations for a coefficient that fits 64 bits (every
+// amount a request carries, and every sum of them short of 10^19 at its
+// scale). FuzzAppendJSON checks it against String.
+func (u Units) AppendJSON(b []byte) []byte {
+	if u.d.Form != apd.Finite || !u.d.Coeff.IsUint64() || u.d.Exponent < -unitsAppendExponentMax ||
+		u.d.Exponent > unitsAppendExponentMax {
+		return append(b, u.text()...)
+	}
+	coeff, exp := u.d.Coeff.Uint64(), u.d.Exponent
+	if coeff == 0 {
+		return append(b, '0')
+	}
+	for coeff%10 == 0 {
+		coeff /= 10
+		exp++
+	}
+	if u.d.Negative {
+		b = append(b, '-')
+	}
+	var digits [20]byte
+	text := strconv.AppendUint(digits[:0], coeff, 10)
+	switch {
+	case exp >= 0:
+		b = append(b, text...)
+		for range exp {
+			b = append(b, '0')
+		}
+	case int(-exp) < len(text):
+		point := len(text) + int(exp)
+		b = append(b, text[:point]...)
+		b = append(b, '.')
+		b = append(b, text[point:]...)
+	default:
+		b = append(b, '0', '.')
+		for range int(-exp) - len(text) {
+			b = append(b, '0')
+		}
+		b = append(b, text...)
+	}
+	return b
+}
+
+// unitsAppendExponentMax bounds the exponents AppendJSON writes itself;
+// past it, String writes the text (no amount of this service comes near).
+const unitsAppendExponentMax = 64
 
 // MarshalJSON writes u as a JSON number in canonical form.
 func (u Units) MarshalJSON() ([]byte, error) { return u.AppendJSON(nil), nil }

@@ -224,14 +224,22 @@ func (s *State) close(c *Customer, id, status string, e *events.Envelope) {
 
 // remember stores the event that answered a request with an idempotency
 // key, so the same request gets the same reply, even after a restart: the
-// reply is rebuilt from the event only if a retry comes.
+// reply is rebuilt from the event only if a retry comes. The event is kept
+// as the bytes a snapshot holds for it, in slabs without pointers
+// (idemEntry); an event whose lists are past the snapshot's bounds, which
+// no decision makes, is kept decoded, and the snapshot refuses it.
 func (s *State) remember(e *events.Envelope) {
 	req, _ := requestOf(e.Data)
 	if req.IdempotencyKey == "" {
 		return
 	}
-	s.idem.put(idemKey(e.CustomerID, req.IdempotencyKey),
-		idemEntry{eventID: e.ID, data: e.Data, period: s.periodOf(e.CustomerID)}, e.At)
+	key := idemKey(e.CustomerID, req.IdempotencyKey)
+	v := idemEntry{eventID: e.ID, data: e.Data, period: s.periodOf(e.CustomerID)}
+	s.idemEnc.b = s.idemEnc.b[:0]
+	if writeIdemEntry(&s.idemEnc, key, v) == nil {
+		v = idemEntry{raw: s.idemSlab.keep(s.idemEnc.b)}
+	}
+	s.idem.put(key, v, e.At)
 }
 
 func (s *State) periodOf(customerID string) Period {

@@ -268,8 +268,15 @@ func (e *snapWriter) units(u events.Units) {
 		e.b = append(e.b, 1, '0')
 		return
 	}
-	e.str(u.String())
+	var buf [snapUnitsTextBytes]byte
+	text := u.AppendJSON(buf[:0])
+	e.uvarint(uint64(len(text)))
+	e.b = append(e.b, text...)
 }
+
+// snapUnitsTextBytes holds the text of an amount whose coefficient fits
+// 64 bits (events.Units.AppendJSON's fast path); longer ones grow past it.
+const snapUnitsTextBytes = 48
 
 // Flags of a customer: the alerts already appended this period, and which
 // optional parts follow its open holds. A customer without grants, scopes

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -502,5 +503,46 @@ func TestSnapshotLazyIdemRefuses(t *testing.T) {
 				t.Errorf("err %v, want one mentioning %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A remembered request is kept as its snapshot bytes from the moment it
+// is applied, not as its decoded event (which pinned most of a replay's
+// heap), and is answered from them. An event whose lists are past the
+// snapshot's bounds is kept decoded, answers all the same, and the
+// snapshot refuses it as it did before.
+func TestRememberKeepsBytes(t *testing.T) {
+	s := NewState()
+	at := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+	apply := func(id string, d events.Data) {
+		s.Apply(&events.Envelope{ID: id, CustomerID: "c1", At: at, Data: d})
+		at = at.Add(time.Second)
+	}
+	top := &events.ToppedUp{Units: parsed(5, 0), Note: "n", Request: events.Request{IdempotencyKey: "k1", RequestHash: "h1"}}
+	apply("e1", top)
+	e, ok := s.idem.get(idemKey("c1", "k1"))
+	if !ok || e.raw == nil || e.data != nil || e.eventID != "" {
+		t.Fatalf("remembered top-up: %+v, %v; want only its bytes", e, ok)
+	}
+	got, ok, err := s.remembered(idemKey("c1", "k1"))
+	if err != nil || !ok || got.eventID != "e1" || !reflect.DeepEqual(got.data, top) || got.period != PeriodNone {
+		t.Fatalf("remembered(k1) = %+v, %v, %v; want the top-up e1", got, ok, err)
+	}
+
+	wide := make(events.ScopeMap, ScopeDimensionsMax+1)
+	for i := range ScopeDimensionsMax + 1 {
+		wide[fmt.Sprintf("d%d", i)] = "v"
+	}
+	den := &events.Denied{Reason: "insufficient_budget", Scope: wide, Request: events.Request{IdempotencyKey: "k2", RequestHash: "h2"}}
+	apply("e2", den)
+	e, ok = s.idem.get(idemKey("c1", "k2"))
+	if !ok || e.raw != nil || e.data != den {
+		t.Fatalf("remembered refusal past the bounds: %+v, %v; want its decoded event", e, ok)
+	}
+	if got, ok, err := s.remembered(idemKey("c1", "k2")); err != nil || !ok || got.data != den || got.eventID != "e2" {
+		t.Fatalf("remembered(k2) = %+v, %v, %v; want the refusal e2", got, ok, err)
+	}
+	if err := s.WriteSnapshot(io.Discard, SnapshotMeta{}); err == nil || !strings.Contains(err.Error(), "past its bound") {
+		t.Fatalf("snapshot of a remembered event past the bounds: err %v, want it refused", err)
 	}
 }

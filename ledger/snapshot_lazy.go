@@ -15,7 +15,8 @@ import (
 // pointers each, for events almost none of which a retry will ever ask
 // for. So a restored entry keeps its snapshot bytes (idemEntry.raw, in
 // slabs that hold no pointers) and is decoded by readIdemEntry only when a
-// request with its key comes (State.remembered).
+// request with its key comes (State.remembered). Applying an event keeps
+// it the same way (State.remember), so a replayed window costs no more.
 //
 // Loading still checks every entry as strictly as a full decode would:
 // skipIdemEntry walks the same layout with the same bounds, parses every

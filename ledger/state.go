@@ -39,6 +39,8 @@ type State struct {
 	prices   map[string]*priceList // by name; nil until the first prices_set
 	rooms    []room                // scratch of Decide's preflight; not state
 	hashBuf  []byte                // scratch of requestHash; not state
+	idemSlab lazyIdem              // the remembered requests' bytes (remember)
+	idemEnc  snapWriter            // scratch of remember; not state
 }
 
 // NewState returns an empty ledger.
@@ -135,20 +137,22 @@ type Reservation struct {
 }
 
 // idemEntry is a remembered request. Its hash and op are its event's
-// (requestOf), read only when a retry comes. An entry restored from a
-// snapshot holds only raw, the bytes writeIdemEntry wrote, until a retry
-// decodes them (snapshot_lazy.go); read entries through State.remembered.
+// (requestOf), read only when a retry comes. An entry holds only raw, the
+// bytes writeIdemEntry writes, until a retry decodes them: a window holds
+// up to a million of them, and as decoded events they were the most of
+// the heap a replay grows and the collector marks (State.remember,
+// snapshot_lazy.go). Read entries through State.remembered.
 type idemEntry struct {
 	eventID string
 	data    events.Data // the event that answered; the reply is rebuilt from it
 	period  Period      // the customer's period kind then (the message names it)
-	raw     []byte      // restored and not decoded: the other fields are empty
+	raw     []byte      // not decoded: the other fields are empty
 }
 
 // remembered returns the remembered request under the window key key,
-// decoded. The error, which only a snapshot that verified yet holds an
-// entry its loader passed and its decoder refuses could cause, is an
-// *Error with code internal.
+// decoded. The error, which only bytes that writeIdemEntry wrote (or a
+// snapshot verified and its loader passed) and its decoder refuses could
+// cause, is an *Error with code internal.
 func (s *State) remembered(key string) (idemEntry, bool, error) {
 	e, ok := s.idem.get(key)
 	if !ok || e.raw == nil {
@@ -156,7 +160,7 @@ func (s *State) remembered(key string) (idemEntry, bool, error) {
 	}
 	e, err := decodeRaw(e.raw, key)
 	if err != nil {
-		return idemEntry{}, false, Errorf(CodeInternal, "remembered request %q from the snapshot does not decode: %v",
+		return idemEntry{}, false, Errorf(CodeInternal, "remembered request %q does not decode: %v",
 			truncate(key, 64), err)
 	}
 	return e, true, nil
