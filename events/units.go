@@ -317,7 +317,7 @@ func (u Units) AppendJSON(b []byte) []byte {
 }
 
 // unitsAppendExponentMax bounds the exponents AppendJSON writes itself;
-// past it, String writes the text (no amount of this service comes near).
+// past it, text writes it (no amount of this service comes near).
 const unitsAppendExponentMax = 64
 
 // MarshalJSON writes u as a JSON number in canonical form.

@@ -507,7 +507,7 @@ func TestSnapshotLazyIdemRefuses(t *testing.T) {
 }
 
 // A remembered request is kept as its snapshot bytes from the moment it
-// is applied, not as its decoded event (which pinned most of a replay's
+// is applied, not as its decoded event (which made much of a replay's
 // heap), and is answered from them. An event whose lists are past the
 // snapshot's bounds is kept decoded, answers all the same, and the
 // snapshot refuses it as it did before.
