@@ -23,6 +23,7 @@ cd "$(dirname "$0")/.."
 # package, target, executions (measured here: 5k to 30k per second).
 targets=(
   "./events FuzzParseUnits 400000x"
+  "./events FuzzAppendJSON 600000x"
   "./events FuzzToken 400000x"
   "./projections FuzzDecodeRequest 80000x"
   "./projections FuzzDecodeRequestFast 60000x"
