@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -100,6 +101,10 @@ func BenchmarkRestart(b *testing.B) {
 // what the kernel's faults cost.
 //
 //	AGENTBILL_BENCH_EVENTS=10000000 go test -run '^$' -bench ReplayLarge -benchtime 1x -timeout 30m ./projections
+//
+// With AGENTBILL_BENCH_REPLAY_PROFILE=file, the first replay alone is
+// profiled (CPU) into file: -cpuprofile would mostly show the log's
+// generation and publishing.
 func BenchmarkReplayLarge(b *testing.B) {
 	customers := benchEnv(b, "AGENTBILL_BENCH_CUSTOMERS", 1_000_000)
 	total := benchEnv(b, "AGENTBILL_BENCH_EVENTS", 4_000_000)
@@ -110,8 +115,13 @@ func BenchmarkReplayLarge(b *testing.B) {
 	js := testenv.JetStream(b, testenv.Connect(b, s))
 	for b.Loop() {
 		for i, name := range []string{"first", "second"} {
+			stopProfile := func() {}
+			if f := os.Getenv("AGENTBILL_BENCH_REPLAY_PROFILE"); f != "" && i == 0 {
+				stopProfile = startCPUProfile(b, f)
+			}
 			start, cpu, sys, faults := time.Now(), processCPU(), systemCPU(), minorFaults()
 			got, _, err := projections.Rebuild(context.Background(), js, projections.ReplayStop{}, nil)
+			stopProfile()
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -123,6 +133,25 @@ func BenchmarkReplayLarge(b *testing.B) {
 			b.ReportMetric((processCPU() - cpu).Seconds(), name+"-cpu-s")
 			b.ReportMetric((systemCPU() - sys).Seconds(), name+"-system-s")
 			b.ReportMetric(float64(minorFaults()-faults), name+"-page-faults")
+		}
+	}
+}
+
+// startCPUProfile profiles the process's CPU into file until the returned
+// stop is called.
+func startCPUProfile(b *testing.B, file string) (stop func()) {
+	b.Helper()
+	f, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
