@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every measurement BENCHMARKS.md reports, one after another on the
 # code as it is, and keeps each command's output beside the command
-# (BENCHMARKS.md, "One sitting"). About 45 minutes with the defaults;
-# needs about 12 GB of memory for the 10M-event restart.
+# (BENCHMARKS.md, "One sitting"). About 45 minutes with the defaults
+# (twice that on a slow day); needs about 12 GB of memory for the
+# 10M-event restart and replay.
 #
 #   ./scripts/bench-sitting.sh [OUT_DIR]        # default: bench-sitting-<UTC time>
 #
-# SITTING_EVENTS sets the restart and takeover log size (default
+# SITTING_EVENTS sets the restart, takeover and replay log size (default
 # 10000000); SITTING_REPEAT how many times the noisy scenarios (flood,
 # scoped) run (default 3). The soak (30 minutes) and the three-node R3
 # figures (scripts/bench-r3.sh) are not part of it.
@@ -48,4 +49,5 @@ step go test -run XXX -bench Rebuild -benchtime 3x ./projections
 step go test -run '^$' -bench 'Snapshot' -benchtime 2x ./ledger
 step env AGENTBILL_BENCH_EVENTS="$events" go test -run '^$' -bench Restart -benchtime 1x -timeout 60m -v ./projections
 step env AGENTBILL_BENCH_EVENTS="$events" go test -run '^$' -bench Takeover -benchtime 1x -timeout 60m -v ./projections
+step env AGENTBILL_BENCH_EVENTS="$events" go test -run '^$' -bench ReplayLarge -benchtime 1x -timeout 60m ./projections
 echo "outputs in $out" >&2
