@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/binary"
 	"reflect"
 	"strings"
 	"testing"
@@ -58,28 +59,56 @@ func FuzzParseUnits(f *testing.F) {
 // general formatting (text) for any sign, coefficient and exponent.
 func FuzzAppendJSON(f *testing.F) {
 	for _, c := range []struct {
-		coeff uint64
-		exp   int32
-		neg   bool
-	}{{0, 0, false}, {0, -3, true}, {1, 0, false}, {10, -1, false}, {125, -1, false}, {5, -1, true},
-		{1, -18, false}, {1, 15, false}, {1<<64 - 1, 0, false}, {1<<64 - 1, -25, true}, {12300, -2, false},
-		{7, 64, false}, {7, -64, false}, {7, 65, false}, {7, -65, false}, {100, -2, false}} {
-		f.Add(c.coeff, c.exp, c.neg)
+		hi, coeff uint64
+		exp       int32
+		neg       bool
+	}{{0, 0, 0, false}, {0, 0, -3, true}, {0, 1, 0, false}, {0, 10, -1, false}, {0, 125, -1, false}, {0, 5, -1, true},
+		{0, 1, -18, false}, {0, 1, 15, false}, {0, 1<<64 - 1, 0, false}, {0, 1<<64 - 1, -25, true}, {0, 12300, -2, false},
+		{0, 7, 64, false}, {0, 7, -64, false}, {0, 7, 65, false}, {0, 7, -65, false}, {0, 100, -2, false},
+		// Past 64 bits: 2^64, 10^20 (trailing zeros across the words),
+		// 2^128-1 (39 digits), a priced amount of 18 fractional digits.
+		{1, 0, 0, false}, {5, 7766279631452241920, -20, false}, {1<<64 - 1, 1<<64 - 1, 0, true},
+		{1<<64 - 1, 1<<64 - 1, -38, false}, {54, 3875820019684212736, -18, false}} {
+		f.Add(c.hi, c.coeff, c.exp, c.neg)
 	}
-	f.Fuzz(func(t *testing.T, coeff uint64, exp int32, neg bool) {
+	f.Fuzz(func(t *testing.T, hi, coeff uint64, exp int32, neg bool) {
 		if exp > 1000 || exp < -1000 {
 			return // apd's text of such an exponent is megabytes of zeros
 		}
 		var u Units
-		u.d.Coeff.SetUint64(coeff)
+		var words [16]byte
+		binary.BigEndian.PutUint64(words[:8], hi)
+		binary.BigEndian.PutUint64(words[8:], coeff)
+		u.d.Coeff.SetBytes(words[:])
 		u.d.Exponent, u.d.Negative = exp, neg
 		if got, want := string(u.AppendJSON([]byte("x"))), "x"+u.text(); got != want {
-			t.Fatalf("AppendJSON of %d·10^%d (negative %v) = %q, want %q", coeff, exp, neg, got, want)
+			t.Fatalf("AppendJSON of (%d·2^64+%d)·10^%d (negative %v) = %q, want %q", hi, coeff, exp, neg, got, want)
 		}
 		if got := u.String(); got != u.text() {
-			t.Fatalf("String of %d·10^%d (negative %v) = %q, want %q", coeff, exp, neg, got, u.text())
+			t.Fatalf("String of (%d·2^64+%d)·10^%d (negative %v) = %q, want %q", hi, coeff, exp, neg, got, u.text())
 		}
 	})
+}
+
+// TestAppendJSONAllocatesNothing: an amount whose coefficient fits 128
+// bits, as a priced amount's does, is written without an allocation.
+func TestAppendJSONAllocatesNothing(t *testing.T) {
+	priced, err := ParseUnits("123.456789012345678901") // 21 digits: past 64 bits
+	if err != nil {
+		t.Fatal(err)
+	}
+	if priced.d.Coeff.IsUint64() {
+		t.Fatal("the test amount's coefficient fits 64 bits; it must not")
+	}
+	for _, u := range []Units{NewUnits(12345, -2), priced, priced.Add(priced)} {
+		buf := make([]byte, 0, 64)
+		if n := testing.AllocsPerRun(100, func() { buf = u.AppendJSON(buf[:0]) }); n != 0 {
+			t.Errorf("AppendJSON of %s: %v allocations, want 0", u.text(), n)
+		}
+		if got := string(u.AppendJSON(nil)); got != u.text() {
+			t.Errorf("AppendJSON = %q, want %q", got, u.text())
+		}
+	}
 }
 
 // FuzzToken: a valid customer ID's token never holds '.', '*', '>' or white

@@ -1,8 +1,10 @@
 package events
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 
 	"github.com/cockroachdb/apd/v3"
@@ -260,7 +262,8 @@ func (u Units) String() string {
 
 // unitsAppendBufferBytes holds the text of an amount whose coefficient
 // fits 64 bits (20 digits) with a sign, a point and the zeros of a small
-// exponent; a longer text grows past it.
+// exponent; a longer text (up to 39 digits of a 128-bit coefficient)
+// grows past it.
 const unitsAppendBufferBytes = 48
 
 // text is String's definition, for any amount (AppendJSON's slow path).
@@ -274,27 +277,32 @@ func (u Units) text() string {
 }
 
 // AppendJSON appends u as a JSON number in canonical form: String's text,
-// without its allocations for a coefficient that fits 64 bits (every
-// amount a request carries, and every sum of them short of 10^19 at its
-// scale). FuzzAppendJSON checks it against String.
+// without its allocations for a coefficient that fits 128 bits (every
+// amount a request carries, every sum of them, and the products of
+// pricing, whose 18 fractional digits take a coefficient past 64 bits).
+// FuzzAppendJSON checks it against String.
 func (u Units) AppendJSON(b []byte) []byte {
-	if u.d.Form != apd.Finite || !u.d.Coeff.IsUint64() || u.d.Exponent < -unitsAppendExponentMax ||
-		u.d.Exponent > unitsAppendExponentMax {
+	hi, lo, ok := u.coeff128()
+	if !ok || u.d.Exponent < -unitsAppendExponentMax || u.d.Exponent > unitsAppendExponentMax {
 		return append(b, u.text()...)
 	}
-	coeff, exp := u.d.Coeff.Uint64(), u.d.Exponent
-	if coeff == 0 {
+	exp := u.d.Exponent
+	if hi == 0 && lo == 0 {
 		return append(b, '0')
 	}
-	for coeff%10 == 0 {
-		coeff /= 10
+	for {
+		qhi, qlo, r := divUint128(hi, lo, 10)
+		if r != 0 {
+			break
+		}
+		hi, lo = qhi, qlo
 		exp++
 	}
 	if u.d.Negative {
 		b = append(b, '-')
 	}
-	var digits [20]byte
-	text := strconv.AppendUint(digits[:0], coeff, 10)
+	var digits [unitsUint128Digits]byte
+	text := appendUint128(digits[:0], hi, lo)
 	switch {
 	case exp >= 0:
 		b = append(b, text...)
@@ -312,6 +320,60 @@ func (u Units) AppendJSON(b []byte) []byte {
 			b = append(b, '0')
 		}
 		b = append(b, text...)
+	}
+	return b
+}
+
+// coeff128 returns u's coefficient as two 64-bit words, and false when u
+// is not finite or its coefficient is wider than 128 bits.
+func (u *Units) coeff128() (hi, lo uint64, ok bool) {
+	c := &u.d.Coeff
+	switch {
+	case u.d.Form != apd.Finite || c.Sign() < 0:
+		return 0, 0, false
+	case c.IsUint64():
+		return 0, c.Uint64(), true
+	case c.BitLen() > 128:
+		return 0, 0, false
+	}
+	var buf [16]byte
+	c.FillBytes(buf[:])
+	return binary.BigEndian.Uint64(buf[:8]), binary.BigEndian.Uint64(buf[8:]), true
+}
+
+// unitsUint128Digits is the number of decimal digits of the largest
+// 128-bit number.
+const unitsUint128Digits = 39
+
+// divUint128 divides hi·2^64+lo by d (d > 0).
+func divUint128(hi, lo, d uint64) (qhi, qlo, r uint64) {
+	qhi, r = hi/d, hi%d
+	qlo, r = bits.Div64(r, lo, d) // r < d, so the quotient fits 64 bits
+	return qhi, qlo, r
+}
+
+// appendUint128 appends the decimal text of hi·2^64+lo.
+func appendUint128(b []byte, hi, lo uint64) []byte {
+	if hi == 0 {
+		return strconv.AppendUint(b, lo, 10)
+	}
+	// Split off 19 digits at a time until the rest fits 64 bits: 2^128 has
+	// 39 digits, so two splits at most.
+	const chunk = 10_000_000_000_000_000_000 // 10^19 < 2^64
+	var low [2]uint64
+	n := 0
+	for hi != 0 {
+		hi, lo, low[n] = divUint128(hi, lo, chunk)
+		n++
+	}
+	b = strconv.AppendUint(b, lo, 10)
+	for i := n - 1; i >= 0; i-- {
+		var d [19]byte
+		t := strconv.AppendUint(d[:0], low[i], 10)
+		for range len(d) - len(t) {
+			b = append(b, '0')
+		}
+		b = append(b, t...)
 	}
 	return b
 }
