@@ -277,10 +277,10 @@ func (u Units) text() string {
 }
 
 // AppendJSON appends u as a JSON number in canonical form: String's text,
-// without its allocations for a coefficient that fits 128 bits (every
-// amount a request carries, every sum of them, and the products of
-// pricing, whose 18 fractional digits take a coefficient past 64 bits).
-// FuzzAppendJSON checks it against String.
+// without its allocations for a coefficient that fits 128 bits: every
+// amount a request carries, and any amount below 3·10^20 at 18 fractional
+// digits, as priced ones are (their coefficients pass 64 bits from 19
+// units on). FuzzAppendJSON checks it against String.
 func (u Units) AppendJSON(b []byte) []byte {
 	hi, lo, ok := u.coeff128()
 	if !ok || u.d.Exponent < -unitsAppendExponentMax || u.d.Exponent > unitsAppendExponentMax {
@@ -290,7 +290,14 @@ func (u Units) AppendJSON(b []byte) []byte {
 	if hi == 0 && lo == 0 {
 		return append(b, '0')
 	}
-	for {
+	for { // drop trailing zeros
+		if hi == 0 { // the common case, without a division instruction
+			for lo%10 == 0 {
+				lo /= 10
+				exp++
+			}
+			break
+		}
 		qhi, qlo, r := divUint128(hi, lo, 10)
 		if r != 0 {
 			break
