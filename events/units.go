@@ -336,11 +336,11 @@ func (u Units) AppendJSON(b []byte) []byte {
 func (u *Units) coeff128() (hi, lo uint64, ok bool) {
 	c := &u.d.Coeff
 	switch {
-	case u.d.Form != apd.Finite || c.Sign() < 0:
+	case u.d.Form != apd.Finite:
 		return 0, 0, false
-	case c.IsUint64():
+	case c.IsUint64(): // every plain amount: one check, as before
 		return 0, c.Uint64(), true
-	case c.BitLen() > 128:
+	case c.Sign() < 0 || c.BitLen() > 128:
 		return 0, 0, false
 	}
 	var buf [16]byte

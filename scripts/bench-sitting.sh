@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every measurement BENCHMARKS.md reports, one after another on the
 # code as it is, and keeps each command's output beside the command
-# (BENCHMARKS.md, "One sitting"). About 45 minutes with the defaults
-# (twice that on a slow day); needs about 12 GB of memory for the
+# (BENCHMARKS.md, "One sitting"). About 20 minutes with the defaults (18
+# on 2026-12-04, 21 on 2026-12-06); needs about 12 GB of memory for the
 # 10M-event restart and replay.
 #
 #   ./scripts/bench-sitting.sh [OUT_DIR]        # default: bench-sitting-<UTC time>
