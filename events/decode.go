@@ -103,8 +103,15 @@ func decodeSlow(b []byte) (*Envelope, error) {
 }
 
 // DecodeCommit parses one stream message.
-func DecodeCommit(b []byte) (*Commit, error) {
-	if c, err := fastDecodeCommit(b); err == nil {
+func DecodeCommit(b []byte) (*Commit, error) { return DecodeCommitInto(b, nil) }
+
+// DecodeCommitInto is DecodeCommit with the events' structs taken from a
+// (see Arena), or each allocated alone if a is nil.
+func DecodeCommitInto(b []byte, a *Arena) (*Commit, error) {
+	if a == nil {
+		a = solo
+	}
+	if c, err := fastDecodeCommit(b, a); err == nil {
 		return c, nil
 	}
 	return decodeCommitSlow(b) // errNotHandled: encoding/json decides
@@ -138,15 +145,15 @@ func (w *wireEnvelope) envelope() (*Envelope, error) {
 	if w.Data == nil {
 		return nil, fmt.Errorf("%w: %s event has no data", ErrInvalidEvent, w.Type)
 	}
-	d := w.Data.typed(w.Type)
+	d := w.Data.typed(w.Type, solo)
 	if d == nil {
 		return nil, fmt.Errorf("%w: unknown type %q", ErrInvalidEvent, w.Type)
 	}
 	return &Envelope{ID: w.ID, Type: w.Type, V: w.V, At: w.At, CustomerID: w.CustomerID, Data: d}, nil
 }
 
-// typed converts the union to the event type's own struct.
-func (w *wireData) typed(t Type) Data {
+// typed converts the union to the event type's own struct, taken from a.
+func (w *wireData) typed(t Type, a *Arena) Data {
 	switch t {
 	case TypeBudgetSet:
 		return &BudgetSet{Limit: w.Limit, Period: w.Period, Thresholds: w.Thresholds, UpgradeURL: w.UpgradeURL,
@@ -156,24 +163,34 @@ func (w *wireData) typed(t Type) Data {
 	case TypeToppedUp:
 		return &ToppedUp{Units: w.Units, Note: w.Note, Request: w.Request, Balance: w.Balance}
 	case TypeReserved:
-		return &Reserved{ReservationID: w.ReservationID, AgentID: w.AgentID, Units: w.Units, TaskRef: w.TaskRef,
+		r := take(a, &a.reserved)
+		*r = Reserved{ReservationID: w.ReservationID, AgentID: w.AgentID, Units: w.Units, TaskRef: w.TaskRef,
 			TaskCeiling: w.TaskCeiling, ExpiresAt: w.ExpiresAt, Metadata: w.Metadata, Scope: w.Scope,
 			CountedScopes: w.CountedScopes, Requested: w.Requested, InOverdraft: w.InOverdraft,
 			Pricing: w.Pricing, MaxOutputTokens: w.MaxOutputTokens, Request: w.Request, Balance: w.Balance}
+		return r
 	case TypeDenied:
-		return &Denied{AgentID: w.AgentID, Requested: w.Requested, Reason: w.Reason, Message: w.Message,
+		r := take(a, &a.denied)
+		*r = Denied{AgentID: w.AgentID, Requested: w.Requested, Reason: w.Reason, Message: w.Message,
 			TaskRef: w.TaskRef, UpgradeURL: w.UpgradeURL, Scope: w.Scope, RefusedScope: w.RefusedScope,
 			Request: w.Request, Balance: w.Balance}
+		return r
 	case TypeRecorded:
-		return &Recorded{AgentID: w.AgentID, ReservationID: w.ReservationID, HeldUnits: w.HeldUnits, Units: w.Units,
+		r := take(a, &a.recorded)
+		*r = Recorded{AgentID: w.AgentID, ReservationID: w.ReservationID, HeldUnits: w.HeldUnits, Units: w.Units,
 			Released: w.Released, Overage: w.Overage, TaskRef: w.TaskRef, Metadata: w.Metadata, Scope: w.Scope,
 			CountedScopes: w.CountedScopes, FundedBy: w.FundedBy, Usage: w.Usage, Pricing: w.Pricing,
 			Unpriced: w.Unpriced, Request: w.Request, Balance: w.Balance}
+		return r
 	case TypeReleased:
-		return &Released{ReservationID: w.ReservationID, AgentID: w.AgentID, Units: w.Units, Cause: w.Cause,
+		r := take(a, &a.released)
+		*r = Released{ReservationID: w.ReservationID, AgentID: w.AgentID, Units: w.Units, Cause: w.Cause,
 			Request: w.Request, Balance: w.Balance}
+		return r
 	case TypeExpired:
-		return &Expired{ReservationID: w.ReservationID, AgentID: w.AgentID, Units: w.Units, ExpiresAt: w.ExpiresAt, Balance: w.Balance}
+		r := take(a, &a.expired)
+		*r = Expired{ReservationID: w.ReservationID, AgentID: w.AgentID, Units: w.Units, ExpiresAt: w.ExpiresAt, Balance: w.Balance}
+		return r
 	case TypeExtended:
 		return &Extended{ReservationID: w.ReservationID, AgentID: w.AgentID, ExpiresAt: w.ExpiresAt, Request: w.Request, Balance: w.Balance}
 	case TypeThresholdCrossed:
@@ -200,4 +217,113 @@ func derefUnits(u *Units) Units {
 		return Zero
 	}
 	return *u
+}
+
+// An Arena holds the structs of decoded events, so that a replay can
+// reuse them: a commit's events are decoded together and, once applied,
+// dropped together, and their allocation was a quarter to a third of
+// what a replay allocated (BENCHMARKS.md, "Replay"), so of what made the
+// collector run. DecodeCommitInto takes the structs of the common event
+// types (the envelope, reserved, denied, recorded, released, expired)
+// from an Arena's arrays; Reset makes them all free again, zeroed.
+// Everything the structs point to (strings, slices, maps, amounts) is
+// allocated as before and never reused, so a consumer may keep any
+// field's value; it must not keep the pointer to an envelope or to its
+// data past Reset (Detach copies data out).
+type Arena struct {
+	solo      bool // see solo
+	envelopes chunk[Envelope]
+	reserved  chunk[Reserved]
+	denied    chunk[Denied]
+	recorded  chunk[Recorded]
+	released  chunk[Released]
+	expired   chunk[Expired]
+}
+
+// arenaChunkMin and arenaChunkMax bound the structs of one array of an
+// Arena: its arrays for a type grow from the first to the second, so a
+// commit with few events of a type holds little memory it does not use,
+// and one with many takes an allocation for every arenaChunkMax.
+const (
+	arenaChunkMin = 4
+	arenaChunkMax = 32
+)
+
+// Reset zeroes every struct a has handed out and makes it free for the
+// next commit. Nothing may use them after.
+func (a *Arena) Reset() {
+	a.envelopes.reset()
+	a.reserved.reset()
+	a.denied.reset()
+	a.recorded.reset()
+	a.released.reset()
+	a.expired.reset()
+}
+
+// Detach returns d, or, if d is a struct an Arena hands out, a copy of it
+// that no Reset touches.
+func Detach(d Data) Data {
+	switch v := d.(type) {
+	case *Reserved:
+		return clone(v)
+	case *Denied:
+		return clone(v)
+	case *Recorded:
+		return clone(v)
+	case *Released:
+		return clone(v)
+	case *Expired:
+		return clone(v)
+	}
+	return d
+}
+
+func clone[T any](v *T) *T {
+	c := *v
+	return &c
+}
+
+// solo is the Arena of decoders that have none: each struct is
+// allocated alone, and its arrays stay empty (so it is safe to share).
+var solo = &Arena{solo: true}
+
+// take returns a zeroed T from c, one of a's arrays.
+func take[T any](a *Arena, c *chunk[T]) *T {
+	if a.solo {
+		return new(T)
+	}
+	return c.take()
+}
+
+// chunk hands out Ts from its arrays in order; reset zeroes those handed
+// out and starts again from the first array.
+type chunk[T any] struct {
+	arrays [][]T
+	i, j   int // the next T: arrays[i][j]
+}
+
+func (c *chunk[T]) take() *T {
+	if c.i < len(c.arrays) && c.j == len(c.arrays[c.i]) {
+		c.i, c.j = c.i+1, 0
+	}
+	if c.i == len(c.arrays) {
+		n := arenaChunkMin
+		if c.i > 0 {
+			n = min(2*len(c.arrays[c.i-1]), arenaChunkMax)
+		}
+		c.arrays = append(c.arrays, make([]T, n))
+	}
+	t := &c.arrays[c.i][c.j]
+	c.j++
+	return t
+}
+
+func (c *chunk[T]) reset() {
+	for k := 0; k < c.i && k < len(c.arrays); k++ {
+		clear(c.arrays[k])
+	}
+	if c.i < len(c.arrays) {
+		clear(c.arrays[c.i][:c.j])
+	}
+	c.i, c.j = 0, 0
 }

@@ -63,8 +63,11 @@ const (
 )
 
 // fastDecodeCommit decodes a commit body, or returns errNotHandled.
-func fastDecodeCommit(b []byte) (*Commit, error) {
+func fastDecodeCommit(b []byte, a *Arena) (*Commit, error) {
 	d := newFastDecoder(b)
+	if a != nil {
+		d.arena = a
+	}
 	c, ok := d.commit()
 	if !ok || d.i != len(b) {
 		return nil, errNotHandled
@@ -95,6 +98,7 @@ type fastDecoder struct {
 	// field's last value.
 	eventID, customerID string
 	seen                [fieldBalance + 1]string
+	arena               *Arena // the structs of the events decoded
 }
 
 // unitsMemo remembers the last amounts parseTotal returned, by their exact
@@ -106,7 +110,7 @@ type unitsMemo struct {
 	next int
 }
 
-func newFastDecoder(b []byte) fastDecoder { return fastDecoder{b: b} }
+func newFastDecoder(b []byte) fastDecoder { return fastDecoder{b: b, arena: solo} }
 
 // Keys of the commit and the envelope, in the order the encoders write them.
 var (
@@ -178,7 +182,7 @@ func (d *fastDecoder) events() ([]*Envelope, bool) {
 
 // envelope decodes one event, with the checks of wireEnvelope.envelope.
 func (d *fastDecoder) envelope() (*Envelope, bool) {
-	var e Envelope
+	e := take(d.arena, &d.arena.envelopes)
 	var schema *fastSchema
 	if !d.eat('{') || d.eat('}') {
 		return nil, false
@@ -214,7 +218,7 @@ func (d *fastDecoder) envelope() (*Envelope, bool) {
 			return nil, false
 		}
 		if !d.eat(',') {
-			return &e, d.eat('}') && e.V == Version && e.Data != nil
+			return e, d.eat('}') && e.V == Version && e.Data != nil
 		}
 	}
 }
@@ -227,7 +231,7 @@ func (d *fastDecoder) data(schema *fastSchema) (Data, bool) {
 		return nil, false
 	}
 	if d.eat('}') {
-		return w.typed(schema.t), true
+		return w.typed(schema.t, d.arena), true
 	}
 	for next := 0; ; {
 		k := d.key(schema.names, next)
@@ -239,7 +243,7 @@ func (d *fastDecoder) data(schema *fastSchema) (Data, bool) {
 			return nil, false
 		}
 		if !d.eat(',') {
-			return w.typed(schema.t), d.eat('}')
+			return w.typed(schema.t, d.arena), d.eat('}')
 		}
 	}
 }

@@ -473,6 +473,7 @@ func TestFastDecodeCommitEquivalence(t *testing.T) {
 	const commits = 3000
 	r := rand.New(rand.NewSource(1))
 	var handled, handedOver, events int
+	arena := new(Arena) // reused for every commit, as a replay does
 	for i := range commits {
 		g := &eventGen{r: r, unusual: i%4 == 0}
 		body := g.commit(t, 8)
@@ -480,7 +481,12 @@ func TestFastDecodeCommitEquivalence(t *testing.T) {
 		if err != nil {
 			t.Fatalf("decodeCommitSlow(%s): %v", body, err)
 		}
-		got, err := fastDecodeCommit(body)
+		got, err := fastDecodeCommit(body, nil)
+		inArena, arenaErr := DecodeCommitInto(body, arena)
+		if arenaErr != nil || !reflect.DeepEqual(inArena, want) {
+			t.Fatalf("decoding in a reused arena differs for %s (%v):\n got %#v\nwant %#v", body, arenaErr, inArena, want)
+		}
+		arena.Reset()
 		switch {
 		case err == nil:
 			handled++
@@ -741,7 +747,7 @@ func TestFastDecodeHandsOver(t *testing.T) {
 				t.Fatalf("%q is not in the test commit", tt.old)
 			}
 			b := []byte(strings.Replace(fastTestCommit, tt.old, tt.new, 1))
-			if _, err := fastDecodeCommit(b); !errors.Is(err, errNotHandled) {
+			if _, err := fastDecodeCommit(b, nil); !errors.Is(err, errNotHandled) {
 				t.Errorf("fastDecodeCommit(%s) error = %v, want errNotHandled", b, err)
 			}
 			sameAsSlow(t, b)
@@ -811,7 +817,7 @@ func TestFastDecodeHandles(t *testing.T) {
 				t.Fatalf("%q is not in the test commit", tt.old)
 			}
 			b := []byte(strings.Replace(fastTestCommit, tt.old, tt.new, 1))
-			if _, err := fastDecodeCommit(b); err != nil {
+			if _, err := fastDecodeCommit(b, nil); err != nil {
 				t.Errorf("fastDecodeCommit(%s) error = %v, want it decoded", b, err)
 			}
 			sameAsSlow(t, b)
@@ -837,7 +843,7 @@ func TestFastDecodeTimes(t *testing.T) {
 	var handled int
 	for _, s := range texts {
 		b := []byte(`{"v":1,"id":"c","writer":"0","at":"` + s + `","events":[]}`)
-		if _, err := fastDecodeCommit(b); err == nil {
+		if _, err := fastDecodeCommit(b, nil); err == nil {
 			handled++
 		}
 		sameAsSlow(t, b)
@@ -866,7 +872,7 @@ func TestFastSchemasMatchStructs(t *testing.T) {
 	}
 	for _, s := range fastSchemas {
 		var w wireData
-		rt := reflect.TypeOf(w.typed(s.t)).Elem()
+		rt := reflect.TypeOf(w.typed(s.t, solo)).Elem()
 		want := jsonFieldNames(rt)
 		var got []string
 		for _, f := range s.fields {
@@ -985,7 +991,7 @@ func TestFuzzFieldEventsAreDecodedFast(t *testing.T) {
 			t.Errorf("fastDecode(%s): %v", e, err)
 		}
 	}
-	if _, err := fastDecodeCommit([]byte(commit)); err != nil {
+	if _, err := fastDecodeCommit([]byte(commit), nil); err != nil {
 		t.Errorf("fastDecodeCommit(%s): %v", commit, err)
 	}
 }
@@ -1024,7 +1030,7 @@ func TestFastDecodeUnitsMemo(t *testing.T) {
 			Replace(fastTestEvent))
 	}
 	b := []byte(`{"v":1,"id":"c","writer":"0","at":"2026-03-14T09:00:00Z","events":[` + strings.Join(events, ",") + `]}`)
-	if _, err := fastDecodeCommit(b); err != nil {
+	if _, err := fastDecodeCommit(b, nil); err != nil {
 		t.Fatalf("fastDecodeCommit: %v", err)
 	}
 	sameAsSlow(t, b)
@@ -1048,7 +1054,7 @@ func mixedCommit(b *testing.B, eventsN int, small, plain bool) []byte {
 		enc.Add(e)
 	}
 	body := append([]byte(nil), enc.Bytes()...)
-	if _, err := fastDecodeCommit(body); err != nil {
+	if _, err := fastDecodeCommit(body, nil); err != nil {
 		b.Fatal("the fast decoder does not handle the benchmark's commit")
 	}
 	return body
@@ -1079,5 +1085,63 @@ func BenchmarkDecodeCommitMixed(b *testing.B) {
 			b.Run(name+"/fast", func(b *testing.B) { benchmarkDecode(b, body, 100, DecodeCommit) })
 			b.Run(name+"/encoding-json", func(b *testing.B) { benchmarkDecode(b, body, 100, decodeCommitSlow) })
 		}
+	}
+}
+
+// TestArenaReuse decodes commits of many events of the types an Arena
+// holds, one after another in one arena: each commit decodes to what
+// encoding/json gives even though its structs are the previous commit's,
+// reused (their addresses repeat), and Detach's copy of an event keeps
+// its value through a Reset.
+func TestArenaReuse(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	types := []Type{TypeReserved, TypeDenied, TypeRecorded, TypeReleased, TypeExpired}
+	arena := new(Arena)
+	seen := map[Data]bool{}
+	reused := 0
+	for i := range 6 {
+		g := &eventGen{r: r, plain: true}
+		var enc CommitEncoder
+		enc.Reset(g.commitStr(), g.commitStr(), g.time())
+		for k := range 40 + 30*i { // past arenaChunkMax of each type
+			typ := types[k%len(types)]
+			b, err := Encode(&Envelope{ID: g.str(), Type: typ, V: Version, At: g.time(), CustomerID: g.str(), Data: g.data(typ)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc.Add(b)
+		}
+		body := append([]byte(nil), enc.Bytes()...)
+		want, err := decodeCommitSlow(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := fastDecodeCommit(body, arena)
+		if err != nil {
+			t.Fatalf("commit %d not decoded fast: %v", i, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("commit %d decoded in a reused arena differs:\n got %#v\nwant %#v", i, got, want)
+		}
+		for _, e := range got.Events {
+			if seen[e.Data] {
+				reused++
+			}
+			seen[e.Data] = true
+		}
+		kept, keptWant := Detach(got.Events[0].Data), want.Events[0].Data
+		if kept == got.Events[0].Data {
+			t.Fatalf("Detach(%T) returned the arena's own struct", kept)
+		}
+		arena.Reset()
+		if reflect.DeepEqual(got.Events[0].Data, keptWant) {
+			t.Fatalf("Reset left the arena's struct as it was")
+		}
+		if !reflect.DeepEqual(kept, keptWant) {
+			t.Fatalf("Detach's copy changed by Reset:\n got %#v\nwant %#v", kept, keptWant)
+		}
+	}
+	if reused == 0 {
+		t.Fatal("no struct was reused across commits")
 	}
 }
