@@ -12,6 +12,8 @@ import (
 // clock; period rollover follows the period start recorded in the event.
 // A broken invariant (a negative balance) panics: carrying on with wrong
 // money is worse than stopping, and the log is intact for a restart.
+// It keeps neither e nor the struct of e.Data, only the values of their
+// fields, so a replay may reuse those structs (events.Arena).
 func (s *State) Apply(e *events.Envelope) {
 	s.applyState(e)
 	s.remember(e)
@@ -227,7 +229,8 @@ func (s *State) close(c *Customer, id, status string, e *events.Envelope) {
 // reply is rebuilt from the event only if a retry comes. The event is kept
 // as the bytes a snapshot holds for it, in slabs without pointers
 // (idemEntry); an event whose lists are past the snapshot's bounds, which
-// no decision makes, is kept decoded, and the snapshot refuses it.
+// no decision makes, is kept decoded (a copy: Apply keeps no event's
+// struct), and the snapshot refuses it.
 func (s *State) remember(e *events.Envelope) {
 	req, _ := requestOf(e.Data)
 	if req.IdempotencyKey == "" {
@@ -238,6 +241,8 @@ func (s *State) remember(e *events.Envelope) {
 	s.idemEnc.b = s.idemEnc.b[:0]
 	if writeIdemEntry(&s.idemEnc, key, v) == nil {
 		v = idemEntry{raw: s.idemSlab.keep(s.idemEnc.b)}
+	} else {
+		v.data = events.Detach(v.data)
 	}
 	s.idem.put(key, v, e.At)
 }

@@ -509,7 +509,8 @@ func TestSnapshotLazyIdemRefuses(t *testing.T) {
 // A remembered request is kept as its snapshot bytes from the moment it
 // is applied, not as its decoded event (which made much of a replay's
 // heap), and is answered from them. An event whose lists are past the
-// snapshot's bounds is kept decoded, answers all the same, and the
+// snapshot's bounds is kept decoded, as a copy (the replay reuses the
+// struct it applied: events.Arena), answers all the same, and the
 // snapshot refuses it as it did before.
 func TestRememberKeepsBytes(t *testing.T) {
 	s := NewState()
@@ -535,11 +536,13 @@ func TestRememberKeepsBytes(t *testing.T) {
 	}
 	den := &events.Denied{Reason: "insufficient_budget", Scope: wide, Request: events.Request{IdempotencyKey: "k2", RequestHash: "h2"}}
 	apply("e2", den)
+	want := *den
+	*den = events.Denied{} // as an arena's Reset does once the commit is applied
 	e, ok = s.idem.get(idemKey("c1", "k2"))
-	if !ok || e.raw != nil || e.data != den {
-		t.Fatalf("remembered refusal past the bounds: %+v, %v; want its decoded event", e, ok)
+	if !ok || e.raw != nil || e.data == events.Data(den) || !reflect.DeepEqual(e.data, &want) {
+		t.Fatalf("remembered refusal past the bounds: %+v, %v; want a copy of its decoded event", e, ok)
 	}
-	if got, ok, err := s.remembered(idemKey("c1", "k2")); err != nil || !ok || got.data != den || got.eventID != "e2" {
+	if got, ok, err := s.remembered(idemKey("c1", "k2")); err != nil || !ok || !reflect.DeepEqual(got.data, &want) || got.eventID != "e2" {
 		t.Fatalf("remembered(k2) = %+v, %v, %v; want the refusal e2", got, ok, err)
 	}
 	if err := s.WriteSnapshot(io.Discard, SnapshotMeta{}); err == nil || !strings.Contains(err.Error(), "past its bound") {
