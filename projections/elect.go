@@ -207,6 +207,7 @@ func (w *Writer) takeover(ctx context.Context, l *lease) error {
 	start := time.Now()
 	stop := w.replayStop(w.lastSeq + 1)
 	stop.Verify = w.verifier(w.lastSeq+1, w.chainHead, true)
+	stop.Recycle = true // Apply keeps no event's struct
 	seq, err := Replay(ctx, w.js, stop, func(seq uint64, e *events.Envelope) error {
 		w.state.Apply(e)
 		return nil

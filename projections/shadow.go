@@ -342,7 +342,8 @@ func (s *shadow) build(ctx context.Context, seq uint64) error {
 	}
 	st.Default = w.cfg.Default
 	if seq >= from {
-		stop := ReplayStop{StartSeq: from, UntilSeq: seq, Verify: w.verifier(from, head, true), KeepUncovered: true, Background: true}
+		stop := ReplayStop{StartSeq: from, UntilSeq: seq, Verify: w.verifier(from, head, true), KeepUncovered: true, Background: true,
+			Recycle: true} // Apply keeps no event's struct
 		if w.partitioned() {
 			stop.Writer = w.cfg.Name
 		}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"testing"
@@ -98,7 +99,8 @@ func BenchmarkRestart(b *testing.B) {
 // process's CPU and system time and its page faults: the first replay
 // grows the heap into memory the process never touched, as a restart's
 // does; the second reuses what the collector freed, so the two apart show
-// what the kernel's faults cost.
+// what the kernel's faults cost. It also reports the collector's cycles
+// and the bytes the process allocated (the server's included) during each.
 //
 //	AGENTBILL_BENCH_EVENTS=10000000 go test -run '^$' -bench ReplayLarge -benchtime 1x -timeout 30m ./projections
 //
@@ -120,6 +122,7 @@ func BenchmarkReplayLarge(b *testing.B) {
 				stopProfile = startCPUProfile(b, f)
 			}
 			start, cpu, sys, faults := time.Now(), processCPU(), systemCPU(), minorFaults()
+			gcs, allocated := gcCounts()
 			got, _, err := projections.Rebuild(context.Background(), js, projections.ReplayStop{}, nil)
 			stopProfile()
 			if err != nil {
@@ -133,8 +136,19 @@ func BenchmarkReplayLarge(b *testing.B) {
 			b.ReportMetric((processCPU() - cpu).Seconds(), name+"-cpu-s")
 			b.ReportMetric((systemCPU() - sys).Seconds(), name+"-system-s")
 			b.ReportMetric(float64(minorFaults()-faults), name+"-page-faults")
+			gcsAfter, allocatedAfter := gcCounts()
+			b.ReportMetric(float64(gcsAfter-gcs), name+"-gc-cycles")
+			b.ReportMetric(float64(allocatedAfter-allocated)/float64(g.events), name+"-alloc-B/event")
 		}
 	}
+}
+
+// gcCounts returns the collector's cycles so far and the bytes the
+// process has allocated on the heap.
+func gcCounts() (cycles, allocated uint64) {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64(), s[1].Value.Uint64()
 }
 
 // startCPUProfile profiles the process's CPU into file until the returned
