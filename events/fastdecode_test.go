@@ -1129,16 +1129,20 @@ func TestArenaReuse(t *testing.T) {
 			}
 			seen[e.Data] = true
 		}
-		kept, keptWant := Detach(got.Events[0].Data), want.Events[0].Data
-		if kept == got.Events[0].Data {
-			t.Fatalf("Detach(%T) returned the arena's own struct", kept)
+		var kept []Data // one event of each type, copied out
+		for k := range types {
+			if kept = append(kept, Detach(got.Events[k].Data)); kept[k] == got.Events[k].Data {
+				t.Fatalf("Detach(%T) returned the arena's own struct", kept[k])
+			}
 		}
 		arena.Reset()
-		if reflect.DeepEqual(got.Events[0].Data, keptWant) {
-			t.Fatalf("Reset left the arena's struct as it was")
-		}
-		if !reflect.DeepEqual(kept, keptWant) {
-			t.Fatalf("Detach's copy changed by Reset:\n got %#v\nwant %#v", kept, keptWant)
+		for k := range types {
+			if reflect.DeepEqual(got.Events[k].Data, want.Events[k].Data) {
+				t.Fatalf("Reset left the arena's %T as it was", got.Events[k].Data)
+			}
+			if !reflect.DeepEqual(kept[k], want.Events[k].Data) {
+				t.Fatalf("Detach's copy changed by Reset:\n got %#v\nwant %#v", kept[k], want.Events[k].Data)
+			}
 		}
 	}
 	if reused == 0 {
