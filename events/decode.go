@@ -318,12 +318,19 @@ func (c *chunk[T]) take() *T {
 	return t
 }
 
+// reset keeps only the arrays the last commit took from, so an arena
+// holds what one commit used, rounded up to its arrays, rather than the
+// most of each type any commit needed: a replay's arenas then hold about
+// what as many decoded commits did before they were reused.
 func (c *chunk[T]) reset() {
-	for k := 0; k < c.i && k < len(c.arrays); k++ {
-		clear(c.arrays[k])
+	used := min(c.i+1, len(c.arrays))
+	for k := range used {
+		n := len(c.arrays[k])
+		if k == c.i {
+			n = c.j
+		}
+		clear(c.arrays[k][:n])
 	}
-	if c.i < len(c.arrays) {
-		clear(c.arrays[c.i][:c.j])
-	}
-	c.i, c.j = 0, 0
+	clear(c.arrays[used:])
+	c.arrays, c.i, c.j = c.arrays[:used], 0, 0
 }

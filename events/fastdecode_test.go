@@ -1148,4 +1148,28 @@ func TestArenaReuse(t *testing.T) {
 	if reused == 0 {
 		t.Fatal("no struct was reused across commits")
 	}
+	// After a commit of one event of each type, the arena keeps one array
+	// of each (two of envelopes: 4 and 8), not the arrays the large
+	// commits before it needed.
+	g := &eventGen{r: r, plain: true}
+	var enc CommitEncoder
+	enc.Reset(g.commitStr(), g.commitStr(), g.time())
+	for _, typ := range types {
+		b, err := Encode(&Envelope{ID: g.str(), Type: typ, V: Version, At: g.time(), CustomerID: g.str(), Data: g.data(typ)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc.Add(b)
+	}
+	if _, err := fastDecodeCommit(enc.Bytes(), arena); err != nil {
+		t.Fatal(err)
+	}
+	arena.Reset()
+	for name, n := range map[string][2]int{"envelopes": {len(arena.envelopes.arrays), 2}, "reserved": {len(arena.reserved.arrays), 1},
+		"denied": {len(arena.denied.arrays), 1}, "recorded": {len(arena.recorded.arrays), 1},
+		"released": {len(arena.released.arrays), 1}, "expired": {len(arena.expired.arrays), 1}} {
+		if n[0] != n[1] {
+			t.Errorf("after a commit of %d events the arena keeps %d arrays of %s, want %d", len(types), n[0], name, n[1])
+		}
+	}
 }
