@@ -108,9 +108,6 @@ func DecodeCommit(b []byte) (*Commit, error) { return DecodeCommitInto(b, nil) }
 // DecodeCommitInto is DecodeCommit with the events' structs taken from a
 // (see Arena), or each allocated alone if a is nil.
 func DecodeCommitInto(b []byte, a *Arena) (*Commit, error) {
-	if a == nil {
-		a = solo
-	}
 	if c, err := fastDecodeCommit(b, a); err == nil {
 		return c, nil
 	}

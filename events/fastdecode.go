@@ -62,7 +62,8 @@ const (
 	intDigitsMax = 18
 )
 
-// fastDecodeCommit decodes a commit body, or returns errNotHandled.
+// fastDecodeCommit decodes a commit body, its events' structs taken from
+// a (nil: each allocated alone), or returns errNotHandled.
 func fastDecodeCommit(b []byte, a *Arena) (*Commit, error) {
 	d := newFastDecoder(b)
 	if a != nil {

@@ -145,8 +145,9 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 	ordered := make(chan *replayJob, ReplayPipelineDepth)
 	work := make(chan *replayJob, ReplayPipelineDepth)
 	// With stop.Recycle, each commit is decoded into an arena that comes
-	// back here once its events are applied; at most one per commit in
-	// the pipeline, plus one per decoder, is ever made.
+	// back here once its events are applied. A decoder makes one only
+	// when none is free, so there are never more than commits in the
+	// pipeline, and all of them fit here.
 	arenas := make(chan *events.Arena, ReplayPipelineDepth+decoders+1)
 	for range decoders {
 		go func() {
