@@ -30,6 +30,11 @@ const (
 	stopTimeout = 15 * time.Second
 	// logTailLines is how much of a process's output a failure shows.
 	logTailLines = 40
+	// dumpTimeout bounds a process writing its goroutines (SIGQUIT)
+	// after ignoring a stop; dumpBytesMax bounds how much of that the
+	// failure shows.
+	dumpTimeout  = 5 * time.Second
+	dumpBytesMax = 256 << 10
 )
 
 // binaries returns the agentbill and nats-server binaries: prebuilt ones
@@ -91,9 +96,16 @@ func (p *proc) signal(t *testing.T, sig syscall.Signal) {
 	select {
 	case <-done:
 	case <-time.After(stopTimeout):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Errorf("%s ignored %v for %s", p.name, sig, stopTimeout)
+		// A Go process dumps every goroutine on SIGQUIT: where it hangs.
+		mark := p.size()
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(dumpTimeout):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		t.Errorf("%s ignored %v for %s; its goroutines then:\n%s", p.name, sig, stopTimeout, p.since(mark))
 	}
 	p.mu.Lock()
 	p.cmd = nil
@@ -133,6 +145,26 @@ func (p *proc) running() bool {
 	default:
 		return true
 	}
+}
+
+// size returns the length of the process's output so far.
+func (p *proc) size() int64 {
+	fi, err := os.Stat(p.log)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// since returns the process's output after offset, at most dumpBytesMax
+// of it.
+func (p *proc) since(offset int64) string {
+	b, _ := os.ReadFile(p.log)
+	b = b[min(offset, int64(len(b))):]
+	if len(b) > dumpBytesMax {
+		return string(b[:dumpBytesMax]) + "\n[cut]"
+	}
+	return string(b)
 }
 
 // tail returns the last lines of the process's output.
