@@ -448,7 +448,7 @@ func loadNewestSnapshot(ctx context.Context, js jetstream.JetStream, writer stri
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if asIntegrity(err) != nil {
+		if asIntegrity(err) != nil || errors.Is(err, errSnapshotStalled) {
 			return nil, err
 		}
 		if reject != nil {
@@ -478,6 +478,9 @@ func loadSnapshot(ctx context.Context, obs jetstream.ObjectStore, st jetstream.S
 		pr.tune = tune
 	}
 	s, meta, err := ledger.ReadSnapshot(pr)
+	if errors.Is(pr.failed, errSnapshotStalled) {
+		return nil, pr.failed // whatever the decoder made of it
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -511,9 +514,10 @@ type partsReader struct {
 	ctx    context.Context
 	obs    jetstream.ObjectStore
 	parts  []*jetstream.ObjectInfo
-	cur    jetstream.ObjectResult
+	cur    *guardedPart
 	body   io.Reader  // cur, or z reading it
 	z      *s2.Reader // reused from part to part
+	failed error      // the last error of a part's read, but its end
 	n      uint64     // snapshot bytes read
 	stored uint64     // of the parts, before decompressing
 	// tune, if set, is called every snapshotGCTuneBytes read.
@@ -535,12 +539,13 @@ func (r *partsReader) Read(p []byte) (int, error) {
 			if err != nil {
 				return 0, fmt.Errorf("get %s: %w", r.parts[0].Name, err)
 			}
-			r.cur, r.body = res, res
+			part := newGuardedPart(r.ctx, r.parts[0].Name, res, SnapshotReadStallMax)
+			r.cur, r.body = part, part
 			if r.parts[0].Metadata[snapshotEncodingKey] == SnapshotEncoding {
 				if r.z == nil {
-					r.z = s2.NewReader(res)
+					r.z = s2.NewReader(part)
 				} else {
-					r.z.Reset(res)
+					r.z.Reset(part)
 				}
 				r.body = r.z
 			}
@@ -560,6 +565,9 @@ func (r *partsReader) Read(p []byte) (int, error) {
 				continue
 			}
 			err = nil
+		}
+		if err != nil {
+			r.failed = err
 		}
 		return n, err
 	}
@@ -638,6 +646,9 @@ func (w *Writer) restore(ctx context.Context) (s *ledger.State, seq uint64, head
 		}
 		if ctx.Err() != nil {
 			return nil, 0, "", ctx.Err()
+		}
+		if errors.Is(err, errSnapshotStalled) {
+			return nil, 0, "", err // NATS, not the snapshot: setup tries again
 		}
 		if ie := asIntegrity(err); ie != nil {
 			if err := w.breakOrReset(ie); err != nil {
