@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,6 +218,47 @@ func TestKillOneOfThreeNATSNodes(t *testing.T) {
 	l.finish()
 	l.verify()
 }
+
+// Two of three NATS nodes are killed under load, so the ledger stream
+// and the lease bucket lose their quorum. Whatever each service is then
+// waiting on (an append, the lease, a consumer being recreated, a
+// snapshot's part), it must stop within stopTimeout of its SIGTERM (a
+// failure shows its goroutines). The nodes and the services then start
+// again, and nothing a client was told is lost.
+func TestServicesStopWithoutQuorum(t *testing.T) {
+	c := startCluster(t, 3)
+	svcs := []*service{startService(t, c, "svc-a", 3, failoverLeaseTTL), startService(t, c, "svc-b", 3, failoverLeaseTTL)}
+	l := startLoad(t, c.urls())
+	waitServing(t, l, "the start")
+	time.Sleep(randomDelay())
+	lost := c.nodes[:2]
+	for _, nd := range lost {
+		nd.kill(t)
+	}
+	t.Logf("killed %s and %s; waiting %s", lost[0].name, lost[1].name, quorumLostFor)
+	time.Sleep(quorumLostFor)
+	for _, s := range svcs {
+		start := time.Now()
+		s.signal(t, syscall.SIGTERM)
+		t.Logf("%s stopped %s after its SIGTERM", s.name, time.Since(start).Round(time.Millisecond))
+	}
+	for _, nd := range lost {
+		nd.start(t)
+	}
+	c.waitJetStream(t)
+	for _, s := range svcs {
+		s.start(t)
+	}
+	waitServing(t, l, "the quorum's return")
+	l.finish()
+	l.verify()
+}
+
+// quorumLostFor is how long TestServicesStopWithoutQuorum leaves the
+// cluster without a quorum before stopping the services: long enough for
+// every consumer to miss two of its heartbeats (5 s apart) and start
+// being recreated.
+const quorumLostFor = 15 * time.Second
 
 // streamLeader returns the name of the node leading the ledger stream.
 func streamLeader(ctx context.Context, t *testing.T, js jetstream.JetStream) string {
