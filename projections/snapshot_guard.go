@@ -41,11 +41,12 @@ type guardedPart struct {
 	stallMax time.Duration
 	part     io.ReadCloser
 
-	buf   []byte
-	want  chan int        // to the pump: read up to this many bytes
-	got   chan readResult // from the pump
-	stall *time.Timer
-	err   error // once set, every read returns it
+	buf    []byte
+	want   chan int        // to the pump: read up to this many bytes
+	got    chan readResult // from the pump
+	stall  *time.Timer
+	err    error // once set, every read returns it
+	closed bool
 }
 
 type readResult struct {
@@ -98,6 +99,10 @@ func (g *guardedPart) Read(p []byte) (int, error) {
 // Close never waits: a read given up still holds the part, and the pump
 // closes it when that read returns.
 func (g *guardedPart) Close() error {
+	if g.closed {
+		return nil
+	}
+	g.closed = true
 	if g.stall != nil {
 		g.stall.Stop()
 	}

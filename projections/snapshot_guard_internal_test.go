@@ -26,6 +26,7 @@ func TestGuardedPartReadsThrough(t *testing.T) {
 		t.Fatalf("read %q, %v; want \"snapshot\", nil", b, err)
 	}
 	g.Close()
+	g.Close() // twice is harmless
 	waitClosed(t, pr)
 }
 
