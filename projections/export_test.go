@@ -1,6 +1,9 @@
 package projections
 
 import (
+	"context"
+	"io"
+
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
 )
@@ -52,4 +55,10 @@ func DecodeRequestStrict(subject string, body []byte) (ledger.Command, error) {
 // op, and the command it decodes (unbound, unvalidated).
 func DecodeRequestFastOnly(op events.Op, body []byte) (ledger.Command, bool) {
 	return decodeFast(op, body)
+}
+
+// GuardPart reads part as a restore reads a snapshot's part
+// (guardedPart): a goroutine of its own, a few reads ahead.
+func GuardPart(ctx context.Context, part io.ReadCloser) io.ReadCloser {
+	return newGuardedPart(ctx, "bench", part, SnapshotReadStallMax)
 }

@@ -19,9 +19,12 @@ const (
 	// consumer that missed its heartbeats (5 s apart) within about ten
 	// seconds; twice that is left to it.
 	SnapshotReadStallMax = 20 * time.Second
-	// snapshotGuardBufBytes is the most one guarded read asks of the
-	// object store client: its chunks are 128 KiB.
+	// snapshotGuardBufBytes is the most one read of the object store
+	// client is given: its chunks are 128 KiB.
 	snapshotGuardBufBytes = 256 << 10
+	// snapshotGuardBufs is how many of those reads a guarded part makes
+	// ahead of the decoder, so the chunks' delivery overlaps decoding.
+	snapshotGuardBufs = 4
 )
 
 // errSnapshotStalled: a part's bytes stopped coming (SnapshotReadStallMax).
@@ -29,71 +32,99 @@ const (
 var errSnapshotStalled = errors.New("snapshot read stalled")
 
 // guardedPart reads one part of a snapshot through a goroutine of its
-// own, so that a read ends as soon as the restore's context does, or once
-// nothing has arrived for stallMax. The object store client's Read waits
-// for its context's deadline whatever happens to the context meanwhile
-// (nats.go v1.55.0, objResult.Read), and its Close waits for that Read:
-// the crash harness saw a restore ignore its process's SIGTERM for 15 s
-// while a part's delivery had stopped.
+// own, a few reads ahead, so that a read ends as soon as the restore's
+// context does, or once nothing has arrived for stallMax. The object
+// store client's Read waits for its context's deadline whatever happens
+// to the context meanwhile (nats.go v1.55.0, objResult.Read), and its
+// Close waits for that Read: the crash harness saw a restore ignore its
+// process's SIGTERM for 15 s while a part's delivery had stopped.
 type guardedPart struct {
 	ctx      context.Context
 	name     string
 	stallMax time.Duration
 	part     io.ReadCloser
 
-	buf    []byte
-	want   chan int        // to the pump: read up to this many bytes
-	got    chan readResult // from the pump
+	free   chan []byte // empty buffers, to the pump
+	full   chan chunk  // read ones, from the pump
+	done   chan struct{}
+	cur    chunk // being read from
 	stall  *time.Timer
 	err    error // once set, every read returns it
 	closed bool
 }
 
-type readResult struct {
-	n   int
-	err error
+// chunk is one read of the part: its bytes, and the error it ended with.
+type chunk struct {
+	buf, rest []byte // rest: what Read has not handed out yet
+	err       error
 }
 
 func newGuardedPart(ctx context.Context, name string, part io.ReadCloser, stallMax time.Duration) *guardedPart {
 	g := &guardedPart{ctx: ctx, name: name, stallMax: stallMax, part: part,
-		buf: make([]byte, snapshotGuardBufBytes), want: make(chan int), got: make(chan readResult, 1)}
+		free: make(chan []byte, snapshotGuardBufs), full: make(chan chunk, snapshotGuardBufs), done: make(chan struct{})}
+	for range snapshotGuardBufs {
+		g.free <- make([]byte, snapshotGuardBufBytes)
+	}
 	go g.pump()
 	return g
 }
 
-// pump reads for Read until Close, then closes the part: after a read
-// that was given up, once that read returns.
+// pump reads ahead into free buffers until the part ends or Close, then
+// closes the part: after a read that was given up, once that read returns.
 func (g *guardedPart) pump() {
-	for n := range g.want {
-		k, err := g.part.Read(g.buf[:n])
-		g.got <- readResult{k, err}
+	defer g.part.Close()
+	for {
+		var b []byte
+		select {
+		case b = <-g.free:
+		case <-g.done:
+			return
+		}
+		n, err := g.part.Read(b)
+		select {
+		case g.full <- chunk{buf: b, rest: b[:n], err: err}:
+		case <-g.done:
+			return
+		}
+		if err != nil {
+			return
+		}
 	}
-	_ = g.part.Close()
 }
 
 func (g *guardedPart) Read(p []byte) (int, error) {
-	if g.err != nil {
-		return 0, g.err
+	for len(g.cur.rest) == 0 {
+		if g.err != nil {
+			return 0, g.err
+		}
+		if g.cur.err != nil {
+			g.err = g.cur.err
+			return 0, g.err
+		}
+		if g.cur.buf != nil {
+			g.free <- g.cur.buf // never blocks: there are as many places as buffers
+			g.cur = chunk{}
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		if g.stall == nil {
+			g.stall = time.NewTimer(g.stallMax)
+		} else {
+			g.stall.Reset(g.stallMax)
+		}
+		select {
+		case g.cur = <-g.full:
+			g.stall.Stop()
+		case <-g.ctx.Done():
+			g.err = g.ctx.Err()
+		case <-g.stall.C:
+			g.err = fmt.Errorf("%w: nothing of %s arrived for %s", errSnapshotStalled, g.name, g.stallMax)
+		}
 	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	g.want <- min(len(p), len(g.buf))
-	if g.stall == nil {
-		g.stall = time.NewTimer(g.stallMax)
-	} else {
-		g.stall.Reset(g.stallMax)
-	}
-	select {
-	case r := <-g.got:
-		g.stall.Stop()
-		return copy(p, g.buf[:r.n]), r.err
-	case <-g.ctx.Done():
-		g.err = g.ctx.Err()
-	case <-g.stall.C:
-		g.err = fmt.Errorf("%w: nothing of %s arrived for %s", errSnapshotStalled, g.name, g.stallMax)
-	}
-	return 0, g.err
+	n := copy(p, g.cur.rest)
+	g.cur.rest = g.cur.rest[n:]
+	return n, nil
 }
 
 // Close never waits: a read given up still holds the part, and the pump
@@ -106,6 +137,6 @@ func (g *guardedPart) Close() error {
 	if g.stall != nil {
 		g.stall.Stop()
 	}
-	close(g.want)
+	close(g.done)
 	return nil
 }

@@ -1,9 +1,11 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -28,6 +30,34 @@ func TestGuardedPartReadsThrough(t *testing.T) {
 	g.Close()
 	g.Close() // twice is harmless
 	waitClosed(t, pr)
+}
+
+// Many chunks of every size, read in small pieces: the read-ahead hands
+// every byte out once, in order.
+func TestGuardedPartKeepsTheOrder(t *testing.T) {
+	want := make([]byte, 3<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range want {
+		want[i] = byte(rng.Uint32())
+	}
+	pr, pw := io.Pipe()
+	g := newGuardedPart(context.Background(), "p", pr, time.Minute)
+	defer g.Close()
+	go func() {
+		for b := want; len(b) > 0; {
+			n := min(len(b), 1+rng.IntN(2*snapshotGuardBufBytes))
+			_, _ = pw.Write(b[:n])
+			b = b[n:]
+		}
+		pw.Close()
+	}()
+	var got bytes.Buffer
+	if _, err := io.CopyBuffer(&got, struct{ io.Reader }{g}, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("read %d bytes, not the %d written in order", got.Len(), len(want))
+	}
 }
 
 func TestGuardedPartGivesUpAStall(t *testing.T) {
