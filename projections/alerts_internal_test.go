@@ -8,33 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentbill/agentbill/embedded"
 	"github.com/agentbill/agentbill/events"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // An alerter whose queue overflowed (offer dropped batches) reads the
 // dropped commits back from the log: each alert stored once, in log order.
 func TestAlerterCatchesUpWhatOfferDropped(t *testing.T) {
-	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir(), NoAuth: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := nats.Connect("", nats.InProcessServer(srv.Server))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := startLog(t)
 	ctx := context.Background()
-	if _, err := EnsureStream(ctx, js, 1); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := EnsureAlertStream(ctx, js, 1, AlertConfig{}); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,15 @@ const TakeoverHeader = "Agentbill-Takeover"
 // followBufferMax bounds commits received by a standby and not yet applied.
 const followBufferMax = 256
 
+// tailStopWaitMax bounds how long stopping a tail waits for its consumer
+// to end. nats.go's ordered consumer holds its lock while it recreates its
+// consumer after losing JetStream (each attempt up to 10 s, then a backoff
+// of up to 10 s), and stopping it needs that lock: a standby or follower
+// shutting down while the cluster has no quorum would wait that long. Past
+// this bound it stops anyway; the consumer's callback drops what still
+// arrives, and it ends with its attempt or with the connection.
+const tailStopWaitMax = 2 * time.Second
+
 // replayStop returns where the writer's replays read: from start, its own
 // commits (a partition) or every writer's, reporting progress in Stats.
 func (w *Writer) replayStop(start uint64) ReplayStop {
@@ -158,8 +167,18 @@ func tail(ctx context.Context, js jetstream.JetStream, filter string, start uint
 	}
 	return msgs, func() {
 		close(done)
-		cc.Stop()
-		<-cc.Closed()
+		stopped := make(chan struct{})
+		go func() {
+			cc.Stop()
+			<-cc.Closed()
+			close(stopped)
+		}()
+		wait := time.NewTimer(tailStopWaitMax)
+		defer wait.Stop()
+		select {
+		case <-stopped:
+		case <-wait.C:
+		}
 	}, nil
 }
 

@@ -126,9 +126,11 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 	if err != nil {
 		return 0, fmt.Errorf("replay consumer: %w", err)
 	}
-	defer it.Stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Stopping the iterator may wait for the ordered consumer's attempt to
+	// recreate itself when JetStream is gone (see tailStopWaitMax), so it
+	// stops here, once, and a replay returns without waiting for that.
 	go func() {
 		<-ctx.Done()
 		it.Stop()

@@ -1,0 +1,34 @@
+package projections
+
+import (
+	"context"
+	"testing"
+
+	"github.com/agentbill/agentbill/embedded"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// startLog starts an embedded server for one test, with the log's stream,
+// and returns it with a JetStream context on an in-process connection.
+func startLog(t *testing.T) (*embedded.Server, jetstream.JetStream) {
+	t.Helper()
+	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir(), NoAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	nc, err := nats.Connect("", nats.InProcessServer(srv.Server))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureStream(context.Background(), js, 1); err != nil {
+		t.Fatal(err)
+	}
+	return srv, js
+}

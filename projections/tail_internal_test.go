@@ -1,0 +1,49 @@
+package projections
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+)
+
+// tailLostFor is how long the test keeps JetStream away from a tail: the
+// client notices the missing heartbeats after 10 s and then spends up to
+// 10 s on its first attempt to recreate its consumer, which is when
+// stopping it used to wait for that attempt (7 s in this test).
+const tailLostFor = 14 * time.Second
+
+// A tail whose JetStream is gone stops within tailStopWaitMax: a standby
+// or a follower shutting down while the cluster has lost its quorum must
+// not wait for the client's next attempt to recreate its consumer.
+func TestTailStopsWhileJetStreamIsGone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("keeps JetStream away for 14 s")
+	}
+	srv, js := startLog(t)
+	ctx := context.Background()
+	if _, err := js.Publish(ctx, events.LogSubject("tail-test"), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	msgs, stop, err := tail(ctx, js, events.LogSubjects, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-msgs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tail delivered nothing")
+	}
+	if err := srv.Server.DisableJetStream(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(tailLostFor)
+	start := time.Now()
+	stop()
+	if took := time.Since(start); took > tailStopWaitMax+time.Second {
+		t.Fatalf("stop took %s with JetStream gone; at most %s expected", took, tailStopWaitMax)
+	} else {
+		t.Logf("stop took %s with JetStream gone", took)
+	}
+}
