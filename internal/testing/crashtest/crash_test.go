@@ -7,12 +7,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/internal/testing/testenv"
+	"github.com/agentbill/agentbill/projections"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -192,17 +194,21 @@ func TestPausedLeaderIsFencedOff(t *testing.T) {
 // gap is from the kill to the next approval a client receives.
 func TestKillOneOfThreeNATSNodes(t *testing.T) {
 	c := startCluster(t, 3)
-	startService(t, c, "svc-a", 3, failoverLeaseTTL)
-	startService(t, c, "svc-b", 3, failoverLeaseTTL)
+	svcs := []*service{startService(t, c, "svc-a", 3, failoverLeaseTTL), startService(t, c, "svc-b", 3, failoverLeaseTTL)}
 	l := startLoad(t, c.urls())
 	js := testenv.JetStream(t, connect(t, c.urls(), "stream-info"))
 	pick := func(i int) (*node, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), stableTimeout)
 		defer cancel()
-		leader := streamLeader(ctx, t, js)
+		leader := streamLeader(ctx, t, js, events.StreamName)
+		leases := streamLeader(ctx, t, js, "KV_"+projections.LeaseBucket)
 		for _, nd := range c.nodes {
 			if (nd.name == leader) == (i%2 == 0) {
-				return nd, map[bool]string{true: "the stream leader", false: "a follower"}[nd.name == leader]
+				what := map[bool]string{true: "the stream leader", false: "a follower"}[nd.name == leader]
+				if nd.name == leases {
+					what += ", leading the lease bucket"
+				}
+				return nd, what
 			}
 		}
 		t.Fatalf("stream leader %q is not a node", leader)
@@ -211,7 +217,11 @@ func TestKillOneOfThreeNATSNodes(t *testing.T) {
 	killNodes(t, c, l, rounds(4, 2), pick, func(nd *node, killed time.Time) {
 		d, ok := l.firstApprovalAfter(killed, stableTimeout) // two of three carry on
 		if !ok {
-			t.Fatalf("no approval within %s of losing %s", stableTimeout, nd.name)
+			var b strings.Builder
+			for _, s := range svcs {
+				fmt.Fprintf(&b, "\n%s:\n%s\nits goroutines:\n%s", s.instance, s.tail(), s.goroutines())
+			}
+			t.Fatalf("no approval within %s of losing %s%s", stableTimeout, nd.name, b.String())
 		}
 		t.Logf("%s down: first approval %s after the kill", nd.name, d.Round(time.Millisecond))
 	})
@@ -260,18 +270,18 @@ func TestServicesStopWithoutQuorum(t *testing.T) {
 // being recreated.
 const quorumLostFor = 15 * time.Second
 
-// streamLeader returns the name of the node leading the ledger stream.
-func streamLeader(ctx context.Context, t *testing.T, js jetstream.JetStream) string {
+// streamLeader returns the name of the node leading stream.
+func streamLeader(ctx context.Context, t *testing.T, js jetstream.JetStream, stream string) string {
 	t.Helper()
 	for ctx.Err() == nil {
-		if st, err := js.Stream(ctx, events.StreamName); err == nil {
+		if st, err := js.Stream(ctx, stream); err == nil {
 			if info, err := st.Info(ctx); err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
 				return info.Cluster.Leader
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("no stream leader: %v", ctx.Err())
+	t.Fatalf("no leader of %s: %v", stream, ctx.Err())
 	return ""
 }
 

@@ -96,20 +96,33 @@ func (p *proc) signal(t *testing.T, sig syscall.Signal) {
 	select {
 	case <-done:
 	case <-time.After(stopTimeout):
-		// A Go process dumps every goroutine on SIGQUIT: where it hangs.
-		mark := p.size()
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-done:
-		case <-time.After(dumpTimeout):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		t.Errorf("%s ignored %v for %s; its goroutines then:\n%s", p.name, sig, stopTimeout, p.since(mark))
+		t.Errorf("%s ignored %v for %s; its goroutines then:\n%s", p.name, sig, stopTimeout, p.goroutines())
 	}
 	p.mu.Lock()
 	p.cmd = nil
 	p.mu.Unlock()
+}
+
+// goroutines ends the process with SIGQUIT, on which a Go process writes
+// every goroutine's stack (where it hangs), and returns what it wrote;
+// for a failure's message.
+func (p *proc) goroutines() string {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return "(not running)"
+	}
+	mark := p.size()
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-done:
+	case <-time.After(dumpTimeout):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	return p.since(mark)
 }
 
 // pause stops the process (SIGSTOP) without ending it, as a long GC pause,
