@@ -18,7 +18,17 @@ func startLog(t *testing.T) (*embedded.Server, jetstream.JetStream) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := nats.Connect("", nats.InProcessServer(srv.Server))
+	js := connectJS(t, "", nats.InProcessServer(srv.Server))
+	if _, err := EnsureStream(context.Background(), js, 1); err != nil {
+		t.Fatal(err)
+	}
+	return srv, js
+}
+
+// connectJS connects to url for the rest of the test.
+func connectJS(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,8 +37,5 @@ func startLog(t *testing.T) (*embedded.Server, jetstream.JetStream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := EnsureStream(context.Background(), js, 1); err != nil {
-		t.Fatal(err)
-	}
-	return srv, js
+	return js
 }

@@ -47,6 +47,13 @@ const (
 	// timed out and fell back to a full replay).
 	SnapshotSaveTimeout = 5 * time.Minute
 	SnapshotLoadTimeout = 5 * time.Minute
+	// SnapshotListTimeout bounds listing the stored snapshots (a few
+	// dozen small objects). The object store client's List waits for its
+	// listing on its context alone, and the listing stops coming when the
+	// NATS node delivering it is killed: the crash harness caught a new
+	// leader waiting there, before it served, for over a minute. A listing
+	// past this bound is NATS's fault (errSnapshotStalled).
+	SnapshotListTimeout = 5 * time.Second
 	// SnapshotPartBytes bounds one object of a snapshot. The object store
 	// client publishes an object's chunks without waiting for their acks,
 	// and the server refuses a stream's writes beyond 128 MiB queued (429
@@ -348,9 +355,14 @@ type storedSnapshot struct {
 
 // storedSnapshots lists a writer's snapshots, newest first.
 func storedSnapshots(ctx context.Context, obs jetstream.ObjectStore, writer string) ([]*storedSnapshot, error) {
-	infos, err := obs.List(ctx)
+	lctx, cancel := context.WithTimeout(ctx, SnapshotListTimeout)
+	defer cancel()
+	infos, err := obs.List(lctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, nil
+	}
+	if err != nil && ctx.Err() == nil && lctx.Err() != nil {
+		return nil, fmt.Errorf("list snapshots: %w: the listing took longer than %s", errSnapshotStalled, SnapshotListTimeout)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)

@@ -27,8 +27,10 @@ const (
 	snapshotGuardBufs = 4
 )
 
-// errSnapshotStalled: a part's bytes stopped coming (SnapshotReadStallMax).
-// The snapshot is not at fault, so no older one is tried in its place.
+// errSnapshotStalled: a part's bytes stopped coming (SnapshotReadStallMax),
+// or the listing of the stored snapshots did (SnapshotListTimeout). The
+// snapshot is not at fault, so no older one is tried in its place, nor a
+// full replay: the restore starts over.
 var errSnapshotStalled = errors.New("snapshot read stalled")
 
 // guardedPart reads one part of a snapshot through a goroutine of its
