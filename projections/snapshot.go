@@ -54,6 +54,12 @@ const (
 	// leader waiting there, before it served, for over a minute. A listing
 	// past this bound is NATS's fault (errSnapshotStalled).
 	SnapshotListTimeout = 5 * time.Second
+	// SnapshotStallsBeforeReplay is how many restores in a row may stall
+	// on the snapshot store (errSnapshotStalled) before the writer
+	// replays the whole log instead: the crash harness saw the store
+	// unreadable for over a minute after a node kill, while the log's
+	// stream served, and a writer that waited for it served nothing.
+	SnapshotStallsBeforeReplay = 2
 	// SnapshotPartBytes bounds one object of a snapshot. The object store
 	// client publishes an object's chunks without waiting for their acks,
 	// and the server refuses a stream's writes beyond 128 MiB queued (429
@@ -108,6 +114,9 @@ type SnapshotConfig struct {
 	EventsEvery uint64
 	// IntervalMax is SnapshotIntervalMax if 0.
 	IntervalMax time.Duration
+	// ReadStallMax is SnapshotReadStallMax if 0: how long a restore waits
+	// for the next bytes of a part before it gives the read up.
+	ReadStallMax time.Duration
 }
 
 func (c *SnapshotConfig) setDefaults() {
@@ -116,6 +125,9 @@ func (c *SnapshotConfig) setDefaults() {
 	}
 	if c.IntervalMax <= 0 {
 		c.IntervalMax = SnapshotIntervalMax
+	}
+	if c.ReadStallMax <= 0 {
+		c.ReadStallMax = SnapshotReadStallMax
 	}
 }
 
@@ -423,7 +435,7 @@ func (sn *storedSnapshot) complete() error {
 // (KindBehind) if keys is set and a genuine snapshot covers more than the
 // stream holds, or another error if the store cannot be read.
 func LoadSnapshot(ctx context.Context, js jetstream.JetStream, writer string, keys events.Keyring, reject func(name string, err error)) (*Snapshot, error) {
-	return loadNewestSnapshot(ctx, js, writer, keys, reject, false)
+	return loadNewestSnapshot(ctx, js, writer, keys, reject, false, SnapshotReadStallMax)
 }
 
 // loadNewestSnapshot is LoadSnapshot; with raiseGC, the collector runs
@@ -431,8 +443,9 @@ func LoadSnapshot(ctx context.Context, js jetstream.JetStream, writer string, ke
 // customers read from memory took 1.10 to 1.30 s at the runtime's
 // default, 0.81 to 0.84 s with the collector off
 // (BenchmarkSnapshot/used/read). The writer's own restore
-// raises it; the shadow, beside a serving writer, leaves it alone.
-func loadNewestSnapshot(ctx context.Context, js jetstream.JetStream, writer string, keys events.Keyring, reject func(name string, err error), raiseGC bool) (*Snapshot, error) {
+// raises it; the shadow, beside a serving writer, leaves it alone. A part
+// whose bytes stop coming for stallMax fails with errSnapshotStalled.
+func loadNewestSnapshot(ctx context.Context, js jetstream.JetStream, writer string, keys events.Keyring, reject func(name string, err error), raiseGC bool, stallMax time.Duration) (*Snapshot, error) {
 	obs, err := js.ObjectStore(ctx, SnapshotBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("%w: no snapshot store", ErrNoSnapshot)
@@ -453,7 +466,7 @@ func loadNewestSnapshot(ctx context.Context, js jetstream.JetStream, writer stri
 		return nil, err
 	}
 	for _, sn := range stored {
-		snap, err := loadSnapshot(ctx, obs, st, sn, writer, keys, last, raiseGC)
+		snap, err := loadSnapshot(ctx, obs, st, sn, writer, keys, last, raiseGC, stallMax)
 		if err == nil {
 			return snap, nil
 		}
@@ -473,7 +486,7 @@ func loadNewestSnapshot(ctx context.Context, js jetstream.JetStream, writer stri
 	return nil, fmt.Errorf("%w: %d stored for writer %s, all refused", ErrNoSnapshot, len(stored), writer)
 }
 
-func loadSnapshot(ctx context.Context, obs jetstream.ObjectStore, st jetstream.Stream, sn *storedSnapshot, writer string, keys events.Keyring, last uint64, raiseGC bool) (*Snapshot, error) {
+func loadSnapshot(ctx context.Context, obs jetstream.ObjectStore, st jetstream.Stream, sn *storedSnapshot, writer string, keys events.Keyring, last uint64, raiseGC bool, stallMax time.Duration) (*Snapshot, error) {
 	if sn.seq > last && keys == nil {
 		return nil, fmt.Errorf("it covers sequence %d, beyond the stream's last, %d", sn.seq, last)
 	}
@@ -482,7 +495,7 @@ func loadSnapshot(ctx context.Context, obs jetstream.ObjectStore, st jetstream.S
 	}
 	ctx, cancel := context.WithTimeout(ctx, SnapshotLoadTimeout)
 	defer cancel()
-	pr := &partsReader{ctx: ctx, obs: obs, parts: sn.parts}
+	pr := &partsReader{ctx: ctx, obs: obs, parts: sn.parts, stallMax: stallMax}
 	defer pr.Close()
 	if raiseGC {
 		tune, done := raiseGCForReplay()
@@ -523,15 +536,16 @@ func loadSnapshot(ctx context.Context, obs jetstream.ObjectStore, st jetstream.S
 // (complete checked the encodings). Every part's own digest is checked by
 // the object store client at its end.
 type partsReader struct {
-	ctx    context.Context
-	obs    jetstream.ObjectStore
-	parts  []*jetstream.ObjectInfo
-	cur    *guardedPart
-	body   io.Reader  // cur, or z reading it
-	z      *s2.Reader // reused from part to part
-	failed error      // the last error of a part's read, but its end
-	n      uint64     // snapshot bytes read
-	stored uint64     // of the parts, before decompressing
+	ctx      context.Context
+	obs      jetstream.ObjectStore
+	parts    []*jetstream.ObjectInfo
+	stallMax time.Duration // of each part (guardedPart)
+	cur      *guardedPart
+	body     io.Reader  // cur, or z reading it
+	z        *s2.Reader // reused from part to part
+	failed   error      // the last error of a part's read, but its end
+	n        uint64     // snapshot bytes read
+	stored   uint64     // of the parts, before decompressing
 	// tune, if set, is called every snapshotGCTuneBytes read.
 	tune   func()
 	tuneAt uint64
@@ -551,7 +565,7 @@ func (r *partsReader) Read(p []byte) (int, error) {
 			if err != nil {
 				return 0, fmt.Errorf("get %s: %w", r.parts[0].Name, err)
 			}
-			part := newGuardedPart(r.ctx, r.parts[0].Name, res, SnapshotReadStallMax)
+			part := newGuardedPart(r.ctx, r.parts[0].Name, res, r.stallMax)
 			r.cur, r.body = part, part
 			if r.parts[0].Metadata[snapshotEncodingKey] == SnapshotEncoding {
 				if r.z == nil {
@@ -654,22 +668,29 @@ func (w *Writer) restore(ctx context.Context) (s *ledger.State, seq uint64, head
 	if !w.cfg.Snapshots.Off {
 		s, seq, head, err := w.restoreSnapshot(ctx)
 		if err == nil {
+			w.snapStalls = 0
 			return s, seq, head, nil
 		}
 		if ctx.Err() != nil {
 			return nil, 0, "", ctx.Err()
-		}
-		if errors.Is(err, errSnapshotStalled) {
-			return nil, 0, "", err // NATS, not the snapshot: setup tries again
 		}
 		if ie := asIntegrity(err); ie != nil {
 			if err := w.breakOrReset(ie); err != nil {
 				return nil, 0, "", err
 			}
 		}
-		if errors.Is(err, ErrNoSnapshot) {
+		switch {
+		case errors.Is(err, errSnapshotStalled):
+			// NATS, not the snapshot: setup tries again, unless the store
+			// stalls every time (its stream still recovering from a lost
+			// node while the log's serves): then the log alone will do.
+			if w.snapStalls++; w.snapStalls < SnapshotStallsBeforeReplay {
+				return nil, 0, "", err
+			}
+			w.log.Warn("the snapshot store stalled again; replaying the whole log", "stalls", w.snapStalls, "err", err)
+		case errors.Is(err, ErrNoSnapshot):
 			w.log.Info("replaying the whole log", "reason", err)
-		} else {
+		default:
 			w.log.Error("snapshot not used; replaying the whole log", "err", err)
 		}
 	}
@@ -680,6 +701,7 @@ func (w *Writer) restore(ctx context.Context) (s *ledger.State, seq uint64, head
 	if err != nil {
 		return nil, 0, "", err
 	}
+	w.snapStalls = 0 // the next restore tries the store again
 	if stop.Verify != nil {
 		w.uncovered, _ = stop.Verify.Uncovered()
 	}
@@ -714,7 +736,7 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, st
 			w.countIntegrity(KindSnapshot)
 		}
 		w.log.Error("snapshot refused, not used", "snapshot", name, "err", err)
-	}, true)
+	}, true, w.cfg.Snapshots.ReadStallMax)
 	if err != nil {
 		return nil, 0, "", err
 	}

@@ -107,6 +107,20 @@ func takeSnapshot(t *testing.T, w *testenv.Writer) uint64 {
 	return w.Stats().Snapshots.SavedSeq.Load()
 }
 
+// snapshotAmidTraffic runs a round of traffic, snapshots, runs another,
+// and stops w: it returns the snapshot's sequence, every status and the
+// events in the log.
+func snapshotAmidTraffic(t *testing.T, s *testenv.Server, w *testenv.Writer, c *client.Client) (seq uint64, want map[string]string, total uint64) {
+	t.Helper()
+	snapTraffic(t, c, 0)
+	seq = takeSnapshot(t, w)
+	snapTraffic(t, c, 1)
+	want = allStatuses(t, c)
+	total = eventsAfter(t, s, 0)
+	w.Stop(t)
+	return seq, want, total
+}
+
 // eventsAfter counts the events stored after sequence seq.
 func eventsAfter(t *testing.T, s *testenv.Server, seq uint64) uint64 {
 	t.Helper()
@@ -204,12 +218,7 @@ func TestCorruptSnapshotFallsBackToFullReplay(t *testing.T) {
 			var logs testenv.SyncBuffer
 			w := testenv.StartWriter(t, s, nil, snapDefault, manualSnapshots(&logs))
 			c := testenv.Client(t, s)
-			snapTraffic(t, c, 0)
-			seq := takeSnapshot(t, w)
-			snapTraffic(t, c, 1)
-			want := allStatuses(t, c)
-			total := eventsAfter(t, s, 0)
-			w.Stop(t)
+			seq, want, total := snapshotAmidTraffic(t, s, w, c)
 
 			ctx := context.Background()
 			obs, err := testenv.JetStream(t, testenv.Connect(t, s)).ObjectStore(ctx, projections.SnapshotBucket)
@@ -240,6 +249,53 @@ func TestCorruptSnapshotFallsBackToFullReplay(t *testing.T) {
 			checkStatuses(t, c, want)
 		})
 	}
+}
+
+// A snapshot store that stalls on every restore (here a part whose chunks
+// are gone, so its read waits for bytes that never come) costs the writer
+// SnapshotStallsBeforeReplay attempts, each ended by Snapshots.ReadStallMax,
+// and then it replays the whole log: it serves, with nothing lost, and
+// refuses no snapshot (the snapshot was not at fault).
+func TestStalledSnapshotStoreFallsBackToFullReplay(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	var logs testenv.SyncBuffer
+	config := func(cfg *projections.Config) {
+		manualSnapshots(&logs)(cfg)
+		cfg.Snapshots.ReadStallMax = 300 * time.Millisecond
+	}
+	w := testenv.StartWriter(t, s, nil, snapDefault, config)
+	c := testenv.Client(t, s)
+	seq, want, total := snapshotAmidTraffic(t, s, w, c)
+
+	ctx := context.Background()
+	js := testenv.JetStream(t, testenv.Connect(t, s))
+	obs, err := js.ObjectStore(ctx, projections.SnapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := obs.GetInfo(ctx, projections.SnapshotPartName(events.WriterDefault, seq, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "OBJ_"+projections.SnapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject("$O."+projections.SnapshotBucket+".C."+info.NUID)); err != nil {
+		t.Fatal(err)
+	}
+
+	w = testenv.StartWriter(t, s, nil, snapDefault, config)
+	stats := &w.Stats().Snapshots
+	if stats.Rejected.Load() != 0 || stats.LoadedSeq.Load() != 0 || stats.TailEvents.Load() != total {
+		t.Errorf("refused %d snapshots, started from sequence %d, replayed %d events; want 0, 0, %d",
+			stats.Rejected.Load(), stats.LoadedSeq.Load(), stats.TailEvents.Load(), total)
+	}
+	if n := strings.Count(logs.String(), "snapshot read stalled"); n < projections.SnapshotStallsBeforeReplay ||
+		!strings.Contains(logs.String(), `msg="the snapshot store stalled again; replaying the whole log"`) {
+		t.Errorf("%d stalls logged, no full replay after them; log:\n%s", n, logs.String())
+	}
+	checkStatuses(t, c, want)
 }
 
 // A snapshot is used only with the log it was taken from, and by the

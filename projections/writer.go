@@ -219,9 +219,12 @@ type Writer struct {
 	historyAt time.Time
 	reset     *IntegrityError // a break accepted by Config.AcceptReset, to record
 	uncovered uint64          // the first unsigned commit to adopt (Config.AdoptUnsigned)
-	halted    atomic.Value    // *IntegrityError: the break that halted the writer
-	alerts    *alerter        // while leading with Config.Alerts
-	haltSubs  []*nats.Subscription
+	// snapStalls counts the restores in a row that the snapshot store
+	// stalled (SnapshotStallsBeforeReplay).
+	snapStalls int
+	halted     atomic.Value // *IntegrityError: the break that halted the writer
+	alerts     *alerter     // while leading with Config.Alerts
+	haltSubs   []*nats.Subscription
 
 	stats Stats
 }
