@@ -200,13 +200,19 @@ func TestKillOneOfThreeNATSNodes(t *testing.T) {
 	pick := func(i int) (*node, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), stableTimeout)
 		defer cancel()
-		leader := streamLeader(ctx, t, js, events.StreamName)
-		leases := streamLeader(ctx, t, js, "KV_"+projections.LeaseBucket)
+		ledger := streamCluster(ctx, t, js, events.StreamName)
+		leader := ledger.Leader
+		leases := leaderNow(js, "KV_"+projections.LeaseBucket) // for the log line only
 		for _, nd := range c.nodes {
 			if (nd.name == leader) == (i%2 == 0) {
 				what := map[bool]string{true: "the stream leader", false: "a follower"}[nd.name == leader]
 				if nd.name == leases {
 					what += ", leading the lease bucket"
+				}
+				for _, r := range ledger.Replicas {
+					if r.Name != nd.name && !r.Current {
+						what += ", " + r.Name + " not yet current" // restarted, still catching up
+					}
 				}
 				return nd, what
 			}
@@ -270,19 +276,35 @@ func TestServicesStopWithoutQuorum(t *testing.T) {
 // being recreated.
 const quorumLostFor = 15 * time.Second
 
-// streamLeader returns the name of the node leading stream.
-func streamLeader(ctx context.Context, t *testing.T, js jetstream.JetStream, stream string) string {
+// leaderNow returns the node leading stream, or "" if that is not known
+// within a second.
+func leaderNow(js jetstream.JetStream, stream string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return ""
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		return ""
+	}
+	return info.Cluster.Leader
+}
+
+// streamCluster returns stream's cluster once it has a leader.
+func streamCluster(ctx context.Context, t *testing.T, js jetstream.JetStream, stream string) *jetstream.ClusterInfo {
 	t.Helper()
 	for ctx.Err() == nil {
 		if st, err := js.Stream(ctx, stream); err == nil {
 			if info, err := st.Info(ctx); err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
-				return info.Cluster.Leader
+				return info.Cluster
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("no leader of %s: %v", stream, ctx.Err())
-	return ""
+	return nil
 }
 
 // The only NATS node, with fsync always, is killed under load and
