@@ -27,10 +27,11 @@ const (
 	snapshotGuardBufs = 4
 )
 
-// errSnapshotStalled: a part's bytes stopped coming (SnapshotReadStallMax),
+// errSnapshotStalled: a part's bytes stopped coming (Snapshots.ReadStallMax),
 // or the listing of the stored snapshots did (SnapshotListTimeout). The
-// snapshot is not at fault, so no older one is tried in its place, nor a
-// full replay: the restore starts over.
+// snapshot is not at fault, so no older one is tried in its place: the
+// restore starts over, and replays the whole log only once the store has
+// stalled SnapshotStallsBeforeReplay times in a row.
 var errSnapshotStalled = errors.New("snapshot read stalled")
 
 // guardedPart reads one part of a snapshot through a goroutine of its
