@@ -276,30 +276,37 @@ func TestServicesStopWithoutQuorum(t *testing.T) {
 // being recreated.
 const quorumLostFor = 15 * time.Second
 
+// clusterOf returns stream's cluster as its info says now, nil if that
+// cannot be read or names no leader.
+func clusterOf(ctx context.Context, js jetstream.JetStream, stream string) *jetstream.ClusterInfo {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.Cluster == nil || info.Cluster.Leader == "" {
+		return nil
+	}
+	return info.Cluster
+}
+
 // leaderNow returns the node leading stream, or "" if that is not known
 // within a second.
 func leaderNow(js jetstream.JetStream, stream string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		return ""
+	if c := clusterOf(ctx, js, stream); c != nil {
+		return c.Leader
 	}
-	info, err := st.Info(ctx)
-	if err != nil || info.Cluster == nil {
-		return ""
-	}
-	return info.Cluster.Leader
+	return ""
 }
 
 // streamCluster returns stream's cluster once it has a leader.
 func streamCluster(ctx context.Context, t *testing.T, js jetstream.JetStream, stream string) *jetstream.ClusterInfo {
 	t.Helper()
 	for ctx.Err() == nil {
-		if st, err := js.Stream(ctx, stream); err == nil {
-			if info, err := st.Info(ctx); err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
-				return info.Cluster
-			}
+		if c := clusterOf(ctx, js, stream); c != nil {
+			return c
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
