@@ -236,6 +236,14 @@ func (s *State) remember(e *events.Envelope) {
 	if req.IdempotencyKey == "" {
 		return
 	}
+	if s.idem.skips(e.At) {
+		key := ""
+		if s.idem.tracks(e.At) {
+			key = idemKey(e.CustomerID, req.IdempotencyKey)
+		}
+		s.idem.skipReplay(key, e.At)
+		return
+	}
 	key := idemKey(e.CustomerID, req.IdempotencyKey)
 	v := idemEntry{eventID: e.ID, data: e.Data, period: s.periodOf(e.CustomerID)}
 	s.idemEnc.b = s.idemEnc.b[:0]

@@ -30,6 +30,10 @@ type window[V any] struct {
 	seed     maphash.Seed
 	max      int
 	hashMask uint64 // windowHashMask when made
+
+	skip       *windowSkip // a replay's skipping of puts its end forgets; nil if none
+	skipUnsure bool        // a skipping that ended may have changed the window
+	skipped    int         // puts skipped, for ReplaySkipped
 }
 
 type windowEntry[V any] struct {
@@ -71,6 +75,13 @@ func (w *window[V]) get(key string) (V, bool) {
 }
 
 func (w *window[V]) put(key string, v V, at time.Time) {
+	if w.skip != nil {
+		if w.skips(at) {
+			w.skipReplay(key, at)
+			return
+		}
+		w.keepReplay(key, at)
+	}
 	w.forget(at)
 	h := w.hash(key)
 	if e := w.find(key, h); e != nil {

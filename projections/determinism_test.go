@@ -13,6 +13,7 @@ import (
 	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Determinism through the real log: random commands (many customers,
@@ -174,25 +175,103 @@ func TestRecycledReplayEqualsFresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh := ledger.NewState()
-	fresh.Default = def
-	if _, err := projections.Replay(ctx, js, projections.ReplayStop{UntilSeq: seq}, func(_ uint64, e *events.Envelope) error {
-		fresh.Apply(e)
+	fresh := replayPlainly(t, js, seq, def)
+	if fresh.EventsApplied() < clients*cycles {
+		t.Fatalf("the log holds %d events, want at least %d", fresh.EventsApplied(), clients*cycles)
+	}
+	if got, want := snapshotOf(t, recycled, seq), snapshotOf(t, fresh, seq); !bytes.Equal(got, want) {
+		t.Errorf("the recycling replay's state (%d bytes of snapshot) differs from the fresh one's (%d bytes)", len(got), len(want))
+	}
+}
+
+// replayPlainly applies the log up to seq to a fresh state, one new
+// struct for every event and every key put, as no Rebuild does.
+func replayPlainly(t *testing.T, js jetstream.JetStream, seq uint64, def *ledger.DefaultBudget) *ledger.State {
+	t.Helper()
+	s := ledger.NewState()
+	s.Default = def
+	if _, err := projections.Replay(context.Background(), js, projections.ReplayStop{UntilSeq: seq}, func(_ uint64, e *events.Envelope) error {
+		s.Apply(e)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if fresh.EventsApplied() < clients*cycles {
-		t.Fatalf("the log holds %d events, want at least %d", fresh.EventsApplied(), clients*cycles)
-	}
-	var got, want bytes.Buffer
-	if err := recycled.WriteSnapshot(&got, ledger.SnapshotMeta{Seq: seq}); err != nil {
+	return s
+}
+
+func snapshotOf(t *testing.T, s *ledger.State, seq uint64) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := s.WriteSnapshot(&b, ledger.SnapshotMeta{Seq: seq}); err != nil {
 		t.Fatal(err)
 	}
-	if err := fresh.WriteSnapshot(&want, ledger.SnapshotMeta{Seq: seq}); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got.Bytes(), want.Bytes()) {
-		t.Errorf("the recycling replay's state (%d bytes of snapshot) differs from the fresh one's (%d bytes)", got.Len(), want.Len())
+	return b.Bytes()
+}
+
+// Rebuild skips the puts into the windows of remembered requests and
+// closed holds that the log's end has forgotten (ledger.State.ReplayEndsAt),
+// and must build, byte for byte, the state of a replay that puts every
+// key. Two logs of days of traffic through the writer: one whose last day
+// is busy (the puts of its first days are skipped), and one that ends in
+// a sweep's expiry days after its last request, so that skipping cannot be
+// sure and Rebuild replays again without it.
+func TestRebuildSkippingEqualsEveryPut(t *testing.T) {
+	for _, quietEnd := range []bool{false, true} {
+		t.Run(map[bool]string{false: "busy-end", true: "quiet-end"}[quietEnd], func(t *testing.T) {
+			s := testenv.StartServer(t, "")
+			clock := testenv.NewClock(time.Date(2026, 5, 3, 8, 0, 0, 0, time.UTC))
+			def := &ledger.DefaultBudget{Limit: events.NewUnits(1_000_000, 0), Period: ledger.PeriodMonth}
+			testenv.StartWriter(t, s, clock, def)
+			c := testenv.Client(t, s)
+			ctx := context.Background()
+			est, used := events.NewUnits(5, 0), events.NewUnits(3, 0)
+			for hour := range 6 * 24 / 3 { // six days, a cycle each of 4 customers every 3 hours
+				for i := range 4 {
+					who := "cust-" + strconv.Itoa(i)
+					r, err := c.Preflight(ctx, who, ledger.PreflightRequest{AgentID: "ag", EstimatedUnits: &est})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if (hour+i)%3 == 0 {
+						_, err = c.Release(ctx, who, r.ReservationID)
+					} else {
+						_, err = c.Record(ctx, who, ledger.RecordRequest{AgentID: "ag", Units: &used, ReservationID: r.ReservationID})
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				clock.Advance(3 * time.Hour)
+			}
+			if quietEnd {
+				if _, err := c.Preflight(ctx, "cust-0", ledger.PreflightRequest{AgentID: "ag", EstimatedUnits: &est, TTL: "1h"}); err != nil {
+					t.Fatal(err)
+				}
+				clock.Advance(3 * 24 * time.Hour)
+				waitFor(t, func() bool { // the sweep expires the hold: the last event, days after the last request
+					st, err := c.Status(ctx, "cust-0")
+					return err == nil && st.OpenReservations == 0
+				})
+			}
+			js := testenv.JetStream(t, c.Conn())
+			again := projections.RebuildsAgain()
+			skipping, seq, err := projections.Rebuild(ctx, js, projections.ReplayStop{}, def)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if quietEnd {
+				if projections.RebuildsAgain() != again+1 {
+					t.Fatalf("a log with no request in its last days was not replayed again without skipping")
+				}
+			} else if skipping.ReplaySkipped() < 100 || projections.RebuildsAgain() != again {
+				t.Fatalf("rebuild skipped %d puts and replayed again %d times, want over 100 and none",
+					skipping.ReplaySkipped(), projections.RebuildsAgain()-again)
+			}
+			got, want := snapshotOf(t, skipping, seq), snapshotOf(t, replayPlainly(t, js, seq, def), seq)
+			if !bytes.Equal(got, want) {
+				t.Errorf("the rebuilt state (%d bytes of snapshot, %d puts skipped) differs from a replay's that puts every key (%d bytes)",
+					len(got), skipping.ReplaySkipped(), len(want))
+			}
+		})
 	}
 }

@@ -62,3 +62,7 @@ func DecodeRequestFastOnly(op events.Op, body []byte) (ledger.Command, bool) {
 func GuardPart(ctx context.Context, part io.ReadCloser) io.ReadCloser {
 	return newGuardedPart(ctx, "bench", part, SnapshotReadStallMax)
 }
+
+// RebuildsAgain returns how many Rebuilds have replayed again without
+// skipping (Rebuild).
+func RebuildsAgain() uint64 { return rebuildsAgain.Load() }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
@@ -57,6 +58,12 @@ type ReplayStop struct {
 	// a replay allocates by a quarter to a third, and so how often the
 	// collector runs.
 	Recycle bool
+
+	// endsAt, if set, is told the time of the last event the replay will
+	// pass on (or a later one), before the first: Rebuild's state then
+	// skips what its end will have forgotten (ledger.State.ReplayEndsAt).
+	// Not called if that commit cannot be read.
+	endsAt func(time.Time)
 }
 
 // replayBackgroundYieldEvery is how many events (or commits, for the
@@ -110,6 +117,14 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 	}
 	if stop.StartSeq > last {
 		return 0, nil
+	}
+	if stop.endsAt != nil {
+		if at, ok := lastEventAt(ctx, js, last); ok {
+			if !stop.UntilTime.IsZero() && stop.UntilTime.Before(at) {
+				at = stop.UntilTime
+			}
+			stop.endsAt(at)
+		}
 	}
 	if stop.Progress != nil {
 		stop.Progress(0, last)
@@ -304,6 +319,24 @@ func lastMsgOn(ctx context.Context, js jetstream.JetStream, subject string) (*je
 	return m, nil
 }
 
+// lastEventAt returns the time of the last event of the commit at seq;
+// false if it cannot be read.
+func lastEventAt(ctx context.Context, js jetstream.JetStream, seq uint64) (time.Time, bool) {
+	st, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return time.Time{}, false
+	}
+	m, err := st.GetMsg(ctx, seq)
+	if err != nil {
+		return time.Time{}, false
+	}
+	c, err := events.DecodeCommit(m.Data)
+	if err != nil || len(c.Events) == 0 {
+		return time.Time{}, false
+	}
+	return c.Events[len(c.Events)-1].At, true
+}
+
 // SeqAtTime returns the first sequence (up to last) stored at or after t,
 // or last+1 if there is none: a binary search over stored times (the
 // stream denies deletes, so it has no gaps).
@@ -343,16 +376,44 @@ type replayJob struct {
 
 // Rebuild returns a fresh state with every event up to stop applied, and
 // the sequence it covers.
+//
+// The state skips the puts into its windows that the replay's end will
+// have forgotten (ledger.State.ReplayEndsAt): most of a long log's
+// remembered requests and closed holds. Where skipping cannot be sure to
+// leave the windows as they would be, which a log out of time order, a
+// key put again across the skipped range or a last day without a put
+// into a window can cause, the replay starts again without skipping;
+// rebuildsAgain counts those.
 func Rebuild(ctx context.Context, js jetstream.JetStream, stop ReplayStop, def *ledger.DefaultBudget) (*ledger.State, uint64, error) {
-	s := ledger.NewState()
-	s.Default = def
 	stop.Recycle = true // Apply keeps no event's struct
-	seq, err := Replay(ctx, js, stop, func(_ uint64, e *events.Envelope) error {
-		s.Apply(e)
-		return nil
-	})
-	if err != nil {
-		return nil, 0, err
+	for skip := true; ; skip = false {
+		s := ledger.NewState()
+		s.Default = def
+		stop.endsAt = nil
+		if skip {
+			stop.endsAt = s.ReplayEndsAt
+		}
+		seq, err := Replay(ctx, js, stop, func(_ uint64, e *events.Envelope) error {
+			s.Apply(e)
+			if skip && s.ReplaySkipFailed() {
+				return errReplaySkipUnsure
+			}
+			return nil
+		})
+		if skip && (errors.Is(err, errReplaySkipUnsure) || err == nil && !s.ReplaySkipExact()) {
+			rebuildsAgain.Add(1)
+			continue
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		return s, seq, nil
 	}
-	return s, seq, nil
 }
+
+// errReplaySkipUnsure stops a Rebuild whose skipping may have changed its
+// state, to start it again without.
+var errReplaySkipUnsure = errors.New("replay: skipping remembered keys may have changed the state")
+
+// rebuildsAgain counts the Rebuilds replayed again without skipping.
+var rebuildsAgain atomic.Uint64
