@@ -1,26 +1,30 @@
 package ledger
 
-import "time"
+import (
+	"time"
+
+	"github.com/agentbill/agentbill/events"
+)
 
 // A replay of a long log puts into each window every key the log ever
 // remembered, and forgets nearly all of them again: of a log spanning ten
-// days, nine tenths of the keys are gone by its end. A replay told when
-// its last event is (State.ReplayEndsAt) skips the puts that its end will
-// certainly have forgotten, and checks as it goes that skipping changed
-// nothing a later put or the end can see; where it cannot be sure it says
-// so (State.ReplaySkipExact), and the caller replays again without
-// skipping. The windows it leaves are then exactly those of a replay that
-// put every key.
+// days, nine tenths of the keys are gone by its end. A replay told how it
+// ends (State.ReplayEndsWith) skips the puts that its end will certainly
+// have forgotten, and checks as it goes that skipping changed nothing a
+// later put or the end can see; where it cannot be sure it says so
+// (State.ReplaySkipExact), and the caller replays again without skipping.
+// The windows it leaves are then exactly those of a replay that put every
+// key.
 //
 // Puts before until are skipped. Apply reads no window, so a skipped put
 // changes only the window itself, and only in two ways a later put or the
 // end can see:
 //   - a later put of the same key would find it (and keep it in place): a
 //     skipped key that can still be live at the first kept put, one put at
-//     or after track (until − IdempotencyWindow), is kept here as its hash,
-//     and a kept put of a key with a live skipped hash makes the skipping
-//     unsure;
-//   - the end would still hold it: a skipped key not forgotten by a kept
+//     or after track (until − IdempotencyWindow), is kept here as its hash
+//     and the time of its newest put, and a kept put of a key whose
+//     skipped put is not yet forgotten makes the skipping unsure;
+//   - the end would still hold it: a skipped put not forgotten by a kept
 //     put by the end (no kept put, or one too early) makes it unsure.
 //
 // Skipped keys put before track are forgotten by the first kept put, which
@@ -33,62 +37,36 @@ import "time"
 // skipping unsure.
 type windowSkip struct {
 	until, track time.Time
-	live         skippedQueue      // skipped puts since track, oldest first
-	hashes       map[uint64]uint32 // their hashes, with how many live puts each
-	last         time.Time         // of the last put
-	skipped      bool              // a put was skipped
-	kept         bool              // a put at or after until was made
-	unsure       bool              // skipping may have changed the window
+	hashes       map[uint64]skippedAt // skipped keys put since track
+	newest       time.Time            // of the last skipped put
+	last         time.Time            // of the last put
+	skipped      bool                 // a put was skipped
+	kept         bool                 // a put at or after until was made
+	unsure       bool                 // skipping may have changed the window
 }
 
-// skippedPut is a skipped put since track: its time (as Unix seconds and
-// nanoseconds, so the queue holds no pointers) and its key's hash.
-type skippedPut struct {
+// skippedAt is the time of a tracked key's newest skipped put, as Unix
+// seconds and nanoseconds, so the map holds no pointers.
+type skippedAt struct {
 	sec  int64
 	nsec int32
-	hash uint64
 }
 
-// ReplaySkipUntilAgo is how long before a replay's last event a window
-// put must be to be skipped: two windows, so that the keys skipped are
-// forgotten by any put in the log's last day.
-const ReplaySkipUntilAgo = 2 * IdempotencyWindow
+func (a skippedAt) time() time.Time { return time.Unix(a.sec, int64(a.nsec)) }
 
-// skippedQueueBlock is how many skipped puts a block of the queue holds.
-const skippedQueueBlock = 4096
-
-// skippedQueue is a FIFO of skipped puts in blocks, like entryQueue.
-type skippedQueue struct {
-	blocks [][]skippedPut
-	head   int
-	n      int
-}
-
-func (q *skippedQueue) push(p skippedPut) {
-	if len(q.blocks) == 0 || len(q.blocks[len(q.blocks)-1]) == skippedQueueBlock {
-		q.blocks = append(q.blocks, make([]skippedPut, 0, skippedQueueBlock))
-	}
-	last := &q.blocks[len(q.blocks)-1]
-	*last = append(*last, p)
-	q.n++
-}
-
-func (q *skippedQueue) first() *skippedPut { return &q.blocks[0][q.head] }
-
-func (q *skippedQueue) pop() {
-	b := q.blocks[0]
-	q.head++
-	q.n--
-	if q.head == len(b) && (len(b) == skippedQueueBlock || q.n == 0) {
-		q.blocks[0] = nil
-		q.blocks = q.blocks[1:]
-		q.head = 0
-	}
-}
+// Where a replay starts skipping, before the last put into a window that
+// its last commit shows (ReplayEndsWith): the window, less this margin.
+// With no such put in the last commit, ReplaySkipUntilAgo before its last
+// event: the keys skipped are then forgotten by any put in the log's last
+// day.
+const (
+	ReplaySkipMargin   = time.Minute
+	ReplaySkipUntilAgo = 2 * IdempotencyWindow
+)
 
 // skipReplayUntil starts skipping the puts before until (see windowSkip).
 func (w *window[V]) skipReplayUntil(until time.Time) {
-	w.skip = &windowSkip{until: until, track: until.Add(-IdempotencyWindow), hashes: make(map[uint64]uint32)}
+	w.skip = &windowSkip{until: until, track: until.Add(-IdempotencyWindow), hashes: make(map[uint64]skippedAt)}
 }
 
 // skips reports whether a put at at is to be skipped: skipReplay then
@@ -105,15 +83,11 @@ func (w *window[V]) tracks(at time.Time) bool { return !at.Before(w.skip.track) 
 func (w *window[V]) skipReplay(key string, at time.Time) {
 	sk := w.skip
 	sk.inOrder(at)
-	sk.forget(at)
-	sk.skipped = true
+	sk.skipped, sk.newest = true, at
 	w.skipped++
-	if !w.tracks(at) {
-		return
+	if w.tracks(at) {
+		sk.hashes[w.hash(key)] = skippedAt{sec: at.Unix(), nsec: int32(at.Nanosecond())}
 	}
-	h := w.hash(key)
-	sk.hashes[h]++
-	sk.live.push(skippedPut{sec: at.Unix(), nsec: int32(at.Nanosecond()), hash: h})
 }
 
 // keepReplay checks a kept put of key at at against the skipped puts
@@ -121,15 +95,15 @@ func (w *window[V]) skipReplay(key string, at time.Time) {
 func (w *window[V]) keepReplay(key string, at time.Time) {
 	sk := w.skip
 	sk.inOrder(at)
-	sk.forget(at)
 	sk.kept = true
-	if sk.live.n == 0 {
+	cut := at.Add(-IdempotencyWindow) // what this put forgets (window.forget)
+	if !sk.skipped || sk.newest.Before(cut) {
 		// No skipped put is live, and puts come in time order, so none
 		// is to come: the rest of the replay puts as usual.
 		w.endSkip(sk.unsure)
 		return
 	}
-	if sk.hashes[w.hash(key)] > 0 {
+	if p, ok := sk.hashes[w.hash(key)]; ok && !p.time().Before(cut) {
 		sk.unsure = true
 	}
 }
@@ -141,21 +115,6 @@ func (sk *windowSkip) inOrder(at time.Time) {
 	sk.last = at
 }
 
-// forget drops the skipped puts a put at now forgets (window.forget).
-func (sk *windowSkip) forget(now time.Time) {
-	cut := now.Add(-IdempotencyWindow)
-	for sk.live.n > 0 {
-		p := sk.live.first()
-		if !time.Unix(p.sec, int64(p.nsec)).Before(cut) {
-			return
-		}
-		if sk.hashes[p.hash]--; sk.hashes[p.hash] == 0 {
-			delete(sk.hashes, p.hash)
-		}
-		sk.live.pop()
-	}
-}
-
 // endSkip stops skipping; a window made unsure stays so (replaySkipExact).
 func (w *window[V]) endSkip(unsure bool) {
 	w.skip = nil
@@ -163,10 +122,11 @@ func (w *window[V]) endSkip(unsure bool) {
 }
 
 // replaySkipExact ends the skipping at the end of a replay and reports
-// whether the window is exactly as if no put had been skipped.
+// whether the window is exactly as if no put had been skipped: a skipping
+// still under way has skipped a put that no kept put has forgotten.
 func (w *window[V]) replaySkipExact() bool {
 	if sk := w.skip; sk != nil {
-		w.endSkip(sk.unsure || sk.skipped && (!sk.kept || sk.live.n > 0))
+		w.endSkip(sk.unsure || sk.skipped)
 	}
 	unsure := w.skipUnsure
 	w.skipUnsure = false
@@ -179,26 +139,68 @@ func (w *window[V]) skipFailed() bool {
 	return w.skipUnsure || w.skip != nil && w.skip.unsure
 }
 
-// ReplayEndsAt tells a fresh state that the events about to be applied,
-// a replay's, end at last (the time of its last event): puts into the
-// windows of remembered requests and closed holds that the end will have
-// forgotten may then be skipped (windowSkip). ReplaySkipExact must be
-// called when the replay ends.
-func (s *State) ReplayEndsAt(last time.Time) {
-	until := last.Add(-ReplaySkipUntilAgo)
-	s.idem.skipReplayUntil(until)
-	s.closed.skipReplayUntil(until)
+// ReplayEndsWith tells a fresh state how the events about to be applied,
+// a replay's, end: last is the replay's last commit, of which only the
+// events at or before notAfter (if not zero) will be applied. Puts into
+// the windows of remembered requests and closed holds that the end will
+// have forgotten may then be skipped (windowSkip), starting where the
+// last put into each window that last shows forgets; ReplaySkipExact must
+// be called when the replay ends.
+func (s *State) ReplayEndsWith(last []*events.Envelope, notAfter time.Time) {
+	var end, remembered, closed time.Time
+	for _, e := range last {
+		if !notAfter.IsZero() && e.At.After(notAfter) {
+			break
+		}
+		end = e.At
+		if req, _ := requestOf(e.Data); req.IdempotencyKey != "" {
+			remembered = e.At
+		}
+		if closesHold(e.Data) {
+			closed = e.At
+		}
+	}
+	if end.IsZero() {
+		if end = notAfter; end.IsZero() {
+			return // no event: nothing to skip
+		}
+	}
+	s.idem.skipReplayUntil(skipUntil(remembered, end))
+	s.closed.skipReplayUntil(skipUntil(closed, end))
 }
 
-// ReplaySkipFailed reports, during a replay started with ReplayEndsAt,
+// skipUntil is where a replay ending at end skips puts until, given the
+// time of the last put into the window that its last commit shows (zero
+// if none).
+func skipUntil(put, end time.Time) time.Time {
+	if put.IsZero() {
+		return end.Add(-ReplaySkipUntilAgo)
+	}
+	return put.Add(-IdempotencyWindow - ReplaySkipMargin)
+}
+
+// closesHold reports whether applying d puts a hold into the window of
+// closed holds (State.close, or a late record): a guess made from the
+// event alone, which ReplayEndsWith may get wrong at the cost of a replay.
+func closesHold(d events.Data) bool {
+	switch v := d.(type) {
+	case *events.Recorded:
+		return v.ReservationID != ""
+	case *events.Released, *events.Expired:
+		return true
+	}
+	return false
+}
+
+// ReplaySkipFailed reports, during a replay started with ReplayEndsWith,
 // whether skipping is already known to have changed a window: the state
 // is then wrong, and the replay should start again on a fresh state
-// without ReplayEndsAt.
+// without ReplayEndsWith.
 func (s *State) ReplaySkipFailed() bool { return s.idem.skipFailed() || s.closed.skipFailed() }
 
-// ReplaySkipExact ends a replay started with ReplayEndsAt: true if the
+// ReplaySkipExact ends a replay started with ReplayEndsWith: true if the
 // state is exactly as if no put had been skipped; false if it is not
-// sure, and the state must then be rebuilt without ReplayEndsAt.
+// sure, and the state must then be rebuilt without ReplayEndsWith.
 func (s *State) ReplaySkipExact() bool {
 	a, b := s.idem.replaySkipExact(), s.closed.replaySkipExact()
 	return a && b

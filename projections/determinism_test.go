@@ -175,7 +175,7 @@ func TestRecycledReplayEqualsFresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh := replayPlainly(t, js, seq, def)
+	fresh := replayPlainly(t, js, projections.ReplayStop{UntilSeq: seq}, def)
 	if fresh.EventsApplied() < clients*cycles {
 		t.Fatalf("the log holds %d events, want at least %d", fresh.EventsApplied(), clients*cycles)
 	}
@@ -184,13 +184,13 @@ func TestRecycledReplayEqualsFresh(t *testing.T) {
 	}
 }
 
-// replayPlainly applies the log up to seq to a fresh state, one new
+// replayPlainly applies the log up to stop to a fresh state, one new
 // struct for every event and every key put, as no Rebuild does.
-func replayPlainly(t *testing.T, js jetstream.JetStream, seq uint64, def *ledger.DefaultBudget) *ledger.State {
+func replayPlainly(t *testing.T, js jetstream.JetStream, stop projections.ReplayStop, def *ledger.DefaultBudget) *ledger.State {
 	t.Helper()
 	s := ledger.NewState()
 	s.Default = def
-	if _, err := projections.Replay(context.Background(), js, projections.ReplayStop{UntilSeq: seq}, func(_ uint64, e *events.Envelope) error {
+	if _, err := projections.Replay(context.Background(), js, stop, func(_ uint64, e *events.Envelope) error {
 		s.Apply(e)
 		return nil
 	}); err != nil {
@@ -219,7 +219,8 @@ func TestRebuildSkippingEqualsEveryPut(t *testing.T) {
 	for _, quietEnd := range []bool{false, true} {
 		t.Run(map[bool]string{false: "busy-end", true: "quiet-end"}[quietEnd], func(t *testing.T) {
 			s := testenv.StartServer(t, "")
-			clock := testenv.NewClock(time.Date(2026, 5, 3, 8, 0, 0, 0, time.UTC))
+			start := time.Date(2026, 5, 3, 8, 0, 0, 0, time.UTC)
+			clock := testenv.NewClock(start)
 			def := &ledger.DefaultBudget{Limit: events.NewUnits(1_000_000, 0), Period: ledger.PeriodMonth}
 			testenv.StartWriter(t, s, clock, def)
 			c := testenv.Client(t, s)
@@ -267,10 +268,24 @@ func TestRebuildSkippingEqualsEveryPut(t *testing.T) {
 				t.Fatalf("rebuild skipped %d puts and replayed again %d times, want over 100 and none",
 					skipping.ReplaySkipped(), projections.RebuildsAgain()-again)
 			}
-			got, want := snapshotOf(t, skipping, seq), snapshotOf(t, replayPlainly(t, js, seq, def), seq)
+			got, want := snapshotOf(t, skipping, seq), snapshotOf(t, replayPlainly(t, js, projections.ReplayStop{UntilSeq: seq}, def), seq)
 			if !bytes.Equal(got, want) {
 				t.Errorf("the rebuilt state (%d bytes of snapshot, %d puts skipped) differs from a replay's that puts every key (%d bytes)",
 					len(got), skipping.ReplaySkipped(), len(want))
+			}
+			// An audit's replay up to a time in the log's fifth day.
+			until := projections.ReplayStop{UntilTime: start.Add(4*24*time.Hour + 90*time.Minute)}
+			skipping, seq, err = projections.Rebuild(ctx, js, until, def)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !quietEnd && skipping.ReplaySkipped() < 100 {
+				t.Fatalf("rebuild up to %s skipped %d puts, want over 100", until.UntilTime, skipping.ReplaySkipped())
+			}
+			got, want = snapshotOf(t, skipping, seq), snapshotOf(t, replayPlainly(t, js, until, def), seq)
+			if !bytes.Equal(got, want) {
+				t.Errorf("rebuilt up to %s: the state (%d bytes of snapshot, %d puts skipped) differs from a replay's that puts every key (%d bytes)",
+					until.UntilTime, len(got), skipping.ReplaySkipped(), len(want))
 			}
 		})
 	}

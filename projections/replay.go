@@ -59,11 +59,11 @@ type ReplayStop struct {
 	// collector runs.
 	Recycle bool
 
-	// endsAt, if set, is told the time of the last event the replay will
-	// pass on (or a later one), before the first: Rebuild's state then
-	// skips what its end will have forgotten (ledger.State.ReplayEndsAt).
-	// Not called if that commit cannot be read.
-	endsAt func(time.Time)
+	// endsWith, if set, is given the last commit of the range before the
+	// replay starts: Rebuild's state then skips what its end will have
+	// forgotten (ledger.State.ReplayEndsWith). Not called if that commit
+	// cannot be read.
+	endsWith func(*events.Commit)
 }
 
 // replayBackgroundYieldEvery is how many events (or commits, for the
@@ -118,12 +118,9 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 	if stop.StartSeq > last {
 		return 0, nil
 	}
-	if stop.endsAt != nil {
-		if at, ok := lastEventAt(ctx, js, last); ok {
-			if !stop.UntilTime.IsZero() && stop.UntilTime.Before(at) {
-				at = stop.UntilTime
-			}
-			stop.endsAt(at)
+	if stop.endsWith != nil {
+		if c := decodedCommitAt(ctx, js, last); c != nil {
+			stop.endsWith(c)
 		}
 	}
 	if stop.Progress != nil {
@@ -319,22 +316,21 @@ func lastMsgOn(ctx context.Context, js jetstream.JetStream, subject string) (*je
 	return m, nil
 }
 
-// lastEventAt returns the time of the last event of the commit at seq;
-// false if it cannot be read.
-func lastEventAt(ctx context.Context, js jetstream.JetStream, seq uint64) (time.Time, bool) {
+// decodedCommitAt returns the commit at seq, or nil if it cannot be read.
+func decodedCommitAt(ctx context.Context, js jetstream.JetStream, seq uint64) *events.Commit {
 	st, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
-		return time.Time{}, false
+		return nil
 	}
 	m, err := st.GetMsg(ctx, seq)
 	if err != nil {
-		return time.Time{}, false
+		return nil
 	}
 	c, err := events.DecodeCommit(m.Data)
-	if err != nil || len(c.Events) == 0 {
-		return time.Time{}, false
+	if err != nil {
+		return nil
 	}
-	return c.Events[len(c.Events)-1].At, true
+	return c
 }
 
 // SeqAtTime returns the first sequence (up to last) stored at or after t,
@@ -378,7 +374,7 @@ type replayJob struct {
 // the sequence it covers.
 //
 // The state skips the puts into its windows that the replay's end will
-// have forgotten (ledger.State.ReplayEndsAt): most of a long log's
+// have forgotten (ledger.State.ReplayEndsWith): most of a long log's
 // remembered requests and closed holds. Where skipping cannot be sure to
 // leave the windows as they would be, which a log out of time order, a
 // key put again across the skipped range or a last day without a put
@@ -389,9 +385,9 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stop ReplayStop, def *
 	for skip := true; ; skip = false {
 		s := ledger.NewState()
 		s.Default = def
-		stop.endsAt = nil
+		stop.endsWith = nil
 		if skip {
-			stop.endsAt = s.ReplayEndsAt
+			stop.endsWith = func(c *events.Commit) { s.ReplayEndsWith(c.Events, stop.UntilTime) }
 		}
 		seq, err := Replay(ctx, js, stop, func(_ uint64, e *events.Envelope) error {
 			s.Apply(e)
