@@ -222,7 +222,8 @@ func TestRebuildSkippingEqualsEveryPut(t *testing.T) {
 			start := time.Date(2026, 5, 3, 8, 0, 0, 0, time.UTC)
 			clock := testenv.NewClock(start)
 			def := &ledger.DefaultBudget{Limit: events.NewUnits(1_000_000, 0), Period: ledger.PeriodMonth}
-			testenv.StartWriter(t, s, clock, def)
+			sg := newSigner(t)
+			testenv.StartWriter(t, s, clock, def, signed(sg, "", nil))
 			c := testenv.Client(t, s)
 			ctx := context.Background()
 			est, used := events.NewUnits(5, 0), events.NewUnits(3, 0)
@@ -256,9 +257,18 @@ func TestRebuildSkippingEqualsEveryPut(t *testing.T) {
 			}
 			js := testenv.JetStream(t, c.Conn())
 			again := projections.RebuildsAgain()
-			skipping, seq, err := projections.Rebuild(ctx, js, projections.ReplayStop{}, def)
+			// Verified as the writer verifies a replay: a rebuild that
+			// starts again verifies the log again from its start.
+			subject := events.LogSubject(events.WriterDefault)
+			v := projections.NewLogVerifier(events.NewKeyring(sg.Public()), subject, true, 1, "")
+			v.Lazy = true
+			skipping, seq, err := projections.Rebuild(ctx, js, projections.ReplayStop{Verify: v}, def)
 			if err != nil {
 				t.Fatal(err)
+			}
+			last := testenv.LastCommit(t, js)
+			if head, want := v.Head(subject), events.ChainHash(last.Header.Get(events.ChainHeader), last.Data); head != want {
+				t.Fatalf("the verifier ends at chain head %q, want the last commit's %q", head, want)
 			}
 			if quietEnd {
 				if projections.RebuildsAgain() != again+1 {

@@ -176,6 +176,14 @@ func (v *LogVerifier) strict() *LogVerifier {
 	return NewLogVerifier(v.Keys, v.from.subject, v.Contiguous, v.from.next, v.from.head)
 }
 
+// restart takes v back to its starting point, Lazy as it was, for a
+// replay that starts again (Rebuild).
+func (v *LogVerifier) restart() {
+	lazy := v.Lazy
+	*v = *NewLogVerifier(v.Keys, v.from.subject, v.Contiguous, v.from.next, v.from.head)
+	v.Lazy = lazy
+}
+
 // checkAlone runs the checks that need only the commit itself, so replay
 // runs them on its decoding goroutines: the chain hash, the signature and
 // the writer its body names.

@@ -398,6 +398,9 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stop ReplayStop, def *
 		})
 		if skip && (errors.Is(err, errReplaySkipUnsure) || err == nil && !s.ReplaySkipExact()) {
 			rebuildsAgain.Add(1)
+			if stop.Verify != nil {
+				stop.Verify.restart() // the caller's: it reads the heads it ends with
+			}
 			continue
 		}
 		if err != nil {
