@@ -209,7 +209,7 @@ func (s *State) close(c *Customer, id, status string, e *events.Envelope) {
 	delete(s.reservations, id)
 	c.Reserved = c.Reserved.Sub(r.Units)
 	c.holdScopes(r.Scope, r.Units, -1)
-	if a := c.Agents[r.AgentID]; a != nil {
+	if a := c.existingAgent(r.AgentID); a != nil {
 		a.Reserved = a.Reserved.Sub(r.Units)
 	}
 	if t := c.Tasks[r.TaskRef]; r.TaskRef != "" && t != nil {

@@ -237,6 +237,15 @@ func (c *Customer) agent(id string) *AgentUsage {
 	return a
 }
 
+// existingAgent returns the customer's usage of agent id (interned), or
+// nil if it has none: hotAgent first, as agent looks.
+func (c *Customer) existingAgent(id string) *AgentUsage {
+	if h := c.hotAgent; h != nil && h.id == id {
+		return h
+	}
+	return c.Agents[id]
+}
+
 // internAgentID returns id, as the first copy of it the ledger kept when
 // there is one: agent IDs are few and repeat in every event, and equal
 // strings at one address compare without reading their bytes.
