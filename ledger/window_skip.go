@@ -31,22 +31,27 @@ import (
 // is at least IdempotencyWindow later: they need nothing kept. That the
 // window would hold more keys changes nothing kept: skipped keys are the
 // oldest, so the bound (max) would forget them before any kept key, and a
-// kept key goes when the kept ones alone exceed it, as it does here. Puts
-// must come in time order, as a log's events do (a skipped key behind a
-// younger one would outlive its time); one that does not makes the
-// skipping unsure.
+// kept key goes when the kept ones alone exceed it, as it does here.
+//
+// Puts out of time order (the commits of several writers, interleaved)
+// are allowed. The window forgets from its oldest put, so a key put
+// behind a younger one stays until that one goes: every time above is
+// therefore the latest put time so far (maxAt), which is never earlier
+// than when the key is really forgotten. Once a put is kept, every put
+// is: a skipped key after a kept one would sit behind it, where the
+// bound would not reach it first.
 type windowSkip struct {
 	until, track time.Time
 	hashes       map[uint64]skippedAt // skipped keys put since track
-	newest       time.Time            // of the last skipped put
-	last         time.Time            // of the last put
+	newest       time.Time            // the latest put time when a put was last skipped
+	maxAt        time.Time            // the latest put time so far
 	skipped      bool                 // a put was skipped
 	kept         bool                 // a put at or after until was made
 	unsure       bool                 // skipping may have changed the window
 }
 
-// skippedAt is the time of a tracked key's newest skipped put, as Unix
-// seconds and nanoseconds, so the map holds no pointers.
+// skippedAt is the latest put time when a tracked key was last skipped,
+// as Unix seconds and nanoseconds, so the map holds no pointers.
 type skippedAt struct {
 	sec  int64
 	nsec int32
@@ -72,21 +77,30 @@ func (w *window[V]) skipReplayUntil(until time.Time) {
 // skips reports whether a put at at is to be skipped: skipReplay then
 // takes it instead of put.
 func (w *window[V]) skips(at time.Time) bool {
-	return w.skip != nil && at.Before(w.skip.until)
+	return w.skip != nil && !w.skip.kept && at.Before(w.skip.until)
 }
 
 // tracks reports whether a skipped put at at needs its key (skipReplay).
-func (w *window[V]) tracks(at time.Time) bool { return !at.Before(w.skip.track) }
+func (w *window[V]) tracks(at time.Time) bool { return !w.skip.latest(at).Before(w.skip.track) }
+
+// latest returns the latest put time so far, a put at at included.
+func (sk *windowSkip) latest(at time.Time) time.Time {
+	if at.After(sk.maxAt) {
+		return at
+	}
+	return sk.maxAt
+}
 
 // skipReplay takes a put at at that skips says is skipped; key is needed
 // only if tracks says so.
 func (w *window[V]) skipReplay(key string, at time.Time) {
 	sk := w.skip
-	sk.inOrder(at)
-	sk.skipped, sk.newest = true, at
+	track := w.tracks(at)
+	sk.maxAt = sk.latest(at)
+	sk.skipped, sk.newest = true, sk.maxAt
 	w.skipped++
-	if w.tracks(at) {
-		sk.hashes[w.hash(key)] = skippedAt{sec: at.Unix(), nsec: int32(at.Nanosecond())}
+	if track {
+		sk.hashes[w.hash(key)] = skippedAt{sec: sk.maxAt.Unix(), nsec: int32(sk.maxAt.Nanosecond())}
 	}
 }
 
@@ -94,25 +108,18 @@ func (w *window[V]) skipReplay(key string, at time.Time) {
 // (put calls it while skipping).
 func (w *window[V]) keepReplay(key string, at time.Time) {
 	sk := w.skip
-	sk.inOrder(at)
+	sk.maxAt = sk.latest(at)
 	sk.kept = true
-	cut := at.Add(-IdempotencyWindow) // what this put forgets (window.forget)
+	cut := sk.maxAt.Add(-IdempotencyWindow) // what the puts so far have forgotten, at the latest
 	if !sk.skipped || sk.newest.Before(cut) {
-		// No skipped put is live, and puts come in time order, so none
-		// is to come: the rest of the replay puts as usual.
+		// No skipped put is live, and none is to come (skips): the rest
+		// of the replay puts as usual.
 		w.endSkip(sk.unsure)
 		return
 	}
 	if p, ok := sk.hashes[w.hash(key)]; ok && !p.time().Before(cut) {
 		sk.unsure = true
 	}
-}
-
-func (sk *windowSkip) inOrder(at time.Time) {
-	if at.Before(sk.last) {
-		sk.unsure = true
-	}
-	sk.last = at
 }
 
 // endSkip stops skipping; a window made unsure stays so (replaySkipExact).

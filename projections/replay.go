@@ -376,10 +376,9 @@ type replayJob struct {
 // The state skips the puts into its windows that the replay's end will
 // have forgotten (ledger.State.ReplayEndsWith): most of a long log's
 // remembered requests and closed holds. Where skipping cannot be sure to
-// leave the windows as they would be, which a log out of time order, a
-// key put again across the skipped range or a last day without a put
-// into a window can cause, the replay starts again without skipping;
-// rebuildsAgain counts those.
+// leave the windows as they would be, which a key put again across the
+// skipped range or a last day without a put into a window can cause, the
+// replay starts again without skipping; rebuildsAgain counts those.
 func Rebuild(ctx context.Context, js jetstream.JetStream, stop ReplayStop, def *ledger.DefaultBudget) (*ledger.State, uint64, error) {
 	stop.Recycle = true // Apply keeps no event's struct
 	for skip := true; ; skip = false {
