@@ -22,24 +22,24 @@ import (
 //   - a later put of the same key would find it (and keep it in place): a
 //     skipped key that can still be live at the first kept put, one put at
 //     or after track (until − IdempotencyWindow), is kept here as its hash
-//     and the time of its newest put, and a kept put of a key whose
-//     skipped put is not yet forgotten makes the skipping unsure;
+//     and the time it was last skipped at, and a kept put of a key whose
+//     skipped put may not yet be forgotten makes the skipping unsure;
 //   - the end would still hold it: a skipped put not forgotten by a kept
 //     put by the end (no kept put, or one too early) makes it unsure.
 //
 // Skipped keys put before track are forgotten by the first kept put, which
 // is at least IdempotencyWindow later: they need nothing kept. That the
-// window would hold more keys changes nothing kept: skipped keys are the
-// oldest, so the bound (max) would forget them before any kept key, and a
-// kept key goes when the kept ones alone exceed it, as it does here.
+// window would hold more keys changes nothing kept: skipped keys were all
+// put before any kept one, so the bound (max), which forgets in the order
+// of the puts, would forget them first, and a kept key goes when the kept
+// ones alone exceed it, as it does here.
 //
 // Puts out of time order (the commits of several writers, interleaved)
 // are allowed. The window forgets from its oldest put, so a key put
 // behind a younger one stays until that one goes: every time above is
 // therefore the latest put time so far (maxAt), which is never earlier
 // than when the key is really forgotten. Once a put is kept, every put
-// is: a skipped key after a kept one would sit behind it, where the
-// bound would not reach it first.
+// is, so that skipped keys stay first in the order of the puts.
 type windowSkip struct {
 	until, track time.Time
 	hashes       map[uint64]skippedAt // skipped keys put since track
