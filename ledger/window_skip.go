@@ -147,15 +147,28 @@ func (w *window[V]) skipFailed() bool {
 }
 
 // ReplayEndsWith tells a fresh state how the events about to be applied,
-// a replay's, end: last is the replay's last commit, of which only the
-// events at or before notAfter (if not zero) will be applied. Puts into
-// the windows of remembered requests and closed holds that the end will
-// have forgotten may then be skipped (windowSkip), starting where the
-// last put into each window that last shows forgets; ReplaySkipExact must
-// be called when the replay ends.
+// a replay's, end: last are the replay's last events, in log order (its
+// last commits), of which only those at or before notAfter (if not zero)
+// will be applied. Puts into the windows of remembered requests and
+// closed holds that the end will have forgotten may then be skipped
+// (windowSkip), starting where the last put into each window that last
+// shows forgets; ReplaySkipExact must be called when the replay ends.
 func (s *State) ReplayEndsWith(last []*events.Envelope, notAfter time.Time) {
-	var end, remembered, closed time.Time
-	for _, e := range last {
+	end, remembered, closed := lastPuts(last, notAfter)
+	if end.IsZero() {
+		if end = notAfter; end.IsZero() {
+			return // no event: nothing to skip
+		}
+	}
+	s.idem.skipReplayUntil(skipUntil(remembered, end))
+	s.closed.skipReplayUntil(skipUntil(closed, end))
+}
+
+// lastPuts returns the time of the last event of evs at or before
+// notAfter (if not zero), and of the last that remembers a request and
+// the last that closes a hold (zero if none).
+func lastPuts(evs []*events.Envelope, notAfter time.Time) (end, remembered, closed time.Time) {
+	for _, e := range evs {
 		if !notAfter.IsZero() && e.At.After(notAfter) {
 			break
 		}
@@ -167,13 +180,15 @@ func (s *State) ReplayEndsWith(last []*events.Envelope, notAfter time.Time) {
 			closed = e.At
 		}
 	}
-	if end.IsZero() {
-		if end = notAfter; end.IsZero() {
-			return // no event: nothing to skip
-		}
-	}
-	s.idem.skipReplayUntil(skipUntil(remembered, end))
-	s.closed.skipReplayUntil(skipUntil(closed, end))
+	return end, remembered, closed
+}
+
+// ReplayEndShown reports whether evs, a replay's last events in log
+// order, show a put into each window (ReplayEndsWith): earlier events
+// would not move where the skipping starts.
+func ReplayEndShown(evs []*events.Envelope, notAfter time.Time) bool {
+	_, remembered, closed := lastPuts(evs, notAfter)
+	return !remembered.IsZero() && !closed.IsZero()
 }
 
 // skipUntil is where a replay ending at end skips puts until, given the

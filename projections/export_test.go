@@ -66,3 +66,11 @@ func GuardPart(ctx context.Context, part io.ReadCloser) io.ReadCloser {
 // RebuildsAgain returns how many Rebuilds have replayed again without
 // skipping (Rebuild).
 func RebuildsAgain() uint64 { return rebuildsAgain.Load() }
+
+// SetReplayEndCommits sets how many commits a rebuild reads back from its
+// last one (ReplayEndCommitsMax); it returns a func that restores it.
+func SetReplayEndCommits(n int) (restore func()) {
+	old := replayEndCommits
+	replayEndCommits = n
+	return func() { replayEndCommits = old }
+}

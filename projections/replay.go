@@ -59,11 +59,12 @@ type ReplayStop struct {
 	// collector runs.
 	Recycle bool
 
-	// endsWith, if set, is given the last commit of the range before the
-	// replay starts: Rebuild's state then skips what its end will have
-	// forgotten (ledger.State.ReplayEndsWith). Not called if that commit
-	// cannot be read.
-	endsWith func(*events.Commit)
+	// endsWith, if set, is given the events of the range's last commits
+	// before the replay starts, in log order: enough of them to show a
+	// put into each of the state's windows (ledger.ReplayEndShown), or
+	// the last ReplayEndCommitsMax. Rebuild's state then skips what its
+	// end will have forgotten (ledger.State.ReplayEndsWith).
+	endsWith func([]*events.Envelope)
 }
 
 // replayBackgroundYieldEvery is how many events (or commits, for the
@@ -119,9 +120,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 		return 0, nil
 	}
 	if stop.endsWith != nil {
-		if c := decodedCommitAt(ctx, js, last); c != nil {
-			stop.endsWith(c)
-		}
+		stop.endsWith(lastEvents(ctx, js, filter, max(stop.StartSeq, 1), last, stop.UntilTime))
 	}
 	if stop.Progress != nil {
 		stop.Progress(0, last)
@@ -316,21 +315,43 @@ func lastMsgOn(ctx context.Context, js jetstream.JetStream, subject string) (*je
 	return m, nil
 }
 
-// decodedCommitAt returns the commit at seq, or nil if it cannot be read.
-func decodedCommitAt(ctx context.Context, js jetstream.JetStream, seq uint64) *events.Commit {
+// ReplayEndCommitsMax bounds the commits a rebuild reads back from its
+// last one to find the last put into each window (lastEvents): a log
+// that ends in more commits without a request than this is replayed
+// twice at worst.
+const ReplayEndCommitsMax = 256
+
+// replayEndCommits is ReplayEndCommitsMax but in tests.
+var replayEndCommits = ReplayEndCommitsMax
+
+// lastEvents returns the events of the commits on filter from last back
+// to first, in log order, as far back as ledger.ReplayEndShown needs
+// (events after notAfter, if not zero, do not count) or
+// ReplayEndCommitsMax commits; what it read if a commit cannot be.
+func lastEvents(ctx context.Context, js jetstream.JetStream, filter string, first, last uint64, notAfter time.Time) []*events.Envelope {
 	st, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
 		return nil
 	}
-	m, err := st.GetMsg(ctx, seq)
-	if err != nil {
-		return nil
+	var evs []*events.Envelope
+	for seq, read := last, 0; seq >= first && read < replayEndCommits; seq, read = seq-1, read+1 {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			return evs
+		}
+		if filter != events.LogSubjects && m.Subject != filter {
+			continue // another writer's
+		}
+		c, err := events.DecodeCommit(m.Data)
+		if err != nil {
+			return evs
+		}
+		evs = append(c.Events, evs...)
+		if ledger.ReplayEndShown(evs, notAfter) {
+			return evs
+		}
 	}
-	c, err := events.DecodeCommit(m.Data)
-	if err != nil {
-		return nil
-	}
-	return c
+	return evs
 }
 
 // SeqAtTime returns the first sequence (up to last) stored at or after t,
@@ -386,7 +407,7 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stop ReplayStop, def *
 		s.Default = def
 		stop.endsWith = nil
 		if skip {
-			stop.endsWith = func(c *events.Commit) { s.ReplayEndsWith(c.Events, stop.UntilTime) }
+			stop.endsWith = func(evs []*events.Envelope) { s.ReplayEndsWith(evs, stop.UntilTime) }
 		}
 		seq, err := Replay(ctx, js, stop, func(_ uint64, e *events.Envelope) error {
 			s.Apply(e)
