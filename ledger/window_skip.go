@@ -183,12 +183,12 @@ func lastPuts(evs []*events.Envelope, notAfter time.Time) (end, remembered, clos
 	return end, remembered, closed
 }
 
-// ReplayEndShown reports whether evs, a replay's last events in log
-// order, show a put into each window (ReplayEndsWith): earlier events
-// would not move where the skipping starts.
-func ReplayEndShown(evs []*events.Envelope, notAfter time.Time) bool {
-	_, remembered, closed := lastPuts(evs, notAfter)
-	return !remembered.IsZero() && !closed.IsZero()
+// ReplayEndPuts reports which windows evs, some of a replay's last
+// events, show a put into (ReplayEndsWith): once later events have shown
+// both, earlier ones would not move where the skipping starts.
+func ReplayEndPuts(evs []*events.Envelope, notAfter time.Time) (remembered, closed bool) {
+	_, r, c := lastPuts(evs, notAfter)
+	return !r.IsZero(), !c.IsZero()
 }
 
 // skipUntil is where a replay ending at end skips puts until, given the

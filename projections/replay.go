@@ -61,7 +61,7 @@ type ReplayStop struct {
 
 	// endsWith, if set, is given the events of the range's last commits
 	// before the replay starts, in log order: enough of them to show a
-	// put into each of the state's windows (ledger.ReplayEndShown), or
+	// put into each of the state's windows (ledger.ReplayEndPuts), or
 	// the last ReplayEndCommitsMax. Rebuild's state then skips what its
 	// end will have forgotten (ledger.State.ReplayEndsWith).
 	endsWith func([]*events.Envelope)
@@ -325,31 +325,36 @@ const ReplayEndCommitsMax = 256
 var replayEndCommits = ReplayEndCommitsMax
 
 // lastEvents returns the events of the commits on filter from last back
-// to first, in log order, as far back as ledger.ReplayEndShown needs
-// (events after notAfter, if not zero, do not count) or
-// ReplayEndCommitsMax commits; what it read if a commit cannot be.
+// to first, in log order, as far back as it takes to show a put into
+// each window (ledger.ReplayEndPuts; events after notAfter, if not zero,
+// do not count) or ReplayEndCommitsMax commits; what it read if a commit
+// cannot be.
 func lastEvents(ctx context.Context, js jetstream.JetStream, filter string, first, last uint64, notAfter time.Time) []*events.Envelope {
 	st, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
 		return nil
 	}
-	var evs []*events.Envelope
-	for seq, read := last, 0; seq >= first && read < replayEndCommits; seq, read = seq-1, read+1 {
+	var commits [][]*events.Envelope // newest first
+	var remembered, closed bool
+	for seq, read := last, 0; seq >= first && read < replayEndCommits && !(remembered && closed); seq, read = seq-1, read+1 {
 		m, err := st.GetMsg(ctx, seq)
 		if err != nil {
-			return evs
+			break
 		}
 		if filter != events.LogSubjects && m.Subject != filter {
 			continue // another writer's
 		}
 		c, err := events.DecodeCommit(m.Data)
 		if err != nil {
-			return evs
+			break
 		}
-		evs = append(c.Events, evs...)
-		if ledger.ReplayEndShown(evs, notAfter) {
-			return evs
-		}
+		commits = append(commits, c.Events)
+		r, cl := ledger.ReplayEndPuts(c.Events, notAfter)
+		remembered, closed = remembered || r, closed || cl
+	}
+	var evs []*events.Envelope
+	for i := len(commits) - 1; i >= 0; i-- {
+		evs = append(evs, commits[i]...)
 	}
 	return evs
 }
@@ -398,8 +403,9 @@ type replayJob struct {
 // have forgotten (ledger.State.ReplayEndsWith): most of a long log's
 // remembered requests and closed holds. Where skipping cannot be sure to
 // leave the windows as they would be, which a key put again across the
-// skipped range or a last day without a put into a window can cause, the
-// replay starts again without skipping; rebuildsAgain counts those.
+// skipped range or an end whose last ReplayEndCommitsMax commits show no
+// put into a window can cause, the replay starts again without skipping;
+// rebuildsAgain counts those.
 func Rebuild(ctx context.Context, js jetstream.JetStream, stop ReplayStop, def *ledger.DefaultBudget) (*ledger.State, uint64, error) {
 	stop.Recycle = true // Apply keeps no event's struct
 	for skip := true; ; skip = false {
