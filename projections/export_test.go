@@ -74,3 +74,7 @@ func SetReplayEndCommits(n int) (restore func()) {
 	replayEndCommits = n
 	return func() { replayEndCommits = old }
 }
+
+// QueuedRequests returns how many requests wait in w's queue, received and
+// not yet decided.
+func QueuedRequests(w *Writer) int { return len(w.in) }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/projections"
 )
 
 // An append that fails (here: another writer moved the stream's last
@@ -72,5 +74,74 @@ func TestFailedAppendApprovesNothingAndRebuilds(t *testing.T) {
 	}
 	if !strings.Contains(r.Message, "140") {
 		t.Errorf("message %q does not give the remaining units", r.Message)
+	}
+}
+
+// The writer sends the next commit before it answers the one just
+// acknowledged. If that send fails, the acknowledged decision is still
+// answered as made (it is durable); only the unsent one is abandoned.
+func TestAckedAnsweredWhenNextSendFails(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	c := testenv.Client(t, s)
+	lc := testenv.Connect(t, s)
+	var (
+		armed  atomic.Bool
+		w      *testenv.Writer
+		second = make(chan []byte, 1)
+	)
+	request := func(key string) ([]byte, error) {
+		msg, err := c.Conn().Request(events.RequestSubject(events.OpPreflight, "u"),
+			[]byte(`{"agent_id":"a","estimated_units":10,"idempotency_key":"`+key+`"}`), 5*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		return msg.Data, nil
+	}
+	w = testenv.StartWriter(t, s, nil, nil, func(cfg *projections.Config) {
+		cfg.LogConn = lc
+		cfg.Fault = func(point string) {
+			if point != projections.FaultAfterAckBeforeSend || !armed.CompareAndSwap(true, false) {
+				return
+			}
+			// The first request's commit is acknowledged. Let a second one
+			// reach the queue, so the next send has a decision to carry,
+			// then take the log connection away under it.
+			go func() {
+				b, err := request("second")
+				if err != nil {
+					b = []byte(err.Error())
+				}
+				second <- b
+			}()
+			for deadline := time.Now().Add(5 * time.Second); projections.QueuedRequests(w.Writer) == 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Error("the second request never reached the writer's queue")
+					break
+				}
+			}
+			lc.Close()
+		}
+	})
+	setBudget(t, c, "u", "100", ledger.PeriodMonth)
+	armed.Store(true)
+
+	first, err := request("first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pf ledger.PreflightReply
+	if err := json.Unmarshal(first, &pf); err != nil || !pf.Approved || pf.ReservationID == "" {
+		t.Fatalf("first reply %s: want its durable approval", first)
+	}
+	var er ledger.ErrorReply
+	if b := <-second; json.Unmarshal(b, &er) != nil || er.Error == nil || er.Error.Code != ledger.CodeUnavailable {
+		t.Fatalf("second reply %s: want unavailable (its commit was never sent)", b)
+	}
+	evs := testenv.StreamEvents(t, c.Conn())
+	if n := testenv.CountType(evs, "u", events.TypeReserved); n != 1 {
+		t.Fatalf("%d reserved events in the stream, want the first's only", n)
+	}
+	if evs[len(evs)-1].Data.(*events.Reserved).ReservationID != pf.ReservationID {
+		t.Errorf("the stream's reservation is not the one the first reply names")
 	}
 }

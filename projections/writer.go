@@ -45,6 +45,10 @@ const (
 	CommitsInFlightDefault = 1
 	// CommitsInFlightMax bounds Config.CommitsInFlight.
 	CommitsInFlightMax = 16
+	// FaultAfterAckBeforeSend is the point (Config.Fault) after a commit
+	// is acknowledged and before the next is sent and the acknowledged
+	// one's requests are answered: durable decisions nobody has heard of.
+	FaultAfterAckBeforeSend = "after-ack-before-send"
 	// RebuildBackoffMin and RebuildBackoffMax bound the wait between
 	// attempts to reach the stream again (setup, the rebuild after a failed
 	// append, opening the lease bucket, the follower), before jitter
@@ -599,6 +603,10 @@ type flight struct {
 	bytes    int
 	sent     time.Time
 	body     []byte // the commit, for the shadow (nil without one)
+	// acked: the commit is durable and its batch waits only to be
+	// answered (answerReady), with before the last sequence ahead of it.
+	acked  bool
+	before uint64
 }
 
 // loop is the single writer. It decides requests as they arrive into the
@@ -658,6 +666,9 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error, base *shadowBase) 
 			w.noteHistory(false)
 		case m := <-acks:
 			failure = w.onAck(m)
+			if failure == nil && w.cfg.Fault != nil {
+				w.cfg.Fault(FaultAfterAckBeforeSend)
+			}
 		case <-deadline.C:
 			if len(w.queue) > 0 && time.Since(w.queue[0].sent) >= AppendTimeout {
 				failure = fmt.Errorf("%w: no ack within %s", ErrAppend, AppendTimeout)
@@ -669,6 +680,10 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error, base *shadowBase) 
 		if failure == nil && w.inflight < w.cfg.CommitsInFlight {
 			failure = w.send()
 		}
+		// After the send: the next commit's fsync starts before the acked
+		// one's replies are written. Before the failure's: those replies
+		// are durable and must not be abandoned with it.
+		w.answerReady()
 		if failure != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -683,7 +698,6 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error, base *shadowBase) 
 				return err // a break of the history (the caller halts), or the stream out of reach
 			}
 		}
-		w.answerReady()
 	}
 }
 
@@ -775,7 +789,8 @@ func (w *Writer) send() error {
 	return nil
 }
 
-// onAck takes the ack of the oldest commit in flight.
+// onAck takes the ack of the oldest commit in flight. Its batch is answered
+// after the next commit is sent (answerReady, in loop).
 func (w *Writer) onAck(m *nats.Msg) error {
 	if len(w.queue) == 0 || w.queue[0].events == 0 || m.Subject != w.ackSubject(w.queue[0].no) {
 		return nil // the ack of a commit already failed and answered
@@ -814,15 +829,19 @@ func (w *Writer) onAck(m *nats.Msg) error {
 			_ = w.nc.Publish(nt.subject, nt.body)
 		}
 	}
-	w.answer(f, before)
-	w.queue = w.queue[1:]
+	f.acked, f.before = true, before
 	return nil
 }
 
-// answerReady answers batches without events that no commit precedes.
+// answerReady answers, in order, the acknowledged batches and those
+// without events that no commit precedes.
 func (w *Writer) answerReady() {
-	for len(w.queue) > 0 && w.queue[0].events == 0 {
-		w.answer(w.queue[0], w.lastSeq)
+	for len(w.queue) > 0 && (w.queue[0].acked || w.queue[0].events == 0) {
+		f, before := w.queue[0], w.lastSeq
+		if f.acked {
+			before = f.before
+		}
+		w.answer(f, before)
 		w.queue = w.queue[1:]
 	}
 }
