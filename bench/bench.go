@@ -350,11 +350,11 @@ func start(ctx context.Context, cfg Config) (*env, error) {
 			return nil, err
 		}
 		e.srv, e.url = srv, srv.ClientURL()
-		// As serve connects (embedded.Server.Connect).
+		// As serve connects (embedded.Server.Connect, ConnectInProcess).
 		if e.writeNC, err = srv.Connect("agentbill-writer"); err != nil {
 			return nil, err
 		}
-		if e.logNC, err = srv.Connect("agentbill-writer-log"); err != nil {
+		if e.logNC, err = srv.ConnectInProcess("agentbill-writer-log"); err != nil {
 			return nil, err
 		}
 		_, key, err := ed25519.GenerateKey(crand.Reader)

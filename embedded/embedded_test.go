@@ -320,7 +320,8 @@ func snapshot(t *testing.T, nc *nats.Conn, stream string) int {
 // connections go through the server's own listener on loopback (an
 // unspecified listen address included), authenticated with the service's
 // nkey; with no listener, or with a config file (whose listener may take
-// a password), they are in process.
+// a password), they are in process. ConnectInProcess (the writer's log
+// connection) is in process in every case, as the service.
 func TestConnectThroughLoopback(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "nats.conf")
 	if err := os.WriteFile(conf, []byte("listen: \"127.0.0.1:-1\"\n"), 0o600); err != nil {
@@ -328,7 +329,7 @@ func TestConnectThroughLoopback(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		listen, config string
-		ip             string // the connection's address as the server sees it; "" in process
+		ip             string // Connect's address as the server sees it; "" in process
 	}{
 		{listen: "127.0.0.1:-1", ip: "127.0.0.1"},
 		{listen: "0.0.0.0:-1", ip: "127.0.0.1"},
@@ -339,44 +340,60 @@ func TestConnectThroughLoopback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc, err := srv.Connect("test-service")
-		if err != nil {
-			t.Fatalf("listen %q: %v", tc.listen, err)
-		}
-		// Publishing an event is the service's right, not an agent's (the
-		// config file here has no authorization at all).
-		sub, err := nc.SubscribeSync(events.EventSubjectPrefix + ">")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := nc.Publish(events.EventSubjectPrefix+"loopback", []byte("{}")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sub.NextMsg(callTimeout); err != nil {
-			t.Errorf("listen %q: the service's own event: %v", tc.listen, err)
-		}
-		conns, err := srv.Connz(&server.ConnzOptions{Username: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		found := false
-		for _, c := range conns.Conns {
-			if c.Name != "test-service" {
-				continue
+		for _, c := range []struct {
+			name    string
+			connect func(string, ...nats.Option) (*nats.Conn, error)
+			ip      string
+		}{
+			{"test-service", srv.Connect, tc.ip},
+			{"test-service-log", srv.ConnectInProcess, ""},
+		} {
+			nc, err := c.connect(c.name)
+			if err != nil {
+				t.Fatalf("listen %q, %s: %v", tc.listen, c.name, err)
 			}
-			found = true
-			if inProcess := c.Port == 0; inProcess != (tc.ip == "") || tc.ip != "" && c.IP != tc.ip {
-				t.Errorf("listen %q: the service's connection is from %s:%d, want %q", tc.listen, c.IP, c.Port, tc.ip)
-			}
-			if tc.config == "" && !nkeys.IsValidPublicUserKey(c.AuthorizedUser) {
-				t.Errorf("listen %q: the service's connection authorized as %q, not its nkey", tc.listen, c.AuthorizedUser)
-			}
+			checkServiceConn(t, srv, nc, c.name, c.ip, tc.config == "")
+			nc.Close()
 		}
-		if !found {
-			t.Errorf("listen %q: no connection named test-service in %+v", tc.listen, conns.Conns)
-		}
-		nc.Close()
 		srv.Shutdown()
 		srv.WaitForShutdown()
+	}
+}
+
+// checkServiceConn checks that nc, named name, may publish an event (the
+// service's right, not an agent's: the config file here has no
+// authorization at all), comes from ip ("": in process) and, if nkey, is
+// authorized as the service's nkey.
+func checkServiceConn(t *testing.T, srv *embedded.Server, nc *nats.Conn, name, ip string, nkey bool) {
+	t.Helper()
+	sub, err := nc.SubscribeSync(events.EventSubjectPrefix + ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish(events.EventSubjectPrefix+"loopback", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.NextMsg(callTimeout); err != nil {
+		t.Errorf("%s: the service's own event: %v", name, err)
+	}
+	conns, err := srv.Connz(&server.ConnzOptions{Username: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, c := range conns.Conns {
+		if c.Name != name {
+			continue
+		}
+		found = true
+		if inProcess := c.Port == 0; inProcess != (ip == "") || ip != "" && c.IP != ip {
+			t.Errorf("%s: the connection is from %s:%d, want %q", name, c.IP, c.Port, ip)
+		}
+		if nkey && !nkeys.IsValidPublicUserKey(c.AuthorizedUser) {
+			t.Errorf("%s: the connection authorized as %q, not the service's nkey", name, c.AuthorizedUser)
+		}
+	}
+	if !found {
+		t.Errorf("no connection named %s in %+v", name, conns.Conns)
 	}
 }

@@ -251,12 +251,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}()
 	// Requests and replies on one connection, commits and acks on another,
 	// so an append never queues behind request traffic.
-	nc, err := connectWriter(cfg, srv, "agentbill-writer")
+	nc, err := connectWriter(cfg, srv, "agentbill-writer", false)
 	if err != nil {
 		return err
 	}
 	defer nc.Drain()
-	lc, err := connectWriter(cfg, srv, "agentbill-writer-log")
+	lc, err := connectWriter(cfg, srv, "agentbill-writer-log", true)
 	if err != nil {
 		return err
 	}
@@ -384,11 +384,12 @@ func startEmbedded(cfg serveConfig, log *slog.Logger) (*embedded.Server, error) 
 	return srv, nil
 }
 
-// connectWriter opens one of serve's connections: in process to the
-// embedded server (as the service: with --nats-config, the service user's
-// credentials), or to the external NATS, retrying until it is up (a
-// cluster starting beside us).
-func connectWriter(cfg serveConfig, srv *embedded.Server, name string) (*nats.Conn, error) {
+// connectWriter opens one of serve's connections: to the embedded server
+// (as the service: with --nats-config, the service user's credentials;
+// through its loopback listener, or in process if inProcess: the log's,
+// embedded.Server.ConnectInProcess), or to the external NATS, retrying
+// until it is up (a cluster starting beside us).
+func connectWriter(cfg serveConfig, srv *embedded.Server, name string, inProcess bool) (*nats.Conn, error) {
 	creds, err := cfg.Creds.Options()
 	if err != nil {
 		return nil, err
@@ -397,7 +398,11 @@ func connectWriter(cfg serveConfig, srv *embedded.Server, name string) (*nats.Co
 		if cfg.NATSConfig == "" {
 			creds = nil // the embedded server's service key (Server.Connect)
 		}
-		nc, err := srv.Connect(name, creds...)
+		connect := srv.Connect
+		if inProcess {
+			connect = srv.ConnectInProcess
+		}
+		nc, err := connect(name, creds...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to the embedded server as %q: %w (with --nats-config, serve needs the service user's credentials: --nats-user and AGENTBILL_NATS_PASSWORD, --nats-nkey or --nats-creds)", cfg.Creds.User, err)
 		}
