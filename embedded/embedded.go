@@ -217,10 +217,10 @@ func (s *Server) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
 // replays) uses it: a commit's round trip then wakes each goroutine on its
 // way directly, rather than through the network poller, which a busy
 // process polls only when a processor runs out of work. At 64 clients the
-// commits' ack wait fell from about 1.1 to 0.7 ms (BENCHMARKS.md, "CPU per
-// request and the half-load tail"). One commit and one ack at a time are
-// what a synchronous pipe carries well; the requests and replies, many at
-// once, are not (Connect).
+// commits' ack wait p50 fell from about 1.0 to 0.5-0.6 ms (BENCHMARKS.md,
+// "2026-12-07, where a spread request's time goes"). One commit and one
+// ack at a time are what a synchronous pipe carries well; the requests
+// and replies, many at once, are not (Connect).
 func (s *Server) ConnectInProcess(name string, opts ...nats.Option) (*nats.Conn, error) {
 	all := append([]nats.Option{nats.InProcessServer(s.Server), nats.Name(name)}, s.ServiceOptions()...)
 	return nats.Connect("", append(all, opts...)...)
