@@ -69,7 +69,7 @@ func signed(sg *events.Signer, dir string, obs *integrityLog) func(*projections.
 // waits until it reports role.
 func runUntilRole(t *testing.T, s *testenv.Server, role string, opts ...func(*projections.Config)) (w *projections.Writer, stop func()) {
 	t.Helper()
-	cfg := projections.Config{Conn: testenv.Connect(t, s), LogConn: testenv.Connect(t, s)}
+	cfg := projections.Config{Conn: testenv.Connect(t, s), LogConn: testenv.ConnectLog(t, s)}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -114,7 +114,7 @@ func BenchmarkReplayLarge(b *testing.B) {
 	g := newLogGen(b, s, customers, total, benchSpan(b))
 	g.generate(total)
 	g.publish(0, len(g.commits))
-	js := testenv.JetStream(b, testenv.Connect(b, s))
+	js := testenv.JetStream(b, testenv.ConnectLog(b, s)) // as a rebuild reads, on the log connection
 	for b.Loop() {
 		for i, name := range []string{"first", "second"} {
 			stopProfile := func() {}
@@ -204,7 +204,7 @@ func benchWriter(b *testing.B, s *testenv.Server, off bool) (*benchRunning, time
 	b.Helper()
 	runtime.GC()
 	start := time.Now()
-	w := projections.New(projections.Config{Conn: testenv.Connect(b, s), LogConn: testenv.Connect(b, s), Default: snapDefault,
+	w := projections.New(projections.Config{Conn: testenv.Connect(b, s), LogConn: testenv.ConnectLog(b, s), Default: snapDefault,
 		Snapshots: projections.SnapshotConfig{Off: off, EventsEvery: 1 << 62}})
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &benchRunning{Writer: w, cancel: cancel, done: make(chan error, 1)}

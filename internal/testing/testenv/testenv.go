@@ -71,16 +71,33 @@ func StartServer(t testing.TB, dir string) *Server {
 	return &Server{Server: s, Dir: dir}
 }
 
-// Connect opens an in-process connection as the service (what serve's
-// own connections are: the writer, the gateway, MCP, the dashboard).
+// Connect opens a connection as the service, as serve opens its own (the
+// writer's requests, the gateway, MCP, the dashboard): through the
+// server's loopback listener (embedded.Server.Connect).
 func Connect(t testing.TB, s *Server) *nats.Conn {
 	t.Helper()
-	nc, err := s.Connect("testenv")
-	if err != nil {
-		t.Fatalf("connect: %v", err)
+	return connected(t)(s.Connect("testenv"))
+}
+
+// ConnectLog opens an in-process connection as the service, as serve
+// opens the writer's log connection (embedded.Server.ConnectInProcess):
+// the connection commits, their acks and replays travel on.
+func ConnectLog(t testing.TB, s *Server) *nats.Conn {
+	t.Helper()
+	return connected(t)(s.ConnectInProcess("testenv-log"))
+}
+
+// connected returns a check of a connect's result: it fails t on an
+// error, and closes the connection when t ends.
+func connected(t testing.TB) func(*nats.Conn, error) *nats.Conn {
+	return func(nc *nats.Conn, err error) *nats.Conn {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
 	}
-	t.Cleanup(nc.Close)
-	return nc
 }
 
 // ConnectAnonymous opens an in-process connection with no credential:
@@ -127,7 +144,7 @@ func (w *Writer) Stop(t testing.TB) {
 // it serves. Default budget nil means no default (no_budget).
 func StartWriter(t testing.TB, s *Server, clock *Clock, def *ledger.DefaultBudget, opts ...func(*projections.Config)) *Writer {
 	t.Helper()
-	cfg := projections.Config{Conn: Connect(t, s), LogConn: Connect(t, s), Default: def, Sweep: 20 * time.Millisecond}
+	cfg := projections.Config{Conn: Connect(t, s), LogConn: ConnectLog(t, s), Default: def, Sweep: 20 * time.Millisecond}
 	if clock != nil {
 		cfg.Now = clock.Now
 	}
