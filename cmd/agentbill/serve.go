@@ -251,12 +251,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}()
 	// Requests and replies on one connection, commits and acks on another,
 	// so an append never queues behind request traffic.
-	nc, err := connectWriter(cfg, srv, "agentbill-writer", false)
+	nc, err := connectWriter(cfg, srv, "agentbill-writer", throughLoopback)
 	if err != nil {
 		return err
 	}
 	defer nc.Drain()
-	lc, err := connectWriter(cfg, srv, "agentbill-writer-log", true)
+	lc, err := connectWriter(cfg, srv, "agentbill-writer-log", inProcess)
 	if err != nil {
 		return err
 	}
@@ -384,12 +384,19 @@ func startEmbedded(cfg serveConfig, log *slog.Logger) (*embedded.Server, error) 
 	return srv, nil
 }
 
+// route is how connectWriter reaches the embedded server.
+type route int
+
+const (
+	throughLoopback route = iota // its loopback listener (embedded.Server.Connect)
+	inProcess                    // in process (embedded.Server.ConnectInProcess): the log's connection
+)
+
 // connectWriter opens one of serve's connections: to the embedded server
 // (as the service: with --nats-config, the service user's credentials;
-// through its loopback listener, or in process if inProcess: the log's,
-// embedded.Server.ConnectInProcess), or to the external NATS, retrying
-// until it is up (a cluster starting beside us).
-func connectWriter(cfg serveConfig, srv *embedded.Server, name string, inProcess bool) (*nats.Conn, error) {
+// by the route given), or to the external NATS, retrying until it is up
+// (a cluster starting beside us).
+func connectWriter(cfg serveConfig, srv *embedded.Server, name string, via route) (*nats.Conn, error) {
 	creds, err := cfg.Creds.Options()
 	if err != nil {
 		return nil, err
@@ -399,7 +406,7 @@ func connectWriter(cfg serveConfig, srv *embedded.Server, name string, inProcess
 			creds = nil // the embedded server's service key (Server.Connect)
 		}
 		connect := srv.Connect
-		if inProcess {
+		if via == inProcess {
 			connect = srv.ConnectInProcess
 		}
 		nc, err := connect(name, creds...)

@@ -98,7 +98,7 @@ func waitServing(w *projections.Writer, werr <-chan error) (bool, error) {
 // --http and serves. herr receives the server's error if it stops by
 // itself; stop shuts it all down gracefully and closes its connection.
 func startGateway(ctx context.Context, cfg serveConfig, srv *embedded.Server, w *projections.Writer, m *metrics.Metrics, log *slog.Logger) (<-chan error, func(), error) {
-	nc, err := connectWriter(cfg, srv, "agentbill-http", false)
+	nc, err := connectWriter(cfg, srv, "agentbill-http", throughLoopback)
 	if err != nil {
 		return nil, nil, err
 	}

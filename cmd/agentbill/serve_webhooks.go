@@ -15,7 +15,7 @@ import (
 // delivers: one worker per endpoint in the whole deployment). Their
 // metrics go to m, if any. stop ends them and closes the connection.
 func startWebhooks(ctx context.Context, cfg serveConfig, srv *embedded.Server, w *projections.Writer, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
-	nc, err := connectWriter(cfg, srv, "agentbill-webhooks", false)
+	nc, err := connectWriter(cfg, srv, "agentbill-webhooks", throughLoopback)
 	if err != nil {
 		return nil, err
 	}
