@@ -515,7 +515,7 @@ func (w *Writer) rebuild(ctx context.Context) error {
 	w.stats.Customers.Store(uint64(s.Customers()))
 	w.stats.OpenReservations.Store(uint64(s.OpenReservations()))
 	w.log.Info("state rebuilt from log", "events", s.EventsApplied(), "customers", s.Customers(),
-		"last_seq", seq, "took", time.Since(start).Round(time.Millisecond))
+		"last_seq", seq, "window_puts_skipped", s.ReplaySkipped(), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
