@@ -3,7 +3,6 @@ package deploytest
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,9 +111,8 @@ const serveFaultEnv = "AGENTBILL_FAULT"
 func startArmed(t *testing.T, s *integrityService, point string) *integrityService {
 	t.Helper()
 	k := &integrityService{bin: s.bin, url: s.url, data: s.data, http: s.http, log: &testenv.SyncBuffer{}}
-	k.cmd = exec.Command(k.bin, "serve", "--nats-url", k.url, "--data", k.data, "--http", k.http, "--default-budget", "none")
+	k.cmd = k.serveCommand()
 	k.cmd.Env = append(k.cmd.Environ(), serveFaultEnv+"="+point)
-	k.cmd.Stderr = k.log
 	if err := k.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -32,8 +32,7 @@ func startIntegrityService(t *testing.T, url, data string) *integrityService {
 	t.Helper()
 	s := &integrityService{bin: testenv.Binary(t, testenv.AgentBillBinEnv, testenv.AgentBillPkg), url: url, data: data,
 		http: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), log: &testenv.SyncBuffer{}}
-	s.cmd = exec.Command(s.bin, "serve", "--nats-url", url, "--data", data, "--http", s.http, "--default-budget", "none")
-	s.cmd.Stderr = s.log
+	s.cmd = s.serveCommand()
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +51,15 @@ func startIntegrityService(t *testing.T, url, data string) *integrityService {
 		time.Sleep(pollInterval)
 	}
 	return s
+}
+
+// serveCommand is s's serve command (its NATS URL, data directory and
+// gateway address, no default budget, then flags), logging to s.log.
+func (s *integrityService) serveCommand(flags ...string) *exec.Cmd {
+	args := append([]string{"serve", "--nats-url", s.url, "--data", s.data, "--http", s.http, "--default-budget", "none"}, flags...)
+	cmd := exec.Command(s.bin, args...)
+	cmd.Stderr = s.log
+	return cmd
 }
 
 func (s *integrityService) stop() {
@@ -231,10 +239,8 @@ func TestDeletedStreamIsNeverStartedOver(t *testing.T) {
 
 	a := startIntegrityService(t, n.url, data)
 	a.stop()
-	a.cmd = exec.Command(a.bin, "serve", "--nats-url", n.url, "--data", data, "--http", a.http, "--default-budget", "none",
-		"--accept-reset", "stream lost, no backup: ticket 7")
 	a.log = &testenv.SyncBuffer{}
-	a.cmd.Stderr = a.log
+	a.cmd = a.serveCommand("--accept-reset", "stream lost, no backup: ticket 7")
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
