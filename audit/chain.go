@@ -27,8 +27,9 @@ func VerifyChain(ctx context.Context, js jetstream.JetStream, keys events.Keyrin
 		return rep, err
 	}
 	cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.LogSubjects},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		FilterSubjects:    []string{events.LogSubjects},
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: events.ConsumerInactiveMax,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("chain walk: %w", err)

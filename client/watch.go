@@ -53,8 +53,9 @@ func (c *Client) Watch(ctx context.Context, customerID string, types []events.Ty
 		return err
 	}
 	cons, err := js.OrderedConsumer(ctx, events.AlertStreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: filters,
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		FilterSubjects:    filters,
+		DeliverPolicy:     jetstream.DeliverNewPolicy,
+		InactiveThreshold: events.ConsumerInactiveMax,
 	})
 	if err != nil {
 		return fmt.Errorf("agentbill: watch: %w", err)

@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Subject layout (docs/PROTOCOL.md, "Subjects").
@@ -26,6 +27,16 @@ const (
 	PricesSubject     = "agentbill.admin.v1.prices"
 	PriceListsSubject = "agentbill.admin.v1.price_lists"
 )
+
+// ConsumerInactiveMax is how long the server keeps the consumer of a
+// reader of the streams (the ordered consumers of a replay, a standby's
+// tail, the audit's chain walk, a watch) once the reader stops pulling.
+// nats.go's default, five minutes, left a consumer behind that long after
+// every replay. Twice a pull request's wait (nats.go's default expiry,
+// 30 s), so a reader that is only slow keeps its consumer; one that loses
+// it anyway goes on, since an ordered consumer recreates itself where it
+// stopped.
+const ConsumerInactiveMax = 60 * time.Second
 
 // Op names an operation in a request subject.
 type Op string

@@ -149,7 +149,7 @@ func (w *Writer) follow(ctx context.Context, l *lease) error {
 // are appended, until stop is called.
 func tail(ctx context.Context, js jetstream.JetStream, filter string, start uint64) (<-chan jetstream.Msg, func(), error) {
 	ccfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter},
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start}
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start, InactiveThreshold: events.ConsumerInactiveMax}
 	cons, err := js.OrderedConsumer(ctx, events.StreamName, ccfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("follow the log: %w", err)

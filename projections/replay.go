@@ -125,7 +125,8 @@ func Replay(ctx context.Context, js jetstream.JetStream, stop ReplayStop, fn fun
 	if stop.Progress != nil {
 		stop.Progress(0, last)
 	}
-	ccfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	ccfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy,
+		InactiveThreshold: events.ConsumerInactiveMax}
 	if stop.StartSeq > 1 {
 		ccfg.DeliverPolicy, ccfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, stop.StartSeq
 	}

@@ -47,3 +47,39 @@ func TestTailStopsWhileJetStreamIsGone(t *testing.T) {
 		t.Logf("stop took %s with JetStream gone", took)
 	}
 }
+
+// A tail's consumer, like every reader's, goes once idle for
+// events.ConsumerInactiveMax (consumers_test.go), not nats.go's five
+// minutes: a standby that takes over leaves it behind.
+func TestTailConsumerGoesWhenIdle(t *testing.T) {
+	_, js := startLog(t)
+	ctx := context.Background()
+	if _, err := js.Publish(ctx, events.LogSubject("tail-test"), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	msgs, stop, err := tail(ctx, js, events.LogSubjects, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	select {
+	case <-msgs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tail delivered nothing")
+	}
+	str, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	infos := str.ListConsumers(ctx)
+	for info := range infos.Info() {
+		n++
+		if got := info.Config.InactiveThreshold; got != events.ConsumerInactiveMax {
+			t.Errorf("the tail's consumer: inactive threshold %s, want %s", got, events.ConsumerInactiveMax)
+		}
+	}
+	if err := infos.Err(); err != nil || n != 1 {
+		t.Fatalf("the log has %d consumers (%v), want the tail's", n, err)
+	}
+}
