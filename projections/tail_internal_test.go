@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // tailLostFor is how long the test keeps JetStream away from a tail: the
@@ -22,19 +23,7 @@ func TestTailStopsWhileJetStreamIsGone(t *testing.T) {
 		t.Skip("keeps JetStream away for 14 s")
 	}
 	srv, js := startLog(t)
-	ctx := context.Background()
-	if _, err := js.Publish(ctx, events.LogSubject("tail-test"), []byte("{}")); err != nil {
-		t.Fatal(err)
-	}
-	msgs, stop, err := tail(ctx, js, events.LogSubjects, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-msgs:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the tail delivered nothing")
-	}
+	stop := tailOne(t, js)
 	if err := srv.Server.DisableJetStream(); err != nil {
 		t.Fatal(err)
 	}
@@ -53,20 +42,8 @@ func TestTailStopsWhileJetStreamIsGone(t *testing.T) {
 // minutes: a standby that takes over leaves it behind.
 func TestTailConsumerGoesWhenIdle(t *testing.T) {
 	_, js := startLog(t)
+	defer tailOne(t, js)()
 	ctx := context.Background()
-	if _, err := js.Publish(ctx, events.LogSubject("tail-test"), []byte("{}")); err != nil {
-		t.Fatal(err)
-	}
-	msgs, stop, err := tail(ctx, js, events.LogSubjects, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	select {
-	case <-msgs:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the tail delivered nothing")
-	}
 	str, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
 		t.Fatal(err)
@@ -82,4 +59,25 @@ func TestTailConsumerGoesWhenIdle(t *testing.T) {
 	if err := infos.Err(); err != nil || n != 1 {
 		t.Fatalf("the log has %d consumers (%v), want the tail's", n, err)
 	}
+}
+
+// tailOne appends a commit to the log and tails it until the tail has
+// delivered it; it returns the tail's stop.
+func tailOne(t *testing.T, js jetstream.JetStream) (stop func()) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := js.Publish(ctx, events.LogSubject("tail-test"), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	msgs, stop, err := tail(ctx, js, events.LogSubjects, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-msgs:
+	case <-time.After(10 * time.Second):
+		stop()
+		t.Fatal("the tail delivered nothing")
+	}
+	return stop
 }
