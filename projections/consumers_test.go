@@ -10,7 +10,6 @@ import (
 	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/agentbill/agentbill/projections"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The readers of the streams read through ordered consumers, which the
@@ -33,13 +32,13 @@ func TestReadersConsumersGoWhenIdle(t *testing.T) {
 	if _, err := projections.Replay(ctx, js, projections.ReplayStop{}, func(uint64, *events.Envelope) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if n := orderedConsumers(t, js, events.StreamName); n != 1 {
+	if n := projections.OrderedConsumers(t, js, events.StreamName); n != 1 {
 		t.Fatalf("after a replay the log has %d ordered consumers, want its 1", n)
 	}
 	if _, err := audit.VerifyChain(ctx, js, events.Keyring{}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if n := orderedConsumers(t, js, events.StreamName); n != 2 {
+	if n := projections.OrderedConsumers(t, js, events.StreamName); n != 2 {
 		t.Fatalf("after the chain walk the log has %d ordered consumers, want 2", n)
 	}
 
@@ -49,7 +48,7 @@ func TestReadersConsumersGoWhenIdle(t *testing.T) {
 		watched <- c.Watch(wctx, "", nil, func(uint64, *events.Envelope) error { return nil })
 	}()
 	deadline := time.Now().Add(testenv.ReadyTimeout)
-	for orderedConsumers(t, js, events.AlertStreamName) == 0 {
+	for projections.OrderedConsumers(t, js, events.AlertStreamName) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the watch made no consumer on the alert stream")
 		}
@@ -59,30 +58,4 @@ func TestReadersConsumersGoWhenIdle(t *testing.T) {
 	if err := <-watched; err != nil {
 		t.Fatal(err)
 	}
-}
-
-// orderedConsumers returns how many ordered consumers (ephemeral, with no
-// acks) stream has, failing t if one's inactive threshold is not
-// events.ConsumerInactiveMax.
-func orderedConsumers(t *testing.T, js jetstream.JetStream, stream string) int {
-	t.Helper()
-	str, err := js.Stream(context.Background(), stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int
-	infos := str.ListConsumers(context.Background())
-	for info := range infos.Info() {
-		if info.Config.Durable != "" || info.Config.AckPolicy != jetstream.AckNonePolicy {
-			continue
-		}
-		n++
-		if got := info.Config.InactiveThreshold; got != events.ConsumerInactiveMax {
-			t.Errorf("consumer %s of %s: inactive threshold %s, want %s", info.Name, stream, got, events.ConsumerInactiveMax)
-		}
-	}
-	if err := infos.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }

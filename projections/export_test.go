@@ -78,3 +78,6 @@ func SetReplayEndCommits(n int) (restore func()) {
 // QueuedRequests returns how many requests wait in w's queue, received and
 // not yet decided.
 func QueuedRequests(w *Writer) int { return len(w.in) }
+
+// OrderedConsumers is orderedConsumers (tail_internal_test.go).
+var OrderedConsumers = orderedConsumers
