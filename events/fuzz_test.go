@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/binary"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
@@ -53,6 +54,81 @@ func FuzzParseUnits(f *testing.F) {
 			t.Fatalf("round trip of %q: %s then %s", s, text, back)
 		}
 	})
+}
+
+// FuzzUnmarshalUnits: Units and Signed read what their general path
+// (generalUnits, generalSigned: the text through strconv and parseTotal,
+// as before plainUnits took the plain amounts) reads, to the very value,
+// and refuse what it refuses.
+func FuzzUnmarshalUnits(f *testing.F) {
+	for _, s := range []string{"0", "7", "10", "993", "12.5", "0.50", "-3", "-0", "-10.25", "--1", "-", `"12"`, `"-4"`,
+		"null", "1e3", "-1e3", "01", "-01", "1.", "999999999999999999", "-999999999999999999", "9999999999999999999",
+		"0.000000000000000001", "-0.000000000000000001", " 1", "1 ", "", `"00`, `"-4`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var u Units
+		err := u.UnmarshalJSON([]byte(s))
+		want, wantErr := generalUnits(s)
+		if (err != nil) != (wantErr != nil) || !reflect.DeepEqual(u, want) {
+			t.Fatalf("Units.UnmarshalJSON(%q) = %#v, %v; the general path %#v, %v", s, u.d, err, want.d, wantErr)
+		}
+		var sg Signed
+		err = sg.UnmarshalJSON([]byte(s))
+		wantS, wantErr := generalSigned(s)
+		if (err != nil) != (wantErr != nil) || !reflect.DeepEqual(sg, wantS) {
+			t.Fatalf("Signed.UnmarshalJSON(%q) = %#v, %v; the general path %#v, %v", s, sg.d, err, wantS.d, wantErr)
+		}
+	})
+}
+
+// generalUnits is Units.UnmarshalJSON without its plainUnits path.
+func generalUnits(s string) (Units, error) {
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		uq, err := strconv.Unquote(s)
+		if err != nil {
+			return Units{}, err
+		}
+		s = uq
+	}
+	if s == "null" {
+		return Units{}, ErrInvalidUnits
+	}
+	return parseTotal(s)
+}
+
+// generalSigned is Signed.UnmarshalJSON without its plainUnits path.
+func generalSigned(b string) (Signed, error) {
+	t := b
+	quoted := len(t) >= 2 && t[0] == '"'
+	if quoted {
+		t = t[1 : len(t)-1]
+	}
+	if len(t) == 0 || t[0] != '-' {
+		u, err := generalUnits(b)
+		return Signed{u}, err
+	}
+	if quoted {
+		t = `"` + t[1:] + `"`
+	} else {
+		t = t[1:]
+	}
+	u, err := generalUnits(t)
+	if err != nil {
+		return Signed{}, err
+	}
+	return Signed{Zero.Sub(u)}, nil
+}
+
+// TestUnmarshalPlainUnitsAllocatesNothing: the amounts replies and
+// requests nearly always carry are read without an allocation.
+func TestUnmarshalPlainUnitsAllocatesNothing(t *testing.T) {
+	for _, s := range []string{"7", "993", "12.5", "0"} {
+		var u Units
+		if n := testing.AllocsPerRun(100, func() { _ = u.UnmarshalJSON([]byte(s)) }); n != 0 {
+			t.Errorf("Units.UnmarshalJSON(%s): %v allocations, want 0", s, n)
+		}
+	}
 }
 
 // FuzzAppendJSON: AppendJSON's fast path writes the very text of the

@@ -397,6 +397,10 @@ func (u Units) MarshalJSON() ([]byte, error) { return u.AppendJSON(nil), nil }
 // the log (non-negative, 18 fractional digits, 10^30); request decoding adds
 // the 10^15 bound with CheckRequestBound.
 func (u *Units) UnmarshalJSON(b []byte) error {
+	if v, ok := plainUnits(b); ok { // parseTotal's value, without allocating (FuzzParseUnits)
+		*u = v
+		return nil
+	}
 	s := string(b)
 	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
 		uq, err := strconv.Unquote(s)
@@ -426,6 +430,12 @@ func SignedOf(u Units) Signed { return Signed{u} }
 
 // UnmarshalJSON reads what Units reads, or its negation with a leading '-'.
 func (s *Signed) UnmarshalJSON(b []byte) error {
+	if len(b) > 1 && b[0] == '-' {
+		if u, ok := plainUnits(b[1:]); ok { // as the general path below, without allocating
+			s.Units = Zero.Sub(u)
+			return nil
+		}
+	}
 	t := string(b)
 	quoted := len(t) >= 2 && t[0] == '"'
 	if quoted {
