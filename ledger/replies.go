@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
@@ -255,18 +254,37 @@ func (c *Customer) shown(rem events.Units) events.Signed {
 	return events.SignedOf(rem.NonNegative())
 }
 
+// approvalMessage is an approved preflight's message: "reserved 10 units
+// for agent a; 990 units left in this month", or, approved in part,
+// "reserved 10 of the 15 units requested for agent a (all that fits); ...".
+// It is written by appending, not by fmt: it is built for every approval.
 func approvalMessage(period Period, d *events.Reserved) string {
-	msg := fmt.Sprintf("reserved %s units for agent %s; %s units left %s",
-		d.Units, d.AgentID, remainingOf(d.Balance), period.phrase())
+	b := make([]byte, 0, approvalMessageBytes+len(d.AgentID))
+	b = append(b, "reserved "...)
+	b = d.Units.AppendJSON(b)
 	if !d.Requested.IsZero() {
-		msg = fmt.Sprintf("reserved %s of the %s units requested for agent %s (all that fits); %s units left %s",
-			d.Units, d.Requested, d.AgentID, remainingOf(d.Balance), period.phrase())
+		b = append(b, " of the "...)
+		b = d.Requested.AppendJSON(b)
+		b = append(b, " units requested for agent "...)
+		b = append(b, d.AgentID...)
+		b = append(b, " (all that fits); "...)
+	} else {
+		b = append(b, " units for agent "...)
+		b = append(b, d.AgentID...)
+		b = append(b, "; "...)
 	}
+	b = remainingOf(d.Balance).AppendJSON(b)
+	b = append(b, " units left "...)
+	b = append(b, period.phrase()...)
 	if d.InOverdraft {
-		msg += ", in overdraft"
+		b = append(b, ", in overdraft"...)
 	}
-	return msg
+	return string(b)
 }
+
+// approvalMessageBytes is room for approvalMessage's text besides the
+// agent ID: its words and three amounts of a typical length.
+const approvalMessageBytes = 96
 
 // duplicateReply answers a retried request: the first reply, with status
 // "duplicate" for record and release. Budget and top-up retries answer
