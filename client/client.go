@@ -51,6 +51,7 @@ type Client struct {
 	timeout  time.Duration
 	attempts int
 	fail     failState
+	replies  replies
 }
 
 // Option configures a Client.
@@ -196,9 +197,7 @@ func (c *Client) retryPolicy() retry.Policy {
 }
 
 func (c *Client) once(ctx context.Context, subject string, body []byte, out any) error {
-	actx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	msg, err := c.nc.RequestWithContext(actx, subject, body)
+	msg, err := c.request(ctx, subject, body, c.timeout)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
 			if ctx.Err() != nil {
@@ -215,8 +214,8 @@ func (c *Client) once(ctx context.Context, subject string, body []byte, out any)
 }
 
 // denied returns a permission_denied error if the connection's last error
-// is a permission violation for subject or for this connection's reply
-// subscription: NATS reports those asynchronously, so the request itself
+// is a permission violation for subject or for this client's reply
+// subscription (replies.go): NATS reports those asynchronously, so the request itself
 // only times out, and retrying cannot help. Any other violation is not
 // this request's: LastError keeps it until a reconnect, and the
 // connection may be shared (the gateway's key store, log follower and
@@ -228,18 +227,11 @@ func (c *Client) denied(subject string) error {
 		return nil
 	}
 	msg := err.Error()
-	if strings.Contains(msg, strconv.Quote(subject)) || strings.Contains(msg, "Subscription to "+strconv.Quote(c.replySubject())) {
+	reply := c.replies.subject()
+	if strings.Contains(msg, strconv.Quote(subject)) || reply != "" && strings.Contains(msg, "Subscription to "+strconv.Quote(reply)) {
 		return ledger.Errorf(ledger.CodePermissionDenied, "%s (request on %s)", msg, subject)
 	}
 	return nil
-}
-
-// replySubject is the wildcard subscription nats.go makes for this
-// connection's replies: its response inbox prefix (a new inbox without
-// its last token) and "*". The server names it, quoted, in a refusal.
-func (c *Client) replySubject() string {
-	inbox := c.nc.NewRespInbox()
-	return inbox[:strings.LastIndexByte(inbox, '.')+1] + "*"
 }
 
 // decodeReply decodes a reply, turning {"error": ...} into *ledger.Error.
