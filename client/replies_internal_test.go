@@ -40,6 +40,20 @@ func repliesConn(t *testing.T) (*nats.Conn, *nats.Conn) {
 	return conn(), conn()
 }
 
+// silentClient returns a client, and its connection, whose requests on
+// "silent" reach a responder that never answers.
+func silentClient(t *testing.T) (*nats.Conn, *Client) {
+	t.Helper()
+	nc, rc := repliesConn(t)
+	if _, err := rc.Subscribe("silent", func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return nc, New(nc)
+}
+
 // TestRequestsGetTheirOwnReplies: concurrent requests on one Client each
 // get the reply to their own body, and a reply that comes after its
 // request gave up is dropped, not handed to a later request.
@@ -101,14 +115,7 @@ func TestRequestsGetTheirOwnReplies(t *testing.T) {
 // TestRequestEndsWithItsContext: a request stops waiting when its context
 // is cancelled, long before its timeout.
 func TestRequestEndsWithItsContext(t *testing.T) {
-	nc, rc := repliesConn(t)
-	if _, err := rc.Subscribe("silent", func(*nats.Msg) {}); err != nil {
-		t.Fatal(err)
-	}
-	if err := rc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	c := New(nc)
+	_, c := silentClient(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	start := time.Now()
@@ -127,14 +134,7 @@ func TestRequestEndsWithItsContext(t *testing.T) {
 // nats.ErrConnectionClosed when its connection closes, not at its
 // timeout; so does any request after.
 func TestRequestEndsWhenTheConnectionCloses(t *testing.T) {
-	nc, rc := repliesConn(t)
-	if _, err := rc.Subscribe("silent", func(*nats.Msg) {}); err != nil {
-		t.Fatal(err)
-	}
-	if err := rc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	c := New(nc)
+	nc, c := silentClient(t)
 	time.AfterFunc(50*time.Millisecond, nc.Close)
 	start := time.Now()
 	if _, err := c.request(context.Background(), "silent", nil, 2*repliesWaitMax); !errors.Is(err, nats.ErrConnectionClosed) {
