@@ -435,17 +435,30 @@ func (sn *storedSnapshot) complete() error {
 // (KindBehind) if keys is set and a genuine snapshot covers more than the
 // stream holds, or another error if the store cannot be read.
 func LoadSnapshot(ctx context.Context, js jetstream.JetStream, writer string, keys events.Keyring, reject func(name string, err error)) (*Snapshot, error) {
-	return loadNewestSnapshot(ctx, js, writer, keys, reject, false, SnapshotReadStallMax)
+	return snapshotLoad{writer: writer, keys: keys, reject: reject, stallMax: SnapshotReadStallMax}.newest(ctx, js)
 }
 
-// loadNewestSnapshot is LoadSnapshot; with raiseGC, the collector runs
-// as during a replay while a snapshot is read (replay_gc.go): a million
-// customers read from memory took 1.10 to 1.30 s at the runtime's
-// default, 0.81 to 0.84 s with the collector off
-// (BenchmarkSnapshot/used/read). The writer's own restore
-// raises it; the shadow, beside a serving writer, leaves it alone. A part
-// whose bytes stop coming for stallMax fails with errSnapshotStalled.
-func loadNewestSnapshot(ctx context.Context, js jetstream.JetStream, writer string, keys events.Keyring, reject func(name string, err error), raiseGC bool, stallMax time.Duration) (*Snapshot, error) {
+// snapshotLoad is what a load of a writer's snapshot checks and how it
+// reads (LoadSnapshot).
+type snapshotLoad struct {
+	writer string
+	keys   events.Keyring               // nil: no signature checked
+	reject func(name string, err error) // each snapshot refused on the way; may be nil
+	// raiseGC: the collector runs as during a replay while a snapshot is
+	// read (replay_gc.go): a million customers read from memory took 1.10
+	// to 1.30 s at the runtime's default, 0.81 to 0.84 s with the
+	// collector off (BenchmarkSnapshot/used/read). The writer's own
+	// restore raises it; the shadow, beside a serving writer, leaves it
+	// alone.
+	raiseGC bool
+	// stallMax: a part whose bytes stop coming this long fails with
+	// errSnapshotStalled.
+	stallMax time.Duration
+}
+
+// newest is LoadSnapshot for l.
+func (l snapshotLoad) newest(ctx context.Context, js jetstream.JetStream) (*Snapshot, error) {
+	writer := l.writer
 	obs, err := js.ObjectStore(ctx, SnapshotBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("%w: no snapshot store", ErrNoSnapshot)
@@ -466,7 +479,7 @@ func loadNewestSnapshot(ctx context.Context, js jetstream.JetStream, writer stri
 		return nil, err
 	}
 	for _, sn := range stored {
-		snap, err := loadSnapshot(ctx, obs, st, sn, writer, keys, last, raiseGC, stallMax)
+		snap, err := l.one(ctx, obs, st, sn, last)
 		if err == nil {
 			return snap, nil
 		}
@@ -476,8 +489,8 @@ func loadNewestSnapshot(ctx context.Context, js jetstream.JetStream, writer stri
 		if asIntegrity(err) != nil || errors.Is(err, errSnapshotStalled) {
 			return nil, err
 		}
-		if reject != nil {
-			reject(sn.name, err)
+		if l.reject != nil {
+			l.reject(sn.name, err)
 		}
 	}
 	if len(stored) == 0 {
@@ -486,7 +499,10 @@ func loadNewestSnapshot(ctx context.Context, js jetstream.JetStream, writer stri
 	return nil, fmt.Errorf("%w: %d stored for writer %s, all refused", ErrNoSnapshot, len(stored), writer)
 }
 
-func loadSnapshot(ctx context.Context, obs jetstream.ObjectStore, st jetstream.Stream, sn *storedSnapshot, writer string, keys events.Keyring, last uint64, raiseGC bool, stallMax time.Duration) (*Snapshot, error) {
+// one reads and checks the stored snapshot sn, of a stream whose last
+// sequence is last.
+func (l snapshotLoad) one(ctx context.Context, obs jetstream.ObjectStore, st jetstream.Stream, sn *storedSnapshot, last uint64) (*Snapshot, error) {
+	writer, keys := l.writer, l.keys
 	if sn.seq > last && keys == nil {
 		return nil, fmt.Errorf("it covers sequence %d, beyond the stream's last, %d", sn.seq, last)
 	}
@@ -495,9 +511,9 @@ func loadSnapshot(ctx context.Context, obs jetstream.ObjectStore, st jetstream.S
 	}
 	ctx, cancel := context.WithTimeout(ctx, SnapshotLoadTimeout)
 	defer cancel()
-	pr := &partsReader{ctx: ctx, obs: obs, parts: sn.parts, stallMax: stallMax}
+	pr := &partsReader{ctx: ctx, obs: obs, parts: sn.parts, stallMax: l.stallMax}
 	defer pr.Close()
-	if raiseGC {
+	if l.raiseGC {
 		tune, done := raiseGCForReplay()
 		defer done()
 		pr.tune = tune
@@ -730,13 +746,13 @@ func (w *Writer) restoredHead(ctx context.Context, v *LogVerifier) (string, erro
 
 func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, string, error) {
 	start := time.Now()
-	snap, err := loadNewestSnapshot(ctx, w.js, w.cfg.Name, w.cfg.Keys, func(name string, err error) {
+	snap, err := snapshotLoad{writer: w.cfg.Name, keys: w.cfg.Keys, reject: func(name string, err error) {
 		w.stats.Snapshots.Rejected.Add(1)
 		if errors.Is(err, errSnapshotSignature) {
 			w.countIntegrity(KindSnapshot)
 		}
 		w.log.Error("snapshot refused, not used", "snapshot", name, "err", err)
-	}, true, w.cfg.Snapshots.ReadStallMax)
+	}, raiseGC: true, stallMax: w.cfg.Snapshots.ReadStallMax}.newest(ctx, w.js)
 	if err != nil {
 		return nil, 0, "", err
 	}
