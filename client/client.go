@@ -51,7 +51,7 @@ type Client struct {
 	timeout  time.Duration
 	attempts int
 	fail     failState
-	replies  replies
+	replies  *replies // the connection's, shared (replies.go)
 }
 
 // Option configures a Client.
@@ -65,7 +65,7 @@ func WithAttempts(n int) Option { return func(c *Client) { c.attempts = max(1, n
 
 // New returns a client over an existing connection.
 func New(nc *nats.Conn, opts ...Option) *Client {
-	c := &Client{nc: nc, timeout: RequestTimeout, attempts: AttemptsMax,
+	c := &Client{nc: nc, timeout: RequestTimeout, attempts: AttemptsMax, replies: repliesOf(nc),
 		fail: failState{policy: Deny, logger: slog.Default(), now: time.Now}}
 	for _, o := range opts {
 		o(c)
@@ -214,8 +214,8 @@ func (c *Client) once(ctx context.Context, subject string, body []byte, out any)
 }
 
 // denied returns a permission_denied error if the connection's last error
-// is a permission violation for subject or for this client's reply
-// subscription (replies.go): NATS reports those asynchronously, so the request itself
+// is a permission violation for subject or for the reply subscription of
+// this client's connection (replies.go): NATS reports those asynchronously, so the request itself
 // only times out, and retrying cannot help. Any other violation is not
 // this request's: LastError keeps it until a reconnect, and the
 // connection may be shared (the gateway's key store, log follower and

@@ -20,20 +20,40 @@ import (
 // inbox prefix (nats.CustomInboxPrefix: the prefix a user's NATS
 // permissions allow), as <inbox>.*; a reply's last token names its
 // request. A reply to a request that stopped waiting finds nobody and is
-// dropped. When the connection closes, waiting requests end with
-// nats.ErrConnectionClosed.
+// dropped. Every Client on one connection shares its subscription (a
+// program may make a Client per request); when the connection closes,
+// waiting requests end with nats.ErrConnectionClosed and the connection
+// is forgotten.
 
 // replyTokenBase is the base of a reply subject's last token.
 const replyTokenBase = 36
 
-// replies is a Client's reply subscription and the requests waiting on it.
+// replies is a connection's reply subscription and the requests waiting
+// on it.
 type replies struct {
+	nc      *nats.Conn
 	mu      sync.Mutex
 	sub     *nats.Subscription
 	prefix  string // the subscription's subject without its "*"
 	closed  bool   // the subscription closed with the connection
 	next    uint64
 	waiting map[uint64]chan *nats.Msg
+}
+
+// connReplies holds each connection's replies (*nats.Conn to *replies)
+// until the connection closes.
+var connReplies sync.Map
+
+// repliesOf returns nc's replies, made if it has none.
+func repliesOf(nc *nats.Conn) *replies {
+	if nc == nil {
+		return &replies{} // never used: request refuses a nil connection
+	}
+	if r, ok := connReplies.Load(nc); ok {
+		return r.(*replies)
+	}
+	r, _ := connReplies.LoadOrStore(nc, &replies{nc: nc})
+	return r.(*replies)
 }
 
 // timers are stopped timers for the waits; a timer is stopped before it
@@ -48,13 +68,16 @@ var timers = sync.Pool{New: func() any {
 // (ctx.Err()) or timeout passes (nats.ErrTimeout). A no-responders status
 // is nats.ErrNoResponders, as from nats.go's requests.
 func (c *Client) request(ctx context.Context, subject string, body []byte, timeout time.Duration) (*nats.Msg, error) {
+	if c.nc == nil {
+		return nil, nats.ErrInvalidConnection // as nats.go's requests answer
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	r := &c.replies
+	r := c.replies
 	ch := make(chan *nats.Msg, 1)
 	r.mu.Lock()
-	if err := r.subscribeLocked(c.nc); err != nil {
+	if err := r.subscribeLocked(); err != nil {
 		r.mu.Unlock()
 		return nil, err
 	}
@@ -95,15 +118,15 @@ func (c *Client) request(ctx context.Context, subject string, body []byte, timeo
 }
 
 // subscribeLocked makes the reply subscription if there is none yet.
-func (r *replies) subscribeLocked(nc *nats.Conn) error {
+func (r *replies) subscribeLocked() error {
 	if r.closed {
 		return nats.ErrConnectionClosed
 	}
 	if r.sub != nil {
 		return nil
 	}
-	prefix := nc.NewInbox() + "."
-	sub, err := nc.Subscribe(prefix+"*", r.deliver(len(prefix)))
+	prefix := r.nc.NewInbox() + "."
+	sub, err := r.nc.Subscribe(prefix+"*", r.deliver(len(prefix)))
 	if err != nil {
 		return err
 	}
@@ -140,8 +163,10 @@ func (r *replies) drop(id uint64) {
 	r.mu.Unlock()
 }
 
-// close ends every waiting request: the connection closed.
+// close ends every waiting request and forgets the connection: it
+// closed.
 func (r *replies) close() {
+	connReplies.CompareAndDelete(r.nc, r)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true

@@ -161,3 +161,52 @@ func TestRequestWithoutResponders(t *testing.T) {
 		t.Fatalf("no responders reported after %v", took)
 	}
 }
+
+// TestClientsOnOneConnectionShareItsReplies: Clients made on one
+// connection, as a program making one per request would, share one reply
+// subscription; a closed connection is forgotten.
+func TestClientsOnOneConnectionShareItsReplies(t *testing.T) {
+	nc, rc := repliesConn(t)
+	if _, err := rc.Subscribe("echo", func(m *nats.Msg) { _ = m.Respond(m.Data) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const clients = 20
+	for i := range clients {
+		body := fmt.Sprintf("client %d", i)
+		m, err := New(nc).request(context.Background(), "echo", []byte(body), repliesWaitMax)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		if string(m.Data) != body {
+			t.Fatalf("client %d: got %q, want %q", i, m.Data, body)
+		}
+	}
+	if n := nc.NumSubscriptions(); n != 1 {
+		t.Errorf("%d clients on one connection: %d subscriptions, want 1", clients, n)
+	}
+	nc.Close()
+	deadline := time.Now().Add(repliesWaitMax)
+	for {
+		if _, ok := connReplies.Load(nc); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a closed connection's replies are still held")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := New(nc).request(context.Background(), "echo", nil, repliesWaitMax); !errors.Is(err, nats.ErrConnectionClosed) {
+		t.Fatalf("a new client on the closed connection: %v, want %v", err, nats.ErrConnectionClosed)
+	}
+}
+
+// TestRequestWithoutConnection: a Client made on no connection answers
+// nats.ErrInvalidConnection, as nats.go's requests do.
+func TestRequestWithoutConnection(t *testing.T) {
+	if _, err := New(nil).request(context.Background(), "echo", nil, repliesWaitMax); !errors.Is(err, nats.ErrInvalidConnection) {
+		t.Fatalf("request without a connection: %v, want %v", err, nats.ErrInvalidConnection)
+	}
+}
