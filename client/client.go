@@ -214,9 +214,9 @@ func (c *Client) once(ctx context.Context, subject string, body []byte, out any)
 }
 
 // denied returns a permission_denied error if the connection's last error
-// is a permission violation for subject or for the reply subscription of
-// this client's connection (replies.go): NATS reports those asynchronously, so the request itself
-// only times out, and retrying cannot help. Any other violation is not
+// is a permission violation for subject or for the connection's reply
+// subscription (replies.go): NATS reports those asynchronously, so the
+// request itself only times out, and retrying cannot help. Any other violation is not
 // this request's: LastError keeps it until a reconnect, and the
 // connection may be shared (the gateway's key store, log follower and
 // MCP server use it too), so one refused subscription elsewhere must not

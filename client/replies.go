@@ -9,12 +9,12 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// A Client takes its replies on one subscription of its own, as nats.go's
-// request mux does, but waits for each with a pooled timer and the
-// caller's context instead of a context derived for every attempt: the
-// derived context (a timer, a closure and a registration with the
-// caller's context, undone after) cost 2.7 µs of the 64 bench clients'
-// CPU a request, more than the rest of the wait.
+// A Client takes its replies on its connection's one reply subscription,
+// as nats.go's request mux does, but waits for each with a pooled timer
+// and the caller's context instead of a context derived for every
+// attempt: the derived context (a timer, a closure and a registration
+// with the caller's context, undone after) cost 2.7 µs of the 64 bench
+// clients' CPU a request (BENCHMARKS.md, "2026-12-07 (later)").
 //
 // The subscription is made at the first request, on the connection's
 // inbox prefix (nats.CustomInboxPrefix: the prefix a user's NATS

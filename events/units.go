@@ -430,12 +430,6 @@ func SignedOf(u Units) Signed { return Signed{u} }
 
 // UnmarshalJSON reads what Units reads, or its negation with a leading '-'.
 func (s *Signed) UnmarshalJSON(b []byte) error {
-	if len(b) > 1 && b[0] == '-' {
-		if u, ok := plainUnits(b[1:]); ok { // as the general path below, without allocating
-			s.Units = Zero.Sub(u)
-			return nil
-		}
-	}
 	t := string(b)
 	quoted := len(t) >= 2 && t[0] == '"'
 	if quoted {
