@@ -2,6 +2,7 @@ package projections
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -52,7 +53,7 @@ func (w *Writer) receivePrices(m *nats.Msg) {
 		return
 	}
 	select {
-	case w.pricesIn <- &pending{msg: m, prices: op, at: w.now()}:
+	case w.pricesIn <- &pending{msg: m, prices: op, at: time.Now()}: // arrival, as receive's (w.now is the loop's)
 	default:
 		w.respondErr(m, ledger.Errorf(ledger.CodeUnavailable, "%d price-list requests are already waiting; retry", PricesQueueMax))
 	}
