@@ -3,12 +3,14 @@ package projections_test
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/ledger"
+	"github.com/agentbill/agentbill/prices"
 	"github.com/agentbill/agentbill/projections"
 )
 
@@ -193,4 +195,112 @@ func checkSnapshotIsReplay(t *testing.T, s *testenv.Server, snapSeq uint64) {
 	if !bytes.Equal(got.Bytes(), want.Bytes()) {
 		t.Errorf("the shadow's snapshot (%d bytes) differs from the replayed state's (%d bytes)", got.Len(), want.Len())
 	}
+}
+
+// The shadow applies the events the writer encoded, not the commit's
+// bytes decoded again; its snapshot is still, byte for byte, the state a
+// replay of the log builds. The traffic makes every type of event, with
+// the fields a state keeps (agent and scope limits, thresholds, rollover,
+// overdraft, grants, prices, metadata, tasks, idempotency keys), across a
+// period's end.
+func TestShadowSnapshotEqualsReplay(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	clock := testenv.NewClock(time.Date(2026, 1, 31, 21, 0, 0, 0, time.UTC))
+	w := testenv.StartWriter(t, s, clock, snapDefault, manualSnapshots(nil))
+	c := testenv.Client(t, s)
+	ctx := context.Background()
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	u := func(v string) *events.Units { return testenv.Ptr(t, v) }
+	must(c.SetPrices(ctx, []byte(`{"list":"default","version":"v1","models":[{"id":"m","rates":{"input":"3","output":"15"}}]}`)))
+	for i, cid := range []string{"sh-0", "sh-1", "sh-2"} {
+		req := ledger.BudgetRequest{Limit: u("20"), Period: "month", Thresholds: []events.Units{testenv.Units(t, "0.5"), testenv.Units(t, "0.9")},
+			AgentLimits: map[string]events.Units{"a0": testenv.Units(t, "15")}, MaxRuns: 6, UpgradeURL: "https://example.com/up",
+			ScopeLimits: []ledger.ScopeLimitRequest{{Dimension: "team", Value: "red", Limit: u("8")}},
+			RateLimit:   &events.RateLimit{PerSecond: testenv.Units(t, "500"), Burst: 500}}
+		switch i {
+		case 0:
+			req.Rollover = "all"
+		case 1:
+			req.Overdraft = u("4")
+		}
+		must(c.SetBudget(ctx, cid, req))
+	}
+	expires := clock.Now().Add(90 * time.Minute)
+	must(c.Grant(ctx, "sh-0", ledger.GrantRequest{Units: u("5"), ExpiresAt: &expires, Note: "trial"}))
+	must(c.TopUp(ctx, "sh-2", ledger.TopUpRequest{Units: u("1.5"), IdempotencyKey: "top-1"}))
+	in, out := int64(1000), int64(200)
+	type hold struct{ cid, agent, id string }
+	var holds []hold
+	for i := range 12 {
+		cid := []string{"sh-0", "sh-1", "sh-2"}[i%3]
+		req := ledger.PreflightRequest{AgentID: "a" + strconv.Itoa(i%2), EstimatedUnits: u("3.25"), TaskRef: "task-" + strconv.Itoa(i%4),
+			TTL: []string{"1m", "2h"}[i%2], IdempotencyKey: "p-" + strconv.Itoa(i), Metadata: []byte(`{"run":` + strconv.Itoa(i) + `}`)}
+		if i%3 == 0 {
+			req.Scope = map[string]string{"team": "red"}
+		}
+		if i%4 == 1 {
+			req.MinUnits = u("1")
+		}
+		if i%5 == 2 {
+			req.EstimatedUnits = nil
+			req.UsageEstimate = &prices.Estimate{Model: "m", InputTokens: &in, MaxOutputTokens: &out}
+		}
+		r, err := c.Preflight(ctx, cid, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Approved {
+			holds = append(holds, hold{cid, req.AgentID, r.ReservationID})
+		}
+	}
+	for i, h := range holds {
+		switch i % 4 {
+		case 0:
+			must(c.Record(ctx, h.cid, ledger.RecordRequest{AgentID: h.agent, Units: u("4.5"), ReservationID: h.id,
+				IdempotencyKey: "r-" + strconv.Itoa(i), Metadata: []byte(`{"ok":true}`)}))
+		case 1:
+			must(c.Release(ctx, h.cid, h.id))
+		case 2:
+			must(c.Extend(ctx, h.cid, h.id, 3*time.Hour))
+		}
+	}
+	must(c.Record(ctx, "sh-1", ledger.RecordRequest{AgentID: "a0", Units: u("0.1"),
+		Usage: &events.Usage{Model: "m", InputTokens: &in, OutputTokens: &out}}))
+	must(c.Record(ctx, "sh-1", ledger.RecordRequest{AgentID: "a0", Units: u("18"), IdempotencyKey: "big"})) // into the overdraft
+	must(c.Record(ctx, "sh-2", ledger.RecordRequest{AgentID: "a1", Units: u("30")}))                        // exhausted
+	must(c.TopUp(ctx, "sh-2", ledger.TopUpRequest{Units: u("40")}))                                         // restored
+	must(c.Preflight(ctx, "sh-1", ledger.PreflightRequest{AgentID: "a1", EstimatedUnits: u("50")}))         // denied
+	clock.Advance(2 * time.Hour)                                                                            // the 1m holds expire, so does the grant; the month ends
+	waitFor(t, func() bool { return w.Stats().OpenReservations.Load() <= uint64(len(holds)) })
+	time.Sleep(100 * time.Millisecond)                                                             // the sweeps' commits
+	must(c.Preflight(ctx, "sh-0", ledger.PreflightRequest{AgentID: "a0", EstimatedUnits: u("2")})) // the new period: rollover
+	snapTraffic(t, c, 0)                                                                           // many events of a type in one commit
+
+	types := map[events.Type]int{}
+	js := testenv.JetStream(t, testenv.Connect(t, s))
+	if _, err := projections.Replay(ctx, js, projections.ReplayStop{}, func(_ uint64, e *events.Envelope) error {
+		types[e.Type]++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []events.Type{events.TypeBudgetSet, events.TypeToppedUp, events.TypeReserved, events.TypeDenied,
+		events.TypeRecorded, events.TypeReleased, events.TypeExpired, events.TypeExtended, events.TypeThresholdCrossed,
+		events.TypeBudgetExhausted, events.TypeBudgetRestored, events.TypeGranted, events.TypeGrantExpired,
+		events.TypeOverdraftStarted, events.TypePricesSet} {
+		if types[typ] == 0 {
+			t.Errorf("test setup: the log holds no %s event (%v)", typ, types)
+		}
+	}
+	last := w.Stats().LastSeq.Load()
+	waitFor(t, func() bool { return w.Stats().Snapshots.ShadowSeq.Load() == last })
+	if seq := takeSnapshot(t, w); seq != last {
+		t.Fatalf("snapshot at sequence %d, want the log's last, %d", seq, last)
+	}
+	checkSnapshotIsReplay(t, s, last)
 }

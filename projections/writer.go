@@ -204,7 +204,7 @@ type Writer struct {
 	subject   string
 	enc       events.CommitEncoder
 	notify    []notice
-	appended  []*events.Envelope // the open commit's events, for an EventObserver
+	appended  []*events.Envelope // the open commit's events, if keepAppended
 	inbox     string
 	openID    string     // the open commit: being decided, not yet sent
 	openBatch []*pending // the open commit's requests
@@ -217,6 +217,9 @@ type Writer struct {
 	chainHead string
 	snap      snapshotter
 	shadow    *shadow // the snapshots' source while the loop runs; nil with Snapshots.Off
+	// keepAppended: the shadow or an EventObserver takes each commit's
+	// events (flight.appended).
+	keepAppended bool
 	// known is the stream this writer serves, as far as it has applied it
 	// (and as Config.HistoryFile recorded it), last written at historyAt.
 	known     history
@@ -596,13 +599,14 @@ type flight struct {
 	expect uint64 // the last sequence this commit is fenced on
 	batch  []*pending
 	notify []notice
-	// appended are the commit's events when the Observer is an
-	// EventObserver (at most CommitEventsMax), else nil.
+	// appended are the commit's events (at most CommitEventsMax) when
+	// the writer has a shadow or its Observer is an EventObserver, else
+	// nil. Nothing changes them once they are encoded: the shadow applies
+	// them on its own goroutine.
 	appended []*events.Envelope
 	events   int
 	bytes    int
 	sent     time.Time
-	body     []byte // the commit, for the shadow (nil without one)
 	// acked: the commit is durable and its batch waits only to be
 	// answered (answerReady), with before the last sequence ahead of it.
 	acked  bool
@@ -637,6 +641,8 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error, base *shadowBase) 
 			w.shadow = nil
 		}()
 	}
+	_, observed := w.cfg.Observer.(EventObserver)
+	w.keepAppended = w.shadow != nil || observed
 	for {
 		in := w.in
 		if w.openFull() {
@@ -778,9 +784,6 @@ func (w *Writer) send() error {
 	m, head := w.commitMsg(w.openID, w.enc.Bytes(), w.fence(f.expect))
 	m.Reply = w.ackSubject(f.no)
 	w.chainHead = head
-	if w.shadow != nil {
-		f.body = bytes.Clone(m.Data) // the encoder's buffer is reused
-	}
 	err := w.lc.PublishMsg(m)
 	w.openCommit()
 	if err != nil {
@@ -802,7 +805,7 @@ func (w *Writer) onAck(m *nats.Msg) error {
 	}
 	before := w.lastSeq
 	w.lastSeq = seq
-	w.shadow.push(seq, f.id, f.body)
+	w.shadow.push(seq, f.id, f.appended, f.bytes)
 	w.inflight--
 	w.stats.LastSeq.Store(seq)
 	w.stats.Batches.Add(1)
@@ -880,7 +883,7 @@ func (w *Writer) add(e *events.Envelope) {
 		// ledger decision, and a failed commit's rebuild resets them all.
 		w.limits.SetRate(e.CustomerID, bs.RateLimit)
 	}
-	if _, ok := w.cfg.Observer.(EventObserver); ok {
+	if w.keepAppended {
 		w.appended = append(w.appended, e)
 	}
 	if notifyTypes[e.Type] {
