@@ -19,6 +19,14 @@ func (s *State) Apply(e *events.Envelope) {
 	s.remember(e)
 }
 
+// ApplyKept is Apply for a state that follows another: raw, if not nil,
+// is what the other state kept for e (Kept), whose state before e was this
+// one's. It is kept as it is, so the two share those bytes.
+func (s *State) ApplyKept(e *events.Envelope, raw []byte) {
+	s.applyState(e)
+	s.rememberAs(e, raw)
+}
+
 // applyState is Apply without remembering the reply: Decide fills in the
 // event's balance between the two.
 func (s *State) applyState(e *events.Envelope) {
@@ -231,10 +239,14 @@ func (s *State) close(c *Customer, id, status string, e *events.Envelope) {
 // (idemEntry); an event whose lists are past the snapshot's bounds, which
 // no decision makes, is kept decoded (a copy: Apply keeps no event's
 // struct), and the snapshot refuses it.
-func (s *State) remember(e *events.Envelope) {
+func (s *State) remember(e *events.Envelope) []byte { return s.rememberAs(e, nil) }
+
+// rememberAs remembers e's request, as raw if it is not nil (ApplyKept),
+// and returns the bytes kept (nil if none).
+func (s *State) rememberAs(e *events.Envelope, raw []byte) []byte {
 	req, _ := requestOf(e.Data)
 	if req.IdempotencyKey == "" {
-		return
+		return nil
 	}
 	if s.idem.skips(e.At) {
 		key := ""
@@ -242,17 +254,21 @@ func (s *State) remember(e *events.Envelope) {
 			key = idemKey(e.CustomerID, req.IdempotencyKey)
 		}
 		s.idem.skipReplay(key, e.At)
-		return
+		return nil
 	}
 	key := idemKey(e.CustomerID, req.IdempotencyKey)
-	v := idemEntry{eventID: e.ID, data: e.Data, period: s.periodOf(e.CustomerID)}
-	s.idemEnc.b = s.idemEnc.b[:0]
-	if writeIdemEntry(&s.idemEnc, key, v) == nil {
-		v = idemEntry{raw: s.idemSlab.keep(s.idemEnc.b)}
-	} else {
-		v.data = events.Detach(v.data)
+	v := idemEntry{raw: raw}
+	if raw == nil {
+		v = idemEntry{eventID: e.ID, data: e.Data, period: s.periodOf(e.CustomerID)}
+		s.idemEnc.b = s.idemEnc.b[:0]
+		if writeIdemEntry(&s.idemEnc, key, v) == nil {
+			v = idemEntry{raw: s.idemSlab.keep(s.idemEnc.b)}
+		} else {
+			v.data = events.Detach(v.data)
+		}
 	}
 	s.idem.put(key, v, e.At)
+	return v.raw
 }
 
 func (s *State) periodOf(customerID string) Period {

@@ -22,7 +22,9 @@ func (s *State) Decide(cmd Command, now time.Time) (Reply, []*events.Envelope, e
 	if err := cmd.Validate(); err != nil {
 		return nil, nil, err
 	}
-	d := &decision{s: s, now: now.UTC(), cid: cmd.Customer()}
+	clear(s.kept)
+	s.kept = s.kept[:0]
+	d := &decision{s: s, now: now.UTC(), cid: cmd.Customer(), keeps: true}
 	if err := events.ValidateCustomerID(d.cid); err != nil {
 		return nil, nil, invalid("%v", err)
 	}
@@ -82,6 +84,9 @@ type decision struct {
 	cid string
 	req events.Request
 	out []*events.Envelope
+	// keeps: note what remember keeps (State.Kept); Decide's alone, so
+	// that State.kept is bounded by the events of one command.
+	keeps bool
 
 	rolling bool // emitting the rollover grant that opens a new period
 	// rem is the customer's remaining as the preflight's rooms saw it
@@ -114,7 +119,9 @@ func (d *decision) emit(id string, data events.Data) *events.Envelope {
 	if c = d.s.customers[d.cid]; c != nil {
 		*b = c.balance(d.now)
 	}
-	d.s.remember(e)
+	if raw := d.s.remember(e); raw != nil && d.keeps {
+		d.s.kept = append(d.s.kept, Kept{Event: e, Raw: raw})
+	}
 	d.out = append(d.out, e)
 	if exhausted && !c.Exhausted && !c.exhaustedAt(d.now) {
 		d.emit("", &events.BudgetRestored{Trigger: restoredBy(e.Type, c.PeriodStart.After(period))})

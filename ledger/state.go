@@ -41,7 +41,23 @@ type State struct {
 	hashBuf  []byte                // scratch of requestHash; not state
 	idemSlab lazyIdem              // the remembered requests' bytes (remember)
 	idemEnc  snapWriter            // scratch of remember; not state
+	kept     []Kept                // the last Decide's (Kept); not state
 }
+
+// Kept is an event the last Decide remembered, with the bytes its
+// idempotency window keeps for it.
+type Kept struct {
+	Event *events.Envelope
+	Raw   []byte
+}
+
+// Kept returns the events the last Decide remembered (a subsequence of
+// those it returned, in order) and the bytes kept for each: a second
+// state that applies the same events in the same order (the writer's
+// snapshot shadow, ApplyKept) can keep those bytes instead of encoding
+// each event again. The bytes are never changed; the slice is valid until
+// the next Decide.
+func (s *State) Kept() []Kept { return s.kept }
 
 // NewState returns an empty ledger.
 func NewState() *State {

@@ -29,7 +29,10 @@ import (
 // live state, TestReplayAtAnyPrefixEqualsLiveState; the shadow's snapshot
 // equals a replay's, TestShadowSnapshotEqualsReplay). Apply keeps no
 // event's struct and changes none, so the writer's state and the shadow's
-// may hold the same field values.
+// may hold the same field values. For the same reason the shadow does not
+// encode a remembered request again: it keeps the bytes the writer's
+// idempotency window kept for it (ledger.State.Kept, ApplyKept), which
+// neither state ever changes.
 //
 // The shadow starts from the log (the newest snapshot at or before the
 // writer's sequence, then the commits up to it) while the writer already
@@ -79,6 +82,7 @@ type shadowOp struct {
 	seq     uint64
 	id      string             // the commit's ID (Nats-Msg-Id)
 	events  []*events.Envelope // the commit's events
+	kept    [][]byte           // beside each, what the writer's state kept for it, or nil
 	size    int                // the commit's encoded bytes
 	restart bool               // start again from the log at seq
 	base    *shadowBase        // with restart: start from the writer's own snapshot instead
@@ -205,9 +209,10 @@ func (s *shadow) stop() {
 	<-s.done
 }
 
-// push queues a commit the writer made durable at seq: its events, and
-// its size encoded.
-func (s *shadow) push(seq uint64, id string, evs []*events.Envelope, size int) {
+// push queues a commit the writer made durable at seq: its events, the
+// bytes the writer's state kept for each (flight.kept), and its size
+// encoded.
+func (s *shadow) push(seq uint64, id string, evs []*events.Envelope, kept [][]byte, size int) {
 	if s == nil {
 		return
 	}
@@ -221,7 +226,7 @@ func (s *shadow) push(seq uint64, id string, evs []*events.Envelope, size int) {
 		s.w.pokeShadow()
 		return
 	}
-	s.ops = append(s.ops, shadowOp{seq: seq, id: id, events: evs, size: size})
+	s.ops = append(s.ops, shadowOp{seq: seq, id: id, events: evs, kept: kept, size: size})
 	s.bytes += size
 	s.mu.Unlock()
 	s.w.pokeShadow()
@@ -359,7 +364,7 @@ func (s *shadow) build(ctx context.Context, seq uint64) error {
 		if w.partitioned() {
 			stop.Writer = w.cfg.Name
 		}
-		if _, err := Replay(ctx, w.js, stop, func(_ uint64, e *events.Envelope) error { return applySafely(st, e) }); err != nil {
+		if _, err := Replay(ctx, w.js, stop, func(_ uint64, e *events.Envelope) error { return applySafely(st, e, nil) }); err != nil {
 			return fmt.Errorf("replay to sequence %d: %w", seq, err)
 		}
 	}
@@ -400,8 +405,8 @@ func (s *shadow) start(base *shadowBase) error {
 
 // apply applies one commit.
 func (s *shadow) apply(op shadowOp) error {
-	for _, e := range op.events {
-		if err := applySafely(s.state, e); err != nil {
+	for i, e := range op.events {
+		if err := applySafely(s.state, e, op.kept[i]); err != nil {
 			return fmt.Errorf("commit at sequence %d: %w", op.seq, err)
 		}
 	}
@@ -410,15 +415,16 @@ func (s *shadow) apply(op shadowOp) error {
 	return nil
 }
 
-// applySafely applies e, turning a broken invariant (the state and the
-// log disagree; Apply never fails on a state the log built) into an error.
-func applySafely(s *ledger.State, e *events.Envelope) (err error) {
+// applySafely applies e (keeping raw, if not nil: ledger.State.ApplyKept),
+// turning a broken invariant (the state and the log disagree; Apply never
+// fails on a state the log built) into an error.
+func applySafely(s *ledger.State, e *events.Envelope, raw []byte) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: event %s does not apply: %v", errSnapshotDiverged, e.ID, r)
 		}
 	}()
-	s.Apply(e)
+	s.ApplyKept(e, raw)
 	return nil
 }
 

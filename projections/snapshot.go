@@ -772,7 +772,7 @@ func (w *Writer) restoreSnapshot(ctx context.Context) (*ledger.State, uint64, st
 	// A broken invariant here means the snapshot and the log disagree:
 	// drop the snapshot and replay the whole log rather than stop for good.
 	stop.Recycle = true // Apply keeps no event's struct
-	seq, err := Replay(ctx, w.js, stop, func(_ uint64, e *events.Envelope) error { return applySafely(s, e) })
+	seq, err := Replay(ctx, w.js, stop, func(_ uint64, e *events.Envelope) error { return applySafely(s, e, nil) })
 	if err != nil {
 		if errors.Is(err, errSnapshotDiverged) {
 			w.stats.Snapshots.Rejected.Add(1)

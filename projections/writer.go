@@ -205,6 +205,7 @@ type Writer struct {
 	enc       events.CommitEncoder
 	notify    []notice
 	appended  []*events.Envelope // the open commit's events, if keepAppended
+	kept      [][]byte           // beside appended: what the state kept for each (ledger.Kept), or nil
 	inbox     string
 	openID    string     // the open commit: being decided, not yet sent
 	openBatch []*pending // the open commit's requests
@@ -602,8 +603,11 @@ type flight struct {
 	// appended are the commit's events (at most CommitEventsMax) when
 	// the writer has a shadow or its Observer is an EventObserver, else
 	// nil. Nothing changes them once they are encoded: the shadow applies
-	// them on its own goroutine.
+	// them on its own goroutine. kept is, beside each, the bytes the
+	// writer's idempotency window keeps for it (nil if none), which the
+	// shadow keeps too (ledger.State.ApplyKept).
 	appended []*events.Envelope
+	kept     [][]byte
 	events   int
 	bytes    int
 	sent     time.Time
@@ -667,7 +671,7 @@ func (w *Writer) loop(ctx context.Context, lost <-chan error, base *shadowBase) 
 			w.drain()
 		case <-sweep.C:
 			for _, e := range w.state.Sweep(w.now(), SweepEventsMax/ledger.SweepEventsPerExpiryMax) {
-				w.add(e)
+				w.add(e, nil)
 			}
 			w.noteHistory(false)
 		case m := <-acks:
@@ -716,6 +720,8 @@ func (w *Writer) openCommit() {
 	w.openBatch = nil
 	w.notify = w.notify[:0]
 	w.appended = w.appended[:0]
+	clear(w.kept)
+	w.kept = w.kept[:0]
 }
 
 // openFull reports whether one more command might not fit the open commit.
@@ -738,8 +744,16 @@ func (w *Writer) decide(p *pending) {
 		reply, evs, err = w.state.Decide(p.cmd, w.now())
 	}
 	p.reply, p.err = reply, err
+	var kept []ledger.Kept
+	if p.prices == nil {
+		kept = w.state.Kept()
+	}
 	for _, e := range evs {
-		w.add(e)
+		var raw []byte
+		if len(kept) > 0 && kept[0].Event == e {
+			raw, kept = kept[0].Raw, kept[1:]
+		}
+		w.add(e, raw)
 	}
 	w.openBatch = append(w.openBatch, p)
 }
@@ -774,6 +788,7 @@ func (w *Writer) send() error {
 	f.notify = append([]notice(nil), w.notify...)
 	if len(w.appended) > 0 {
 		f.appended = append([]*events.Envelope(nil), w.appended...)
+		f.kept = append([][]byte(nil), w.kept...)
 	}
 	f.expect, f.bytes = w.sentSeq, w.enc.Size()
 	if w.partitioned() {
@@ -805,7 +820,7 @@ func (w *Writer) onAck(m *nats.Msg) error {
 	}
 	before := w.lastSeq
 	w.lastSeq = seq
-	w.shadow.push(seq, f.id, f.appended, f.bytes)
+	w.shadow.push(seq, f.id, f.appended, f.kept, f.bytes)
 	w.inflight--
 	w.stats.LastSeq.Store(seq)
 	w.stats.Batches.Add(1)
@@ -872,7 +887,9 @@ func (w *Writer) answer(f *flight, before uint64) {
 }
 
 // add encodes an event into the commit being built.
-func (w *Writer) add(e *events.Envelope) {
+// add encodes e into the open commit; raw is what the state kept for it
+// (ledger.Kept), or nil.
+func (w *Writer) add(e *events.Envelope, raw []byte) {
 	b, err := events.Encode(e)
 	if err != nil {
 		panic(fmt.Sprintf("agentbill: cannot encode event %s: %v", e.ID, err))
@@ -885,6 +902,7 @@ func (w *Writer) add(e *events.Envelope) {
 	}
 	if w.keepAppended {
 		w.appended = append(w.appended, e)
+		w.kept = append(w.kept, raw)
 	}
 	if notifyTypes[e.Type] {
 		w.notify = append(w.notify, notice{id: e.ID, subject: events.EventSubject(e.CustomerID, e.Type), body: b})
