@@ -224,3 +224,38 @@ func FuzzToken(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUnitsAddSub: where addSmall, the int64 path of Add and Sub, takes
+// two amounts, it gives exactly what the shared context's general path
+// gives: the same value, exponent and sign, so the same text.
+func FuzzUnitsAddSub(f *testing.F) {
+	for _, c := range [][4]int64{{325, -2, 25, -1}, {5, 0, -5, 0}, {-7, -3, 7, -3}, {1, 15, 1, -18}, {99999999999999999, 0, 1, 0},
+		{100000000000000000, 0, 100000000000000000, 0}, {1, 17, 1, 0}, {0, 3, 12, -2}, {-1, 0, 0, -1}, {123456789, -18, 987654321, -9}} {
+		f.Add(c[0], int32(c[1]), c[2], int32(c[3]))
+	}
+	f.Fuzz(func(t *testing.T, a int64, ea int32, b int64, eb int32) {
+		if ea < -40 || ea > 40 || eb < -40 || eb > 40 {
+			t.Skip() // amounts and totals stay far inside these
+		}
+		u, v := NewUnits(a, ea), NewUnits(b, eb)
+		for _, sub := range []bool{false, true} {
+			got, ok := addSmall(&u.d, &v.d, sub)
+			if !ok {
+				continue
+			}
+			var want Units
+			op := arith.Add
+			if sub {
+				op = arith.Sub
+			}
+			if _, err := op(&want.d, &u.d, &v.d); err != nil {
+				t.Fatalf("addSmall(%s, %s, sub %v) took amounts the general path refuses: %v", u, v, sub, err)
+			}
+			if got.d.Cmp(&want.d) != 0 || got.d.Exponent != want.d.Exponent || got.d.Negative != want.d.Negative ||
+				got.d.String() != want.d.String() || got.String() != want.String() {
+				t.Fatalf("addSmall(%s, %s, sub %v) = %s (exp %d, neg %v); the general path %s (exp %d, neg %v)", u, v, sub,
+					got.d.String(), got.d.Exponent, got.d.Negative, want.d.String(), want.d.Exponent, want.d.Negative)
+			}
+		}
+	})
+}

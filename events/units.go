@@ -198,6 +198,9 @@ func (u Units) Add(v Units) Units {
 	case u.IsZero():
 		return v
 	}
+	if r, ok := addSmall(&u.d, &v.d, false); ok {
+		return r
+	}
 	var r Units
 	must(arith.Add(&r.d, &u.d, &v.d))
 	return r
@@ -208,9 +211,54 @@ func (u Units) Sub(v Units) Units {
 	if v.IsZero() {
 		return u
 	}
+	if r, ok := addSmall(&u.d, &v.d, true); ok {
+		return r
+	}
 	var r Units
 	must(arith.Sub(&r.d, &u.d, &v.d))
 	return r
+}
+
+// smallCoeffMax bounds the coefficients addSmall takes, once aligned: the
+// sum or difference of two of them fits an int64 with room to spare.
+const smallCoeffMax = 1e17
+
+// addSmall returns x + y (x - y with sub) in int64 arithmetic when both
+// are finite and their coefficients, aligned to the smaller exponent,
+// are at most smallCoeffMax: most amounts a request carries and most
+// balances. ok is false otherwise (arith then decides). The result is
+// exactly arith's (apd's Context.add): the smaller exponent, the signed
+// sum, a zero sum positive; at most 18 digits, so never rounded.
+func addSmall(x, y *apd.Decimal, sub bool) (r Units, ok bool) {
+	if x.Form != apd.Finite || y.Form != apd.Finite || !x.Coeff.IsUint64() || !y.Coeff.IsUint64() {
+		return r, false
+	}
+	a, b := x.Coeff.Uint64(), y.Coeff.Uint64()
+	ea, eb := x.Exponent, y.Exponent
+	if a > smallCoeffMax || b > smallCoeffMax {
+		return r, false
+	}
+	for ; ea > eb; ea-- {
+		if a > smallCoeffMax/10 {
+			return r, false
+		}
+		a *= 10
+	}
+	for ; eb > ea; eb-- {
+		if b > smallCoeffMax/10 {
+			return r, false
+		}
+		b *= 10
+	}
+	i, j := int64(a), int64(b)
+	if x.Negative {
+		i = -i
+	}
+	if y.Negative != sub {
+		j = -j
+	}
+	r.d.SetFinite(i+j, ea)
+	return r, true
 }
 
 // Mul returns u * v.
