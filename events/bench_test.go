@@ -31,6 +31,21 @@ func BenchmarkEncode(b *testing.B) {
 	}
 }
 
+var sinkUnits events.Units
+
+// BenchmarkUnitsAddSub is one addition and one subtraction of the kind
+// every decision and every Apply makes: a balance and a request's amount.
+func BenchmarkUnitsAddSub(b *testing.B) {
+	balance, amount := events.NewUnits(1205, -1), events.NewUnits(325, -2) // 120.5 and 3.25
+	b.ReportAllocs()
+	for b.Loop() {
+		sinkUnits = balance.Add(amount).Sub(amount)
+	}
+	if sinkUnits.Cmp(balance) != 0 {
+		b.Fatalf("120.5 + 3.25 - 3.25 = %s", sinkUnits)
+	}
+}
+
 // BenchmarkDecodeCommit is replay's per-event decoding cost, on commits of
 // 100 events.
 func BenchmarkDecodeCommit(b *testing.B) { benchmarkDecodeCommit(b, events.DecodeCommit) }
