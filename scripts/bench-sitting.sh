@@ -2,8 +2,8 @@
 # Runs every measurement BENCHMARKS.md reports, one after another on the
 # code as it is, and keeps each command's output beside the command
 # (BENCHMARKS.md, "One sitting"). About 20 minutes with the defaults (18
-# on 2026-12-04, 21 on 2026-12-06); needs about 12 GB of memory for the
-# 10M-event restart and replay.
+# on 2026-12-04, 21 on 2026-12-06, 17 on 2026-12-07); needs about 12 GB
+# of memory for the 10M-event restart and replay.
 #
 #   ./scripts/bench-sitting.sh [OUT_DIR]        # default: bench-sitting-<UTC time>
 #
