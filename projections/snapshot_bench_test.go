@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
@@ -38,7 +39,9 @@ import (
 // (2) snapshot of that state (encode time on the shadow, store time, size);
 // (3) TAIL more events appended; restart from the snapshot + tail; (4)
 // snapshot at the end, restart from it with no tail; (5) full replay of
-// EVENTS events with snapshots off.
+// EVENTS events with snapshots off. Each writer starts once the process
+// has given its free memory back to the kernel (debug.FreeOSMemory), so
+// that its heap, like a new process's, faults in every page it uses.
 func BenchmarkRestart(b *testing.B) {
 	customers := benchEnv(b, "AGENTBILL_BENCH_CUSTOMERS", 1_000_000)
 	total := benchEnv(b, "AGENTBILL_BENCH_EVENTS", 4_000_000)
@@ -97,10 +100,13 @@ func BenchmarkRestart(b *testing.B) {
 // AGENTBILL_BENCH_SPAN) twice in one process, as projections.Rebuild does
 // for a restart without a snapshot, and reports each replay's rate, the
 // process's CPU and system time and its page faults: the first replay
-// grows the heap into memory the process never touched, as a restart's
-// does; the second reuses what the collector freed, so the two apart show
-// what the kernel's faults cost. It also reports the collector's cycles
-// and the bytes the process allocated (the server's included) during each.
+// grows the heap into memory the process gave back to the kernel before
+// it (debug.FreeOSMemory), as a restart's does; the second reuses what the
+// collector freed, so the two apart show what the kernel's faults cost.
+// It also reports the collector's cycles, the bytes the process allocated
+// (the server's included) during each, the largest heap during each (its
+// objects, live or not yet collected, sampled) and the live heap after it
+// (collected: the state it built).
 //
 //	AGENTBILL_BENCH_EVENTS=10000000 go test -run '^$' -bench ReplayLarge -benchtime 1x -timeout 30m ./projections
 //
@@ -117,13 +123,23 @@ func BenchmarkReplayLarge(b *testing.B) {
 	js := testenv.JetStream(b, testenv.ConnectLog(b, s)) // as a rebuild reads, on the log connection
 	for b.Loop() {
 		for i, name := range []string{"first", "second"} {
+			// Each replay's heap goal from the live heap, as a restart's; the
+			// first into pages the process must fault in, as a restart's
+			// (the log's generator touched more than a replay uses).
+			if i == 0 {
+				debug.FreeOSMemory()
+			} else {
+				runtime.GC()
+			}
 			stopProfile := func() {}
 			if f := os.Getenv("AGENTBILL_BENCH_REPLAY_PROFILE"); f != "" && i == 0 {
 				stopProfile = startCPUProfile(b, f)
 			}
 			start, cpu, sys, faults := time.Now(), processCPU(), systemCPU(), minorFaults()
 			gcs, allocated := gcCounts()
+			peakHeap := sampleMax("/memory/classes/heap/objects:bytes", heapSampleEvery)
 			got, _, err := projections.Rebuild(context.Background(), js, projections.ReplayStop{}, nil)
+			peak := peakHeap()
 			stopProfile()
 			if err != nil {
 				b.Fatal(err)
@@ -139,8 +155,47 @@ func BenchmarkReplayLarge(b *testing.B) {
 			gcsAfter, allocatedAfter := gcCounts()
 			b.ReportMetric(float64(gcsAfter-gcs), name+"-gc-cycles")
 			b.ReportMetric(float64(allocatedAfter-allocated)/float64(g.events), name+"-alloc-B/event")
+			b.ReportMetric(float64(peak)/(1<<20), name+"-peak-heap-MiB")
+			runtime.GC()
+			b.ReportMetric(float64(liveHeap())/(1<<20), name+"-state-heap-MiB")
+			runtime.KeepAlive(got)
 		}
 	}
+}
+
+// heapSampleEvery is how often BenchmarkReplayLarge samples the heap's
+// objects, live and not yet collected (a replay adds about 4 MiB to them
+// in that time).
+const heapSampleEvery = 10 * time.Millisecond
+
+// sampleMax reads the runtime metric name (a uint64) every period until
+// the returned stop is called, which returns the largest value read.
+func sampleMax(name string, period time.Duration) (stop func() uint64) {
+	quit, result := make(chan struct{}), make(chan uint64)
+	go func() {
+		s := []metrics.Sample{{Name: name}}
+		var most uint64
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			most = max(most, s[0].Value.Uint64())
+			select {
+			case <-quit:
+				result <- most
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 { close(quit); return <-result }
+}
+
+// liveHeap is the heap the last collection found live.
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // gcCounts returns the collector's cycles so far and the bytes the
@@ -202,7 +257,9 @@ func benchEnv(b *testing.B, name string, def int) int {
 // without the previous one, and returns it with its time to serve.
 func benchWriter(b *testing.B, s *testenv.Server, off bool) (*benchRunning, time.Duration) {
 	b.Helper()
-	runtime.GC()
+	// As a new process's: the writer's heap in pages it must fault in, not
+	// the ones the log's generator or an earlier writer touched.
+	debug.FreeOSMemory()
 	start := time.Now()
 	w := projections.New(projections.Config{Conn: testenv.Connect(b, s), LogConn: testenv.ConnectLog(b, s), Default: snapDefault,
 		Snapshots: projections.SnapshotConfig{Off: off, EventsEvery: 1 << 62}})
