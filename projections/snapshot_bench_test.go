@@ -417,3 +417,40 @@ func (g *logGen) publish(from, to int) {
 		g.commits[i] = nil
 	}
 }
+
+// freshMemoryBytes is how much memory BenchmarkFreshMemory faults in.
+const freshMemoryBytes = 1 << 30
+
+// freshMemoryPage is the stride BenchmarkFreshMemory writes at: the
+// kernel's base page, each write one fault.
+const freshMemoryPage = 4096
+
+// BenchmarkFreshMemory measures what this machine charges for memory a
+// process has not touched, the cost a restart pays for every page of its
+// heap beyond what BenchmarkRestart's and BenchmarkReplayLarge's other
+// figures pay: a new []byte of freshMemoryBytes, after the process has
+// given its free memory back to the kernel, written once a page.
+//
+//	go test -run '^$' -bench FreshMemory -benchtime 3x ./projections
+func BenchmarkFreshMemory(b *testing.B) {
+	var took, sys time.Duration
+	var faults int64
+	for b.Loop() {
+		b.StopTimer()
+		debug.FreeOSMemory()
+		b.StartTimer()
+		start, sys0, faults0 := time.Now(), systemCPU(), minorFaults()
+		p := make([]byte, freshMemoryBytes)
+		for i := 0; i < len(p); i += freshMemoryPage {
+			p[i] = 1
+		}
+		took += time.Since(start)
+		sys += systemCPU() - sys0
+		faults += minorFaults() - faults0
+		runtime.KeepAlive(p)
+	}
+	gib := float64(b.N) * freshMemoryBytes / (1 << 30)
+	b.ReportMetric(took.Seconds()/gib, "s/GiB")
+	b.ReportMetric(sys.Seconds()/gib, "system-s/GiB")
+	b.ReportMetric(float64(faults)/gib, "page-faults/GiB")
+}

@@ -50,4 +50,5 @@ step go test -run '^$' -bench 'Snapshot' -benchtime 2x ./ledger
 step env AGENTBILL_BENCH_EVENTS="$events" go test -run '^$' -bench Restart -benchtime 1x -timeout 60m -v ./projections
 step env AGENTBILL_BENCH_EVENTS="$events" go test -run '^$' -bench Takeover -benchtime 1x -timeout 60m -v ./projections
 step env AGENTBILL_BENCH_EVENTS="$events" go test -run '^$' -bench ReplayLarge -benchtime 1x -timeout 60m ./projections
+step go test -run '^$' -bench FreshMemory -benchtime 3x ./projections
 echo "outputs in $out" >&2
