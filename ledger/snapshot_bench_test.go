@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"testing"
 	"time"
@@ -23,6 +24,10 @@ const snapBenchCustomers = 1_000_000
 //     hold the last day's: 200k keys, 100k closed reservations (3M events);
 //   - active: the same all within one day: 2M remembered keys, 1M closed
 //     reservations, the worst case per event.
+//
+// Each read starts once the process has given its free memory back to the
+// kernel, so that the state it builds faults in every page, as a
+// restarted process's does.
 //
 // Run: go test -run '^$' -bench Snapshot -benchtime 3x ./ledger
 func BenchmarkSnapshot(b *testing.B) {
@@ -54,6 +59,11 @@ func BenchmarkSnapshot(b *testing.B) {
 				var r *ledger.State
 				for b.Loop() {
 					r = nil
+					// On pages the process gave back to the kernel, as a new
+					// process's heap is: each one faulted in again.
+					b.StopTimer()
+					debug.FreeOSMemory()
+					b.StartTimer()
 					var err error
 					if r, _, err = ledger.ReadSnapshot(bytes.NewReader(buf.Bytes())); err != nil {
 						b.Fatal(err)
