@@ -260,7 +260,7 @@ func benchWriter(b *testing.B, s *testenv.Server, off bool) (*benchRunning, time
 	// As a new process's: the writer's heap in pages it must fault in, not
 	// the ones the log's generator or an earlier writer touched.
 	debug.FreeOSMemory()
-	start := time.Now()
+	start, faults := time.Now(), minorFaults()
 	w := projections.New(projections.Config{Conn: testenv.Connect(b, s), LogConn: testenv.ConnectLog(b, s), Default: snapDefault,
 		Snapshots: projections.SnapshotConfig{Off: off, EventsEvery: 1 << 62}})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -273,12 +273,12 @@ func benchWriter(b *testing.B, s *testenv.Server, off bool) (*benchRunning, time
 		case <-time.After(time.Millisecond):
 		}
 	}
-	ready := time.Since(start)
+	ready, faults := time.Since(start), minorFaults()-faults
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st := &w.Stats().Snapshots
-	b.Logf("writer ready in %s (snapshot at %d, %d events replayed after it), heap %d MiB",
-		ready.Round(time.Millisecond), st.LoadedSeq.Load(), st.TailEvents.Load(), ms.HeapAlloc>>20)
+	b.Logf("writer ready in %s (snapshot at %d, %d events replayed after it), heap %d MiB, %d page faults",
+		ready.Round(time.Millisecond), st.LoadedSeq.Load(), st.TailEvents.Load(), ms.HeapAlloc>>20, faults)
 	return r, ready
 }
 
