@@ -81,3 +81,6 @@ func QueuedRequests(w *Writer) int { return len(w.in) }
 
 // OrderedConsumers is orderedConsumers (tail_internal_test.go).
 var OrderedConsumers = orderedConsumers
+
+// LiveHeapBytes is liveHeapBytes: the heap the last collection found live.
+func LiveHeapBytes() uint64 { return liveHeapBytes() }

@@ -157,7 +157,7 @@ func BenchmarkReplayLarge(b *testing.B) {
 			b.ReportMetric(float64(allocatedAfter-allocated)/float64(g.events), name+"-alloc-B/event")
 			b.ReportMetric(float64(peak)/(1<<20), name+"-peak-heap-MiB")
 			runtime.GC()
-			b.ReportMetric(float64(liveHeap())/(1<<20), name+"-state-heap-MiB")
+			b.ReportMetric(float64(projections.LiveHeapBytes())/(1<<20), name+"-state-heap-MiB")
 			runtime.KeepAlive(got)
 		}
 	}
@@ -189,13 +189,6 @@ func sampleMax(name string, period time.Duration) (stop func() uint64) {
 		}
 	}()
 	return func() uint64 { close(quit); return <-result }
-}
-
-// liveHeap is the heap the last collection found live.
-func liveHeap() uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	return s[0].Value.Uint64()
 }
 
 // gcCounts returns the collector's cycles so far and the bytes the
