@@ -169,7 +169,7 @@ func (s *State) applyReserved(c *Customer, d *events.Reserved) {
 	}
 	c.Reserved = c.Reserved.Add(r.Units)
 	c.holdScopes(r.Scope, r.Units, 1)
-	a := c.agent(r.AgentID)
+	a := c.agents.use(r.AgentID)
 	a.Reserved = a.Reserved.Add(r.Units)
 	if r.TaskRef != "" {
 		t := c.task(r.TaskRef)
@@ -199,7 +199,7 @@ func (s *State) applyRecorded(c *Customer, d *events.Recorded, e *events.Envelop
 	c.Used = c.Used.Add(d.Units)
 	applyFunded(c, d.FundedBy)
 	c.chargeScopes(d.CountedScopes, d.Units, e.At)
-	a := c.agent(s.internAgentID(d.AgentID))
+	a := c.agents.use(s.internAgentID(d.AgentID))
 	a.Used = a.Used.Add(d.Units)
 	if taskRef != "" {
 		t := c.task(taskRef)
@@ -217,7 +217,7 @@ func (s *State) close(c *Customer, id, status string, e *events.Envelope) {
 	delete(s.reservations, id)
 	c.Reserved = c.Reserved.Sub(r.Units)
 	c.holdScopes(r.Scope, r.Units, -1)
-	if a := c.existingAgent(r.AgentID); a != nil {
+	if a := c.agents.get(r.AgentID); a != nil {
 		a.Reserved = a.Reserved.Sub(r.Units)
 	}
 	if t := c.Tasks[r.TaskRef]; r.TaskRef != "" && t != nil {

@@ -232,7 +232,7 @@ func (v view) remaining() events.Units {
 }
 
 func (v view) agentSpent(id string) events.Units {
-	a := v.c.Agents[id]
+	a := v.c.agents.get(id)
 	if a == nil {
 		return events.Zero
 	}

@@ -159,7 +159,7 @@ func checkLedgerInvariants(t *testing.T, s *ledger.State) {
 		if held.Cmp(c.Reserved) != 0 {
 			t.Fatalf("customer %s: reserved %s, but its open holds sum to %s", cid, c.Reserved, held)
 		}
-		for id, a := range c.Agents {
+		for id, a := range c.Agents() {
 			if a.Used.Sign() < 0 || a.Reserved.Sign() < 0 {
 				t.Fatalf("customer %s agent %s: used %s reserved %s", cid, id, a.Used, a.Reserved)
 			}
@@ -177,7 +177,7 @@ func checkFuzzApproval(t *testing.T, s *ledger.State, r *ledger.PreflightRequest
 			r.EstimatedUnits, r.CustomerID, c.Used, c.Reserved, c.Limit, c.TopUps)
 	}
 	if lim, ok := c.AgentLimits[r.AgentID]; ok {
-		if a := c.Agents[r.AgentID]; a != nil && a.Used.Add(a.Reserved).Cmp(lim) > 0 {
+		if a := c.Agent(r.AgentID); a != nil && a.Used.Add(a.Reserved).Cmp(lim) > 0 {
 			t.Fatalf("approved %s for agent %s: used %s + reserved %s > agent limit %s",
 				r.EstimatedUnits, r.AgentID, a.Used, a.Reserved, lim)
 		}

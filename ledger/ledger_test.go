@@ -2161,7 +2161,7 @@ func (s *propSim) checkApproval(req *ledger.PreflightRequest, cid string, r *eve
 	}
 	c := s.live.Customer(cid)
 	if l, ok := c.AgentLimits[r.AgentID]; ok {
-		a := c.Agents[r.AgentID]
+		a := c.Agent(r.AgentID)
 		if a.Used.Add(a.Reserved).Cmp(l) > 0 {
 			t.Fatalf("approval of %s took agent %s to used %s + reserved %s past its limit %s",
 				r.Units, r.AgentID, a.Used, a.Reserved, l)
@@ -2193,7 +2193,7 @@ func (s *propSim) checkCustomers() {
 		for _, r := range c.Open {
 			open = open.Add(r.Units)
 		}
-		for id, a := range c.Agents {
+		for id, a := range c.Agents() {
 			if a.Used.Sign() < 0 || a.Reserved.Sign() < 0 {
 				t.Fatalf("customer %s agent %s: used %s reserved %s", cid, id, a.Used, a.Reserved)
 			}

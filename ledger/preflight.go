@@ -69,7 +69,7 @@ func (d *decision) preflightLimits(c *Customer, r *PreflightRequest) error {
 		return invalid("customer %s has %d open reservations, the maximum; record or release some first",
 			d.cid, len(c.Open))
 	}
-	if _, ok := c.Agents[r.AgentID]; !ok && len(c.Agents) >= AgentsPerCustomerMax {
+	if c.agents.get(r.AgentID) == nil && c.agents.len() >= AgentsPerCustomerMax {
 		return invalid("customer %s already has %d agents this period, the maximum", d.cid, AgentsPerCustomerMax)
 	}
 	if r.TaskRef != "" {

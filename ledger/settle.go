@@ -107,7 +107,7 @@ func (d *decision) recordTarget(r *RecordRequest) (*Reservation, error) {
 	if c == nil {
 		return res, nil
 	}
-	if _, ok := c.Agents[r.AgentID]; !ok && len(c.Agents) >= AgentsPerCustomerMax {
+	if c.agents.get(r.AgentID) == nil && c.agents.len() >= AgentsPerCustomerMax {
 		return nil, invalid("customer %s already has %d agents this period, the maximum", d.cid, AgentsPerCustomerMax)
 	}
 	if r.TaskRef != "" {
@@ -227,7 +227,7 @@ func (s *State) Status(cid string, now time.Time) (*StatusReply, error) {
 		CustomerID: cid, Limit: c.Limit, TopUps: v.topUps(), Used: v.used(), Reserved: c.Reserved,
 		Remaining: c.shown(rem), Period: c.Period, PeriodStart: start,
 		OpenReservations: len(c.Open), Exhausted: rem.Add(c.overdraft()).Sign() <= 0,
-		Thresholds: c.Thresholds, UpgradeURL: c.UpgradeURL, Agents: make(map[string]AgentStatus, len(c.Agents)),
+		Thresholds: c.Thresholds, UpgradeURL: c.UpgradeURL, Agents: make(map[string]AgentStatus, c.agents.len()),
 		GrantsRemaining: c.grantsLeft(now).Add(pending), GrantsUsed: v.grantsUsed(),
 	}
 	if p := c.Policy; p != nil {
@@ -245,7 +245,7 @@ func (s *State) Status(cid string, now time.Time) (*StatusReply, error) {
 	if end := c.Period.End(start); !end.IsZero() {
 		st.PeriodEnd = &end
 	}
-	for id, a := range c.Agents {
+	for id, a := range c.agents.all() {
 		as := AgentStatus{Used: a.Used, Reserved: a.Reserved}
 		if v.rolled {
 			as.Used = events.Zero

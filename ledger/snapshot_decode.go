@@ -79,9 +79,9 @@ func (d *snapReader) state() (*State, SnapshotMeta, error) {
 // customers decodes the customers on this goroutine and indexes them on
 // another (the map inserts cost about as much as the decoding: a cache
 // miss each), in slabs of snapshotSlabCustomers. The indexing goes on
-// while the windows are read; the returned func waits for it. The
-// customers' agent maps are built on the indexing goroutine too: a map
-// per customer was a third of the decoding goroutine's time.
+// while the windows are read; the returned func waits for it. A
+// customer's agents are set on the indexing goroutine too (the map of a
+// customer with more than one).
 func (d *snapReader) customers(s *State) (wait func() error) {
 	n := d.uvarint()
 	s.customers = make(map[string]*Customer, min(n, snapshotPresizeMax))
@@ -152,11 +152,7 @@ func (s *State) index(sl *restoredSlab) error {
 	for i := range slab {
 		c := &slab[i]
 		if to := sl.agentEnd[i]; to > from {
-			c.Agents = make(map[string]*AgentUsage, to-from)
-			for k := from; k < to; k++ {
-				c.Agents[sl.agentIDs[k]] = &sl.agentUse[k]
-			}
-			if len(c.Agents) != to-from {
+			if !c.agents.restore(sl.agentIDs[from:to], sl.agentUse[from:to]) {
 				return fmt.Errorf("customer %q: an agent is listed twice", c.ID)
 			}
 			from = to

@@ -308,9 +308,10 @@ func (e *snapWriter) customer(c *Customer) error {
 	e.units(c.TopUps)
 	e.units(c.Used)
 	e.units(c.Reserved)
-	e.uvarint(uint64(len(c.Agents)))
-	for _, id := range sortedKeys(e, c.Agents) {
-		a := c.Agents[id]
+	e.uvarint(uint64(c.agents.len()))
+	e.keys = c.agents.sortedIDs(e.keys[:0])
+	for _, id := range e.keys {
+		a := c.agents.get(id)
 		e.str(id)
 		e.units(a.Used)
 		e.units(a.Reserved)
@@ -344,11 +345,11 @@ func checkTables(c *Customer) error {
 	if c.Credits != nil {
 		grants = len(c.Credits.Grants)
 	}
-	if len(c.Thresholds) > ThresholdsMax || len(c.AgentLimits) > AgentLimitsMax || len(c.Agents) > AgentsPerCustomerMax ||
+	if len(c.Thresholds) > ThresholdsMax || len(c.AgentLimits) > AgentLimitsMax || c.agents.len() > AgentsPerCustomerMax ||
 		len(c.Tasks) > TasksPerCustomerMax || len(c.Open) > OpenReservationsPerCustomerMax ||
 		grants > GrantsHeldMax || len(c.Scopes) > ScopeLimitsMax {
 		return fmt.Errorf("a table is past its bound: %d thresholds, %d agent limits, %d agents, %d tasks, %d open, %d grants, %d scopes",
-			len(c.Thresholds), len(c.AgentLimits), len(c.Agents), len(c.Tasks), len(c.Open), grants, len(c.Scopes))
+			len(c.Thresholds), len(c.AgentLimits), c.agents.len(), len(c.Tasks), len(c.Open), grants, len(c.Scopes))
 	}
 	if p := c.Policy; p != nil && (p.MaxRuns < 0 || p.MaxRuns > ConcurrentRunsMax || p.MaxRunsPerAgent < 0 || p.MaxRunsPerAgent > ConcurrentRunsMax) {
 		return fmt.Errorf("run caps %d and %d are outside 0..%d", p.MaxRuns, p.MaxRunsPerAgent, ConcurrentRunsMax)

@@ -243,7 +243,7 @@ func TestSnapshotCheckRestoredGrantsAndScopes(t *testing.T) {
 			Scope: scope{team, {Dimension: "user", Value: "u"}}}
 		return &Customer{
 			ID: "c1", Limit: parsed(100, 0), Period: PeriodMonth, Used: parsed(30, 0), Reserved: parsed(5, 0),
-			Agents: map[string]*AgentUsage{"a1": {Reserved: parsed(5, 0)}}, Open: []*Reservation{hold},
+			agents: agents{one: &AgentUsage{Reserved: parsed(5, 0), id: "a1"}}, Open: []*Reservation{hold},
 			Credits: &Credits{Used: parsed(10, 0), seq: 3, Grants: []*Grant{
 				{ID: "g1", Units: parsed(20, 0), Remaining: parsed(10, 0), Priority: 1, seq: 2},
 				{ID: "g2", Units: parsed(20, 0), Remaining: parsed(20, 0), Priority: 100, seq: 3},
@@ -282,14 +282,15 @@ func TestSnapshotCheckRestoredGrantsAndScopes(t *testing.T) {
 // already in its map.
 func checkRestoredAgents(c *Customer) error {
 	reserved := events.Zero
-	for _, a := range c.Agents {
+	for _, a := range c.Agents() {
 		reserved = reserved.Add(a.Reserved)
 	}
-	return checkRestored(c, len(c.Agents), reserved)
+	return checkRestored(c, c.AgentCount(), reserved)
 }
 
-// The agents a snapshot lists for a customer become its map when the slab
-// is indexed, pointing into the slab; one listed twice is refused.
+// The agents a snapshot lists for a customer become its agents when the
+// slab is indexed, pointing into the slab (one alone, more in a map); one
+// listed twice is refused.
 func TestSnapshotIndexBuildsAgentMaps(t *testing.T) {
 	sl := &restoredSlab{customers: []Customer{{ID: "c1"}, {ID: "c2"}, {ID: "c3"}}, agentEnd: []int{2, 2, 3},
 		agentIDs: []string{"a", "b", "a"}, agentUse: []AgentUsage{{Used: parsed(1, 0)}, {Used: parsed(2, 0)}, {Used: parsed(3, 0)}}}
@@ -298,9 +299,10 @@ func TestSnapshotIndexBuildsAgentMaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	c1, c2, c3 := s.customers["c1"], s.customers["c2"], s.customers["c3"]
-	if len(c1.Agents) != 2 || c1.Agents["a"] != &sl.agentUse[0] || c1.Agents["b"] != &sl.agentUse[1] ||
-		c2.Agents != nil || len(c3.Agents) != 1 || c3.Agents["a"] != &sl.agentUse[2] {
-		t.Fatalf("agents: c1 %v, c2 %v, c3 %v", c1.Agents, c2.Agents, c3.Agents)
+	if c1.AgentCount() != 2 || c1.Agent("a") != &sl.agentUse[0] || c1.Agent("b") != &sl.agentUse[1] ||
+		c2.AgentCount() != 0 || c2.Agent("a") != nil || c3.AgentCount() != 1 || c3.Agent("a") != &sl.agentUse[2] ||
+		c3.agents.many != nil || c3.Agent("b") != nil {
+		t.Fatalf("agents: c1 %+v, c2 %+v, c3 %+v", c1.agents, c2.agents, c3.agents)
 	}
 
 	sl = &restoredSlab{customers: []Customer{{ID: "c1"}}, agentEnd: []int{2},

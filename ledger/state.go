@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"container/heap"
+	"iter"
 	"time"
 
 	"github.com/agentbill/agentbill/events"
@@ -83,16 +84,10 @@ type Customer struct {
 	TopUps      events.Units // this period's
 	Used        events.Units // this period's
 	Reserved    events.Units // every open hold, whatever period it began in
-	Agents      map[string]*AgentUsage
-	// hotAgent is the agent of the customer's last hold or record: a
-	// run's record follows its preflight, and most customers run one
-	// agent, so this saves looking through the map, which at a million
-	// customers is four misses of the processor's caches (map, group,
-	// key, value). It is one pointer, so an idle customer is no larger.
-	hotAgent  *AgentUsage
-	Tasks     map[string]*Task
-	taskOrder []string       // tasks in first-use order, for eviction
-	Open      []*Reservation // open holds, oldest first
+	agents      agents       // this period's, and any holding a reservation (Agent, Agents)
+	Tasks       map[string]*Task
+	taskOrder   []string       // tasks in first-use order, for eviction
+	Open        []*Reservation // open holds, oldest first
 
 	Exhausted   bool   // budget_exhausted appended this period and not re-armed
 	Overdrafted bool   // overdraft_started appended this period
@@ -131,7 +126,7 @@ type AgentUsage struct {
 	Used     events.Units // this period's
 	Reserved events.Units
 
-	id string // its agent ID (interned), set when it became hotAgent
+	id string // its agent ID (interned)
 }
 
 // Task is one task_ref's position within its customer's period.
@@ -237,30 +232,15 @@ func (c *Customer) exhaustedAt(t time.Time) bool {
 	return c.RemainingAt(t).Add(c.overdraft()).Sign() <= 0
 }
 
-func (c *Customer) agent(id string) *AgentUsage {
-	if h := c.hotAgent; h != nil && h.id == id {
-		return h
-	}
-	a := c.Agents[id]
-	if a == nil {
-		if c.Agents == nil {
-			c.Agents = make(map[string]*AgentUsage)
-		}
-		a = &AgentUsage{}
-		c.Agents[id] = a
-	}
-	a.id, c.hotAgent = id, a
-	return a
-}
+// Agent returns the customer's usage of agent id, or nil if it has none.
+func (c *Customer) Agent(id string) *AgentUsage { return c.agents.get(id) }
 
-// existingAgent returns the customer's usage of agent id (interned), or
-// nil if it has none: hotAgent first, as agent looks.
-func (c *Customer) existingAgent(id string) *AgentUsage {
-	if h := c.hotAgent; h != nil && h.id == id {
-		return h
-	}
-	return c.Agents[id]
-}
+// Agents yields each of the customer's agents and its usage, in no
+// particular order.
+func (c *Customer) Agents() iter.Seq2[string, *AgentUsage] { return c.agents.all() }
+
+// AgentCount returns how many agents the customer has.
+func (c *Customer) AgentCount() int { return c.agents.len() }
 
 // internAgentID returns id, as the first copy of it the ledger kept when
 // there is one: agent IDs are few and repeat in every event, and equal
@@ -328,13 +308,7 @@ func (c *Customer) rollTo(start time.Time) {
 			c.Credits = nil
 		}
 	}
-	c.hotAgent = nil // it may be forgotten now
-	for id, a := range c.Agents {
-		a.Used = events.Zero
-		if a.Reserved.IsZero() {
-			delete(c.Agents, id)
-		}
-	}
+	c.agents.newPeriod()
 	order := c.taskOrder[:0]
 	for _, ref := range c.taskOrder {
 		t := c.Tasks[ref]
