@@ -25,8 +25,9 @@ import (
 // restored state has no Default and no NewID: set them as for a replay.
 func ReadSnapshot(r io.Reader) (*State, SnapshotMeta, error) {
 	tr := &trailerReader{r: r, h: sha256.New(), buf: make([]byte, snapshotBufferBytes+sha256.Size)}
-	d := &snapReader{r: bufio.NewReaderSize(tr, snapshotBufferBytes)}
+	d := &snapReader{r: bufio.NewReaderSize(tr, snapshotBufferBytes), keys: new(keySlabs)}
 	s, meta, err := d.state()
+	d.keys.close()
 	if err != nil {
 		return nil, SnapshotMeta{}, fmt.Errorf("%w: %v", ErrInvalidSnapshot, err)
 	}
@@ -62,7 +63,10 @@ func (d *snapReader) state() (*State, SnapshotMeta, error) {
 	indexed := d.customers(s)
 	var err error
 	if d.err == nil {
-		if s.idem, err = readWindow(d, IdempotencyKeysMax, new(lazyIdem).read); err != nil {
+		lazy := &lazyIdem{ahead: true}
+		s.idem, err = readWindow(d, IdempotencyKeysMax, lazy.read)
+		lazy.close()
+		if err != nil {
 			err = fmt.Errorf("idempotency keys: %w", err)
 		} else if s.closed, err = readWindow(d, ClosedReservationsMax, readClosedEntry); err != nil {
 			err = fmt.Errorf("closed reservations: %w", err)
@@ -73,6 +77,7 @@ func (d *snapReader) state() (*State, SnapshotMeta, error) {
 	if err = errors.Join(indexed(), err); err != nil {
 		return nil, meta, err
 	}
+	s.agentIDs = d.agentIDs // the live state interns into them
 	return s, meta, nil
 }
 
@@ -84,10 +89,12 @@ func (d *snapReader) state() (*State, SnapshotMeta, error) {
 // customer with more than one).
 func (d *snapReader) customers(s *State) (wait func() error) {
 	n := d.uvarint()
-	s.customers = make(map[string]*Customer, min(n, snapshotPresizeMax))
 	slabs := make(chan *restoredSlab, snapshotSlabsQueued)
 	indexed := make(chan error, 1)
 	go func() {
+		// Made here, as its every group is written empty (faults, when
+		// its memory is new) while the first slab is decoded.
+		s.customers = make(map[string]*Customer, min(n, snapshotPresizeMax))
 		var err error
 		for slab := range slabs {
 			if err == nil {
@@ -121,12 +128,18 @@ type restoredSlab struct {
 
 func (d *snapReader) decodeCustomers(n uint64, slabs chan<- *restoredSlab) error {
 	var prev hashedCustomer
+	// One allocation per slab: a million small objects cost the allocator
+	// and the collector far more than a thousand large. The slabs are
+	// made and faulted in on another goroutine (prefault.go); the count
+	// read is bounded by what the snapshot's bytes can hold.
+	total := int(min(n, snapshotPresizeMax))
+	custSlabs, useSlabs := prefault[Customer](snapshotSlabCustomers, total), prefault[AgentUsage](snapshotSlabCustomers, total)
+	defer custSlabs.close()
+	defer useSlabs.close()
 	for i := uint64(0); i < n && d.err == nil; {
-		// One allocation per slab: a million small objects cost the
-		// allocator and the collector far more than a thousand large.
 		k := min(n-i, snapshotSlabCustomers)
-		slab := &restoredSlab{customers: make([]Customer, k), agentEnd: make([]int, 0, k),
-			agentIDs: make([]string, 0, k), agentUse: make([]AgentUsage, 0, k)}
+		slab := &restoredSlab{customers: custSlabs.next()[:k], agentEnd: make([]int, 0, k),
+			agentIDs: make([]string, 0, k), agentUse: useSlabs.next()[:0:k]}
 		for j := range slab.customers {
 			c := &slab.customers[j]
 			if err := d.customer(c, slab); err != nil {
@@ -178,7 +191,7 @@ func (s *State) index(sl *restoredSlab) error {
 }
 
 func (d *snapReader) customer(c *Customer, sl *restoredSlab) error {
-	c.ID = d.str()
+	c.ID = d.key()
 	c.Limit = d.units()
 	c.Period = Period(d.oneOf(knownPeriods))
 	c.Thresholds = d.unitsList(ThresholdsMax)
@@ -221,7 +234,7 @@ func (d *snapReader) customer(c *Customer, sl *restoredSlab) error {
 // customer's map) and ends its range there.
 func (d *snapReader) agents(sl *restoredSlab) {
 	for range d.count(AgentsPerCustomerMax) {
-		id := d.str()
+		id := d.agentID()
 		sl.agentIDs = append(sl.agentIDs, id)
 		sl.agentUse = append(sl.agentUse, AgentUsage{Used: d.units(), Reserved: d.units()})
 	}
@@ -246,7 +259,7 @@ func (d *snapReader) holds(c *Customer, scoped bool) {
 	}
 	c.Open = make([]*Reservation, n)
 	for i := range c.Open {
-		r := &Reservation{ID: d.str(), CustomerID: c.ID, AgentID: d.str(), TaskRef: d.str(),
+		r := &Reservation{ID: d.str(), CustomerID: c.ID, AgentID: d.agentID(), TaskRef: d.str(),
 			Units: d.units(), ExpiresAt: d.time()}
 		if scoped {
 			r.Scope = d.holdScope()
@@ -436,11 +449,17 @@ func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (
 	if d.err == nil && n > uint64(max) {
 		return w, fmt.Errorf("%d keys, more than %d", n, max)
 	}
-	index := make(map[uint64]uint64, min(n, snapshotPresizeMax))
-	w.index = index
+	// Whole blocks, as push makes (the last one too: pushes after the
+	// restore fill it).
+	blocks := (int(min(n, snapshotPresizeMax)) + windowBlockKeys - 1) / windowBlockKeys
+	w.order.made = prefault[windowEntry[V]](windowBlockKeys, blocks*windowBlockKeys)
+	var index map[uint64]uint64 // made by the indexing goroutine
 	batches := make(chan []restoredEntry, snapshotSlabsQueued)
 	shared := make(chan []restoredEntry, 1)
 	go func() {
+		// Made here, as its every group is written empty (faults, when
+		// its memory is new) while the first entries are read.
+		index = make(map[uint64]uint64, min(n, snapshotPresizeMax))
 		// An entry whose hash an earlier one has is chained after the
 		// read, with its key compared: a key listed twice, or (rarely)
 		// two keys of one hash.
@@ -462,7 +481,10 @@ func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (
 			batches <- batch
 		}
 		close(batches)
+		w.order.made.close()
+		w.order.made = nil
 		again := <-shared
+		w.index = index
 		for _, r := range again {
 			if err != nil {
 				break
@@ -477,7 +499,7 @@ func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (
 		}
 	}()
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		key, at := d.str(), d.time()
+		key, at := d.key(), d.time()
 		v, err := value(d, key)
 		if err != nil {
 			return w, fmt.Errorf("key %q: %w", key, err)
@@ -495,7 +517,7 @@ func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (
 var closedStatuses = []string{StatusRecorded, StatusReleased, StatusExpired}
 
 func readClosedEntry(d *snapReader, _ string) (closedEntry, error) {
-	v := closedEntry{customerID: d.str()}
+	v := closedEntry{customerID: d.key()}
 	v.status = d.oneOf(closedStatuses)
 	return v, d.err
 }
@@ -509,6 +531,47 @@ type snapReader struct {
 	// (lazyIdem keeps a remembered request's bytes this way).
 	recording bool
 	rec       []byte
+	// keys, if set, holds the strings key reads (keySlabs); agentIDs
+	// interns the agent IDs read.
+	keys     *keySlabs
+	agentIDs map[string]string
+}
+
+// key reads a string that lives as long as the entry it keys: a
+// customer's ID, a window's key, a closed reservation's customer.
+func (d *snapReader) key() string {
+	if d.keys == nil {
+		return d.str()
+	}
+	n := d.length()
+	if n == 0 {
+		return ""
+	}
+	b := d.bytes(n)
+	if d.err != nil {
+		return ""
+	}
+	return d.keys.keep(b)
+}
+
+// agentID reads an agent ID, interned: a million customers run a few
+// agents.
+func (d *snapReader) agentID() string {
+	b := d.bytes(d.length())
+	if d.err != nil {
+		return ""
+	}
+	if id, ok := d.agentIDs[string(b)]; ok {
+		return id
+	}
+	id := string(b)
+	if d.agentIDs == nil {
+		d.agentIDs = make(map[string]string)
+	}
+	if len(d.agentIDs) < AgentIDsInternedMax {
+		d.agentIDs[id] = id
+	}
+	return id
 }
 
 func (d *snapReader) fail(err error) {

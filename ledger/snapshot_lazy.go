@@ -38,6 +38,17 @@ const snapshotLazyPeekBytes = 4 << 10
 // lazyIdem reads remembered requests as their bytes, into slabs.
 type lazyIdem struct {
 	slab []byte
+	// ahead: the slabs are made ahead (prefault.go), by made, from the
+	// second slab on; then close must be called once the reading ends.
+	ahead bool
+	made  *prefaulter[byte]
+}
+
+// close stops the making of slabs ahead.
+func (l *lazyIdem) close() {
+	if l.made != nil {
+		l.made.close()
+	}
 }
 
 // read is readWindow's value reader for the idempotency window.
@@ -63,7 +74,17 @@ func (l *lazyIdem) read(d *snapReader, _ string) (idemEntry, error) {
 // returns the copy, capped so that nothing appends past it.
 func (l *lazyIdem) keep(b []byte) []byte {
 	if len(b) > cap(l.slab)-len(l.slab) {
-		l.slab = make([]byte, 0, max(snapshotLazySlabBytes, len(b)))
+		switch {
+		case len(b) > snapshotLazySlabBytes:
+			l.slab = make([]byte, 0, len(b))
+		case l.made != nil:
+			l.slab = l.made.next()[:0]
+		case l.slab != nil && l.ahead: // the second slab: the window is large
+			l.made = prefault[byte](snapshotLazySlabBytes, -1)
+			l.slab = l.made.next()[:0]
+		default:
+			l.slab = make([]byte, 0, snapshotLazySlabBytes)
+		}
 	}
 	start := len(l.slab)
 	l.slab = append(l.slab, b...)

@@ -141,6 +141,9 @@ type entryQueue[V any] struct {
 	n      int    // live entries
 	base   uint64 // seq of blocks[0][0]
 	next   uint64 // seq of the next push
+	// made, while a snapshot is read into the queue, makes its blocks
+	// ahead (prefault.go); nil otherwise.
+	made *prefaulter[windowEntry[V]]
 }
 
 func (q *entryQueue[V]) len() int { return q.n }
@@ -162,7 +165,13 @@ func (q *entryQueue[V]) push(e windowEntry[V]) uint64 {
 		q.base, q.head = q.next, 0
 	}
 	if len(q.blocks) == 0 || len(q.blocks[len(q.blocks)-1]) == windowBlockKeys {
-		q.blocks = append(q.blocks, make([]windowEntry[V], 0, windowBlockKeys))
+		var b []windowEntry[V]
+		if q.made != nil {
+			b = q.made.next()[:0]
+		} else {
+			b = make([]windowEntry[V], 0, windowBlockKeys)
+		}
+		q.blocks = append(q.blocks, b)
 	}
 	last := &q.blocks[len(q.blocks)-1]
 	*last = append(*last, e)
