@@ -39,7 +39,8 @@ import (
 // (2) snapshot of that state (encode time on the shadow, store time, size);
 // (3) TAIL more events appended; restart from the snapshot + tail; (4)
 // snapshot at the end, restart from it with no tail; (5) full replay of
-// EVENTS events with snapshots off. Each writer starts once the process
+// EVENTS events with snapshots off. With AGENTBILL_BENCH_RESTART_PROFILE=file,
+// step (4)'s start is profiled (CPU) into file. Each writer starts once the process
 // has given its free memory back to the kernel (debug.FreeOSMemory), so
 // that its heap, like a new process's, faults in every page it uses.
 func BenchmarkRestart(b *testing.B) {
@@ -80,7 +81,12 @@ func BenchmarkRestart(b *testing.B) {
 		snapMetrics(b, w, "2")
 		w.Stop(b)
 
+		stopProfile := func() {}
+		if f := os.Getenv("AGENTBILL_BENCH_RESTART_PROFILE"); f != "" {
+			stopProfile = startCPUProfile(b, f)
+		}
 		w, ready = benchWriter(b, s, false)
+		stopProfile()
 		if got := w.Stats().Snapshots.TailEvents.Load(); got != 0 {
 			b.Fatalf("restart replayed %d events after the snapshot, want 0", got)
 		}
@@ -112,7 +118,9 @@ func BenchmarkRestart(b *testing.B) {
 //
 // With AGENTBILL_BENCH_REPLAY_PROFILE=file, the first replay alone is
 // profiled (CPU) into file: -cpuprofile would mostly show the log's
-// generation and publishing.
+// generation and publishing. With AGENTBILL_BENCH_HEAP_PROFILE=file, the
+// heap profile after the first replay (the state it built, by where it
+// was allocated) goes into file.
 func BenchmarkReplayLarge(b *testing.B) {
 	customers := benchEnv(b, "AGENTBILL_BENCH_CUSTOMERS", 1_000_000)
 	total := benchEnv(b, "AGENTBILL_BENCH_EVENTS", 4_000_000)
@@ -158,6 +166,16 @@ func BenchmarkReplayLarge(b *testing.B) {
 			b.ReportMetric(float64(peak)/(1<<20), name+"-peak-heap-MiB")
 			runtime.GC()
 			b.ReportMetric(float64(projections.LiveHeapBytes())/(1<<20), name+"-state-heap-MiB")
+			if f := os.Getenv("AGENTBILL_BENCH_HEAP_PROFILE"); f != "" && i == 0 {
+				hf, err := os.Create(f)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := pprof.Lookup("heap").WriteTo(hf, 0); err != nil {
+					b.Fatal(err)
+				}
+				hf.Close()
+			}
 			runtime.KeepAlive(got)
 		}
 	}
