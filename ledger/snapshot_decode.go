@@ -130,8 +130,9 @@ func (d *snapReader) decodeCustomers(n uint64, slabs chan<- *restoredSlab) error
 	var prev hashedCustomer
 	// One allocation per slab: a million small objects cost the allocator
 	// and the collector far more than a thousand large. The slabs are
-	// made and faulted in on another goroutine (prefault.go); the count
-	// read is bounded by what the snapshot's bytes can hold.
+	// made and faulted in on another goroutine (prefault.go), for at most
+	// snapshotPresizeMax customers: the count is read before the bytes
+	// that would bear it out, and past it next makes each slab itself.
 	total := int(min(n, snapshotPresizeMax))
 	custSlabs, useSlabs := prefault[Customer](snapshotSlabCustomers, total), prefault[AgentUsage](snapshotSlabCustomers, total)
 	defer custSlabs.close()
