@@ -111,11 +111,8 @@ func (as *agents) newPeriod() {
 			as.one = a
 		}
 	}
-	switch len(as.many) {
-	case 0:
-		as.many = nil
-	case 1:
-		as.many = nil // as.one is the one left
+	if len(as.many) <= 1 {
+		as.many = nil // as.one is the one left, if any
 	}
 }
 

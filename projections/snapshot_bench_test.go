@@ -174,7 +174,9 @@ func BenchmarkReplayLarge(b *testing.B) {
 				if err := pprof.Lookup("heap").WriteTo(hf, 0); err != nil {
 					b.Fatal(err)
 				}
-				hf.Close()
+				if err := hf.Close(); err != nil {
+					b.Fatal(err)
+				}
 			}
 			runtime.KeepAlive(got)
 		}
