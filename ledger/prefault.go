@@ -14,6 +14,16 @@ import "unsafe"
 // prefaultAhead is how many slabs a prefaulter keeps made ahead of use.
 const prefaultAhead = 4
 
+// prefaultChunkBytes is about the size of the allocations a prefaulter
+// carves its slabs from, each advised to the kernel as wanting huge pages
+// (adviseHuge): a fault then maps 2 MiB, not 4 KiB, and a GiB of new
+// memory costs 0.35 s of CPU to fault in, not 3.98 s (the machine of
+// BENCHMARKS.md, benchmarks/2026-12-07c). A chunk's memory lives while
+// any of its slabs does; slabs are freed in the order they were made
+// (a window's blocks and bytes) or never (customers), so a chunk is
+// freed soon after its last slab is.
+const prefaultChunkBytes = 16 << 20
+
 // pageBytes is the size of the pages prefaulting writes once each (the
 // smallest the kernel maps; a larger page is written more than once).
 const pageBytes = 4 << 10
@@ -29,15 +39,27 @@ type prefaulter[T any] struct {
 // in all (the last slab shorter), or with total < 0 until close.
 func prefault[T any](size, total int) *prefaulter[T] {
 	p := &prefaulter[T]{size: size, ready: make(chan []T, prefaultAhead), stop: make(chan struct{})}
+	// Slabs per chunk: chunks of about prefaultChunkBytes, whole slabs.
+	perChunk := max(1, prefaultChunkBytes/max(1, size*int(unsafe.Sizeof(*new(T)))))
 	go func() {
 		defer close(p.ready)
+		var chunk []T
 		for made := 0; total < 0 || made < total; {
 			n := size
 			if total >= 0 {
 				n = min(size, total-made)
 			}
-			s := make([]T, n)
-			touch(s)
+			if len(chunk) < n {
+				c := perChunk * size
+				if total >= 0 {
+					c = min(c, total-made)
+				}
+				chunk = make([]T, c)
+				adviseHuge(chunk)
+				touch(chunk)
+			}
+			s := chunk[:n:n]
+			chunk = chunk[n:]
 			select {
 			case p.ready <- s:
 				made += n

@@ -19,6 +19,9 @@ func TestPrefaultSlabs(t *testing.T) {
 				t.Fatalf("slab %d customer %d is not zero: %+v", len(lens), i, s[i])
 			}
 		}
+		if cap(s) != len(s) {
+			t.Fatalf("slab %d has capacity %d past its length %d, into the next", len(lens), cap(s), len(s))
+		}
 		lens = append(lens, len(s))
 	}
 	p.close()
