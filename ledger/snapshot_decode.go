@@ -25,7 +25,9 @@ import (
 // restored state has no Default and no NewID: set them as for a replay.
 func ReadSnapshot(r io.Reader) (*State, SnapshotMeta, error) {
 	tr := &trailerReader{r: r, h: sha256.New(), buf: make([]byte, snapshotBufferBytes+sha256.Size)}
-	d := &snapReader{r: bufio.NewReaderSize(tr, snapshotBufferBytes), keys: new(keySlabs)}
+	ahead := newReadAhead(tr)
+	defer ahead.close()
+	d := &snapReader{r: bufio.NewReaderSize(ahead, snapshotBufferBytes), keys: new(keySlabs)}
 	s, meta, err := d.state()
 	d.keys.close()
 	if err != nil {
