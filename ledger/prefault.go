@@ -16,9 +16,9 @@ const prefaultAhead = 4
 
 // prefaultChunkBytes is about the size of the allocations a prefaulter
 // carves its slabs from, each advised to the kernel as wanting huge pages
-// (adviseHuge): a fault then maps 2 MiB, not 4 KiB, and a GiB of new
-// memory costs 0.35 s of CPU to fault in, not 3.98 s (the machine of
-// BENCHMARKS.md, benchmarks/2026-12-07c). A chunk's memory lives while
+// (adviseHuge): a fault then maps 2 MiB, not 4 KiB, and touching a GiB
+// of new memory took 0.29 to 1.79 s, not 2.75 to 3.23 s (the machine of
+// BENCHMARKS.md, benchmarks/2026-12-07c/thp-fault.txt). A chunk's memory lives while
 // any of its slabs does; slabs are freed in the order they were made
 // (a window's blocks and bytes) or never (customers), so a chunk is
 // freed soon after its last slab is.
