@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"os"
+	"strings"
 	"syscall"
 	"unsafe"
 )
@@ -18,13 +20,38 @@ func adviseHuge[T any](s []T) {
 	if len(s) == 0 {
 		return
 	}
-	base := unsafe.Pointer(unsafe.SliceData(s))
+	adviseSpan(unsafe.Pointer(unsafe.SliceData(s)), uintptr(len(s))*unsafe.Sizeof(s[0]))
+}
+
+// adviseSpan is adviseHuge for the n bytes of memory at base, which must
+// be the process's own.
+func adviseSpan(base unsafe.Pointer, n uintptr) {
 	at := uintptr(base)
 	start := (at + hugePageBytes - 1) &^ (hugePageBytes - 1)
-	end := (at + uintptr(len(s))*unsafe.Sizeof(s[0])) &^ (hugePageBytes - 1)
+	end := (at + n) &^ (hugePageBytes - 1)
 	if end <= start {
 		return
 	}
 	b := unsafe.Slice((*byte)(unsafe.Add(base, start-at)), end-start)
 	_ = syscall.Madvise(b, syscall.MADV_HUGEPAGE)
+}
+
+// machineMemory is the machine's memory in bytes (0 if unknown).
+func machineMemory() int64 {
+	var info syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&info); err != nil {
+		return 0
+	}
+	return int64(info.Totalram) * int64(info.Unit)
+}
+
+// thpEnabledFile holds the kernel's transparent huge page setting, the
+// one in use in brackets: "always [madvise] never".
+const thpEnabledFile = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+// hugePagesOnAdvice says whether the kernel gives huge pages to the
+// memory that asks for them (adviseHuge) and to no other.
+func hugePagesOnAdvice() bool {
+	b, err := os.ReadFile(thpEnabledFile)
+	return err == nil && strings.Contains(string(b), "[madvise]")
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"unsafe"
@@ -56,3 +58,33 @@ func vmFlags(t *testing.T, at uintptr) string {
 	t.Fatalf("no mapping holds %#x", at)
 	return ""
 }
+
+// TestAdviseHeap runs in a new process of its own (the test binary again),
+// where the heap is small and no other test allocates: the span it
+// allocates after the advice then has nowhere to go but the advised
+// chunks' memory, or memory mapped after them.
+func TestAdviseHeap(t *testing.T) {
+	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage/enabled"); err != nil {
+		t.Skip("this kernel has no transparent huge pages:", err)
+	}
+	if os.Getenv(adviseHeapChildEnv) == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestAdviseHeap$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), adviseHeapChildEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestAdviseHeap") {
+			t.Fatalf("in a new process: %v\n%s", err, out)
+		}
+		return
+	}
+	adviseHeap(8 * heapAdviceChunkBytes)
+	s := make([]byte, 4*heapAdviceChunkBytes)
+	at := uintptr(unsafe.Pointer(&s[0]))
+	inside := (at + hugePageBytes - 1) &^ (hugePageBytes - 1)
+	if flags := vmFlags(t, inside); !strings.Contains(" "+flags+" ", " hg ") {
+		t.Fatalf("heap memory at %#x, allocated after the advice, is mapped with flags %q, no hg", inside, flags)
+	}
+	runtime.KeepAlive(s)
+}
+
+// adviseHeapChildEnv marks TestAdviseHeap's own process.
+const adviseHeapChildEnv = "AGENTBILL_TEST_ADVISE_HEAP_CHILD"

@@ -4,6 +4,8 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
+
+	"github.com/agentbill/agentbill/ledger"
 )
 
 // The collector during a replay. A replay allocates the decoded commits,
@@ -19,7 +21,9 @@ import (
 // live + max(live, ReplayGCHeadroomBytes); a memory limit (GOMEMLIMIT)
 // still holds, since the runtime honours it whatever the percent. The
 // writer's restore reads its snapshot under the same policy (checked
-// every snapshotGCTuneBytes read), counted as a replay.
+// every snapshotGCTuneBytes read), counted as a replay. The first replay
+// or restore in the process also asks the kernel for huge pages in the
+// heap memory it grows into (ledger.AdviseHeap).
 
 // ReplayGCHeadroomBytes bounds the heap growth between two collections
 // that a replay allows beyond the default (see above).
@@ -39,6 +43,7 @@ var replayGC struct {
 // raiseGCForReplay starts a replay's GC policy; call the returned tune
 // every replayGCTuneEvents events and done when the replay ends.
 func raiseGCForReplay() (tune, done func()) {
+	ledger.AdviseHeap() // once in the process: the heap it builds in huge pages
 	replayGC.Lock()
 	if replayGC.running == 0 {
 		replayGC.saved = debug.SetGCPercent(100) // read it; set below
