@@ -13,7 +13,7 @@ import (
 // the kernel gives transparent huge pages only to memory that asks
 // ("madvise", the usual default) every first touch of heap memory is a
 // 4 KiB fault: BenchmarkReplayLarge's first replay of 10M events took
-// 900,000 to 990,000 of them and 6 to 7.6 s of system time. A restore's
+// 0.9 to 1.07 million of them and 6 to 8 s of system time. A restore's
 // slabs ask for huge pages themselves (prefaulter); the rest of the heap a
 // restore or replay builds (maps, decoded commits, the windows' entries)
 // did not. AdviseHeap asks for huge pages in the memory the heap grows
