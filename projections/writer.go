@@ -339,6 +339,10 @@ func (w *Writer) Stats() *Stats { return &w.stats }
 // Ready reports whether the writer has replayed the log and is serving.
 func (w *Writer) Ready() bool { return w.ready.Load() }
 
+// subscribeFlushTimeout bounds the round trip that makes the writer's
+// request subscriptions known to the server before it says it is ready.
+const subscribeFlushTimeout = 5 * time.Second
+
 // Run ensures the stream, rebuilds state from it, subscribes to requests
 // and serves until ctx ends. It returns nil on a clean shutdown.
 func (w *Writer) Run(ctx context.Context) error {
@@ -426,6 +430,13 @@ func (w *Writer) lead(ctx context.Context, lost <-chan error) error {
 		// bursts without dropping.
 		_ = sub.SetPendingLimits(RequestQueueMax, RequestQueueMax*RequestBytesMax/16)
 		subs = append(subs, sub)
+	}
+	// The subscriptions are only buffered in the client until flushed: a
+	// request sent on another connection the moment the writer says it is
+	// ready could reach the server first and be answered "no responders"
+	// (CI saw one, an empty reply, under a loaded machine).
+	if err := w.nc.FlushTimeout(subscribeFlushTimeout); err != nil {
+		return fmt.Errorf("subscribe to requests: %w", err)
 	}
 	w.ready.Store(true)
 	w.role.Store(RoleLeader)
