@@ -16,7 +16,7 @@ import (
 // huge pages it then has to give), and a slab too small to hold one is
 // left alone.
 func TestAdviseHuge(t *testing.T) {
-	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage/enabled"); err != nil {
+	if _, err := os.Stat(thpEnabledFile); err != nil {
 		t.Skip("this kernel has no transparent huge pages:", err)
 	}
 	s := make([]byte, 4*hugePageBytes)
@@ -64,7 +64,7 @@ func vmFlags(t *testing.T, at uintptr) string {
 // allocates after the advice then has nowhere to go but the advised
 // chunks' memory, or memory mapped after them.
 func TestAdviseHeap(t *testing.T) {
-	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage/enabled"); err != nil {
+	if _, err := os.Stat(thpEnabledFile); err != nil {
 		t.Skip("this kernel has no transparent huge pages:", err)
 	}
 	if os.Getenv(adviseHeapChildEnv) == "" {
