@@ -3,7 +3,9 @@ package projections_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -114,6 +116,51 @@ func usage() syscall.Rusage {
 // minorFaults is the page faults this process has taken that needed no
 // disk: on this benchmark, the kernel mapping fresh heap memory.
 func minorFaults() int64 { return usage().Minflt }
+
+// hugePages is the kernel's counts, machine-wide, of faults that mapped a
+// huge page, of faults that wanted one and fell back to small pages, and
+// of stalls in direct compaction, which a fault in memory advised huge
+// (the kernel's defrag setting "madvise") may wait for when free memory
+// is fragmented. ok is false where /proc/vmstat cannot be read.
+type hugePages struct {
+	ok                      bool
+	alloc, fallback, stalls int64
+}
+
+// hugePageCounts reads hugePages from /proc/vmstat.
+func hugePageCounts() hugePages {
+	b, err := os.ReadFile("/proc/vmstat")
+	if err != nil {
+		return hugePages{}
+	}
+	h := hugePages{ok: true}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, v, _ := strings.Cut(line, " ")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch name {
+		case "thp_fault_alloc":
+			h.alloc = n
+		case "thp_fault_fallback":
+			h.fallback = n
+		case "compact_stall":
+			h.stalls = n
+		}
+	}
+	return h
+}
+
+// minus is the counts since before.
+func (h hugePages) minus(before hugePages) hugePages {
+	return hugePages{ok: h.ok && before.ok, alloc: h.alloc - before.alloc, fallback: h.fallback - before.fallback,
+		stalls: h.stalls - before.stalls}
+}
+
+func (h hugePages) String() string {
+	if !h.ok {
+		return "unknown"
+	}
+	return fmt.Sprintf("%d mapped, %d fell back, %d compaction stalls", h.alloc, h.fallback, h.stalls)
+}
 
 // systemCPU is the CPU time the kernel has spent for this process.
 func systemCPU() time.Duration {

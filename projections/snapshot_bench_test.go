@@ -289,7 +289,8 @@ func benchWriter(b *testing.B, s *testenv.Server, off bool) (*benchRunning, time
 	// As a new process's: the writer's heap in pages it must fault in, not
 	// the ones the log's generator or an earlier writer touched.
 	debug.FreeOSMemory()
-	start, faults := time.Now(), minorFaults()
+	live := projections.LiveHeapBytes()
+	start, faults, thp := time.Now(), minorFaults(), hugePageCounts()
 	w := projections.New(projections.Config{Conn: testenv.Connect(b, s), LogConn: testenv.ConnectLog(b, s), Default: snapDefault,
 		Snapshots: projections.SnapshotConfig{Off: off, EventsEvery: 1 << 62}})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -302,12 +303,12 @@ func benchWriter(b *testing.B, s *testenv.Server, off bool) (*benchRunning, time
 		case <-time.After(time.Millisecond):
 		}
 	}
-	ready, faults := time.Since(start), minorFaults()-faults
+	ready, faults, thp := time.Since(start), minorFaults()-faults, hugePageCounts().minus(thp)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st := &w.Stats().Snapshots
-	b.Logf("writer ready in %s (snapshot at %d, %d events replayed after it), heap %d MiB, %d page faults",
-		ready.Round(time.Millisecond), st.LoadedSeq.Load(), st.TailEvents.Load(), ms.HeapAlloc>>20, faults)
+	b.Logf("writer ready in %s (snapshot at %d, %d events replayed after it), heap %d MiB (%d MiB live before it), %d page faults, huge pages: %s",
+		ready.Round(time.Millisecond), st.LoadedSeq.Load(), st.TailEvents.Load(), ms.HeapAlloc>>20, live>>20, faults, thp)
 	return r, ready
 }
 
@@ -317,13 +318,43 @@ type benchRunning struct {
 	done   chan error
 }
 
+// Stop stops the writer and waits until nothing holds it: when the next
+// writer starts, no stopped writer's state may be live, as none is in a
+// new process. A stopped writer stays reachable for a moment after Run
+// returns (benchmarks/2026-12-08/README.md); the next writer's forced
+// collection found one in two runs of three, and that writer then
+// restored beside a second state, its collector's goal sized from both.
 func (r *benchRunning) Stop(b *testing.B) {
 	b.Helper()
 	r.cancel()
 	if err := <-r.done; err != nil {
 		b.Fatal(err)
 	}
+	gone := make(chan struct{})
+	runtime.AddCleanup(r.Writer, func(gone chan struct{}) { close(gone) }, gone)
+	r.Writer = nil
+	start := time.Now()
+	for collections := 1; ; collections++ {
+		runtime.GC() // the cleanup runs after the collection that finds the writer unreachable
+		select {
+		case <-gone:
+			b.Logf("stopped writer collected after %d forced collections in %s", collections, time.Since(start).Round(time.Millisecond))
+			return
+		case <-time.After(benchWriterGonePoll):
+		}
+		if time.Since(start) > benchWriterGoneMax {
+			b.Fatalf("a stopped writer still reachable %s after it stopped", benchWriterGoneMax)
+		}
+	}
 }
+
+// benchWriterGonePoll is how often benchRunning.Stop collects until the
+// stopped writer is unreachable, and benchWriterGoneMax how long it waits
+// at most: a writer held longer is held by something that outlives it.
+const (
+	benchWriterGonePoll = 10 * time.Millisecond
+	benchWriterGoneMax  = 10 * time.Second
+)
 
 func snapMetrics(b *testing.B, w *benchRunning, n string) {
 	b.Helper()
