@@ -20,17 +20,36 @@ repeat=${SITTING_REPEAT:-3}
 mkdir -p "$out"
 go build -o bin/agentbill ./cmd/agentbill
 
+# cpu_times prints the CPUs' total time and the part of it the hypervisor
+# took for other guests (steal), in ticks, from /proc/stat ("0 0" where
+# there is none).
+cpu_times() {
+  local cpu user nice system idle iowait irq softirq steal rest
+  if read -r cpu user nice system idle iowait irq softirq steal rest </proc/stat 2>/dev/null; then
+    echo "$((user + nice + system + idle + iowait + irq + softirq + steal)) $steal"
+  else
+    echo "0 0"
+  fi
+}
+
 n=0
 step() {
   n=$((n + 1))
-  local f
+  local f before after
   f=$(printf '%s/%02d.txt' "$out" "$n")
   {
     echo "\$ $*"
     echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (modified)') load $(cut -d' ' -f1-3 /proc/loadavg)"
   } >"$f"
   echo "[$n] $*" >&2
+  before=($(cpu_times))
   "$@" >>"$f" 2>&1 || echo "# exit status $?" >>"$f"
+  after=($(cpu_times))
+  # A virtual machine's figures move with its host's load: the share of
+  # the CPUs' time other guests took during the step (vmstat's "st").
+  if ((after[0] > before[0])); then
+    echo "# $(date -u +%FT%TZ) ended; steal $((100 * (after[1] - before[1]) / (after[0] - before[0])))% of the CPUs' time during the step" >>"$f"
+  fi
 }
 
 step ./bin/agentbill bench
