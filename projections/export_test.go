@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/ledger"
@@ -84,3 +85,12 @@ var OrderedConsumers = orderedConsumers
 
 // LiveHeapBytes is liveHeapBytes: the heap the last collection found live.
 func LiveHeapBytes() uint64 { return liveHeapBytes() }
+
+// SetStreamBehindWait sets how long a starting writer waits for a stream
+// that reports fewer commits than it applied; it returns a func that
+// restores it.
+func SetStreamBehindWait(d time.Duration) (restore func()) {
+	old := streamBehindWait
+	streamBehindWait = d
+	return func() { streamBehindWait = old }
+}

@@ -54,6 +54,51 @@ const (
 // (Writer.Halted says which).
 const RoleHalted = "halted"
 
+// StreamBehindWait is how long a starting writer whose stream reports
+// fewer commits than the writer has applied waits for it to report them
+// before it halts (KindBehind): a replicated stream whose leader was just
+// elected, as its nodes come back from a lost quorum, can report its state
+// before it has applied every commit its peers acknowledged (seen once in
+// TestServicesStopWithoutQuorum: 388 reported, 389 applied, all 389 in the
+// log moments later). A stream cut short stays short, and the writer then
+// halts as before; it serves nothing while it waits. streamBehindPoll is
+// how often it asks again.
+const (
+	StreamBehindWait = 10 * time.Second
+	streamBehindPoll = 250 * time.Millisecond
+)
+
+// streamBehindWait is StreamBehindWait; tests of the halt shorten it.
+var streamBehindWait = StreamBehindWait
+
+// caughtUpInfo returns st's info once it reports at least the commits
+// this writer has applied (w.known.LastSeq), or, after streamBehindWait,
+// the last info it read, which the caller finds behind.
+func (w *Writer) caughtUpInfo(ctx context.Context, st jetstream.Stream) (*jetstream.StreamInfo, error) {
+	info, err := st.Info(ctx)
+	if err != nil || info.State.LastSeq >= w.known.LastSeq {
+		return info, err
+	}
+	w.log.Warn("the ledger stream reports fewer commits than this writer applied; waiting for it before halting",
+		"stream_last_seq", info.State.LastSeq, "applied", w.known.LastSeq, "wait", streamBehindWait)
+	for deadline := time.Now().Add(streamBehindWait); time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(streamBehindPoll):
+		}
+		next, err := st.Info(ctx)
+		if err != nil {
+			continue // the stream between leaders again: its last answer stands
+		}
+		if info = next; info.State.LastSeq >= w.known.LastSeq {
+			w.log.Info("the ledger stream caught up", "stream_last_seq", info.State.LastSeq)
+			return info, nil
+		}
+	}
+	return info, nil
+}
+
 // ResetHeader marks a reset commit: a commit without events that a writer
 // started with Config.AcceptReset appends, signed, before it serves over a
 // lost or replaced history. Its value (JSON, resetRecord) records the
@@ -365,7 +410,7 @@ func (w *Writer) openStream(ctx context.Context) error {
 	st, err := w.js.Stream(ctx, events.StreamName)
 	var info *jetstream.StreamInfo
 	if err == nil {
-		info, err = st.Info(ctx)
+		info, err = w.caughtUpInfo(ctx, st)
 	}
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):

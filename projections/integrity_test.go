@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -313,8 +314,10 @@ func TestDeletedStreamHaltsAndIsNeverRecreatedEmpty(t *testing.T) {
 }
 
 // A stream deleted and created again by someone else, or one that ends
-// before what this writer knew, halts it.
+// before what this writer knew, halts it (the latter once the writer has
+// waited for it to catch up, shortened here).
 func TestReplacedOrTruncatedStreamHalts(t *testing.T) {
+	defer projections.SetStreamBehindWait(300 * time.Millisecond)()
 	s := testenv.StartServer(t, "")
 	sg, dir := newSigner(t), t.TempDir()
 	w := testenv.StartWriter(t, s, nil, nil, signed(sg, dir, nil))
@@ -363,6 +366,67 @@ func TestReplacedOrTruncatedStreamHalts(t *testing.T) {
 	}
 	r2, _ := runUntilRole(t, s, projections.RoleHalted, signed(sg, dir, nil))
 	wantHalted(t, r2, s, projections.KindBehind, 0, nil)
+}
+
+// A stream that reports fewer commits than the writer applied and then
+// reports them, as a replicated stream's new leader can while it applies
+// what its peers acknowledged, does not halt the writer: it waits for the
+// stream, then serves with every commit applied.
+func TestStreamThatCatchesUpDoesNotHalt(t *testing.T) {
+	s := testenv.StartServer(t, "")
+	sg, dir := newSigner(t), t.TempDir()
+	w := testenv.StartWriter(t, s, nil, nil, signed(sg, dir, nil))
+	c := testenv.Client(t, s)
+	setBudget(t, c, "u", "100", ledger.PeriodMonth)
+	preflight(t, c, "u", "a", "10")
+	w.Stop(t)
+
+	// The history file one commit ahead of the stream.
+	js := testenv.JetStream(t, testenv.Connect(t, s))
+	last := testenv.LastCommit(t, js).Sequence
+	h := filepath.Join(dir, "history-0.json")
+	b, err := os.ReadFile(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["last_seq"] = last + 1
+	b, _ = json.Marshal(rec)
+	if err := os.WriteFile(h, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &testenv.SyncBuffer{}
+	cfg := projections.Config{Conn: testenv.Connect(t, s), LogConn: testenv.ConnectLog(t, s),
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	signed(sg, dir, nil)(&cfg)
+	r := projections.New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "waiting for it before halting") })
+	if r.Ready() || r.Role() == projections.RoleHalted {
+		t.Fatalf("while it waits for the stream: ready %v, role %s", r.Ready(), r.Role())
+	}
+	// The commit the stream "had not applied" arrives, genuine.
+	if seq := testenv.ForgeTopUp(t, js, "u", sg); seq != last+1 {
+		t.Fatalf("top-up at sequence %d, want %d", seq, last+1)
+	}
+	waitFor(t, r.Ready)
+	if r.Role() == projections.RoleHalted {
+		t.Fatalf("halted on %v", r.Halted())
+	}
+	st, err := c.Status(context.Background(), "u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TopUps.String() != "1000000" {
+		t.Errorf("top-ups %s after the stream caught up, want 1000000", st.TopUps)
+	}
 }
 
 // A snapshot not signed by the service is refused (and counted), and the
