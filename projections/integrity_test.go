@@ -346,6 +346,18 @@ func TestReplacedOrTruncatedStreamHalts(t *testing.T) {
 
 	// The same history file against a stream that ends too early: the
 	// file's creation time is that of the stream now, its sequence later.
+	info, err := js.Stream(context.Background(), events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	editHistory(t, dir, func(rec map[string]any) { rec["created"] = info.CachedInfo().Created })
+	r2, _ := runUntilRole(t, s, projections.RoleHalted, signed(sg, dir, nil))
+	wantHalted(t, r2, s, projections.KindBehind, 0, nil)
+}
+
+// editHistory changes the history file of writer 0 in dir with edit.
+func editHistory(t *testing.T, dir string, edit func(rec map[string]any)) {
+	t.Helper()
 	h := filepath.Join(dir, "history-0.json")
 	b, err := os.ReadFile(h)
 	if err != nil {
@@ -355,17 +367,11 @@ func TestReplacedOrTruncatedStreamHalts(t *testing.T) {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		t.Fatal(err)
 	}
-	info, err := js.Stream(context.Background(), events.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec["created"] = info.CachedInfo().Created
+	edit(rec)
 	b, _ = json.Marshal(rec)
 	if err := os.WriteFile(h, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r2, _ := runUntilRole(t, s, projections.RoleHalted, signed(sg, dir, nil))
-	wantHalted(t, r2, s, projections.KindBehind, 0, nil)
 }
 
 // A stream that reports fewer commits than the writer applied and then
@@ -384,20 +390,7 @@ func TestStreamThatCatchesUpDoesNotHalt(t *testing.T) {
 	// The history file one commit ahead of the stream.
 	js := testenv.JetStream(t, testenv.Connect(t, s))
 	last := testenv.LastCommit(t, js).Sequence
-	h := filepath.Join(dir, "history-0.json")
-	b, err := os.ReadFile(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec map[string]any
-	if err := json.Unmarshal(b, &rec); err != nil {
-		t.Fatal(err)
-	}
-	rec["last_seq"] = last + 1
-	b, _ = json.Marshal(rec)
-	if err := os.WriteFile(h, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	editHistory(t, dir, func(rec map[string]any) { rec["last_seq"] = last + 1 })
 
 	logs := &testenv.SyncBuffer{}
 	cfg := projections.Config{Conn: testenv.Connect(t, s), LogConn: testenv.ConnectLog(t, s),
