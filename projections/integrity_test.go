@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentbill/agentbill/client"
 	"github.com/agentbill/agentbill/events"
 	"github.com/agentbill/agentbill/internal/testing/testenv"
 	"github.com/agentbill/agentbill/ledger"
@@ -319,12 +320,7 @@ func TestDeletedStreamHaltsAndIsNeverRecreatedEmpty(t *testing.T) {
 func TestReplacedOrTruncatedStreamHalts(t *testing.T) {
 	defer projections.SetStreamBehindWait(300 * time.Millisecond)()
 	s := testenv.StartServer(t, "")
-	sg, dir := newSigner(t), t.TempDir()
-	w := testenv.StartWriter(t, s, nil, nil, signed(sg, dir, nil))
-	c := testenv.Client(t, s)
-	setBudget(t, c, "u", "100", ledger.PeriodMonth)
-	preflight(t, c, "u", "a", "10")
-	w.Stop(t)
+	sg, dir, _ := signedAndStopped(t, s)
 	js := testenv.JetStream(t, testenv.Connect(t, s))
 	if err := js.DeleteStream(context.Background(), events.StreamName); err != nil {
 		t.Fatal(err)
@@ -355,6 +351,20 @@ func TestReplacedOrTruncatedStreamHalts(t *testing.T) {
 	wantHalted(t, r2, s, projections.KindBehind, 0, nil)
 }
 
+// signedAndStopped runs a signing writer with its history file in dir,
+// which sets customer u's budget and approves one preflight, and stops
+// it; c is a client of s.
+func signedAndStopped(t *testing.T, s *testenv.Server) (sg *events.Signer, dir string, c *client.Client) {
+	t.Helper()
+	sg, dir = newSigner(t), t.TempDir()
+	w := testenv.StartWriter(t, s, nil, nil, signed(sg, dir, nil))
+	c = testenv.Client(t, s)
+	setBudget(t, c, "u", "100", ledger.PeriodMonth)
+	preflight(t, c, "u", "a", "10")
+	w.Stop(t)
+	return sg, dir, c
+}
+
 // editHistory changes the history file of writer 0 in dir with edit.
 func editHistory(t *testing.T, dir string, edit func(rec map[string]any)) {
 	t.Helper()
@@ -380,12 +390,7 @@ func editHistory(t *testing.T, dir string, edit func(rec map[string]any)) {
 // stream, then serves with every commit applied.
 func TestStreamThatCatchesUpDoesNotHalt(t *testing.T) {
 	s := testenv.StartServer(t, "")
-	sg, dir := newSigner(t), t.TempDir()
-	w := testenv.StartWriter(t, s, nil, nil, signed(sg, dir, nil))
-	c := testenv.Client(t, s)
-	setBudget(t, c, "u", "100", ledger.PeriodMonth)
-	preflight(t, c, "u", "a", "10")
-	w.Stop(t)
+	sg, dir, c := signedAndStopped(t, s)
 
 	// The history file one commit ahead of the stream.
 	js := testenv.JetStream(t, testenv.Connect(t, s))
