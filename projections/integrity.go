@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentbill/agentbill/events"
+	"github.com/agentbill/agentbill/internal/retry"
 	"github.com/agentbill/agentbill/ledger"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -62,7 +63,8 @@ const RoleHalted = "halted"
 // TestServicesStopWithoutQuorum: 388 reported, 389 applied, all 389 in the
 // log moments later). A stream cut short stays short, and the writer then
 // halts as before; it serves nothing while it waits. streamBehindPoll is
-// how often it asks again.
+// the longest wait between two asks (retry's jitter draws each from its
+// upper half).
 const (
 	StreamBehindWait = 10 * time.Second
 	streamBehindPoll = 250 * time.Millisecond
@@ -71,9 +73,14 @@ const (
 // streamBehindWait is StreamBehindWait; tests of the halt shorten it.
 var streamBehindWait = StreamBehindWait
 
+// errStreamBehind is caughtUpInfo's failed attempt: the stream still
+// reports fewer commits than the writer applied.
+var errStreamBehind = errors.New("the stream reports fewer commits than this writer applied")
+
 // caughtUpInfo returns st's info once it reports at least the commits
-// this writer has applied (w.known.LastSeq), or, after streamBehindWait,
-// the last info it read, which the caller finds behind.
+// this writer has applied (w.known.LastSeq), asking again (retry.Do) for
+// at most streamBehindWait, or else the last info it read, which the
+// caller finds behind.
 func (w *Writer) caughtUpInfo(ctx context.Context, st jetstream.Stream) (*jetstream.StreamInfo, error) {
 	info, err := st.Info(ctx)
 	if err != nil || info.State.LastSeq >= w.known.LastSeq {
@@ -81,20 +88,24 @@ func (w *Writer) caughtUpInfo(ctx context.Context, st jetstream.Stream) (*jetstr
 	}
 	w.log.Warn("the ledger stream reports fewer commits than this writer applied; waiting for it before halting",
 		"stream_last_seq", info.State.LastSeq, "applied", w.known.LastSeq, "wait", streamBehindWait)
-	for deadline := time.Now().Add(streamBehindWait); time.Now().Before(deadline); {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(streamBehindPoll):
-		}
+	// Each wait is at least half of streamBehindPoll: Elapsed ends it first.
+	policy := retry.Policy{Attempts: int(streamBehindWait/(streamBehindPoll/2)) + 1, Elapsed: streamBehindWait,
+		First: streamBehindPoll, Max: streamBehindPoll}
+	err = retry.Do(ctx, policy, func(ctx context.Context) error {
 		next, err := st.Info(ctx)
 		if err != nil {
-			continue // the stream between leaders again: its last answer stands
+			return err // the stream between leaders again: its last answer stands
 		}
-		if info = next; info.State.LastSeq >= w.known.LastSeq {
-			w.log.Info("the ledger stream caught up", "stream_last_seq", info.State.LastSeq)
-			return info, nil
+		if info = next; info.State.LastSeq < w.known.LastSeq {
+			return errStreamBehind
 		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		w.log.Info("the ledger stream caught up", "stream_last_seq", info.State.LastSeq)
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
 	}
 	return info, nil
 }
