@@ -456,24 +456,24 @@ func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (
 	// restore fill it).
 	blocks := (int(min(n, snapshotPresizeMax)) + windowBlockKeys - 1) / windowBlockKeys
 	w.order.made = prefault[windowEntry[V]](windowBlockKeys, blocks*windowBlockKeys)
-	var index map[uint64]uint64 // made by the indexing goroutine
+	var index hashIndex // made by the indexing goroutine
 	batches := make(chan []restoredEntry, snapshotSlabsQueued)
 	shared := make(chan []restoredEntry, 1)
 	go func() {
 		// Made here, as its every group is written empty (faults, when
 		// its memory is new) while the first entries are read.
-		index = make(map[uint64]uint64, min(n, snapshotPresizeMax))
+		index = newHashIndex(int(min(n, snapshotPresizeMax)))
 		// An entry whose hash an earlier one has is chained after the
 		// read, with its key compared: a key listed twice, or (rarely)
 		// two keys of one hash.
 		var again []restoredEntry
 		for b := range batches {
 			for _, r := range b {
-				if _, ok := index[r.hash]; ok {
+				if index.get(r.hash) != 0 {
 					again = append(again, r)
 					continue
 				}
-				index[r.hash] = r.seq + 1
+				index.set(r.hash, r.seq+1)
 			}
 		}
 		shared <- again
@@ -497,8 +497,8 @@ func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (
 				err = fmt.Errorf("key %q is listed twice", e.key)
 				break
 			}
-			e.prev = w.index[r.hash]
-			w.index[r.hash] = r.seq + 1
+			e.prev = w.index.get(r.hash)
+			w.index.set(r.hash, r.seq+1)
 		}
 	}()
 	for i := uint64(0); i < n && d.err == nil; i++ {

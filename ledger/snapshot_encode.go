@@ -525,8 +525,8 @@ func sortedKeys[V any](e *snapWriter, m map[string]V) []string {
 // time of its put, and its value. Restored, the window forgets the same
 // keys at the same moments.
 func writeWindow[V any](e *snapWriter, w *window[V], value func(*snapWriter, string, V) error) error {
-	if len(w.index) > w.order.len() {
-		return fmt.Errorf("snapshot: a window's index holds %d hashes for %d keys", len(w.index), w.order.len())
+	if w.index.len() > w.order.len() {
+		return fmt.Errorf("snapshot: a window's index holds %d hashes for %d keys", w.index.len(), w.order.len())
 	}
 	e.uvarint(uint64(w.order.len()))
 	for k := range w.order.all {

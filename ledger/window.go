@@ -16,7 +16,9 @@ import (
 // a million keys is far larger than the processor's caches, and hashing
 // and comparing a cold key again cost two misses of memory each time
 // (a map keyed by the string did that; `BenchmarkWindowChurn`). index
-// holds no pointers, so the collector does not scan it.
+// (hashIndex) reads one slot of memory for a hash where a Go map read
+// two, and its slots hold no pointers, so the collector does not scan
+// them.
 //
 // Two keys may share a hash. index then holds the newest of them, and
 // each entry links to the next older live entry with its hash (prev);
@@ -25,7 +27,7 @@ import (
 // Invariant: every live entry is on exactly one chain, the one of its
 // hash, and every chain holds only live entries, newest first.
 type window[V any] struct {
-	index    map[uint64]uint64 // hash -> 1 + seq of the newest live entry with it
+	index    hashIndex // hash -> 1 + seq of the newest live entry with it
 	order    entryQueue[V]
 	seed     maphash.Seed
 	max      int
@@ -45,7 +47,7 @@ type windowEntry[V any] struct {
 }
 
 func newWindow[V any](max int) window[V] {
-	return window[V]{index: make(map[uint64]uint64), seed: maphash.MakeSeed(), max: max, hashMask: windowHashMask}
+	return window[V]{seed: maphash.MakeSeed(), max: max, hashMask: windowHashMask}
 }
 
 // windowHashMask is the hashMask of new windows: all ones, but for tests
@@ -56,7 +58,7 @@ func (w *window[V]) hash(key string) uint64 { return maphash.String(w.seed, key)
 
 // find returns the live entry with key, or nil.
 func (w *window[V]) find(key string, h uint64) *windowEntry[V] {
-	for p := w.index[h]; p != 0; {
+	for p := w.index.get(h); p != 0; {
 		e := w.order.at(p - 1)
 		if e.key == key {
 			return e
@@ -91,8 +93,8 @@ func (w *window[V]) put(key string, v V, at time.Time) {
 		e.v = v
 		return
 	}
-	seq := w.order.push(windowEntry[V]{key: key, at: at, hash: h, prev: w.index[h], v: v})
-	w.index[h] = seq + 1
+	seq := w.order.push(windowEntry[V]{key: key, at: at, hash: h, prev: w.index.get(h), v: v})
+	w.index.set(h, seq+1)
 	for w.order.len() > w.max {
 		w.pop()
 	}
@@ -112,8 +114,8 @@ func (w *window[V]) forget(now time.Time) {
 func (w *window[V]) pop() {
 	seq := w.order.firstSeq()
 	h := w.order.first().hash
-	if p := w.index[h]; p == seq+1 {
-		delete(w.index, h)
+	if p := w.index.get(h); p == seq+1 {
+		w.index.del(h)
 	} else {
 		e := w.order.at(p - 1)
 		for e.prev != seq+1 {

@@ -194,7 +194,7 @@ func checkWindowHolds(t *testing.T, w *window[int], ref map[string]int, what str
 func checkWindowChains(t *testing.T, w *window[int]) {
 	t.Helper()
 	seen := 0
-	for h, p := range w.index {
+	for h, p := range w.index.all {
 		for last := uint64(1 << 63); p != 0; {
 			seq := p - 1
 			if seq < w.order.firstSeq() || seq >= w.order.next || seq >= last {
