@@ -200,11 +200,14 @@ func (t *hashTable) prefix() uint64 {
 	panic("ledger: splitting an empty hash table")
 }
 
-// del removes h, moving the slots after it in its run back over the gap
-// (no tombstones: a lookup still ends at the first empty slot).
-func (x *hashIndex) del(h uint64) {
+// delIf removes h if its value is v, and returns the value h had (0:
+// none), in one lookup: a window forgetting its oldest entry removes its
+// hash only if that entry is the newest with it. The slots after it in
+// its run move back over the gap (no tombstones: a lookup still ends at
+// the first empty slot).
+func (x *hashIndex) delIf(h, v uint64) uint64 {
 	if x.dir == nil {
-		return
+		return 0
 	}
 	t := x.table(h)
 	mask := uint64(len(t.slots) - 1)
@@ -212,9 +215,12 @@ func (x *hashIndex) del(h uint64) {
 	for {
 		s := &t.slots[i]
 		if s.v == 0 {
-			return
+			return 0
 		}
 		if s.h == h {
+			if s.v != v {
+				return s.v
+			}
 			break
 		}
 		i = (i + 1) & mask
@@ -234,6 +240,7 @@ func (x *hashIndex) del(h uint64) {
 		}
 	}
 	t.slots[i] = indexSlot{}
+	return v
 }
 
 // all yields every hash and its value, in no order.

@@ -44,10 +44,18 @@ func TestHashIndexEqualsMap(t *testing.T) {
 						h := keys[i]
 						keys[i] = keys[len(keys)-1]
 						keys = keys[:len(keys)-1]
-						if _, ok := want[h]; ok {
-							delete(want, h)
-							x.del(h)
+						v, ok := want[h]
+						if !ok {
+							break
 						}
+						// Not its value: kept, its value returned.
+						if got := x.delIf(h, v+1); got != v {
+							t.Fatalf("%s: delIf(%x, another value) = %d, want %d", shape.name, h, got, v)
+						}
+						if got := x.delIf(h, v); got != v {
+							t.Fatalf("%s: delIf(%x, %d) = %d", shape.name, h, v, got)
+						}
+						delete(want, h)
 					case op < 8 || len(keys) == 0:
 						h := shape.hash(rng)
 						v := 1 + rng.Uint64N(1<<40)
@@ -59,7 +67,9 @@ func TestHashIndexEqualsMap(t *testing.T) {
 					default: // delete a hash never set: nothing changes
 						h := shape.hash(rng)
 						if _, ok := want[h]; !ok {
-							x.del(h)
+							if got := x.delIf(h, 1); got != 0 {
+								t.Fatalf("%s: delIf(%x) of a hash never set = %d", shape.name, h, got)
+							}
 						}
 					}
 				}

@@ -58,7 +58,13 @@ func (w *window[V]) hash(key string) uint64 { return maphash.String(w.seed, key)
 
 // find returns the live entry with key, or nil.
 func (w *window[V]) find(key string, h uint64) *windowEntry[V] {
-	for p := w.index.get(h); p != 0; {
+	return w.chained(key, w.index.get(h))
+}
+
+// chained returns the live entry with key on the chain from p (an index
+// value), or nil.
+func (w *window[V]) chained(key string, p uint64) *windowEntry[V] {
+	for p != 0 {
 		e := w.order.at(p - 1)
 		if e.key == key {
 			return e
@@ -84,16 +90,18 @@ func (w *window[V]) put(key string, v V, at time.Time) {
 		}
 		w.keepReplay(key, at)
 	}
-	w.forget(at)
+	// Hashed first: reading a cold key then overlaps forgetting's misses.
 	h := w.hash(key)
-	if e := w.find(key, h); e != nil {
+	w.forget(at)
+	head := w.index.get(h)
+	if e := w.chained(key, head); e != nil {
 		// A key put again (a hold that expired, then was recorded late)
 		// keeps its place and time in the FIFO, so it is forgotten when
 		// its first put leaves the window.
 		e.v = v
 		return
 	}
-	seq := w.order.push(windowEntry[V]{key: key, at: at, hash: h, prev: w.index.get(h), v: v})
+	seq := w.order.push(windowEntry[V]{key: key, at: at, hash: h, prev: head, v: v})
 	w.index.set(h, seq+1)
 	for w.order.len() > w.max {
 		w.pop()
@@ -114,9 +122,7 @@ func (w *window[V]) forget(now time.Time) {
 func (w *window[V]) pop() {
 	seq := w.order.firstSeq()
 	h := w.order.first().hash
-	if p := w.index.get(h); p == seq+1 {
-		w.index.del(h)
-	} else {
+	if p := w.index.delIf(h, seq+1); p != seq+1 {
 		e := w.order.at(p - 1)
 		for e.prev != seq+1 {
 			e = w.order.at(e.prev - 1)

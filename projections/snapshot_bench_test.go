@@ -39,10 +39,12 @@ import (
 // (2) snapshot of that state (encode time on the shadow, store time, size);
 // (3) TAIL more events appended; restart from the snapshot + tail; (4)
 // snapshot at the end, restart from it with no tail; (5) full replay of
-// EVENTS events with snapshots off. With AGENTBILL_BENCH_RESTART_PROFILE=file,
-// step (4)'s start is profiled (CPU) into file. Each writer starts once the process
-// has given its free memory back to the kernel (debug.FreeOSMemory), so
-// that its heap, like a new process's, faults in every page it uses.
+// EVENTS events with snapshots off. With
+// AGENTBILL_BENCH_RESTART_PROFILE=file, step (4)'s start is profiled
+// (CPU) into file; with AGENTBILL_BENCH_TAIL_PROFILE=file, step (3)'s.
+// Each writer starts once the process has given its free memory back to
+// the kernel (debug.FreeOSMemory), so that its heap, like a new
+// process's, faults in every page it uses.
 func BenchmarkRestart(b *testing.B) {
 	customers := benchEnv(b, "AGENTBILL_BENCH_CUSTOMERS", 1_000_000)
 	total := benchEnv(b, "AGENTBILL_BENCH_EVENTS", 4_000_000)
@@ -73,7 +75,12 @@ func BenchmarkRestart(b *testing.B) {
 		w.Stop(b)
 
 		g.publish(first, len(g.commits))
+		stopTailProfile := func() {}
+		if f := os.Getenv("AGENTBILL_BENCH_TAIL_PROFILE"); f != "" {
+			stopTailProfile = startCPUProfile(b, f)
+		}
 		w, ready = benchWriter(b, s, false)
+		stopTailProfile()
 		if got := w.Stats().Snapshots.TailEvents.Load(); got != uint64(tail) || w.Stats().Snapshots.LoadedSeq.Load() == 0 {
 			b.Fatalf("restart replayed %d events from sequence %d, want the %d after the snapshot",
 				got, w.Stats().Snapshots.LoadedSeq.Load(), tail)
