@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -24,7 +25,10 @@ func adviseHuge[T any](s []T) {
 }
 
 // adviseSpan is adviseHuge for the n bytes of memory at base, which must
-// be the process's own.
+// be the process's own. The span may cover several allocations (the
+// heap's chunks, adviseHeap): it goes to the kernel as an address and a
+// length, not as a Go slice, which the race detector's pointer checks
+// (checkptr) refuse to let straddle allocations.
 func adviseSpan(base unsafe.Pointer, n uintptr) {
 	at := uintptr(base)
 	start := (at + hugePageBytes - 1) &^ (hugePageBytes - 1)
@@ -32,8 +36,8 @@ func adviseSpan(base unsafe.Pointer, n uintptr) {
 	if end <= start {
 		return
 	}
-	b := unsafe.Slice((*byte)(unsafe.Add(base, start-at)), end-start)
-	_ = syscall.Madvise(b, syscall.MADV_HUGEPAGE)
+	_, _, _ = syscall.Syscall(syscall.SYS_MADVISE, start, end-start, syscall.MADV_HUGEPAGE)
+	runtime.KeepAlive(base)
 }
 
 // machineMemory is the machine's memory in bytes (0 if unknown).

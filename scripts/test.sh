@@ -26,6 +26,10 @@ export AGENTBILL_NATS_SERVER_BIN="$PWD/bin/nats-server"
 npm_ready scripts/prices
 echo "== go test"
 go test -count=1 -timeout 15m ./...
+echo "== go test -race (the ledger's snapshot reading, its index, the heap's advice)"
+# The concurrent parts of the money core, and the advice that once made a
+# race-detector build crash at its start (checkptr).
+go test -race -count=1 -run 'TestAdviseHeap|Snapshot|HashIndex' ./ledger
 echo "== python SDK (unittest)"
 python3 -m unittest discover -s sdk/python/tests
 echo "== node SDK (node --test)"
