@@ -460,8 +460,8 @@ func readWindow[V any](d *snapReader, max int, value func(*snapReader, string) (
 	batches := make(chan []restoredEntry, snapshotSlabsQueued)
 	shared := make(chan []restoredEntry, 1)
 	go func() {
-		// Made here, as its every group is written empty (faults, when
-		// its memory is new) while the first entries are read.
+		// Made here, so that its tables' new memory is faulted in by
+		// this goroutine's puts while the first entries are read.
 		index = newHashIndex(int(min(n, snapshotPresizeMax)))
 		// An entry whose hash an earlier one has is chained after the
 		// read, with its key compared: a key listed twice, or (rarely)

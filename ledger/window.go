@@ -90,7 +90,8 @@ func (w *window[V]) put(key string, v V, at time.Time) {
 		}
 		w.keepReplay(key, at)
 	}
-	// Hashed first: reading a cold key then overlaps forgetting's misses.
+	// Hashed first, so that reading a cold key's bytes can overlap
+	// forgetting's misses.
 	h := w.hash(key)
 	w.forget(at)
 	head := w.index.get(h)

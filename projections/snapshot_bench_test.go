@@ -75,12 +75,9 @@ func BenchmarkRestart(b *testing.B) {
 		w.Stop(b)
 
 		g.publish(first, len(g.commits))
-		stopTailProfile := func() {}
-		if f := os.Getenv("AGENTBILL_BENCH_TAIL_PROFILE"); f != "" {
-			stopTailProfile = startCPUProfile(b, f)
-		}
+		stopProfile := profileIfAsked(b, "AGENTBILL_BENCH_TAIL_PROFILE")
 		w, ready = benchWriter(b, s, false)
-		stopTailProfile()
+		stopProfile()
 		if got := w.Stats().Snapshots.TailEvents.Load(); got != uint64(tail) || w.Stats().Snapshots.LoadedSeq.Load() == 0 {
 			b.Fatalf("restart replayed %d events from sequence %d, want the %d after the snapshot",
 				got, w.Stats().Snapshots.LoadedSeq.Load(), tail)
@@ -90,10 +87,7 @@ func BenchmarkRestart(b *testing.B) {
 		snapMetrics(b, w, "2")
 		w.Stop(b)
 
-		stopProfile := func() {}
-		if f := os.Getenv("AGENTBILL_BENCH_RESTART_PROFILE"); f != "" {
-			stopProfile = startCPUProfile(b, f)
-		}
+		stopProfile = profileIfAsked(b, "AGENTBILL_BENCH_RESTART_PROFILE")
 		w, ready = benchWriter(b, s, false)
 		stopProfile()
 		if got := w.Stats().Snapshots.TailEvents.Load(); got != 0 {
@@ -240,6 +234,15 @@ func gcCounts() (cycles, allocated uint64) {
 	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/allocs:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64(), s[1].Value.Uint64()
+}
+
+// profileIfAsked is startCPUProfile into the file the environment
+// variable env names; its stop does nothing where env names none.
+func profileIfAsked(b *testing.B, env string) (stop func()) {
+	if f := os.Getenv(env); f != "" {
+		return startCPUProfile(b, f)
+	}
+	return func() {}
 }
 
 // startCPUProfile profiles the process's CPU into file until the returned
