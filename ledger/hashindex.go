@@ -14,9 +14,9 @@ import "math/bits"
 //
 // Growing must not stall the writer: the index is split into tables of at
 // most hashTableSlotsMax slots, picked by the top bits of the mixed hash
-// (extendible hashing). A full table splits in two by its next bit, rehashing its own
-// entries only, and the directory of tables doubles (pointers only) when a
-// split needs one more bit than it has. Nothing is ever merged: a window
+// (extendible hashing). A full table splits in two by its next bit,
+// rehashing its own entries only, and the directory of tables doubles
+// (pointers only) when a split needs one more bit than it has. Nothing is ever merged: a window
 // that shrinks keeps its tables, as a Go map keeps its memory.
 type hashIndex struct {
 	dir   []*hashTable // 1 << depth tables, by the top depth bits of the mixed hash
@@ -88,22 +88,24 @@ func (x *hashIndex) len() int { return x.n }
 // one).
 func (x *hashIndex) table(h uint64) *hashTable { return x.dir[mix(h)>>(64-x.depth)] }
 
+// probe returns the slot of t that holds h, or the empty slot that ends
+// h's run if none does (a lookup's only loop).
+func (t *hashTable) probe(h uint64) uint64 {
+	slots, mask := t.slots, uint64(len(t.slots)-1)
+	for i := t.home(h); ; i = (i + 1) & mask {
+		if s := &slots[i]; s.v == 0 || s.h == h {
+			return i
+		}
+	}
+}
+
 // get returns the value of h, 0 if it has none.
 func (x *hashIndex) get(h uint64) uint64 {
 	if x.dir == nil {
 		return 0
 	}
 	t := x.table(h)
-	mask := uint64(len(t.slots) - 1)
-	for i := t.home(h); ; i = (i + 1) & mask {
-		s := &t.slots[i]
-		if s.v == 0 {
-			return 0
-		}
-		if s.h == h {
-			return s.v
-		}
-	}
+	return t.slots[t.probe(h)].v // an empty slot's is 0
 }
 
 // set makes v (not 0) the value of h.
@@ -123,19 +125,13 @@ func (x *hashIndex) set(h, v uint64) {
 
 // set reports whether h is new to t.
 func (t *hashTable) set(h, v uint64) bool {
-	mask := uint64(len(t.slots) - 1)
-	for i := t.home(h); ; i = (i + 1) & mask {
-		s := &t.slots[i]
-		if s.v == 0 {
-			s.h, s.v = h, v
-			t.n++
-			return true
-		}
-		if s.h == h {
-			s.v = v
-			return false
-		}
+	s := &t.slots[t.probe(h)]
+	added := s.v == 0
+	s.h, s.v = h, v
+	if added {
+		t.n++
 	}
+	return added
 }
 
 // grow doubles t, or splits it in two once it is at hashTableSlotsMax.
@@ -200,7 +196,7 @@ func (t *hashTable) prefix() uint64 {
 	panic("ledger: splitting an empty hash table")
 }
 
-// delIf removes h if its value is v, and returns the value h had (0:
+// delIf removes h if its value is v (not 0), and returns the value h had (0:
 // none), in one lookup: a window forgetting its oldest entry removes its
 // hash only if that entry is the newest with it. The slots after it in
 // its run move back over the gap (no tombstones: a lookup still ends at
@@ -210,21 +206,11 @@ func (x *hashIndex) delIf(h, v uint64) uint64 {
 		return 0
 	}
 	t := x.table(h)
-	mask := uint64(len(t.slots) - 1)
-	i := t.home(h)
-	for {
-		s := &t.slots[i]
-		if s.v == 0 {
-			return 0
-		}
-		if s.h == h {
-			if s.v != v {
-				return s.v
-			}
-			break
-		}
-		i = (i + 1) & mask
+	i := t.probe(h)
+	if had := t.slots[i].v; had != v {
+		return had // none (0), or an entry newer than the one forgotten
 	}
+	mask := uint64(len(t.slots) - 1)
 	t.n--
 	x.n--
 	for j := i; ; {
